@@ -1,0 +1,55 @@
+"""qv-session-manager: store, search and resume qv-ollama-sdk conversations.
+
+``SessionManager`` is the entry point; backends plug in through the
+``qv_session_manager`` entry-point group (see :mod:`qv_session_manager.hookspecs`).
+"""
+
+from .errors import (
+    BackendConflictError,
+    ConversationNotFoundError,
+    CorruptStorageError,
+    InvalidInputError,
+    PluginLoadWarning,
+    ReadOnlyStorageError,
+    SchemaVersionError,
+    SessionStoreError,
+    StorageBusyError,
+    StorageError,
+    StorageFullError,
+    UnknownBackendError,
+)
+from .hookspecs import hookimpl
+from .manager import SessionManager
+from .protocol import Capability, ConversationFilter, ConversationStore
+from .records import ConversationRecord, MessageRecord, SearchHit, StoredConversation, ToolCallRecord
+from .registry import Backend, available_backends, open_store
+
+__version__ = "1.0.0.dev0"
+
+__all__ = [
+    "Backend",
+    "BackendConflictError",
+    "Capability",
+    "ConversationFilter",
+    "ConversationNotFoundError",
+    "ConversationRecord",
+    "ConversationStore",
+    "CorruptStorageError",
+    "InvalidInputError",
+    "MessageRecord",
+    "PluginLoadWarning",
+    "ReadOnlyStorageError",
+    "SchemaVersionError",
+    "SearchHit",
+    "SessionManager",
+    "SessionStoreError",
+    "StorageBusyError",
+    "StorageError",
+    "StorageFullError",
+    "StoredConversation",
+    "ToolCallRecord",
+    "UnknownBackendError",
+    "available_backends",
+    "hookimpl",
+    "open_store",
+]

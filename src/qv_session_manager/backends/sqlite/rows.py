@@ -1,0 +1,92 @@
+"""Rows of the SQLite schema: encoding records into columns and back."""
+
+from __future__ import annotations
+
+import hashlib
+import sqlite3
+from datetime import datetime
+from typing import Any
+
+from ... import codec
+from ...errors import CorruptStorageError
+from ...records import ConversationRecord, MessageRecord
+from ...text import index_text
+from ...timeutil import time_key
+
+
+def parse_timestamp(text: str) -> datetime:
+    try:
+        return datetime.fromisoformat(text)
+    except (TypeError, ValueError):
+        raise CorruptStorageError(f"stored timestamp {text!r} is not ISO 8601") from None
+
+
+def index_body(text: str | None) -> str:
+    """What goes into an FTS5 row for ``text`` (empty: no row)."""
+    return index_text(text) if text else ""
+
+
+def digest(*columns: Any) -> bytes:
+    """A fingerprint of a message's stored columns, to skip rewriting unchanged messages."""
+    hasher = hashlib.blake2b(digest_size=16)
+    for column in columns:
+        data = b"\x00N" if column is None else str(column).encode("utf-8", "surrogatepass")
+        hasher.update(len(data).to_bytes(8, "little"))
+        hasher.update(data)
+    return hasher.digest()
+
+
+MESSAGE_COLUMNS = "id, role, content, created_at, metadata, images, tool_calls, tool_call_id"
+CONVERSATION_COLUMNS = "id, title, model_name, created_at, updated_at, metadata"
+
+
+def encode_message(message: MessageRecord) -> tuple[Any, ...]:
+    """(id, role, content, created_at, metadata, images, tool_calls, tool_call_id, digest)."""
+    row = (
+        message.role,
+        message.content,
+        message.created_at.isoformat(),
+        codec.dumps(message.metadata),
+        codec.dump_images(message.images),
+        codec.dump_tool_calls(message.tool_calls),
+    )
+    return (message.id, *row, message.tool_call_id, digest(*row, message.tool_call_id))
+
+
+def decode_message(row: sqlite3.Row | tuple[Any, ...]) -> MessageRecord:
+    id_, role, content, created_at, metadata, images, tool_calls, tool_call_id = row
+    return MessageRecord(
+        id=id_,
+        role=role,
+        content=content,
+        created_at=parse_timestamp(created_at),
+        metadata=codec.loads(metadata),
+        images=codec.load_images(images),
+        tool_calls=codec.load_tool_calls(tool_calls),
+        tool_call_id=tool_call_id,
+    )
+
+
+def encode_conversation(record: ConversationRecord) -> dict[str, Any]:
+    return {
+        "id": record.id,
+        "title": record.title,
+        "model_name": record.model_name,
+        "created_at": record.created_at.isoformat(),
+        "updated_at": record.updated_at.isoformat(),
+        "created_key": time_key(record.created_at),
+        "updated_key": time_key(record.updated_at),
+        "metadata": codec.dumps(record.metadata),
+    }
+
+
+def decode_conversation(row: sqlite3.Row | tuple[Any, ...]) -> ConversationRecord:
+    id_, title, model_name, created_at, updated_at, metadata = row
+    return ConversationRecord(
+        id=id_,
+        title=title,
+        model_name=model_name,
+        created_at=parse_timestamp(created_at),
+        updated_at=parse_timestamp(updated_at),
+        metadata=codec.loads(metadata),
+    )

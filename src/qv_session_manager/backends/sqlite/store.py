@@ -1,0 +1,426 @@
+"""The SQLite backend: WAL, one transaction per operation, FTS5 over shared tokens."""
+
+from __future__ import annotations
+
+import os
+import sqlite3
+import threading
+import uuid
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from typing import Any, Literal
+
+from ...errors import CorruptStorageError, InvalidInputError, StorageError
+from ...protocol import Capability, ConversationFilter, SearchOrder
+from ...query import Query, to_fts5
+from ...records import (
+    ConversationRecord,
+    MessageRecord,
+    SearchHit,
+    StoredConversation,
+    check_metadata_filter,
+    check_unique_message_ids,
+)
+from ...timeutil import time_key
+from ..paging import check_page
+from . import schema
+from .errors import translate
+from .rows import (
+    CONVERSATION_COLUMNS,
+    MESSAGE_COLUMNS,
+    decode_conversation,
+    decode_message,
+    encode_conversation,
+    encode_message,
+    index_body,
+)
+
+Synchronous = Literal["full", "normal"]
+_TIME_FIELDS = {"updated_at": "updated_key", "created_at": "created_key"}
+
+
+def _create_atomically(path: str, setup: Any) -> None:
+    """Create a new database file so that no other process ever sees it half made.
+
+    The schema is built in a temporary file beside ``path`` which is then linked
+    into place; if another process won the race, its file is kept.
+    """
+    temporary = f"{path}.{uuid.uuid4().hex}.creating"
+    try:
+        db = sqlite3.connect(temporary, isolation_level=None)
+        try:
+            setup(db)
+        finally:
+            db.close()
+        try:
+            os.link(temporary, path)
+        except FileExistsError:
+            pass
+    finally:
+        for leftover in (temporary, temporary + "-wal", temporary + "-shm"):
+            try:
+                os.unlink(leftover)
+            except FileNotFoundError:
+                pass
+
+
+def _prepare_new(db: sqlite3.Connection) -> None:
+    db.execute("PRAGMA journal_mode = WAL")
+    schema.migrate(db)
+
+
+class SQLiteStore:
+    """A :class:`~qv_session_manager.protocol.ConversationStore` in one SQLite file.
+
+    ``path`` is a file path or ``":memory:"``. ``synchronous="full"`` (default)
+    makes every acknowledged save survive power loss; ``"normal"`` is faster and
+    still survives application crashes, but may lose the last saves on power loss.
+    ``busy_timeout`` is how long a write waits for another writer (seconds).
+
+    Raises CorruptStorageError for a zero-length, truncated or non-SQLite file and
+    SchemaVersionError for a newer or unknown schema; the file is left untouched.
+    """
+
+    def __init__(
+        self,
+        path: str | os.PathLike[str] = "session_manager.db",
+        *,
+        synchronous: Synchronous = "full",
+        busy_timeout: float = 30.0,
+    ) -> None:
+        path = os.fspath(path)
+        if not isinstance(path, str) or not path or "\x00" in path:
+            raise InvalidInputError(f"not a usable database path: {path!r}")
+        if synchronous not in ("full", "normal"):
+            raise InvalidInputError(f"synchronous must be 'full' or 'normal', not {synchronous!r}")
+        self.path = path
+        self._lock = threading.RLock()
+        self._closed = False
+        in_memory = path == ":memory:"
+        self.capabilities = frozenset(
+            {Capability.RELEVANCE} if in_memory
+            else {Capability.RELEVANCE, Capability.PERSISTENT, Capability.MULTI_PROCESS}
+        )
+        try:
+            if not in_memory:
+                path = os.path.abspath(path)  # never let SQLite read 'file:...' as a URI
+                if os.path.exists(path) and os.path.getsize(path) == 0:
+                    raise CorruptStorageError(
+                        f"{path} is an empty file, not a database; refusing to treat it as a new store"
+                    )
+                if not os.path.exists(path):
+                    _create_atomically(path, _prepare_new)
+            self._db = sqlite3.connect(
+                path, timeout=busy_timeout, isolation_level=None, check_same_thread=False
+            )
+        except sqlite3.Error as exc:
+            raise translate(exc, f"opening {path}") from exc
+        try:
+            self._db.execute(f"PRAGMA busy_timeout = {int(busy_timeout * 1000)}")
+            self._db.execute("PRAGMA foreign_keys = ON")
+            self._db.execute(f"PRAGMA synchronous = {synchronous.upper()}")
+            self._db.execute("PRAGMA secure_delete = ON")
+            if self._db.execute("PRAGMA journal_mode").fetchone()[0] != "wal" and not in_memory:
+                self._db.execute("PRAGMA journal_mode = WAL")
+            schema.migrate(self._db)
+        except BaseException as exc:
+            self._db.close()
+            if isinstance(exc, sqlite3.Error):
+                raise translate(exc, f"opening {path}") from exc
+            raise
+
+    # -- plumbing -----------------------------------------------------------
+
+    @contextmanager
+    def _transaction(self, doing: str, *, write: bool) -> Iterator[sqlite3.Connection]:
+        """One transaction; write transactions take the write lock up front."""
+        with self._lock:
+            if self._closed:
+                raise StorageError("the store is closed")
+            db = self._db
+            try:
+                db.execute("BEGIN IMMEDIATE" if write else "BEGIN")
+                yield db
+                db.execute("COMMIT")
+            except BaseException as exc:
+                if db.in_transaction:
+                    try:
+                        db.execute("ROLLBACK")
+                    except sqlite3.Error:
+                        pass
+                if isinstance(exc, sqlite3.Error):
+                    raise translate(exc, doing) from exc
+                raise
+
+    @staticmethod
+    def _index(db: sqlite3.Connection, table: str, pk: int, text: str | None, *, remove: bool = False) -> None:
+        body = index_body(text)
+        if not body:
+            return
+        if remove:
+            db.execute(f"INSERT INTO {table} ({table}, rowid, body) VALUES ('delete', ?, ?)", (pk, body))
+        else:
+            db.execute(f"INSERT INTO {table} (rowid, body) VALUES (?, ?)", (pk, body))
+
+    # -- writes ---------------------------------------------------------------
+
+    def save(
+        self,
+        conversation: ConversationRecord,
+        messages: Sequence[MessageRecord],
+        *,
+        replace: bool = False,
+    ) -> None:
+        if not isinstance(conversation, ConversationRecord):
+            raise InvalidInputError(f"expected a ConversationRecord, got {type(conversation).__name__}")
+        check_unique_message_ids(messages)
+        row = encode_conversation(conversation)
+        encoded = [encode_message(message) for message in messages]
+        with self._transaction(f"saving conversation {conversation.id}", write=True) as db:
+            found = db.execute(
+                "SELECT pk, title, next_position FROM conversations WHERE id = ?", (conversation.id,)
+            ).fetchone()
+            if found is None:
+                pk = db.execute(
+                    """INSERT INTO conversations (id, title, model_name, created_at, updated_at,
+                        created_key, updated_key, metadata)
+                       VALUES (:id, :title, :model_name, :created_at, :updated_at,
+                        :created_key, :updated_key, :metadata)""",
+                    row,
+                ).lastrowid
+                old_title, next_position = None, 0
+                self._index(db, "title_index", pk, conversation.title)
+            else:
+                pk, old_title, next_position = found
+                db.execute(
+                    """UPDATE conversations SET title = :title, model_name = :model_name,
+                        created_at = :created_at, updated_at = :updated_at,
+                        created_key = :created_key, updated_key = :updated_key, metadata = :metadata
+                       WHERE pk = :pk""",
+                    {**row, "pk": pk},
+                )
+                if old_title != conversation.title:
+                    self._index(db, "title_index", pk, old_title, remove=True)
+                    self._index(db, "title_index", pk, conversation.title)
+            stored = {
+                id_: (message_pk, position, digest)
+                for id_, message_pk, position, digest in db.execute(
+                    "SELECT id, pk, position, digest FROM messages WHERE conversation_pk = ?", (pk,)
+                )
+            }
+            if replace:
+                wanted = {values[0] for values in encoded}
+                for id_, (message_pk, _, _) in stored.items():
+                    if id_ not in wanted:
+                        self._remove_message(db, message_pk)
+                next_position = 0
+            for values in encoded:
+                id_, digest = values[0], values[-1]
+                existing = stored.get(id_)
+                if existing is None:
+                    message_pk = db.execute(
+                        f"""INSERT INTO messages (conversation_pk, position, {MESSAGE_COLUMNS}, digest)
+                           VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)""",
+                        (pk, next_position, *values),
+                    ).lastrowid
+                    self._index(db, "message_index", message_pk, values[2])
+                    next_position += 1
+                    continue
+                message_pk, position, old_digest = existing
+                if replace:
+                    position = next_position
+                    next_position += 1
+                if old_digest != digest:
+                    (old_content,) = db.execute(
+                        "SELECT content FROM messages WHERE pk = ?", (message_pk,)
+                    ).fetchone()
+                    db.execute(
+                        """UPDATE messages SET position = ?, role = ?, content = ?, created_at = ?,
+                            metadata = ?, images = ?, tool_calls = ?, tool_call_id = ?, digest = ?
+                           WHERE pk = ?""",
+                        (position, *values[1:], message_pk),
+                    )
+                    if old_content != values[2]:
+                        self._index(db, "message_index", message_pk, old_content, remove=True)
+                        self._index(db, "message_index", message_pk, values[2])
+                elif position != existing[1]:
+                    db.execute("UPDATE messages SET position = ? WHERE pk = ?", (position, message_pk))
+            db.execute("UPDATE conversations SET next_position = ? WHERE pk = ?", (next_position, pk))
+
+    def _remove_message(self, db: sqlite3.Connection, message_pk: int) -> None:
+        (content,) = db.execute("SELECT content FROM messages WHERE pk = ?", (message_pk,)).fetchone()
+        self._index(db, "message_index", message_pk, content, remove=True)
+        db.execute("DELETE FROM messages WHERE pk = ?", (message_pk,))
+
+    def delete(self, conversation_id: str) -> bool:
+        with self._transaction(f"deleting conversation {conversation_id}", write=True) as db:
+            found = db.execute(
+                "SELECT pk, title FROM conversations WHERE id = ?", (conversation_id,)
+            ).fetchone()
+            if found is None:
+                return False
+            pk, title = found
+            for message_pk, content in db.execute(
+                "SELECT pk, content FROM messages WHERE conversation_pk = ?", (pk,)
+            ).fetchall():
+                self._index(db, "message_index", message_pk, content, remove=True)
+            self._index(db, "title_index", pk, title, remove=True)
+            db.execute("DELETE FROM conversations WHERE pk = ?", (pk,))  # cascades to messages
+            self._purge_index(db)
+            return True
+
+    def delete_message(self, conversation_id: str, message_id: str) -> bool:
+        with self._transaction(f"deleting message {message_id}", write=True) as db:
+            found = db.execute(
+                """SELECT m.pk FROM messages m JOIN conversations c ON c.pk = m.conversation_pk
+                   WHERE c.id = ? AND m.id = ?""",
+                (conversation_id, message_id),
+            ).fetchone()
+            if found is None:
+                return False
+            self._remove_message(db, found[0])
+            self._purge_index(db)
+            return True
+
+    @staticmethod
+    def _purge_index(db: sqlite3.Connection) -> None:
+        # FTS5 keeps deleted tokens in old index segments until they are merged;
+        # merging everything now means deleted text leaves the file (secure_delete
+        # then overwrites the freed pages).
+        db.execute("INSERT INTO message_index (message_index) VALUES ('optimize')")
+        db.execute("INSERT INTO title_index (title_index) VALUES ('optimize')")
+
+    # -- reads ----------------------------------------------------------------
+
+    def load(self, conversation_id: str) -> StoredConversation | None:
+        with self._transaction(f"loading conversation {conversation_id}", write=False) as db:
+            found = db.execute(
+                f"SELECT pk, {CONVERSATION_COLUMNS} FROM conversations WHERE id = ?", (conversation_id,)
+            ).fetchone()
+            if found is None:
+                return None
+            rows = db.execute(
+                f"SELECT {MESSAGE_COLUMNS} FROM messages WHERE conversation_pk = ? ORDER BY position, pk",
+                (found[0],),
+            ).fetchall()
+        return StoredConversation(decode_conversation(found[1:]), tuple(map(decode_message, rows)))
+
+    def get(self, conversation_id: str) -> ConversationRecord | None:
+        with self._transaction(f"reading conversation {conversation_id}", write=False) as db:
+            found = db.execute(
+                f"SELECT {CONVERSATION_COLUMNS} FROM conversations WHERE id = ?", (conversation_id,)
+            ).fetchone()
+        return None if found is None else decode_conversation(found)
+
+    @staticmethod
+    def _where(filter: ConversationFilter) -> tuple[str, dict[str, Any]]:
+        """SQL conditions on conversations ``c`` for a filter, with named parameters."""
+        if filter.field not in _TIME_FIELDS:
+            raise InvalidInputError(f"field must be 'updated_at' or 'created_at', not {filter.field!r}")
+        check_metadata_filter(filter.metadata)
+        key = _TIME_FIELDS[filter.field]
+        conditions = ["1"]
+        params: dict[str, Any] = {}
+        if filter.start is not None:
+            conditions.append(f"c.{key} >= :start")
+            params["start"] = time_key(filter.start)
+        if filter.end is not None:
+            conditions.append(f"c.{key} < :end")
+            params["end"] = time_key(filter.end)
+        for index, (name, value) in enumerate((filter.metadata or {}).items()):
+            params[f"key{index}"] = name
+            match = f"SELECT 1 FROM json_each(c.metadata) WHERE key = :key{index}"
+            if value is None or isinstance(value, bool):
+                json_type = "null" if value is None else ("true" if value else "false")
+                conditions.append(f"EXISTS ({match} AND type = '{json_type}')")
+            else:
+                types = "'text'" if isinstance(value, str) else "'integer', 'real'"
+                conditions.append(f"EXISTS ({match} AND type IN ({types}) AND value = :value{index})")
+                params[f"value{index}"] = value
+        return " AND ".join(conditions), params
+
+    def list(
+        self,
+        filter: ConversationFilter,
+        *,
+        limit: int | None = None,
+        offset: int = 0,
+        after: ConversationRecord | None = None,
+    ) -> list[ConversationRecord]:
+        check_page(limit, offset)
+        where, params = self._where(filter)
+        key = _TIME_FIELDS[filter.field]
+        if after is not None:
+            where += f" AND (c.{key}, c.id) < (:after_key, :after_id)"
+            params.update(after_key=time_key(getattr(after, filter.field)), after_id=after.id)
+        sql = (
+            f"SELECT c.id, c.title, c.model_name, c.created_at, c.updated_at, c.metadata"
+            f" FROM conversations c WHERE {where}"
+            f" ORDER BY c.{key} DESC, c.id DESC LIMIT :limit OFFSET :offset"
+        )
+        params.update(limit=-1 if limit is None else limit, offset=offset)
+        with self._transaction("listing conversations", write=False) as db:
+            rows = db.execute(sql, params).fetchall()
+        return [decode_conversation(row) for row in rows]
+
+    def search(
+        self,
+        query: Query,
+        filter: ConversationFilter,
+        *,
+        order: SearchOrder = "recent",
+        limit: int | None = None,
+        offset: int = 0,
+        with_text: bool = False,
+    ) -> list[SearchHit]:
+        check_page(limit, offset)
+        if order not in ("recent", "relevance"):
+            raise InvalidInputError(f"order must be 'recent' or 'relevance', not {order!r}")
+        where, params = self._where(filter)
+        if query.is_empty:
+            return []
+        key = _TIME_FIELDS[filter.field]
+        ranking = "best.rank, " if order == "relevance" else ""
+        text_column = (
+            "CASE WHEN best.position < 0 THEN c.title ELSE (SELECT content FROM messages"
+            " WHERE conversation_pk = c.pk AND position = best.position ORDER BY pk LIMIT 1) END"
+            if with_text else "NULL"
+        )
+        sql = f"""
+            WITH matched (cpk, position, rank) AS (
+                SELECT m.conversation_pk, m.position, message_index.rank
+                FROM message_index JOIN messages m ON m.pk = message_index.rowid
+                WHERE message_index MATCH :match
+                UNION ALL
+                SELECT title_index.rowid, -1, title_index.rank
+                FROM title_index WHERE title_index MATCH :match
+            ),
+            best (cpk, position, rank) AS (
+                SELECT cpk, min(position), min(rank) FROM matched GROUP BY cpk
+            )
+            SELECT c.id, c.title, c.model_name, c.created_at, c.updated_at, c.metadata,
+                CASE WHEN best.position < 0 THEN NULL ELSE (SELECT id FROM messages
+                    WHERE conversation_pk = c.pk AND position = best.position ORDER BY pk LIMIT 1) END,
+                {text_column}, -best.rank
+            FROM best JOIN conversations c ON c.pk = best.cpk
+            WHERE {where}
+            ORDER BY {ranking}c.{key} DESC, c.id DESC
+            LIMIT :limit OFFSET :offset"""
+        params.update(match=to_fts5(query), limit=-1 if limit is None else limit, offset=offset)
+        with self._transaction("searching", write=False) as db:
+            rows = db.execute(sql, params).fetchall()
+        return [
+            SearchHit(
+                conversation=decode_conversation(row[:6]),
+                message_id=row[6],
+                text=row[7],
+                score=row[8] if order == "relevance" else None,
+            )
+            for row in rows
+        ]
+
+    def close(self) -> None:
+        with self._lock:
+            if not self._closed:
+                self._closed = True
+                self._db.close()

@@ -1,0 +1,129 @@
+"""The one place that turns qv-ollama-sdk objects into records and back."""
+
+from __future__ import annotations
+
+import uuid
+from typing import Any
+
+from qv_ollama_sdk.domain.models import Conversation, Function, Message, MessageRole, ToolCall
+
+from .errors import InvalidInputError
+from .records import ConversationRecord, MessageRecord, StoredConversation, ToolCallRecord
+
+
+def canonical_id(value: object, what: str = "conversation id") -> str:
+    """The stored form of an id: UUIDs in canonical lower-case form, other strings as given.
+
+    ``uuid.UUID`` objects and every spelling of a UUID (upper case, braces, no
+    hyphens, ``urn:uuid:``) map to one id. Raises InvalidInputError for non-str,
+    non-UUID values and empty strings.
+    """
+    if isinstance(value, uuid.UUID):
+        return str(value)
+    if not isinstance(value, str):
+        raise InvalidInputError(f"{what} must be a str or UUID, not {type(value).__name__}")
+    if not value:
+        raise InvalidInputError(f"{what} must not be empty")
+    if len(value) in (32, 36, 38, 45):
+        try:
+            return str(uuid.UUID(value))
+        except ValueError:
+            pass
+    return value
+
+
+def _role(value: Any) -> str:
+    return value.value if isinstance(value, MessageRole) else value
+
+
+def message_to_record(message: Message) -> MessageRecord:
+    """Convert an SDK Message; raises InvalidInputError for anything not storable."""
+    if not isinstance(message, Message):
+        raise InvalidInputError(f"expected a qv_ollama_sdk Message, got {type(message).__name__}")
+    tool_calls = None
+    if message.tool_calls is not None:
+        tool_calls = tuple(
+            ToolCallRecord(name=call.function.name, arguments=call.function.arguments, id=call.id)
+            for call in message.tool_calls
+        )
+    images = None
+    if message.images is not None:
+        images = tuple(bytes(image) if isinstance(image, bytearray) else image for image in message.images)
+    return MessageRecord(
+        id=canonical_id(message.id, "message id"),
+        role=_role(message.role),
+        content=message.content,
+        created_at=message.created_at,
+        metadata=message.metadata,
+        images=images,
+        tool_calls=tool_calls,
+        tool_call_id=message.tool_call_id,
+    )
+
+
+def conversation_to_record(conversation: Conversation) -> ConversationRecord:
+    """Convert an SDK Conversation's own fields (not its messages)."""
+    if not isinstance(conversation, Conversation):
+        raise InvalidInputError(
+            f"expected a qv_ollama_sdk Conversation, got {type(conversation).__name__}"
+        )
+    return ConversationRecord(
+        id=canonical_id(conversation.id),
+        title=conversation.title,
+        model_name=conversation.model_name,
+        created_at=conversation.created_at,
+        updated_at=conversation.updated_at,
+        metadata=conversation.metadata,
+    )
+
+
+def _sdk_id(value: str) -> Any:
+    # The SDK types ids as UUID; ids that are not UUIDs (old or foreign data) stay strings.
+    try:
+        return uuid.UUID(value)
+    except ValueError:
+        return value
+
+
+def record_to_message(record: MessageRecord) -> Message:
+    tool_calls = None
+    if record.tool_calls is not None:
+        tool_calls = [
+            ToolCall(function=Function(name=call.name, arguments=call.arguments), id=call.id)
+            for call in record.tool_calls
+        ]
+    return Message(
+        id=_sdk_id(record.id),
+        role=MessageRole(record.role),
+        content=record.content,
+        images=list(record.images) if record.images is not None else None,
+        created_at=record.created_at,
+        metadata=record.metadata,
+        tool_calls=tool_calls,
+        tool_call_id=record.tool_call_id,
+    )
+
+
+def record_to_conversation(stored: StoredConversation) -> Conversation:
+    record = stored.conversation
+    return Conversation(
+        id=_sdk_id(record.id),
+        model_name=record.model_name,  # type: ignore[arg-type]
+        title=record.title,
+        messages=[record_to_message(message) for message in stored.messages],
+        created_at=record.created_at,
+        updated_at=record.updated_at,
+        metadata=record.metadata,
+    )
+
+
+def summary(record: ConversationRecord) -> dict[str, Any]:
+    """The seed's conversation dict: id, title, model_name, created_at, updated_at, metadata."""
+    return {
+        "id": record.id,
+        "title": record.title,
+        "model_name": record.model_name,
+        "created_at": record.created_at.isoformat(),
+        "updated_at": record.updated_at.isoformat(),
+        "metadata": record.metadata,
+    }

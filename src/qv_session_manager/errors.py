@@ -1,0 +1,70 @@
+"""Every error this library raises.
+
+All of them derive from :class:`SessionStoreError`, and each also derives from the
+builtin exception a caller would naturally catch (``ValueError`` for bad input,
+``LookupError`` for unknown names, ``OSError`` for storage failures), so existing
+``except ValueError`` code keeps working. No driver exception (``sqlite3.Error``,
+``psycopg.Error``) escapes the library: backends translate them into these classes
+and keep the original as ``__cause__``.
+"""
+
+from __future__ import annotations
+
+
+class SessionStoreError(Exception):
+    """Base class of every error raised by qv-session-manager."""
+
+
+class InvalidInputError(SessionStoreError, ValueError):
+    """An argument or a record cannot be stored or used as given.
+
+    Raised before anything is written: the stored data stays exactly as it was.
+    """
+
+
+class UnknownBackendError(SessionStoreError, LookupError):
+    """No installed backend handles the requested name or URL scheme."""
+
+
+class BackendConflictError(SessionStoreError, RuntimeError):
+    """Two plugins registered a backend under the same name or URL scheme."""
+
+
+class ConversationNotFoundError(SessionStoreError, LookupError):
+    """A conversation that an operation needs does not exist.
+
+    The seed API keeps its ``None``/``False`` answers for missing ids; this error is
+    raised only by calls that cannot answer that way (for example appending to a
+    conversation that was never saved).
+    """
+
+
+class StorageError(SessionStoreError, OSError):
+    """The storage engine failed to carry out an operation.
+
+    A failed write is rolled back completely: nothing of it is visible afterwards.
+    """
+
+
+class StorageBusyError(StorageError, TimeoutError):
+    """The store stayed locked by another writer for longer than the busy timeout."""
+
+
+class StorageFullError(StorageError):
+    """The disk (or the configured size limit) is full."""
+
+
+class ReadOnlyStorageError(StorageError, PermissionError):
+    """The store cannot be written: read-only file, directory or connection."""
+
+
+class CorruptStorageError(StorageError):
+    """The file is not a usable database: zero-length, truncated, garbage or damaged."""
+
+
+class SchemaVersionError(StorageError):
+    """The store was written by a newer version of this library, or has an unknown layout."""
+
+
+class PluginLoadWarning(UserWarning):
+    """A plugin failed to load; it was skipped and the host keeps running."""

@@ -1,0 +1,287 @@
+"""SessionManager: the seed's API over any storage backend (no SQL in here)."""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Iterable, Mapping
+from dataclasses import replace as dataclass_replace
+from datetime import datetime
+from types import TracebackType
+from typing import Any
+
+from qv_ollama_sdk.domain.models import Conversation, Message
+
+from .convert import (
+    canonical_id,
+    conversation_to_record,
+    message_to_record,
+    record_to_conversation,
+    summary,
+)
+from .errors import ConversationNotFoundError, InvalidInputError
+from .protocol import ConversationFilter, ConversationStore, SearchOrder, TimeField
+from .query import parse
+from .records import check_metadata_filter
+from .registry import open_store
+from .snippet import snippet
+from .timeutil import TimeBound, time_range
+
+log = logging.getLogger("qv_session_manager")
+
+#: The environment variable naming the store when the constructor is given none.
+URL_VARIABLE = "QV_SESSION_MANAGER_URL"
+DEFAULT_PATH = "session_manager.db"
+#: The default file of qv-session-manager 0.3.0, opened when it exists and ours does not.
+SEED_DEFAULT_PATH = "session_manager.sqlite3"
+
+
+def _default_url() -> str:
+    from_environment = os.environ.get(URL_VARIABLE)
+    if from_environment:
+        return from_environment
+    if not os.path.exists(DEFAULT_PATH) and os.path.exists(SEED_DEFAULT_PATH):
+        log.info("using %s, the default file of qv-session-manager 0.3.0", SEED_DEFAULT_PATH)
+        return f"sqlite:///{SEED_DEFAULT_PATH}"
+    return f"sqlite:///{DEFAULT_PATH}"
+
+
+def _lookup_id(value: object) -> str | None:
+    """The stored form of an id to look up, or None when it cannot name anything."""
+    try:
+        return canonical_id(value)
+    except InvalidInputError:
+        if value is None or value == "":
+            return None
+        raise
+
+
+class SessionManager:
+    """Stores qv-ollama-sdk conversations and finds them again.
+
+    Choose the store with exactly one of:
+
+    - ``db_path``: an SQLite file (the seed's form), e.g. ``SessionManager("chats.db")``;
+    - ``url``: any installed backend, e.g. ``"sqlite:///chats.db"``, ``"memory://"``;
+    - ``store``: an object satisfying :class:`~qv_session_manager.protocol.ConversationStore`.
+
+    With none of them, the ``QV_SESSION_MANAGER_URL`` environment variable decides,
+    else the SQLite file ``session_manager.db`` in the working directory (or the
+    seed 0.3.0 default ``session_manager.sqlite3`` when only that one exists).
+    ``options`` go to the backend (e.g. ``synchronous="normal"`` for SQLite).
+    """
+
+    def __init__(
+        self,
+        db_path: str | os.PathLike[str] | None = None,
+        *,
+        url: str | None = None,
+        store: ConversationStore | None = None,
+        **options: Any,
+    ) -> None:
+        given = [name for name, value in (("db_path", db_path), ("url", url), ("store", store)) if value is not None]
+        if len(given) > 1:
+            raise InvalidInputError(f"give only one of db_path, url and store (got {', '.join(given)})")
+        if store is not None:
+            if options:
+                raise InvalidInputError("options apply to db_path or url, not to a ready store")
+            if not isinstance(store, ConversationStore):
+                raise InvalidInputError(f"{type(store).__name__} does not implement ConversationStore")
+            self.store = store
+        elif db_path is not None:
+            from .backends.sqlite import SQLiteStore
+
+            self.store = SQLiteStore(db_path, **options)
+        else:
+            self.store = open_store(url if url is not None else _default_url(), **options)
+
+    # -- lifecycle -----------------------------------------------------------
+
+    def close(self) -> None:
+        """Close the store. Closing twice is harmless."""
+        self.store.close()
+
+    def __enter__(self) -> SessionManager:
+        return self
+
+    def __exit__(
+        self, kind: type[BaseException] | None, error: BaseException | None, trace: TracebackType | None
+    ) -> None:
+        self.close()
+
+    # -- writing -------------------------------------------------------------
+
+    def save_conversation(
+        self,
+        conversation: Conversation,
+        messages: Iterable[Message] | None = None,
+        *,
+        replace: bool = False,
+    ) -> None:
+        """Save a conversation and the given messages in one transaction.
+
+        ``messages`` defaults to ``conversation.messages``. Messages already stored
+        are updated in place and keep their position, new ones are appended in the
+        order given, and stored messages that are not given are kept, so saving just
+        the newest message appends it. ``replace=True`` makes the stored messages
+        exactly ``messages`` in that order (for edits and regenerations).
+
+        Raises InvalidInputError (a ValueError) for data that cannot be stored: a
+        lone surrogate, metadata that is not JSON, duplicate message ids. Nothing
+        is written then.
+        """
+        record = conversation_to_record(conversation)
+        chosen = conversation.messages if messages is None else messages
+        self.store.save(record, [message_to_record(m) for m in chosen], replace=replace)
+
+    def add_messages(
+        self, conversation_id: str, messages: Iterable[Message], *, updated_at: datetime | None = None
+    ) -> None:
+        """Append messages to a stored conversation without loading it.
+
+        ``updated_at`` (default: the latest ``created_at`` of the messages, or
+        unchanged when there are none) becomes the conversation's update time.
+        Raises ConversationNotFoundError (a LookupError) when the id is not stored.
+        """
+        key = canonical_id(conversation_id)
+        records = [message_to_record(m) for m in messages]
+        current = self.store.get(key)
+        if current is None:
+            raise ConversationNotFoundError(f"no conversation {key} to add messages to")
+        newest = updated_at or max((r.created_at for r in records), default=None, key=lambda d: d.timestamp())
+        if newest is not None:
+            current = dataclass_replace(current, updated_at=newest)
+        self.store.save(current, records)
+
+    def delete_conversation(self, conversation_id: str) -> bool:
+        """Delete a conversation with its messages and search entries.
+
+        Returns True when it existed, False (a no-op) when it did not.
+        """
+        key = _lookup_id(conversation_id)
+        return False if key is None else self.store.delete(key)
+
+    def delete_message(self, conversation_id: str, message_id: str) -> bool:
+        """Delete one message. Returns False when the conversation or message is missing."""
+        key, message_key = _lookup_id(conversation_id), _lookup_id(message_id)
+        if key is None or message_key is None:
+            return False
+        return self.store.delete_message(key, message_key)
+
+    # -- reading -------------------------------------------------------------
+
+    def load_conversation(self, conversation_id: str) -> Conversation | None:
+        """The conversation with all its messages in stored order, or None if missing."""
+        key = _lookup_id(conversation_id)
+        stored = None if key is None else self.store.load(key)
+        return None if stored is None else record_to_conversation(stored)
+
+    def get_conversation_by_id(self, conversation_id: str) -> Conversation | None:
+        """Same as :meth:`load_conversation` (kept from the seed API)."""
+        return self.load_conversation(conversation_id)
+
+    def resume_conversation(self, conversation_id: str) -> dict[str, Any] | None:
+        """``{"conversation": Conversation, "last_message": dict}`` to continue a chat.
+
+        ``last_message`` is the last stored message as ``Message.to_db_dict()``.
+        Returns None when the conversation is missing or has no messages.
+        """
+        conversation = self.load_conversation(conversation_id)
+        if conversation is None or not conversation.messages:
+            return None
+        return {"conversation": conversation, "last_message": conversation.messages[-1].to_db_dict()}
+
+    def list_conversations(
+        self,
+        *,
+        limit: int | None = None,
+        offset: int = 0,
+        after: str | None = None,
+        metadata: Mapping[str, Any] | None = None,
+    ) -> list[dict[str, Any]]:
+        """Conversation dicts (without messages), most recently updated first.
+
+        Each dict has ``id``, ``title``, ``model_name``, ``created_at`` and
+        ``updated_at`` (ISO strings as stored) and ``metadata``. ``metadata``
+        filters on top-level keys (``{"topic": "web-development"}``). ``after`` is
+        the id of the last conversation of the previous page (keyset paging);
+        a missing id there raises ConversationNotFoundError.
+        """
+        return self._list(ConversationFilter(metadata=metadata), limit, offset, after)
+
+    def search_by_time(
+        self,
+        start: TimeBound = None,
+        end: TimeBound = None,
+        *,
+        field: TimeField = "updated_at",
+        limit: int | None = None,
+        offset: int = 0,
+        after: str | None = None,
+        metadata: Mapping[str, Any] | None = None,
+    ) -> list[dict[str, Any]]:
+        """Conversations whose ``field`` lies between ``start`` and ``end``, newest first.
+
+        Bounds are ISO strings (``"2025-01-20"``, ``"2025-01-20T10:00:00+02:00"``),
+        dates or datetimes, both inclusive; a date-only ``end`` includes that whole
+        day. Naive timestamps compare as UTC (see :mod:`qv_session_manager.timeutil`).
+        Raises InvalidInputError for a bound that is not a date.
+        """
+        if field not in ("updated_at", "created_at"):
+            raise InvalidInputError(f"field must be 'updated_at' or 'created_at', not {field!r}")
+        lower, upper = time_range(start, end)
+        return self._list(ConversationFilter(field, lower, upper, metadata), limit, offset, after)
+
+    def _list(
+        self, filter: ConversationFilter, limit: int | None, offset: int, after: str | None
+    ) -> list[dict[str, Any]]:
+        check_metadata_filter(filter.metadata)
+        boundary = None
+        if after is not None:
+            key = canonical_id(after)
+            boundary = self.store.get(key)
+            if boundary is None:
+                raise ConversationNotFoundError(f"cannot page after {key}: no such conversation")
+        records = self.store.list(filter, limit=limit, offset=offset, after=boundary)
+        return [summary(record) for record in records]
+
+    def search_conversations(
+        self,
+        query: str,
+        *,
+        limit: int | None = None,
+        offset: int = 0,
+        order: SearchOrder = "recent",
+        metadata: Mapping[str, Any] | None = None,
+        snippets: bool = False,
+        mark: tuple[str, str] = ("**", "**"),
+    ) -> list[dict[str, Any]]:
+        """Conversations whose title or a message matches ``query``.
+
+        The query language (words, "phrases", prefix*, -exclusion, OR) is described
+        in :mod:`qv_session_manager.query`; every string is a valid query and an
+        empty one finds nothing. Results are conversation dicts as in
+        :meth:`list_conversations`, newest first, or best match first with
+        ``order="relevance"`` (each dict then has a ``score``). With
+        ``snippets=True`` each dict also has ``snippet`` (text around the first
+        match, matches wrapped in ``mark``) and ``message_id`` (None for a title match).
+        """
+        parsed = parse(query)
+        hits = self.store.search(
+            parsed,
+            ConversationFilter(metadata=metadata),
+            order=order,
+            limit=limit,
+            offset=offset,
+            with_text=snippets,
+        )
+        results = []
+        for hit in hits:
+            item = summary(hit.conversation)
+            if order == "relevance":
+                item["score"] = hit.score
+            if snippets:
+                item["message_id"] = hit.message_id
+                item["snippet"] = snippet(hit.text or "", parsed, mark=mark)
+            results.append(item)
+        return results

@@ -1,0 +1,141 @@
+"""The storage protocol: what a backend must do.
+
+A backend is any object with these methods; it need not inherit from anything.
+Backends exchange the records of :mod:`qv_session_manager.records` and never see
+qv-ollama-sdk types. The rules every backend follows (checked by the shared test
+suite) are stated in the docstrings below.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from enum import Enum
+from typing import Any, Literal, Protocol, runtime_checkable
+
+from .query import Query
+from .records import ConversationRecord, MessageRecord, SearchHit, StoredConversation
+
+TimeField = Literal["updated_at", "created_at"]
+SearchOrder = Literal["recent", "relevance"]
+
+
+class Capability(str, Enum):
+    """Optional features a backend may declare in its ``capabilities`` set."""
+
+    #: Data survives ``close()`` and a new store opened on the same URL sees it.
+    PERSISTENT = "persistent"
+    #: Several processes may read and write the same store at once.
+    MULTI_PROCESS = "multi_process"
+    #: ``search(order="relevance")`` ranks by a real relevance score (BM25 or better).
+    RELEVANCE = "relevance"
+
+
+@dataclass(frozen=True)
+class ConversationFilter:
+    """Which conversations a listing or search considers, and their order.
+
+    ``start`` is inclusive, ``end`` exclusive; both compare with the rule of
+    :mod:`qv_session_manager.timeutil` (naive timestamps count as UTC) against the
+    ``field`` timestamp, which is also the sort key of newest-first listings.
+    ``metadata`` follows :func:`qv_session_manager.records.metadata_matches`.
+    """
+
+    field: TimeField = "updated_at"
+    start: datetime | None = None
+    end: datetime | None = None
+    metadata: Mapping[str, Any] | None = None
+
+
+@runtime_checkable
+class ConversationStore(Protocol):
+    """A place conversations live. All methods are safe to call from several threads.
+
+    Common rules:
+
+    - Ids are opaque non-empty strings, compared exactly.
+    - Newest first means: descending by the filter's time field (see timeutil),
+      ties broken by descending conversation id. Every backend returns the same
+      order.
+    - A call that raises leaves the stored data exactly as it was.
+    - Errors are :class:`qv_session_manager.errors.SessionStoreError` subclasses;
+      engine exceptions never escape.
+    """
+
+    capabilities: frozenset[Capability]
+
+    def save(
+        self,
+        conversation: ConversationRecord,
+        messages: Sequence[MessageRecord],
+        *,
+        replace: bool = False,
+    ) -> None:
+        """Insert or update a conversation and the given messages, atomically.
+
+        Messages already stored (same id in this conversation) are updated in place
+        and keep their position; new ones are appended in the order given; stored
+        messages not given are kept. With ``replace=True`` the stored messages
+        become exactly ``messages``, in that order. An unchanged message is not
+        rewritten. Raises InvalidInputError for duplicate message ids.
+        """
+        ...
+
+    def load(self, conversation_id: str) -> StoredConversation | None:
+        """The conversation with its messages in stored order, or None if missing."""
+        ...
+
+    def get(self, conversation_id: str) -> ConversationRecord | None:
+        """The conversation without its messages, or None if missing."""
+        ...
+
+    def delete(self, conversation_id: str) -> bool:
+        """Remove a conversation, its messages and their search entries.
+
+        Returns False (and changes nothing) when the id is missing.
+        """
+        ...
+
+    def delete_message(self, conversation_id: str, message_id: str) -> bool:
+        """Remove one message and its search entries. False when either id is missing."""
+        ...
+
+    def list(
+        self,
+        filter: ConversationFilter,
+        *,
+        limit: int | None = None,
+        offset: int = 0,
+        after: ConversationRecord | None = None,
+    ) -> list[ConversationRecord]:
+        """Conversations passing ``filter``, newest first.
+
+        ``after`` continues a listing after that conversation (keyset paging: pages
+        neither overlap nor skip, even while others write); ``offset`` skips rows;
+        ``limit`` None means all.
+        """
+        ...
+
+    def search(
+        self,
+        query: Query,
+        filter: ConversationFilter,
+        *,
+        order: SearchOrder = "recent",
+        limit: int | None = None,
+        offset: int = 0,
+        with_text: bool = False,
+    ) -> list[SearchHit]:
+        """Conversations with a title or message matching ``query``, one hit each.
+
+        ``order="recent"`` is newest first; ``"relevance"`` is best score first,
+        ties newest first. Each hit names its document (title, else the first
+        matching message in stored order) and carries its text when ``with_text``.
+        An empty query returns [].
+        """
+        ...
+
+    def close(self) -> None:
+        """Release resources. Closing twice is harmless; other calls after close fail."""
+        ...

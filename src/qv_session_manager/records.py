@@ -1,0 +1,238 @@
+"""Backend-neutral records: what crosses the storage protocol.
+
+Records hold plain Python values only (no qv-ollama-sdk types), so a backend can be
+written without importing the SDK. A record is validated when it is built: if it
+exists, every backend can store it and give it back unchanged. Timestamps are
+kept exactly as given (naive stays naive, aware keeps its offset).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any, Mapping, Sequence, Union
+
+from .errors import InvalidInputError
+
+JSONValue = Union[None, bool, int, float, str, list["JSONValue"], dict[str, "JSONValue"]]
+Image = Union[str, bytes]
+
+#: The roles qv-ollama-sdk knows; a message with another role is refused.
+ROLES = frozenset({"system", "user", "assistant", "tool"})
+
+
+def check_text(value: object, what: str, *, allow_none: bool = False) -> None:
+    """Raise InvalidInputError unless ``value`` is a str that UTF-8 can encode.
+
+    NUL and control characters are allowed; lone surrogates are not (no engine can
+    store them).
+    """
+    if value is None and allow_none:
+        return
+    if not isinstance(value, str):
+        raise InvalidInputError(f"{what} must be a str, not {type(value).__name__}")
+    if not value.isascii():
+        try:
+            value.encode("utf-8")
+        except UnicodeEncodeError as exc:
+            raise InvalidInputError(
+                f"{what} contains a lone surrogate at index {exc.start} "
+                "(text must be valid Unicode)"
+            ) from None
+
+
+def check_id(value: object, what: str) -> None:
+    """Raise InvalidInputError unless ``value`` is a usable, non-empty id string."""
+    check_text(value, what)
+    if not value or "\x00" in value:  # type: ignore[operator]
+        raise InvalidInputError(f"{what} must be a non-empty string without NUL characters")
+
+
+def check_json(value: object, what: str) -> None:
+    """Raise InvalidInputError unless ``value`` round-trips through JSON unchanged.
+
+    Allowed: dict with str keys, list, str, int, finite float, bool, None. Tuples,
+    sets, non-str keys, NaN and infinities are refused because JSON would change them.
+    """
+    if value is None or isinstance(value, (bool, int)):
+        return
+    if isinstance(value, float):
+        if not math.isfinite(value):
+            raise InvalidInputError(f"{what} is {value!r}, which JSON cannot represent")
+        return
+    if isinstance(value, str):
+        check_text(value, what)
+        return
+    if isinstance(value, list):
+        for index, item in enumerate(value):
+            check_json(item, f"{what}[{index}]")
+        return
+    if isinstance(value, dict):
+        for key, item in value.items():
+            if not isinstance(key, str):
+                raise InvalidInputError(f"{what} has a non-str key {key!r}; JSON keys are strings")
+            check_text(key, f"key {key!r} of {what}")
+            check_json(item, f"{what}[{key!r}]")
+        return
+    raise InvalidInputError(f"{what} is a {type(value).__name__}, which is not JSON data")
+
+
+def check_datetime(value: object, what: str) -> None:
+    if not isinstance(value, datetime):
+        raise InvalidInputError(f"{what} must be a datetime, not {type(value).__name__}")
+
+
+@dataclass(frozen=True)
+class ToolCallRecord:
+    """One tool call of an assistant message."""
+
+    name: str
+    arguments: dict[str, JSONValue] = field(default_factory=dict)
+    id: str | None = None
+
+    def __post_init__(self) -> None:
+        check_text(self.name, "tool call name")
+        if not isinstance(self.arguments, dict):
+            raise InvalidInputError("tool call arguments must be a dict")
+        check_json(self.arguments, f"arguments of tool call {self.name!r}")
+        check_text(self.id, "tool call id", allow_none=True)
+
+
+@dataclass(frozen=True)
+class MessageRecord:
+    """One message. ``id`` is unique within its conversation."""
+
+    id: str
+    role: str
+    content: str
+    created_at: datetime
+    metadata: dict[str, JSONValue] = field(default_factory=dict)
+    images: tuple[Image, ...] | None = None
+    tool_calls: tuple[ToolCallRecord, ...] | None = None
+    tool_call_id: str | None = None
+
+    def __post_init__(self) -> None:
+        check_id(self.id, "message id")
+        if self.role not in ROLES:
+            raise InvalidInputError(f"message role {self.role!r} is not one of {sorted(ROLES)}")
+        check_text(self.content, f"content of message {self.id}")
+        check_datetime(self.created_at, f"created_at of message {self.id}")
+        if not isinstance(self.metadata, dict):
+            raise InvalidInputError(f"metadata of message {self.id} must be a dict")
+        check_json(self.metadata, f"metadata of message {self.id}")
+        if self.images is not None:
+            if not isinstance(self.images, tuple):
+                raise InvalidInputError("images must be a tuple of str or bytes")
+            for index, image in enumerate(self.images):
+                if isinstance(image, (bytes, bytearray)):
+                    continue
+                check_text(image, f"image {index} of message {self.id}")
+        if self.tool_calls is not None:
+            if not isinstance(self.tool_calls, tuple) or not all(
+                isinstance(call, ToolCallRecord) for call in self.tool_calls
+            ):
+                raise InvalidInputError("tool_calls must be a tuple of ToolCallRecord")
+        check_text(self.tool_call_id, "tool_call_id", allow_none=True)
+
+
+@dataclass(frozen=True)
+class ConversationRecord:
+    """A conversation's own fields, without its messages."""
+
+    id: str
+    created_at: datetime
+    updated_at: datetime
+    title: str | None = None
+    model_name: str | None = None
+    metadata: dict[str, JSONValue] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        check_id(self.id, "conversation id")
+        check_datetime(self.created_at, "conversation created_at")
+        check_datetime(self.updated_at, "conversation updated_at")
+        check_text(self.title, "title", allow_none=True)
+        check_text(self.model_name, "model_name", allow_none=True)
+        if not isinstance(self.metadata, dict):
+            raise InvalidInputError(f"metadata of conversation {self.id} must be a dict")
+        check_json(self.metadata, f"metadata of conversation {self.id}")
+
+
+@dataclass(frozen=True)
+class StoredConversation:
+    """A conversation with its messages in stored order."""
+
+    conversation: ConversationRecord
+    messages: tuple[MessageRecord, ...]
+
+
+@dataclass(frozen=True)
+class SearchHit:
+    """One conversation that matched a search.
+
+    ``message_id`` names the matched document: ``None`` when the title matched,
+    otherwise the first matching message in stored order. ``text`` is that
+    document's full text when the query asked for it (to build snippets), and
+    ``score`` is a relevance score (higher is better) when ordering by relevance.
+    """
+
+    conversation: ConversationRecord
+    message_id: str | None = None
+    text: str | None = None
+    score: float | None = None
+
+
+def check_unique_message_ids(messages: Sequence[MessageRecord]) -> None:
+    """Raise InvalidInputError if two of ``messages`` share an id."""
+    seen: set[str] = set()
+    for message in messages:
+        if not isinstance(message, MessageRecord):
+            raise InvalidInputError(f"expected a MessageRecord, got {type(message).__name__}")
+        if message.id in seen:
+            raise InvalidInputError(f"message id {message.id} appears twice in one save")
+        seen.add(message.id)
+
+
+def check_metadata_filter(metadata: Mapping[str, Any] | None) -> None:
+    """Raise InvalidInputError unless ``metadata`` is a usable metadata filter.
+
+    A filter maps top-level metadata keys to scalar JSON values (str, int, float,
+    bool or None); a conversation matches when every key is present with an equal
+    value of the same JSON type (``True`` does not match ``1``; ``1`` matches ``1.0``).
+    """
+    if metadata is None:
+        return
+    if not isinstance(metadata, Mapping):
+        raise InvalidInputError("metadata filter must be a mapping of key to value")
+    for key, value in metadata.items():
+        check_text(key, "metadata filter key")
+        if value is not None and not isinstance(value, (str, int, float, bool)):
+            raise InvalidInputError(
+                f"metadata filter value for {key!r} must be str, int, float, bool or None"
+            )
+        if isinstance(value, int) and not -(2**63) <= value < 2**63:
+            raise InvalidInputError(f"metadata filter value for {key!r} is outside the 64-bit range")
+        check_json(value, f"metadata filter value for {key!r}")
+
+
+def _json_kind(value: object) -> str:
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "bool"
+    if isinstance(value, (int, float)):
+        return "number"
+    return type(value).__name__
+
+
+def metadata_matches(metadata: Mapping[str, Any], wanted: Mapping[str, Any] | None) -> bool:
+    """The reference rule for metadata filters (see :func:`check_metadata_filter`)."""
+    if not wanted:
+        return True
+    for key, value in wanted.items():
+        if key not in metadata:
+            return False
+        stored = metadata[key]
+        if _json_kind(stored) != _json_kind(value) or stored != value:
+            return False
+    return True

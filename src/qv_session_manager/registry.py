@@ -1,0 +1,90 @@
+"""Backends by name and URL scheme, and opening a store from a URL."""
+
+from __future__ import annotations
+
+import warnings
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from .errors import BackendConflictError, InvalidInputError, PluginLoadWarning, UnknownBackendError
+from .plugins import load_plugins, pm
+from .protocol import ConversationStore
+
+
+@dataclass(frozen=True)
+class Backend:
+    """A storage backend a plugin offers.
+
+    ``open(url, options)`` returns a store; ``options`` are the keyword options
+    given to :func:`open_store`. The backend is chosen by a URL whose scheme is
+    ``name`` or one of ``schemes``.
+    """
+
+    name: str
+    open: Callable[[str, Mapping[str, Any]], ConversationStore]
+    schemes: tuple[str, ...] = ()
+    description: str = ""
+    plugin: str = field(default="", compare=False)
+
+    @property
+    def keys(self) -> tuple[str, ...]:
+        return tuple(dict.fromkeys((self.name, *self.schemes)))
+
+
+def available_backends() -> dict[str, Backend]:
+    """Every installed backend, by name and by each of its URL schemes.
+
+    Raises BackendConflictError, naming both plugins, when two plugins claim one
+    name or scheme. A plugin whose hook raises is skipped with a PluginLoadWarning.
+    """
+    load_plugins()
+    table: dict[str, Backend] = {}
+    for impl in reversed(pm.hook.register_backends.get_hookimpls()):
+        offered: list[Backend] = []
+
+        def register(backend: Backend, plugin: str = impl.plugin_name) -> None:
+            if not isinstance(backend, Backend):
+                raise TypeError(f"register() takes a Backend, not {type(backend).__name__}")
+            offered.append(Backend(backend.name, backend.open, tuple(backend.schemes), backend.description, plugin))
+
+        try:
+            impl.function(**{name: register for name in impl.argnames})
+        except Exception as exc:
+            warnings.warn(
+                f"qv_session_manager plugin {impl.plugin_name!r} failed to register its "
+                f"backends and was skipped: {exc!r}",
+                PluginLoadWarning,
+                stacklevel=2,
+            )
+            continue
+        for backend in offered:
+            for key in backend.keys:
+                if key in table and table[key].plugin != backend.plugin:
+                    raise BackendConflictError(
+                        f"backend {key!r} is registered by two plugins: "
+                        f"{table[key].plugin!r} and {backend.plugin!r}; uninstall one of them"
+                    )
+                table[key] = backend
+    return table
+
+
+def scheme_of(url: str) -> str:
+    if not isinstance(url, str) or "://" not in url:
+        raise InvalidInputError(f"a store URL looks like 'sqlite:///path.db' or 'memory://', not {url!r}")
+    return url.split("://", 1)[0].lower()
+
+
+def open_store(url: str, **options: Any) -> ConversationStore:
+    """Open the store a URL names, e.g. ``sqlite:///chats.db`` or ``memory://``.
+
+    Raises UnknownBackendError (a LookupError) listing the installed backends when
+    no backend handles the URL's scheme.
+    """
+    scheme = scheme_of(url)
+    table = available_backends()
+    backend = table.get(scheme)
+    if backend is None:
+        installed = ", ".join(sorted(table)) or "none"
+        raise UnknownBackendError(f"no backend handles {scheme + '://'!r}; installed: {installed}")
+    return backend.open(url, options)

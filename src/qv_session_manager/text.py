@@ -1,0 +1,102 @@
+"""The one tokenizer every backend shares.
+
+Text is folded character by character: compatibility decomposition (NFKD), combining
+marks dropped, then ``str.casefold``. So ``Résumé`` and ``resume`` fold alike, as do
+``Straße`` and ``strasse`` and full-width ``ＡＢＣ`` and ``abc``. A token is then either
+one CJK character (Han, kana, Hangul: these scripts do not separate words with
+spaces, so each character is indexed on its own and a query like ``東京`` becomes the
+phrase ``東 京``) or a run of other letters and digits. Everything else (spaces,
+punctuation, ``_``, symbols, control characters, NUL) separates tokens.
+
+:func:`tokens` is the fast path used for indexing and queries; :func:`token_spans`
+also reports where each token lies in the original text (for snippets). A property
+test holds the two to the same answer.
+"""
+
+from __future__ import annotations
+
+import re
+import unicodedata
+from functools import lru_cache
+
+#: Bumped whenever the rules above change: stored indexes must then be rebuilt.
+TOKENIZER_VERSION = 1
+
+_CJK_RANGES = (
+    "\u1100-\u11ff"  # Hangul Jamo
+    "\u3040-\u30ff"  # Hiragana, Katakana
+    "\u3100-\u312f"  # Bopomofo
+    "\u3130-\u318f"  # Hangul compatibility Jamo
+    "\u31f0-\u31ff"  # Katakana phonetic extensions
+    "\u3400-\u4dbf"  # CJK extension A
+    "\u4e00-\u9fff"  # CJK unified ideographs
+    "\ua960-\ua97f"  # Hangul Jamo extended A
+    "\uac00-\ud7af"  # Hangul syllables
+    "\uf900-\ufaff"  # CJK compatibility ideographs
+    "\uff66-\uff9f"  # half-width Katakana
+    "\U00020000-\U0003134f"  # CJK extensions B..G
+)
+_TOKEN = re.compile(rf"[{_CJK_RANGES}]|(?:(?![{_CJK_RANGES}])[^\W_])+")
+_ASCII_TOKEN = re.compile(r"[a-z0-9]+")
+
+
+_CJK_CHAR = re.compile(f"[{_CJK_RANGES}]")
+
+#: Longer tokens are cut to this length, in texts and queries alike, so that every
+#: engine can index them (PostgreSQL refuses lexemes over 2 KB).
+MAX_TOKEN_LENGTH = 200
+
+
+@lru_cache(maxsize=65536)
+def fold_char(char: str) -> str:
+    """Fold one character: NFKD, drop combining marks, casefold.
+
+    CJK characters keep their marks (``ど`` stays distinct from ``と``).
+    """
+    if _CJK_CHAR.match(char):
+        return unicodedata.normalize("NFKC", char)
+    decomposed = unicodedata.normalize("NFKD", char)
+    kept = "".join(c for c in decomposed if not unicodedata.combining(c))
+    return kept.casefold()
+
+
+def fold(text: str) -> str:
+    """Fold a whole text (see the module docstring)."""
+    if text.isascii():
+        return text.lower()
+    return "".join(map(fold_char, text))
+
+
+def tokens(text: str) -> list[str]:
+    """The tokens of ``text``, in order."""
+    found = _ASCII_TOKEN.findall(text.lower()) if text.isascii() else _TOKEN.findall(fold(text))
+    return [token[:MAX_TOKEN_LENGTH] for token in found]
+
+
+def token_spans(text: str) -> list[tuple[str, int, int]]:
+    """Each token of ``text`` with the [start, end) character span it came from.
+
+    Returns the same tokens as :func:`tokens`. A span covers whole original
+    characters: folding never splits one character across two tokens' spans
+    unless the character itself folds to several token characters.
+    """
+    folded_parts: list[str] = []
+    origin: list[int] = []  # origin[i] = index in text of folded character i
+    for index, char in enumerate(text):
+        part = fold_char(char)
+        folded_parts.append(part)
+        origin.extend([index] * len(part))
+    folded = "".join(folded_parts)
+    return [
+        (match.group()[:MAX_TOKEN_LENGTH], origin[match.start()], origin[match.end() - 1] + 1)
+        for match in _TOKEN.finditer(folded)
+    ]
+
+
+def index_text(text: str) -> str:
+    """The text handed to an engine's own indexer: the tokens joined by spaces.
+
+    Engines then only have to split on spaces (SQLite FTS5's ``ascii`` tokenizer
+    does exactly that for this input), so every engine sees the same tokens.
+    """
+    return " ".join(tokens(text))
