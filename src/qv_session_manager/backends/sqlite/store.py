@@ -64,6 +64,23 @@ def _create_atomically(path: str, setup: Any) -> None:
                 pass
 
 
+_SQLITE_MAGIC = b"SQLite format 3\x00"
+
+
+def _check_header(path: str) -> None:
+    """Raise CorruptStorageError unless a non-empty file starts with the SQLite header.
+
+    SQLite itself takes a 1-byte file for an empty database and would overwrite it.
+    """
+    try:
+        with open(path, "rb") as file:
+            head = file.read(len(_SQLITE_MAGIC))
+    except OSError:
+        return  # unreadable or not a file: SQLite reports it when connecting
+    if head and head != _SQLITE_MAGIC:
+        raise CorruptStorageError(f"{path} is not an SQLite database; refusing to touch it")
+
+
 def _prepare_new(db: sqlite3.Connection) -> None:
     db.execute("PRAGMA journal_mode = WAL")
     schema.migrate(db)
@@ -108,6 +125,8 @@ class SQLiteStore:
                     raise CorruptStorageError(
                         f"{path} is an empty file, not a database; refusing to treat it as a new store"
                     )
+                if os.path.exists(path):
+                    _check_header(path)
                 if not os.path.exists(path):
                     _create_atomically(path, _prepare_new)
             self._db = sqlite3.connect(
@@ -120,9 +139,11 @@ class SQLiteStore:
             self._db.execute("PRAGMA foreign_keys = ON")
             self._db.execute(f"PRAGMA synchronous = {synchronous.upper()}")
             self._db.execute("PRAGMA secure_delete = ON")
+            # Migrate (which first refuses newer or foreign schemas) before switching to
+            # WAL: the switch rewrites the file header, and a refused file must stay untouched.
+            schema.migrate(self._db)
             if self._db.execute("PRAGMA journal_mode").fetchone()[0] != "wal" and not in_memory:
                 self._db.execute("PRAGMA journal_mode = WAL")
-            schema.migrate(self._db)
         except BaseException as exc:
             self._db.close()
             if isinstance(exc, sqlite3.Error):

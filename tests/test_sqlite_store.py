@@ -1,0 +1,158 @@
+"""What only the SQLite backend promises: URLs, pragmas, indexes, rollback, secure delete."""
+
+from __future__ import annotations
+
+import os
+import sqlite3
+from pathlib import Path
+
+import pytest
+from qv_ollama_sdk.domain.models import Conversation
+
+from factories import conversation, message
+from qv_session_manager import (
+    InvalidInputError,
+    SessionManager,
+    StorageError,
+    open_store,
+)
+from qv_session_manager.backends.sqlite import SQLiteStore
+from qv_session_manager.backends.sqlite import store as store_module
+from qv_session_manager.protocol import Capability, ConversationFilter
+from qv_session_manager.query import parse, to_fts5
+
+
+def pragma(store: SQLiteStore, name: str):
+    return store._db.execute(f"PRAGMA {name}").fetchone()[0]
+
+
+def test_url_forms(tmp_path: Path, monkeypatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    relative = open_store("sqlite:///relative.db")
+    absolute = open_store(f"sqlite:///{tmp_path}/absolute.db")  # four slashes in all
+    in_memory = open_store("sqlite://")
+    try:
+        assert (tmp_path / "relative.db").exists() and (tmp_path / "absolute.db").exists()
+        assert Capability.PERSISTENT in relative.capabilities
+        assert Capability.PERSISTENT not in in_memory.capabilities
+    finally:
+        for store in (relative, absolute, in_memory):
+            store.close()
+    with pytest.raises(InvalidInputError, match="unknown SQLite option"):
+        open_store("sqlite:///x.db?journal=off")
+    with pytest.raises(InvalidInputError):
+        open_store("sqlite://host/x.db")
+
+
+def test_connection_settings(tmp_path: Path) -> None:
+    durable = SQLiteStore(tmp_path / "a.db")
+    fast = open_store(f"sqlite:///{tmp_path}/b.db?synchronous=normal&busy_timeout=2")
+    try:
+        assert pragma(durable, "journal_mode") == "wal"
+        assert pragma(durable, "foreign_keys") == 1
+        assert pragma(durable, "synchronous") == 2  # FULL
+        assert pragma(durable, "secure_delete") == 1
+        assert pragma(durable, "busy_timeout") == 30_000
+        assert pragma(fast, "synchronous") == 1  # NORMAL
+        assert pragma(fast, "busy_timeout") == 2_000
+    finally:
+        durable.close()
+        fast.close()
+    with pytest.raises(InvalidInputError):
+        SQLiteStore(tmp_path / "c.db", synchronous="off")  # type: ignore[arg-type]
+
+
+def test_a_file_uri_lookalike_is_a_plain_file_name(tmp_path: Path, monkeypatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    store = SQLiteStore("file:x.db?mode=memory")
+    store.save(conversation("kept"), [])
+    store.close()
+    reopened = SQLiteStore("file:x.db?mode=memory")
+    assert reopened.get("kept") is not None, "data must persist in a real file"
+    reopened.close()
+
+
+def plan(store: SQLiteStore, sql: str, params) -> str:
+    return " | ".join(row[-1] for row in store._db.execute("EXPLAIN QUERY PLAN " + sql, params))
+
+
+def test_reads_use_indexes_not_scans(tmp_path: Path) -> None:
+    store = SQLiteStore(tmp_path / "plan.db")
+    try:
+        load = plan(store, "SELECT id FROM messages WHERE conversation_pk = ? ORDER BY position, pk", (1,))
+        assert "SCAN messages" not in load, load
+        listing = plan(
+            store, "SELECT id FROM conversations c ORDER BY c.updated_key DESC, c.id DESC LIMIT 20", ()
+        )
+        assert "SCAN c USING INDEX conversations_by_updated" in listing or "COVERING INDEX" in listing, listing
+        search = plan(
+            store,
+            "SELECT m.pk FROM message_index JOIN messages m ON m.pk = message_index.rowid"
+            " WHERE message_index MATCH ?",
+            (to_fts5(parse("python")),),
+        )
+        assert "VIRTUAL TABLE INDEX" in search and "SCAN m " not in search + " ", search
+    finally:
+        store.close()
+
+
+def test_a_failure_inside_the_transaction_rolls_back_everything(tmp_path: Path, monkeypatch) -> None:
+    store = SQLiteStore(tmp_path / "rollback.db")
+    record = conversation("c", title="before")
+    store.save(record, [message("one", id="a")])
+    before = store.load("c")
+    real = store_module.index_body
+
+    def explode(text):
+        if text == "explode":
+            raise RuntimeError("simulated failure after the first writes")
+        return real(text)
+
+    monkeypatch.setattr(store_module, "index_body", explode)
+    changed = conversation("c", title="after")
+    with pytest.raises(RuntimeError):
+        store.save(changed, [message("edited", id="a"), message("fine", id="b"), message("explode", id="c")])
+    monkeypatch.setattr(store_module, "index_body", real)
+    assert store.load("c") == before
+    assert [h.conversation.id for h in store.search(parse("before"), ConversationFilter())] == ["c"]
+    assert store.search(parse("fine"), ConversationFilter()) == []
+    store.save(changed, [message("fine", id="b")])  # the write lock was released
+    assert [m.id for m in store.load("c").messages] == ["a", "b"]
+    store.close()
+
+
+def test_deleted_text_does_not_stay_in_the_file(tmp_path: Path) -> None:
+    path = tmp_path / "secret.db"
+    secret = "zqxjvsecretword"
+    with SessionManager(db_path=path) as manager:
+        keep = Conversation(title="keep")
+        keep.add_user_message("ordinary words " * 50)
+        manager.save_conversation(keep)
+        gone = Conversation(title=f"title {secret}title")
+        gone.add_user_message(f"the {secret} message " * 20)
+        manager.save_conversation(gone)
+        assert manager.search_conversations(secret)
+        assert manager.delete_conversation(str(gone.id)) is True
+        assert manager.search_conversations(secret) == []
+    leftovers = b"".join(p.read_bytes() for p in tmp_path.iterdir() if p.name.startswith("secret.db"))
+    assert secret.encode() not in leftovers
+
+
+def test_closed_store_refuses_calls(tmp_path: Path) -> None:
+    store = SQLiteStore(tmp_path / "closed.db")
+    store.close()
+    store.close()
+    with pytest.raises(StorageError):
+        store.load("x")
+
+
+def test_engine_errors_are_translated(tmp_path: Path) -> None:
+    store = SQLiteStore(tmp_path / "full.db")
+    store.save(conversation("c"), [])
+    store._db.execute("PRAGMA max_page_count = 1")  # anything more is 'database or disk is full'
+    with pytest.raises(StorageError) as caught:
+        store.save(conversation("d"), [message("x" * 100_000)])
+    assert not isinstance(caught.value, sqlite3.Error)
+    assert isinstance(caught.value.__cause__, sqlite3.Error)
+    assert store.get("d") is None and store.get("c") is not None
+    store.close()
