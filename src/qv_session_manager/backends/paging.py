@@ -13,12 +13,19 @@ from ..timeutil import time_key
 T = TypeVar("T")
 
 
+_LARGEST = 2**63 - 1
+
+
+def _count(value: object) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and 0 <= value <= _LARGEST
+
+
 def check_page(limit: int | None, offset: int) -> None:
-    """Raise InvalidInputError unless limit is None or >= 0 and offset is >= 0."""
-    if limit is not None and (not isinstance(limit, int) or isinstance(limit, bool) or limit < 0):
-        raise InvalidInputError(f"limit must be None or an int >= 0, not {limit!r}")
-    if not isinstance(offset, int) or isinstance(offset, bool) or offset < 0:
-        raise InvalidInputError(f"offset must be an int >= 0, not {offset!r}")
+    """Raise InvalidInputError unless limit is None or a count, and offset is a count."""
+    if limit is not None and not _count(limit):
+        raise InvalidInputError(f"limit must be None or an int from 0 to 2**63-1, not {limit!r}")
+    if not _count(offset):
+        raise InvalidInputError(f"offset must be an int from 0 to 2**63-1, not {offset!r}")
 
 
 def newest_first_key(record: ConversationRecord, field: str) -> tuple[str, str]:
