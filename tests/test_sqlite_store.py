@@ -9,7 +9,6 @@ from pathlib import Path
 import pytest
 from qv_ollama_sdk.domain.models import Conversation
 
-from factories import conversation, message
 from qv_session_manager import (
     InvalidInputError,
     SessionManager,
@@ -20,6 +19,7 @@ from qv_session_manager.backends.sqlite import SQLiteStore
 from qv_session_manager.backends.sqlite import store as store_module
 from qv_session_manager.protocol import Capability, ConversationFilter
 from qv_session_manager.query import parse, to_fts5
+from qv_session_manager.testing.contract import conversation, message
 
 
 def pragma(store: SQLiteStore, name: str):

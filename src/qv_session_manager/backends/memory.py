@@ -25,7 +25,7 @@ from ..records import (
 )
 from ..registry import Backend
 from ..text import tokens
-from .paging import check_page, newest_first_key, ordered, page, passes
+from ..rules import check_filter, check_order, check_page, newest_first_key, ordered, page, passes
 
 
 @dataclass
@@ -50,6 +50,9 @@ class MemoryStore:
         self._lock = threading.RLock()
         self._closed = False
 
+    def _tokenize(self, text: str) -> list[str]:
+        return tokens(text)
+
     def _check_open(self) -> None:
         if self._closed:
             raise StorageError("the store is closed")
@@ -70,7 +73,7 @@ class MemoryStore:
             self._check_open()
             entry = self._entries.get(conversation.id)
             if entry is None:
-                entry = _Entry(conversation, tokens(conversation.title or ""))
+                entry = _Entry(conversation, self._tokenize(conversation.title or ""))
             new_messages = {} if replace else dict(entry.messages)
             new_tokens = {} if replace else dict(entry.message_tokens)
             for message in messages:
@@ -79,9 +82,9 @@ class MemoryStore:
                 if previous is not None and previous.content == message.content:
                     new_tokens[message.id] = entry.message_tokens[message.id]
                 else:
-                    new_tokens[message.id] = tokens(message.content)
+                    new_tokens[message.id] = self._tokenize(message.content)
             self._entries[conversation.id] = _Entry(
-                conversation, tokens(conversation.title or ""), new_messages, new_tokens
+                conversation, self._tokenize(conversation.title or ""), new_messages, new_tokens
             )
 
     def load(self, conversation_id: str) -> StoredConversation | None:
@@ -124,6 +127,7 @@ class MemoryStore:
         after: ConversationRecord | None = None,
     ) -> list[ConversationRecord]:
         check_page(limit, offset)
+        check_filter(filter)
         with self._lock:
             self._check_open()
             chosen = [e.conversation for e in self._entries.values() if passes(e.conversation, filter)]
@@ -144,8 +148,8 @@ class MemoryStore:
         with_text: bool = False,
     ) -> list[SearchHit]:
         check_page(limit, offset)
-        if order not in ("recent", "relevance"):
-            raise InvalidInputError(f"order must be 'recent' or 'relevance', not {order!r}")
+        check_filter(filter)
+        check_order(order)
         if query.is_empty:
             return []
         with self._lock:

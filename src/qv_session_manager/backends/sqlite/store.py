@@ -18,11 +18,10 @@ from ...records import (
     MessageRecord,
     SearchHit,
     StoredConversation,
-    check_metadata_filter,
     check_unique_message_ids,
 )
 from ...timeutil import time_key
-from ..paging import check_page
+from ...rules import check_filter, check_order, check_page
 from . import schema
 from .errors import translate
 from .rows import (
@@ -336,9 +335,7 @@ class SQLiteStore:
     @staticmethod
     def _where(filter: ConversationFilter) -> tuple[str, dict[str, Any]]:
         """SQL conditions on conversations ``c`` for a filter, with named parameters."""
-        if filter.field not in _TIME_FIELDS:
-            raise InvalidInputError(f"field must be 'updated_at' or 'created_at', not {filter.field!r}")
-        check_metadata_filter(filter.metadata)
+        check_filter(filter)
         key = _TIME_FIELDS[filter.field]
         conditions = ["1"]
         params: dict[str, Any] = {}
@@ -395,8 +392,7 @@ class SQLiteStore:
         with_text: bool = False,
     ) -> list[SearchHit]:
         check_page(limit, offset)
-        if order not in ("recent", "relevance"):
-            raise InvalidInputError(f"order must be 'recent' or 'relevance', not {order!r}")
+        check_order(order)
         where, params = self._where(filter)
         if query.is_empty:
             return []

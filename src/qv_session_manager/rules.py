@@ -1,14 +1,17 @@
-"""Ordering and paging rules shared by backends that sort in Python."""
+"""The reference rules of listing and paging, for backends that evaluate in Python.
+
+A backend written in Python (the memory backend, plugins) can use these helpers to
+get exactly the order, filters and paging the protocol prescribes."""
 
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 from typing import TypeVar
 
-from ..errors import InvalidInputError
-from ..protocol import ConversationFilter
-from ..records import ConversationRecord, metadata_matches
-from ..timeutil import time_key
+from .errors import InvalidInputError
+from .protocol import ConversationFilter
+from .records import ConversationRecord, check_metadata_filter, metadata_matches
+from .timeutil import time_key
 
 T = TypeVar("T")
 
@@ -26,6 +29,21 @@ def check_page(limit: int | None, offset: int) -> None:
         raise InvalidInputError(f"limit must be None or an int from 0 to 2**63-1, not {limit!r}")
     if not _count(offset):
         raise InvalidInputError(f"offset must be an int from 0 to 2**63-1, not {offset!r}")
+
+
+def check_filter(filter: ConversationFilter) -> None:
+    """Raise InvalidInputError unless ``filter`` has a known field and a valid metadata filter."""
+    if not isinstance(filter, ConversationFilter):
+        raise InvalidInputError(f"expected a ConversationFilter, got {type(filter).__name__}")
+    if filter.field not in ("updated_at", "created_at"):
+        raise InvalidInputError(f"field must be 'updated_at' or 'created_at', not {filter.field!r}")
+    check_metadata_filter(filter.metadata)
+
+
+def check_order(order: str) -> None:
+    """Raise InvalidInputError unless ``order`` is a search order."""
+    if order not in ("recent", "relevance"):
+        raise InvalidInputError(f"order must be 'recent' or 'relevance', not {order!r}")
 
 
 def newest_first_key(record: ConversationRecord, field: str) -> tuple[str, str]:

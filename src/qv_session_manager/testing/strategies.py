@@ -1,4 +1,4 @@
-"""Hypothesis strategies for records: hostile text, JSON metadata, tied timestamps."""
+"""Hypothesis strategies for records: any Unicode text, JSON metadata, tied timestamps."""
 
 from __future__ import annotations
 
@@ -79,4 +79,30 @@ def conversations(draw: st.DrawFn, id: str | None = None) -> ConversationRecord:
         created_at=draw(timestamps()),
         updated_at=draw(timestamps()),
         metadata=draw(metadata),
+    )
+
+
+#: Words that make matches, ties and exclusions frequent in generated data.
+VOCABULARY = ["alpha", "Alpha", "beta", "gamma", "délta", "delta", "東", "京", "東京", "al", "x_y", "a-b", "ß", "SS"]
+_vocabulary_word = st.sampled_from(VOCABULARY)
+# Two parts vocabulary to one part arbitrary Unicode: matches are common, oddities still appear.
+vocabulary_text = st.lists(st.one_of(_vocabulary_word, _vocabulary_word, text), min_size=1, max_size=6).map(" ".join)
+query_pieces = st.one_of(
+    st.sampled_from(VOCABULARY + ["OR", "-alpha", "-beta", '"alpha beta"', '"beta', "al*", "de*", "東*", "-", "*", "%"]),
+    text,
+)
+queries = st.lists(query_pieces, max_size=5).map(" ".join)
+filter_values = st.sampled_from([None, True, False, 1, 1.0, 0, "v", "w"])
+metadata_with_filter_keys = st.dictionaries(st.sampled_from(["k", "n"]), filter_values, max_size=2)
+
+
+@st.composite
+def filters(draw: st.DrawFn) -> "ConversationFilter":
+    from qv_session_manager.protocol import ConversationFilter
+
+    return ConversationFilter(
+        field=draw(st.sampled_from(["updated_at", "created_at"])),
+        start=draw(st.one_of(st.none(), timestamps())),
+        end=draw(st.one_of(st.none(), timestamps())),
+        metadata=draw(st.one_of(st.none(), metadata_with_filter_keys)),
     )

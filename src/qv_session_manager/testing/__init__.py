@@ -1,0 +1,22 @@
+"""The conformance kit for storage backends (needs the ``[testing]`` extra).
+
+Run every contract against your backend::
+
+    from qv_session_manager.testing import StoreContract
+
+    class TestMyStore(StoreContract):
+        @pytest.fixture
+        def store_opener(self, tmp_path):
+            return lambda name: MyStore(tmp_path / name)
+
+or, without writing a class, point pytest at a URL (see :mod:`.plugin`).
+"""
+
+import pytest
+
+pytest.register_assert_rewrite("qv_session_manager.testing.contract", "qv_session_manager.testing.stateful")
+
+from .contract import StoreContract, StoreOpener, assert_round_trip  # noqa: E402
+from .stateful import StoreComparison, run_comparison  # noqa: E402
+
+__all__ = ["StoreComparison", "StoreContract", "StoreOpener", "assert_round_trip", "run_comparison"]

@@ -1,0 +1,595 @@
+"""The conformance suite: every contract of the storage protocol as pytest tests.
+
+Subclass :class:`StoreContract` in a test module and provide a ``store_opener``
+fixture: a callable taking a name and returning an open store. Different names must
+give independent, empty stores; for a backend with ``Capability.PERSISTENT``,
+opening a name again (after the previous store was closed) must give the same data::
+
+    class TestMyStore(StoreContract):
+        @pytest.fixture
+        def store_opener(self, tmp_path):
+            return lambda name: MyStore(tmp_path / name)
+
+Required contracts never skip. Contracts of optional capabilities skip with a reason
+naming the capability. Every assertion message starts with the contract it checks.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import itertools
+import threading
+from collections.abc import Callable, Iterator, Sequence
+from datetime import datetime, timedelta, timezone
+from typing import Any
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from ..errors import InvalidInputError
+from ..protocol import Capability, ConversationFilter, ConversationStore
+from ..query import parse
+from ..records import ConversationRecord, MessageRecord, StoredConversation, ToolCallRecord
+from . import strategies
+from .stateful import run_comparison
+
+StoreOpener = Callable[[str], ConversationStore]
+
+BASE = datetime(2025, 1, 20, 12, 0, 0)
+_serial = itertools.count()
+
+
+def conversation(id: str | None = None, *, title: str | None = "t", updated: datetime | None = None,
+                 created: datetime | None = None, metadata: dict[str, Any] | None = None) -> ConversationRecord:
+    """A conversation record with sensible defaults."""
+    updated = updated or BASE
+    return ConversationRecord(
+        id=f"c{next(_serial)}" if id is None else id, title=title, model_name="llama3",
+        created_at=created or updated, updated_at=updated, metadata=metadata or {},
+    )
+
+
+def message(content: str = "hello", *, id: str | None = None, role: str = "user",
+            at: datetime | None = None, **fields: Any) -> MessageRecord:
+    """A message record with sensible defaults."""
+    return MessageRecord(id=f"m{next(_serial)}" if id is None else id, role=role, content=content,
+                         created_at=at or BASE, **fields)
+
+
+def minutes(n: int) -> datetime:
+    return BASE + timedelta(minutes=n)
+
+
+def _instant_and_offset_kept(got: datetime, want: datetime) -> bool:
+    return got == want and got.utcoffset() == want.utcoffset() and (got.tzinfo is None) == (want.tzinfo is None)
+
+
+def assert_round_trip(got: StoredConversation | None, want: StoredConversation) -> None:
+    """Fail unless ``got`` is exactly ``want``, including timestamp offsets and image types."""
+    assert got is not None, "contract load: a saved conversation must load"
+    assert got.conversation == want.conversation, (
+        f"contract fidelity: conversation fields changed on the way back\n saved:  {want.conversation}\n"
+        f" loaded: {got.conversation}"
+    )
+    assert [m.id for m in got.messages] == [m.id for m in want.messages], (
+        "contract order: load must return messages in stored order"
+    )
+    for got_message, want_message in zip(got.messages, want.messages):
+        assert got_message == want_message, (
+            f"contract fidelity: message {want_message.id} changed\n saved:  {want_message}\n loaded: {got_message}"
+        )
+        for got_image, want_image in zip(got_message.images or (), want_message.images or ()):
+            assert type(got_image) is type(want_image), "contract fidelity: str and bytes images must stay apart"
+    pairs = [(got.conversation.created_at, want.conversation.created_at),
+             (got.conversation.updated_at, want.conversation.updated_at)]
+    pairs += [(a.created_at, b.created_at) for a, b in zip(got.messages, want.messages)]
+    for got_time, want_time in pairs:
+        assert _instant_and_offset_kept(got_time, want_time), (
+            f"contract fidelity: timestamp {want_time.isoformat()} came back as {got_time.isoformat()} "
+            "(naive must stay naive, aware must keep its offset)"
+        )
+
+
+def _ids(store: ConversationStore, conversation_id: str) -> list[str]:
+    stored = store.load(conversation_id)
+    assert stored is not None, f"contract load: conversation {conversation_id} vanished"
+    return [m.id for m in stored.messages]
+
+
+def _found(store: ConversationStore, query: str, filter: ConversationFilter | None = None, **kw: Any) -> list[str]:
+    return [hit.conversation.id for hit in store.search(parse(query), filter or ConversationFilter(), **kw)]
+
+
+def _listed(store: ConversationStore, filter: ConversationFilter | None = None, **kw: Any) -> list[str]:
+    return [record.id for record in store.list(filter or ConversationFilter(), **kw)]
+
+
+class _FailingSequence(Sequence[MessageRecord]):
+    """Messages that blow up part-way through iteration, to prove saves are atomic."""
+
+    def __init__(self, messages: list[MessageRecord], fail_at: int) -> None:
+        self._messages, self._fail_at = messages, fail_at
+
+    def __len__(self) -> int:
+        return len(self._messages)
+
+    def __getitem__(self, index: Any) -> Any:
+        return self._messages[index]
+
+    def __iter__(self) -> Iterator[MessageRecord]:
+        for index, item in enumerate(self._messages):
+            if index == self._fail_at:
+                raise RuntimeError("simulated failure while the save is under way")
+            yield item
+
+
+SEARCH_DOCUMENTS = {
+    "lists": "Python lists are ordered, mutable collections",
+    "resume": "Please update my Résumé before Friday",
+    "tokyo": "東京の天気はどうですか",
+    "agents": "multi-agent systems in C++ and c#",
+    "percent": "a 50% discount on 10.0.0.1, mail a.b@example.com",
+    "java": "python and java compared",
+    "nul": "before\x00after",
+}
+
+HOSTILE_QUERIES = [
+    '"unbalanced', 'unbalanced"', '"', '""', "it's", "a OR", "python AND", "NOT python", "NEAR(", "NEAR(a b",
+    "title:python", "foo:bar", "http://x.com", "^python", "(python", "python)", "()", "{", "[", "C#", "*",
+    "-", "%", "_", "/etc/passwd", "'; DROP TABLE messages; --", "python\x00java", "\x00", "\ud800",
+    "a\udfffb", "x" * 100_000, " ".join(f"w{i}" for i in range(20_000)), "AND OR NOT NEAR", '"a" "b" OR OR -',
+    "*thon", "pyth**", "", "   ", "\t\n",
+]
+
+
+class StoreContract:
+    """Every contract of :class:`~qv_session_manager.protocol.ConversationStore`."""
+
+    @pytest.fixture
+    def store_opener(self) -> StoreOpener:
+        raise NotImplementedError("a StoreContract subclass must provide the store_opener fixture")
+
+    @pytest.fixture
+    def open_stores(self, store_opener: StoreOpener) -> Iterator[Callable[[str], ConversationStore]]:
+        """Open stores through the opener and close them all after the test."""
+        opened: list[ConversationStore] = []
+
+        def open_(name: str) -> ConversationStore:
+            store = store_opener(name)
+            opened.append(store)
+            return store
+
+        yield open_
+        for store in opened:
+            store.close()
+
+    @pytest.fixture
+    def store(self, open_stores: Callable[[str], ConversationStore]) -> ConversationStore:
+        return open_stores("contract")
+
+    @staticmethod
+    def require(store: ConversationStore, capability: Capability) -> None:
+        if capability not in store.capabilities:
+            pytest.skip(f"the backend does not declare Capability.{capability.name}")
+
+    # -- fidelity --------------------------------------------------------------
+
+    def test_fidelity_any_records(self, open_stores: Callable[[str], ConversationStore]) -> None:
+        """contract fidelity: whatever a valid record holds comes back equal."""
+        counter = itertools.count()
+
+        @given(strategies.conversations(), strategies.message_lists())
+        @settings(max_examples=30, deadline=None,
+                  suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture])
+        def check(record: ConversationRecord, messages: list[MessageRecord]) -> None:
+            store = open_stores(f"fidelity{next(counter)}")
+            store.save(record, messages)
+            assert_round_trip(store.load(record.id), StoredConversation(record, tuple(messages)))
+
+        check()
+
+    @pytest.mark.parametrize(
+        "content",
+        ["", "a\x00b", "\x01\x02\x1f\x7f", "line\r\nbreak\ttab", "🙂 emoji and RTL עברית", "x" * 10_000_000],
+        ids=["empty", "nul", "controls", "newlines", "emoji-rtl", "10MB"],
+    )
+    def test_fidelity_hostile_content(self, store: ConversationStore, content: str) -> None:
+        """contract fidelity: empty, NUL, control characters and 10 MB content round-trip."""
+        record = conversation(title=content[:100])
+        sent = message(content)
+        store.save(record, [sent])
+        assert_round_trip(store.load(record.id), StoredConversation(record, (sent,)))
+
+    def test_fidelity_tool_calls_images_metadata_timestamps(self, store: ConversationStore) -> None:
+        """contract fidelity: tool calls, tool_call_id, str/bytes images, nested JSON, offsets, microseconds."""
+        plus_two = timezone(timedelta(hours=2))
+        record = conversation(created=datetime(2025, 1, 20, 10, 0, 0, 123456),
+                              updated=datetime(2025, 1, 20, 10, 0, 0, 1, tzinfo=plus_two),
+                              metadata={"nested": {"a": [1, 2.5, None, True, "ü"]}, "empty": {}})
+        sent = [
+            message("look", images=("aGVsbG8=", b"\x89PNG\x00raw"), at=datetime(2025, 1, 20, 8, tzinfo=timezone.utc)),
+            message("", role="assistant", tool_calls=(ToolCallRecord("get_weather", {"city": "Paris"}, "call_1"),
+                                                     ToolCallRecord("noop", {}, None))),
+            message("18°C", role="tool", tool_call_id="call_1", metadata={"function_name": "get_weather"}),
+            message("naive", at=datetime(2025, 1, 20, 10, 0, 0)),
+        ]
+        store.save(record, sent)
+        assert_round_trip(store.load(record.id), StoredConversation(record, tuple(sent)))
+
+    def test_fidelity_ten_thousand_messages(self, store: ConversationStore) -> None:
+        """contract order: a 10k-message conversation loads whole, in order."""
+        record = conversation()
+        sent = [message(f"message {i}", id=f"m{i:05d}") for i in range(10_000)]
+        store.save(record, sent)
+        assert _ids(store, record.id) == [m.id for m in sent], "contract order: 10k messages came back out of order"
+
+    def test_stored_data_is_not_shared_with_callers(self, store: ConversationStore) -> None:
+        """contract isolation: changing a record's dicts after save or load changes nothing stored."""
+        record = conversation(metadata={"k": [1]})
+        sent = message(metadata={"k": {"a": 1}})
+        store.save(record, [sent])
+        record.metadata["k"].append(2)
+        sent.metadata["k"]["a"] = 99
+        loaded = store.load(record.id)
+        assert loaded is not None
+        loaded.conversation.metadata["k"].append(3)
+        again = store.load(record.id)
+        assert again is not None and again.conversation.metadata == {"k": [1]}, (
+            "contract isolation: the store keeps references to the caller's dicts"
+        )
+        assert again.messages[0].metadata == {"k": {"a": 1}}, "contract isolation: message metadata was shared"
+
+    def test_data_survives_reopening(self, store_opener: StoreOpener) -> None:
+        """contract persistence: a closed and reopened store has the same data."""
+        first = store_opener("persist")
+        try:
+            self.require(first, Capability.PERSISTENT)
+            record = conversation(title="kept")
+            sent = [message("a"), message("b")]
+            first.save(record, sent)
+        finally:
+            first.close()
+        second = store_opener("persist")
+        try:
+            assert_round_trip(second.load(record.id), StoredConversation(record, tuple(sent)))
+        finally:
+            second.close()
+
+    # -- saving ----------------------------------------------------------------
+
+    def test_save_only_new_message_appends(self, store: ConversationStore) -> None:
+        """contract save: messages not passed are kept; saving only the new one appends it."""
+        record = conversation()
+        store.save(record, [message(id="a"), message(id="b")])
+        store.save(record, [message(id="c")])
+        assert _ids(store, record.id) == ["a", "b", "c"], "contract save: a save dropped or reordered messages"
+
+    def test_order_is_stored_not_derived_from_timestamps(self, store: ConversationStore) -> None:
+        """contract order: load returns the order given, even with tied or backwards timestamps."""
+        record = conversation()
+        given_order = [message(id=f"m{i}", at=minutes(10 - i if i % 2 else 0)) for i in range(8)]
+        store.save(record, given_order)
+        assert _ids(store, record.id) == [m.id for m in given_order], (
+            "contract order: messages were ordered by timestamp instead of by stored sequence"
+        )
+
+    def test_update_keeps_place(self, store: ConversationStore) -> None:
+        """contract save: an updated message keeps its position; re-passed ones do not move."""
+        record = conversation()
+        store.save(record, [message("one", id="a"), message("two", id="b"), message("three", id="c")])
+        store.save(record, [message("new", id="d"), message("two, edited", id="b"), message("one", id="a")])
+        loaded = store.load(record.id)
+        assert loaded is not None and [m.id for m in loaded.messages] == ["a", "b", "c", "d"], (
+            "contract save: existing messages must keep their place, new ones go last"
+        )
+        assert loaded.messages[1].content == "two, edited", "contract save: the update was lost"
+
+    def test_replace(self, store: ConversationStore) -> None:
+        """contract replace: the stored list becomes exactly the given list, in that order."""
+        record = conversation()
+        store.save(record, [message("x", id=i) for i in "abcd"])
+        store.save(record, [message("d2", id="d"), message("new", id="e"), message("x", id="a")], replace=True)
+        loaded = store.load(record.id)
+        assert loaded is not None and [m.id for m in loaded.messages] == ["d", "e", "a"], "contract replace: wrong list"
+        assert loaded.messages[0].content == "d2"
+        store.save(record, [message(id="f")])
+        assert _ids(store, record.id) == ["d", "e", "a", "f"], "contract replace: later appends must go last"
+        store.save(record, [], replace=True)
+        assert _ids(store, record.id) == [], "contract replace: replacing with nothing must empty the list"
+        assert store.get(record.id) is not None, "contract replace: the conversation itself must stay"
+
+    def test_conversation_fields_update(self, store: ConversationStore) -> None:
+        """contract save: a save updates the conversation's own fields."""
+        record = conversation(title="old", metadata={"v": 1})
+        store.save(record, [])
+        changed = dataclasses.replace(record, title="new", metadata={"v": 2}, model_name=None)
+        store.save(changed, [])
+        assert store.get(record.id) == changed, "contract save: conversation fields were not updated"
+        assert _found(store, "new") == [record.id] and _found(store, "old") == [], (
+            "contract search: the title index must follow title changes"
+        )
+
+    def test_delete_message(self, store: ConversationStore) -> None:
+        """contract delete_message: removes one message and its search entry; False when missing."""
+        record = conversation(title=None)
+        store.save(record, [message("keep", id="a"), message("needle", id="b"), message("keep", id="c")])
+        assert store.delete_message(record.id, "b") is True
+        assert _ids(store, record.id) == ["a", "c"], "contract delete_message: wrong messages left"
+        assert _found(store, "needle") == [], "contract delete_message: the search entry was left behind"
+        assert store.delete_message(record.id, "b") is False, "contract delete_message: missing id must give False"
+        assert store.delete_message("no-such-conversation", "a") is False
+
+    def test_message_ids_are_per_conversation(self, store: ConversationStore) -> None:
+        """contract ids: the same message id in two conversations names two messages."""
+        first, second = conversation(), conversation()
+        store.save(first, [message("in first", id="shared")])
+        store.save(second, [message("in second", id="shared")])
+        first_loaded, second_loaded = store.load(first.id), store.load(second.id)
+        assert first_loaded is not None and first_loaded.messages[0].content == "in first", (
+            "contract ids: saving a message id into another conversation moved it"
+        )
+        assert second_loaded is not None and second_loaded.messages[0].content == "in second"
+
+    def test_missing_ids_read_as_none(self, store: ConversationStore) -> None:
+        """contract missing: load and get of an unknown id return None."""
+        assert store.load("missing") is None and store.get("missing") is None
+
+    # -- failures leave data untouched ------------------------------------------
+
+    def test_duplicate_ids_are_refused_and_nothing_is_written(self, store: ConversationStore) -> None:
+        """contract atomicity: a refused save (duplicate message ids) writes nothing."""
+        record = conversation(title="before")
+        store.save(record, [message(id="a")])
+        before = store.load(record.id)
+        with pytest.raises(InvalidInputError):
+            store.save(dataclasses.replace(record, title="after"), [message(id="x"), message(id="x")])
+        assert store.load(record.id) == before, "contract atomicity: a refused save changed stored data"
+
+    def test_failing_save_leaves_the_conversation_untouched(self, store: ConversationStore) -> None:
+        """contract atomicity: a save that fails half-way leaves nothing of itself behind."""
+        record = conversation(title="before")
+        store.save(record, [message("one", id="a")])
+        before = store.load(record.id)
+        doomed = _FailingSequence([message("edited", id="a"), message("two", id="b"), message("three", id="c")], 2)
+        with pytest.raises(RuntimeError):
+            store.save(dataclasses.replace(record, title="after"), doomed)
+        assert store.load(record.id) == before, "contract atomicity: a failed save left part of itself behind"
+        assert _found(store, "two") == [] and _found(store, "after") == [], (
+            "contract atomicity: a failed save left search entries"
+        )
+        store.save(record, [message("works", id="d")])
+        assert _ids(store, record.id) == ["a", "d"], "contract atomicity: the store must stay writable"
+
+    def test_invalid_arguments_raise_value_errors(self, store: ConversationStore) -> None:
+        """contract input: bad pages and filters raise InvalidInputError (a ValueError)."""
+        store.save(conversation(), [])
+        calls = {
+            "list(limit=-1)": lambda: store.list(ConversationFilter(), limit=-1),
+            "list(offset=-5)": lambda: store.list(ConversationFilter(), offset=-5),
+            "list(metadata={'k': [...]})": lambda: store.list(ConversationFilter(metadata={"k": ["list"]})),
+            "list(field='title')": lambda: store.list(ConversationFilter(field="title")),  # type: ignore[arg-type]
+            "search(order='random')": lambda: store.search(
+                parse("x"), ConversationFilter(), order="random"  # type: ignore[arg-type]
+            ),
+            "save('not a record')": lambda: store.save("not a record", []),  # type: ignore[arg-type]
+            "save([...'not a message'])": lambda: store.save(conversation(), ["not a message"]),  # type: ignore[list-item]
+        }
+        for label, call in calls.items():
+            try:
+                call()
+            except InvalidInputError:
+                continue
+            pytest.fail(f"contract input: {label} must raise InvalidInputError")
+
+    # -- delete ----------------------------------------------------------------
+
+    def test_delete(self, store: ConversationStore) -> None:
+        """contract delete: the conversation, its messages and its search entries go; a missing id gives False."""
+        record = conversation(title="gone soon")
+        other = conversation(title="stays")
+        store.save(record, [message("findable words")])
+        store.save(other, [message("other words")])
+        assert store.delete(record.id) is True
+        assert store.load(record.id) is None and store.get(record.id) is None, "contract delete: still loadable"
+        assert _found(store, "findable") == [] and _found(store, "gone") == [], "contract delete: still searchable"
+        assert _listed(store) == [other.id], "contract delete: still listed"
+        assert store.delete(record.id) is False, "contract delete: a missing id must give False"
+        store.save(record, [])
+        assert _ids(store, record.id) == [], "contract delete: a re-created conversation must start empty"
+
+    # -- search ------------------------------------------------------------------
+
+    @pytest.fixture
+    def filled(self, store: ConversationStore) -> ConversationStore:
+        for index, (name, text) in enumerate(SEARCH_DOCUMENTS.items()):
+            store.save(conversation(name, title=f"conversation {name}", updated=minutes(index)), [message(text)])
+        return store
+
+    @pytest.mark.parametrize(
+        ("query", "expected"),
+        [
+            ("python", ["java", "lists"]),
+            ("PYTHON Lists", ["lists"]),
+            ("resume", ["resume"]),
+            ("RÉSUMÉ", ["resume"]),
+            ("東京", ["tokyo"]),
+            ("天気", ["tokyo"]),
+            ('"ordered mutable"', ["lists"]),
+            ('"mutable ordered"', []),
+            ("pyth*", ["java", "lists"]),
+            ("python -java", ["lists"]),
+            ('python -"and java"', ["lists"]),
+            ("resume OR tokyo OR 東京", ["tokyo", "resume"]),
+            ("lists OR java python", ["java", "lists"]),
+            ("multi-agent", ["agents"]),
+            ("c++", ["agents"]),
+            ("50%", ["percent"]),
+            ("a.b@example.com", ["percent"]),
+            ("after", ["nul"]),
+            ("conversation tokyo", ["tokyo"]),
+            ("python lists java", []),
+        ],
+    )
+    def test_search_language(self, filled: ConversationStore, query: str, expected: list[str]) -> None:
+        """contract search: the query language (words, phrases, prefix, -, OR, case, diacritics, CJK)."""
+        assert _found(filled, query) == expected, (
+            f"contract search: {query!r} should find {expected} (newest first), see qv_session_manager.query"
+        )
+
+    @pytest.mark.parametrize("query", HOSTILE_QUERIES, ids=range(len(HOSTILE_QUERIES)))
+    def test_hostile_queries_never_raise(self, filled: ConversationStore, query: str) -> None:
+        """contract search: every string is a valid query; nothing raises a syntax error."""
+        before = [filled.load(name) for name in SEARCH_DOCUMENTS]
+        hits = _found(filled, query)
+        assert set(hits) <= set(SEARCH_DOCUMENTS)
+        assert [filled.load(name) for name in SEARCH_DOCUMENTS] == before, "contract search: a query changed data"
+
+    def test_any_string_is_a_valid_query(self, filled: ConversationStore) -> None:
+        """contract search: any Unicode string, lone surrogates included, is a valid query."""
+
+        @given(st.text(alphabet=st.characters(blacklist_categories=()), max_size=60))
+        @settings(deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture])
+        def check(query: str) -> None:
+            assert set(_found(filled, query)) <= set(SEARCH_DOCUMENTS)
+
+        check()
+
+    def test_queries_without_positive_terms_find_nothing(self, filled: ConversationStore) -> None:
+        """contract search: empty, punctuation-only and exclusion-only queries find nothing."""
+        for query in ["", "   ", '"', "%", "_", "*", "-", "OR", "-python", "()", "+++"]:
+            assert _found(filled, query) == [], f"contract search: {query!r} must find nothing"
+
+    def test_hit_names_its_document(self, store: ConversationStore) -> None:
+        """contract search: a hit names the title, else the first matching message, and carries its text."""
+        store.save(conversation("c", title="plain title"),
+                   [message("nothing", id="a"), message("needle two", id="b"), message("needle three", id="c")])
+        [hit] = store.search(parse("needle"), ConversationFilter(), with_text=True)
+        assert (hit.message_id, hit.text) == ("b", "needle two"), (
+            "contract search: the hit must name the first matching message in stored order"
+        )
+        [title_hit] = store.search(parse("plain"), ConversationFilter(), with_text=True)
+        assert (title_hit.message_id, title_hit.text) == (None, "plain title"), (
+            "contract search: a title match names no message and carries the title"
+        )
+
+    def test_relevance_order(self, store: ConversationStore) -> None:
+        """contract relevance: denser matches rank first; scores are positive and descending."""
+        self.require(store, Capability.RELEVANCE)
+        store.save(conversation("weak", updated=minutes(5)),
+                   [message("needle " + " ".join(f"filler{i}" for i in range(200)))])
+        store.save(conversation("strong", updated=minutes(1)), [message("needle needle needle")])
+        store.save(conversation("none", updated=minutes(9)), [message("haystack")])
+        hits = store.search(parse("needle"), ConversationFilter(), order="relevance")
+        assert [h.conversation.id for h in hits] == ["strong", "weak"], "contract relevance: wrong ranking"
+        assert hits[0].score is not None and hits[1].score is not None and hits[0].score > hits[1].score > 0
+        assert _found(store, "needle") == ["weak", "strong"], "contract search: default order is newest first"
+
+    def test_search_pages(self, filled: ConversationStore) -> None:
+        """contract paging: search pages by limit/offset cover all hits once, in order."""
+        everything = _found(filled, "conversation")
+        assert len(everything) == len(SEARCH_DOCUMENTS)
+        pages = [_found(filled, "conversation", limit=3, offset=o) for o in range(0, 9, 3)]
+        assert sum(pages, []) == everything, "contract paging: search pages overlap or skip"
+
+    # -- listing, filters, time ------------------------------------------------
+
+    def test_list_is_newest_first_ties_by_id(self, store: ConversationStore) -> None:
+        """contract order: listings are newest first; equal times are ordered by descending id."""
+        for name, at in [("b", 1), ("a", 1), ("c", 1), ("old", 0), ("new", 2)]:
+            store.save(conversation(name, updated=minutes(at)), [])
+        assert _listed(store) == ["new", "c", "b", "a", "old"], "contract order: wrong listing order"
+
+    def test_keyset_pages_survive_concurrent_writes(self, store: ConversationStore) -> None:
+        """contract paging: `after=` pages neither overlap nor skip while others write."""
+        for i in range(10):
+            store.save(conversation(f"c{i}", updated=minutes(i % 4)), [])
+        everything = _listed(store)
+        seen: list[str] = []
+        after = None
+        for _ in range(40):  # far more pages than rows: a paging bug must not loop forever
+            page = store.list(ConversationFilter(), limit=3, after=after)
+            if not page:
+                break
+            seen += [record.id for record in page]
+            after = page[-1]
+            store.save(conversation(updated=minutes(100 + len(seen))), [])  # lands before the cursor
+            store.save(dataclasses.replace(page[0], title="touched"), [])  # same sort key: stays put
+        assert seen == everything, "contract paging: keyset pages overlapped or skipped rows"
+
+    def test_offset_pages(self, store: ConversationStore) -> None:
+        """contract paging: limit/offset slices the newest-first listing."""
+        for i in range(5):
+            store.save(conversation(f"c{i}", updated=minutes(i)), [])
+        assert _listed(store, limit=2, offset=1) == ["c3", "c2"]
+        assert _listed(store, limit=0) == [] and _listed(store, offset=10) == []
+
+    def test_metadata_filter(self, store: ConversationStore) -> None:
+        """contract filter: top-level key equals value with the same JSON type."""
+        store.save(conversation("web", updated=minutes(1), metadata={"topic": "web", "level": 1}), [message("x")])
+        store.save(conversation("flag", updated=minutes(2), metadata={"topic": "other", "level": True}), [message("x")])
+        store.save(conversation("float", updated=minutes(3), metadata={"level": 1.0, "empty": None}), [message("x")])
+        cases = [({"topic": "web"}, ["web"]), ({"level": 1}, ["float", "web"]), ({"level": True}, ["flag"]),
+                 ({"empty": None}, ["float"]), ({"missing": None}, []), ({"topic": "other", "level": True}, ["flag"]),
+                 ({"level": 0}, []), ({"level": "1"}, [])]
+        for wanted, expected in cases:
+            assert _listed(store, ConversationFilter(metadata=wanted)) == expected, f"contract filter: {wanted}"
+            assert _found(store, "x", ConversationFilter(metadata=wanted)) == expected, f"contract filter: {wanted}"
+
+    def test_time_range_is_half_open_with_naive_as_utc(self, store: ConversationStore) -> None:
+        """contract time: start inclusive, end exclusive; naive timestamps compare as UTC."""
+        utc, plus_two = timezone.utc, timezone(timedelta(hours=2))
+        store.save(conversation("naive-10", updated=datetime(2025, 1, 20, 10)), [])
+        store.save(conversation("aware-08z", updated=datetime(2025, 1, 20, 10, tzinfo=plus_two)), [])
+        store.save(conversation("aware-12z", updated=datetime(2025, 1, 20, 12, tzinfo=utc)), [])
+        window = ConversationFilter(start=datetime(2025, 1, 20, 9, tzinfo=utc), end=datetime(2025, 1, 20, 12, tzinfo=utc))
+        assert _listed(store, window) == ["naive-10"], "contract time: naive must compare as UTC; end is exclusive"
+        edge = ConversationFilter(start=datetime(2025, 1, 20, 8), end=datetime(2025, 1, 20, 8, 0, 0, 1))
+        assert _listed(store, edge) == ["aware-08z"], "contract time: start is inclusive, to the microsecond"
+        assert _listed(store) == ["aware-12z", "naive-10", "aware-08z"], "contract order: instants, not wall clocks"
+
+    def test_created_at_field(self, store: ConversationStore) -> None:
+        """contract time: field="created_at" filters and orders by creation time."""
+        store.save(conversation("made-early", updated=minutes(30), created=minutes(0)), [])
+        store.save(conversation("made-late", updated=minutes(20), created=minutes(10)), [])
+        by_created = ConversationFilter(field="created_at")
+        assert _listed(store, by_created) == ["made-late", "made-early"]
+        assert _listed(store, ConversationFilter(field="created_at", end=minutes(5))) == ["made-early"]
+        assert _found(store, "t", by_created) == ["made-late", "made-early"]
+
+    # -- threads and the state machine ---------------------------------------------
+
+    def test_threads_lose_nothing(self, store: ConversationStore) -> None:
+        """contract threads: concurrent saves from several threads are all kept, in each thread's order."""
+        errors: list[BaseException] = []
+
+        def work(number: int) -> None:
+            try:
+                record = conversation(f"thread{number}")
+                for turn in range(15):
+                    store.save(record, [message(id=f"t{turn}")])
+                    store.save(conversation("shared"), [message(id=f"{number}-{turn}")])
+            except BaseException as exc:
+                errors.append(exc)
+
+        threads = [threading.Thread(target=work, args=(n,)) for n in range(6)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+        assert errors == [], f"contract threads: a save failed: {errors[:1]}"
+        for number in range(6):
+            assert _ids(store, f"thread{number}") == [f"t{turn}" for turn in range(15)]
+        shared = _ids(store, "shared")
+        assert len(shared) == 90, "contract threads: concurrent appends were lost"
+        for number in range(6):
+            assert [i for i in shared if i.startswith(f"{number}-")] == [f"{number}-{t}" for t in range(15)]
+
+    def test_state_machine_agrees_with_the_reference(self, store_opener: StoreOpener) -> None:
+        """contract equivalence: random operation sequences give the memory backend's answers."""
+        run_comparison(store_opener)
+
+
+def search_strings() -> st.SearchStrategy[str]:
+    """Queries mixing the language's syntax with arbitrary text (exported for backend authors)."""
+    return strategies.queries

@@ -1,0 +1,170 @@
+"""A Hypothesis state machine that drives a backend and the memory reference alike.
+
+Every step applies the same random operation to both stores and asserts the same
+observable result: saves (new, edited and removed messages, ``replace``),
+``delete_message``, ``delete``, loads, listings with filters and keyset pages,
+searches with generated queries over generated Unicode text, and, for persistent
+backends, closing and reopening the store.
+"""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import Callable
+from typing import Any
+
+from hypothesis import settings as Settings
+from hypothesis import strategies as st
+from hypothesis.stateful import RuleBasedStateMachine, initialize, precondition, rule, run_state_machine_as_test
+
+from ..backends.memory import MemoryStore
+from ..protocol import Capability, ConversationFilter, ConversationStore
+from ..query import parse
+from ..records import ConversationRecord, MessageRecord
+from . import strategies
+
+CONVERSATION_IDS = st.sampled_from(["c0", "c1", "c2", "c3"])
+MESSAGE_IDS = st.sampled_from(["m0", "m1", "m2", "m3", "m4", "m5"])
+_names = itertools.count()
+# Half the time: no filter and a single word, so that searches and listings find things.
+FILTERS = st.one_of(st.just(ConversationFilter()), strategies.filters())
+QUERIES = st.one_of(st.sampled_from(strategies.VOCABULARY), st.sampled_from(strategies.VOCABULARY), strategies.queries)
+
+
+@st.composite
+def _conversation(draw: st.DrawFn) -> ConversationRecord:
+    return ConversationRecord(
+        id=draw(CONVERSATION_IDS),
+        title=draw(st.one_of(st.none(), strategies.vocabulary_text)),
+        model_name=draw(st.one_of(st.none(), st.just("llama3"))),
+        created_at=draw(strategies.timestamps()),
+        updated_at=draw(strategies.timestamps()),
+        metadata=draw(st.one_of(strategies.metadata_with_filter_keys, strategies.metadata)),
+    )
+
+
+@st.composite
+def _messages(draw: st.DrawFn) -> list[MessageRecord]:
+    chosen = draw(st.lists(MESSAGE_IDS, max_size=4, unique=True))
+    return [
+        MessageRecord(
+            id=message_id,
+            role=draw(st.sampled_from(["user", "assistant", "tool", "system"])),
+            content=draw(strategies.vocabulary_text),
+            created_at=draw(strategies.timestamps()),
+            metadata=draw(st.one_of(st.just({}), strategies.metadata)),
+            images=draw(st.one_of(st.none(), strategies.images)),
+            tool_calls=draw(st.one_of(st.none(), strategies.tool_calls)),
+        )
+        for message_id in chosen
+    ]
+
+
+def _outcome(call: Callable[[], Any]) -> tuple[str, Any]:
+    """A call's result, or the type of the library error it raised."""
+    try:
+        return "ok", call()
+    except Exception as exc:
+        return "error", type(exc).__name__
+
+
+class StoreComparison(RuleBasedStateMachine):
+    """Compare one backend against :class:`MemoryStore`, step by step."""
+
+    opener: Callable[[str], ConversationStore]
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.name = f"state-machine-{next(_names)}"
+        self.store = self.opener(self.name)
+        self.reference = MemoryStore()
+
+    def _same(self, what: str, call: Callable[[ConversationStore], Any]) -> None:
+        got = _outcome(lambda: call(self.store))
+        want = _outcome(lambda: call(self.reference))
+        assert got == want, (
+            f"contract equivalence: {what} gave {got!r} on the backend but {want!r} on the memory reference"
+        )
+
+    @initialize(batch=st.lists(st.tuples(_conversation(), _messages()), min_size=1, max_size=4))
+    def fill(self, batch: list[tuple[ConversationRecord, list[MessageRecord]]]) -> None:
+        for record, messages in batch:
+            self._same(f"save({record.id}, {[m.id for m in messages]})", lambda store: store.save(record, messages))
+
+    @rule(record=_conversation(), messages=_messages(), replace=st.booleans())
+    def save(self, record: ConversationRecord, messages: list[MessageRecord], replace: bool) -> None:
+        self._same(f"save({record.id}, {[m.id for m in messages]}, replace={replace})",
+                   lambda store: store.save(record, messages, replace=replace))
+
+    @rule(conversation_id=CONVERSATION_IDS)
+    def load(self, conversation_id: str) -> None:
+        self._same(f"load({conversation_id})", lambda store: store.load(conversation_id))
+
+    @rule(conversation_id=CONVERSATION_IDS, message_id=MESSAGE_IDS)
+    def delete_message(self, conversation_id: str, message_id: str) -> None:
+        self._same(f"delete_message({conversation_id}, {message_id})",
+                   lambda store: store.delete_message(conversation_id, message_id))
+
+    @rule(conversation_id=CONVERSATION_IDS)
+    def delete(self, conversation_id: str) -> None:
+        self._same(f"delete({conversation_id})", lambda store: store.delete(conversation_id))
+
+    @rule(filter=FILTERS, limit=st.one_of(st.none(), st.integers(0, 3)), offset=st.integers(0, 2))
+    def list(self, filter: ConversationFilter, limit: int | None, offset: int) -> None:
+        self._same(f"list({filter}, limit={limit}, offset={offset})",
+                   lambda store: store.list(filter, limit=limit, offset=offset))
+
+    @rule(filter=FILTERS, size=st.integers(1, 3))
+    def keyset_pages(self, filter: ConversationFilter, size: int) -> None:
+        def pages(store: ConversationStore) -> list[str]:
+            seen: list[str] = []
+            after = None
+            for _ in range(len(store.list(filter)) + 1):  # one more page than needed, never endless
+                page = store.list(filter, limit=size, after=after)
+                if not page:
+                    return seen
+                seen += [record.id for record in page]
+                after = page[-1]
+            raise AssertionError("contract paging: keyset pages never run out")
+
+        self._same(f"keyset pages of {size} over {filter}", pages)
+
+    @rule(query=QUERIES, filter=FILTERS, limit=st.one_of(st.none(), st.integers(0, 3)),
+          offset=st.integers(0, 2))
+    def search(self, query: str, filter: ConversationFilter, limit: int | None, offset: int) -> None:
+        parsed = parse(query)
+
+        def hits(store: ConversationStore) -> list[tuple[str, str | None, str | None]]:
+            found = store.search(parsed, filter, limit=limit, offset=offset, with_text=True)
+            return [(h.conversation.id, h.message_id, h.text) for h in found]
+
+        self._same(f"search({query!r}, {filter}, limit={limit}, offset={offset})", hits)
+
+    @rule(query=QUERIES, filter=FILTERS)
+    def search_by_relevance(self, query: str, filter: ConversationFilter) -> None:
+        if Capability.RELEVANCE not in self.store.capabilities:
+            return
+        parsed = parse(query)
+        # Engines score slightly differently; the hit set must match, the order may differ.
+        self._same(f"search({query!r}, order='relevance') hit set",
+                   lambda store: sorted(h.conversation.id for h in store.search(parsed, filter, order="relevance")))
+
+    @precondition(lambda self: Capability.PERSISTENT in self.store.capabilities)
+    @rule()
+    def reopen(self) -> None:
+        self.store.close()
+        self.store = self.opener(self.name)
+
+    def teardown(self) -> None:
+        self.store.close()
+        self.reference.close()
+
+
+def run_comparison(opener: Callable[[str], ConversationStore], settings: Settings | None = None) -> None:
+    """Run :class:`StoreComparison` against stores from ``opener``.
+
+    ``settings`` defaults to the active Hypothesis profile with 25 steps per run.
+    """
+    machine = type("StoreComparisonRun", (StoreComparison,), {"opener": staticmethod(opener)})
+    chosen = settings or Settings(Settings(), stateful_step_count=25, deadline=None)
+    run_state_machine_as_test(machine, settings=chosen)

@@ -1,0 +1,62 @@
+"""The conformance suite catches each deliberately broken backend of broken_backends.py."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+pytest_plugins = ["pytester"]
+
+TESTS = Path(__file__).resolve().parent
+# Failing examples are not shrunk: the runs only need to know that something failed.
+PROFILE = """
+from hypothesis import HealthCheck, Phase, settings
+settings.register_profile("catch", max_examples=60, deadline=None, suppress_health_check=list(HealthCheck),
+                          phases=[Phase.explicit, Phase.reuse, Phase.generate])
+settings.load_profile("catch")
+"""
+
+
+def run_contract(pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch, store: str, names: list[str]) -> tuple[set[str], set[str]]:
+    """Run the selected contract tests against ``store`` in a subprocess; (failed, passed) names."""
+    pytester.makepyfile(test_contract_run=PROFILE + f"""
+import pytest
+import broken_backends
+from qv_session_manager.backends.memory import MemoryStore
+from qv_session_manager.testing import StoreContract
+
+class TestRun(StoreContract):
+    @pytest.fixture
+    def store_opener(self):
+        return lambda name: {store}()
+""")
+    monkeypatch.setenv("PYTHONPATH", str(TESTS))
+    result = pytester.runpytest_subprocess("-q", "-rfE", "-p", "no:cacheprovider", "-k", " or ".join(names))
+    def named(word: str) -> set[str]:
+        return {line.split("::")[-1].split("[")[0].split(" ")[0] for line in result.outlines if line.startswith(word)}
+    return named("FAILED"), named("PASSED")
+
+CASES = {
+    "CaseSensitiveSearch": ["test_search_language", "test_state_machine_agrees_with_the_reference"],
+    "DiacriticsKept": ["test_search_language", "test_state_machine_agrees_with_the_reference"],
+    "OrderedByTimestamp": ["test_order_is_stored_not_derived_from_timestamps", "test_fidelity_any_records"],
+    "DeleteLeavesMessages": ["test_delete", "test_state_machine_agrees_with_the_reference"],
+    "NonAtomicSave": ["test_failing_save_leaves_the_conversation_untouched"],
+    "RepeatingPages": ["test_keyset_pages_survive_concurrent_writes", "test_state_machine_agrees_with_the_reference"],
+}
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("broken", sorted(CASES))
+def test_the_suite_catches(pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch, broken: str) -> None:
+    failed, _ = run_contract(pytester, monkeypatch, f"broken_backends.{broken}", CASES[broken])
+    missed = set(CASES[broken]) - failed
+    assert not missed, f"the suite did not catch {broken} in: {sorted(missed)}"
+
+
+def test_the_suite_passes_the_reference(pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The broken cases fail because of their bugs: the unbroken reference passes the same tests."""
+    names = sorted({name for names in CASES.values() for name in names})
+    failed, _ = run_contract(pytester, monkeypatch, "MemoryStore", names)
+    assert failed == set(), f"the reference failed: {sorted(failed)}"
