@@ -23,3 +23,15 @@ def test_basic_usage_runs(tmp_path: Path) -> None:
     assert "updated today: 2 conversations" in lines
     assert "remaining: ['Python Help']" in lines
     assert list(tmp_path.iterdir()) == [], "the example must not write into the working directory"
+
+
+def test_custom_backend_runs(tmp_path: Path) -> None:
+    result = subprocess.run(
+        [sys.executable, str(EXAMPLES / "custom_backend.py")],
+        capture_output=True, text=True, cwd=tmp_path, timeout=120, check=False,
+    )
+    assert result.returncode == 0, result.stderr
+    lines = result.stdout.splitlines()
+    assert lines[0] == "found: ['Audited chat']"
+    assert lines[1].startswith("audit: save ") and lines[1].endswith("(+1 messages)")
+    assert lines[2].startswith("audit: delete ") and lines[2].endswith(": True")

@@ -306,7 +306,6 @@ def test_conversation_management_with_metadata(in_tmp_cwd):
     other.close()
 
     # -- README code, verbatim --
-    from datetime import datetime
     from qv_session_manager import SessionManager
     from qv_ollama_sdk.domain.models import Conversation
 

@@ -22,30 +22,37 @@ def loads(text: str | None) -> Any:
     return None if text is None else json.loads(text)
 
 
-def dump_images(images: tuple[Image, ...] | None) -> str | None:
-    if images is None:
-        return None
-    return dumps([
+def images_to_json(images: tuple[Image, ...]) -> list[Any]:
+    """Images as JSON values: str as is, bytes as ``{"$bytes": "<base64>"}``."""
+    return [
         {"$bytes": base64.b64encode(image).decode("ascii")} if isinstance(image, bytes) else image
         for image in images
-    ])
+    ]
+
+
+def images_from_json(items: list[Any]) -> tuple[Image, ...]:
+    return tuple(base64.b64decode(item["$bytes"]) if isinstance(item, dict) else item for item in items)
+
+
+def tool_calls_to_json(calls: tuple[ToolCallRecord, ...]) -> list[dict[str, Any]]:
+    return [{"name": c.name, "arguments": c.arguments, "id": c.id} for c in calls]
+
+
+def tool_calls_from_json(items: list[dict[str, Any]]) -> tuple[ToolCallRecord, ...]:
+    return tuple(ToolCallRecord(c["name"], c["arguments"], c["id"]) for c in items)
+
+
+def dump_images(images: tuple[Image, ...] | None) -> str | None:
+    return None if images is None else dumps(images_to_json(images))
 
 
 def load_images(text: str | None) -> tuple[Image, ...] | None:
-    if text is None:
-        return None
-    return tuple(
-        base64.b64decode(item["$bytes"]) if isinstance(item, dict) else item for item in json.loads(text)
-    )
+    return None if text is None else images_from_json(json.loads(text))
 
 
 def dump_tool_calls(calls: tuple[ToolCallRecord, ...] | None) -> str | None:
-    if calls is None:
-        return None
-    return dumps([{"name": c.name, "arguments": c.arguments, "id": c.id} for c in calls])
+    return None if calls is None else dumps(tool_calls_to_json(calls))
 
 
 def load_tool_calls(text: str | None) -> tuple[ToolCallRecord, ...] | None:
-    if text is None:
-        return None
-    return tuple(ToolCallRecord(c["name"], c["arguments"], c["id"]) for c in json.loads(text))
+    return None if text is None else tool_calls_from_json(json.loads(text))

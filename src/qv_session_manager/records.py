@@ -125,8 +125,12 @@ class MessageRecord:
             if not isinstance(self.images, tuple):
                 raise InvalidInputError("images must be a tuple of str or bytes")
             for index, image in enumerate(self.images):
-                if isinstance(image, (bytes, bytearray)):
+                if type(image) is bytes:
                     continue
+                if not isinstance(image, str):
+                    raise InvalidInputError(
+                        f"image {index} of message {self.id} must be str or bytes, not {type(image).__name__}"
+                    )
                 check_text(image, f"image {index} of message {self.id}")
         if self.tool_calls is not None:
             if not isinstance(self.tool_calls, tuple) or not all(

@@ -15,7 +15,7 @@ from typing import Any
 from ..errors import InvalidInputError, StorageError
 from ..hookspecs import hookimpl
 from ..protocol import Capability, ConversationFilter, SearchOrder
-from ..query import Query, bm25
+from ..query import Query
 from ..records import (
     ConversationRecord,
     MessageRecord,
@@ -25,7 +25,7 @@ from ..records import (
 )
 from ..registry import Backend
 from ..text import tokens
-from ..rules import check_filter, check_order, check_page, newest_first_key, ordered, page, passes
+from ..rules import Searchable, check_filter, check_page, newest_first_key, ordered, page, passes, reference_search
 
 
 @dataclass
@@ -147,58 +147,20 @@ class MemoryStore:
         offset: int = 0,
         with_text: bool = False,
     ) -> list[SearchHit]:
-        check_page(limit, offset)
-        check_filter(filter)
-        check_order(order)
-        if query.is_empty:
-            return []
         with self._lock:
             self._check_open()
-            entries = list(self._entries.values())
-            hits = [
-                hit for entry in entries if passes(entry.conversation, filter)
-                for hit in [self._match(entry, query, with_text)] if hit is not None
+            items = [
+                Searchable(
+                    entry.conversation,
+                    entry.title_tokens,
+                    [(mid, document, entry.messages[mid].content) for mid, document in entry.message_tokens.items()],
+                )
+                for entry in self._entries.values()
             ]
-            if order == "relevance":
-                hits = self._scored(hits, entries, query)
-        hits.sort(key=lambda hit: newest_first_key(hit.conversation, filter.field), reverse=True)
-        if order == "relevance":
-            hits.sort(key=lambda hit: hit.score or 0.0, reverse=True)  # stable: ties stay newest first
-        return [dataclass_replace(hit, conversation=_copy(hit.conversation)) for hit in page(hits, limit, offset)]
-
-    @staticmethod
-    def _match(entry: _Entry, query: Query, with_text: bool) -> SearchHit | None:
-        if query.matches(entry.title_tokens):
-            return SearchHit(entry.conversation, None, entry.conversation.title if with_text else None)
-        for message_id, document in entry.message_tokens.items():
-            if query.matches(document):
-                text = entry.messages[message_id].content if with_text else None
-                return SearchHit(entry.conversation, message_id, text)
-        return None
-
-    @staticmethod
-    def _scored(hits: list[SearchHit], entries: list[_Entry], query: Query) -> list[SearchHit]:
-        """Score each hit by its best-scoring matching document (title or message)."""
-        tables = {
-            "title": [e.title_tokens for e in entries],
-            "message": [doc for e in entries for doc in e.message_tokens.values()],
-        }
-        stats = {}
-        for name, documents in tables.items():
-            frequency = {t: sum(1 for d in documents if t.matches(d)) for t in query.terms()}
-            average = sum(map(len, documents)) / len(documents) if documents else 0.0
-            stats[name] = dict(documents=len(documents), average_length=average, document_frequency=frequency)
-        by_id = {e.conversation.id: e for e in entries}
-        scored = []
-        for hit in hits:
-            entry = by_id[hit.conversation.id]
-            candidates = [(entry.title_tokens, "title")] + [(d, "message") for d in entry.message_tokens.values()]
-            best = max(
-                (bm25(query, doc, **stats[name]) for doc, name in candidates if query.matches(doc)),
-                default=0.0,
+            hits = reference_search(
+                items, query, filter, order=order, limit=limit, offset=offset, with_text=with_text
             )
-            scored.append(dataclass_replace(hit, score=best))
-        return scored
+            return [dataclass_replace(hit, conversation=_copy(hit.conversation)) for hit in hits]
 
     def close(self) -> None:
         with self._lock:

@@ -1,4 +1,4 @@
-"""The conformance kit for storage backends (needs the ``[testing]`` extra).
+"""The conformance kit for storage backends (``pip install qv-session-manager[testing]``).
 
 Run every contract against your backend::
 
@@ -9,7 +9,8 @@ Run every contract against your backend::
         def store_opener(self, tmp_path):
             return lambda name: MyStore(tmp_path / name)
 
-or, without writing a class, point pytest at a URL (see :mod:`.plugin`).
+or, without writing a class, run ``pytest --pyargs qv_session_manager.testing.url_suite``
+with ``QV_SESSION_MANAGER_TEST_URL`` set to a URL containing ``{name}`` (see :mod:`.contract`).
 """
 
 import pytest

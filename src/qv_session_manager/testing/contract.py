@@ -10,6 +10,10 @@ opening a name again (after the previous store was closed) must give the same da
         def store_opener(self, tmp_path):
             return lambda name: MyStore(tmp_path / name)
 
+Or, without writing any code, run the suite against a URL::
+
+    QV_SESSION_MANAGER_TEST_URL='mystore:///{tmp}/{name}' pytest --pyargs qv_session_manager.testing.url_suite
+
 Required contracts never skip. Contracts of optional capabilities skip with a reason
 naming the capability. Every assertion message starts with the contract it checks.
 """
@@ -18,9 +22,11 @@ from __future__ import annotations
 
 import dataclasses
 import itertools
+import os
 import threading
 from collections.abc import Callable, Iterator, Sequence
 from datetime import datetime, timedelta, timezone
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -31,10 +37,13 @@ from ..errors import InvalidInputError
 from ..protocol import Capability, ConversationFilter, ConversationStore
 from ..query import parse
 from ..records import ConversationRecord, MessageRecord, StoredConversation, ToolCallRecord
+from ..registry import open_store
 from . import strategies
 from .stateful import run_comparison
 
 StoreOpener = Callable[[str], ConversationStore]
+#: Names the store URL when a StoreContract subclass does not provide store_opener.
+URL_VARIABLE = "QV_SESSION_MANAGER_TEST_URL"
 
 BASE = datetime(2025, 1, 20, 12, 0, 0)
 _serial = itertools.count()
@@ -147,8 +156,20 @@ class StoreContract:
     """Every contract of :class:`~qv_session_manager.protocol.ConversationStore`."""
 
     @pytest.fixture
-    def store_opener(self) -> StoreOpener:
-        raise NotImplementedError("a StoreContract subclass must provide the store_opener fixture")
+    def store_opener(self, tmp_path: Path) -> StoreOpener:
+        """Stores from the URL in ``QV_SESSION_MANAGER_TEST_URL``; override this fixture instead
+        to open stores yourself.
+
+        The URL must contain ``{name}`` (replaced by the store's name, so that
+        different names are different stores) and may contain ``{tmp}`` (a fresh
+        temporary directory per test), e.g. ``jsonl:///{tmp}/{name}``.
+        """
+        url = os.environ.get(URL_VARIABLE)
+        if not url:
+            pytest.fail(f"StoreContract needs a store_opener fixture in the subclass, or {URL_VARIABLE} set to a URL")
+        if "{name}" not in url:
+            pytest.fail(f"{URL_VARIABLE} must contain {{name}} so that each test gets its own stores: {url!r}")
+        return lambda name: open_store(url.replace("{tmp}", str(tmp_path)).replace("{name}", name))
 
     @pytest.fixture
     def open_stores(self, store_opener: StoreOpener) -> Iterator[Callable[[str], ConversationStore]]:

@@ -15,7 +15,14 @@ from typing import Any
 
 from hypothesis import settings as Settings
 from hypothesis import strategies as st
-from hypothesis.stateful import RuleBasedStateMachine, initialize, precondition, rule, run_state_machine_as_test
+from hypothesis.stateful import (
+    RuleBasedStateMachine,
+    initialize,
+    invariant,
+    precondition,
+    rule,
+    run_state_machine_as_test,
+)
 
 from ..backends.memory import MemoryStore
 from ..protocol import Capability, ConversationFilter, ConversationStore
@@ -96,9 +103,11 @@ class StoreComparison(RuleBasedStateMachine):
         self._same(f"save({record.id}, {[m.id for m in messages]}, replace={replace})",
                    lambda store: store.save(record, messages, replace=replace))
 
-    @rule(conversation_id=CONVERSATION_IDS)
-    def load(self, conversation_id: str) -> None:
-        self._same(f"load({conversation_id})", lambda store: store.load(conversation_id))
+    @invariant()
+    def same_contents(self) -> None:
+        """After every step, every conversation loads the same from both stores."""
+        for conversation_id in CONVERSATION_IDS.elements:  # type: ignore[attr-defined]
+            self._same(f"load({conversation_id})", lambda store: store.load(conversation_id))
 
     @rule(conversation_id=CONVERSATION_IDS, message_id=MESSAGE_IDS)
     def delete_message(self, conversation_id: str, message_id: str) -> None:

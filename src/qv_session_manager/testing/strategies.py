@@ -6,6 +6,7 @@ from datetime import datetime, timedelta, timezone
 
 from hypothesis import strategies as st
 
+from qv_session_manager.protocol import ConversationFilter
 from qv_session_manager.records import ROLES, ConversationRecord, MessageRecord, ToolCallRecord
 
 # Any valid Unicode (no lone surrogates), including NUL, controls, CJK, combining marks.
@@ -97,9 +98,7 @@ metadata_with_filter_keys = st.dictionaries(st.sampled_from(["k", "n"]), filter_
 
 
 @st.composite
-def filters(draw: st.DrawFn) -> "ConversationFilter":
-    from qv_session_manager.protocol import ConversationFilter
-
+def filters(draw: st.DrawFn) -> ConversationFilter:
     return ConversationFilter(
         field=draw(st.sampled_from(["updated_at", "created_at"])),
         start=draw(st.one_of(st.none(), timestamps())),

@@ -31,7 +31,7 @@ def open_url(url: str, options: Mapping[str, Any]) -> SQLiteStore:
     try:
         timeout = float(settings.get("busy_timeout", 30.0))
     except (TypeError, ValueError):
-        raise InvalidInputError(f"busy_timeout must be a number of seconds") from None
+        raise InvalidInputError("busy_timeout must be a number of seconds") from None
     return SQLiteStore(path, synchronous=settings.get("synchronous", "full"), busy_timeout=timeout)
 
 

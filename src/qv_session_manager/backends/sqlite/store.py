@@ -36,6 +36,7 @@ from .rows import (
 
 Synchronous = Literal["full", "normal"]
 _TIME_FIELDS = {"updated_at": "updated_key", "created_at": "created_key"}
+_ID_BATCH = 500  # ids per IN (...) lookup, well below SQLite's variable limit
 
 
 def _create_atomically(path: str, setup: Any) -> None:
@@ -222,12 +223,7 @@ class SQLiteStore:
                 if old_title != conversation.title:
                     self._index(db, "title_index", pk, old_title, remove=True)
                     self._index(db, "title_index", pk, conversation.title)
-            stored = {
-                id_: (message_pk, position, digest)
-                for id_, message_pk, position, digest in db.execute(
-                    "SELECT id, pk, position, digest FROM messages WHERE conversation_pk = ?", (pk,)
-                )
-            }
+            stored = self._stored_messages(db, pk, None if replace else [values[0] for values in encoded])
             if replace:
                 wanted = {values[0] for values in encoded}
                 for id_, (message_pk, _, _) in stored.items():
@@ -266,6 +262,25 @@ class SQLiteStore:
                 elif position != existing[1]:
                     db.execute("UPDATE messages SET position = ? WHERE pk = ?", (position, message_pk))
             db.execute("UPDATE conversations SET next_position = ? WHERE pk = ?", (next_position, pk))
+
+    @staticmethod
+    def _stored_messages(
+        db: sqlite3.Connection, pk: int, ids: list[str] | None
+    ) -> dict[str, tuple[int, int, bytes]]:
+        """id -> (pk, position, digest) of stored messages: all of them, or just ``ids``.
+
+        Looking up only the given ids keeps an append O(1) however long the history.
+        """
+        sql = "SELECT id, pk, position, digest FROM messages WHERE conversation_pk = ?"
+        if ids is None:
+            return {row[0]: row[1:] for row in db.execute(sql, (pk,))}
+        found: dict[str, tuple[int, int, bytes]] = {}
+        for start in range(0, len(ids), _ID_BATCH):
+            batch = ids[start : start + _ID_BATCH]
+            marks = ",".join("?" * len(batch))
+            for row in db.execute(f"{sql} AND id IN ({marks})", (pk, *batch)):
+                found[row[0]] = row[1:]
+        return found
 
     def _remove_message(self, db: sqlite3.Connection, message_pk: int) -> None:
         (content,) = db.execute("SELECT content FROM messages WHERE pk = ?", (message_pk,)).fetchone()
