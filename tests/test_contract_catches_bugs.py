@@ -9,10 +9,12 @@ import pytest
 pytest_plugins = ["pytester"]
 
 TESTS = Path(__file__).resolve().parent
-# Failing examples are not shrunk: the runs only need to know that something failed.
+# Derandomized, so each case is caught (or not) the same way on every run; failing
+# examples are not shrunk: the runs only need to know that something failed.
 PROFILE = """
 from hypothesis import HealthCheck, Phase, settings
-settings.register_profile("catch", max_examples=60, deadline=None, suppress_health_check=list(HealthCheck),
+settings.register_profile("catch", max_examples=150, derandomize=True, deadline=None,
+                          suppress_health_check=list(HealthCheck),
                           phases=[Phase.explicit, Phase.reuse, Phase.generate])
 settings.load_profile("catch")
 """
