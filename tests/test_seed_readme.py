@@ -23,31 +23,11 @@ from qv_ollama_sdk.domain.models import Conversation
 
 import qv_session_manager
 from qv_session_manager import SessionManager
+from seed_layouts import SEED_DDL
 
 SUMMARY_KEYS = {"id", "title", "model_name", "created_at", "updated_at", "metadata"}
 MESSAGE_DB_DICT_KEYS = {"id", "role", "content", "created_at", "metadata"}
 
-#: The seed 0.3.0 schema, copied verbatim from its session_manager.py (DB_SCHEMA).
-SEED_DB_SCHEMA = """
-CREATE TABLE IF NOT EXISTS conversations (
-    id TEXT PRIMARY KEY,
-    title TEXT,
-    model_name TEXT,
-    created_at TEXT,
-    updated_at TEXT,
-    metadata TEXT
-);
-
-CREATE TABLE IF NOT EXISTS messages (
-    id TEXT PRIMARY KEY,
-    conversation_id TEXT,
-    role TEXT,
-    content TEXT,
-    created_at TEXT,
-    metadata TEXT,
-    FOREIGN KEY(conversation_id) REFERENCES conversations(id) ON DELETE CASCADE
-);
-"""
 
 
 @pytest.fixture
@@ -544,7 +524,7 @@ def test_default_opens_seed_file_when_only_it_exists(in_tmp_cwd):
     conversation_id = str(uuid.uuid4())
     message_id = str(uuid.uuid4())
     db = sqlite3.connect(in_tmp_cwd / "session_manager.sqlite3")
-    db.executescript(SEED_DB_SCHEMA)
+    db.executescript(SEED_DDL)
     db.execute(
         "INSERT OR REPLACE INTO conversations (id, title, model_name, created_at, updated_at, metadata)"
         " VALUES (?, ?, ?, ?, ?, ?)",

@@ -25,7 +25,7 @@ from .query import parse
 from .records import check_metadata_filter
 from .registry import open_store
 from .snippet import snippet
-from .timeutil import TimeBound, time_range
+from .timeutil import TimeBound, time_key, time_range
 
 log = logging.getLogger("qv_session_manager")
 
@@ -148,7 +148,9 @@ class SessionManager:
         current = self.store.get(key)
         if current is None:
             raise ConversationNotFoundError(f"no conversation {key} to add messages to")
-        newest = updated_at or max((r.created_at for r in records), default=None, key=lambda d: d.timestamp())
+        newest = updated_at
+        if newest is None and records:
+            newest = max((r.created_at for r in records), key=time_key)
         if newest is not None:
             current = dataclass_replace(current, updated_at=newest)
         self.store.save(current, records)

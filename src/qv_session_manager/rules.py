@@ -73,6 +73,24 @@ def ordered(records: Iterable[ConversationRecord], field: str) -> list[Conversat
     return sorted(records, key=lambda record: newest_first_key(record, field), reverse=True)
 
 
+def reference_list(
+    records: Iterable[ConversationRecord],
+    filter: ConversationFilter,
+    *,
+    limit: int | None = None,
+    offset: int = 0,
+    after: ConversationRecord | None = None,
+) -> list[ConversationRecord]:
+    """The protocol's ``list`` over conversations held in Python (arguments checked)."""
+    check_page(limit, offset)
+    check_filter(filter)
+    chosen = ordered((record for record in records if passes(record, filter)), filter.field)
+    if after is not None:
+        boundary = newest_first_key(after, filter.field)
+        chosen = [record for record in chosen if newest_first_key(record, filter.field) < boundary]
+    return page(chosen, limit, offset)
+
+
 @dataclass(frozen=True)
 class Searchable:
     """A conversation as the reference search sees it.

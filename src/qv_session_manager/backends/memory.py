@@ -25,7 +25,7 @@ from ..records import (
 )
 from ..registry import Backend
 from ..text import tokens
-from ..rules import Searchable, check_filter, check_page, newest_first_key, ordered, page, passes, reference_search
+from ..rules import Searchable, reference_list, reference_search
 
 
 @dataclass
@@ -126,16 +126,10 @@ class MemoryStore:
         offset: int = 0,
         after: ConversationRecord | None = None,
     ) -> list[ConversationRecord]:
-        check_page(limit, offset)
-        check_filter(filter)
         with self._lock:
             self._check_open()
-            chosen = [e.conversation for e in self._entries.values() if passes(e.conversation, filter)]
-        records = ordered(chosen, filter.field)
-        if after is not None:
-            boundary = newest_first_key(after, filter.field)
-            records = [r for r in records if newest_first_key(r, filter.field) < boundary]
-        return [_copy(r) for r in page(records, limit, offset)]
+            records = [entry.conversation for entry in self._entries.values()]
+        return [_copy(r) for r in reference_list(records, filter, limit=limit, offset=offset, after=after)]
 
     def search(
         self,

@@ -58,7 +58,7 @@ from qv_session_manager import codec
 from qv_session_manager.protocol import SearchOrder
 from qv_session_manager.query import Query
 from qv_session_manager.records import check_id, check_unique_message_ids
-from qv_session_manager.rules import Searchable, check_filter, check_page, newest_first_key, ordered, page, passes, reference_search
+from qv_session_manager.rules import Searchable, reference_list, reference_search
 from qv_session_manager.text import tokens
 
 __all__ = ["FORMAT_VERSION", "JsonlStore", "file_name"]
@@ -523,16 +523,10 @@ class JsonlStore:
         offset: int = 0,
         after: ConversationRecord | None = None,
     ) -> list[ConversationRecord]:
-        check_page(limit, offset)
-        check_filter(filter)
         with self._lock:
             self._check_open()
-            chosen = [e.conversation for e in self._all() if passes(e.conversation, filter)]
-        records = ordered(chosen, filter.field)
-        if after is not None:
-            boundary = newest_first_key(after, filter.field)
-            records = [r for r in records if newest_first_key(r, filter.field) < boundary]
-        return [_copy(r) for r in page(records, limit, offset)]
+            records = [entry.conversation for entry in self._all()]
+        return [_copy(r) for r in reference_list(records, filter, limit=limit, offset=offset, after=after)]
 
     def search(
         self,
