@@ -10,7 +10,13 @@ import tempfile
 from datetime import datetime
 from pathlib import Path
 
-from qv_ollama_sdk.domain.models import Conversation, Function, Message, MessageRole, ToolCall
+from qv_ollama_sdk.domain.models import (
+    Conversation,
+    Function,
+    Message,
+    MessageRole,
+    ToolCall,
+)
 
 from qv_session_manager import SessionManager
 

@@ -7,6 +7,7 @@ Run it with ``python examples/custom_backend.py``.
 
 from __future__ import annotations
 
+import builtins
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -57,7 +58,7 @@ class AuditedStore:
         return self.inner.list(filter, limit=limit, offset=offset, after=after)
 
     def search(self, query: Query, filter: ConversationFilter, *, order: SearchOrder = "recent",
-               limit: int | None = None, offset: int = 0, with_text: bool = False) -> list[SearchHit]:
+               limit: int | None = None, offset: int = 0, with_text: bool = False) -> builtins.list[SearchHit]:
         return self.inner.search(query, filter, order=order, limit=limit, offset=offset, with_text=with_text)
 
     def close(self) -> None:

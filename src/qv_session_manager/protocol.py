@@ -8,6 +8,8 @@ suite) are stated in the docstrings below.
 
 from __future__ import annotations
 
+import builtins
+
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -126,7 +128,7 @@ class ConversationStore(Protocol):
         limit: int | None = None,
         offset: int = 0,
         with_text: bool = False,
-    ) -> list[SearchHit]:
+    ) -> builtins.list[SearchHit]:
         """Conversations with a title or message matching ``query``, one hit each.
 
         ``order="recent"`` is newest first; ``"relevance"`` is best score first,

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, replace
-from typing import TypeVar
+from typing import Any, TypeVar
 
 from .errors import InvalidInputError
 from .protocol import ConversationFilter
@@ -124,7 +124,7 @@ def _scored(hits: list[SearchHit], items: Sequence[Searchable], query: Query) ->
         "title": [item.title_tokens for item in items],
         "message": [document for item in items for _, document, _ in item.messages],
     }
-    statistics = {}
+    statistics: dict[str, dict[str, Any]] = {}
     for name, documents in collections.items():
         frequency = {term: sum(1 for d in documents if term.matches(d)) for term in query.terms()}
         average = sum(map(len, documents)) / len(documents) if documents else 0.0

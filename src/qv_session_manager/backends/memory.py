@@ -6,6 +6,8 @@ mutating a record's dicts afterwards. Data lives as long as the store object.
 
 from __future__ import annotations
 
+import builtins
+
 import copy
 import threading
 from collections.abc import Callable, Mapping, Sequence
@@ -140,7 +142,7 @@ class MemoryStore:
         limit: int | None = None,
         offset: int = 0,
         with_text: bool = False,
-    ) -> list[SearchHit]:
+    ) -> builtins.list[SearchHit]:
         with self._lock:
             self._check_open()
             items = [

@@ -247,14 +247,18 @@ class StoreContract:
 
     def test_stored_data_is_not_shared_with_callers(self, store: ConversationStore) -> None:
         """contract isolation: changing a record's dicts after save or load changes nothing stored."""
-        record = conversation(metadata={"k": [1]})
-        sent = message(metadata={"k": {"a": 1}})
+        shared_list: list[Any] = [1]
+        shared_dict: dict[str, Any] = {"a": 1}
+        record = conversation(metadata={"k": shared_list})
+        sent = message(metadata={"k": shared_dict})
         store.save(record, [sent])
-        record.metadata["k"].append(2)
-        sent.metadata["k"]["a"] = 99
+        shared_list.append(2)
+        shared_dict["a"] = 99
         loaded = store.load(record.id)
         assert loaded is not None
-        loaded.conversation.metadata["k"].append(3)
+        loaded_list = loaded.conversation.metadata["k"]
+        assert isinstance(loaded_list, list)
+        loaded_list.append(3)
         again = store.load(record.id)
         assert again is not None and again.conversation.metadata == {"k": [1]}, (
             "contract isolation: the store keeps references to the caller's dicts"
@@ -550,7 +554,7 @@ class StoreContract:
         store.save(conversation("web", updated=minutes(1), metadata={"topic": "web", "level": 1}), [message("x")])
         store.save(conversation("flag", updated=minutes(2), metadata={"topic": "other", "level": True}), [message("x")])
         store.save(conversation("float", updated=minutes(3), metadata={"level": 1.0, "empty": None}), [message("x")])
-        cases = [({"topic": "web"}, ["web"]), ({"level": 1}, ["float", "web"]), ({"level": True}, ["flag"]),
+        cases: list[tuple[dict[str, Any], list[str]]] = [({"topic": "web"}, ["web"]), ({"level": 1}, ["float", "web"]), ({"level": True}, ["flag"]),
                  ({"empty": None}, ["float"]), ({"missing": None}, []), ({"topic": "other", "level": True}, ["flag"]),
                  ({"level": 0}, []), ({"level": "1"}, [])]
         for wanted, expected in cases:

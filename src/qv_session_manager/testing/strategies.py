@@ -10,7 +10,7 @@ from qv_session_manager.protocol import ConversationFilter
 from qv_session_manager.records import ROLES, ConversationRecord, MessageRecord, ToolCallRecord
 
 # Any valid Unicode (no lone surrogates), including NUL, controls, CJK, combining marks.
-text = st.text(alphabet=st.characters(blacklist_categories=("Cs",)), max_size=40)
+text = st.text(alphabet=st.characters(blacklist_categories=["Cs"]), max_size=40)
 words = st.sampled_from(
     ["python", "Python", "lists", "résumé", "resume", "東京", "天気", "multi-agent", "C++",
      "%", "_", "NOT", "OR", "and", "x\x00y", "Straße", "strasse", "ÉCOLE", "pyth", "py"]

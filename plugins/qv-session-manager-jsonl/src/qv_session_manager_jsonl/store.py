@@ -22,6 +22,8 @@ those of the reference in-memory backend; ordering, filters and paging use
 
 from __future__ import annotations
 
+import builtins
+
 import base64
 import binascii
 import copy
@@ -537,7 +539,7 @@ class JsonlStore:
         limit: int | None = None,
         offset: int = 0,
         with_text: bool = False,
-    ) -> list[SearchHit]:
+    ) -> builtins.list[SearchHit]:
         with self._lock:
             self._check_open()
             items = [

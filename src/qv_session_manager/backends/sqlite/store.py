@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import builtins
+
 import os
 import sqlite3
 import threading
@@ -202,7 +204,7 @@ class SQLiteStore:
                 "SELECT pk, title, next_position FROM conversations WHERE id = ?", (conversation.id,)
             ).fetchone()
             if found is None:
-                pk = db.execute(
+                pk: int = db.execute(  # type: ignore[assignment]  # an INSERT always sets lastrowid
                     """INSERT INTO conversations (id, title, model_name, created_at, updated_at,
                         created_key, updated_key, metadata)
                        VALUES (:id, :title, :model_name, :created_at, :updated_at,
@@ -234,7 +236,7 @@ class SQLiteStore:
                 id_, digest = values[0], values[-1]
                 existing = stored.get(id_)
                 if existing is None:
-                    message_pk = db.execute(
+                    message_pk = db.execute(  # type: ignore[assignment]  # an INSERT sets lastrowid
                         f"""INSERT INTO messages (conversation_pk, position, {MESSAGE_COLUMNS}, digest)
                            VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)""",
                         (pk, next_position, *values),
@@ -405,7 +407,7 @@ class SQLiteStore:
         limit: int | None = None,
         offset: int = 0,
         with_text: bool = False,
-    ) -> list[SearchHit]:
+    ) -> builtins.list[SearchHit]:
         check_page(limit, offset)
         check_order(order)
         where, params = self._where(filter)
