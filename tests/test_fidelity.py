@@ -67,3 +67,4 @@ def test_unstorable_sdk_message_leaves_stored_conversation_unchanged(manager: Se
     with pytest.raises(InvalidInputError):
         manager.save_conversation(conv)
     assert manager.load_conversation(str(conv.id)) == before
+

@@ -10,12 +10,20 @@ import base64
 import json
 from typing import Any
 
+from .errors import InvalidInputError
 from .records import Image, ToolCallRecord
 
 
 def dumps(value: Any) -> str:
-    """Compact JSON keeping non-ASCII text readable (records are already validated)."""
-    return json.dumps(value, ensure_ascii=False, allow_nan=False, separators=(",", ":"))
+    """Compact JSON keeping non-ASCII text readable.
+
+    Records are validated when built, but their dicts stay mutable: something the
+    caller put in afterwards that JSON cannot hold raises InvalidInputError here.
+    """
+    try:
+        return json.dumps(value, ensure_ascii=False, allow_nan=False, separators=(",", ":"))
+    except (TypeError, ValueError) as exc:
+        raise InvalidInputError(f"not storable as JSON: {exc}") from None
 
 
 def loads(text: str | None) -> Any:

@@ -59,7 +59,7 @@ class ReadOnlyStorageError(StorageError, PermissionError):
 
 
 class CorruptStorageError(StorageError):
-    """The file is not a usable database: zero-length, truncated, garbage or damaged."""
+    """The stored data is not usable: a zero-length, truncated, garbage or damaged file or record."""
 
 
 class SchemaVersionError(StorageError):

@@ -80,6 +80,8 @@ def token_spans(text: str) -> list[tuple[str, int, int]]:
     characters: folding never splits one character across two tokens' spans
     unless the character itself folds to several token characters.
     """
+    if text.isascii():  # lower() keeps every index in place for ASCII
+        return [(m.group()[:MAX_TOKEN_LENGTH], m.start(), m.end()) for m in _ASCII_TOKEN.finditer(text.lower())]
     folded_parts: list[str] = []
     origin: list[int] = []  # origin[i] = index in text of folded character i
     for index, char in enumerate(text):

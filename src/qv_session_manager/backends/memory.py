@@ -42,6 +42,11 @@ def _copy(record):  # type: ignore[no-untyped-def]
     return copy.deepcopy(record)
 
 
+def _checked_copy(record):  # type: ignore[no-untyped-def]
+    """A deep copy, validated again: the caller may have changed the record's dicts."""
+    return dataclass_replace(copy.deepcopy(record))
+
+
 class MemoryStore:
     """A :class:`~qv_session_manager.protocol.ConversationStore` held in memory."""
 
@@ -69,8 +74,8 @@ class MemoryStore:
         if not isinstance(conversation, ConversationRecord):
             raise InvalidInputError(f"expected a ConversationRecord, got {type(conversation).__name__}")
         check_unique_message_ids(messages)
-        conversation = _copy(conversation)
-        messages = [_copy(message) for message in messages]
+        conversation = _checked_copy(conversation)
+        messages = [_checked_copy(message) for message in messages]
         with self._lock:
             self._check_open()
             entry = self._entries.get(conversation.id)

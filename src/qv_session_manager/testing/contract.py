@@ -386,6 +386,22 @@ class StoreContract:
         store.save(record, [message("works", id="d")])
         assert _ids(store, record.id) == ["a", "d"], "contract atomicity: the store must stay writable"
 
+    def test_records_changed_after_validation_are_checked_again(self, store: ConversationStore) -> None:
+        """contract input: a record whose dicts were changed to hold non-JSON data is refused, nothing written."""
+        record = conversation(metadata={"ok": 1})
+        store.save(record, [])
+        record.metadata["later"] = {1, 2}  # a set: JSON cannot hold it
+        with pytest.raises(InvalidInputError):
+            store.save(record, [message("x")])
+        sent = message("y", metadata={})
+        sent.metadata["later"] = float("nan")
+        with pytest.raises(InvalidInputError):
+            store.save(conversation(record.id, metadata={"ok": 1}), [sent])
+        loaded = store.load(record.id)
+        assert loaded is not None and loaded.conversation.metadata == {"ok": 1} and loaded.messages == (), (
+            "contract input: a refused save changed stored data"
+        )
+
     def test_invalid_arguments_raise_value_errors(self, store: ConversationStore) -> None:
         """contract input: bad pages and filters raise InvalidInputError (a ValueError)."""
         store.save(conversation(), [])
