@@ -23,6 +23,7 @@ from .manager import SessionManager
 from .protocol import Capability, ConversationFilter, ConversationStore
 from .records import ConversationRecord, MessageRecord, SearchHit, StoredConversation, ToolCallRecord
 from .registry import Backend, available_backends, open_store
+from .transfer import copy_store
 
 __version__ = "1.0.0.dev0"
 
@@ -50,6 +51,7 @@ __all__ = [
     "ToolCallRecord",
     "UnknownBackendError",
     "available_backends",
+    "copy_store",
     "hookimpl",
     "open_store",
 ]

@@ -196,7 +196,7 @@ class StoreContract:
 
     # -- fidelity --------------------------------------------------------------
 
-    def test_fidelity_any_records(self, open_stores: Callable[[str], ConversationStore]) -> None:
+    def test_fidelity_any_records(self, store_opener: StoreOpener) -> None:
         """contract fidelity: whatever a valid record holds comes back equal."""
         counter = itertools.count()
 
@@ -204,9 +204,12 @@ class StoreContract:
         @settings(max_examples=30, deadline=None,
                   suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture])
         def check(record: ConversationRecord, messages: list[MessageRecord]) -> None:
-            store = open_stores(f"fidelity{next(counter)}")
-            store.save(record, messages)
-            assert_round_trip(store.load(record.id), StoredConversation(record, tuple(messages)))
+            store = store_opener(f"fidelity{next(counter)}")
+            try:
+                store.save(record, messages)
+                assert_round_trip(store.load(record.id), StoredConversation(record, tuple(messages)))
+            finally:
+                store.close()  # server backends must not pile up connection pools
 
         check()
 

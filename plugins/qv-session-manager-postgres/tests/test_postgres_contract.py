@@ -1,0 +1,17 @@
+"""The core's whole conformance suite against PostgreSQL: one schema per store name."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import pytest
+from qv_session_manager.testing import StoreContract
+
+from qv_session_manager_postgres import PostgresStore
+
+
+class TestPostgresContract(StoreContract):
+    @pytest.fixture
+    def store_opener(self, postgres_url: str, schema_for: Callable[[str], str]):
+        # The same name opens the same schema again: that is what persistence means here.
+        return lambda name: PostgresStore(postgres_url, schema=schema_for(name))
