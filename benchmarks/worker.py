@@ -160,12 +160,31 @@ class BareStore:
         self.db.close()
 
 
+#: The server the "postgres" system uses; each database file name becomes a schema.
+POSTGRES_URL = os.environ.get("QV_SESSION_MANAGER_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/test")
+
+
+def postgres_schema(db_path: str) -> str:
+    return "bench_" + os.path.splitext(os.path.basename(db_path))[0].replace("-", "_")
+
+
 def open_store(system: str, db_path: str):
     if system == "bare":
         return BareStore(db_path)
     from qv_session_manager import SessionManager
 
+    if system == "postgres":
+        return SessionManager(url=POSTGRES_URL, schema=postgres_schema(db_path))
     return SessionManager(db_path=db_path)
+
+
+def drop_postgres_schemas(db_dir: str) -> None:
+    """Remove the schemas a postgres run created (they are named after the run's files)."""
+    import psycopg
+
+    with psycopg.connect(POSTGRES_URL, autocommit=True) as connection:
+        for name in ("postgres-corpus", "postgres-long_chat_save", "postgres-long_chat_append"):
+            connection.execute(f'DROP SCHEMA IF EXISTS "{postgres_schema(name)}" CASCADE')
 
 
 def close_store(store) -> None:
@@ -327,6 +346,8 @@ def run(args: argparse.Namespace) -> dict:
     queries = args.queries.split(",")[: args.max_queries]
 
     db_path = os.path.join(args.db_dir, f"{system}-corpus.db")
+    if system == "postgres":
+        drop_postgres_schemas(args.db_dir)  # leftovers of an interrupted run
     store = open_store(system, db_path)
     progress(system, "bulk save ...")
     result["bulk_save"] = bench_bulk_save(store, conversations)
@@ -334,14 +355,15 @@ def run(args: argparse.Namespace) -> dict:
     result["load"] = bench_load(store, load_ids)
     progress(system, f"search {len(queries)} queries ...")
     result["search_all"] = bench_search(store, queries)
-    if system == "ours":
+    if system in ("ours", "postgres"):
         result["search_top20"] = bench_search(store, queries, limit=20, order="relevance", snippets=True)
     progress(system, "list ...")
     result["list_all"] = bench_list_all(store, args.list_repeats)
     if system != "seed":
         result["list_page"] = bench_list_page(store, page_offsets)
     close_store(store)
-    result["file_size"] = file_size(db_path)
+    if system != "postgres":
+        result["file_size"] = file_size(db_path)
 
     # The live chat goes into the same, already filled database (an app with history).
     store = open_store(system, db_path)
@@ -350,7 +372,7 @@ def run(args: argparse.Namespace) -> dict:
         result["live_chat_append"] = bench_live_chat(store, sample, bare_append)
     else:
         result["live_chat_save"] = bench_live_chat(store, sample, save_whole_conversation)
-    if system == "ours":
+    if system in ("ours", "postgres"):
         result["live_chat_append"] = bench_live_chat(store, sample, add_newest_message)
     close_store(store)
 
@@ -359,20 +381,22 @@ def run(args: argparse.Namespace) -> dict:
     ways = {"bare": [("long_chat_append", bare_append)]}.get(
         system, [("long_chat_save", save_whole_conversation)]
     )
-    if system == "ours":
+    if system in ("ours", "postgres"):
         ways.append(("long_chat_append", add_newest_message))
     for name, persist in ways:
         path = os.path.join(args.db_dir, f"{system}-{name}.db")
         store = open_store(system, path)
         result[name] = bench_long_chat(store, long_texts, persist)
         close_store(store)
+    if system == "postgres":
+        drop_postgres_schemas(args.db_dir)
     progress(system, "done")
     return result
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--system", choices=["seed", "ours", "bare"], required=True)
+    parser.add_argument("--system", choices=["seed", "ours", "bare", "postgres"], required=True)
     parser.add_argument("--corpus", required=True, help="the ShareGPT JSON file")
     parser.add_argument("--conversations", type=int, default=3000)
     parser.add_argument("--db-dir", required=True, help="an empty folder for the database files")
