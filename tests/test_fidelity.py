@@ -5,7 +5,7 @@ Store-level fidelity is part of the conformance suite (qv_session_manager.testin
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import datetime, timedelta, timezone
 
 import pytest
 from qv_ollama_sdk.domain.models import Conversation, Function, Message, MessageRole, ToolCall
@@ -34,6 +34,19 @@ def test_sdk_objects_round_trip_with_tool_calls_images_and_metadata(manager: Ses
     assert loaded.messages[1].images == ["aGVsbG8=", b"\x89PNG\x00raw"]
 
 
+def _nested(depth: int) -> dict:
+    value: dict = {}
+    for _ in range(depth):
+        value = {"k": value}
+    return value
+
+
+def _cyclic() -> dict:
+    value: dict = {}
+    value["self"] = value
+    return value
+
+
 @pytest.mark.parametrize(
     "build",
     [
@@ -47,8 +60,14 @@ def test_sdk_objects_round_trip_with_tool_calls_images_and_metadata(manager: Ses
         lambda: message("ok", tool_calls=(ToolCallRecord("f", {"a": {1, 2}}),)),
         lambda: conversation(title="\udfff"),
         lambda: conversation(metadata={"inf": float("inf")}),
+        lambda: conversation(metadata={"big": 2**63}),
+        lambda: conversation(metadata=_nested(150)),
+        lambda: conversation(metadata=_cyclic()),
+        lambda: conversation(updated=datetime.min.replace(tzinfo=timezone(timedelta(hours=1)))),
+        lambda: message(at=datetime.max.replace(tzinfo=timezone(timedelta(hours=-1)))),
     ],
-    ids=["surrogate", "nan", "int-key", "tuple", "datetime", "role", "empty-id", "set-arg", "title-surrogate", "inf"],
+    ids=["surrogate", "nan", "int-key", "tuple", "datetime", "role", "empty-id", "set-arg", "title-surrogate", "inf",
+         "int-beyond-64-bits", "too-deep", "cyclic", "before-utc-year-1", "after-utc-year-9999"],
 )
 def test_unstorable_records_are_refused_with_a_value_error(build) -> None:
     with pytest.raises(InvalidInputError) as caught:

@@ -80,7 +80,7 @@ def test_date_only_end_includes_the_whole_day(manager: SessionManager) -> None:
     save(manager, "morning", datetime(2025, 1, 20, 0, 0))
     save(manager, "night", datetime(2025, 1, 20, 23, 59, 59, 999999))
     save(manager, "after", datetime(2025, 1, 21))
-    for start, end in [("2025-01-20", "2025-01-20"), (date(2025, 1, 20), date(2025, 1, 20))]:
+    for start, end in [("2025-01-20", "2025-01-20"), (date(2025, 1, 20), date(2025, 1, 20)), ("20250120", "20250120")]:
         assert titles(manager.search_by_time(start=start, end=end)) == ["night", "morning"]
     assert titles(manager.search_by_time(start="2025-01-20")) == ["after", "night", "morning"]
     assert titles(manager.search_by_time(end="2025-01-19")) == ["before"]
@@ -160,3 +160,30 @@ def test_snippets_and_relevance_through_the_manager(manager: SessionManager) -> 
     assert "<b>Résumé</b>" in hit["snippet"]
     assert hit["message_id"] == str(conv.messages[0].id)
     assert hit["score"] > 0
+
+
+def test_ids_stored_in_another_uuid_spelling_are_still_found(tmp_path) -> None:
+    """Ids written by other tools as a hyphen-less UUID stay reachable under that spelling."""
+    from qv_session_manager.backends.sqlite import SQLiteStore
+    from qv_session_manager.testing.contract import conversation, message
+
+    raw = "0123456789abcdef0123456789abcdef"
+    store = SQLiteStore(tmp_path / "raw.db")
+    store.save(conversation(raw), [message("kept", id="m1")])
+    manager = SessionManager(store=store)
+    loaded = manager.load_conversation(raw)
+    assert loaded is not None and loaded.messages[0].content == "kept"
+    assert manager.delete_conversation(raw) is True
+    assert manager.load_conversation(raw) is None
+    manager.close()
+
+
+def test_misused_arguments_raise_value_errors(manager: SessionManager) -> None:
+    conv = Conversation(title="args")
+    manager.save_conversation(conv)
+    with pytest.raises(InvalidInputError):
+        manager.save_conversation(conv, 5)  # type: ignore[arg-type]
+    with pytest.raises(InvalidInputError):
+        manager.add_messages(str(conv.id), None)  # type: ignore[arg-type]
+    with pytest.raises(InvalidInputError):
+        manager.search_conversations("args", snippets=True, mark=None)  # type: ignore[arg-type]

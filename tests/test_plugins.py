@@ -132,3 +132,20 @@ def test_a_plugin_whose_hook_raises_warns_and_is_skipped(registered) -> None:
     with pytest.warns(PluginLoadWarning, match="raising_plugin"):
         table = available_backends()
     assert "half" not in table, "nothing of a failing plugin is registered"
+
+
+def test_a_plugin_whose_hook_does_not_match_the_spec_warns_and_is_skipped(fresh_discovery, tmp_path, monkeypatch) -> None:
+    (tmp_path / "qv_bad_signature.py").write_text(textwrap.dedent("""
+        from qv_session_manager import hookimpl
+
+        @hookimpl
+        def register_backends(register, extra):
+            pass
+    """))
+    monkeypatch.syspath_prepend(str(tmp_path))
+    fresh_discovery([EntryPoint("ep-bad-signature", "qv_bad_signature", "qv_session_manager")])
+    with pytest.warns(PluginLoadWarning, match="ep-bad-signature"):
+        table = available_backends()
+    assert "sqlite" in table
+    assert isinstance(open_store("memory://"), MemoryStore), "later opens keep working"
+    sys.modules.pop("qv_bad_signature", None)

@@ -37,10 +37,19 @@ def test_url_forms(tmp_path: Path, monkeypatch) -> None:
     finally:
         for store in (relative, absolute, in_memory):
             store.close()
-    with pytest.raises(InvalidInputError, match="unknown SQLite option"):
-        open_store("sqlite:///x.db?journal=off")
-    with pytest.raises(InvalidInputError):
-        open_store("sqlite://host/x.db")
+    bad_urls = ["sqlite:///x.db?journal=off", "sqlite://host/x.db", "sqlite:///", "sqlite:///a?b.db",
+                "sqlite:///f.db?foo", "sqlite:///%FF.db", "sqlite:///x.db?busy_timeout=inf",
+                "sqlite:///x.db?busy_timeout=-5", "sqlite:///x.db?busy_timeout=soon", "memory://x?foo=1"]
+    for url in bad_urls:
+        with pytest.raises(InvalidInputError):
+            open_store(url).close()
+            pytest.fail(f"{url} must be refused")
+    for path, options in [(123, {}), ("x.db", {"foo": 1}), ("x.db", {"busy_timeout": float("nan")}),
+                          ("memory://", {})]:
+        with pytest.raises(InvalidInputError):
+            SessionManager(path, **options).close()  # type: ignore[arg-type]
+            pytest.fail(f"SessionManager({path!r}, **{options}) must be refused")
+    assert not (tmp_path / "memory:").exists()
 
 
 def test_connection_settings(tmp_path: Path) -> None:
@@ -133,6 +142,8 @@ def test_deleted_text_does_not_stay_in_the_file(tmp_path: Path) -> None:
         assert manager.search_conversations(secret)
         assert manager.delete_conversation(str(gone.id)) is True
         assert manager.search_conversations(secret) == []
+        while_open = b"".join(p.read_bytes() for p in tmp_path.iterdir() if p.name.startswith("secret.db"))
+        assert secret.encode() not in while_open, "the deleted text is still in the database or its WAL"
     leftovers = b"".join(p.read_bytes() for p in tmp_path.iterdir() if p.name.startswith("secret.db"))
     assert secret.encode() not in leftovers
 

@@ -531,3 +531,24 @@ def test_garbage_file_raises_corrupt_storage_error(tmp_path, size):
     assert not data.startswith(b"SQLite format 3\x00")
     path.write_bytes(data)
     _assert_refused_untouched(path, CorruptStorageError)
+
+
+def test_seed_metadata_that_is_not_an_object_becomes_empty(tmp_path: Path) -> None:
+    """0.3.0 stored metadata=None as 'null'; the upgrade keeps the row and gives it {}."""
+    path = tmp_path / "null-metadata.db"
+    db = sqlite3.connect(path)
+    db.executescript(SEED_DDL)
+    rows = [("11111111-1111-4111-8111-111111111111", "null"), ("22222222-2222-4222-8222-222222222222", "[1, 2]"),
+            ("33333333-3333-4333-8333-333333333333", '{"kept": true}')]
+    for conversation_id, metadata in rows:
+        db.execute("INSERT INTO conversations VALUES (?, 'title', 'llama3', '2025-01-20T10:00:00', "
+                   "'2025-01-20T10:00:00', ?)", (conversation_id, metadata))
+        db.execute("INSERT INTO messages VALUES (?, ?, 'user', 'hello there', '2025-01-20T10:00:00', 'null')",
+                   (conversation_id[::-1], conversation_id))
+    db.commit()
+    db.close()
+    with SessionManager(db_path=path) as manager:
+        listed = {row["id"]: row["metadata"] for row in manager.list_conversations()}
+        assert listed == {rows[0][0]: {}, rows[1][0]: {}, rows[2][0]: {"kept": True}}
+        assert len(manager.search_conversations("hello")) == 3
+        assert manager.load_conversation(rows[0][0]).messages[0].metadata == {}

@@ -22,7 +22,7 @@ from .convert import (
 from .errors import ConversationNotFoundError, InvalidInputError
 from .protocol import ConversationFilter, ConversationStore, SearchOrder, TimeField
 from .query import parse
-from .records import check_metadata_filter
+from .records import ConversationRecord, check_metadata_filter
 from .registry import open_store
 from .snippet import snippet
 from .timeutil import TimeBound, time_key, time_range
@@ -46,14 +46,23 @@ def _default_url() -> str:
     return f"sqlite:///{DEFAULT_PATH}"
 
 
-def _lookup_id(value: object) -> str | None:
-    """The stored form of an id to look up, or None when it cannot name anything."""
+def _lookup_ids(value: object) -> list[str]:
+    """The stored forms an id may have, canonical first; [] when it cannot name anything.
+
+    Ids are stored canonically, except ids written by other tools (such as 0.3.0) as
+    a UUID spelled differently: those are still found under their own spelling.
+    """
+    if value is None or value == "":
+        return []
+    key = canonical_id(value)
+    return [key] if not isinstance(value, str) or value == key else [key, value]
+
+
+def _messages(messages: Iterable[Message] | None, what: str) -> list[Message]:
     try:
-        return canonical_id(value)
-    except InvalidInputError:
-        if value is None or value == "":
-            return None
-        raise
+        return list(messages)  # type: ignore[arg-type]
+    except TypeError:
+        raise InvalidInputError(f"{what} must be an iterable of Message, not {type(messages).__name__}") from None
 
 
 class SessionManager:
@@ -89,9 +98,9 @@ class SessionManager:
                 raise InvalidInputError(f"{type(store).__name__} does not implement ConversationStore")
             self.store = store
         elif db_path is not None:
-            from .backends.sqlite import SQLiteStore
+            from .backends.sqlite import open_path
 
-            self.store = SQLiteStore(db_path, **options)
+            self.store = open_path(db_path, options)
         else:
             self.store = open_store(url if url is not None else _default_url(), **options)
 
@@ -131,7 +140,7 @@ class SessionManager:
         is written then.
         """
         record = conversation_to_record(conversation)
-        chosen = conversation.messages if messages is None else messages
+        chosen = conversation.messages if messages is None else _messages(messages, "messages")
         self.store.save(record, [message_to_record(m) for m in chosen], replace=replace)
 
     def add_messages(
@@ -143,11 +152,10 @@ class SessionManager:
         unchanged when there are none) becomes the conversation's update time.
         Raises ConversationNotFoundError (a LookupError) when the id is not stored.
         """
-        key = canonical_id(conversation_id)
-        records = [message_to_record(m) for m in messages]
-        current = self.store.get(key)
+        records = [message_to_record(m) for m in _messages(messages, "messages")]
+        current = self._get(conversation_id)
         if current is None:
-            raise ConversationNotFoundError(f"no conversation {key} to add messages to")
+            raise ConversationNotFoundError(f"no conversation {conversation_id!r} to add messages to")
         newest = updated_at
         if newest is None and records:
             newest = max((r.created_at for r in records), key=time_key)
@@ -160,23 +168,32 @@ class SessionManager:
 
         Returns True when it existed, False (a no-op) when it did not.
         """
-        key = _lookup_id(conversation_id)
-        return False if key is None else self.store.delete(key)
+        return any(self.store.delete(key) for key in _lookup_ids(conversation_id))
 
     def delete_message(self, conversation_id: str, message_id: str) -> bool:
         """Delete one message. Returns False when the conversation or message is missing."""
-        key, message_key = _lookup_id(conversation_id), _lookup_id(message_id)
-        if key is None or message_key is None:
-            return False
-        return self.store.delete_message(key, message_key)
+        return any(
+            self.store.delete_message(key, message_key)
+            for key in _lookup_ids(conversation_id)
+            for message_key in _lookup_ids(message_id)
+        )
 
     # -- reading -------------------------------------------------------------
 
+    def _get(self, conversation_id: object) -> ConversationRecord | None:
+        for key in _lookup_ids(conversation_id):
+            record = self.store.get(key)
+            if record is not None:
+                return record
+        return None
+
     def load_conversation(self, conversation_id: str) -> Conversation | None:
         """The conversation with all its messages in stored order, or None if missing."""
-        key = _lookup_id(conversation_id)
-        stored = None if key is None else self.store.load(key)
-        return None if stored is None else record_to_conversation(stored)
+        for key in _lookup_ids(conversation_id):
+            stored = self.store.load(key)
+            if stored is not None:
+                return record_to_conversation(stored)
+        return None
 
     def get_conversation_by_id(self, conversation_id: str) -> Conversation | None:
         """Same as :meth:`load_conversation` (kept from the seed API)."""
@@ -240,10 +257,9 @@ class SessionManager:
         check_metadata_filter(filter.metadata)
         boundary = None
         if after is not None:
-            key = canonical_id(after)
-            boundary = self.store.get(key)
+            boundary = self._get(after)
             if boundary is None:
-                raise ConversationNotFoundError(f"cannot page after {key}: no such conversation")
+                raise ConversationNotFoundError(f"cannot page after {after!r}: no such conversation")
         records = self.store.list(filter, limit=limit, offset=offset, after=boundary)
         return [summary(record) for record in records]
 
@@ -268,6 +284,8 @@ class SessionManager:
         ``snippets=True`` each dict also has ``snippet`` (text around the first
         match, matches wrapped in ``mark``) and ``message_id`` (None for a title match).
         """
+        if not (isinstance(mark, tuple) and len(mark) == 2 and all(isinstance(m, str) for m in mark)):
+            raise InvalidInputError(f"mark must be a pair of strings, not {mark!r}")
         parsed = parse(query)
         hits = self.store.search(
             parsed,

@@ -23,7 +23,9 @@ _lock = threading.Lock()
 def load_plugins() -> None:
     """Register the built-in backends and installed plugins, once per process.
 
-    A plugin that fails to import is skipped with a :class:`PluginLoadWarning`.
+    A plugin that fails to import or to register (a hook that does not match the
+    hook specification, a module registered twice) is skipped with a
+    :class:`PluginLoadWarning`.
     """
     global _loaded
     with _lock:
@@ -36,7 +38,7 @@ def load_plugins() -> None:
             if pm.has_plugin(entry_point.name):
                 continue
             try:
-                plugin = entry_point.load()
+                pm.register(entry_point.load(), name=entry_point.name)
             except Exception as exc:  # a broken plugin must never crash the host
                 warnings.warn(
                     f"qv_session_manager plugin {entry_point.name!r} ({entry_point.value}) "
@@ -44,6 +46,4 @@ def load_plugins() -> None:
                     PluginLoadWarning,
                     stacklevel=2,
                 )
-                continue
-            pm.register(plugin, name=entry_point.name)
         _loaded = True

@@ -10,10 +10,11 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timezone
 from typing import Any, Mapping, Sequence, Union
 
 from .errors import InvalidInputError
+from .timeutil import time_key
 
 JSONValue = Union[None, bool, int, float, str, list["JSONValue"], dict[str, "JSONValue"]]
 Image = Union[str, bytes]
@@ -49,13 +50,25 @@ def check_id(value: object, what: str) -> None:
         raise InvalidInputError(f"{what} must be a non-empty string without NUL characters")
 
 
-def check_json(value: object, what: str) -> None:
+#: JSON nesting deeper than this is refused (and cycles with it).
+MAX_JSON_DEPTH = 100
+
+
+def check_json(value: object, what: str, depth: int = 0) -> None:
     """Raise InvalidInputError unless ``value`` round-trips through JSON unchanged.
 
-    Allowed: dict with str keys, list, str, int, finite float, bool, None. Tuples,
-    sets, non-str keys, NaN and infinities are refused because JSON would change them.
+    Allowed: dict with str keys, list, str, int within 64 bits, finite float, bool,
+    None, nested at most MAX_JSON_DEPTH deep. Tuples, sets, non-str keys, NaN,
+    infinities, bigger ints and cyclic structures are refused: JSON or some engine
+    would change or reject them.
     """
-    if value is None or isinstance(value, (bool, int)):
+    if depth > MAX_JSON_DEPTH:
+        raise InvalidInputError(f"{what} is nested deeper than {MAX_JSON_DEPTH} levels (or is cyclic)")
+    if value is None or isinstance(value, bool):
+        return
+    if isinstance(value, int):
+        if not -(2**63) <= value < 2**63:
+            raise InvalidInputError(f"{what} is an int outside the 64-bit range, which not every engine can store")
         return
     if isinstance(value, float):
         if not math.isfinite(value):
@@ -66,14 +79,14 @@ def check_json(value: object, what: str) -> None:
         return
     if isinstance(value, list):
         for index, item in enumerate(value):
-            check_json(item, f"{what}[{index}]")
+            check_json(item, f"{what}[{index}]", depth + 1)
         return
     if isinstance(value, dict):
         for key, item in value.items():
             if not isinstance(key, str):
                 raise InvalidInputError(f"{what} has a non-str key {key!r}; JSON keys are strings")
             check_text(key, f"key {key!r} of {what}")
-            check_json(item, f"{what}[{key!r}]")
+            check_json(item, f"{what}[{key!r}]", depth + 1)
         return
     raise InvalidInputError(f"{what} is a {type(value).__name__}, which is not JSON data")
 
@@ -81,6 +94,19 @@ def check_json(value: object, what: str) -> None:
 def check_datetime(value: object, what: str) -> None:
     if not isinstance(value, datetime):
         raise InvalidInputError(f"{what} must be a datetime, not {type(value).__name__}")
+    time_key(value)  # raises InvalidInputError when the instant has no UTC form
+
+
+def fixed_offset(value: datetime) -> datetime:
+    """``value`` with a named zone (ZoneInfo...) replaced by its fixed UTC offset.
+
+    Every backend stores the offset, not the zone name, so records hold the same.
+    """
+    zone = value.tzinfo
+    if zone is None or isinstance(zone, timezone):
+        return value
+    offset = value.utcoffset()
+    return value.replace(tzinfo=None) if offset is None else value.replace(tzinfo=timezone(offset), fold=0)
 
 
 @dataclass(frozen=True)
@@ -118,6 +144,7 @@ class MessageRecord:
             raise InvalidInputError(f"message role {self.role!r} is not one of {sorted(ROLES)}")
         check_text(self.content, f"content of message {self.id}")
         check_datetime(self.created_at, f"created_at of message {self.id}")
+        object.__setattr__(self, "created_at", fixed_offset(self.created_at))
         if not isinstance(self.metadata, dict):
             raise InvalidInputError(f"metadata of message {self.id} must be a dict")
         check_json(self.metadata, f"metadata of message {self.id}")
@@ -155,6 +182,8 @@ class ConversationRecord:
         check_id(self.id, "conversation id")
         check_datetime(self.created_at, "conversation created_at")
         check_datetime(self.updated_at, "conversation updated_at")
+        object.__setattr__(self, "created_at", fixed_offset(self.created_at))
+        object.__setattr__(self, "updated_at", fixed_offset(self.updated_at))
         check_text(self.title, "title", allow_none=True)
         check_text(self.model_name, "model_name", allow_none=True)
         if not isinstance(self.metadata, dict):
@@ -214,8 +243,6 @@ def check_metadata_filter(metadata: Mapping[str, Any] | None) -> None:
             raise InvalidInputError(
                 f"metadata filter value for {key!r} must be str, int, float, bool or None"
             )
-        if isinstance(value, int) and not -(2**63) <= value < 2**63:
-            raise InvalidInputError(f"metadata filter value for {key!r} is outside the 64-bit range")
         check_json(value, f"metadata filter value for {key!r}")
 
 

@@ -44,8 +44,10 @@ def _parse(value: TimeBound, what: str) -> tuple[datetime, bool] | None:
     if text.endswith(("Z", "z")):  # Python 3.10's fromisoformat does not take 'Z'
         text = text[:-1] + "+00:00"
     try:
-        if len(text) == 10:
-            return datetime.combine(date.fromisoformat(text), time()), True
+        return datetime.combine(date.fromisoformat(text), time()), True  # a whole day, in any ISO spelling
+    except ValueError:
+        pass
+    try:
         return datetime.fromisoformat(text), False
     except ValueError:
         raise InvalidInputError(f"{what} {value!r} is not an ISO 8601 date or datetime") from None

@@ -170,6 +170,8 @@ class MemoryStore:
 
 
 def _open_url(url: str, options: Mapping[str, Any]) -> MemoryStore:
+    if "?" in url or "#" in url:
+        raise InvalidInputError(f"{url!r}: the memory backend takes no options; write memory://")
     if options:
         raise InvalidInputError(f"the memory backend takes no options, got: {', '.join(sorted(options))}")
     return MemoryStore()

@@ -33,7 +33,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from ..errors import InvalidInputError
+from ..errors import InvalidInputError, StorageError
 from ..protocol import Capability, ConversationFilter, ConversationStore
 from ..query import parse
 from ..records import ConversationRecord, MessageRecord, StoredConversation, ToolCallRecord
@@ -241,6 +241,24 @@ class StoreContract:
         store.save(record, sent)
         assert_round_trip(store.load(record.id), StoredConversation(record, tuple(sent)))
 
+    def test_fidelity_named_zones_come_back_as_their_offset(self, store: ConversationStore) -> None:
+        """contract fidelity: a ZoneInfo timestamp (even an ambiguous one) comes back as the same instant and offset."""
+        from zoneinfo import ZoneInfo
+
+        new_york = ZoneInfo("America/New_York")
+        repeated_hour = [datetime(2025, 11, 2, 1, 30, tzinfo=new_york, fold=fold) for fold in (0, 1)]
+        record = conversation(created=repeated_hour[0], updated=repeated_hour[1])
+        sent = message(at=repeated_hour[1])
+        store.save(record, [sent])
+        loaded = store.load(record.id)
+        assert loaded is not None
+        for got, want in [(loaded.conversation.created_at, repeated_hour[0]),
+                          (loaded.conversation.updated_at, repeated_hour[1]), (loaded.messages[0].created_at, repeated_hour[1])]:
+            assert got.utcoffset() == want.utcoffset() and got.timestamp() == want.timestamp(), (
+                f"contract fidelity: {want} came back as {got}"
+            )
+        assert_round_trip(loaded, StoredConversation(record, (sent,)))
+
     def test_fidelity_ten_thousand_messages(self, store: ConversationStore) -> None:
         """contract order: a 10k-message conversation loads whole, in order."""
         record = conversation()
@@ -360,8 +378,31 @@ class StoreContract:
         assert second_loaded is not None and second_loaded.messages[0].content == "in second"
 
     def test_missing_ids_read_as_none(self, store: ConversationStore) -> None:
-        """contract missing: load and get of an unknown id return None."""
-        assert store.load("missing") is None and store.get("missing") is None
+        """contract missing: unknown and unstorable ids are simply not found, on every read and delete."""
+        store.save(conversation("present"), [message(id="m")])
+        for odd in ["missing", "", "\ud800", "a\x00b", "x" * 10_000]:
+            assert store.load(odd) is None and store.get(odd) is None, f"contract missing: load/get({odd[:10]!r})"
+            assert store.delete(odd) is False, f"contract missing: delete({odd[:10]!r}) must give False"
+            assert store.delete_message(odd, "m") is False and store.delete_message("present", odd) is False
+        assert _ids(store, "present") == ["m"]
+
+    def test_calls_after_close_fail(self, store_opener: StoreOpener) -> None:
+        """contract close: closing twice is harmless; every other call afterwards raises StorageError."""
+        store = store_opener("closing")
+        store.save(conversation("c"), [])
+        store.close()
+        store.close()
+        calls = {
+            "load": lambda: store.load("c"), "get": lambda: store.get("c"), "delete": lambda: store.delete("c"),
+            "delete_message": lambda: store.delete_message("c", "m"), "list": lambda: store.list(ConversationFilter()),
+            "search": lambda: store.search(parse("x"), ConversationFilter()),
+            "search('')": lambda: store.search(parse(""), ConversationFilter()),
+            "save": lambda: store.save(conversation("d"), []),
+        }
+        for label, call in calls.items():
+            with pytest.raises(StorageError):
+                call()
+                pytest.fail(f"contract close: {label} after close() must raise StorageError")
 
     # -- failures leave data untouched ------------------------------------------
 
@@ -393,7 +434,7 @@ class StoreContract:
         """contract input: a record whose dicts were changed to hold non-JSON data is refused, nothing written."""
         record = conversation(metadata={"ok": 1})
         store.save(record, [])
-        record.metadata["later"] = {1, 2}  # a set: JSON cannot hold it
+        record.metadata["later"] = {1, 2}  # type: ignore[assignment]  # a set: JSON cannot hold it
         with pytest.raises(InvalidInputError):
             store.save(record, [message("x")])
         sent = message("y", metadata={})

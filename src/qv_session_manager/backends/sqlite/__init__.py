@@ -11,7 +11,27 @@ from ...hookspecs import hookimpl
 from ...registry import Backend
 from .store import SQLiteStore
 
-__all__ = ["SQLiteStore", "open_url"]
+__all__ = ["SQLiteStore", "open_path", "open_url"]
+
+
+def open_path(path: object, options: Mapping[str, Any]) -> SQLiteStore:
+    """Open the SQLite file ``path`` with ``options`` (``synchronous``, ``busy_timeout``).
+
+    Option values may be strings (from a URL). Raises InvalidInputError for unknown
+    options and unusable values.
+    """
+    unknown = set(options) - {"synchronous", "busy_timeout"}
+    if unknown:
+        raise InvalidInputError(f"unknown SQLite option(s): {', '.join(sorted(unknown))}")
+    if isinstance(path, str) and "://" in path:
+        raise InvalidInputError(f"{path!r} looks like a URL: pass it as url=, not as a database path")
+    timeout: Any = options.get("busy_timeout", 30.0)
+    if isinstance(timeout, str):
+        try:
+            timeout = float(timeout)
+        except ValueError:
+            raise InvalidInputError(f"busy_timeout must be a number of seconds, not {timeout!r}") from None
+    return SQLiteStore(path, synchronous=options.get("synchronous", "full"), busy_timeout=timeout)  # type: ignore[arg-type]
 
 
 def open_url(url: str, options: Mapping[str, Any]) -> SQLiteStore:
@@ -20,19 +40,15 @@ def open_url(url: str, options: Mapping[str, Any]) -> SQLiteStore:
     ``?synchronous=normal&busy_timeout=5`` in the URL set options too.
     """
     parts = urlsplit(url)
-    if parts.netloc:
-        raise InvalidInputError(f"{url!r}: write sqlite:///relative.db or sqlite:////absolute/path.db")
-    path = unquote(parts.path[1:]) or ":memory:"
-    settings: dict[str, Any] = dict(parse_qsl(parts.query))
-    settings.update(options)
-    unknown = set(settings) - {"synchronous", "busy_timeout"}
-    if unknown:
-        raise InvalidInputError(f"unknown SQLite option(s): {', '.join(sorted(unknown))}")
+    if parts.netloc or parts.fragment or parts.path == "/":
+        raise InvalidInputError(f"{url!r}: write sqlite:///relative.db, sqlite:////absolute/path.db or sqlite://")
     try:
-        timeout = float(settings.get("busy_timeout", 30.0))
-    except (TypeError, ValueError):
-        raise InvalidInputError("busy_timeout must be a number of seconds") from None
-    return SQLiteStore(path, synchronous=settings.get("synchronous", "full"), busy_timeout=timeout)
+        path = unquote(parts.path[1:], errors="strict") or ":memory:"
+        settings: dict[str, Any] = dict(parse_qsl(parts.query, keep_blank_values=True, strict_parsing=bool(parts.query)))
+    except (UnicodeDecodeError, ValueError) as exc:
+        raise InvalidInputError(f"{url!r} is not a valid SQLite URL: {exc}") from None
+    settings.update(options)
+    return open_path(path, settings)
 
 
 @hookimpl

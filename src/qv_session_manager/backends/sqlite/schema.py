@@ -72,6 +72,14 @@ def _create_v1(db: sqlite3.Connection) -> None:
     )
 
 
+def _object_or_empty(column: str) -> str:
+    """SQL for a metadata column: its JSON object, or '{}' for NULL, 'null' or anything else.
+
+    0.3.0 wrote ``json.dumps(metadata)`` whatever metadata was, so ``None`` became 'null'.
+    """
+    return f"CASE WHEN json_valid({column}) AND json_type({column}) = 'object' THEN {column} ELSE '{{}}' END"
+
+
 def _upgrade_seed(db: sqlite3.Connection) -> None:
     """Move a seed (<= 0.3.0) database into schema 1, keeping every reachable row.
 
@@ -99,17 +107,17 @@ def _upgrade_seed(db: sqlite3.Connection) -> None:
         f"""INSERT INTO conversations (id, title, model_name, created_at, updated_at,
                 created_key, updated_key, metadata)
             SELECT id, title, {model_name}, created_at, updated_at,
-                qv_time_key(created_at), qv_time_key(updated_at), coalesce(metadata, '{{}}')
+                qv_time_key(created_at), qv_time_key(updated_at), {_object_or_empty("metadata")}
             FROM seed_conversations"""
     )
     db.execute(
-        """INSERT INTO messages (conversation_pk, id, position, role, content, created_at,
+        f"""INSERT INTO messages (conversation_pk, id, position, role, content, created_at,
                 metadata, digest)
             SELECT c.pk, m.id,
                 row_number() OVER (PARTITION BY c.pk ORDER BY m.created_at, m.rowid) - 1,
-                m.role, coalesce(m.content, ''), m.created_at, coalesce(m.metadata, '{}'),
+                m.role, coalesce(m.content, ''), m.created_at, {_object_or_empty("m.metadata")},
                 qv_digest(m.role, coalesce(m.content, ''), m.created_at,
-                          coalesce(m.metadata, '{}'), NULL, NULL, NULL)
+                          {_object_or_empty("m.metadata")}, NULL, NULL, NULL)
             FROM seed_messages m JOIN conversations c ON c.id = m.conversation_id"""
     )
     db.execute(

@@ -20,6 +20,7 @@ from ...records import (
     MessageRecord,
     SearchHit,
     StoredConversation,
+    check_id,
     check_unique_message_ids,
 )
 from ...timeutil import time_key
@@ -37,6 +38,15 @@ from .rows import (
 )
 
 Synchronous = Literal["full", "normal"]
+
+
+def _storable_id(value: object) -> bool:
+    """Whether ``value`` could be a stored id; anything else is simply not found."""
+    try:
+        check_id(value, "id")
+    except InvalidInputError:
+        return False
+    return True
 _TIME_FIELDS = {"updated_at": "updated_key", "created_at": "created_key"}
 _ID_BATCH = 500  # ids per IN (...) lookup, well below SQLite's variable limit
 
@@ -107,11 +117,20 @@ class SQLiteStore:
         synchronous: Synchronous = "full",
         busy_timeout: float = 30.0,
     ) -> None:
-        path = os.fspath(path)
+        try:
+            path = os.fspath(path)
+        except TypeError:
+            raise InvalidInputError(f"a database path must be a str or os.PathLike, not {type(path).__name__}") from None
         if not isinstance(path, str) or not path or "\x00" in path:
             raise InvalidInputError(f"not a usable database path: {path!r}")
         if synchronous not in ("full", "normal"):
             raise InvalidInputError(f"synchronous must be 'full' or 'normal', not {synchronous!r}")
+        if (
+            not isinstance(busy_timeout, (int, float))
+            or isinstance(busy_timeout, bool)
+            or not 0 <= busy_timeout <= 86_400
+        ):
+            raise InvalidInputError(f"busy_timeout must be a number of seconds from 0 to 86400, not {busy_timeout!r}")
         self.path = path
         self._lock = threading.RLock()
         self._closed = False
@@ -154,12 +173,15 @@ class SQLiteStore:
 
     # -- plumbing -----------------------------------------------------------
 
+    def _check_open(self) -> None:
+        if self._closed:
+            raise StorageError("the store is closed")
+
     @contextmanager
     def _transaction(self, doing: str, *, write: bool) -> Iterator[sqlite3.Connection]:
         """One transaction; write transactions take the write lock up front."""
         with self._lock:
-            if self._closed:
-                raise StorageError("the store is closed")
+            self._check_open()
             db = self._db
             try:
                 db.execute("BEGIN IMMEDIATE" if write else "BEGIN")
@@ -290,6 +312,9 @@ class SQLiteStore:
         db.execute("DELETE FROM messages WHERE pk = ?", (message_pk,))
 
     def delete(self, conversation_id: str) -> bool:
+        if not _storable_id(conversation_id):
+            self._check_open()
+            return False
         with self._transaction(f"deleting conversation {conversation_id}", write=True) as db:
             found = db.execute(
                 "SELECT pk, title FROM conversations WHERE id = ?", (conversation_id,)
@@ -304,9 +329,13 @@ class SQLiteStore:
             self._index(db, "title_index", pk, title, remove=True)
             db.execute("DELETE FROM conversations WHERE pk = ?", (pk,))  # cascades to messages
             self._purge_index(db)
-            return True
+        self._truncate_wal()
+        return True
 
     def delete_message(self, conversation_id: str, message_id: str) -> bool:
+        if not (_storable_id(conversation_id) and _storable_id(message_id)):
+            self._check_open()
+            return False
         with self._transaction(f"deleting message {message_id}", write=True) as db:
             found = db.execute(
                 """SELECT m.pk FROM messages m JOIN conversations c ON c.pk = m.conversation_pk
@@ -317,7 +346,8 @@ class SQLiteStore:
                 return False
             self._remove_message(db, found[0])
             self._purge_index(db)
-            return True
+        self._truncate_wal()
+        return True
 
     @staticmethod
     def _purge_index(db: sqlite3.Connection) -> None:
@@ -327,9 +357,24 @@ class SQLiteStore:
         db.execute("INSERT INTO message_index (message_index) VALUES ('optimize')")
         db.execute("INSERT INTO title_index (title_index) VALUES ('optimize')")
 
+    def _truncate_wal(self) -> None:
+        """Copy the WAL into the database and empty it, so deleted text leaves the WAL too.
+
+        Best effort: a reader in another process can keep part of the WAL alive; the
+        next checkpoint then finishes the job.
+        """
+        with self._lock:
+            try:
+                self._db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+            except sqlite3.Error:
+                pass
+
     # -- reads ----------------------------------------------------------------
 
     def load(self, conversation_id: str) -> StoredConversation | None:
+        if not _storable_id(conversation_id):
+            self._check_open()
+            return None
         with self._transaction(f"loading conversation {conversation_id}", write=False) as db:
             found = db.execute(
                 f"SELECT pk, {CONVERSATION_COLUMNS} FROM conversations WHERE id = ?", (conversation_id,)
@@ -343,6 +388,9 @@ class SQLiteStore:
         return StoredConversation(decode_conversation(found[1:]), tuple(map(decode_message, rows)))
 
     def get(self, conversation_id: str) -> ConversationRecord | None:
+        if not _storable_id(conversation_id):
+            self._check_open()
+            return None
         with self._transaction(f"reading conversation {conversation_id}", write=False) as db:
             found = db.execute(
                 f"SELECT {CONVERSATION_COLUMNS} FROM conversations WHERE id = ?", (conversation_id,)
@@ -408,6 +456,7 @@ class SQLiteStore:
         offset: int = 0,
         with_text: bool = False,
     ) -> builtins.list[SearchHit]:
+        self._check_open()
         check_page(limit, offset)
         check_order(order)
         where, params = self._where(filter)
