@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import builtins
 from collections.abc import Mapping, Sequence
+from datetime import datetime
 from typing import Any
 
 from qv_ollama_sdk.domain.models import Conversation
@@ -36,6 +37,12 @@ class AuditedStore:
     def save(self, conversation: ConversationRecord, messages: Sequence[MessageRecord], *, replace: bool = False) -> None:
         self.inner.save(conversation, messages, replace=replace)
         self.audit.append(f"save {conversation.id} (+{len(messages)} messages)")
+
+    def append(self, conversation_id: str, messages: Sequence[MessageRecord], *,
+               updated_at: datetime | None = None) -> bool:
+        appended = self.inner.append(conversation_id, messages, updated_at=updated_at)
+        self.audit.append(f"append {conversation_id} (+{len(messages)} messages): {appended}")
+        return appended
 
     def delete(self, conversation_id: str) -> bool:
         deleted = self.inner.delete(conversation_id)

@@ -187,3 +187,19 @@ def test_misused_arguments_raise_value_errors(manager: SessionManager) -> None:
         manager.add_messages(str(conv.id), None)  # type: ignore[arg-type]
     with pytest.raises(InvalidInputError):
         manager.search_conversations("args", snippets=True, mark=None)  # type: ignore[arg-type]
+
+
+def test_add_messages_keeps_concurrent_changes_and_never_resurrects(manager: SessionManager) -> None:
+    conv = Conversation(title="first title")
+    conv.add_user_message("hi")
+    manager.save_conversation(conv)
+    other_writer = manager.load_conversation(str(conv.id))
+    other_writer.title = "renamed elsewhere"
+    manager.save_conversation(other_writer, [])
+    manager.add_messages(str(conv.id), [conv.add_assistant_message("hello")])
+    loaded = manager.load_conversation(str(conv.id))
+    assert loaded.title == "renamed elsewhere" and len(loaded.messages) == 2
+    manager.delete_conversation(str(conv.id))
+    with pytest.raises(ConversationNotFoundError):
+        manager.add_messages(str(conv.id), [conv.add_user_message("too late")])
+    assert manager.load_conversation(str(conv.id)) is None

@@ -5,7 +5,6 @@ from __future__ import annotations
 import logging
 import os
 from collections.abc import Iterable, Mapping
-from dataclasses import replace as dataclass_replace
 from datetime import datetime
 from types import TracebackType
 from typing import Any
@@ -146,22 +145,20 @@ class SessionManager:
     def add_messages(
         self, conversation_id: str, messages: Iterable[Message], *, updated_at: datetime | None = None
     ) -> None:
-        """Append messages to a stored conversation without loading it.
+        """Append messages to a stored conversation without loading it, in one transaction.
 
         ``updated_at`` (default: the latest ``created_at`` of the messages, or
-        unchanged when there are none) becomes the conversation's update time.
-        Raises ConversationNotFoundError (a LookupError) when the id is not stored.
+        unchanged when there are none) becomes the conversation's update time; its
+        other fields stay as stored, even if another process just changed them.
+        Raises ConversationNotFoundError (a LookupError), writing nothing, when the
+        conversation is not stored.
         """
         records = [message_to_record(m) for m in _messages(messages, "messages")]
-        current = self._get(conversation_id)
-        if current is None:
-            raise ConversationNotFoundError(f"no conversation {conversation_id!r} to add messages to")
         newest = updated_at
         if newest is None and records:
             newest = max((r.created_at for r in records), key=time_key)
-        if newest is not None:
-            current = dataclass_replace(current, updated_at=newest)
-        self.store.save(current, records)
+        if not any(self.store.append(key, records, updated_at=newest) for key in _lookup_ids(conversation_id)):
+            raise ConversationNotFoundError(f"no conversation {conversation_id!r} to add messages to")
 
     def delete_conversation(self, conversation_id: str) -> bool:
         """Delete a conversation with its messages and search entries.

@@ -84,6 +84,23 @@ class ConversationStore(Protocol):
         """
         ...
 
+    def append(
+        self,
+        conversation_id: str,
+        messages: Sequence[MessageRecord],
+        *,
+        updated_at: datetime | None = None,
+    ) -> bool:
+        """Add messages to a stored conversation, atomically, without touching its other fields.
+
+        Messages are inserted or updated exactly as by ``save`` (without ``replace``);
+        ``updated_at``, when given, becomes the conversation's update time. The
+        conversation is read and written in one transaction, so concurrent changes to
+        its title or metadata are kept. Returns False, writing nothing, when the
+        conversation does not exist (a deleted conversation never comes back).
+        """
+        ...
+
     def load(self, conversation_id: str) -> StoredConversation | None:
         """The conversation with its messages in stored order, or None if missing."""
         ...

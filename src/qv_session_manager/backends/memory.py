@@ -12,6 +12,7 @@ import copy
 import threading
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace as dataclass_replace
+from datetime import datetime
 from typing import Any
 
 from ..errors import InvalidInputError, StorageError
@@ -93,6 +94,25 @@ class MemoryStore:
             self._entries[conversation.id] = _Entry(
                 conversation, self._tokenize(conversation.title or ""), new_messages, new_tokens
             )
+
+    def append(
+        self,
+        conversation_id: str,
+        messages: Sequence[MessageRecord],
+        *,
+        updated_at: datetime | None = None,
+    ) -> bool:
+        check_unique_message_ids(messages)
+        with self._lock:
+            self._check_open()
+            entry = self._entries.get(conversation_id)
+            if entry is None:
+                return False
+            record = entry.conversation
+            if updated_at is not None:
+                record = dataclass_replace(record, updated_at=updated_at)
+            self.save(record, messages)
+            return True
 
     def load(self, conversation_id: str) -> StoredConversation | None:
         with self._lock:

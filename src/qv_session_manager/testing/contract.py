@@ -356,6 +356,28 @@ class StoreContract:
             "contract search: the title index must follow title changes"
         )
 
+    def test_append(self, store: ConversationStore) -> None:
+        """contract append: adds messages like save, keeps the conversation's other fields, False when missing."""
+        record = conversation("c", title="before", metadata={"v": 1})
+        store.save(record, [message("one", id="a")])
+        changed = dataclasses.replace(record, title="changed elsewhere", metadata={"v": 2})
+        store.save(changed, [])  # another writer, after this one read the conversation
+        assert store.append("c", [message("two", id="b"), message("one, edited", id="a")], updated_at=minutes(9))
+        loaded = store.load("c")
+        assert loaded is not None and [m.id for m in loaded.messages] == ["a", "b"], "contract append: wrong list"
+        assert loaded.messages[0].content == "one, edited", "contract append: a known id must be updated in place"
+        assert loaded.conversation == dataclasses.replace(changed, updated_at=minutes(9)), (
+            "contract append: only updated_at may change; the other fields must stay as stored"
+        )
+        assert store.append("c", []) is True and store.get("c") == loaded.conversation, (
+            "contract append: nothing to add and no updated_at changes nothing"
+        )
+        assert store.append("gone", [message(id="x")]) is False, "contract append: a missing conversation gives False"
+        assert store.get("gone") is None, "contract append: a missing conversation must not be created"
+        assert _found(store, "two") == ["c"], "contract append: appended text must be searchable"
+        with pytest.raises(InvalidInputError):
+            store.append("c", [message(id="d"), message(id="d")])
+
     def test_delete_message(self, store: ConversationStore) -> None:
         """contract delete_message: removes one message and its search entry; False when missing."""
         record = conversation(title=None)

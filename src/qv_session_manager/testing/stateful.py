@@ -103,6 +103,12 @@ class StoreComparison(RuleBasedStateMachine):
         self._same(f"save({record.id}, {[m.id for m in messages]}, replace={replace})",
                    lambda store: store.save(record, messages, replace=replace))
 
+    @rule(conversation_id=CONVERSATION_IDS, messages=_messages(),
+          updated_at=st.one_of(st.none(), strategies.timestamps()))
+    def append(self, conversation_id: str, messages: list[MessageRecord], updated_at: Any) -> None:
+        self._same(f"append({conversation_id}, {[m.id for m in messages]}, updated_at={updated_at})",
+                   lambda store: store.append(conversation_id, messages, updated_at=updated_at))
+
     @invariant()
     def same_contents(self) -> None:
         """After every step, every conversation loads the same from both stores."""

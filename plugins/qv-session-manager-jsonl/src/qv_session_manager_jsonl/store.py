@@ -478,6 +478,34 @@ class JsonlStore:
                 merged[message.id] = message  # a stored id keeps its position
             self._store(previous, conversation, list(merged.values()))
 
+    def append(
+        self,
+        conversation_id: str,
+        messages: Sequence[MessageRecord],
+        *,
+        updated_at: datetime | None = None,
+    ) -> bool:
+        try:
+            messages = list(messages)
+        except TypeError:
+            raise InvalidInputError(f"messages must be a sequence of MessageRecord, not {type(messages).__name__}") from None
+        check_unique_message_ids(messages)
+        with self._lock:
+            self._check_open()
+            if not _usable_id(conversation_id):
+                return False
+            previous = self._read(file_name(conversation_id))
+            if previous is None:
+                return False
+            record = previous.conversation
+            if updated_at is not None:
+                record = dataclass_replace(record, updated_at=updated_at)
+            merged = dict(previous.messages)
+            for message in messages:
+                merged[message.id] = message
+            self._store(previous, record, list(merged.values()))
+            return True
+
     def load(self, conversation_id: str) -> StoredConversation | None:
         with self._lock:
             self._check_open()

@@ -25,6 +25,8 @@ import logging
 import threading
 import time
 from collections.abc import Callable, Sequence
+from dataclasses import replace as dataclass_replace
+from datetime import datetime
 from typing import Any, TypeVar
 
 import psycopg
@@ -226,6 +228,35 @@ class PostgresStore:
             lambda cursor: self._save(cursor, row, encoded, bool(replace)),
             write=True,
         )
+
+    def append(
+        self,
+        conversation_id: str,
+        messages: Sequence[MessageRecord],
+        *,
+        updated_at: datetime | None = None,
+    ) -> bool:
+        check_unique_message_ids(messages)
+        if not _valid_lookup(conversation_id):
+            self._check_open()
+            return False
+        encoded = [EncodedMessage(message) for message in messages]
+
+        def work(cursor: psycopg.Cursor) -> bool:
+            # FOR UPDATE: concurrent saves of this conversation wait, so nothing of theirs is lost.
+            found = cursor.execute(
+                f"SELECT {CONVERSATION_COLUMNS} FROM {self._s}.qv_conversations c WHERE c.id_key = %s FOR UPDATE",  # type: ignore[arg-type]
+                (id_key(conversation_id),),
+            ).fetchone()
+            if found is None:
+                return False
+            record = _decode(decode_conversation, found)
+            if updated_at is not None:
+                record = dataclass_replace(record, updated_at=updated_at)
+            self._save(cursor, encode_conversation(record), encoded, False)
+            return True
+
+        return self._run(f"appending to conversation {conversation_id}", work, write=True)
 
     def _save(self, cursor: psycopg.Cursor, row: dict[str, Any], encoded: list[EncodedMessage], replace: bool) -> None:
         s = self._s

@@ -10,6 +10,8 @@ import threading
 import uuid
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
+from dataclasses import replace as dataclass_replace
+from datetime import datetime
 from typing import Any, Literal
 
 from ...errors import CorruptStorageError, InvalidInputError, StorageError
@@ -222,70 +224,105 @@ class SQLiteStore:
         row = encode_conversation(conversation)
         encoded = [encode_message(message) for message in messages]
         with self._transaction(f"saving conversation {conversation.id}", write=True) as db:
+            self._save_rows(db, conversation, row, encoded, replace)
+
+    def append(
+        self,
+        conversation_id: str,
+        messages: Sequence[MessageRecord],
+        *,
+        updated_at: datetime | None = None,
+    ) -> bool:
+        check_unique_message_ids(messages)
+        if not _storable_id(conversation_id):
+            self._check_open()
+            return False
+        encoded = [encode_message(message) for message in messages]
+        with self._transaction(f"appending to conversation {conversation_id}", write=True) as db:
             found = db.execute(
-                "SELECT pk, title, next_position FROM conversations WHERE id = ?", (conversation.id,)
+                f"SELECT {CONVERSATION_COLUMNS} FROM conversations WHERE id = ?", (conversation_id,)
             ).fetchone()
             if found is None:
-                pk: int = db.execute(  # type: ignore[assignment]  # an INSERT always sets lastrowid
-                    """INSERT INTO conversations (id, title, model_name, created_at, updated_at,
-                        created_key, updated_key, metadata)
-                       VALUES (:id, :title, :model_name, :created_at, :updated_at,
-                        :created_key, :updated_key, :metadata)""",
-                    row,
-                ).lastrowid
-                old_title, next_position = None, 0
+                return False
+            record = decode_conversation(found)
+            if updated_at is not None:
+                record = dataclass_replace(record, updated_at=updated_at)
+            self._save_rows(db, record, encode_conversation(record), encoded, False)
+        return True
+
+    def _save_rows(
+        self,
+        db: sqlite3.Connection,
+        conversation: ConversationRecord,
+        row: dict[str, Any],
+        encoded: list[tuple[Any, ...]],
+        replace: bool,
+    ) -> None:
+        """The writes of a save, inside the caller's write transaction."""
+        found = db.execute(
+            "SELECT pk, title, next_position FROM conversations WHERE id = ?", (conversation.id,)
+        ).fetchone()
+        if found is None:
+            pk: int = db.execute(  # type: ignore[assignment]  # an INSERT always sets lastrowid
+                """INSERT INTO conversations (id, title, model_name, created_at, updated_at,
+                    created_key, updated_key, metadata)
+                   VALUES (:id, :title, :model_name, :created_at, :updated_at,
+                    :created_key, :updated_key, :metadata)""",
+                row,
+            ).lastrowid
+            old_title, next_position = None, 0
+            self._index(db, "title_index", pk, conversation.title)
+        else:
+            pk, old_title, next_position = found
+            db.execute(
+                """UPDATE conversations SET title = :title, model_name = :model_name,
+                    created_at = :created_at, updated_at = :updated_at,
+                    created_key = :created_key, updated_key = :updated_key, metadata = :metadata
+                   WHERE pk = :pk""",
+                {**row, "pk": pk},
+            )
+            if old_title != conversation.title:
+                self._index(db, "title_index", pk, old_title, remove=True)
                 self._index(db, "title_index", pk, conversation.title)
-            else:
-                pk, old_title, next_position = found
-                db.execute(
-                    """UPDATE conversations SET title = :title, model_name = :model_name,
-                        created_at = :created_at, updated_at = :updated_at,
-                        created_key = :created_key, updated_key = :updated_key, metadata = :metadata
-                       WHERE pk = :pk""",
-                    {**row, "pk": pk},
-                )
-                if old_title != conversation.title:
-                    self._index(db, "title_index", pk, old_title, remove=True)
-                    self._index(db, "title_index", pk, conversation.title)
-            stored = self._stored_messages(db, pk, None if replace else [values[0] for values in encoded])
+        stored = self._stored_messages(db, pk, None if replace else [values[0] for values in encoded])
+        if replace:
+            wanted = {values[0] for values in encoded}
+            for id_, (message_pk, _, _) in stored.items():
+                if id_ not in wanted:
+                    self._remove_message(db, message_pk)
+            next_position = 0
+        for values in encoded:
+            id_, digest = values[0], values[-1]
+            existing = stored.get(id_)
+            if existing is None:
+                message_pk = db.execute(  # type: ignore[assignment]  # an INSERT sets lastrowid
+                    f"""INSERT INTO messages (conversation_pk, position, {MESSAGE_COLUMNS}, digest)
+                       VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)""",
+                    (pk, next_position, *values),
+                ).lastrowid
+                self._index(db, "message_index", message_pk, values[2])
+                next_position += 1
+                continue
+            message_pk, position, old_digest = existing
             if replace:
-                wanted = {values[0] for values in encoded}
-                for id_, (message_pk, _, _) in stored.items():
-                    if id_ not in wanted:
-                        self._remove_message(db, message_pk)
-                next_position = 0
-            for values in encoded:
-                id_, digest = values[0], values[-1]
-                existing = stored.get(id_)
-                if existing is None:
-                    message_pk = db.execute(  # type: ignore[assignment]  # an INSERT sets lastrowid
-                        f"""INSERT INTO messages (conversation_pk, position, {MESSAGE_COLUMNS}, digest)
-                           VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)""",
-                        (pk, next_position, *values),
-                    ).lastrowid
+                position = next_position
+                next_position += 1
+            if old_digest != digest:
+                (old_content,) = db.execute(
+                    "SELECT content FROM messages WHERE pk = ?", (message_pk,)
+                ).fetchone()
+                db.execute(
+                    """UPDATE messages SET position = ?, role = ?, content = ?, created_at = ?,
+                        metadata = ?, images = ?, tool_calls = ?, tool_call_id = ?, digest = ?
+                       WHERE pk = ?""",
+                    (position, *values[1:], message_pk),
+                )
+                if old_content != values[2]:
+                    self._index(db, "message_index", message_pk, old_content, remove=True)
                     self._index(db, "message_index", message_pk, values[2])
-                    next_position += 1
-                    continue
-                message_pk, position, old_digest = existing
-                if replace:
-                    position = next_position
-                    next_position += 1
-                if old_digest != digest:
-                    (old_content,) = db.execute(
-                        "SELECT content FROM messages WHERE pk = ?", (message_pk,)
-                    ).fetchone()
-                    db.execute(
-                        """UPDATE messages SET position = ?, role = ?, content = ?, created_at = ?,
-                            metadata = ?, images = ?, tool_calls = ?, tool_call_id = ?, digest = ?
-                           WHERE pk = ?""",
-                        (position, *values[1:], message_pk),
-                    )
-                    if old_content != values[2]:
-                        self._index(db, "message_index", message_pk, old_content, remove=True)
-                        self._index(db, "message_index", message_pk, values[2])
-                elif position != existing[1]:
-                    db.execute("UPDATE messages SET position = ? WHERE pk = ?", (position, message_pk))
-            db.execute("UPDATE conversations SET next_position = ? WHERE pk = ?", (next_position, pk))
+            elif position != existing[1]:
+                db.execute("UPDATE messages SET position = ? WHERE pk = ?", (position, message_pk))
+        db.execute("UPDATE conversations SET next_position = ? WHERE pk = ?", (next_position, pk))
 
     @staticmethod
     def _stored_messages(
