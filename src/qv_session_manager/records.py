@@ -215,6 +215,13 @@ class SearchHit:
     score: float | None = None
 
 
+def check_save(conversation: object, messages: Sequence[MessageRecord]) -> None:
+    """Raise InvalidInputError unless these are a ConversationRecord and MessageRecords with distinct ids."""
+    if not isinstance(conversation, ConversationRecord):
+        raise InvalidInputError(f"expected a ConversationRecord, got {type(conversation).__name__}")
+    check_unique_message_ids(messages)
+
+
 def check_unique_message_ids(messages: Sequence[MessageRecord]) -> None:
     """Raise InvalidInputError if two of ``messages`` share an id."""
     seen: set[str] = set()

@@ -24,6 +24,7 @@ from ..records import (
     MessageRecord,
     SearchHit,
     StoredConversation,
+    check_save,
     check_unique_message_ids,
 )
 from ..registry import Backend
@@ -72,9 +73,7 @@ class MemoryStore:
         *,
         replace: bool = False,
     ) -> None:
-        if not isinstance(conversation, ConversationRecord):
-            raise InvalidInputError(f"expected a ConversationRecord, got {type(conversation).__name__}")
-        check_unique_message_ids(messages)
+        check_save(conversation, messages)
         conversation = _checked_copy(conversation)
         messages = [_checked_copy(message) for message in messages]
         with self._lock:

@@ -59,7 +59,7 @@ from qv_session_manager import (
 from qv_session_manager import codec
 from qv_session_manager.protocol import SearchOrder
 from qv_session_manager.query import Query
-from qv_session_manager.records import check_id, check_unique_message_ids
+from qv_session_manager.records import check_id, check_save, check_unique_message_ids
 from qv_session_manager.rules import Searchable, reference_list, reference_search
 from qv_session_manager.text import tokens
 
@@ -462,13 +462,11 @@ class JsonlStore:
         *,
         replace: bool = False,
     ) -> None:
-        if not isinstance(conversation, ConversationRecord):
-            raise InvalidInputError(f"expected a ConversationRecord, got {type(conversation).__name__}")
         try:
             messages = list(messages)
         except TypeError:
             raise InvalidInputError(f"messages must be a sequence of MessageRecord, not {type(messages).__name__}") from None
-        check_unique_message_ids(messages)
+        check_save(conversation, messages)
         name = file_name(conversation.id)
         with self._lock:
             self._check_open()

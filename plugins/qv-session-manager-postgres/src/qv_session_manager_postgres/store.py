@@ -40,6 +40,7 @@ from qv_session_manager.records import (
     MessageRecord,
     SearchHit,
     StoredConversation,
+    check_save,
     check_unique_message_ids,
 )
 from qv_session_manager.rules import check_filter, check_order, check_page
@@ -218,9 +219,7 @@ class PostgresStore:
         *,
         replace: bool = False,
     ) -> None:
-        if not isinstance(conversation, ConversationRecord):
-            raise InvalidInputError(f"expected a ConversationRecord, got {type(conversation).__name__}")
-        check_unique_message_ids(messages)
+        check_save(conversation, messages)
         row = encode_conversation(conversation)
         encoded = [EncodedMessage(message) for message in messages]
         self._run(

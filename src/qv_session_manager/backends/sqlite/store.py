@@ -23,6 +23,7 @@ from ...records import (
     SearchHit,
     StoredConversation,
     check_id,
+    check_save,
     check_unique_message_ids,
 )
 from ...timeutil import time_key
@@ -218,9 +219,7 @@ class SQLiteStore:
         *,
         replace: bool = False,
     ) -> None:
-        if not isinstance(conversation, ConversationRecord):
-            raise InvalidInputError(f"expected a ConversationRecord, got {type(conversation).__name__}")
-        check_unique_message_ids(messages)
+        check_save(conversation, messages)
         row = encode_conversation(conversation)
         encoded = [encode_message(message) for message in messages]
         with self._transaction(f"saving conversation {conversation.id}", write=True) as db:
