@@ -54,6 +54,18 @@ def check_id(value: object, what: str) -> None:
 MAX_JSON_DEPTH = 100
 
 
+def is_storable_id(value: object) -> bool:
+    """Whether ``value`` could name a stored conversation or message at all.
+
+    Backends answer lookups of anything else with None/False instead of asking the engine.
+    """
+    try:
+        check_id(value, "id")
+    except InvalidInputError:
+        return False
+    return True
+
+
 def check_json(value: object, what: str, depth: int = 0) -> None:
     """Raise InvalidInputError unless ``value`` round-trips through JSON unchanged.
 

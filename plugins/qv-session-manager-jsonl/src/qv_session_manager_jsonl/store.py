@@ -59,7 +59,7 @@ from qv_session_manager import (
 from qv_session_manager import codec
 from qv_session_manager.protocol import SearchOrder
 from qv_session_manager.query import Query
-from qv_session_manager.records import check_id, check_save, check_unique_message_ids
+from qv_session_manager.records import check_save, check_unique_message_ids, is_storable_id
 from qv_session_manager.rules import Searchable, reference_list, reference_search
 from qv_session_manager.text import tokens
 
@@ -290,14 +290,6 @@ def _decode(path: str, name: str, data: bytes) -> _Entry:
     return _Entry(data, conversation, messages)
 
 
-def _usable_id(value: object) -> bool:
-    """Whether ``value`` could name a stored conversation or message at all."""
-    try:
-        check_id(value, "id")
-    except InvalidInputError:
-        return False
-    return True
-
 
 _locks: weakref.WeakValueDictionary[str, Any] = weakref.WeakValueDictionary()
 _locks_guard = threading.Lock()
@@ -490,7 +482,7 @@ class JsonlStore:
         check_unique_message_ids(messages)
         with self._lock:
             self._check_open()
-            if not _usable_id(conversation_id):
+            if not is_storable_id(conversation_id):
                 return False
             previous = self._read(file_name(conversation_id))
             if previous is None:
@@ -507,7 +499,7 @@ class JsonlStore:
     def load(self, conversation_id: str) -> StoredConversation | None:
         with self._lock:
             self._check_open()
-            if not _usable_id(conversation_id):
+            if not is_storable_id(conversation_id):
                 return None
             entry = self._read(file_name(conversation_id))
             if entry is None:
@@ -519,7 +511,7 @@ class JsonlStore:
     def get(self, conversation_id: str) -> ConversationRecord | None:
         with self._lock:
             self._check_open()
-            if not _usable_id(conversation_id):
+            if not is_storable_id(conversation_id):
                 return None
             entry = self._read(file_name(conversation_id))
             return None if entry is None else _copy(entry.conversation)
@@ -527,14 +519,14 @@ class JsonlStore:
     def delete(self, conversation_id: str) -> bool:
         with self._lock:
             self._check_open()
-            if not _usable_id(conversation_id):
+            if not is_storable_id(conversation_id):
                 return False
             return self._remove(file_name(conversation_id))
 
     def delete_message(self, conversation_id: str, message_id: str) -> bool:
         with self._lock:
             self._check_open()
-            if not _usable_id(conversation_id) or not _usable_id(message_id):
+            if not is_storable_id(conversation_id) or not is_storable_id(message_id):
                 return False
             entry = self._read(file_name(conversation_id))
             if entry is None or message_id not in entry.messages:

@@ -42,6 +42,7 @@ from qv_session_manager.records import (
     StoredConversation,
     check_save,
     check_unique_message_ids,
+    is_storable_id,
 )
 from qv_session_manager.rules import check_filter, check_order, check_page
 from qv_session_manager.text import tokens
@@ -73,16 +74,6 @@ _TIME_FIELDS = {"updated_at": "updated_key", "created_at": "created_key"}
 ATTEMPTS = 4
 _BACKOFF = (0.05, 0.25, 1.0)
 
-
-def _valid_lookup(value: object) -> bool:
-    """Whether ``value`` can name a stored conversation or message at all."""
-    if not isinstance(value, str) or not value or "\x00" in value:
-        return False
-    try:
-        value.encode("utf-8")
-    except UnicodeEncodeError:
-        return False
-    return True
 
 
 def _decode(decoder: Callable[[Any], T], row: Any) -> T:
@@ -236,7 +227,7 @@ class PostgresStore:
         updated_at: datetime | None = None,
     ) -> bool:
         check_unique_message_ids(messages)
-        if not _valid_lookup(conversation_id):
+        if not is_storable_id(conversation_id):
             self._check_open()
             return False
         encoded = [EncodedMessage(message) for message in messages]
@@ -337,7 +328,7 @@ class PostgresStore:
             cursor.execute(f"UPDATE {s}.qv_conversations SET next_position = %s WHERE pk = %s", (next_position, pk))  # type: ignore[arg-type]
 
     def delete(self, conversation_id: str) -> bool:
-        if not _valid_lookup(conversation_id):
+        if not is_storable_id(conversation_id):
             self._check_open()
             return False
 
@@ -351,7 +342,7 @@ class PostgresStore:
         return self._run(f"deleting conversation {conversation_id}", work, write=True, idempotent=False)
 
     def delete_message(self, conversation_id: str, message_id: str) -> bool:
-        if not (_valid_lookup(conversation_id) and _valid_lookup(message_id)):
+        if not (is_storable_id(conversation_id) and is_storable_id(message_id)):
             self._check_open()
             return False
 
@@ -378,7 +369,7 @@ class PostgresStore:
             raise StorageError("the store is closed")
 
     def load(self, conversation_id: str) -> StoredConversation | None:
-        if not _valid_lookup(conversation_id):
+        if not is_storable_id(conversation_id):
             self._check_open()
             return None
         key = id_key(conversation_id)
@@ -405,7 +396,7 @@ class PostgresStore:
         )
 
     def get(self, conversation_id: str) -> ConversationRecord | None:
-        if not _valid_lookup(conversation_id):
+        if not is_storable_id(conversation_id):
             self._check_open()
             return None
         found = self._run(

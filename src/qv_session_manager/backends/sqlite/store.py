@@ -22,9 +22,9 @@ from ...records import (
     MessageRecord,
     SearchHit,
     StoredConversation,
-    check_id,
     check_save,
     check_unique_message_ids,
+    is_storable_id,
 )
 from ...timeutil import time_key
 from ...rules import check_filter, check_order, check_page
@@ -41,15 +41,6 @@ from .rows import (
 )
 
 Synchronous = Literal["full", "normal"]
-
-
-def _storable_id(value: object) -> bool:
-    """Whether ``value`` could be a stored id; anything else is simply not found."""
-    try:
-        check_id(value, "id")
-    except InvalidInputError:
-        return False
-    return True
 _TIME_FIELDS = {"updated_at": "updated_key", "created_at": "created_key"}
 _ID_BATCH = 500  # ids per IN (...) lookup, well below SQLite's variable limit
 
@@ -233,7 +224,7 @@ class SQLiteStore:
         updated_at: datetime | None = None,
     ) -> bool:
         check_unique_message_ids(messages)
-        if not _storable_id(conversation_id):
+        if not is_storable_id(conversation_id):
             self._check_open()
             return False
         encoded = [encode_message(message) for message in messages]
@@ -348,7 +339,7 @@ class SQLiteStore:
         db.execute("DELETE FROM messages WHERE pk = ?", (message_pk,))
 
     def delete(self, conversation_id: str) -> bool:
-        if not _storable_id(conversation_id):
+        if not is_storable_id(conversation_id):
             self._check_open()
             return False
         with self._transaction(f"deleting conversation {conversation_id}", write=True) as db:
@@ -369,7 +360,7 @@ class SQLiteStore:
         return True
 
     def delete_message(self, conversation_id: str, message_id: str) -> bool:
-        if not (_storable_id(conversation_id) and _storable_id(message_id)):
+        if not (is_storable_id(conversation_id) and is_storable_id(message_id)):
             self._check_open()
             return False
         with self._transaction(f"deleting message {message_id}", write=True) as db:
@@ -408,7 +399,7 @@ class SQLiteStore:
     # -- reads ----------------------------------------------------------------
 
     def load(self, conversation_id: str) -> StoredConversation | None:
-        if not _storable_id(conversation_id):
+        if not is_storable_id(conversation_id):
             self._check_open()
             return None
         with self._transaction(f"loading conversation {conversation_id}", write=False) as db:
@@ -424,7 +415,7 @@ class SQLiteStore:
         return StoredConversation(decode_conversation(found[1:]), tuple(map(decode_message, rows)))
 
     def get(self, conversation_id: str) -> ConversationRecord | None:
-        if not _storable_id(conversation_id):
+        if not is_storable_id(conversation_id):
             self._check_open()
             return None
         with self._transaction(f"reading conversation {conversation_id}", write=False) as db:
