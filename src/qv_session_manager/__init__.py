@@ -20,7 +20,7 @@ from .errors import (
 )
 from .hookspecs import hookimpl
 from .manager import SessionManager
-from .protocol import Capability, ConversationFilter, ConversationStore
+from .protocol import BulkSaving, Capability, ConversationFilter, ConversationStore
 from .records import ConversationRecord, MessageRecord, SearchHit, StoredConversation, ToolCallRecord
 from .registry import Backend, available_backends, open_store
 from .transfer import copy_store
@@ -30,6 +30,7 @@ __version__ = "1.0.0.dev0"
 __all__ = [
     "Backend",
     "BackendConflictError",
+    "BulkSaving",
     "Capability",
     "ConversationFilter",
     "ConversationNotFoundError",

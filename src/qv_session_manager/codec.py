@@ -27,6 +27,8 @@ def dumps(value: Any) -> str:
 
 
 def loads(text: str | None) -> Any:
+    if text == "{}":  # most metadata; a new dict each time, as callers may change it
+        return {}
     return None if text is None else json.loads(text)
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 import os
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from datetime import datetime
 from types import TracebackType
 from typing import Any
@@ -19,14 +19,18 @@ from .convert import (
     summary,
 )
 from .errors import ConversationNotFoundError, InvalidInputError
-from .protocol import ConversationFilter, ConversationStore, SearchOrder, TimeField
+from .protocol import BulkSaving, ConversationFilter, ConversationStore, SaveItem, SearchOrder, TimeField
 from .query import parse
 from .records import ConversationRecord, check_metadata_filter
 from .registry import open_store
 from .snippet import snippet
 from .timeutil import TimeBound, time_key, time_range
+from .transfer import iter_stored
 
 log = logging.getLogger("qv_session_manager")
+
+#: save_many writes a batch once it holds this many messages, however few conversations.
+BATCH_MESSAGE_LIMIT = 20_000
 
 #: The environment variable naming the store when the constructor is given none.
 URL_VARIABLE = "QV_SESSION_MANAGER_URL"
@@ -142,6 +146,51 @@ class SessionManager:
         chosen = conversation.messages if messages is None else _messages(messages, "messages")
         self.store.save(record, [message_to_record(m) for m in chosen], replace=replace)
 
+    def save_many(self, conversations: Iterable[Conversation], *, batch_size: int = 500) -> int:
+        """Save many conversations, each with all its messages: the fast way to import.
+
+        Each conversation is saved as by ``save_conversation(conversation)``. They are
+        taken from the iterable lazily and written in batches of ``batch_size``
+        conversations (fewer when a batch reaches BATCH_MESSAGE_LIMIT messages), so a
+        generator of any length is imported in bounded memory. On stores with bulk
+        saves (SQLite, PostgreSQL, memory) each batch is one transaction: many times
+        faster than one save per conversation, and all or nothing. Other stores save
+        the conversations one by one.
+
+        Returns the number of conversations saved. Raises InvalidInputError for a
+        conversation that cannot be stored, naming its place in the iterable: the
+        batches before its own are saved, its own batch is not.
+        """
+        if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
+            raise InvalidInputError(f"batch_size must be a positive int, not {batch_size!r}")
+        saved = 0
+        batch: list[SaveItem] = []
+        batch_messages = 0
+        for index, conversation in enumerate(conversations):
+            try:
+                record = conversation_to_record(conversation)
+                messages = [message_to_record(m) for m in conversation.messages]
+            except InvalidInputError as exc:
+                raise InvalidInputError(
+                    f"conversation {index} of the input cannot be stored ({exc}); "
+                    f"the {saved} conversations before its batch were saved"
+                ) from exc
+            batch.append((record, messages))
+            batch_messages += len(messages)
+            if len(batch) >= batch_size or batch_messages >= BATCH_MESSAGE_LIMIT:
+                saved += self._save_batch(batch)
+                batch, batch_messages = [], 0
+        if batch:
+            saved += self._save_batch(batch)
+        return saved
+
+    def _save_batch(self, batch: list[SaveItem]) -> int:
+        if isinstance(self.store, BulkSaving):
+            return self.store.save_many(batch)
+        for record, messages in batch:
+            self.store.save(record, messages)
+        return len(batch)
+
     def add_messages(
         self, conversation_id: str, messages: Iterable[Message], *, updated_at: datetime | None = None
     ) -> None:
@@ -206,6 +255,22 @@ class SessionManager:
         if conversation is None or not conversation.messages:
             return None
         return {"conversation": conversation, "last_message": conversation.messages[-1].to_db_dict()}
+
+    def iter_conversations(
+        self, *, metadata: Mapping[str, Any] | None = None, page_size: int = 200
+    ) -> Iterator[Conversation]:
+        """Every conversation with its messages, most recently updated first, lazily.
+
+        Reads a page of ``page_size`` conversations at a time and loads them one by
+        one, so memory stays bounded however big the store (for exports and backups).
+        ``metadata`` filters as in :meth:`list_conversations`. Conversations saved
+        while the iteration runs may or may not be included; deleted ones are skipped.
+        """
+        check_metadata_filter(metadata)
+        if isinstance(page_size, bool) or not isinstance(page_size, int) or page_size < 1:
+            raise InvalidInputError(f"page_size must be a positive int, not {page_size!r}")
+        stored = iter_stored(self.store, ConversationFilter(metadata=metadata), page_size=page_size)
+        return map(record_to_conversation, stored)
 
     def list_conversations(
         self,

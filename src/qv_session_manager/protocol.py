@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import builtins
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from enum import Enum
@@ -157,4 +157,27 @@ class ConversationStore(Protocol):
 
     def close(self) -> None:
         """Release resources. Closing twice is harmless; other calls after close fail."""
+        ...
+
+
+#: One conversation to save and the messages to save with it.
+SaveItem = tuple[ConversationRecord, Sequence[MessageRecord]]
+
+
+@runtime_checkable
+class BulkSaving(Protocol):
+    """An optional side of a store: saving many conversations in one transaction.
+
+    Stores that have it are used by :meth:`SessionManager.save_many
+    <qv_session_manager.SessionManager.save_many>` and by copies; for other stores
+    those fall back to one ``save`` per conversation.
+    """
+
+    def save_many(self, items: Iterable[SaveItem]) -> int:
+        """Save each ``(conversation, messages)`` pair as ``save`` would, all in one transaction.
+
+        Pairs are applied in the order given (the same conversation may appear twice).
+        All or nothing: if any pair is refused (InvalidInputError) or the write fails,
+        nothing is written. Returns the number of pairs saved.
+        """
         ...

@@ -178,6 +178,17 @@ class MessageRecord:
                 raise InvalidInputError("tool_calls must be a tuple of ToolCallRecord")
         check_text(self.tool_call_id, "tool_call_id", allow_none=True)
 
+    @classmethod
+    def unchecked(cls, **fields: Any) -> MessageRecord:
+        """A record built without validation, for a backend decoding rows it wrote itself.
+
+        Everything it stored passed validation when its record was built, so checking
+        again on every read only costs time. Never use it on data from elsewhere.
+        """
+        record = object.__new__(cls)
+        record.__dict__.update(fields)
+        return record
+
 
 @dataclass(frozen=True)
 class ConversationRecord:
@@ -201,6 +212,17 @@ class ConversationRecord:
         if not isinstance(self.metadata, dict):
             raise InvalidInputError(f"metadata of conversation {self.id} must be a dict")
         check_json(self.metadata, f"metadata of conversation {self.id}")
+
+    @classmethod
+    def unchecked(cls, **fields: Any) -> ConversationRecord:
+        """A record built without validation, for a backend decoding rows it wrote itself.
+
+        Everything it stored passed validation when its record was built, so checking
+        again on every read only costs time. Never use it on data from elsewhere.
+        """
+        record = object.__new__(cls)
+        record.__dict__.update(fields)
+        return record
 
 
 @dataclass(frozen=True)

@@ -10,14 +10,14 @@ import builtins
 
 import copy
 import threading
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace as dataclass_replace
 from datetime import datetime
 from typing import Any
 
 from ..errors import InvalidInputError, StorageError
 from ..hookspecs import hookimpl
-from ..protocol import Capability, ConversationFilter, SearchOrder
+from ..protocol import Capability, ConversationFilter, SaveItem, SearchOrder
 from ..query import Query
 from ..records import (
     ConversationRecord,
@@ -73,26 +73,45 @@ class MemoryStore:
         *,
         replace: bool = False,
     ) -> None:
-        check_save(conversation, messages)
-        conversation = _checked_copy(conversation)
-        messages = [_checked_copy(message) for message in messages]
+        checked = self._checked(conversation, messages)
         with self._lock:
             self._check_open()
-            entry = self._entries.get(conversation.id)
-            if entry is None:
-                entry = _Entry(conversation, self._tokenize(conversation.title or ""))
-            new_messages = {} if replace else dict(entry.messages)
-            new_tokens = {} if replace else dict(entry.message_tokens)
-            for message in messages:
-                new_messages[message.id] = message
-                previous = entry.messages.get(message.id)
-                if previous is not None and previous.content == message.content:
-                    new_tokens[message.id] = entry.message_tokens[message.id]
-                else:
-                    new_tokens[message.id] = self._tokenize(message.content)
-            self._entries[conversation.id] = _Entry(
-                conversation, self._tokenize(conversation.title or ""), new_messages, new_tokens
-            )
+            self._apply(*checked, replace)
+
+    def save_many(self, items: Iterable[SaveItem]) -> int:
+        """Save every pair at once (see BulkSaving): all are checked before any is applied."""
+        checked = [self._checked(conversation, messages) for conversation, messages in items]
+        with self._lock:
+            self._check_open()
+            for conversation, messages in checked:
+                self._apply(conversation, messages, False)
+        return len(checked)
+
+    @staticmethod
+    def _checked(
+        conversation: ConversationRecord, messages: Sequence[MessageRecord]
+    ) -> tuple[ConversationRecord, list[MessageRecord]]:
+        """Private, verified copies of what a save stores; raises InvalidInputError."""
+        check_save(conversation, messages)
+        return _checked_copy(conversation), [_checked_copy(message) for message in messages]
+
+    def _apply(self, conversation: ConversationRecord, messages: list[MessageRecord], replace: bool) -> None:
+        """The effect of a save on checked copies; the caller holds the lock."""
+        entry = self._entries.get(conversation.id)
+        if entry is None:
+            entry = _Entry(conversation, self._tokenize(conversation.title or ""))
+        new_messages = {} if replace else dict(entry.messages)
+        new_tokens = {} if replace else dict(entry.message_tokens)
+        for message in messages:
+            new_messages[message.id] = message
+            previous = entry.messages.get(message.id)
+            if previous is not None and previous.content == message.content:
+                new_tokens[message.id] = entry.message_tokens[message.id]
+            else:
+                new_tokens[message.id] = self._tokenize(message.content)
+        self._entries[conversation.id] = _Entry(
+            conversation, self._tokenize(conversation.title or ""), new_messages, new_tokens
+        )
 
     def append(
         self,

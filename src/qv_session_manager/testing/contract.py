@@ -34,7 +34,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from ..errors import InvalidInputError, StorageError
-from ..protocol import Capability, ConversationFilter, ConversationStore
+from ..protocol import BulkSaving, Capability, ConversationFilter, ConversationStore
 from ..query import parse
 from ..records import ConversationRecord, MessageRecord, StoredConversation, ToolCallRecord
 from ..registry import open_store
@@ -451,6 +451,66 @@ class StoreContract:
         )
         store.save(record, [message("works", id="d")])
         assert _ids(store, record.id) == ["a", "d"], "contract atomicity: the store must stay writable"
+
+    # -- bulk saves (stores with BulkSaving) ----------------------------------------
+
+    @staticmethod
+    def bulk(store: ConversationStore) -> BulkSaving:
+        if not isinstance(store, BulkSaving):
+            pytest.skip("the backend has no save_many (BulkSaving)")
+        return store
+
+    def test_save_many_applies_pairs_like_saves_in_order(self, store: ConversationStore) -> None:
+        """contract save_many: each pair is saved as by save, in order; the count is returned."""
+        first, second = conversation("first", title="alpha"), conversation("second", title="beta")
+        count = self.bulk(store).save_many(
+            item for item in [
+                (first, [message("one", id="a"), message("two", id="b")]),
+                (second, [message("needle", id="a")]),
+                (dataclasses.replace(first, title="gamma"), [message("two, edited", id="b"), message("three", id="c")]),
+            ]
+        )
+        assert count == 3, f"contract save_many: returned {count}, not the number of pairs"
+        loaded = store.load("first")
+        assert loaded is not None and [(m.id, m.content) for m in loaded.messages] == [
+            ("a", "one"), ("b", "two, edited"), ("c", "three")
+        ], "contract save_many: a later pair must update an earlier one like a second save"
+        assert loaded.conversation.title == "gamma", "contract save_many: conversation fields of the last pair win"
+        assert _found(store, "needle") == ["second"] and _found(store, "gamma") == ["first"], (
+            "contract save_many: bulk-saved text must be searchable"
+        )
+        assert _found(store, "alpha") == [], "contract save_many: a replaced title must leave the index"
+        assert self.bulk(store).save_many([]) == 0, "contract save_many: an empty batch saves nothing"
+
+    def test_save_many_is_all_or_nothing(self, store: ConversationStore) -> None:
+        """contract save_many: a refused pair or a failing iterable writes nothing of the batch."""
+        kept = conversation("kept", title="before")
+        store.save(kept, [message("one", id="a")])
+        before = store.load("kept")
+
+        def failing() -> Iterator[tuple[ConversationRecord, list[MessageRecord]]]:
+            yield dataclasses.replace(kept, title="after"), [message("edited", id="a")]
+            yield conversation("new"), [message("fresh")]
+            raise RuntimeError("simulated failure while reading the batch")
+
+        with pytest.raises(RuntimeError):
+            self.bulk(store).save_many(failing())
+        bad_metadata = message("x", metadata={})
+        bad_metadata.metadata["later"] = {1, 2}  # type: ignore[assignment]  # a set: JSON cannot hold it
+        refused: Any
+        for refused in (
+            (conversation("new"), [message(id="x"), message(id="x")]),
+            (conversation("new"), [bad_metadata]),
+            ("not a record", []),
+        ):
+            with pytest.raises(InvalidInputError):
+                self.bulk(store).save_many([(dataclasses.replace(kept, title="after"), []), refused])  # type: ignore[list-item]
+        assert store.load("kept") == before and store.get("new") is None, (
+            "contract save_many: a refused or failed batch changed stored data"
+        )
+        assert _found(store, "after") == [] and _found(store, "fresh") == [], (
+            "contract save_many: a refused or failed batch left search entries"
+        )
 
     def test_records_changed_after_validation_are_checked_again(self, store: ConversationStore) -> None:
         """contract input: a record whose dicts were changed to hold non-JSON data is refused, nothing written."""

@@ -1,7 +1,8 @@
 """A Hypothesis state machine that drives a backend and the memory reference alike.
 
 Every step applies the same random operation to both stores and asserts the same
-observable result: saves (new, edited and removed messages, ``replace``),
+observable result: saves (new, edited and removed messages, ``replace``), bulk
+saves (when the backend has them, including refused batches), appends,
 ``delete_message``, ``delete``, loads, listings with filters and keyset pages,
 searches with generated queries over generated Unicode text, and, for persistent
 backends, closing and reopening the store.
@@ -25,7 +26,7 @@ from hypothesis.stateful import (
 )
 
 from ..backends.memory import MemoryStore
-from ..protocol import Capability, ConversationFilter, ConversationStore
+from ..protocol import BulkSaving, Capability, ConversationFilter, ConversationStore
 from ..query import parse
 from ..records import ConversationRecord, MessageRecord
 from . import strategies
@@ -108,6 +109,17 @@ class StoreComparison(RuleBasedStateMachine):
     def append(self, conversation_id: str, messages: list[MessageRecord], updated_at: Any) -> None:
         self._same(f"append({conversation_id}, {[m.id for m in messages]}, updated_at={updated_at})",
                    lambda store: store.append(conversation_id, messages, updated_at=updated_at))
+
+    @rule(batch=st.lists(st.tuples(_conversation(), _messages()), max_size=4), refused=st.integers(-1, 3))
+    def save_many(self, batch: list[tuple[ConversationRecord, list[MessageRecord]]], refused: int) -> None:
+        """A bulk save; with ``refused`` >= 0 that pair repeats a message id, so nothing may be written."""
+        if not isinstance(self.store, BulkSaving):
+            return
+        if 0 <= refused < len(batch) and batch[refused][1]:
+            record, messages = batch[refused]
+            batch = [*batch[:refused], (record, [*messages, messages[0]]), *batch[refused + 1:]]
+        self._same(f"save_many({[(r.id, [m.id for m in ms]) for r, ms in batch]})",
+                   lambda store: store.save_many(iter(batch)))  # type: ignore[attr-defined]
 
     @invariant()
     def same_contents(self) -> None:

@@ -55,7 +55,7 @@ def encode_message(message: MessageRecord) -> tuple[Any, ...]:
 
 def decode_message(row: sqlite3.Row | tuple[Any, ...]) -> MessageRecord:
     id_, role, content, created_at, metadata, images, tool_calls, tool_call_id = row
-    return MessageRecord(
+    return MessageRecord.unchecked(
         id=id_,
         role=role,
         content=content,
@@ -82,7 +82,7 @@ def encode_conversation(record: ConversationRecord) -> dict[str, Any]:
 
 def decode_conversation(row: sqlite3.Row | tuple[Any, ...]) -> ConversationRecord:
     id_, title, model_name, created_at, updated_at, metadata = row
-    return ConversationRecord(
+    return ConversationRecord.unchecked(
         id=id_,
         title=title,
         model_name=model_name,

@@ -8,14 +8,14 @@ import os
 import sqlite3
 import threading
 import uuid
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import replace as dataclass_replace
 from datetime import datetime
 from typing import Any, Literal
 
 from ...errors import CorruptStorageError, InvalidInputError, StorageError
-from ...protocol import Capability, ConversationFilter, SearchOrder
+from ...protocol import Capability, ConversationFilter, SaveItem, SearchOrder
 from ...query import Query, to_fts5
 from ...records import (
     ConversationRecord,
@@ -215,6 +215,22 @@ class SQLiteStore:
         encoded = [encode_message(message) for message in messages]
         with self._transaction(f"saving conversation {conversation.id}", write=True) as db:
             self._save_rows(db, conversation, row, encoded, replace)
+
+    def save_many(self, items: Iterable[SaveItem]) -> int:
+        """Save every pair in one transaction (see BulkSaving): one commit, one index flush."""
+        prepared = []
+        for conversation, messages in items:
+            check_save(conversation, messages)
+            prepared.append(
+                (conversation, encode_conversation(conversation), [encode_message(m) for m in messages])
+            )
+        if not prepared:
+            self._check_open()
+            return 0
+        with self._transaction(f"saving {len(prepared)} conversations", write=True) as db:
+            for conversation, row, encoded in prepared:
+                self._save_rows(db, conversation, row, encoded, False)
+        return len(prepared)
 
     def append(
         self,
@@ -491,6 +507,8 @@ class SQLiteStore:
             return []
         key = _TIME_FIELDS[filter.field]
         ranking = "best.rank, " if order == "relevance" else ""
+        # FTS5 computes bm25 only when asked for rank; a newest-first search skips it.
+        relevance = order == "relevance"
         text_column = (
             "CASE WHEN best.position < 0 THEN c.title ELSE (SELECT content FROM messages"
             " WHERE conversation_pk = c.pk AND position = best.position ORDER BY pk LIMIT 1) END"
@@ -498,11 +516,11 @@ class SQLiteStore:
         )
         sql = f"""
             WITH matched (cpk, position, rank) AS (
-                SELECT m.conversation_pk, m.position, message_index.rank
+                SELECT m.conversation_pk, m.position, {'message_index.rank' if relevance else '0'}
                 FROM message_index JOIN messages m ON m.pk = message_index.rowid
                 WHERE message_index MATCH :match
                 UNION ALL
-                SELECT title_index.rowid, -1, title_index.rank
+                SELECT title_index.rowid, -1, {'title_index.rank' if relevance else '0'}
                 FROM title_index WHERE title_index MATCH :match
             ),
             best (cpk, position, rank) AS (
