@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import sqlite3
+import string
 from pathlib import Path
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 from qv_ollama_sdk.domain.models import Conversation
 
 from qv_session_manager import (
@@ -16,9 +19,11 @@ from qv_session_manager import (
 )
 from qv_session_manager.backends.sqlite import SQLiteStore
 from qv_session_manager.backends.sqlite import store as store_module
+from qv_session_manager.backends.sqlite.rows import index_body
 from qv_session_manager.protocol import Capability, ConversationFilter
 from qv_session_manager.query import parse, to_fts5
 from qv_session_manager.testing.contract import conversation, message
+from qv_session_manager.text import tokens
 
 
 def pragma(store: SQLiteStore, name: str):
@@ -166,3 +171,22 @@ def test_engine_errors_are_translated(tmp_path: Path) -> None:
     assert isinstance(caught.value.__cause__, sqlite3.Error)
     assert store.get("d") is None and store.get("c") is not None
     store.close()
+
+
+_index_texts = st.one_of(
+    st.text(alphabet=string.printable),
+    st.text(alphabet=st.characters(blacklist_categories=("Cs",))),
+    st.lists(st.sampled_from(["Hello", ", ", "_", "x" * 200, "Y" * 201, "é", "東京", "\x00", "42"])).map("".join),
+)
+
+
+@given(_index_texts)
+def test_fts5_indexes_exactly_the_shared_tokens(text: str) -> None:
+    """Whatever index_body hands FTS5 (raw ASCII or joined tokens), FTS5 sees tokens(text)."""
+    db = sqlite3.connect(":memory:")
+    db.execute("CREATE VIRTUAL TABLE t USING fts5 (body, tokenize = 'ascii')")
+    db.execute("CREATE VIRTUAL TABLE v USING fts5vocab (t, 'instance')")
+    db.execute("INSERT INTO t (rowid, body) VALUES (1, ?)", (index_body(text),))
+    seen = [term for (term,) in db.execute("SELECT term FROM v ORDER BY offset")]
+    db.close()
+    assert seen == tokens(text)

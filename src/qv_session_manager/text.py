@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import re
 import unicodedata
+from collections.abc import Callable
 from functools import lru_cache
 
 #: Bumped whenever the rules above change: stored indexes must then be rebuilt.
@@ -36,15 +37,20 @@ _CJK_RANGES = (
     "\uff66-\uff9f"  # half-width Katakana
     "\U00020000-\U0003134f"  # CJK extensions B..G
 )
-_TOKEN = re.compile(rf"[{_CJK_RANGES}]|(?:(?![{_CJK_RANGES}])[^\W_])+")
-_ASCII_TOKEN = re.compile(r"[a-z0-9]+")
-
-
 _CJK_CHAR = re.compile(f"[{_CJK_RANGES}]")
 
 #: Longer tokens are cut to this length, in texts and queries alike, so that every
 #: engine can index them (PostgreSQL refuses lexemes over 2 KB).
 MAX_TOKEN_LENGTH = 200
+
+_WORD_CHAR = rf"(?![{_CJK_RANGES}])[^\W_]"
+# The capture group holds a token's first MAX_TOKEN_LENGTH characters and the rest of
+# the run is consumed unseen, so findall returns tokens already cut to length (the
+# lookbehind keeps that tail from following a CJK character).
+_TOKEN = re.compile(
+    rf"([{_CJK_RANGES}]|(?:{_WORD_CHAR}){{1,{MAX_TOKEN_LENGTH}}})(?:(?<![{_CJK_RANGES}]){_WORD_CHAR})*"
+)
+_ASCII_TOKEN = re.compile(rf"([a-z0-9]{{1,{MAX_TOKEN_LENGTH}}})[a-z0-9]*")
 
 
 @lru_cache(maxsize=65536)
@@ -60,17 +66,49 @@ def fold_char(char: str) -> str:
     return kept.casefold()
 
 
+class _TranslationCache(dict[int, str]):
+    """A ``str.translate`` table filled on demand, so translating runs in C.
+
+    At most ``limit`` characters are remembered, so hostile text cannot grow it
+    without bound; others are computed each time.
+    """
+
+    def __init__(self, translate: Callable[[str], str], limit: int = 65536) -> None:
+        super().__init__()
+        self._translate = translate
+        self._limit = limit
+
+    def __missing__(self, ordinal: int) -> str:
+        result = self._translate(chr(ordinal))
+        if len(self) < self._limit:
+            self[ordinal] = result
+        return result
+
+
+def _spaced_fold_char(char: str) -> str:
+    """fold_char with every CJK character set apart by spaces: one token each."""
+    return "".join(f" {c} " if _CJK_CHAR.match(c) else c for c in fold_char(char))
+
+
+_FOLD = _TranslationCache(fold_char)
+_SPACED_FOLD = _TranslationCache(_spaced_fold_char)
+# Over spaced-folded text a token is a run of letters and digits, or a CJK character
+# (which need not be a letter: unassigned code points of the CJK blocks count too).
+_SPACED_TOKEN = re.compile(rf"([^\W_]{{1,{MAX_TOKEN_LENGTH}}}|[{_CJK_RANGES}])[^\W_]*")
+
+
 def fold(text: str) -> str:
     """Fold a whole text (see the module docstring)."""
     if text.isascii():
         return text.lower()
-    return "".join(map(fold_char, text))
+    return text.translate(_FOLD)
 
 
 def tokens(text: str) -> list[str]:
     """The tokens of ``text``, in order."""
-    found = _ASCII_TOKEN.findall(text.lower()) if text.isascii() else _TOKEN.findall(fold(text))
-    return [token[:MAX_TOKEN_LENGTH] for token in found]
+    if text.isascii():
+        return _ASCII_TOKEN.findall(text.lower())
+    return _SPACED_TOKEN.findall(text.translate(_SPACED_FOLD))
 
 
 def token_spans(text: str) -> list[tuple[str, int, int]]:
@@ -81,7 +119,7 @@ def token_spans(text: str) -> list[tuple[str, int, int]]:
     unless the character itself folds to several token characters.
     """
     if text.isascii():  # lower() keeps every index in place for ASCII
-        return [(m.group()[:MAX_TOKEN_LENGTH], m.start(), m.end()) for m in _ASCII_TOKEN.finditer(text.lower())]
+        return [(m.group(1), m.start(), m.end()) for m in _ASCII_TOKEN.finditer(text.lower())]
     folded_parts: list[str] = []
     origin: list[int] = []  # origin[i] = index in text of folded character i
     for index, char in enumerate(text):
@@ -90,7 +128,7 @@ def token_spans(text: str) -> list[tuple[str, int, int]]:
         origin.extend([index] * len(part))
     folded = "".join(folded_parts)
     return [
-        (match.group()[:MAX_TOKEN_LENGTH], origin[match.start()], origin[match.end() - 1] + 1)
+        (match.group(1), origin[match.start()], origin[match.end() - 1] + 1)
         for match in _TOKEN.finditer(folded)
     ]
 

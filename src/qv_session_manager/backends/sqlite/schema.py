@@ -51,8 +51,8 @@ CREATE TABLE messages (
     UNIQUE (conversation_pk, id)
 );
 CREATE INDEX messages_by_position ON messages (conversation_pk, position);
--- Contentless indexes of pre-tokenized text (see qv_session_manager.text): the
--- ascii tokenizer splits on spaces only for this input, so FTS5 sees our tokens.
+-- Contentless indexes of text as rows.index_body gives it: the shared tokens, which
+-- the ascii tokenizer finds unchanged (see qv_session_manager.text).
 CREATE VIRTUAL TABLE message_index USING fts5 (body, tokenize = 'ascii', content = '');
 CREATE VIRTUAL TABLE title_index USING fts5 (body, tokenize = 'ascii', content = '');
 CREATE TABLE store_info (key TEXT PRIMARY KEY, value TEXT NOT NULL);

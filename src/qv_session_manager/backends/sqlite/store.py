@@ -290,24 +290,27 @@ class SQLiteStore:
             if old_title != conversation.title:
                 self._index(db, "title_index", pk, old_title, remove=True)
                 self._index(db, "title_index", pk, conversation.title)
-        stored = self._stored_messages(db, pk, None if replace else [values[0] for values in encoded])
+        if found is None:
+            stored: dict[str, tuple[int, int, bytes]] = {}
+        else:
+            stored = self._stored_messages(db, pk, None if replace else [values[0] for values in encoded])
         if replace:
             wanted = {values[0] for values in encoded}
             for id_, (message_pk, _, _) in stored.items():
                 if id_ not in wanted:
                     self._remove_message(db, message_pk)
             next_position = 0
+        first_new_position = next_position
+        new_rows: list[tuple[Any, ...]] = []
         for values in encoded:
             id_, digest = values[0], values[-1]
             existing = stored.get(id_)
             if existing is None:
-                message_pk = db.execute(  # type: ignore[assignment]  # an INSERT sets lastrowid
-                    f"""INSERT INTO messages (conversation_pk, position, {MESSAGE_COLUMNS}, digest)
-                       VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)""",
-                    (pk, next_position, *values),
-                ).lastrowid
-                self._index(db, "message_index", message_pk, values[2])
+                new_rows.append((pk, next_position, *values))
                 next_position += 1
+                if replace:  # positions of new and kept messages interleave: insert in order
+                    self._insert_messages(db, new_rows, pk, None)
+                    new_rows = []
                 continue
             message_pk, position, old_digest = existing
             if replace:
@@ -328,7 +331,32 @@ class SQLiteStore:
                     self._index(db, "message_index", message_pk, values[2])
             elif position != existing[1]:
                 db.execute("UPDATE messages SET position = ? WHERE pk = ?", (position, message_pk))
+        if new_rows:
+            self._insert_messages(db, new_rows, pk, first_new_position)
         db.execute("UPDATE conversations SET next_position = ? WHERE pk = ?", (next_position, pk))
+
+    def _insert_messages(
+        self, db: sqlite3.Connection, rows: list[tuple[Any, ...]], pk: int, first_position: int | None
+    ) -> None:
+        """Insert new message rows (conversation_pk, position, columns..., digest) and index them.
+
+        With ``first_position``, the rows are all the messages from that position on,
+        so they are inserted with one executemany and their keys read back in one query.
+        """
+        insert = f"""INSERT INTO messages (conversation_pk, position, {MESSAGE_COLUMNS}, digest)
+                     VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"""
+        if first_position is None or len(rows) == 1:
+            for row in rows:
+                message_pk = db.execute(insert, row).lastrowid
+                self._index(db, "message_index", message_pk, row[4])  # type: ignore[arg-type]
+            return
+        db.executemany(insert, rows)
+        keys = db.execute(
+            "SELECT pk FROM messages WHERE conversation_pk = ? AND position >= ? ORDER BY position",
+            (pk, first_position),
+        ).fetchall()
+        bodies = [(key, index_body(row[4])) for (key,), row in zip(keys, rows, strict=True)]
+        db.executemany("INSERT INTO message_index (rowid, body) VALUES (?, ?)", [b for b in bodies if b[1]])
 
     @staticmethod
     def _stored_messages(
