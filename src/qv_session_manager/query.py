@@ -45,23 +45,27 @@ class Term:
     tokens: tuple[str, ...]
     prefix: bool = False
 
-    def occurrences(self, document: Sequence[str]) -> int:
-        """How many times this term occurs in a tokenized document."""
+    def starts(self, document: Sequence[str]) -> list[int]:
+        """Where this term occurs in a tokenized document: the index of each first token."""
         width = len(self.tokens)
         *head, last = self.tokens
-        count = 0
-        for start in range(len(document) - width + 1):
-            if self.prefix:
-                if not document[start + width - 1].startswith(last):
-                    continue
-            elif document[start + width - 1] != last:
+        found = []
+        for end, token in enumerate(document):
+            if end < width - 1:
                 continue
-            if all(document[start + i] == token for i, token in enumerate(head)):
-                count += 1
-        return count
+            if token != last and not (self.prefix and token.startswith(last)):
+                continue
+            start = end - width + 1
+            if all(document[start + i] == word for i, word in enumerate(head)):
+                found.append(start)
+        return found
+
+    def occurrences(self, document: Sequence[str]) -> int:
+        """How many times this term occurs in a tokenized document."""
+        return len(self.starts(document))
 
     def matches(self, document: Sequence[str]) -> bool:
-        return self.occurrences(document) > 0
+        return bool(self.starts(document))
 
 
 @dataclass(frozen=True)

@@ -7,7 +7,7 @@ the same whichever backend found the hit.
 from __future__ import annotations
 
 from .query import Query
-from .text import token_spans
+from .text import token_spans, tokens
 
 _CHUNK = 4096
 
@@ -44,20 +44,15 @@ def snippet(
     """
     terms = query.positive_terms()
     for offset, chunk in _chunks(text):
-        spans = token_spans(chunk)
-        words = [token for token, _, _ in spans]
-        hits: list[tuple[int, int]] = []  # (first token, last token) of each occurrence
-        for term in terms:
-            width_of_term = len(term.tokens)
-            for start in range(len(words) - width_of_term + 1):
-                if term.matches(words[start : start + width_of_term]):
-                    hits.append((start, start + width_of_term - 1))
+        words = tokens(chunk)
+        # (first token, last token) of each occurrence
+        hits = sorted((start, start + len(term.tokens) - 1) for term in terms for start in term.starts(words))
         if not hits:
             continue
-        hits.sort()
         first = hits[0][0]
         window_start = max(0, first - width // 3)
-        window_end = min(len(spans), window_start + width)
+        window_end = min(len(words), window_start + width)
+        spans = token_spans(chunk, window_end)
         char_start = 0 if window_start == 0 and offset == 0 else spans[window_start][1]
         char_end = spans[window_end - 1][2]
         pieces = [ellipsis if offset + char_start > 0 else ""]
@@ -74,6 +69,6 @@ def snippet(
         if offset + char_end < len(text):
             pieces.append(ellipsis)
         return "".join(pieces).strip()
-    spans = token_spans(text[:_CHUNK])
-    cut = spans[min(width, len(spans)) - 1][2] if spans else min(len(text), 200)
+    spans = token_spans(text[:_CHUNK], width)
+    cut = spans[-1][2] if spans else min(len(text), 200)
     return text[:cut] + (ellipsis if cut < len(text) else "")

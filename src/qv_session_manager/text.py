@@ -19,6 +19,7 @@ import re
 import unicodedata
 from collections.abc import Callable
 from functools import lru_cache
+from itertools import islice
 
 #: Bumped whenever the rules above change: stored indexes must then be rebuilt.
 TOKENIZER_VERSION = 1
@@ -91,6 +92,8 @@ def _spaced_fold_char(char: str) -> str:
 
 
 _FOLD = _TranslationCache(fold_char)
+# Characters that do not fold to exactly one character ("ß" -> "ss", combining marks -> "").
+_IRREGULAR = _TranslationCache(lambda char: "" if len(fold_char(char)) == 1 else "x")
 _SPACED_FOLD = _TranslationCache(_spaced_fold_char)
 # Over spaced-folded text a token is a run of letters and digits, or a CJK character
 # (which need not be a letter: unassigned code points of the CJK blocks count too).
@@ -111,15 +114,20 @@ def tokens(text: str) -> list[str]:
     return _SPACED_TOKEN.findall(text.translate(_SPACED_FOLD))
 
 
-def token_spans(text: str) -> list[tuple[str, int, int]]:
+def token_spans(text: str, limit: int | None = None) -> list[tuple[str, int, int]]:
     """Each token of ``text`` with the [start, end) character span it came from.
 
-    Returns the same tokens as :func:`tokens`. A span covers whole original
-    characters: folding never splits one character across two tokens' spans
-    unless the character itself folds to several token characters.
+    Returns the same tokens as :func:`tokens` (only the first ``limit`` when given).
+    A span covers whole original characters: folding never splits one character
+    across two tokens' spans unless the character itself folds to several token
+    characters.
     """
     if text.isascii():  # lower() keeps every index in place for ASCII
-        return [(m.group(1), m.start(), m.end()) for m in _ASCII_TOKEN.finditer(text.lower())]
+        found = islice(_ASCII_TOKEN.finditer(text.lower()), limit)
+        return [(m.group(1), m.start(), m.end()) for m in found]
+    folded = text.translate(_FOLD)
+    if not text.translate(_IRREGULAR):  # every character folds to one: indexes line up
+        return [(m.group(1), m.start(), m.end()) for m in islice(_TOKEN.finditer(folded), limit)]
     folded_parts: list[str] = []
     origin: list[int] = []  # origin[i] = index in text of folded character i
     for index, char in enumerate(text):
@@ -129,7 +137,7 @@ def token_spans(text: str) -> list[tuple[str, int, int]]:
     folded = "".join(folded_parts)
     return [
         (match.group(1), origin[match.start()], origin[match.end() - 1] + 1)
-        for match in _TOKEN.finditer(folded)
+        for match in islice(_TOKEN.finditer(folded), limit)
     ]
 
 

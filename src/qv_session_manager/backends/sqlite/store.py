@@ -534,34 +534,45 @@ class SQLiteStore:
         if query.is_empty:
             return []
         key = _TIME_FIELDS[filter.field]
-        ranking = "best.rank, " if order == "relevance" else ""
-        # FTS5 computes bm25 only when asked for rank; a newest-first search skips it.
         relevance = order == "relevance"
-        text_column = (
-            "CASE WHEN best.position < 0 THEN c.title ELSE (SELECT content FROM messages"
-            " WHERE conversation_pk = c.pk AND position = best.position ORDER BY pk LIMIT 1) END"
+        if relevance:
+            best = "SELECT cpk, min(position), NULL, min(rank) FROM matched GROUP BY cpk"
+        else:
+            # With a single min() SQLite takes the bare column (id) from the row holding the
+            # minimum, so the first matching document comes for free; no bm25 either.
+            best = "SELECT cpk, min(position), id, 0 FROM matched GROUP BY cpk"
+        message_at = (
+            "(SELECT {column} FROM messages WHERE conversation_pk = page.cpk AND position = page.position"
+            " ORDER BY pk LIMIT 1)"
+        )
+        message_id = message_at.format(column="id") if relevance else "page.message_id"
+        text = (
+            f"CASE WHEN page.position < 0 THEN page.title ELSE {message_at.format(column='content')} END"
             if with_text else "NULL"
         )
+        ranking = "rank, " if relevance else ""
+        # The page is cut first, so message ids and texts are looked up for its rows only.
         sql = f"""
-            WITH matched (cpk, position, rank) AS (
-                SELECT m.conversation_pk, m.position, {'message_index.rank' if relevance else '0'}
+            WITH matched (cpk, position, id, rank) AS (
+                SELECT m.conversation_pk, m.position, m.id, {'message_index.rank' if relevance else '0'}
                 FROM message_index JOIN messages m ON m.pk = message_index.rowid
                 WHERE message_index MATCH :match
                 UNION ALL
-                SELECT title_index.rowid, -1, {'title_index.rank' if relevance else '0'}
+                SELECT title_index.rowid, -1, NULL, {'title_index.rank' if relevance else '0'}
                 FROM title_index WHERE title_index MATCH :match
             ),
-            best (cpk, position, rank) AS (
-                SELECT cpk, min(position), min(rank) FROM matched GROUP BY cpk
+            best (cpk, position, message_id, rank) AS ({best}),
+            page AS (
+                SELECT c.pk AS cpk, c.id, c.title, c.model_name, c.created_at, c.updated_at, c.metadata,
+                    c.{key}, best.position, best.message_id, best.rank
+                FROM best JOIN conversations c ON c.pk = best.cpk
+                WHERE {where}
+                ORDER BY {ranking}c.{key} DESC, c.id DESC
+                LIMIT :limit OFFSET :offset
             )
-            SELECT c.id, c.title, c.model_name, c.created_at, c.updated_at, c.metadata,
-                CASE WHEN best.position < 0 THEN NULL ELSE (SELECT id FROM messages
-                    WHERE conversation_pk = c.pk AND position = best.position ORDER BY pk LIMIT 1) END,
-                {text_column}, -best.rank
-            FROM best JOIN conversations c ON c.pk = best.cpk
-            WHERE {where}
-            ORDER BY {ranking}c.{key} DESC, c.id DESC
-            LIMIT :limit OFFSET :offset"""
+            SELECT page.id, page.title, page.model_name, page.created_at, page.updated_at, page.metadata,
+                CASE WHEN page.position < 0 THEN NULL ELSE {message_id} END, {text}, -page.rank
+            FROM page ORDER BY {ranking}page.{key} DESC, page.id DESC"""
         params.update(match=to_fts5(query), limit=-1 if limit is None else limit, offset=offset)
         with self._transaction("searching", write=False) as db:
             rows = db.execute(sql, params).fetchall()
