@@ -134,10 +134,15 @@ def test_a_failure_inside_the_transaction_rolls_back_everything(tmp_path: Path, 
     store.close()
 
 
-def test_deleted_text_does_not_stay_in_the_file(tmp_path: Path) -> None:
+def _file_bytes(directory: Path, name: str) -> bytes:
+    return b"".join(p.read_bytes() for p in directory.iterdir() if p.name.startswith(name))
+
+
+@pytest.mark.parametrize("purge", ["immediate", "on_close"])
+def test_deleted_text_does_not_stay_in_the_file(tmp_path: Path, purge: str) -> None:
     path = tmp_path / "secret.db"
     secret = "zqxjvsecretword"
-    with SessionManager(db_path=path) as manager:
+    with SessionManager(db_path=path, purge=purge) as manager:
         keep = Conversation(title="keep")
         keep.add_user_message("ordinary words " * 50)
         manager.save_conversation(keep)
@@ -147,10 +152,59 @@ def test_deleted_text_does_not_stay_in_the_file(tmp_path: Path) -> None:
         assert manager.search_conversations(secret)
         assert manager.delete_conversation(str(gone.id)) is True
         assert manager.search_conversations(secret) == []
-        while_open = b"".join(p.read_bytes() for p in tmp_path.iterdir() if p.name.startswith("secret.db"))
-        assert secret.encode() not in while_open, "the deleted text is still in the database or its WAL"
-    leftovers = b"".join(p.read_bytes() for p in tmp_path.iterdir() if p.name.startswith("secret.db"))
-    assert secret.encode() not in leftovers
+        if purge == "on_close":
+            assert secret.encode() in _file_bytes(tmp_path, "secret.db"), "the index keeps it until a purge"
+            assert manager.store.purge() is True  # type: ignore[attr-defined]
+            assert manager.store.purge() is False, "nothing is left to purge"  # type: ignore[attr-defined]
+        assert secret.encode() not in _file_bytes(tmp_path, "secret.db"), (
+            "the deleted text is still in the database or its WAL"
+        )
+    assert secret.encode() not in _file_bytes(tmp_path, "secret.db")
+
+
+def test_a_pending_purge_survives_a_crash_and_runs_at_close(tmp_path: Path) -> None:
+    path = tmp_path / "secret.db"
+    secret = "zqxjvsecretword"
+    store = SQLiteStore(path)
+    store.save(conversation("gone"), [message(f"the {secret} message")])
+    store.save(conversation("kept"), [message("keep me", id="k"), message(f"{secret} too", id="s")])
+    assert store.delete("gone") and store.delete_message("kept", "s")
+    store._db.close()  # the process dies: no close(), no purge
+    assert secret.encode() in _file_bytes(tmp_path, "secret.db")
+    reopened = SQLiteStore(path)
+    reopened.close()
+    assert secret.encode() not in _file_bytes(tmp_path, "secret.db")
+    again = SQLiteStore(path, purge="immediate")
+    loaded = again.load("kept")
+    assert loaded is not None and [m.content for m in loaded.messages] == ["keep me"]
+    again.close()
+
+
+def test_close_still_closes_when_the_purge_cannot_run(tmp_path: Path, caplog) -> None:
+    path = tmp_path / "busy.db"
+    store = SQLiteStore(path, busy_timeout=0)
+    store.save(conversation("gone"), [message("bye")])
+    store.delete("gone")
+    writer = sqlite3.connect(path, isolation_level=None)
+    writer.execute("BEGIN IMMEDIATE")  # another process holds the write lock
+    try:
+        store.close()
+        assert "could not purge" in caplog.text
+        with pytest.raises(StorageError):
+            store.get("gone")
+    finally:
+        writer.execute("ROLLBACK")
+        writer.close()
+    reopened = SQLiteStore(path)
+    assert reopened.purge() is True, "the purge is still due after the failed attempt"
+    reopened.close()
+
+
+def test_purge_option_is_checked(tmp_path: Path) -> None:
+    with pytest.raises(InvalidInputError):
+        SQLiteStore(tmp_path / "x.db", purge="sometimes")  # type: ignore[arg-type]
+    with pytest.raises(InvalidInputError):
+        SessionManager(url=f"sqlite:///{tmp_path / 'y.db'}?purge=never")
 
 
 def test_closed_store_refuses_calls(tmp_path: Path) -> None:

@@ -15,12 +15,12 @@ __all__ = ["SQLiteStore", "open_path", "open_url"]
 
 
 def open_path(path: object, options: Mapping[str, Any]) -> SQLiteStore:
-    """Open the SQLite file ``path`` with ``options`` (``synchronous``, ``busy_timeout``).
+    """Open the SQLite file ``path`` with ``options`` (``synchronous``, ``busy_timeout``, ``purge``).
 
     Option values may be strings (from a URL). Raises InvalidInputError for unknown
     options and unusable values.
     """
-    unknown = set(options) - {"synchronous", "busy_timeout"}
+    unknown = set(options) - {"synchronous", "busy_timeout", "purge"}
     if unknown:
         raise InvalidInputError(f"unknown SQLite option(s): {', '.join(sorted(unknown))}")
     if isinstance(path, str) and "://" in path:
@@ -31,13 +31,18 @@ def open_path(path: object, options: Mapping[str, Any]) -> SQLiteStore:
             timeout = float(timeout)
         except ValueError:
             raise InvalidInputError(f"busy_timeout must be a number of seconds, not {timeout!r}") from None
-    return SQLiteStore(path, synchronous=options.get("synchronous", "full"), busy_timeout=timeout)  # type: ignore[arg-type]
+    return SQLiteStore(
+        path,  # type: ignore[arg-type]
+        synchronous=options.get("synchronous", "full"),
+        busy_timeout=timeout,
+        purge=options.get("purge", "on_close"),
+    )
 
 
 def open_url(url: str, options: Mapping[str, Any]) -> SQLiteStore:
     """Open ``sqlite:///path`` the way SQLAlchemy spells it: three slashes then a
     relative path, four for an absolute one; ``sqlite://`` alone is in memory.
-    ``?synchronous=normal&busy_timeout=5`` in the URL set options too.
+    ``?synchronous=normal&busy_timeout=5&purge=immediate`` in the URL set options too.
     """
     parts = urlsplit(url)
     if parts.netloc or parts.fragment or parts.path == "/":

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import builtins
 
+import logging
 import os
 import sqlite3
 import threading
@@ -40,7 +41,10 @@ from .rows import (
     index_body,
 )
 
+log = logging.getLogger("qv_session_manager")
+
 Synchronous = Literal["full", "normal"]
+Purge = Literal["on_close", "immediate"]
 _TIME_FIELDS = {"updated_at": "updated_key", "created_at": "created_key"}
 _ID_BATCH = 500  # ids per IN (...) lookup, well below SQLite's variable limit
 
@@ -100,6 +104,14 @@ class SQLiteStore:
     still survives application crashes, but may lose the last saves on power loss.
     ``busy_timeout`` is how long a write waits for another writer (seconds).
 
+    Deleting removes rows and search entries at once (nothing finds deleted text
+    again) and ``secure_delete`` zeroes the freed pages, but FTS5 keeps the deleted
+    tokens in its index segments until they are merged. :meth:`purge` merges them
+    and empties the WAL, so no deleted text stays in the files. It costs time in
+    proportion to the whole index (about 0.25 s at 20k messages), so by default
+    (``purge="on_close"``) it runs once, in :meth:`close`, after deletes; with
+    ``purge="immediate"`` every delete purges before it returns.
+
     Raises CorruptStorageError for a zero-length, truncated or non-SQLite file and
     SchemaVersionError for a newer or unknown schema; the file is left untouched.
     """
@@ -110,6 +122,7 @@ class SQLiteStore:
         *,
         synchronous: Synchronous = "full",
         busy_timeout: float = 30.0,
+        purge: Purge = "on_close",
     ) -> None:
         try:
             path = os.fspath(path)
@@ -125,7 +138,10 @@ class SQLiteStore:
             or not 0 <= busy_timeout <= 86_400
         ):
             raise InvalidInputError(f"busy_timeout must be a number of seconds from 0 to 86400, not {busy_timeout!r}")
+        if purge not in ("on_close", "immediate"):
+            raise InvalidInputError(f"purge must be 'on_close' or 'immediate', not {purge!r}")
         self.path = path
+        self._purge_at_once = purge == "immediate"
         self._lock = threading.RLock()
         self._closed = False
         in_memory = path == ":memory:"
@@ -399,7 +415,7 @@ class SQLiteStore:
                 self._index(db, "message_index", message_pk, content, remove=True)
             self._index(db, "title_index", pk, title, remove=True)
             db.execute("DELETE FROM conversations WHERE pk = ?", (pk,))  # cascades to messages
-            self._purge_index(db)
+            self._after_delete(db)
         self._truncate_wal()
         return True
 
@@ -416,17 +432,42 @@ class SQLiteStore:
             if found is None:
                 return False
             self._remove_message(db, found[0])
-            self._purge_index(db)
+            self._after_delete(db)
         self._truncate_wal()
         return True
 
+    def _after_delete(self, db: sqlite3.Connection) -> None:
+        """Purge now, or note (in the delete's own transaction) that a purge is due."""
+        if self._purge_at_once:
+            self._merge_indexes(db)
+        else:
+            db.execute("INSERT OR REPLACE INTO store_info (key, value) VALUES ('purge_pending', '1')")
+
     @staticmethod
-    def _purge_index(db: sqlite3.Connection) -> None:
+    def _merge_indexes(db: sqlite3.Connection) -> None:
         # FTS5 keeps deleted tokens in old index segments until they are merged;
-        # merging everything now means deleted text leaves the file (secure_delete
+        # merging everything means deleted text leaves the file (secure_delete
         # then overwrites the freed pages).
         db.execute("INSERT INTO message_index (message_index) VALUES ('optimize')")
         db.execute("INSERT INTO title_index (title_index) VALUES ('optimize')")
+        db.execute("DELETE FROM store_info WHERE key = 'purge_pending'")
+
+    def purge(self) -> bool:
+        """Remove what deletes left in the search index and the WAL; True if there was any.
+
+        Deletes since the last purge (by any process) are noted in the file, so a purge
+        due before a crash still happens at the next purge or close.
+        """
+        pending = "SELECT 1 FROM store_info WHERE key = 'purge_pending'"
+        with self._transaction("checking for deleted text", write=False) as db:
+            if db.execute(pending).fetchone() is None:
+                return False  # a read only: stores that cannot be written close quietly
+        with self._transaction("purging deleted text", write=True) as db:
+            due = db.execute(pending).fetchone() is not None
+            if due:
+                self._merge_indexes(db)
+        self._truncate_wal()
+        return due
 
     def _truncate_wal(self) -> None:
         """Copy the WAL into the database and empty it, so deleted text leaves the WAL too.
@@ -587,7 +628,13 @@ class SQLiteStore:
         ]
 
     def close(self) -> None:
+        """Purge if deletes are pending (see :meth:`purge`), then close. Closing twice is harmless."""
         with self._lock:
-            if not self._closed:
-                self._closed = True
-                self._db.close()
+            if self._closed:
+                return
+            try:
+                self.purge()
+            except StorageError as exc:  # e.g. a read-only file or a busy writer: purge another time
+                log.warning("could not purge deleted text while closing %s: %s", self.path, exc)
+            self._closed = True
+            self._db.close()
