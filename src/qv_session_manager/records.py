@@ -256,6 +256,19 @@ def check_save(conversation: object, messages: Sequence[MessageRecord]) -> None:
     check_unique_message_ids(messages)
 
 
+def check_append(messages: Sequence[MessageRecord], updated_at: object) -> datetime | None:
+    """Check an append's arguments; return ``updated_at`` as records hold it (fixed offset).
+
+    Raises InvalidInputError for non-records, duplicate ids or an unusable ``updated_at``,
+    whether or not the conversation exists.
+    """
+    check_unique_message_ids(messages)
+    if updated_at is None:
+        return None
+    check_datetime(updated_at, "updated_at")
+    return fixed_offset(updated_at)  # type: ignore[arg-type]
+
+
 def check_unique_message_ids(messages: Sequence[MessageRecord]) -> None:
     """Raise InvalidInputError if two of ``messages`` share an id."""
     seen: set[str] = set()

@@ -25,7 +25,7 @@ from ..records import (
     SearchHit,
     StoredConversation,
     check_save,
-    check_unique_message_ids,
+    check_append,
 )
 from ..registry import Backend
 from ..text import tokens
@@ -120,7 +120,7 @@ class MemoryStore:
         *,
         updated_at: datetime | None = None,
     ) -> bool:
-        check_unique_message_ids(messages)
+        updated_at = check_append(messages, updated_at)
         with self._lock:
             self._check_open()
             entry = self._entries.get(conversation_id)

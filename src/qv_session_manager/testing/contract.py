@@ -378,6 +378,17 @@ class StoreContract:
         with pytest.raises(InvalidInputError):
             store.append("c", [message(id="d"), message(id="d")])
 
+    def test_append_refuses_an_unusable_updated_at(self, store: ConversationStore) -> None:
+        """contract append: an updated_at that is no usable datetime raises InvalidInputError, writing nothing."""
+        record = conversation(title="kept")
+        store.save(record, [message("one", id="a")])
+        before = store.load(record.id)
+        for bad in ("2024-01-01", 1700000000, datetime.max.replace(tzinfo=timezone(timedelta(hours=-1)))):
+            for conversation_id in (record.id, "missing"):
+                with pytest.raises(InvalidInputError):
+                    store.append(conversation_id, [message("two", id="b")], updated_at=bad)  # type: ignore[arg-type]
+        assert store.load(record.id) == before, "contract append: a refused append changed stored data"
+
     def test_delete_message(self, store: ConversationStore) -> None:
         """contract delete_message: removes one message and its search entry; False when missing."""
         record = conversation(title=None)

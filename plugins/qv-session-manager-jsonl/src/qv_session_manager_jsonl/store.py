@@ -59,7 +59,7 @@ from qv_session_manager import (
 from qv_session_manager import codec
 from qv_session_manager.protocol import SearchOrder
 from qv_session_manager.query import Query
-from qv_session_manager.records import check_save, check_unique_message_ids, is_storable_id
+from qv_session_manager.records import check_save, check_append, is_storable_id
 from qv_session_manager.rules import Searchable, reference_list, reference_search
 from qv_session_manager.text import tokens
 
@@ -479,7 +479,7 @@ class JsonlStore:
             messages = list(messages)
         except TypeError:
             raise InvalidInputError(f"messages must be a sequence of MessageRecord, not {type(messages).__name__}") from None
-        check_unique_message_ids(messages)
+        updated_at = check_append(messages, updated_at)
         with self._lock:
             self._check_open()
             if not is_storable_id(conversation_id):

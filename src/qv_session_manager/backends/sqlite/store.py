@@ -11,7 +11,6 @@ import threading
 import uuid
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import replace as dataclass_replace
 from datetime import datetime
 from typing import Any, Literal
 
@@ -23,8 +22,8 @@ from ...records import (
     MessageRecord,
     SearchHit,
     StoredConversation,
+    check_append,
     check_save,
-    check_unique_message_ids,
     is_storable_id,
 )
 from ...timeutil import time_key
@@ -255,21 +254,24 @@ class SQLiteStore:
         *,
         updated_at: datetime | None = None,
     ) -> bool:
-        check_unique_message_ids(messages)
+        updated_at = check_append(messages, updated_at)
         if not is_storable_id(conversation_id):
             self._check_open()
             return False
         encoded = [encode_message(message) for message in messages]
         with self._transaction(f"appending to conversation {conversation_id}", write=True) as db:
             found = db.execute(
-                f"SELECT {CONVERSATION_COLUMNS} FROM conversations WHERE id = ?", (conversation_id,)
+                "SELECT pk, next_position FROM conversations WHERE id = ?", (conversation_id,)
             ).fetchone()
             if found is None:
                 return False
-            record = decode_conversation(found)
+            pk, next_position = found
             if updated_at is not None:
-                record = dataclass_replace(record, updated_at=updated_at)
-            self._save_rows(db, record, encode_conversation(record), encoded, False)
+                db.execute(
+                    "UPDATE conversations SET updated_at = ?, updated_key = ? WHERE pk = ?",
+                    (updated_at.isoformat(), time_key(updated_at), pk),
+                )
+            self._save_messages(db, pk, next_position, encoded, stored_before=True, replace=False)
         return True
 
     def _save_rows(
@@ -306,9 +308,21 @@ class SQLiteStore:
             if old_title != conversation.title:
                 self._index(db, "title_index", pk, old_title, remove=True)
                 self._index(db, "title_index", pk, conversation.title)
-        if found is None:
-            stored: dict[str, tuple[int, int, bytes]] = {}
-        else:
+        self._save_messages(db, pk, next_position, encoded, stored_before=found is not None, replace=replace)
+
+    def _save_messages(
+        self,
+        db: sqlite3.Connection,
+        pk: int,
+        next_position: int,
+        encoded: list[tuple[Any, ...]],
+        *,
+        stored_before: bool,
+        replace: bool,
+    ) -> None:
+        """The message writes of a save into conversation ``pk`` (``stored_before``: not new)."""
+        stored: dict[str, tuple[int, int, bytes]] = {}
+        if stored_before:
             stored = self._stored_messages(db, pk, None if replace else [values[0] for values in encoded])
         if replace:
             wanted = {values[0] for values in encoded}
