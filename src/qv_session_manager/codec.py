@@ -20,6 +20,8 @@ def dumps(value: Any) -> str:
     Records are validated when built, but their dicts stay mutable: something the
     caller put in afterwards that JSON cannot hold raises InvalidInputError here.
     """
+    if value == {} and type(value) is dict:  # most metadata
+        return "{}"
     try:
         return json.dumps(value, ensure_ascii=False, allow_nan=False, separators=(",", ":"))
     except (TypeError, ValueError) as exc:

@@ -106,7 +106,8 @@ def check_json(value: object, what: str, depth: int = 0) -> None:
 def check_datetime(value: object, what: str) -> None:
     if not isinstance(value, datetime):
         raise InvalidInputError(f"{what} must be a datetime, not {type(value).__name__}")
-    time_key(value)  # raises InvalidInputError when the instant has no UTC form
+    if value.tzinfo is not None:  # naive ones always have a UTC form: themselves
+        time_key(value)  # raises InvalidInputError when the instant has no UTC form
 
 
 def fixed_offset(value: datetime) -> datetime:
