@@ -2,17 +2,26 @@
 search over GIN-indexed vectors of the shared tokens.
 
 Concurrency. Every write runs in one READ COMMITTED transaction that starts by
-upserting (and so row-locking) the conversation row; writers of one conversation
-therefore run one after the other, in every process, and each sees the messages
-the previous one committed: positions never collide (a deferred unique constraint
-on ``(conversation_pk, position)`` guards it). Reads run in one REPEATABLE READ,
-READ ONLY transaction, so a load or a search sees one consistent snapshot.
+locking the conversation row (an upsert, an UPDATE or SELECT ... FOR UPDATE);
+writers of one conversation therefore run one after the other, in every process,
+and each sees the messages the previous one committed: positions never collide (a
+deferred unique constraint on ``(conversation_pk, position)`` guards it). Reads run
+in one REPEATABLE READ, READ ONLY transaction, so a load or a search sees one
+consistent snapshot.
+
+Round trips. A save is BEGIN, the upsert, one read of the stored messages it
+names, one statement for all its writes, COMMIT. ``save_many`` is the same for a
+whole batch (the messages by COPY when there are many), the pairs merged in
+memory in order. An ``append`` of new messages (a chat turn) is a single
+statement in its own transaction; one that meets a stored message falls back to
+the general path.
 
 Failures. A connection that breaks (server restart, network cut, administrator
 termination) makes the operation run again from the start on a fresh connection
-from the pool (``ConnectionPool.check_connection`` tests a connection before it
-is handed out): a save is never resumed half-way, it is retried whole, which is
-safe because a save is idempotent. A delete whose connection broke while it was
+from the pool: a save is never resumed half-way, it is retried whole, which is
+safe because a save is idempotent. The pool checks a connection before handing it
+out without a round trip unless its socket has something to say (see
+:func:`_check_connection`). A delete whose connection broke while it was
 committing is not retried (its answer would be unknowable) and raises
 StorageError. Deadlocks and serialization failures are retried too.
 """
@@ -22,26 +31,27 @@ from __future__ import annotations
 import builtins
 import json
 import logging
+import select
 import threading
 import time
-from collections.abc import Callable, Sequence
-from dataclasses import replace as dataclass_replace
+from collections.abc import Callable, Iterable, Sequence
 from datetime import datetime
-from typing import Any, TypeVar
+from typing import Any, NamedTuple, TypeVar
 
 import psycopg
+import psycopg.errors
 import psycopg_pool
 from psycopg import IsolationLevel
 from qv_session_manager.errors import CorruptStorageError, InvalidInputError, StorageError
-from qv_session_manager.protocol import Capability, ConversationFilter, SearchOrder
+from qv_session_manager.protocol import Capability, ConversationFilter, SaveItem, SearchOrder
 from qv_session_manager.query import Query
 from qv_session_manager.records import (
     ConversationRecord,
     MessageRecord,
     SearchHit,
     StoredConversation,
+    check_append,
     check_save,
-    check_unique_message_ids,
     is_storable_id,
 )
 from qv_session_manager.rules import check_filter, check_order, check_page
@@ -73,7 +83,10 @@ _TIME_FIELDS = {"updated_at": "updated_key", "created_at": "created_key"}
 #: How many times an operation runs at most when its connection breaks or it deadlocks.
 ATTEMPTS = 4
 _BACKOFF = (0.05, 0.25, 1.0)
-
+#: Writes inserting at least this many messages send them by COPY.
+COPY_ROWS = 64
+#: Up to this many rows travel in a statement as VALUES of scalar parameters, more as arrays.
+VALUES_ROWS = 8
 
 
 def _decode(decoder: Callable[[Any], T], row: Any) -> T:
@@ -81,6 +94,183 @@ def _decode(decoder: Callable[[Any], T], row: Any) -> T:
         return decoder(row)
     except (ValueError, TypeError, KeyError) as exc:
         raise CorruptStorageError(f"a stored row cannot be read back: {exc}") from exc
+
+
+def _check_connection(connection: psycopg.Connection) -> None:
+    """The pool's check of a connection it hands out, without a round trip when it looks sound.
+
+    A server that shuts down or ends a session (restart, ``pg_terminate_backend``)
+    tells the client and closes the socket, so an idle connection that has anything
+    to read gets the full check (an empty query), which fails on a dead connection.
+    A connection lost without a word (a network cut) fails at its first statement,
+    and the operation runs again on another (see :meth:`PostgresStore._run`).
+    """
+    if connection.closed or connection.broken:
+        raise psycopg.OperationalError("the connection is closed")
+    if _readable(connection.fileno()):
+        psycopg_pool.ConnectionPool.check_connection(connection)
+
+
+def _readable(fd: int) -> bool:
+    """Whether the socket has data, an error or its end to read, without waiting."""
+    if hasattr(select, "poll"):
+        poller = select.poll()
+        poller.register(fd, select.POLLIN)
+        return bool(poller.poll(0))
+    return bool(select.select([fd], [], [], 0)[0])  # Windows: no poll
+
+
+class _AlreadyStored(Exception):
+    """The one-statement append met a stored message: the general path must take it."""
+
+
+#: (updated_at, updated_key) an append writes; (None, None) keeps the stored ones.
+_Stamp = tuple[str | None, str | None]
+
+
+# -- the columns of the writes ----------------------------------------------------------
+#
+# (column, type it travels as, cast to the column's type); see _rows.
+
+_Field = tuple[str, str, str]
+_CONVERSATION_FIELDS: tuple[_Field, ...] = (
+    ("id", "text", ""), ("id_key", "bytea", ""), ("title", "text", ""), ("model_name", "text", ""),
+    ("created_at", "text", ""), ("updated_at", "text", ""), ("created_key", "text", ""),
+    ("updated_key", "text", ""), ("metadata", "text", ""), ("filter_doc", "text", "::jsonb"),
+    ("escaped", "smallint", ""), ("title_tsv", "text", "::tsvector"), ("title_exact", "boolean", ""),
+)
+#: In the order of :func:`_message_row`.
+_MESSAGE_FIELDS: tuple[_Field, ...] = (
+    ("id", "text", ""), ("id_key", "bytea", ""), ("role", "text", ""), ("content", "text", ""),
+    ("created_at", "text", ""), ("metadata", "text", ""), ("images", "text", ""), ("tool_calls", "text", ""),
+    ("tool_call_id", "text", ""), ("escaped", "smallint", ""), ("digest", "bytea", ""),
+    ("content_digest", "bytea", ""), ("content_tsv", "text", "::tsvector"), ("search_exact", "boolean", ""),
+)
+_PK: _Field = ("pk", "bigint", "")
+_POSITION: _Field = ("position", "bigint", "")
+_INSERT_FIELDS = (("conversation_pk", "bigint", ""), _POSITION, *_MESSAGE_FIELDS)
+_UPDATE_FIELDS = (_PK, _POSITION, *_MESSAGE_FIELDS[2:])
+#: An update of a message whose content is unchanged keeps its vector: role .. digest.
+_KEEP_VECTOR_FIELDS = (_PK, _POSITION, *_MESSAGE_FIELDS[2:11])
+_MOVE_FIELDS = (_PK, _POSITION)
+_NEXT_FIELDS = (_PK, ("next_position", "bigint", ""))
+#: An append's new update time, when it has one.
+_SET_TIME = """updated_at = coalesce(%(updated_at)s::text, updated_at),
+    updated_key = coalesce(%(updated_key)s::text, updated_key)"""
+_UPSERT = """ON CONFLICT (id_key) DO UPDATE SET title = EXCLUDED.title, model_name = EXCLUDED.model_name,
+    created_at = EXCLUDED.created_at, updated_at = EXCLUDED.updated_at,
+    created_key = EXCLUDED.created_key, updated_key = EXCLUDED.updated_key,
+    metadata = EXCLUDED.metadata, filter_doc = EXCLUDED.filter_doc, escaped = EXCLUDED.escaped,
+    title_tsv = EXCLUDED.title_tsv, title_exact = EXCLUDED.title_exact"""
+
+
+def _names(fields: Sequence[_Field]) -> str:
+    return ", ".join(name for name, _, _ in fields)
+
+
+def _values(fields: Sequence[_Field], alias: str) -> str:
+    return ", ".join(f"{alias}.{name}{cast}" for name, _, cast in fields)
+
+
+def _rows(alias: str, fields: Sequence[_Field], rows: Sequence[Sequence[Any]], params: dict[str, Any],
+          *, ordinality: bool = False) -> str:
+    """A FROM item ``alias(<fields>[, ordinality])`` holding ``rows`` (not empty).
+
+    Its parameters are added to ``params``. A few rows go as ``VALUES`` of scalar
+    parameters (cheapest to send); more as one binary array per field, unnested: one
+    statement, and one prepared plan, whatever their number.
+    """
+    names = _names(fields) + (", ordinality" if ordinality else "")
+    if len(rows) <= VALUES_ROWS:
+        lines = []
+        for number, row in enumerate(rows):
+            values = [f"%({alias}{number}_{index})s::{kind}" for index, (_, kind, _) in enumerate(fields)]
+            params.update((f"{alias}{number}_{index}", value) for index, value in enumerate(row))
+            lines.append("(" + ", ".join(values) + (f", {number + 1}" if ordinality else "") + ")")
+        return f"(VALUES {', '.join(lines)}) AS {alias}({names})"
+    columns = [list(column) for column in zip(*rows)]
+    assert len(columns) == len(fields)
+    params.update((f"{alias}{index}", column) for index, column in enumerate(columns))
+    arrays = ", ".join(f"%({alias}{index})b::{kind}[]" for index, (_, kind, _) in enumerate(fields))
+    return f"unnest({arrays}){' WITH ORDINALITY' if ordinality else ''} AS {alias}({names})"
+
+
+def _message_row(e: EncodedMessage) -> tuple[Any, ...]:
+    """A message's values in the order of :data:`_MESSAGE_FIELDS`."""
+    return (e.id, e.key, *e.values, e.escaped, e.digest, e.content_digest, *e.vector())
+
+
+class _Stored(NamedTuple):
+    """What a write needs to know of a stored message."""
+
+    pk: int
+    position: int
+    digest: bytes
+    content_digest: bytes
+
+
+class _Writes:
+    """The row changes one transaction makes to messages and positions."""
+
+    __slots__ = ("doomed", "inserts", "moves", "next_positions", "updates", "updates_keeping_vector")
+
+    def __init__(self) -> None:
+        self.inserts: list[tuple[int, int, EncodedMessage]] = []  # (conversation pk, position, message)
+        self.updates: list[tuple[int, int, EncodedMessage]] = []  # (message pk, position, message)
+        self.updates_keeping_vector: list[tuple[int, int, EncodedMessage]] = []
+        self.moves: list[tuple[int, int]] = []  # (message pk, position)
+        self.doomed: list[int] = []  # message pks
+        self.next_positions: list[tuple[int, int]] = []  # (conversation pk, next_position)
+
+    def update(self, stored: _Stored, position: int, e: EncodedMessage) -> None:
+        """Rewrite a stored message; its search vector only when its content changed."""
+        if stored.content_digest != e.content_digest:
+            self.updates.append((stored.pk, position, e))
+        else:
+            self.updates_keeping_vector.append((stored.pk, position, e))
+
+
+class _Merge:
+    """One conversation's messages as saves in order (without ``replace``) leave them.
+
+    ``stored`` holds the stored messages among those given, by id key. A new message
+    takes the next position when it is first given; a message given again keeps its
+    position and takes the latest values; one whose latest values are the stored ones
+    is not written at all.
+    """
+
+    __slots__ = ("added", "changed", "first", "next_position", "pk", "stored")
+
+    def __init__(self, pk: int, next_position: int, stored: dict[bytes, _Stored]) -> None:
+        self.pk = pk
+        self.first = self.next_position = next_position
+        self.stored = stored
+        self.added: dict[bytes, tuple[int, EncodedMessage]] = {}
+        self.changed: dict[bytes, EncodedMessage] = {}
+
+    def add(self, encoded: Iterable[EncodedMessage]) -> None:
+        for e in encoded:
+            existing = self.stored.get(e.key)
+            if existing is not None:
+                if existing.digest != e.digest:
+                    self.changed[e.key] = e
+                else:
+                    self.changed.pop(e.key, None)
+                continue
+            added = self.added.get(e.key)
+            if added is None:
+                self.added[e.key] = (self.next_position, e)
+                self.next_position += 1
+            else:
+                self.added[e.key] = (added[0], e)
+
+    def collect(self, writes: _Writes) -> None:
+        writes.inserts.extend((self.pk, position, e) for position, e in self.added.values())
+        for key, e in self.changed.items():
+            stored = self.stored[key]
+            writes.update(stored, stored.position, e)
+        if self.next_position != self.first:
+            writes.next_positions.append((self.pk, self.next_position))
 
 
 class PostgresStore:
@@ -151,7 +341,7 @@ class PostgresStore:
             max_size=max_size,
             kwargs=connect_kwargs,
             configure=self._configure,
-            check=psycopg_pool.ConnectionPool.check_connection,
+            check=_check_connection,
             timeout=self._timeout,
             name=f"qv-postgres-{schema}",
             open=False,
@@ -163,10 +353,20 @@ class PostgresStore:
 
     # -- plumbing -----------------------------------------------------------------
 
-    def _run(self, doing: str, work: Callable[[psycopg.Cursor], T], *, write: bool, idempotent: bool = True) -> T:
+    def _run(
+        self,
+        doing: str,
+        work: Callable[[psycopg.Cursor], T],
+        *,
+        write: bool,
+        idempotent: bool = True,
+        transaction: bool = True,
+    ) -> T:
         """Run ``work`` in one transaction, again from the start when the connection breaks.
 
         ``idempotent=False``: a connection lost while committing is not retried.
+        ``transaction=False``: ``work`` runs one statement, which is its own transaction
+        (the connection is in autocommit mode): no BEGIN and COMMIT round trips.
         """
         for attempt in range(ATTEMPTS):
             if self._closed:
@@ -181,6 +381,9 @@ class PostgresStore:
                     else:
                         connection.isolation_level = IsolationLevel.REPEATABLE_READ
                         connection.read_only = True
+                    if not transaction:
+                        committing = True  # the statement commits as it ends
+                        return work(connection.cursor())
                     with connection.transaction():
                         result = work(connection.cursor())
                         committing = True
@@ -219,6 +422,29 @@ class PostgresStore:
             write=True,
         )
 
+    def save_many(self, items: Iterable[SaveItem]) -> int:
+        """Save each ``(conversation, messages)`` pair as ``save`` would, in one transaction.
+
+        Every pair is checked and encoded before anything is written; then the
+        conversations are upserted in one statement, the stored messages they name
+        read in one more, the pairs merged in order in memory and the result written
+        with COPY and at most one more statement. Returns the number of pairs.
+        """
+        self._check_open()
+        batch: list[tuple[dict[str, Any], list[EncodedMessage]]] = []
+        for index, item in enumerate(items):
+            try:
+                conversation, messages = item
+            except (TypeError, ValueError):
+                raise InvalidInputError(
+                    f"item {index} of save_many is a {type(item).__name__}, not a (conversation, messages) pair"
+                ) from None
+            check_save(conversation, messages)
+            batch.append((encode_conversation(conversation), [EncodedMessage(message) for message in messages]))
+        if batch:
+            self._run(f"saving {len(batch)} conversations", lambda cursor: self._save_many(cursor, batch), write=True)
+        return len(batch)
+
     def append(
         self,
         conversation_id: str,
@@ -226,106 +452,213 @@ class PostgresStore:
         *,
         updated_at: datetime | None = None,
     ) -> bool:
-        check_unique_message_ids(messages)
+        updated_at = check_append(messages, updated_at)
         if not is_storable_id(conversation_id):
             self._check_open()
             return False
         encoded = [EncodedMessage(message) for message in messages]
+        doing = f"appending to conversation {conversation_id}"
+        stamp: _Stamp = (None, None) if updated_at is None else (updated_at.isoformat(), time_key(updated_at))
+        # The usual turn: new messages only. One statement (so one round trip, in its own
+        # implicit transaction) locks the conversation, takes the positions and inserts; a
+        # message already stored makes it fail whole, and the general path below takes over.
+        try:
+            return self._run(doing, lambda cursor: self._append_new(cursor, conversation_id, encoded, stamp),
+                             write=True, transaction=False)
+        except _AlreadyStored:
+            pass
 
         def work(cursor: psycopg.Cursor) -> bool:
-            # FOR UPDATE: concurrent saves of this conversation wait, so nothing of theirs is lost.
-            found = cursor.execute(
-                f"SELECT {CONVERSATION_COLUMNS} FROM {self._s}.qv_conversations c WHERE c.id_key = %s FOR UPDATE",  # type: ignore[arg-type]
-                (id_key(conversation_id),),
+            # The conversation row first: concurrent saves of it wait, so nothing of theirs is lost.
+            if stamp[0] is None:
+                sql = f"SELECT pk, next_position FROM {self._s}.qv_conversations WHERE id_key = %(key)s FOR UPDATE"
+            else:
+                sql = f"UPDATE {self._s}.qv_conversations SET {_SET_TIME} WHERE id_key = %(key)s RETURNING pk, next_position"
+            found = cursor.execute(  # type: ignore[call-overload]
+                sql, {"key": id_key(conversation_id), "updated_at": stamp[0], "updated_key": stamp[1]}
             ).fetchone()
             if found is None:
                 return False
-            record = _decode(decode_conversation, found)
-            if updated_at is not None:
-                record = dataclass_replace(record, updated_at=updated_at)
-            self._save(cursor, encode_conversation(record), encoded, False)
+            self._merge(cursor, found[0], found[1], encoded)
             return True
 
-        return self._run(f"appending to conversation {conversation_id}", work, write=True)
+        return self._run(doing, work, write=True)
+
+    def _append_new(
+        self, cursor: psycopg.Cursor, conversation_id: str, encoded: list[EncodedMessage], stamp: _Stamp
+    ) -> bool:
+        """Append messages none of which is stored yet, in one statement; raise _AlreadyStored otherwise.
+
+        The UPDATE locks the conversation row first and reads its latest
+        ``next_position`` (READ COMMITTED re-reads a row it waited for); the unique
+        index on message ids sees every committed message, so a message stored
+        meanwhile is caught too.
+        """
+        s = self._s
+        params: dict[str, Any] = {"key": id_key(conversation_id), "updated_at": stamp[0], "updated_key": stamp[1]}
+        if not encoded:
+            if stamp[0] is None:
+                sql = f"SELECT pk FROM {s}.qv_conversations WHERE id_key = %(key)s"
+            else:
+                sql = f"UPDATE {s}.qv_conversations SET {_SET_TIME} WHERE id_key = %(key)s RETURNING pk"
+            return cursor.execute(sql, params).fetchone() is not None  # type: ignore[arg-type]
+        params["count"] = len(encoded)
+        source = _rows("v", _MESSAGE_FIELDS, [_message_row(e) for e in encoded], params, ordinality=True)
+        try:
+            cursor.execute(
+                f"""WITH c AS (
+                        UPDATE {s}.qv_conversations SET next_position = next_position + %(count)s::bigint, {_SET_TIME}
+                        WHERE id_key = %(key)s
+                        RETURNING pk, next_position - %(count)s::bigint AS first
+                    )
+                    INSERT INTO {s}.qv_messages (conversation_pk, position, {_names(_MESSAGE_FIELDS)})
+                    SELECT c.pk, c.first + v.ordinality - 1, {_values(_MESSAGE_FIELDS, "v")}
+                    FROM c CROSS JOIN {source}""",  # type: ignore[arg-type]
+                params,
+            )
+        except psycopg.errors.UniqueViolation as exc:
+            if exc.diag.constraint_name == "qv_messages_id_key":
+                raise _AlreadyStored() from exc
+            raise
+        return cursor.rowcount > 0
 
     def _save(self, cursor: psycopg.Cursor, row: dict[str, Any], encoded: list[EncodedMessage], replace: bool) -> None:
         s = self._s
         # The upsert row-locks the conversation: writers of one conversation queue here.
         pk, stored_next = cursor.execute(
-            f"""INSERT INTO {s}.qv_conversations AS c (id, id_key, title, model_name, created_at, updated_at,
-                    created_key, updated_key, metadata, filter_doc, escaped, title_tsv, title_exact)
-                VALUES (%(id)s, %(id_key)s, %(title)s, %(model_name)s, %(created_at)s, %(updated_at)s,
-                    %(created_key)s, %(updated_key)s, %(metadata)s, %(filter_doc)s::jsonb, %(escaped)s,
-                    %(title_tsv)s::tsvector, %(title_exact)s)
-                ON CONFLICT (id_key) DO UPDATE SET title = EXCLUDED.title, model_name = EXCLUDED.model_name,
-                    created_at = EXCLUDED.created_at, updated_at = EXCLUDED.updated_at,
-                    created_key = EXCLUDED.created_key, updated_key = EXCLUDED.updated_key,
-                    metadata = EXCLUDED.metadata, filter_doc = EXCLUDED.filter_doc, escaped = EXCLUDED.escaped,
-                    title_tsv = EXCLUDED.title_tsv, title_exact = EXCLUDED.title_exact
-                RETURNING c.pk, c.next_position""",  # type: ignore[arg-type]
+            f"""INSERT INTO {s}.qv_conversations AS c ({_names(_CONVERSATION_FIELDS)})
+                VALUES ({", ".join(f"%({name})s{cast}" for name, _, cast in _CONVERSATION_FIELDS)})
+                {_UPSERT} RETURNING c.pk, c.next_position""",  # type: ignore[arg-type]
             row,
         ).fetchone()  # type: ignore[misc]
-        sql = f"SELECT id_key, pk, position, digest, content_digest FROM {s}.qv_messages WHERE conversation_pk = %s"
-        if replace:
-            found = cursor.execute(sql, (pk,)).fetchall()  # type: ignore[arg-type]
-        else:
-            found = cursor.execute(sql + " AND id_key = ANY(%s)", (pk, [e.key for e in encoded])).fetchall()  # type: ignore[arg-type]
-        stored = {bytes(key): (message_pk, position, bytes(d), bytes(cd)) for key, message_pk, position, d, cd in found}
-        next_position = stored_next
-        if replace:
-            wanted = {e.key for e in encoded}
-            doomed = [value[0] for key, value in stored.items() if key not in wanted]
-            if doomed:
-                cursor.execute(f"DELETE FROM {s}.qv_messages WHERE pk = ANY(%s)", (doomed,))  # type: ignore[arg-type]
-            next_position = 0
-        inserts: list[tuple[Any, ...]] = []
-        updates: list[tuple[Any, ...]] = []
-        updates_keeping_vector: list[tuple[Any, ...]] = []
-        moves: list[tuple[int, int]] = []
+        if not replace:
+            self._merge(cursor, pk, stored_next, encoded)
+            return
+        # replace: the stored messages become exactly these, in this order.
+        stored = self._stored(cursor, pk, None)
+        writes = _Writes()
+        wanted = {e.key for e in encoded}
+        writes.doomed.extend(value.pk for key, value in stored.items() if key not in wanted)
+        next_position = 0
         for e in encoded:
             existing = stored.get(e.key)
             if existing is None:
-                vector, exact = e.vector()
-                inserts.append(
-                    (pk, e.id, e.key, next_position, *e.values, e.escaped, e.digest, e.content_digest, vector, exact)
-                )
-                next_position += 1
-                continue
-            message_pk, position, old_digest, old_content_digest = existing
-            if replace:
-                position = next_position
-                next_position += 1
-            if old_digest != e.digest:
-                if old_content_digest != e.content_digest:
-                    vector, exact = e.vector()
-                    updates.append((position, *e.values, e.escaped, e.digest, e.content_digest, vector, exact, message_pk))
-                else:
-                    updates_keeping_vector.append((position, *e.values, e.escaped, e.digest, message_pk))
-            elif position != existing[1]:
-                moves.append((position, message_pk))
-        columns = "position, role, content, created_at, metadata, images, tool_calls, tool_call_id, escaped, digest"
-        if inserts:
-            cursor.executemany(
-                f"""INSERT INTO {s}.qv_messages (conversation_pk, id, id_key, {columns}, content_digest,
-                        content_tsv, search_exact)
-                    VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s::tsvector, %s)""",  # type: ignore[arg-type]
-                inserts,
-            )
-        if updates:
-            cursor.executemany(
-                f"""UPDATE {s}.qv_messages SET ({columns}, content_digest, content_tsv, search_exact)
-                    = (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s::tsvector, %s) WHERE pk = %s""",  # type: ignore[arg-type]
-                updates,
-            )
-        if updates_keeping_vector:
-            cursor.executemany(
-                f"UPDATE {s}.qv_messages SET ({columns}) = (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s) WHERE pk = %s",  # type: ignore[arg-type]
-                updates_keeping_vector,
-            )
-        if moves:
-            cursor.executemany(f"UPDATE {s}.qv_messages SET position = %s WHERE pk = %s", moves)  # type: ignore[arg-type]
+                writes.inserts.append((pk, next_position, e))
+            elif existing.digest != e.digest:
+                writes.update(existing, next_position, e)
+            elif existing.position != next_position:
+                writes.moves.append((existing.pk, next_position))
+            next_position += 1
         if next_position != stored_next:
-            cursor.execute(f"UPDATE {s}.qv_conversations SET next_position = %s WHERE pk = %s", (next_position, pk))  # type: ignore[arg-type]
+            writes.next_positions.append((pk, next_position))
+        self._write(cursor, writes)
+
+    def _stored(self, cursor: psycopg.Cursor, pk: int, keys: list[bytes] | None) -> dict[bytes, _Stored]:
+        """The stored messages of conversation ``pk`` with these id keys (None: all), by key."""
+        sql = f"SELECT id_key, pk, position, digest, content_digest FROM {self._s}.qv_messages WHERE conversation_pk = %s"
+        if keys is None:
+            found = cursor.execute(sql, (pk,)).fetchall()  # type: ignore[arg-type]
+        else:
+            found = cursor.execute(sql + " AND id_key = ANY(%s)", (pk, keys)).fetchall()  # type: ignore[arg-type]
+        return {
+            bytes(key): _Stored(message_pk, position, bytes(d), bytes(cd)) for key, message_pk, position, d, cd in found
+        }
+
+    def _merge(self, cursor: psycopg.Cursor, pk: int, next_position: int, encoded: list[EncodedMessage]) -> None:
+        """Save messages into the locked conversation ``pk`` as a save without ``replace`` does."""
+        merge = _Merge(pk, next_position, self._stored(cursor, pk, [e.key for e in encoded]) if encoded else {})
+        merge.add(encoded)
+        writes = _Writes()
+        merge.collect(writes)
+        self._write(cursor, writes)
+
+    def _save_many(self, cursor: psycopg.Cursor, batch: list[tuple[dict[str, Any], list[EncodedMessage]]]) -> None:
+        s = self._s
+        # Each conversation's last record is what the saves in order leave; upsert those,
+        # in the order of their keys, so that two batches lock their rows in one order.
+        latest = {row["id_key"]: row for row, _ in batch}
+        rows = [latest[key] for key in sorted(latest)]
+        params: dict[str, Any] = {}
+        source = _rows("v", _CONVERSATION_FIELDS, [[row[name] for name, _, _ in _CONVERSATION_FIELDS] for row in rows],
+                       params)
+        upserted = cursor.execute(
+            f"""INSERT INTO {s}.qv_conversations AS c ({_names(_CONVERSATION_FIELDS)})
+                SELECT {_values(_CONVERSATION_FIELDS, "v")} FROM {source}
+                {_UPSERT} RETURNING c.id_key, c.pk, c.next_position""",  # type: ignore[arg-type]
+            params,
+        ).fetchall()
+        merges = {bytes(key): _Merge(pk, next_position, {}) for key, pk, next_position in upserted}
+        # Stored messages: only conversations that ever had one (next_position > 0) can
+        # hold any; for the others, new ones in particular, nothing is read.
+        wanted: dict[tuple[int, bytes], None] = {}
+        for row, encoded in batch:
+            merge = merges[row["id_key"]]
+            if merge.first:
+                for e in encoded:
+                    wanted[merge.pk, e.key] = None
+        if wanted:
+            by_pk = {merge.pk: merge for merge in merges.values()}
+            found = cursor.execute(
+                f"""SELECT m.conversation_pk, m.id_key, m.pk, m.position, m.digest, m.content_digest
+                    FROM unnest(%b::bigint[], %b::bytea[]) AS k(conversation_pk, id_key)
+                    JOIN {s}.qv_messages m ON m.conversation_pk = k.conversation_pk AND m.id_key = k.id_key""",  # type: ignore[arg-type]
+                ([pk for pk, _ in wanted], [key for _, key in wanted]),
+            ).fetchall()
+            for conversation_pk, key, message_pk, position, d, cd in found:
+                by_pk[conversation_pk].stored[bytes(key)] = _Stored(message_pk, position, bytes(d), bytes(cd))
+        for row, encoded in batch:
+            merges[row["id_key"]].add(encoded)
+        writes = _Writes()
+        for merge in merges.values():
+            merge.collect(writes)
+        self._write(cursor, writes)
+
+    def _write(self, cursor: psycopg.Cursor, writes: _Writes) -> None:
+        """Carry out ``writes``: many inserts by COPY, the rest in one statement."""
+        s = self._s
+        parts: list[str] = []
+        params: dict[str, Any] = {}
+        inserts = writes.inserts
+        if len(inserts) >= COPY_ROWS:
+            with cursor.copy(
+                f"COPY {s}.qv_messages (conversation_pk, position, {_names(_MESSAGE_FIELDS)}) FROM STDIN"  # type: ignore[arg-type]
+            ) as copy:
+                for pk, position, e in inserts:
+                    copy.write_row((pk, position, *_message_row(e)))
+        elif inserts:
+            values = [(pk, position, *_message_row(e)) for pk, position, e in inserts]
+            source = _rows("i", _INSERT_FIELDS, values, params)
+            parts.append(
+                f"""INSERT INTO {s}.qv_messages ({_names(_INSERT_FIELDS)})
+                    SELECT {_values(_INSERT_FIELDS, "i")} FROM {source}"""
+            )
+        if writes.doomed:
+            params["doomed"] = writes.doomed
+            parts.append(f"DELETE FROM {s}.qv_messages WHERE pk = ANY(%(doomed)b::bigint[])")
+        for name, fields, rows in (
+            ("u", _UPDATE_FIELDS, [(pk, position, *_message_row(e)[2:]) for pk, position, e in writes.updates]),
+            ("k", _KEEP_VECTOR_FIELDS, [(pk, position, *e.values, e.escaped, e.digest)
+                                        for pk, position, e in writes.updates_keeping_vector]),
+            ("p", _MOVE_FIELDS, writes.moves),
+        ):
+            if rows:
+                source = _rows(name, fields, rows, params)
+                parts.append(
+                    f"""UPDATE {s}.qv_messages m SET ({_names(fields[1:])}) = ROW({_values(fields[1:], name)})
+                        FROM {source} WHERE m.pk = {name}.pk"""
+                )
+        if writes.next_positions:
+            source = _rows("n", _NEXT_FIELDS, writes.next_positions, params)
+            parts.append(
+                f"""UPDATE {s}.qv_conversations c SET next_position = n.next_position
+                    FROM {source} WHERE c.pk = n.pk"""
+            )
+        if parts:
+            # The parts touch different rows, so one statement may hold them all.
+            *first, last = parts
+            if first:
+                last = "WITH " + ", ".join(f"w{index} AS ({part})" for index, part in enumerate(first)) + " " + last
+            cursor.execute(last, params)  # type: ignore[arg-type]
 
     def delete(self, conversation_id: str) -> bool:
         if not is_storable_id(conversation_id):

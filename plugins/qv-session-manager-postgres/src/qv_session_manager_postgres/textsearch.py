@@ -49,18 +49,34 @@ def document_vector(text: str) -> tuple[str, bool]:
     return vector_of(tokens(text))
 
 
+#: The positions as text, formatted once ("0" to "16383").
+_NUMBERS = tuple(str(number) for number in range(MAX_POSITION + 1))
+
+
 def vector_of(document: Sequence[str]) -> tuple[str, bool]:
     positions: dict[str, list[int]] = {}
+    found = positions.get
     for index, token in enumerate(document, 1):
-        positions.setdefault(token, []).append(index)
-    sizes = {token: len(token.encode("utf-8")) for token in positions}
-    if len(document) <= MAX_POSITION and all(len(p) <= MAX_POSITIONS_PER_LEXEME for p in positions.values()):
-        size = sum(sizes[t] + (sizes[t] & 1) + 2 + 2 * len(p) for t, p in positions.items())
-        if size <= MAX_VECTOR_BYTES:
-            return " ".join(f"{quote(t)}:{','.join(map(str, p))}" for t, p in positions.items()), True
+        seen = found(token)
+        if seen is None:
+            positions[token] = [index]
+        else:
+            seen.append(index)
+    if len(document) <= MAX_POSITION and max(map(len, positions.values()), default=0) <= MAX_POSITIONS_PER_LEXEME:
+        lexemes = "".join(positions)
+        # A lexeme takes its UTF-8 bytes, a byte of padding when that is odd, 2 bytes of
+        # header and 2 bytes per position. A character takes at most 4 bytes, so the bound
+        # spares texts of ordinary size the exact sum.
+        if 4 * len(lexemes) + 3 * len(positions) + 2 * len(document) <= MAX_VECTOR_BYTES or sum(
+            (length := len(t.encode("utf-8"))) + (length & 1) + 2 + 2 * len(p) for t, p in positions.items()
+        ) <= MAX_VECTOR_BYTES:
+            numbers = _NUMBERS
+            if "'" in lexemes or "\\" in lexemes:
+                return " ".join([f"{quote(t)}:{','.join([numbers[i] for i in p])}" for t, p in positions.items()]), True
+            return " ".join([f"'{t}':{','.join([numbers[i] for i in p])}" for t, p in positions.items()]), True
     kept, size = [], 0
     for token in positions:  # first-occurrence order: cutting keeps the tokens of a prefix
-        size += sizes[token]
+        size += len(token.encode("utf-8"))
         if size > MAX_VECTOR_BYTES:
             break
         kept.append(quote(token))
