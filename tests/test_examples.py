@@ -35,3 +35,46 @@ def test_custom_backend_runs(tmp_path: Path) -> None:
     assert lines[0] == "found: ['Audited chat']"
     assert lines[1].startswith("audit: save ") and lines[1].endswith("(+1 messages)")
     assert lines[2].startswith("audit: delete ") and lines[2].endswith(": True")
+
+
+# -- examples/ollama_chat.py against the stand-in Ollama server (added with qv_session_manager.ollama) --
+
+
+def test_ollama_chat_runs_against_the_standin(tmp_path: Path) -> None:
+    import os
+
+    from ollama_standin import StandIn, environment
+
+    url = f"sqlite:///{tmp_path / 'chats.db'}"
+    with StandIn() as standin:
+        result = subprocess.run(
+            [sys.executable, str(EXAMPLES / "ollama_chat.py"), "--model", "standin-model", "--url", url],
+            capture_output=True, text=True, cwd=tmp_path, timeout=120, check=False,
+            env={**os.environ, **environment(standin.url)},
+        )
+        models = {request["model"] for request in standin.requests}
+    assert result.returncode == 0, result.stderr
+    lines = result.stdout.splitlines()
+    assert "stored after a chat: 3 messages" in lines
+    assert "assistant (streamed): echo: And the capital of Italy? (4 messages)" in lines
+    assert "stored after a tool call: 8 messages" in lines
+    assert "assistant (resumed): echo: Thanks! Which cities did we talk about? (9 messages)" in lines
+    assert "stored roles: system user assistant user assistant user assistant tool user assistant" in lines
+    assert models == {"standin-model"}
+    assert [p.name for p in tmp_path.iterdir()] == ["chats.db"], "the example writes only to its store"
+
+
+def test_ollama_chat_says_when_ollama_is_unreachable(tmp_path: Path) -> None:
+    import os
+
+    from ollama_standin import StandIn, environment
+
+    with StandIn() as standin:
+        closed = standin.url  # nothing listens here once the stand-in is closed
+    result = subprocess.run(
+        [sys.executable, str(EXAMPLES / "ollama_chat.py"), "--url", f"sqlite:///{tmp_path / 'chats.db'}"],
+        capture_output=True, text=True, cwd=tmp_path, timeout=120, check=False,
+        env={**os.environ, **environment(closed)},
+    )
+    assert result.returncode == 1
+    assert "cannot reach Ollama" in result.stderr

@@ -68,3 +68,17 @@ class SchemaVersionError(StorageError):
 
 class PluginLoadWarning(UserWarning):
     """A plugin failed to load; it was skipped and the host keeps running."""
+
+
+class ImportFormatError(InvalidInputError):
+    """A line (or item) of an import file cannot be read as a conversation.
+
+    ``line`` is the 1-based line of the file where the bad line or item starts (line 1
+    for a missing or foreign header); the message names it too. ``reason`` is the
+    message without the line number.
+    """
+
+    def __init__(self, line: int, reason: str) -> None:
+        super().__init__(f"line {line}: {reason}")
+        self.line = line
+        self.reason = reason

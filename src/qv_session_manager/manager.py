@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import logging
 import os
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from datetime import datetime
 from types import TracebackType
-from typing import Any
+from typing import Any, TextIO
 
 from qv_ollama_sdk.domain.models import Conversation, Message
 
@@ -19,6 +19,7 @@ from .convert import (
     summary,
 )
 from .errors import ConversationNotFoundError, InvalidInputError
+from .exchange import ExportFormat, ImportFormat, ImportReport, OnError, export_to, import_into
 from .protocol import BulkSaving, ConversationFilter, ConversationStore, SaveItem, SearchOrder, TimeField
 from .query import parse
 from .records import ConversationRecord, check_metadata_filter
@@ -271,6 +272,62 @@ class SessionManager:
             raise InvalidInputError(f"page_size must be a positive int, not {page_size!r}")
         stored = iter_stored(self.store, ConversationFilter(metadata=metadata), page_size=page_size)
         return map(record_to_conversation, stored)
+
+    # -- export and import (see qv_session_manager.exchange, docs/export-format.md) --
+
+    def export_conversations(
+        self,
+        destination: str | os.PathLike[str] | TextIO,
+        *,
+        format: ExportFormat = "jsonl",
+        metadata: Mapping[str, Any] | None = None,
+        progress: Callable[[int], None] | None = None,
+    ) -> int:
+        """Write every conversation (passing the ``metadata`` filter) to ``destination``; return how many.
+
+        Conversations come newest first, read from the store a page at a time, so
+        memory stays bounded however big the store. ``format``: ``"jsonl"`` or
+        ``"json"`` (lossless, importable), ``"csv"`` or ``"markdown"`` (views). A path
+        is written atomically (temporary file renamed at the end; on an error the
+        target is untouched); a text stream is written to as is and not closed.
+        ``progress`` is called with the running count after each conversation.
+        Raises InvalidInputError for an unknown format or a bad filter, StorageError
+        when the file cannot be written.
+        """
+        check_metadata_filter(metadata)
+        stored = iter_stored(self.store, ConversationFilter(metadata=metadata))
+        return export_to(stored, destination, format=format, progress=progress)
+
+    def import_conversations(
+        self,
+        source: str | os.PathLike[str] | TextIO,
+        *,
+        format: ImportFormat = "jsonl",
+        batch_size: int = 500,
+        on_error: OnError = "raise",
+        progress: Callable[[int], None] | None = None,
+    ) -> ImportReport:
+        """Save the conversations of an export (``"jsonl"``, ``"json"``) or a ShareGPT dump.
+
+        Conversations are saved whole, in file order, in batches of ``batch_size`` (one
+        transaction each on stores with bulk saves), each as ``save_conversation``
+        saves it (an upsert: importing the same file again changes nothing). With
+        ``on_error="raise"`` the first bad line raises ImportFormatError (``.line``)
+        after the conversations before it are saved; with ``"skip"`` bad lines are
+        listed in the report's ``skipped`` as (line, reason) and the rest is
+        imported. A missing, foreign or newer header, or broken JSON syntax in a
+        ``json``/``sharegpt`` document, raises in both modes. ``progress`` is called
+        with the running number saved after each batch.
+        """
+        return import_into(
+            self.store,
+            source,
+            format=format,
+            batch_size=batch_size,
+            message_limit=BATCH_MESSAGE_LIMIT,
+            on_error=on_error,
+            progress=progress,
+        )
 
     def list_conversations(
         self,

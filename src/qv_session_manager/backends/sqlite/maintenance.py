@@ -1,0 +1,147 @@
+"""Checks and repairs of an SQLite store, for tools such as ``qv-sessions doctor``.
+
+These functions work on an open :class:`SQLiteStore` through its own connection
+and transactions, so sqlite3 errors come out as this library's StorageError
+subclasses, and an in-memory store (``sqlite://``) can be checked too.
+"""
+
+from __future__ import annotations
+
+import os
+import sqlite3
+from dataclasses import dataclass
+from urllib.parse import unquote, urlsplit
+
+from . import schema
+from .rows import index_body
+from .store import SQLiteStore
+
+#: The search indexes and the SQL giving (rowid, text) of what each must hold.
+INDEXES: dict[str, str] = {
+    "message_index": "SELECT pk, content FROM messages",
+    "title_index": "SELECT pk, title FROM conversations",
+}
+
+
+@dataclass(frozen=True)
+class Counts:
+    """Sizes of a store; ``oldest``/``newest`` are ``updated_at`` as stored (None when empty)."""
+
+    conversations: int
+    messages: int
+    oldest: str | None
+    newest: str | None
+
+
+def file_of_url(url: str) -> str | None:
+    """The database file an ``sqlite://`` URL names, or None (another scheme, or in memory).
+
+    Mirrors :func:`qv_session_manager.backends.sqlite.open_url`: three slashes then a
+    relative path, four for an absolute one. Does not check that the file exists;
+    None too for a URL with a host, which opening rejects.
+    """
+    parts = urlsplit(url)
+    if parts.scheme.lower() != "sqlite" or parts.netloc:
+        return None  # another backend, or a malformed URL that opening will reject
+    path = unquote(parts.path[1:])
+    return path if path and path != ":memory:" else None
+
+
+def schema_version(store: SQLiteStore) -> int:
+    """The file's ``PRAGMA user_version`` (the schema version; :data:`schema.LATEST` when current)."""
+    with store._transaction("reading the schema version", write=False) as db:
+        return schema.user_version(db)
+
+
+def integrity_problems(store: SQLiteStore) -> list[str]:
+    """What ``PRAGMA integrity_check`` reports; [] when the file is sound."""
+    with store._transaction("checking the database's integrity", write=False) as db:
+        lines = [str(row[0]) for row in db.execute("PRAGMA integrity_check").fetchall()]
+    return [] if lines == ["ok"] else lines
+
+
+def index_problems(store: SQLiteStore) -> list[str]:
+    """Inconsistencies of the two search indexes; [] when both are sound.
+
+    Runs FTS5's own ``integrity-check`` on each index, then compares each index,
+    token by token and row by row, with an index built afresh from the stored text
+    in a temporary table (the indexes are contentless, so FTS5 alone cannot see an
+    entry that is missing, stale or left over). Changes nothing in the file.
+    """
+    problems: list[str] = []
+    with store._transaction("checking the search indexes", write=True) as db:
+        for table, source in INDEXES.items():
+            try:
+                db.execute(f"INSERT INTO {table} ({table}) VALUES ('integrity-check')")
+            except sqlite3.DatabaseError as exc:
+                problems.append(f"{table}: FTS5 integrity-check failed: {exc}")
+                continue
+            differences = _compare_with_fresh(db, table, source)
+            if differences:
+                problems.append(
+                    f"{table}: {differences} token entries differ from the stored text (run --rebuild-index)"
+                )
+    return problems
+
+
+def _compare_with_fresh(db: sqlite3.Connection, table: str, source: str) -> int:
+    """How many (token, row, position) entries differ between ``table`` and a fresh build."""
+    db.execute("CREATE VIRTUAL TABLE temp.qv_fresh USING fts5 (body, tokenize = 'ascii', content = '')")
+    try:
+        db.execute("CREATE VIRTUAL TABLE temp.qv_fresh_terms USING fts5vocab (temp, qv_fresh, instance)")
+        db.execute(f"CREATE VIRTUAL TABLE temp.qv_stored_terms USING fts5vocab (main, {table}, instance)")
+        for pk, text in db.execute(source).fetchall():
+            body = index_body(text)
+            if body:
+                db.execute("INSERT INTO temp.qv_fresh (rowid, body) VALUES (?, ?)", (pk, body))
+        columns = "term, doc, offset"
+        differing = 0
+        for one, other in (("qv_stored_terms", "qv_fresh_terms"), ("qv_fresh_terms", "qv_stored_terms")):
+            differing += int(
+                db.execute(
+                    f"SELECT count(*) FROM (SELECT {columns} FROM temp.{one} EXCEPT SELECT {columns} FROM temp.{other})"
+                ).fetchone()[0]
+            )
+        return differing
+    finally:
+        for name in ("qv_stored_terms", "qv_fresh_terms", "qv_fresh"):
+            db.execute(f"DROP TABLE IF EXISTS temp.{name}")
+
+
+def rebuild_indexes(store: SQLiteStore) -> None:
+    """Rebuild both search indexes from the stored text in one transaction, then purge.
+
+    Afterwards :func:`index_problems` finds nothing and the old index segments are
+    gone from the file.
+    """
+    with store._transaction("rebuilding the search indexes", write=True) as db:
+        schema.fill_index(db)
+        db.execute("INSERT OR REPLACE INTO store_info (key, value) VALUES ('purge_pending', '1')")
+    store.purge()
+
+
+def counts(store: SQLiteStore) -> Counts:
+    """Numbers of conversations and messages and the oldest/newest update time, in SQL."""
+    with store._transaction("counting conversations", write=False) as db:
+        conversations = int(db.execute("SELECT count(*) FROM conversations").fetchone()[0])
+        messages = int(db.execute("SELECT count(*) FROM messages").fetchone()[0])
+        edges = [
+            db.execute(f"SELECT updated_at FROM conversations ORDER BY updated_key {way}, id {way} LIMIT 1").fetchone()
+            for way in ("ASC", "DESC")
+        ]
+    oldest, newest = (row[0] if row else None for row in edges)
+    return Counts(conversations, messages, oldest, newest)
+
+
+def file_sizes(store: SQLiteStore) -> dict[str, int]:
+    """Bytes on disk of the database file and its WAL (those that exist); {} in memory."""
+    if store.path == ":memory:":
+        return {}
+    path = os.path.abspath(store.path)
+    sizes = {}
+    for name in (path, path + "-wal"):
+        try:
+            sizes[name] = os.path.getsize(name)
+        except FileNotFoundError:
+            pass
+    return sizes

@@ -1,0 +1,133 @@
+"""Store housekeeping: delete, prune, stats, backends."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from importlib.metadata import entry_points
+
+import click
+from rich.table import Table
+from rich.text import Text
+
+from ..backends.sqlite import SQLiteStore
+from ..backends.sqlite import maintenance
+from ..errors import InvalidInputError
+from ..plugins import BUILTIN_PLUGINS
+from ..protocol import ConversationFilter, ConversationStore
+from ..registry import Backend, available_backends
+from ..timeutil import time_range
+from ..transfer import iter_stored
+from .common import fail, open_manager, stdout_console, store_url
+from .render import conversation_table
+
+
+@click.command("delete")
+@click.argument("conversation_ids", metavar="ID...", nargs=-1, required=True)
+@click.pass_context
+def delete_command(ctx: click.Context, conversation_ids: tuple[str, ...]) -> None:
+    """Delete conversations with their messages and search entries.
+
+    Every id that exists is deleted; if any is missing, they are named and the
+    exit code is 1.
+    """
+    manager = open_manager(ctx)
+    missing = [key for key in conversation_ids if not manager.delete_conversation(key)]
+    deleted = len(conversation_ids) - len(missing)
+    click.echo(f"deleted {deleted} conversation{'' if deleted == 1 else 's'}", err=True)
+    if missing:
+        fail(f"no conversation {', '.join(map(repr, missing))}")
+
+
+@click.command("prune")
+@click.option("--before", "before", metavar="DATE", required=True, help="Delete conversations last updated before DATE.")
+@click.option("--yes", is_flag=True, help="Do not ask for confirmation.")
+@click.option("--dry-run", is_flag=True, help="Only list what would be deleted.")
+@click.pass_context
+def prune_command(ctx: click.Context, before: str, yes: bool, dry_run: bool) -> None:
+    """Delete every conversation last updated before DATE (an ISO date or datetime).
+
+    A date means its midnight, so --before 2025-02-01 keeps everything from that day
+    on. Naive timestamps count as UTC. Lists the conversations and asks first,
+    unless --yes.
+    """
+    if not before.strip():
+        fail("--before needs a date")
+    try:
+        bound = time_range(before, None)[0]
+    except InvalidInputError:
+        fail(f"--before {before!r} is not an ISO 8601 date or datetime")
+    assert bound is not None  # time_range gives None only for an empty bound, refused above
+    manager = open_manager(ctx)
+    # search_by_time's end is inclusive; one microsecond earlier makes it "before".
+    doomed = manager.search_by_time(None, bound - timedelta(microseconds=1))
+    if not doomed:
+        click.echo("nothing to prune", err=True)
+        return
+    stdout_console().print(conversation_table(doomed))
+    what = f"{len(doomed)} conversation{'' if len(doomed) == 1 else 's'}"
+    if dry_run:
+        click.echo(f"would delete {what} (dry run)", err=True)
+        return
+    if not yes:
+        click.confirm(f"delete {what}?", abort=True, err=True)
+    deleted = sum(manager.delete_conversation(row["id"]) for row in doomed)
+    click.echo(f"deleted {deleted} conversation{'' if deleted == 1 else 's'}", err=True)
+
+
+@click.command("stats")
+@click.pass_context
+def stats_command(ctx: click.Context) -> None:
+    """Numbers of conversations and messages, oldest and newest update, store URL and size."""
+    manager = open_manager(ctx)
+    store = manager.store
+    if isinstance(store, SQLiteStore):
+        counts = maintenance.counts(store)
+    else:
+        counts = _count_by_reading(manager.store)
+    lines = [
+        ("store", store_url(ctx)),
+        ("conversations", str(counts.conversations)),
+        ("messages", str(counts.messages)),
+        ("oldest updated", counts.oldest or "-"),
+        ("newest updated", counts.newest or "-"),
+    ]
+    if isinstance(store, SQLiteStore):
+        for path, size in maintenance.file_sizes(store).items():
+            lines.append(("file size", f"{size} bytes  {path}"))
+    width = max(len(name) for name, _ in lines)
+    for name, value in lines:
+        click.echo(f"{name:<{width}}  {value}")
+
+
+def _count_by_reading(store: ConversationStore) -> maintenance.Counts:
+    """Counts for any backend, by reading the whole store once (bounded memory)."""
+    conversations = messages = 0
+    newest = oldest = None
+    for stored in iter_stored(store, ConversationFilter()):
+        conversations += 1
+        messages += len(stored.messages)
+        oldest = stored.conversation.updated_at.isoformat()
+        newest = newest or oldest
+    return maintenance.Counts(conversations, messages, oldest, newest)
+
+
+def distribution_of(backend: Backend) -> str:
+    """The installed distribution providing a backend's plugin ('' when unknown)."""
+    if backend.plugin in BUILTIN_PLUGINS:
+        return "qv-session-manager"
+    for entry_point in entry_points(group="qv_session_manager"):
+        if entry_point.name == backend.plugin and entry_point.dist is not None:
+            return str(entry_point.dist.name)
+    return ""
+
+
+@click.command("backends")
+def backends_command() -> None:
+    """The installed backends: URL schemes, description, providing plugin and distribution."""
+    table = Table("schemes", "description", "plugin", "distribution")
+    unique = {backend.name: backend for backend in available_backends().values()}
+    for name in sorted(unique):
+        backend = unique[name]
+        schemes = ", ".join(f"{key}://" for key in backend.keys)
+        table.add_row(Text(schemes), Text(backend.description), Text(backend.plugin), Text(distribution_of(backend)))
+    stdout_console().print(table)

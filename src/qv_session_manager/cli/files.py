@@ -1,0 +1,69 @@
+"""export and import: conversations to and from files (the formats live in qv_session_manager.exchange)."""
+
+from __future__ import annotations
+
+import sys
+from typing import Literal, cast
+
+import click
+
+from .browse import meta_option
+from .common import open_manager, parse_meta, progress_bar, stderr_is_terminal
+
+STDIO = "-"
+# The choices below, spelled as the manager's signatures type them.
+ExportFormat = Literal["jsonl", "json", "csv", "markdown"]
+ImportFormat = Literal["jsonl", "json", "sharegpt"]
+
+
+@click.command("export")
+@click.argument("destination", metavar="[FILE|-]", default=STDIO)
+@click.option(
+    "--format", "format_", type=click.Choice(["jsonl", "json", "csv", "markdown"]), default="jsonl", show_default=True
+)
+@meta_option
+@click.pass_context
+def export_command(ctx: click.Context, destination: str, format_: str, meta: tuple[str, ...]) -> None:
+    """Write every conversation to FILE, or to standard output with - (the default).
+
+    Conversations come newest first. The count goes to standard error.
+    """
+    metadata = parse_meta(meta)
+    manager = open_manager(ctx)
+    total = len(manager.list_conversations(metadata=metadata)) if stderr_is_terminal() else None
+    target = sys.stdout if destination == STDIO else destination
+    with progress_bar("exporting", total) as progress:
+        count = manager.export_conversations(
+            target, format=cast(ExportFormat, format_), metadata=metadata, progress=progress
+        )
+    where = "standard output" if destination == STDIO else destination
+    click.echo(f"exported {count} conversation{'' if count == 1 else 's'} to {where}", err=True)
+
+
+@click.command("import")
+@click.argument("source", metavar="FILE|-")
+@click.option("--format", "format_", type=click.Choice(["jsonl", "json", "sharegpt"]), default="jsonl", show_default=True)
+@click.option("--skip-bad-lines", is_flag=True, help="Skip records that cannot be read instead of stopping.")
+@click.option("--batch-size", type=click.IntRange(min=1), default=500, show_default=True)
+@click.pass_context
+def import_command(ctx: click.Context, source: str, format_: str, skip_bad_lines: bool, batch_size: int) -> None:
+    """Read conversations from FILE, or from standard input with -, and save them.
+
+    A conversation already stored is updated (saved as by save_conversation). A bad
+    record stops the import with exit code 1 (batches before it stay saved) unless
+    --skip-bad-lines; skipped records are listed on standard error.
+    """
+    manager = open_manager(ctx, create=True)
+    origin = sys.stdin if source == STDIO else source
+    with progress_bar("importing", None) as progress:
+        report = manager.import_conversations(
+            origin,
+            format=cast(ImportFormat, format_),
+            batch_size=batch_size,
+            on_error="skip" if skip_bad_lines else "raise",
+            progress=progress,
+        )
+    for line, reason in report.skipped:
+        click.echo(f"skipped line {line}: {reason}", err=True)
+    skipped = f", skipped {len(report.skipped)}" if report.skipped else ""
+    click.echo(f"imported {report.imported} conversation{'' if report.imported == 1 else 's'}{skipped}", err=True)

@@ -1,0 +1,122 @@
+"""Export and import of whole stores: lossless JSONL/JSON, CSV and Markdown views, ShareGPT input.
+
+Everything works on records (:class:`~qv_session_manager.records.StoredConversation`),
+one conversation at a time, so memory does not grow with the size of the store or
+the file. The format is specified in docs/export-format.md.
+
+- :func:`write_jsonl` / :func:`read_jsonl`: the qv-session-manager JSONL format, lossless;
+- :func:`write_json` / :func:`read_json`: the same as one JSON document;
+- :func:`write_csv`, :func:`write_markdown`: one-way views;
+- :func:`read_sharegpt`: ShareGPT dumps, ids derived so re-imports are idempotent;
+- :func:`export_to` / :func:`import_into`: the above with paths or streams, batches and
+  error handling, as used by ``SessionManager.export_conversations`` / ``import_conversations``.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Iterable, Iterator
+from typing import Literal, TextIO
+
+from ..errors import ImportFormatError, InvalidInputError
+from ..protocol import ConversationStore
+from ..records import StoredConversation
+from .csv_view import CSV_COLUMNS, write_csv
+from .document import json_entries, read_json, write_json
+from .files import reading, writing
+from .importing import ImportReport, OnError, import_entries
+from .jsonl import Entry, jsonl_entries, read_jsonl, write_jsonl
+from .markdown import write_markdown
+from .schema import FORMAT_NAME, FORMAT_VERSION
+from .sharegpt import SHAREGPT_EPOCH, SHAREGPT_NAMESPACE, read_sharegpt, sharegpt_entries
+
+ExportFormat = Literal["jsonl", "json", "csv", "markdown"]
+ImportFormat = Literal["jsonl", "json", "sharegpt"]
+
+_WRITERS: dict[str, Callable[[Iterable[StoredConversation], TextIO], int]] = {
+    "jsonl": write_jsonl,
+    "json": write_json,
+    "csv": write_csv,
+    "markdown": write_markdown,
+}
+_READERS: dict[str, Callable[[TextIO], Iterator[Entry]]] = {
+    "jsonl": jsonl_entries,
+    "json": json_entries,
+    "sharegpt": sharegpt_entries,
+}
+
+
+def export_to(
+    conversations: Iterable[StoredConversation],
+    destination: str | os.PathLike[str] | TextIO,
+    *,
+    format: ExportFormat = "jsonl",
+    progress: Callable[[int], None] | None = None,
+) -> int:
+    """Write ``conversations`` in ``format`` to a stream (as is) or a path (atomically); return how many.
+
+    ``progress`` is called with the running count after each conversation is written.
+    Raises InvalidInputError for an unknown format (before creating anything).
+    """
+    writer = _WRITERS.get(format)  # type: ignore[call-overload]
+    if writer is None:
+        raise InvalidInputError(f"export format must be one of {sorted(_WRITERS)}, not {format!r}")
+    if progress is not None:
+        conversations = _counted(conversations, progress)
+    with writing(destination) as stream:
+        return writer(conversations, stream)
+
+
+def import_into(
+    store: ConversationStore,
+    source: str | os.PathLike[str] | TextIO,
+    *,
+    format: ImportFormat = "jsonl",
+    batch_size: int = 500,
+    message_limit: int = 20_000,
+    on_error: OnError = "raise",
+    progress: Callable[[int], None] | None = None,
+) -> ImportReport:
+    """Read ``source`` in ``format`` and save its conversations into ``store`` (see :func:`import_entries`)."""
+    reader = _READERS.get(format)  # type: ignore[call-overload]
+    if reader is None:
+        raise InvalidInputError(f"import format must be one of {sorted(_READERS)}, not {format!r}")
+    with reading(source) as stream:
+        return import_entries(
+            store,
+            reader(stream),
+            batch_size=batch_size,
+            message_limit=message_limit,
+            on_error=on_error,
+            progress=progress,
+        )
+
+
+def _counted(items: Iterable[StoredConversation], progress: Callable[[int], None]) -> Iterator[StoredConversation]:
+    for count, item in enumerate(items, 1):
+        yield item
+        progress(count)  # runs when the writer asks for the next one: this one is written
+
+
+__all__ = [
+    "CSV_COLUMNS",
+    "FORMAT_NAME",
+    "FORMAT_VERSION",
+    "SHAREGPT_EPOCH",
+    "SHAREGPT_NAMESPACE",
+    "ExportFormat",
+    "ImportFormat",
+    "ImportFormatError",
+    "ImportReport",
+    "OnError",
+    "export_to",
+    "import_entries",
+    "import_into",
+    "read_json",
+    "read_jsonl",
+    "read_sharegpt",
+    "write_csv",
+    "write_json",
+    "write_jsonl",
+    "write_markdown",
+]

@@ -1,0 +1,219 @@
+"""A stand-in Ollama server for the tests: real HTTP on 127.0.0.1, canned answers.
+
+It answers ``POST /api/chat`` the way Ollama does (one JSON object, or NDJSON chunks
+with ``"done": false`` and a last one with ``"done": true`` when the request
+streams), choosing the answer from the request:
+
+- the last message has role ``tool``: the final answer ``"The tool said: <its content>"``;
+- the request offers ``tools``: a call of the first tool, each of its parameters set
+  to the text of the last user message;
+- the last user message is :data:`FAIL`: HTTP 500 with an ``error`` body;
+- the last user message is :data:`FAIL_MIDWAY` (streaming): two chunks, then an
+  error line (Ollama's way of failing in the middle of a stream);
+- otherwise: ``"echo: <text> (<n> messages)"``, ``n`` counting the request's
+  messages, so a test sees how much history the client sent.
+
+Streamed replies come one word per chunk. ``GET /`` and ``GET /api/tags`` answer as
+an empty Ollama would; anything else is a 404. Every chat request body is kept in
+:attr:`StandIn.requests`.
+
+Run ``python tests/ollama_standin.py`` to serve until Ctrl-C (it prints the
+``OLLAMA_HOST`` to use), e.g. for ``examples/ollama_chat.py``.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+from collections.abc import Iterator, Mapping
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from types import TracebackType
+from typing import Any
+
+import pytest
+
+FAIL = "please fail"
+FAIL_MIDWAY = "fail midway"
+CREATED_AT = "2025-01-20T12:00:00.000000Z"
+
+
+def environment(url: str) -> dict[str, str]:
+    """The environment variables that send an ``ollama`` client to ``url`` directly."""
+    return {"OLLAMA_HOST": url, "NO_PROXY": "127.0.0.1,localhost", "no_proxy": "127.0.0.1,localhost"}
+
+
+def route_ollama(monkeypatch: pytest.MonkeyPatch, url: str) -> None:
+    """Send this process's qv-ollama-sdk requests to ``url``.
+
+    The SDK calls the module-level ``ollama.chat``, bound to a client that ``ollama``
+    creates when it is first imported (which happened at collection, through
+    qv_ollama_sdk), so setting OLLAMA_HOST now only reaches clients created from now
+    on. A new ``ollama.Client()`` made after setting it (reading OLLAMA_HOST as any
+    client does) replaces ``ollama.chat`` for the test. Subprocesses get OLLAMA_HOST.
+    """
+    import ollama
+
+    for name, value in environment(url).items():
+        monkeypatch.setenv(name, value)
+    monkeypatch.setattr(ollama, "chat", ollama.Client().chat)
+
+
+def last_text(messages: list[Mapping[str, Any]], role: str = "user") -> str:
+    """The content of the last message with ``role`` ('' when there is none)."""
+    for message in reversed(messages):
+        if message.get("role") == role:
+            return str(message.get("content", ""))
+    return ""
+
+
+def reply_for(request: Mapping[str, Any]) -> dict[str, Any]:
+    """The assistant message answering a chat request (without failures)."""
+    messages = list(request.get("messages") or [])
+    if messages and messages[-1].get("role") == "tool":
+        return {"role": "assistant", "content": f"The tool said: {messages[-1].get('content', '')}"}
+    tools = request.get("tools") or []
+    text = last_text(messages)
+    if tools:
+        function = tools[0]["function"]
+        parameters = (function.get("parameters") or {}).get("properties") or {}
+        call = {"function": {"name": function["name"], "arguments": {name: text for name in parameters}}}
+        return {"role": "assistant", "content": "", "tool_calls": [call]}
+    return {"role": "assistant", "content": f"echo: {text} ({len(messages)} messages)"}
+
+
+def _final(model: str) -> dict[str, Any]:
+    return {
+        "model": model, "created_at": CREATED_AT, "done": True, "done_reason": "stop",
+        "total_duration": 1000, "prompt_eval_count": 1, "eval_count": 1,
+    }
+
+
+def stream_chunks(request: Mapping[str, Any]) -> Iterator[dict[str, Any]]:
+    """The NDJSON objects of a streamed answer: word chunks, then the ``done`` one."""
+    model = str(request.get("model", ""))
+    reply = reply_for(request)
+    if "tool_calls" in reply:
+        yield {"model": model, "created_at": CREATED_AT, "message": reply, "done": False}
+    else:
+        words = reply["content"].split(" ")
+        for index, word in enumerate(words):
+            piece = word if index == len(words) - 1 else word + " "
+            yield {"model": model, "created_at": CREATED_AT, "message": {"role": "assistant", "content": piece},
+                   "done": False}
+    yield {**_final(model), "message": {"role": "assistant", "content": ""}}
+
+
+class _Handler(BaseHTTPRequestHandler):
+    server: _Server
+
+    def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - the base class's name
+        pass
+
+    def _send_json(self, status: int, body: object) -> None:
+        data = json.dumps(body).encode()
+        self.send_response(status)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(data)))
+        self.end_headers()
+        self.wfile.write(data)
+
+    def do_GET(self) -> None:  # noqa: N802 - http.server's naming
+        if self.path == "/":
+            data = b"Ollama is running"
+            self.send_response(200)
+            self.send_header("Content-Length", str(len(data)))
+            self.end_headers()
+            self.wfile.write(data)
+        elif self.path == "/api/tags":
+            self._send_json(200, {"models": []})
+        else:
+            self._send_json(404, {"error": f"no route {self.path}"})
+
+    def do_POST(self) -> None:  # noqa: N802 - http.server's naming
+        if self.path != "/api/chat":
+            self._send_json(404, {"error": f"no route {self.path}"})
+            return
+        request = json.loads(self.rfile.read(int(self.headers.get("Content-Length", "0"))) or b"{}")
+        with self.server.lock:
+            self.server.requests.append(request)
+        text = last_text(request.get("messages") or [])
+        if text == FAIL:
+            self._send_json(500, {"error": "the stand-in was asked to fail"})
+        elif request.get("stream"):
+            self._stream(request, fail_midway=text == FAIL_MIDWAY)
+        else:
+            self._send_json(200, {**_final(str(request.get("model", ""))), "message": reply_for(request)})
+
+    def _stream(self, request: Mapping[str, Any], *, fail_midway: bool) -> None:
+        # HTTP/1.0 without a length: the body ends when the connection closes, as a
+        # chunked stream would for the client.
+        self.send_response(200)
+        self.send_header("Content-Type", "application/x-ndjson")
+        self.end_headers()
+        for index, chunk in enumerate(stream_chunks(request)):
+            if fail_midway and index == 2:
+                chunk = {"error": "the stand-in failed in the middle of the stream"}
+            self.wfile.write(json.dumps(chunk).encode() + b"\n")
+            self.wfile.flush()
+            if fail_midway and index == 2:
+                return
+
+
+class _Server(ThreadingHTTPServer):
+    daemon_threads = True
+
+    def __init__(self) -> None:
+        super().__init__(("127.0.0.1", 0), _Handler)
+        self.lock = threading.Lock()
+        self.requests: list[dict[str, Any]] = []
+
+
+class StandIn:
+    """The server, serving from a thread between ``start()`` and ``close()`` (or as a ``with`` block)."""
+
+    def __init__(self) -> None:
+        self._server = _Server()
+        # A short poll interval: close() waits for the next poll.
+        self._thread = threading.Thread(
+            target=self._server.serve_forever, kwargs={"poll_interval": 0.02}, name="ollama-standin", daemon=True
+        )
+
+    @property
+    def url(self) -> str:
+        """``http://127.0.0.1:<port>``, the value for OLLAMA_HOST."""
+        host, port = self._server.server_address[:2]
+        return f"http://{host!s}:{port}"
+
+    @property
+    def requests(self) -> list[dict[str, Any]]:
+        """A copy of the chat request bodies received so far, oldest first."""
+        with self._server.lock:
+            return list(self._server.requests)
+
+    def start(self) -> StandIn:
+        self._thread.start()
+        return self
+
+    def close(self) -> None:
+        """Stop serving and free the port. Closing twice is harmless."""
+        if self._thread.is_alive():
+            self._server.shutdown()
+            self._thread.join()
+        self._server.server_close()
+
+    def __enter__(self) -> StandIn:
+        return self.start()
+
+    def __exit__(
+        self, kind: type[BaseException] | None, error: BaseException | None, trace: TracebackType | None
+    ) -> None:
+        self.close()
+
+
+if __name__ == "__main__":
+    with StandIn() as standin:
+        print(f"OLLAMA_HOST={standin.url}", flush=True)
+        try:
+            threading.Event().wait()
+        except KeyboardInterrupt:
+            pass
