@@ -40,7 +40,8 @@ DEFAULT_PATH = "session_manager.db"
 SEED_DEFAULT_PATH = "session_manager.sqlite3"
 
 
-def _default_url() -> str:
+def default_url() -> str:
+    """The store a SessionManager given no store opens: $QV_SESSION_MANAGER_URL, else the default file."""
     from_environment = os.environ.get(URL_VARIABLE)
     if from_environment:
         return from_environment
@@ -106,7 +107,7 @@ class SessionManager:
 
             self.store = open_path(db_path, options)
         else:
-            self.store = open_store(url if url is not None else _default_url(), **options)
+            self.store = open_store(url if url is not None else default_url(), **options)
 
     # -- lifecycle -----------------------------------------------------------
 

@@ -16,7 +16,7 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from ..backends.sqlite.maintenance import file_of_url
-from ..manager import SessionManager, _default_url
+from ..manager import SessionManager, default_url
 
 
 class UserError(click.ClickException):
@@ -41,7 +41,7 @@ def store_url(ctx: click.Context) -> str:
     """The URL the command works on: --url, else $QV_SESSION_MANAGER_URL, else SessionManager's default."""
     settings = ctx.find_object(Settings)
     given = settings.url if settings is not None else None
-    return given or _default_url()
+    return given or default_url()
 
 
 def open_manager(ctx: click.Context, *, create: bool = False) -> SessionManager:
