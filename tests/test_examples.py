@@ -78,3 +78,40 @@ def test_ollama_chat_says_when_ollama_is_unreachable(tmp_path: Path) -> None:
     )
     assert result.returncode == 1
     assert "cannot reach Ollama" in result.stderr
+
+
+# -- examples/resume_window.py (added with resume windows and forks) --
+
+
+def test_resume_window_runs(tmp_path: Path) -> None:
+    result = subprocess.run(
+        [sys.executable, str(EXAMPLES / "resume_window.py")],
+        capture_output=True, text=True, cwd=tmp_path, timeout=120, check=False,
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.splitlines() == [
+        "stored: 105 messages",
+        "last 2, widened to keep the tool call: system assistant tool assistant",
+        "last turn: ['You plan trips.', 'Weather in Rome?', '', '25 degrees', '25 degrees: pack light.']",
+        "fork: 'Travel, plan B' with 3 messages",
+        "forked from the original: True",
+    ]
+    assert list(tmp_path.iterdir()) == [], "the example must not write into the working directory"
+
+
+# -- examples/async_usage.py (added with qv_session_manager.aio) --
+
+
+def test_async_usage_runs(tmp_path: Path) -> None:
+    result = subprocess.run(
+        [sys.executable, str(EXAMPLES / "async_usage.py")],
+        capture_output=True, text=True, cwd=tmp_path, timeout=120, check=False,
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.splitlines() == [
+        "Loaded: Python lists with 1 message",
+        "search: ['Python sets', 'Python tuples']",
+        "all: ['Python lists', 'Python sets', 'Python tuples']",
+        "deleted: True",
+    ]
+    assert list(tmp_path.iterdir()) == [], "the example must not write into the working directory"

@@ -21,6 +21,7 @@ from .errors import (
 )
 from .hookspecs import hookimpl
 from .manager import SessionManager
+from .aio import AsyncSessionManager  # the async API (qv_session_manager.aio)
 from .protocol import BulkSaving, Capability, ConversationFilter, ConversationStore
 from .records import ConversationRecord, MessageRecord, SearchHit, StoredConversation, ToolCallRecord
 from .registry import Backend, available_backends, open_store
@@ -29,6 +30,7 @@ from .transfer import copy_store
 __version__ = "1.0.0.dev0"
 
 __all__ = [
+    "AsyncSessionManager",
     "Backend",
     "BackendConflictError",
     "BulkSaving",

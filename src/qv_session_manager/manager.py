@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import logging
 import os
+import uuid
 from collections.abc import Callable, Iterable, Iterator, Mapping
+from dataclasses import replace as dataclass_replace
 from datetime import datetime
 from types import TracebackType
 from typing import Any, TextIO
@@ -21,8 +23,10 @@ from .convert import (
 from .errors import ConversationNotFoundError, InvalidInputError
 from .exchange import ExportFormat, ImportFormat, ImportReport, OnError, export_to, import_into
 from .protocol import BulkSaving, ConversationFilter, ConversationStore, SaveItem, SearchOrder, TimeField
+from .protocol import WindowedLoading
 from .query import parse
-from .records import ConversationRecord, check_metadata_filter
+from .records import ConversationRecord, StoredConversation, check_metadata_filter
+from .rules import check_window, window_of
 from .registry import open_store
 from .snippet import snippet
 from .timeutil import TimeBound, time_key, time_range
@@ -32,6 +36,9 @@ log = logging.getLogger("qv_session_manager")
 
 #: save_many writes a batch once it holds this many messages, however few conversations.
 BATCH_MESSAGE_LIMIT = 20_000
+
+#: The metadata key of a fork naming where it branched off (see SessionManager.fork_conversation).
+FORKED_FROM = "forked_from"
 
 #: The environment variable naming the store when the constructor is given none.
 URL_VARIABLE = "QV_SESSION_MANAGER_URL"
@@ -235,28 +242,128 @@ class SessionManager:
                 return record
         return None
 
-    def load_conversation(self, conversation_id: str) -> Conversation | None:
-        """The conversation with all its messages in stored order, or None if missing."""
-        for key in _lookup_ids(conversation_id):
-            stored = self.store.load(key)
-            if stored is not None:
-                return record_to_conversation(stored)
-        return None
+    def load_conversation(
+        self,
+        conversation_id: str,
+        *,
+        last_messages: int | None = None,
+        last_turns: int | None = None,
+        keep_system: bool = True,
+    ) -> Conversation | None:
+        """The conversation with its messages in stored order, or None if missing.
+
+        With ``last_messages`` or ``last_turns`` (not both; positive ints) only a window
+        of the end is loaded: the last messages, or the messages from the N-th last
+        user message on, started earlier when needed so that it never begins with tool
+        results cut off from the assistant message that called the tools; with
+        ``keep_system`` (default) the conversation's leading system messages come in
+        front. The rule is :func:`qv_session_manager.rules.window_indices`. Stores with
+        ``load_window`` (SQLite, PostgreSQL, memory, jsonl) read only the window;
+        others are loaded whole and cut. Raises InvalidInputError for bad sizes.
+        Do not save a windowed conversation back with ``replace=True``: that would
+        drop the messages it does not hold.
+        """
+        if last_messages is None and last_turns is None:
+            for key in _lookup_ids(conversation_id):
+                stored = self.store.load(key)
+                if stored is not None:
+                    return record_to_conversation(stored)
+            return None
+        return self._load_window(conversation_id, last_messages, last_turns, keep_system)
 
     def get_conversation_by_id(self, conversation_id: str) -> Conversation | None:
         """Same as :meth:`load_conversation` (kept from the seed API)."""
         return self.load_conversation(conversation_id)
 
-    def resume_conversation(self, conversation_id: str) -> dict[str, Any] | None:
+    def resume_conversation(
+        self, conversation_id: str, *, last_messages: int | None = None, last_turns: int | None = None
+    ) -> dict[str, Any] | None:
         """``{"conversation": Conversation, "last_message": dict}`` to continue a chat.
 
         ``last_message`` is the last stored message as ``Message.to_db_dict()``.
-        Returns None when the conversation is missing or has no messages.
+        ``last_messages``/``last_turns`` load only a window of the end, as
+        :meth:`load_conversation` does (leading system messages kept). Returns None
+        when the conversation is missing or has no messages.
         """
-        conversation = self.load_conversation(conversation_id)
+        conversation = self.load_conversation(
+            conversation_id, last_messages=last_messages, last_turns=last_turns
+        )
         if conversation is None or not conversation.messages:
             return None
         return {"conversation": conversation, "last_message": conversation.messages[-1].to_db_dict()}
+
+    # -- windows and branches (see README "Long conversations: windows and branches") --
+
+    def _load_window(
+        self, conversation_id: str, last_messages: int | None, last_turns: int | None, keep_system: bool
+    ) -> Conversation | None:
+        check_window(last_messages, last_turns, keep_system)
+        for key in _lookup_ids(conversation_id):
+            if isinstance(self.store, WindowedLoading):
+                stored = self.store.load_window(
+                    key, last_messages=last_messages, last_turns=last_turns, keep_system=keep_system
+                )
+            else:
+                whole = self.store.load(key)
+                stored = None if whole is None else window_of(
+                    whole, last_messages=last_messages, last_turns=last_turns, keep_system=keep_system
+                )
+            if stored is not None:
+                return record_to_conversation(stored)
+        return None
+
+    def fork_conversation(
+        self, conversation_id: str, at_message_id: str, *, title: str | None = None
+    ) -> Conversation:
+        """Branch a conversation: save a copy of its history up to ``at_message_id`` and return it.
+
+        The fork has a new conversation id and new message ids; messages keep their
+        roles, content, tool calls, timestamps and metadata. It is created now
+        (``created_at``/``updated_at``), keeps the original's model name, takes
+        ``title`` (default: the original's), and its metadata is the original's plus
+        ``"forked_from": {"conversation_id": ..., "message_id": ...}`` naming the
+        original and the message given (replacing a ``forked_from`` the original had).
+        A fork never ends inside a tool-call group: the tool results (role ``tool``)
+        directly after the message forked at are copied too, so forking at an
+        assistant message with tool calls, or at one of its results, keeps all its
+        results (the rule of resume windows, seen from the other end). The original
+        is not changed.
+
+        Raises ConversationNotFoundError (a LookupError) when the conversation or the
+        message is missing, InvalidInputError for an unusable title.
+        """
+        original = None
+        for key in _lookup_ids(conversation_id):
+            original = self.store.load(key)
+            if original is not None:
+                break
+        if original is None:
+            raise ConversationNotFoundError(f"no conversation {conversation_id!r} to fork")
+        wanted = set(_lookup_ids(at_message_id))
+        at = next((i for i, m in enumerate(original.messages) if m.id in wanted), None)
+        if at is None:
+            raise ConversationNotFoundError(
+                f"conversation {conversation_id!r} has no message {at_message_id!r} to fork at"
+            )
+        end = at + 1
+        while end < len(original.messages) and original.messages[end].role == "tool":
+            end += 1
+        now = datetime.now()
+        source = original.conversation
+        fork = dataclass_replace(
+            source,
+            id=str(uuid.uuid4()),
+            title=source.title if title is None else title,
+            created_at=now,
+            updated_at=now,
+            metadata={
+                **source.metadata,
+                FORKED_FROM: {"conversation_id": source.id, "message_id": original.messages[at].id},
+            },
+        )
+        messages = tuple(dataclass_replace(m, id=str(uuid.uuid4())) for m in original.messages[:end])
+        self.store.save(fork, messages)
+        return record_to_conversation(StoredConversation(fork, messages))
 
     def iter_conversations(
         self, *, metadata: Mapping[str, Any] | None = None, page_size: int = 200

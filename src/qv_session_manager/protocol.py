@@ -181,3 +181,36 @@ class BulkSaving(Protocol):
         nothing is written. Returns the number of pairs saved.
         """
         ...
+
+
+@runtime_checkable
+class WindowedLoading(Protocol):
+    """An optional side of a store: loading only the end of a long conversation.
+
+    :meth:`SessionManager.load_conversation
+    <qv_session_manager.SessionManager.load_conversation>` with ``last_messages`` or
+    ``last_turns`` uses it when present; for other stores it loads the whole
+    conversation and cuts the window in Python, with the same result.
+    """
+
+    def load_window(
+        self,
+        conversation_id: str,
+        *,
+        last_messages: int | None = None,
+        last_turns: int | None = None,
+        keep_system: bool = True,
+    ) -> StoredConversation | None:
+        """The conversation with only the messages of its window, in stored order; None if missing.
+
+        The window is exactly :func:`qv_session_manager.rules.window_indices` applied
+        to the stored messages: the last ``last_messages`` messages, or the messages
+        from the ``last_turns``-th last user message on (everything when there are
+        fewer), moved earlier so that it never starts on a ``tool`` message, plus,
+        with ``keep_system``, the conversation's leading system messages in front.
+        It should read a number of messages bounded by the window, not the whole
+        history. Raises InvalidInputError, whether or not the id exists, unless exactly
+        one of ``last_messages`` and ``last_turns`` is a positive int and
+        ``keep_system`` is a bool.
+        """
+        ...

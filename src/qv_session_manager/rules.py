@@ -1,4 +1,4 @@
-"""The reference rules of listing and paging, for backends that evaluate in Python.
+"""The reference rules of listing, paging and resume windows, for backends that evaluate in Python.
 
 A backend written in Python (the memory backend, plugins) can use these helpers to
 get exactly the order, filters and paging the protocol prescribes."""
@@ -12,7 +12,7 @@ from typing import Any, TypeVar
 from .errors import InvalidInputError
 from .protocol import ConversationFilter
 from .query import Query, bm25
-from .records import ConversationRecord, SearchHit, check_metadata_filter, metadata_matches
+from .records import ConversationRecord, SearchHit, StoredConversation, check_metadata_filter, metadata_matches
 from .timeutil import time_key
 
 T = TypeVar("T")
@@ -173,3 +173,115 @@ def reference_search(
     if order == "relevance":
         hits.sort(key=lambda hit: hit.score or 0.0, reverse=True)  # stable: ties stay newest first
     return page(hits, limit, offset)
+
+
+# -- resume windows -------------------------------------------------------------
+#
+# The rule that picks the last messages of a conversation for resuming it. Every
+# backend and SessionManager use it, so a window is the same everywhere.
+
+
+def check_window(last_messages: object, last_turns: object, keep_system: object = True) -> None:
+    """Raise InvalidInputError unless exactly one of the sizes is a positive int and keep_system a bool."""
+    given = [(name, value) for name, value in (("last_messages", last_messages), ("last_turns", last_turns))
+             if value is not None]
+    if len(given) != 1:
+        raise InvalidInputError("give exactly one of last_messages and last_turns")
+    name, value = given[0]
+    if not _count(value) or value == 0:
+        raise InvalidInputError(f"{name} must be an int from 1 to 2**63-1, not {value!r}")
+    if not isinstance(keep_system, bool):
+        raise InvalidInputError(f"keep_system must be True or False, not {keep_system!r}")
+
+
+def window_start(
+    roles: Sequence[str],
+    *,
+    last_messages: int | None = None,
+    last_turns: int | None = None,
+    complete: bool = True,
+) -> int | None:
+    """Where the window begins in ``roles``, the roles of a conversation's last messages in stored order.
+
+    The wanted start is ``len(roles) - last_messages``, or the ``last_turns``-th last
+    user message (the start of the conversation when it has fewer messages or user
+    messages than asked). From there the start moves earlier while it is on a
+    ``tool`` message: a window never begins with tool results cut off from the
+    assistant message whose tool calls they answer, since the next model call would
+    then fail. The result is the shortest such window; it starts with a tool message
+    only when the whole conversation does.
+
+    Only roles matter: an assistant message's tool results follow it, so a window that
+    never starts on a tool message never separates them from it.
+
+    ``complete`` says whether ``roles`` is the whole conversation. When it is not (a
+    backend read only the tail), None means the tail is too short to decide: read
+    earlier messages and ask again. Otherwise the answer is an index into ``roles``
+    and does not change when earlier messages are added in front. Sizes are checked
+    with :func:`check_window` first.
+    """
+    check_window(last_messages, last_turns)
+    if last_turns is not None:
+        users = [index for index, role in enumerate(roles) if role == "user"]
+        if len(users) >= last_turns:
+            return users[-last_turns]
+        return 0 if complete else None
+    assert last_messages is not None
+    if len(roles) < last_messages:
+        return 0 if complete else None
+    start = len(roles) - last_messages
+    while start > 0 and roles[start] == "tool":
+        start -= 1
+    if start == 0 and roles[0] == "tool" and not complete:
+        return None  # the assistant message that made these calls is further back
+    return start
+
+
+def leading_system_count(roles: Iterable[str]) -> int:
+    """How many messages at the start of a conversation are system messages (its instructions)."""
+    count = 0
+    for role in roles:
+        if role != "system":
+            break
+        count += 1
+    return count
+
+
+def window_indices(
+    roles: Sequence[str],
+    *,
+    last_messages: int | None = None,
+    last_turns: int | None = None,
+    keep_system: bool = True,
+) -> list[int]:
+    """The positions (into a whole conversation's ``roles``) of its window, ascending.
+
+    The window is the suffix chosen by :func:`window_start`; with ``keep_system`` the
+    conversation's leading system messages come in front of it even when they are
+    older (they are not counted in ``last_messages``). Raises InvalidInputError for
+    bad sizes.
+    """
+    check_window(last_messages, last_turns, keep_system)
+    start = window_start(roles, last_messages=last_messages, last_turns=last_turns)
+    assert start is not None  # a complete conversation always decides
+    head = min(leading_system_count(roles), start) if keep_system else 0
+    return [*range(head), *range(start, len(roles))]
+
+
+def window_of(
+    stored: StoredConversation,
+    *,
+    last_messages: int | None = None,
+    last_turns: int | None = None,
+    keep_system: bool = True,
+) -> StoredConversation:
+    """``stored`` with only the messages of its window (see :func:`window_indices`), in stored order.
+
+    For backends that hold whole conversations in Python, and for SessionManager over
+    stores without ``load_window``.
+    """
+    messages = stored.messages
+    chosen = window_indices(
+        [m.role for m in messages], last_messages=last_messages, last_turns=last_turns, keep_system=keep_system
+    )
+    return StoredConversation(stored.conversation, tuple(messages[index] for index in chosen))

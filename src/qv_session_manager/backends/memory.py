@@ -29,7 +29,7 @@ from ..records import (
 )
 from ..registry import Backend
 from ..text import tokens
-from ..rules import Searchable, reference_list, reference_search
+from ..rules import Searchable, check_window, reference_list, reference_search, window_of
 
 
 @dataclass
@@ -141,6 +141,25 @@ class MemoryStore:
             return StoredConversation(
                 _copy(entry.conversation), tuple(_copy(m) for m in entry.messages.values())
             )
+
+    def load_window(
+        self,
+        conversation_id: str,
+        *,
+        last_messages: int | None = None,
+        last_turns: int | None = None,
+        keep_system: bool = True,
+    ) -> StoredConversation | None:
+        """See :class:`~qv_session_manager.protocol.WindowedLoading`: the shared rule over the stored list."""
+        check_window(last_messages, last_turns, keep_system)
+        with self._lock:
+            self._check_open()
+            entry = self._entries.get(conversation_id)
+            if entry is None:
+                return None
+            whole = StoredConversation(entry.conversation, tuple(entry.messages.values()))
+            window = window_of(whole, last_messages=last_messages, last_turns=last_turns, keep_system=keep_system)
+            return StoredConversation(_copy(window.conversation), tuple(_copy(m) for m in window.messages))
 
     def get(self, conversation_id: str) -> ConversationRecord | None:
         with self._lock:

@@ -34,10 +34,11 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from ..errors import InvalidInputError, StorageError
-from ..protocol import BulkSaving, Capability, ConversationFilter, ConversationStore
+from ..protocol import BulkSaving, Capability, ConversationFilter, ConversationStore, WindowedLoading
 from ..query import parse
 from ..records import ConversationRecord, MessageRecord, StoredConversation, ToolCallRecord
 from ..registry import open_store
+from ..rules import window_of
 from . import strategies
 from .stateful import run_comparison
 
@@ -522,6 +523,136 @@ class StoreContract:
         assert _found(store, "after") == [] and _found(store, "fresh") == [], (
             "contract save_many: a refused or failed batch left search entries"
         )
+
+    # -- resume windows (stores with WindowedLoading) -------------------------------
+
+    @staticmethod
+    def windowed(store: ConversationStore) -> WindowedLoading:
+        if not isinstance(store, WindowedLoading):
+            pytest.skip("the backend has no load_window (WindowedLoading)")
+        return store
+
+    @staticmethod
+    def _window(store: ConversationStore, conversation_id: str = "w", **window: Any) -> list[str]:
+        loaded = StoreContract.windowed(store).load_window(conversation_id, **window)
+        assert loaded is not None, "contract load_window: a saved conversation must load"
+        return [m.id for m in loaded.messages]
+
+    @staticmethod
+    def _tool_chat(store: ConversationStore) -> list[MessageRecord]:
+        """Two system prompts, a turn with a tool-call group (two results), then a plain turn."""
+        call = (ToolCallRecord("get_weather", {"city": "Paris"}, "c1"), ToolCallRecord("get_time", {}, "c2"))
+        messages = [
+            message("Be brief.", id="s0", role="system"), message("Use tools.", id="s1", role="system"),
+            message("weather?", id="u0"), message("", id="a0", role="assistant", tool_calls=call),
+            message("18", id="t0", role="tool", tool_call_id="c1"), message("noon", id="t1", role="tool", tool_call_id="c2"),
+            message("18 at noon", id="a1", role="assistant"), message("thanks", id="u1"),
+            message("welcome", id="a2", role="assistant"),
+        ]
+        store.save(conversation("w", metadata={"k": "v"}), messages)
+        return messages
+
+    def test_load_window_sizes(self, store: ConversationStore) -> None:
+        """contract load_window: the last N messages or from the N-th last user message, in stored order."""
+        self.windowed(store)
+        messages = self._tool_chat(store)
+        window = store.load_window("w", last_messages=1)  # type: ignore[attr-defined]
+        whole = store.load("w")
+        assert window is not None and whole is not None
+        assert window.conversation == whole.conversation, "contract load_window: conversation fields as load gives them"
+        assert window.messages == (messages[0], messages[1], messages[8]), (
+            "contract load_window: the window's messages must come back unchanged, system prompts first"
+        )
+        assert self._window(store, last_messages=3, keep_system=False) == ["a1", "u1", "a2"], (
+            "contract load_window: last_messages counts from the end"
+        )
+        assert self._window(store, last_turns=1) == ["s0", "s1", "u1", "a2"], (
+            "contract load_window: last_turns starts at the N-th last user message"
+        )
+        everything = [m.id for m in messages]
+        covering: list[dict[str, Any]] = [{"last_turns": 2}, {"last_turns": 9}, {"last_messages": 9}, {"last_messages": 50}]
+        for window_arguments in covering:
+            assert self._window(store, **window_arguments) == everything, (
+                f"contract load_window: {window_arguments} covers the whole conversation, each message once"
+            )
+
+    def test_load_window_never_cuts_tool_results_from_their_call(self, store: ConversationStore) -> None:
+        """contract load_window: a window never starts on a tool message; it moves back to the call."""
+        self.windowed(store)
+        self._tool_chat(store)
+        for size in (4, 5, 6):
+            assert self._window(store, last_messages=size, keep_system=False) == ["a0", "t0", "t1", "a1", "u1", "a2"], (
+                f"contract load_window: last_messages={size} must start at the assistant message with the tool calls"
+            )
+        store.save(conversation("orphans"), [message("r", id="x", role="tool"), message("r", id="y", role="tool")])
+        assert self._window(store, "orphans", last_messages=1) == ["x", "y"], (
+            "contract load_window: tool messages at the very start go back to the start"
+        )
+
+    def test_load_window_keep_system(self, store: ConversationStore) -> None:
+        """contract load_window: keep_system adds the leading system messages, and only those."""
+        self.windowed(store)
+        self._tool_chat(store)
+        assert self._window(store, last_messages=2) == ["s0", "s1", "u1", "a2"]
+        assert self._window(store, last_messages=2, keep_system=False) == ["u1", "a2"], (
+            "contract load_window: keep_system=False must leave the system messages out"
+        )
+        assert self._window(store, last_messages=8) == ["s0", "s1", "u0", "a0", "t0", "t1", "a1", "u1", "a2"], (
+            "contract load_window: a system message inside the window must not appear twice"
+        )
+        store.save(conversation("later"), [message("hi", id="u"), message("now formal", id="s", role="system"),
+                                           message("ok", id="a", role="assistant")])
+        assert self._window(store, "later", last_messages=1) == ["a"], (
+            "contract load_window: only system messages at the start are kept, not later ones"
+        )
+        store.save(conversation("empty"), [])
+        assert self._window(store, "empty", last_turns=1) == [], "contract load_window: an empty conversation"
+
+    def test_load_window_missing_ids_and_bad_arguments(self, store: ConversationStore) -> None:
+        """contract load_window: None for a missing id; InvalidInputError for bad sizes, before any lookup."""
+        windowed = self.windowed(store)
+        self._tool_chat(store)
+        for missing in ("nope", "", "a\x00b"):
+            assert windowed.load_window(missing, last_messages=1) is None, (
+                f"contract load_window: missing id {missing!r} must give None"
+            )
+        bad: list[dict[str, Any]] = [
+            {}, {"last_messages": 1, "last_turns": 1}, {"last_messages": 0}, {"last_turns": -2},
+            {"last_messages": True}, {"last_turns": 1.0}, {"last_messages": "3"}, {"last_messages": 2**63},
+            {"last_messages": 1, "keep_system": "yes"},
+        ]
+        for arguments in bad:
+            for conversation_id in ("w", "nope"):
+                with pytest.raises(InvalidInputError):
+                    windowed.load_window(conversation_id, **arguments)
+        assert self._window(store, last_messages=2**63 - 1) == _ids(store, "w"), (
+            "contract load_window: the largest size is usable"
+        )
+
+    def test_load_window_agrees_with_the_rule(self, store: ConversationStore) -> None:
+        """contract load_window: random conversations give rules.window_of of the whole conversation."""
+        windowed = self.windowed(store)
+        counter = itertools.count()
+        sizes = st.one_of(st.fixed_dictionaries({"last_messages": st.integers(1, 12)}),
+                          st.fixed_dictionaries({"last_turns": st.integers(1, 5)}))
+
+        @given(strategies.message_lists(max_size=10), sizes, st.booleans())
+        @settings(max_examples=40, deadline=None,
+                  suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture])
+        def check(messages: list[MessageRecord], size: dict[str, int], keep_system: bool) -> None:
+            record = conversation(f"window{next(counter)}")
+            store.save(record, messages)
+            whole = store.load(record.id)
+            assert whole is not None
+            want = window_of(whole, keep_system=keep_system, **size)
+            got = windowed.load_window(record.id, keep_system=keep_system, **size)
+            assert got == want, (
+                f"contract load_window: {size}, keep_system={keep_system} over roles "
+                f"{[m.role for m in whole.messages]} gave {got and [m.id for m in got.messages]}, "
+                f"the rule {[m.id for m in want.messages]}"
+            )
+
+        check()
 
     def test_records_changed_after_validation_are_checked_again(self, store: ConversationStore) -> None:
         """contract input: a record whose dicts were changed to hold non-JSON data is refused, nothing written."""

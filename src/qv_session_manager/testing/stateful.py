@@ -3,7 +3,8 @@
 Every step applies the same random operation to both stores and asserts the same
 observable result: saves (new, edited and removed messages, ``replace``), bulk
 saves (when the backend has them, including refused batches), appends,
-``delete_message``, ``delete``, loads, listings with filters and keyset pages,
+``delete_message``, ``delete``, loads, resume windows (when the backend has
+``load_window``), listings with filters and keyset pages,
 searches with generated queries over generated Unicode text, and, for persistent
 backends, closing and reopening the store.
 """
@@ -26,7 +27,7 @@ from hypothesis.stateful import (
 )
 
 from ..backends.memory import MemoryStore
-from ..protocol import BulkSaving, Capability, ConversationFilter, ConversationStore
+from ..protocol import BulkSaving, Capability, ConversationFilter, ConversationStore, WindowedLoading
 from ..query import parse
 from ..records import ConversationRecord, MessageRecord
 from . import strategies
@@ -126,6 +127,17 @@ class StoreComparison(RuleBasedStateMachine):
         """After every step, every conversation loads the same from both stores."""
         for conversation_id in CONVERSATION_IDS.elements:  # type: ignore[attr-defined]
             self._same(f"load({conversation_id})", lambda store: store.load(conversation_id))
+
+    @precondition(lambda self: isinstance(self.store, WindowedLoading))
+    @rule(conversation_id=CONVERSATION_IDS,
+          size=st.one_of(st.fixed_dictionaries({"last_messages": st.integers(1, 7)}),
+                         st.fixed_dictionaries({"last_turns": st.integers(1, 4)})),
+          keep_system=st.booleans())
+    def load_window(self, conversation_id: str, size: dict[str, int], keep_system: bool) -> None:
+        """A random window; the generated messages mix all roles, tool calls and tool results."""
+        self._same(f"load_window({conversation_id}, {size}, keep_system={keep_system})",
+                   lambda store: store.load_window(  # type: ignore[attr-defined]
+                       conversation_id, keep_system=keep_system, **size))
 
     @rule(conversation_id=CONVERSATION_IDS, message_id=MESSAGE_IDS)
     def delete_message(self, conversation_id: str, message_id: str) -> None:

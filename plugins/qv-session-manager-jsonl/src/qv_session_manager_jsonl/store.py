@@ -60,7 +60,7 @@ from qv_session_manager import codec
 from qv_session_manager.protocol import SearchOrder
 from qv_session_manager.query import Query
 from qv_session_manager.records import check_save, check_append, is_storable_id
-from qv_session_manager.rules import Searchable, reference_list, reference_search
+from qv_session_manager.rules import Searchable, check_window, reference_list, reference_search, window_of
 from qv_session_manager.text import tokens
 
 __all__ = ["FORMAT_VERSION", "JsonlStore", "file_name"]
@@ -507,6 +507,21 @@ class JsonlStore:
             return StoredConversation(
                 _copy(entry.conversation), tuple(_copy(m) for m in entry.messages.values())
             )
+
+    def load_window(
+        self,
+        conversation_id: str,
+        *,
+        last_messages: int | None = None,
+        last_turns: int | None = None,
+        keep_system: bool = True,
+    ) -> StoredConversation | None:
+        """See ``WindowedLoading``: the file is read whole (one file per conversation), then cut by the shared rule."""
+        check_window(last_messages, last_turns, keep_system)
+        stored = self.load(conversation_id)
+        if stored is None:
+            return None
+        return window_of(stored, last_messages=last_messages, last_turns=last_turns, keep_system=keep_system)
 
     def get(self, conversation_id: str) -> ConversationRecord | None:
         with self._lock:

@@ -29,7 +29,7 @@ from qv_session_manager import Backend, InvalidInputError, hookimpl
 from .store import PostgresStore
 
 __version__ = "0.1.0"
-__all__ = ["PostgresStore", "open_url", "register_backends", "split_url"]
+__all__ = ["PostgresStore", "open_async_url", "open_url", "register_backends", "split_url", "store_settings"]
 
 #: URL/keyword option -> (PostgresStore argument, parser)
 _OPTIONS: dict[str, tuple[str, Callable[[Any], Any]]] = {
@@ -67,6 +67,12 @@ def split_url(url: str) -> tuple[str, dict[str, str]]:
 
 def open_url(url: str, options: Mapping[str, Any]) -> PostgresStore:
     """Open ``postgresql://[user[:password]@][host][:port][/dbname][?param=value&...]``."""
+    conninfo, settings = store_settings(url, options)
+    return PostgresStore(conninfo, **settings)
+
+
+def store_settings(url: str, options: Mapping[str, Any]) -> tuple[str, dict[str, Any]]:
+    """(libpq URI, PostgresStore keyword arguments) for a store URL and keyword options."""
     conninfo, from_url = split_url(url)
     unknown = set(options) - set(_OPTIONS)
     if unknown:
@@ -81,7 +87,25 @@ def open_url(url: str, options: Mapping[str, Any]) -> PostgresStore:
             settings[argument] = parse(value) if isinstance(value, str) else value
         except (TypeError, ValueError):
             raise InvalidInputError(f"option {name} has a bad value: {value!r}") from None
-    return PostgresStore(conninfo, **settings)
+    return conninfo, settings
+
+
+# -- the async store (qv_session_manager.async_protocol finds this function by name) --
+
+
+def open_async_url(url: str, options: Mapping[str, Any]) -> Any:
+    """An AsyncPostgresStore for the URL, or None when greenlet is missing (then threads serve).
+
+    Takes the URL and options of :func:`open_url`.
+    """
+    from qv_session_manager import aio_bridge
+
+    if not aio_bridge.available():  # the [async] extra (greenlet) is not installed
+        return None
+    from .async_store import AsyncPostgresStore
+
+    conninfo, settings = store_settings(url, options)
+    return AsyncPostgresStore(conninfo, **settings)
 
 
 @hookimpl

@@ -54,7 +54,7 @@ from qv_session_manager.records import (
     check_save,
     is_storable_id,
 )
-from qv_session_manager.rules import check_filter, check_order, check_page
+from qv_session_manager.rules import check_filter, check_order, check_page, check_window, window_start
 from qv_session_manager.text import tokens
 from qv_session_manager.timeutil import time_key
 
@@ -726,6 +726,77 @@ class PostgresStore:
         found, rows = result
         return StoredConversation(
             _decode(decode_conversation, found[1:]), tuple(_decode(decode_message, row) for row in rows)
+        )
+
+    def load_window(
+        self,
+        conversation_id: str,
+        *,
+        last_messages: int | None = None,
+        last_turns: int | None = None,
+        keep_system: bool = True,
+    ) -> StoredConversation | None:
+        """See :class:`~qv_session_manager.protocol.WindowedLoading`.
+
+        In one snapshot: reads messages backwards from the newest through the
+        (conversation, position) index, a batch at a time (each twice the last), until
+        the shared rule places the window's start; then the leading system messages
+        before it. The rows read are about twice the window, however long the history.
+        """
+        check_window(last_messages, last_turns, keep_system)
+        if not is_storable_id(conversation_id):
+            self._check_open()
+            return None
+        key = id_key(conversation_id)
+        messages = f"{self._s}.qv_messages m"
+
+        def work(cursor: psycopg.Cursor) -> tuple[Any, list[Any]] | None:
+            found = cursor.execute(
+                f"SELECT c.pk, {CONVERSATION_COLUMNS} FROM {self._s}.qv_conversations c WHERE c.id_key = %s",  # type: ignore[arg-type]
+                (key,),
+            ).fetchone()
+            if found is None:
+                return None
+            pk = found[0]
+            wanted = last_messages if last_messages is not None else 4 * last_turns + 4  # type: ignore[operator]
+            batch = max(8, min(wanted, 1 << 40))
+            newest_first: list[Any] = []
+            while True:
+                # Two statements rather than "IS NULL OR": a generic plan keeps the index scan.
+                earlier = "AND m.position < %(before)s" if newest_first else ""
+                rows = cursor.execute(
+                    f"""SELECT m.position, {MESSAGE_COLUMNS} FROM {messages}
+                        WHERE m.conversation_pk = %(pk)s {earlier}
+                        ORDER BY m.position DESC LIMIT %(limit)s""",  # type: ignore[arg-type]
+                    {"pk": pk, "before": newest_first[-1][0] if newest_first else None, "limit": batch},
+                ).fetchall()
+                newest_first += rows
+                tail = newest_first[::-1]
+                start = window_start([row[2] for row in tail], last_messages=last_messages,
+                                     last_turns=last_turns, complete=len(rows) < batch)
+                if start is not None:
+                    break
+                batch = min(batch * 2, 1 << 40)
+            tail = tail[start:]
+            head: list[Any] = []
+            if keep_system and tail:
+                head = cursor.execute(
+                    f"""SELECT m.position, {MESSAGE_COLUMNS} FROM {messages}
+                        WHERE m.conversation_pk = %(pk)s
+                        AND m.position < least(%(start)s, (SELECT s.position FROM {self._s}.qv_messages s
+                            WHERE s.conversation_pk = %(pk)s AND s.role <> 'system'
+                            ORDER BY s.position LIMIT 1))
+                        ORDER BY m.position""",  # type: ignore[arg-type]
+                    {"pk": pk, "start": tail[0][0]},
+                ).fetchall()
+            return found, [*head, *tail]
+
+        result = self._run(f"loading the end of conversation {conversation_id}", work, write=False)
+        if result is None:
+            return None
+        found, rows = result
+        return StoredConversation(
+            _decode(decode_conversation, found[1:]), tuple(_decode(decode_message, row[1:]) for row in rows)
         )
 
     def get(self, conversation_id: str) -> ConversationRecord | None:

@@ -27,7 +27,7 @@ from ...records import (
     is_storable_id,
 )
 from ...timeutil import time_key
-from ...rules import check_filter, check_order, check_page
+from ...rules import check_filter, check_order, check_page, check_window, window_start
 from . import schema
 from .errors import translate
 from .rows import (
@@ -512,6 +512,80 @@ class SQLiteStore:
                 (found[0],),
             ).fetchall()
         return StoredConversation(decode_conversation(found[1:]), tuple(map(decode_message, rows)))
+
+    def load_window(
+        self,
+        conversation_id: str,
+        *,
+        last_messages: int | None = None,
+        last_turns: int | None = None,
+        keep_system: bool = True,
+    ) -> StoredConversation | None:
+        """See :class:`~qv_session_manager.protocol.WindowedLoading`.
+
+        Reads the conversation's messages backwards from the newest through the
+        position index, a batch at a time (each twice the last), until the shared
+        rule can place the window's start; then the leading system messages before
+        it. The rows read are about twice the window, however long the history.
+        """
+        check_window(last_messages, last_turns, keep_system)
+        if not is_storable_id(conversation_id):
+            self._check_open()
+            return None
+        with self._transaction(f"loading the end of conversation {conversation_id}", write=False) as db:
+            found = db.execute(
+                f"SELECT pk, {CONVERSATION_COLUMNS} FROM conversations WHERE id = ?", (conversation_id,)
+            ).fetchone()
+            if found is None:
+                return None
+            pk = found[0]
+            tail = self._window_tail(db, pk, last_messages, last_turns)
+            head: list[Any] = []
+            if keep_system and tail:
+                # The end of the leading system messages first, so that the read below has
+                # one upper bound and stops there instead of scanning up to the window.
+                first_other = db.execute(
+                    """SELECT position, pk FROM messages WHERE conversation_pk = ? AND role <> 'system'
+                       ORDER BY position, pk LIMIT 1""",
+                    (pk,),
+                ).fetchone()
+                bound = min(tuple(first_other), tuple(tail[0][:2])) if first_other else tuple(tail[0][:2])
+                head = db.execute(
+                    f"""SELECT {MESSAGE_COLUMNS} FROM messages
+                        WHERE conversation_pk = ? AND (position, pk) < (?, ?) ORDER BY position, pk""",
+                    (pk, *bound),
+                ).fetchall()
+        rows = [*head, *(row[2:] for row in tail)]
+        return StoredConversation(decode_conversation(found[1:]), tuple(map(decode_message, rows)))
+
+    @staticmethod
+    def _window_tail(
+        db: sqlite3.Connection, pk: int, last_messages: int | None, last_turns: int | None
+    ) -> list[Any]:
+        """The window's rows (position, pk, message columns...) in stored order, read from the end."""
+        wanted = last_messages if last_messages is not None else 4 * last_turns + 4  # type: ignore[operator]
+        batch = max(8, min(wanted + 1, 1 << 40))
+        newest_first: list[Any] = []
+        while True:
+            condition, params = "", {"pk": pk, "limit": batch}
+            if newest_first:
+                condition = "AND (position, pk) < (:position, :message_pk)"
+                params.update(position=newest_first[-1][0], message_pk=newest_first[-1][1])
+            rows = db.execute(
+                f"""SELECT position, pk, {MESSAGE_COLUMNS} FROM messages
+                    WHERE conversation_pk = :pk {condition}
+                    ORDER BY position DESC, pk DESC LIMIT :limit""",
+                params,
+            ).fetchall()
+            newest_first += rows
+            complete = len(rows) < batch
+            tail = newest_first[::-1]
+            start = window_start(
+                [row[3] for row in tail], last_messages=last_messages, last_turns=last_turns, complete=complete
+            )
+            if start is not None:
+                return tail[start:]
+            batch = min(batch * 2, 1 << 40)
 
     def get(self, conversation_id: str) -> ConversationRecord | None:
         if not is_storable_id(conversation_id):
