@@ -11,7 +11,7 @@ import json
 from typing import Any
 
 from .errors import InvalidInputError
-from .records import Image, ToolCallRecord
+from .records import Image, MessageRecord, ToolCallRecord
 
 
 def dumps(value: Any) -> str:
@@ -68,3 +68,17 @@ def dump_tool_calls(calls: tuple[ToolCallRecord, ...] | None) -> str | None:
 
 def load_tool_calls(text: str | None) -> tuple[ToolCallRecord, ...] | None:
     return None if text is None else tool_calls_from_json(json.loads(text))
+
+
+def message_to_json(message: MessageRecord) -> dict[str, Any]:
+    """A message record as a JSON object (the export format's and the jsonl backend's form)."""
+    return {
+        "id": message.id,
+        "role": message.role,
+        "content": message.content,
+        "created_at": message.created_at.isoformat(),
+        "metadata": message.metadata,
+        "images": None if message.images is None else images_to_json(message.images),
+        "tool_calls": None if message.tool_calls is None else tool_calls_to_json(message.tool_calls),
+        "tool_call_id": message.tool_call_id,
+    }

@@ -12,7 +12,7 @@ from typing import Any, TextIO
 from ..errors import ImportFormatError
 from ..records import StoredConversation
 from .jsonl import Entry
-from .scanner import ItemError, JsonScanner
+from .scanner import JsonScanner, array_items
 from .schema import check_header, decode_conversation, dumps_line, encode_conversation, header
 
 
@@ -59,7 +59,7 @@ def json_entries(stream: TextIO) -> Iterator[Entry]:
         if key == "conversations":
             check_header(fields, start)
             seen_conversations = True
-            yield from _array(scanner)
+            yield from array_items(scanner, decode_conversation, "'[' opening the conversations")
         elif key in ("format", "version"):
             fields[key] = scanner.value()[1]
         else:
@@ -68,25 +68,6 @@ def json_entries(stream: TextIO) -> Iterator[Entry]:
     check_header(fields, start)
     if scanner.peek() is not None:
         raise ImportFormatError(scanner.line, "extra data after the JSON document")
-
-
-def _array(scanner: JsonScanner) -> Iterator[Entry]:
-    scanner.expect("[", "'[' opening the conversations")
-    first = True
-    while scanner.peek() != "]":
-        if not first:
-            scanner.expect(",", "',' or ']' after a conversation")
-        first = False
-        try:
-            line, value = scanner.value()
-        except ItemError as exc:
-            yield exc.line, exc
-            continue
-        try:
-            yield line, decode_conversation(value, line)
-        except ImportFormatError as exc:
-            yield line, exc
-    scanner.expect("]", "']'")
 
 
 def read_json(stream: TextIO) -> Iterator[tuple[int, StoredConversation]]:

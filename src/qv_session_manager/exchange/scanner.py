@@ -11,11 +11,13 @@ from __future__ import annotations
 
 import json
 import re
-from typing import Any, TextIO
+from collections.abc import Callable, Iterator
+from typing import Any, TextIO, TypeVar
 
 from ..errors import ImportFormatError
 
 CHUNK_SIZE = 1 << 16
+T = TypeVar("T")
 _SPACE = re.compile(r"[ \t\r\n]*")
 
 
@@ -128,3 +130,30 @@ class JsonScanner:
             if self._problems:
                 raise ItemError(line, f"invalid JSON ({self._problems[0]})")
             return line, value
+
+
+def array_items(
+    scanner: JsonScanner, decode: Callable[[Any, int], T], opening: str
+) -> Iterator[tuple[int, T | ImportFormatError]]:
+    """Each item of the JSON array at the scanner, decoded, with the line it starts on.
+
+    An item that is unreadable JSON of its own (ItemError) or that ``decode`` refuses
+    is yielded as its ImportFormatError, so a caller may skip it; anything that breaks
+    the array itself raises. ``opening`` describes the expected '[' in errors.
+    """
+    scanner.expect("[", opening)
+    first = True
+    while scanner.peek() != "]":
+        if not first:
+            scanner.expect(",", "',' or ']' after a conversation")
+        first = False
+        try:
+            line, value = scanner.value()
+        except ItemError as exc:
+            yield exc.line, exc
+            continue
+        try:
+            yield line, decode(value, line)
+        except ImportFormatError as exc:
+            yield line, exc
+    scanner.expect("]", "']'")

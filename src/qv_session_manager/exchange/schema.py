@@ -14,7 +14,7 @@ import json
 from datetime import datetime
 from typing import Any
 
-from ..codec import images_from_json, images_to_json, tool_calls_from_json, tool_calls_to_json
+from ..codec import images_from_json, message_to_json, tool_calls_from_json
 from ..errors import ImportFormatError, InvalidInputError
 from ..records import ConversationRecord, Image, MessageRecord, StoredConversation, ToolCallRecord, check_unique_message_ids
 
@@ -41,20 +41,6 @@ def header() -> dict[str, Any]:
     return {"format": FORMAT_NAME, "version": FORMAT_VERSION}
 
 
-def encode_message(message: MessageRecord) -> dict[str, Any]:
-    """A message record as a JSON object with every key of the format."""
-    return {
-        "id": message.id,
-        "role": message.role,
-        "content": message.content,
-        "created_at": message.created_at.isoformat(),
-        "metadata": message.metadata,
-        "images": None if message.images is None else images_to_json(message.images),
-        "tool_calls": None if message.tool_calls is None else tool_calls_to_json(message.tool_calls),
-        "tool_call_id": message.tool_call_id,
-    }
-
-
 def encode_conversation(stored: StoredConversation) -> dict[str, Any]:
     """A conversation with its messages (in stored order) as a JSON object."""
     record = stored.conversation
@@ -65,7 +51,7 @@ def encode_conversation(stored: StoredConversation) -> dict[str, Any]:
         "created_at": record.created_at.isoformat(),
         "updated_at": record.updated_at.isoformat(),
         "metadata": record.metadata,
-        "messages": [encode_message(message) for message in stored.messages],
+        "messages": [message_to_json(message) for message in stored.messages],
     }
 
 

@@ -26,7 +26,7 @@ from typing import Any, TextIO
 from ..errors import ImportFormatError, InvalidInputError
 from ..records import ConversationRecord, MessageRecord, StoredConversation
 from .jsonl import Entry
-from .scanner import ItemError, JsonScanner, TruncatedError
+from .scanner import JsonScanner, TruncatedError, array_items
 
 log = logging.getLogger("qv_session_manager")
 
@@ -50,22 +50,7 @@ def sharegpt_entries(stream: TextIO) -> Iterator[Entry]:
     if scanner.peek() is None:
         raise ImportFormatError(1, "the file is empty: no JSON array")
     try:
-        scanner.expect("[", "a JSON array of ShareGPT conversations")
-        first = True
-        while scanner.peek() != "]":
-            if not first:
-                scanner.expect(",", "',' or ']' after a conversation")
-            first = False
-            try:
-                line, value = scanner.value()
-            except ItemError as exc:
-                yield exc.line, exc
-                continue
-            try:
-                yield line, sharegpt_conversation(value, line)
-            except ImportFormatError as exc:
-                yield line, exc
-        scanner.expect("]", "']'")
+        yield from array_items(scanner, sharegpt_conversation, "a JSON array of ShareGPT conversations")
     except TruncatedError as exc:
         log.warning("the ShareGPT file is cut short at line %d; the items before it were read", exc.line)
         return

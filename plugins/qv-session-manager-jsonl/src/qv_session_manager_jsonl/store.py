@@ -155,19 +155,6 @@ def encode_conversation(record: ConversationRecord) -> dict[str, Any]:
     }
 
 
-def encode_message(message: MessageRecord) -> dict[str, Any]:
-    return {
-        "id": message.id,
-        "role": message.role,
-        "content": message.content,
-        "created_at": message.created_at.isoformat(),
-        "metadata": message.metadata,
-        "images": None if message.images is None else codec.images_to_json(message.images),
-        "tool_calls": None if message.tool_calls is None else codec.tool_calls_to_json(message.tool_calls),
-        "tool_call_id": message.tool_call_id,
-    }
-
-
 def _line(value: dict[str, Any]) -> str:
     # json.dumps escapes "\n" and "\r", so one object is always exactly one line.
     return json.dumps(value, ensure_ascii=False, allow_nan=False)
@@ -435,7 +422,7 @@ class JsonlStore:
                messages: Sequence[MessageRecord]) -> None:
         try:
             lines = [_line(encode_conversation(conversation))]
-            lines.extend(_line(encode_message(message)) for message in messages)
+            lines.extend(_line(codec.message_to_json(message)) for message in messages)
             data = ("\n".join(lines) + "\n").encode("utf-8")
         except (TypeError, ValueError, RecursionError) as exc:  # a record's dict was mutated after validation
             raise InvalidInputError(f"conversation {conversation.id} cannot be written as JSON: {exc}") from None
