@@ -1,0 +1,504 @@
+"""Field-level encryption at rest: a store wrapper that encrypts text before any backend sees it.
+
+:class:`EncryptedStore` wraps any :class:`~qv_session_manager.protocol.ConversationStore`
+and encrypts, with AES-256-GCM (``cryptography``'s ``AESGCM``; install the
+``[encryption]`` extra):
+
+- conversation titles and metadata;
+- message content and metadata;
+- images (``str`` and ``bytes`` alike, each keeps its type);
+- tool call names and arguments.
+
+Each encrypted text becomes the token ``qvenc1:<key id>:<base64 of nonce + ciphertext>``
+(a ``bytes`` image becomes the same token as ASCII bytes); a metadata or
+tool-arguments dict is replaced by ``{"qvenc1": "<token>"}``. Each value is
+encrypted with a fresh random 96-bit nonce, and its place (conversation id, message
+id, field name, image or tool call index) is bound as associated data, so a token
+copied to another field, message or conversation fails to decrypt instead of
+showing up there.
+
+Threat model
+------------
+Protects titles, content, metadata, images and tool calls from someone who can read
+the storage but not the key: a stolen database file or backup, a database
+administrator, a leaked dump. It does NOT hide: conversation and message ids,
+timestamps, roles, model names, tool call ids, ``tool_call_id``, whether a title is
+present, the number of messages, images and tool calls, the approximate size of each
+value, nor which conversations are written when (who talks to whom, and how much).
+It does not protect against anyone holding the key, or running code inside the
+application (they can read keys and plaintext from memory). Someone who can write
+the storage can delete or roll back whole records, or swap in older ciphertexts of
+the same field, undetected; what they cannot do is change a value or move it
+elsewhere without :class:`EncryptionKeyError` being raised on read.
+
+Keys and rotation
+-----------------
+``keys`` maps key ids to 32-byte keys. New writes use ``current``; reads use the key
+id named in each token, so old data stays readable while its key is kept. To rotate,
+add a new key and make it ``current``; data is re-encrypted under it whenever it is
+saved again. A token naming a key id that is not in ``keys``, or failing
+authentication (wrong key, tampered bytes, moved value), raises
+:class:`EncryptionKeyError`; garbage is never returned.
+
+Costs
+-----
+The inner store only ever sees ciphertext, so it cannot search or filter by
+metadata. ``search`` therefore loads and decrypts **every** stored conversation and
+evaluates the query in Python with the shared reference rules
+(:func:`qv_session_manager.rules.reference_search`), which gives the same hits and
+BM25 scores as every other backend but costs time and memory proportional to the
+whole store: fine for personal stores, not for millions of messages. ``list`` with a
+metadata filter likewise reads and decrypts the whole listing of the time range
+before filtering and paging; without a metadata filter it is passed to the inner
+store as is (ids and timestamps are in the clear). Because nonces are random, every
+save rewrites the ciphertext of the messages it is given, even unchanged ones.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import builtins
+import dataclasses
+import json
+import os
+from collections.abc import Iterable, Mapping, Sequence
+from datetime import datetime
+from typing import Any
+
+from .errors import InvalidInputError, StorageError
+from .protocol import (
+    BulkSaving,
+    Capability,
+    ConversationFilter,
+    ConversationStore,
+    SaveItem,
+    SearchOrder,
+    WindowedLoading,
+)
+from .query import Query
+from .records import (
+    ConversationRecord,
+    Image,
+    JSONValue,
+    MessageRecord,
+    SearchHit,
+    StoredConversation,
+    ToolCallRecord,
+    check_append,
+    check_save,
+)
+from .rules import (
+    Searchable,
+    check_filter,
+    check_order,
+    check_page,
+    check_window,
+    reference_list,
+    reference_search,
+    window_of,
+)
+from .text import tokens
+
+try:
+    from cryptography.exceptions import InvalidTag
+    from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+except ImportError:  # pragma: no cover - depends on the environment
+    AESGCM = None  # type: ignore[assignment,misc]
+    InvalidTag = Exception  # type: ignore[assignment,misc]
+
+#: The prefix of every encrypted value, and the key replacing an encrypted dict.
+PREFIX = "qvenc1"
+KEY_SIZE = 32
+NONCE_SIZE = 12
+
+
+class EncryptionKeyError(StorageError, PermissionError):
+    """A stored value cannot be decrypted: its key id is unknown, or authentication failed.
+
+    Authentication fails for a wrong key, a changed byte, or a value moved to another
+    field, message or conversation. Nothing is returned in that case.
+    """
+
+
+# -- the cipher --------------------------------------------------------------------
+
+
+class _Cipher:
+    """Encrypts with the current key and decrypts with whichever key a token names."""
+
+    def __init__(self, keys: Mapping[str, bytes], current: str) -> None:
+        if AESGCM is None:
+            raise InvalidInputError(
+                "EncryptedStore needs the 'cryptography' package: pip install 'qv-session-manager[encryption]'"
+            )
+        if not isinstance(keys, Mapping) or not keys:
+            raise InvalidInputError("keys must be a non-empty mapping of key id to 32-byte key")
+        self._aead: dict[str, Any] = {}
+        for key_id, key in keys.items():
+            if not isinstance(key_id, str) or not key_id or not key_id.isascii() or ":" in key_id:
+                raise InvalidInputError(f"key id {key_id!r} must be a non-empty ASCII str without ':'")
+            if not isinstance(key, bytes) or len(key) != KEY_SIZE:
+                raise InvalidInputError(f"key {key_id!r} must be {KEY_SIZE} bytes (AES-256)")
+            self._aead[key_id] = AESGCM(key)
+        if current not in self._aead:
+            raise InvalidInputError(f"current key id {current!r} is not one of the keys")
+        self._current = current
+
+    def seal(self, plaintext: bytes, place: bytes) -> str:
+        """A token holding ``plaintext``, bound to ``place``; a fresh nonce every call."""
+        nonce = os.urandom(NONCE_SIZE)
+        sealed = self._aead[self._current].encrypt(nonce, plaintext, place)
+        return f"{PREFIX}:{self._current}:{base64.b64encode(nonce + sealed).decode('ascii')}"
+
+    def open(self, token: object, place: bytes) -> bytes:
+        """The plaintext of ``token``; EncryptionKeyError unless it was sealed for ``place`` with a known key."""
+        if not isinstance(token, str):
+            raise EncryptionKeyError(f"expected an encrypted value at {_describe(place)}, found {type(token).__name__}")
+        prefix, _, rest = token.partition(":")
+        key_id, _, payload = rest.partition(":")
+        if prefix != PREFIX or not payload:
+            raise EncryptionKeyError(f"the value at {_describe(place)} is not an encrypted value")
+        aead = self._aead.get(key_id)
+        if aead is None:
+            raise EncryptionKeyError(f"the value at {_describe(place)} needs key id {key_id!r}, which is not given")
+        try:
+            raw = base64.b64decode(payload.encode("ascii"), validate=True)
+            return bytes(aead.decrypt(raw[:NONCE_SIZE], raw[NONCE_SIZE:], place))
+        except (InvalidTag, binascii.Error, UnicodeEncodeError, ValueError) as exc:
+            raise EncryptionKeyError(
+                f"the value at {_describe(place)} failed authentication (wrong key, changed or moved data)"
+            ) from exc
+
+
+def _place(conversation_id: str, message_id: str | None, field: str) -> bytes:
+    # Ids never contain NUL (records refuse it), so this joining is unambiguous.
+    parts = [PREFIX, conversation_id, "" if message_id is None else message_id, field]
+    return "\x00".join(parts).encode("utf-8", "surrogatepass")
+
+
+def _image_field(index: int, image: Image) -> str:
+    # The type is part of the place, so a str token cannot pass for a bytes image.
+    return f"image {index} ({'bytes' if isinstance(image, bytes) else 'str'})"
+
+
+def _describe(place: bytes) -> str:
+    _, conversation_id, message_id, field = place.decode("utf-8", "surrogatepass").split("\x00", 3)
+    where = f"conversation {conversation_id!r}"
+    return f"{where}, message {message_id!r}, {field}" if message_id else f"{where}, {field}"
+
+
+# -- records <-> encrypted records ---------------------------------------------------
+
+
+class _Codec:
+    """Turns plaintext records into encrypted ones and back; one place per field."""
+
+    def __init__(self, cipher: _Cipher) -> None:
+        self._cipher = cipher
+
+    # text and dicts
+
+    def _seal_text(self, text: str, place: bytes) -> str:
+        return self._cipher.seal(text.encode("utf-8"), place)
+
+    def _open_text(self, token: object, place: bytes) -> str:
+        try:
+            return self._cipher.open(token, place).decode("utf-8")
+        except UnicodeDecodeError as exc:  # authenticated but not ours: still never return it
+            raise EncryptionKeyError(f"the value at {_describe(place)} is not text") from exc
+
+    def _seal_dict(self, value: dict[str, JSONValue], place: bytes) -> dict[str, JSONValue]:
+        text = json.dumps(value, ensure_ascii=False, allow_nan=False, separators=(",", ":"))
+        return {PREFIX: self._seal_text(text, place)}
+
+    def _open_dict(self, sealed: object, place: bytes) -> dict[str, JSONValue]:
+        if not isinstance(sealed, dict) or set(sealed) != {PREFIX}:
+            raise EncryptionKeyError(f"the value at {_describe(place)} is not an encrypted dict")
+        try:
+            value = json.loads(self._open_text(sealed[PREFIX], place))
+        except json.JSONDecodeError as exc:
+            raise EncryptionKeyError(f"the value at {_describe(place)} is not JSON") from exc
+        if not isinstance(value, dict):
+            raise EncryptionKeyError(f"the value at {_describe(place)} is not a dict")
+        return value
+
+    # conversations
+
+    def seal_conversation(self, record: ConversationRecord) -> ConversationRecord:
+        cid = record.id
+        return dataclasses.replace(
+            record,
+            title=None if record.title is None else self._seal_text(record.title, _place(cid, None, "title")),
+            metadata=self._seal_dict(record.metadata, _place(cid, None, "metadata")),
+        )
+
+    def open_conversation(self, record: ConversationRecord) -> ConversationRecord:
+        cid = record.id
+        return dataclasses.replace(
+            record,
+            title=None if record.title is None else self._open_text(record.title, _place(cid, None, "title")),
+            metadata=self._open_dict(record.metadata, _place(cid, None, "metadata")),
+        )
+
+    # messages
+
+    def seal_message(self, conversation_id: str, message: MessageRecord) -> MessageRecord:
+        def at(field: str) -> bytes:
+            return _place(conversation_id, message.id, field)
+
+        images = None if message.images is None else tuple(
+            self._seal_image(image, at(_image_field(index, image))) for index, image in enumerate(message.images)
+        )
+        calls = None if message.tool_calls is None else tuple(
+            ToolCallRecord(
+                self._seal_text(call.name, at(f"tool call {index} name")),
+                self._seal_dict(call.arguments, at(f"tool call {index} arguments")),
+                call.id,
+            )
+            for index, call in enumerate(message.tool_calls)
+        )
+        return dataclasses.replace(
+            message,
+            content=self._seal_text(message.content, at("content")),
+            metadata=self._seal_dict(message.metadata, at("metadata")),
+            images=images,
+            tool_calls=calls,
+        )
+
+    def open_message(self, conversation_id: str, message: MessageRecord) -> MessageRecord:
+        def at(field: str) -> bytes:
+            return _place(conversation_id, message.id, field)
+
+        images = None if message.images is None else tuple(
+            self._open_image(image, at(_image_field(index, image))) for index, image in enumerate(message.images)
+        )
+        calls = None if message.tool_calls is None else tuple(
+            ToolCallRecord(
+                self._open_text(call.name, at(f"tool call {index} name")),
+                self._open_dict(call.arguments, at(f"tool call {index} arguments")),
+                call.id,
+            )
+            for index, call in enumerate(message.tool_calls)
+        )
+        return dataclasses.replace(
+            message,
+            content=self._open_text(message.content, at("content")),
+            metadata=self._open_dict(message.metadata, at("metadata")),
+            images=images,
+            tool_calls=calls,
+        )
+
+    def _seal_image(self, image: Image, place: bytes) -> Image:
+        if isinstance(image, bytes):
+            return self._cipher.seal(image, place).encode("ascii")
+        return self._seal_text(image, place)
+
+    def _open_image(self, image: Image, place: bytes) -> Image:
+        if isinstance(image, bytes):
+            try:
+                token = image.decode("ascii")
+            except UnicodeDecodeError as exc:
+                raise EncryptionKeyError(f"the image at {_describe(place)} is not an encrypted value") from exc
+            return self._cipher.open(token, place)
+        return self._open_text(image, place)
+
+    def open_stored(self, stored: StoredConversation) -> StoredConversation:
+        cid = stored.conversation.id
+        return StoredConversation(
+            self.open_conversation(stored.conversation),
+            tuple(self.open_message(cid, message) for message in stored.messages),
+        )
+
+
+# -- the store -----------------------------------------------------------------------
+
+
+class EncryptedStore:
+    """A ConversationStore that keeps titles, content, metadata, images and tool calls encrypted in ``inner``.
+
+    See the module docstring for what is encrypted, the threat model and the cost
+    of ``search`` and metadata filters. Every method follows the contract of
+    :class:`~qv_session_manager.protocol.ConversationStore`; reads additionally
+    raise :class:`EncryptionKeyError` when a stored value cannot be decrypted
+    (unknown key id, wrong key, tampered or moved value). ``load_window`` is always
+    available (the inner store's when it has one, else load and cut); ``save_many``
+    exists exactly when the inner store has it, so bulk saves stay all or nothing.
+    Bad ``keys`` or ``current`` raise InvalidInputError. The wrapper owns ``inner``:
+    ``close()`` closes it.
+    """
+
+    def __new__(cls, inner: ConversationStore, keys: Mapping[str, bytes], *, current: str) -> EncryptedStore:
+        if cls is EncryptedStore and isinstance(inner, BulkSaving):
+            cls = _BulkEncryptedStore
+        return super().__new__(cls)
+
+    def __init__(self, inner: ConversationStore, keys: Mapping[str, bytes], *, current: str) -> None:
+        self._inner = inner
+        self._codec = _Codec(_Cipher(keys, current))
+        self._closed = False
+        # The Python-side search ranks with BM25, whatever the inner store can do.
+        self.capabilities: frozenset[Capability] = frozenset(inner.capabilities) | {Capability.RELEVANCE}
+
+    def _check_open(self) -> None:
+        if self._closed:
+            raise StorageError("the store is closed")
+
+    def _sealed(
+        self, conversation: ConversationRecord, messages: Sequence[MessageRecord]
+    ) -> tuple[ConversationRecord, list[MessageRecord]]:
+        """Encrypted copies of a save's records; InvalidInputError for anything a save must refuse.
+
+        ``dataclasses.replace`` validates again, since a caller may have changed a
+        record's dicts after it was built.
+        """
+        check_save(conversation, messages)
+        plain = dataclasses.replace(conversation)
+        return (
+            self._codec.seal_conversation(plain),
+            [self._codec.seal_message(plain.id, dataclasses.replace(message)) for message in messages],
+        )
+
+    def save(
+        self,
+        conversation: ConversationRecord,
+        messages: Sequence[MessageRecord],
+        *,
+        replace: bool = False,
+    ) -> None:
+        """Encrypt, then save as the inner store does (see ConversationStore.save)."""
+        self._check_open()
+        record, sealed = self._sealed(conversation, messages)
+        self._inner.save(record, sealed, replace=replace)
+
+    def append(
+        self,
+        conversation_id: str,
+        messages: Sequence[MessageRecord],
+        *,
+        updated_at: datetime | None = None,
+    ) -> bool:
+        """Encrypt, then append as the inner store does; False when the conversation is missing."""
+        self._check_open()
+        updated_at = check_append(messages, updated_at)
+        sealed = [self._codec.seal_message(conversation_id, dataclasses.replace(m)) for m in messages]
+        return self._inner.append(conversation_id, sealed, updated_at=updated_at)
+
+    def load(self, conversation_id: str) -> StoredConversation | None:
+        """The decrypted conversation and messages in stored order; None if missing."""
+        self._check_open()
+        stored = self._inner.load(conversation_id)
+        return None if stored is None else self._codec.open_stored(stored)
+
+    def load_window(
+        self,
+        conversation_id: str,
+        *,
+        last_messages: int | None = None,
+        last_turns: int | None = None,
+        keep_system: bool = True,
+    ) -> StoredConversation | None:
+        """See WindowedLoading; uses the inner store's window when it has one."""
+        self._check_open()
+        check_window(last_messages, last_turns, keep_system)
+        if isinstance(self._inner, WindowedLoading):
+            stored = self._inner.load_window(
+                conversation_id, last_messages=last_messages, last_turns=last_turns, keep_system=keep_system
+            )
+            return None if stored is None else self._codec.open_stored(stored)
+        whole = self.load(conversation_id)
+        if whole is None:
+            return None
+        return window_of(whole, last_messages=last_messages, last_turns=last_turns, keep_system=keep_system)
+
+    def get(self, conversation_id: str) -> ConversationRecord | None:
+        """The decrypted conversation without messages; None if missing."""
+        self._check_open()
+        record = self._inner.get(conversation_id)
+        return None if record is None else self._codec.open_conversation(record)
+
+    def delete(self, conversation_id: str) -> bool:
+        """Passed through: False when missing."""
+        self._check_open()
+        return self._inner.delete(conversation_id)
+
+    def delete_message(self, conversation_id: str, message_id: str) -> bool:
+        """Passed through: False when either id is missing."""
+        self._check_open()
+        return self._inner.delete_message(conversation_id, message_id)
+
+    def list(
+        self,
+        filter: ConversationFilter,
+        *,
+        limit: int | None = None,
+        offset: int = 0,
+        after: ConversationRecord | None = None,
+    ) -> builtins.list[ConversationRecord]:
+        """Decrypted conversations passing ``filter``, newest first (see ConversationStore.list).
+
+        Without a metadata filter the inner store pages. With one, the whole listing
+        of the time range is read and decrypted, then filtered and paged in Python
+        (the inner store only sees encrypted metadata).
+        """
+        self._check_open()
+        check_page(limit, offset)
+        check_filter(filter)
+        if not filter.metadata:
+            records = self._inner.list(filter, limit=limit, offset=offset, after=after)
+            return [self._codec.open_conversation(record) for record in records]
+        everything = self._inner.list(dataclasses.replace(filter, metadata=None))
+        plain = [self._codec.open_conversation(record) for record in everything]
+        return reference_list(plain, filter, limit=limit, offset=offset, after=after)
+
+    def search(
+        self,
+        query: Query,
+        filter: ConversationFilter,
+        *,
+        order: SearchOrder = "recent",
+        limit: int | None = None,
+        offset: int = 0,
+        with_text: bool = False,
+    ) -> builtins.list[SearchHit]:
+        """See ConversationStore.search; evaluated in Python over every decrypted conversation.
+
+        Costs a load and decryption of the whole store per call (see the module
+        docstring). Conversations deleted while the search runs are skipped.
+        """
+        self._check_open()
+        check_page(limit, offset)
+        check_filter(filter)
+        check_order(order)
+        if query.is_empty:
+            return []
+        items: builtins.list[Searchable] = []
+        # Every conversation, not only the filter's: BM25 statistics cover the whole store, as elsewhere.
+        for record in self._inner.list(ConversationFilter()):
+            stored = self._inner.load(record.id)
+            if stored is None:
+                continue
+            plain = self._codec.open_stored(stored)
+            items.append(Searchable(
+                plain.conversation,
+                tokens(plain.conversation.title or ""),
+                [(m.id, tokens(m.content), m.content) for m in plain.messages],
+            ))
+        return reference_search(items, query, filter, order=order, limit=limit, offset=offset, with_text=with_text)
+
+    def close(self) -> None:
+        """Close the inner store; closing twice is harmless."""
+        self._closed = True
+        self._inner.close()
+
+
+class _BulkEncryptedStore(EncryptedStore):
+    """An EncryptedStore over an inner store with ``save_many`` (see BulkSaving)."""
+
+    def save_many(self, items: Iterable[SaveItem]) -> int:
+        """Encrypt every pair first, then save them in one inner transaction: all or nothing."""
+        self._check_open()
+        sealed = [self._sealed(conversation, messages) for conversation, messages in items]
+        inner = self._inner
+        assert isinstance(inner, BulkSaving)
+        return inner.save_many(sealed)
