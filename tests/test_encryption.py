@@ -9,7 +9,9 @@ from typing import Any
 
 import pytest
 from hypothesis import HealthCheck, given, settings
+from qv_ollama_sdk.domain.models import Conversation
 
+from qv_session_manager import SessionManager
 from qv_session_manager.backends.memory import MemoryStore
 from qv_session_manager.backends.sqlite import SQLiteStore
 from qv_session_manager.encryption import EncryptedStore, EncryptionKeyError
@@ -361,3 +363,21 @@ def test_fresh_random_keys_work() -> None:
     store.save(conversation("c", title="x"), [message("y", id="m")])
     loaded = store.load("c")
     assert loaded is not None and loaded.messages[0].content == "y"
+
+
+def test_the_readme_example_runs(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    readme = (Path(__file__).resolve().parent.parent / "README.md").read_text(encoding="utf-8")
+    section = readme[readme.index("### Encryption at rest"):]
+    code = section[section.index("```python\n") + len("```python\n"):section.index("\n```\n")]
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("CHAT_KEY_2025_01", "ab" * 32)
+    namespace: dict[str, object] = {}
+    exec(compile(code, "README.md", "exec"), namespace)
+    mgr = namespace["mgr"]
+    assert isinstance(mgr, SessionManager)
+    chat = Conversation(title="secret title")
+    chat.add_user_message("a very private message")
+    mgr.save_conversation(chat)
+    assert [c["title"] for c in mgr.search_conversations("private")] == ["secret title"]
+    mgr.close()
+    assert b"private message" not in (tmp_path / "private.db").read_bytes()
