@@ -62,7 +62,7 @@ import builtins
 import dataclasses
 import json
 import os
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from datetime import datetime
 from typing import Any
 
@@ -223,68 +223,60 @@ class _Codec:
             raise EncryptionKeyError(f"the value at {_describe(place)} is not a dict")
         return value
 
-    # conversations
+    # Which fields are encrypted, and under which place, is written once below: sealing
+    # and opening walk the same fields with opposite functions, so they cannot drift apart.
 
     def seal_conversation(self, record: ConversationRecord) -> ConversationRecord:
-        cid = record.id
-        return dataclasses.replace(
-            record,
-            title=None if record.title is None else self._seal_text(record.title, _place(cid, None, "title")),
-            metadata=self._seal_dict(record.metadata, _place(cid, None, "metadata")),
-        )
+        return self._map_conversation(record, self._seal_text, self._seal_dict)
 
     def open_conversation(self, record: ConversationRecord) -> ConversationRecord:
+        return self._map_conversation(record, self._open_text, self._open_dict)
+
+    def seal_message(self, conversation_id: str, message: MessageRecord) -> MessageRecord:
+        return self._map_message(conversation_id, message, self._seal_text, self._seal_dict, self._seal_image)
+
+    def open_message(self, conversation_id: str, message: MessageRecord) -> MessageRecord:
+        return self._map_message(conversation_id, message, self._open_text, self._open_dict, self._open_image)
+
+    @staticmethod
+    def _map_conversation(
+        record: ConversationRecord,
+        text: Callable[[str, bytes], str],
+        mapping: Callable[[Any, bytes], Any],
+    ) -> ConversationRecord:
         cid = record.id
         return dataclasses.replace(
             record,
-            title=None if record.title is None else self._open_text(record.title, _place(cid, None, "title")),
-            metadata=self._open_dict(record.metadata, _place(cid, None, "metadata")),
+            title=None if record.title is None else text(record.title, _place(cid, None, "title")),
+            metadata=mapping(record.metadata, _place(cid, None, "metadata")),
         )
 
-    # messages
-
-    def seal_message(self, conversation_id: str, message: MessageRecord) -> MessageRecord:
+    @staticmethod
+    def _map_message(
+        conversation_id: str,
+        message: MessageRecord,
+        text: Callable[[str, bytes], str],
+        mapping: Callable[[Any, bytes], Any],
+        image: Callable[[Image, bytes], Image],
+    ) -> MessageRecord:
         def at(field: str) -> bytes:
             return _place(conversation_id, message.id, field)
 
         images = None if message.images is None else tuple(
-            self._seal_image(image, at(_image_field(index, image))) for index, image in enumerate(message.images)
+            image(each, at(_image_field(index, each))) for index, each in enumerate(message.images)
         )
         calls = None if message.tool_calls is None else tuple(
             ToolCallRecord(
-                self._seal_text(call.name, at(f"tool call {index} name")),
-                self._seal_dict(call.arguments, at(f"tool call {index} arguments")),
+                text(call.name, at(f"tool call {index} name")),
+                mapping(call.arguments, at(f"tool call {index} arguments")),
                 call.id,
             )
             for index, call in enumerate(message.tool_calls)
         )
         return dataclasses.replace(
             message,
-            content=self._seal_text(message.content, at("content")),
-            metadata=self._seal_dict(message.metadata, at("metadata")),
-            images=images,
-            tool_calls=calls,
-        )
-
-    def open_message(self, conversation_id: str, message: MessageRecord) -> MessageRecord:
-        def at(field: str) -> bytes:
-            return _place(conversation_id, message.id, field)
-
-        images = None if message.images is None else tuple(
-            self._open_image(image, at(_image_field(index, image))) for index, image in enumerate(message.images)
-        )
-        calls = None if message.tool_calls is None else tuple(
-            ToolCallRecord(
-                self._open_text(call.name, at(f"tool call {index} name")),
-                self._open_dict(call.arguments, at(f"tool call {index} arguments")),
-                call.id,
-            )
-            for index, call in enumerate(message.tool_calls)
-        )
-        return dataclasses.replace(
-            message,
-            content=self._open_text(message.content, at("content")),
-            metadata=self._open_dict(message.metadata, at("metadata")),
+            content=text(message.content, at("content")),
+            metadata=mapping(message.metadata, at("metadata")),
             images=images,
             tool_calls=calls,
         )
