@@ -87,6 +87,7 @@ from .records import (
     ToolCallRecord,
     check_append,
     check_save,
+    checked_save_items,
 )
 from .rules import (
     Searchable,
@@ -490,7 +491,7 @@ class _BulkEncryptedStore(EncryptedStore):
     def save_many(self, items: Iterable[SaveItem]) -> int:
         """Encrypt every pair first, then save them in one inner transaction: all or nothing."""
         self._check_open()
-        sealed = [self._sealed(conversation, messages) for conversation, messages in items]
+        sealed = [self._sealed(conversation, messages) for conversation, messages in checked_save_items(items)]
         inner = self._inner
         assert isinstance(inner, BulkSaving)
         return inner.save_many(sealed)

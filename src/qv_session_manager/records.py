@@ -11,6 +11,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
+from collections.abc import Iterable, Iterator
 from typing import Any, Mapping, Sequence, Union
 
 from .errors import InvalidInputError
@@ -255,6 +256,22 @@ def check_save(conversation: object, messages: Sequence[MessageRecord]) -> None:
     if not isinstance(conversation, ConversationRecord):
         raise InvalidInputError(f"expected a ConversationRecord, got {type(conversation).__name__}")
     check_unique_message_ids(messages)
+
+
+def checked_save_items(items: Iterable[Any]) -> Iterator[tuple[ConversationRecord, Sequence[MessageRecord]]]:
+    """The ``(conversation, messages)`` pairs of a bulk save, each checked as :func:`check_save` does.
+
+    Raises InvalidInputError for an item that is not a pair, naming its place.
+    """
+    for index, item in enumerate(items):
+        try:
+            conversation, messages = item
+        except (TypeError, ValueError):
+            raise InvalidInputError(
+                f"item {index} of save_many is a {type(item).__name__}, not a (conversation, messages) pair"
+            ) from None
+        check_save(conversation, messages)
+        yield conversation, messages
 
 
 def check_append(messages: Sequence[MessageRecord], updated_at: object) -> datetime | None:

@@ -25,6 +25,7 @@ from ..records import (
     SearchHit,
     StoredConversation,
     check_save,
+    checked_save_items,
     check_append,
 )
 from ..registry import Backend
@@ -73,14 +74,15 @@ class MemoryStore:
         *,
         replace: bool = False,
     ) -> None:
-        checked = self._checked(conversation, messages)
+        check_save(conversation, messages)
+        checked = self._copies(conversation, messages)
         with self._lock:
             self._check_open()
             self._apply(*checked, replace)
 
     def save_many(self, items: Iterable[SaveItem]) -> int:
         """Save every pair at once (see BulkSaving): all are checked before any is applied."""
-        checked = [self._checked(conversation, messages) for conversation, messages in items]
+        checked = [self._copies(conversation, messages) for conversation, messages in checked_save_items(items)]
         with self._lock:
             self._check_open()
             for conversation, messages in checked:
@@ -88,11 +90,10 @@ class MemoryStore:
         return len(checked)
 
     @staticmethod
-    def _checked(
+    def _copies(
         conversation: ConversationRecord, messages: Sequence[MessageRecord]
     ) -> tuple[ConversationRecord, list[MessageRecord]]:
-        """Private, verified copies of what a save stores; raises InvalidInputError."""
-        check_save(conversation, messages)
+        """Private, verified copies of what a checked save stores; raises InvalidInputError."""
         return _checked_copy(conversation), [_checked_copy(message) for message in messages]
 
     def _apply(self, conversation: ConversationRecord, messages: list[MessageRecord], replace: bool) -> None:

@@ -517,6 +517,9 @@ class StoreContract:
         ):
             with pytest.raises(InvalidInputError):
                 self.bulk(store).save_many([(dataclasses.replace(kept, title="after"), []), refused])  # type: ignore[list-item]
+        for not_a_pair in ("not a pair", (conversation("new"),), None):
+            with pytest.raises(InvalidInputError):
+                self.bulk(store).save_many([(dataclasses.replace(kept, title="after"), []), not_a_pair])  # type: ignore[list-item]
         assert store.load("kept") == before and store.get("new") is None, (
             "contract save_many: a refused or failed batch changed stored data"
         )

@@ -52,6 +52,7 @@ from qv_session_manager.records import (
     StoredConversation,
     check_append,
     check_save,
+    checked_save_items,
     is_storable_id,
 )
 from qv_session_manager.rules import check_filter, check_order, check_page, check_window, window_start
@@ -432,14 +433,7 @@ class PostgresStore:
         """
         self._check_open()
         batch: list[tuple[dict[str, Any], list[EncodedMessage]]] = []
-        for index, item in enumerate(items):
-            try:
-                conversation, messages = item
-            except (TypeError, ValueError):
-                raise InvalidInputError(
-                    f"item {index} of save_many is a {type(item).__name__}, not a (conversation, messages) pair"
-                ) from None
-            check_save(conversation, messages)
+        for conversation, messages in checked_save_items(items):
             batch.append((encode_conversation(conversation), [EncodedMessage(message) for message in messages]))
         if batch:
             self._run(f"saving {len(batch)} conversations", lambda cursor: self._save_many(cursor, batch), write=True)

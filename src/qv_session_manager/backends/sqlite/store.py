@@ -24,6 +24,7 @@ from ...records import (
     StoredConversation,
     check_append,
     check_save,
+    checked_save_items,
     is_storable_id,
 )
 from ...timeutil import time_key
@@ -234,8 +235,7 @@ class SQLiteStore:
     def save_many(self, items: Iterable[SaveItem]) -> int:
         """Save every pair in one transaction (see BulkSaving): one commit, one index flush."""
         prepared = []
-        for conversation, messages in items:
-            check_save(conversation, messages)
+        for conversation, messages in checked_save_items(items):
             prepared.append(
                 (conversation, encode_conversation(conversation), [encode_message(m) for m in messages])
             )
