@@ -120,7 +120,7 @@ def test_sizes_must_be_positive_ints(size: Any) -> None:
 def test_save_many_falls_back_to_one_save_each(tmp_path: Path) -> None:
     """A store without save_many (jsonl) gets the same result through save()."""
     pytest.importorskip("qv_session_manager_jsonl")
-    manager = SessionManager(url=f"jsonl://{tmp_path / 'chats'}")
+    manager = SessionManager(url=f"jsonl:///{tmp_path / 'chats'}")
     reference = SessionManager(store=MemoryStore())
     batch = [chat(i, turns=i % 3) for i in range(5)]
     assert manager.save_many(batch, batch_size=2) == 5
