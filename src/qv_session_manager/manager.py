@@ -26,7 +26,7 @@ from .protocol import BulkSaving, ConversationFilter, ConversationStore, SaveIte
 from .protocol import WindowedLoading
 from .query import parse
 from .records import ConversationRecord, StoredConversation, check_metadata_filter
-from .rules import check_window, window_of
+from .rules import check_positive_int, check_window, window_of
 from .registry import open_store
 from .snippet import snippet
 from .timeutil import TimeBound, time_key, time_range
@@ -170,8 +170,7 @@ class SessionManager:
         conversation that cannot be stored, naming its place in the iterable: the
         batches before its own are saved, its own batch is not.
         """
-        if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
-            raise InvalidInputError(f"batch_size must be a positive int, not {batch_size!r}")
+        check_positive_int(batch_size, "batch_size")
         saved = 0
         batch: list[SaveItem] = []
         batch_messages = 0
@@ -376,8 +375,7 @@ class SessionManager:
         while the iteration runs may or may not be included; deleted ones are skipped.
         """
         check_metadata_filter(metadata)
-        if isinstance(page_size, bool) or not isinstance(page_size, int) or page_size < 1:
-            raise InvalidInputError(f"page_size must be a positive int, not {page_size!r}")
+        check_positive_int(page_size, "page_size")
         stored = iter_stored(self.store, ConversationFilter(metadata=metadata), page_size=page_size)
         return map(record_to_conversation, stored)
 

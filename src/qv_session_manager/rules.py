@@ -33,6 +33,12 @@ def check_page(limit: int | None, offset: int) -> None:
         raise InvalidInputError(f"offset must be an int from 0 to 2**63-1, not {offset!r}")
 
 
+def check_positive_int(value: object, name: str) -> None:
+    """Raise InvalidInputError unless ``value`` is an int of at least 1 (not a bool)."""
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise InvalidInputError(f"{name} must be a positive int, not {value!r}")
+
+
 def check_filter(filter: ConversationFilter) -> None:
     """Raise InvalidInputError unless ``filter`` has a known field and a valid metadata filter."""
     if not isinstance(filter, ConversationFilter):

@@ -9,6 +9,7 @@ from typing import Literal
 from ..errors import ImportFormatError, InvalidInputError
 from ..protocol import BulkSaving, ConversationStore, SaveItem
 from ..records import StoredConversation
+from ..rules import check_positive_int
 from .jsonl import Entry
 
 OnError = Literal["raise", "skip"]
@@ -47,8 +48,7 @@ def import_entries(
     raised in both modes, after saving what came before. ``progress`` is called with
     the running number of saved conversations after each batch.
     """
-    if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
-        raise InvalidInputError(f"batch_size must be a positive int, not {batch_size!r}")
+    check_positive_int(batch_size, "batch_size")
     if on_error not in ("raise", "skip"):
         raise InvalidInputError(f"on_error must be 'raise' or 'skip', not {on_error!r}")
     saver = _BatchSaver(store, on_error, progress)
