@@ -66,7 +66,7 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from datetime import datetime
 from typing import Any
 
-from .errors import InvalidInputError, StorageError
+from .errors import EncryptionKeyError, InvalidInputError, StorageError
 from .protocol import (
     BulkSaving,
     Capability,
@@ -112,14 +112,6 @@ except ImportError:  # pragma: no cover - depends on the environment
 PREFIX = "qvenc1"
 KEY_SIZE = 32
 NONCE_SIZE = 12
-
-
-class EncryptionKeyError(StorageError, PermissionError):
-    """A stored value cannot be decrypted: its key id is unknown, or authentication failed.
-
-    Authentication fails for a wrong key, a changed byte, or a value moved to another
-    field, message or conversation. Nothing is returned in that case.
-    """
 
 
 # -- the cipher --------------------------------------------------------------------

@@ -62,6 +62,16 @@ class CorruptStorageError(StorageError):
     """The stored data is not usable: a zero-length, truncated, garbage or damaged file or record."""
 
 
+class EncryptionKeyError(StorageError, PermissionError):
+    """Encrypted data cannot be read with the key given: a missing, unknown or wrong key.
+
+    Raised for a stored value whose key id is unknown or whose authentication fails
+    (wrong key, a changed byte, a value moved to another field, message or
+    conversation), and for an encrypted database opened without its key or with
+    another one. Nothing is returned or changed in that case.
+    """
+
+
 class SchemaVersionError(StorageError):
     """The store was written by a newer version of this library, or has an unknown layout."""
 
