@@ -21,6 +21,7 @@ from qv_ollama_sdk.domain.models import Conversation, Function, Message, Message
 from qv_session_manager import SessionManager, open_store
 from qv_session_manager.backends.memory import MemoryStore
 from qv_session_manager.backends.sqlite import SQLiteStore, maintenance
+from qv_session_manager.backends.sqlite import schema as sqlite_schema
 from qv_session_manager.cli import main
 from qv_session_manager.cli import admin, common, copying, files
 from qv_session_manager.cli.common import parse_meta
@@ -322,6 +323,59 @@ def test_prune_bad_or_missing_date(db: Path) -> None:
     assert on(db, "prune", "--yes").exit_code == 2  # a usage error
 
 
+def test_prune_keep_newest_lists_then_deletes_the_rest(db: Path) -> None:
+    dry = on(db, "prune", "--keep-newest", "2", "--dry-run")
+    assert dry.exit_code == 0 and "would delete 2" in dry.stderr
+    assert "Rust ownership" in dry.stdout and "Python lists" in dry.stdout and "Weather" not in dry.stdout
+    result = on(db, "prune", "--keep-newest", "2", "--yes")
+    assert result.exit_code == 0 and "deleted 2" in result.stderr
+    assert titles(listed(db)) == ["Weather", "Python dicts"]
+    assert "nothing to prune" in on(db, "prune", "--keep-newest", "2", "--yes").stderr
+
+
+def test_prune_options_combine_each_conversation_once(db: Path) -> None:
+    # --before takes the two oldest, --keep-newest 3 the oldest again: two in all.
+    result = on(db, "prune", "--before", "2025-01-22", "--keep-newest", "3", "--yes")
+    assert result.exit_code == 0 and "deleted 2" in result.stderr
+    assert result.stdout.count("Python lists") == 1
+    assert titles(listed(db)) == ["Weather", "Python dicts"]
+
+
+def test_prune_older_than_days_counts_back_from_now(db: Path) -> None:
+    assert "nothing to prune" in on(db, "prune", "--older-than", "36500", "--yes").stderr  # 100 years
+    result = on(db, "prune", "--older-than", "1", "--yes")  # everything in the fixture is from January 2025
+    assert result.exit_code == 0 and "deleted 4" in result.stderr and listed(db) == []
+
+
+def test_prune_expired_removes_hidden_conversations_without_asking(db: Path) -> None:
+    first = listed(db)[0]["id"]
+    with SessionManager(db_path=db) as manager:
+        assert manager.set_expiry(first, datetime(2000, 1, 1))
+    assert len(listed(db)) == 3
+
+    def stored() -> int:
+        connection = sqlite3.connect(db)
+        try:
+            return int(connection.execute("SELECT count(*) FROM conversations").fetchone()[0])
+        finally:
+            connection.close()
+
+    dry = on(db, "prune", "--expired", "--dry-run")
+    assert dry.exit_code == 0 and "expired conversations would be removed" in dry.stderr and stored() == 4
+    result = on(db, "prune", "--expired")
+    assert result.exit_code == 0 and "removed 1 expired conversation" in result.stderr, result.stderr
+    assert stored() == 3 and len(listed(db)) == 3
+    assert "removed 0 expired conversations" in on(db, "prune", "--expired").stderr
+
+
+def test_prune_usage_errors(db: Path) -> None:
+    assert on(db, "prune", "--before", "2025-01-22", "--older-than", "3", "--yes").exit_code == 2
+    assert on(db, "prune", "--keep-newest", "-1", "--yes").exit_code == 2
+    assert on(db, "prune", "--older-than", "soon", "--yes").exit_code == 2
+    assert_user_error(on(db, "prune", "--older-than", "1000000000", "--yes"), "older-than")
+    assert len(listed(db)) == 4
+
+
 # -- stats, backends ------------------------------------------------------------
 
 
@@ -367,7 +421,7 @@ def test_backends_lists_every_installed_backend() -> None:
 def test_doctor_on_a_healthy_store(db: Path) -> None:
     result = on(db, "doctor")
     assert result.exit_code == 0, result.output
-    assert "schema version: 1 (current)" in result.stdout
+    assert f"schema version: {sqlite_schema.LATEST} (current)" in result.stdout
     assert "integrity check: ok" in result.stdout
     assert "search indexes: consistent" in result.stdout
     assert "no problems found" in result.stdout
@@ -402,7 +456,7 @@ def test_rebuild_restores_missing_index_entries(db: Path) -> None:
     connection.close()
     store = SQLiteStore(db)
     try:
-        assert maintenance.schema_version(store) == 1
+        assert maintenance.schema_version(store) == sqlite_schema.LATEST
         assert maintenance.integrity_problems(store) == []
         problems = maintenance.index_problems(store)
         assert len(problems) == 1 and problems[0].startswith("message_index:")

@@ -15,6 +15,18 @@ class TestSQLiteContract(StoreContract):
         return lambda name: SQLiteStore(tmp_path / f"{name}.db")
 
 
+class TestSQLiteEncryptedContract(StoreContract):
+    """The whole contract and the state machine over SQLCipher-encrypted files.
+
+    A raw 32-byte key: a passphrase would add its key derivation to every reopen.
+    """
+
+    @pytest.fixture
+    def store_opener(self, tmp_path):
+        key = bytes(range(32))
+        return lambda name: SQLiteStore(tmp_path / f"{name}.db", key=key)
+
+
 class TestSQLiteInMemoryContract(StoreContract):
     @pytest.fixture
     def store_opener(self):

@@ -115,3 +115,44 @@ def test_async_usage_runs(tmp_path: Path) -> None:
         "deleted: True",
     ]
     assert list(tmp_path.iterdir()) == [], "the example must not write into the working directory"
+
+
+# -- examples/retention.py (added with retention and expiry) --
+
+
+def test_retention_runs(tmp_path: Path) -> None:
+    result = subprocess.run(
+        [sys.executable, str(EXAMPLES / "retention.py")],
+        capture_output=True, text=True, cwd=tmp_path, timeout=120, check=False,
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.splitlines() == [
+        "expiry kept after a round trip: True",
+        "expired one loads as: None",
+        "expired conversations removed: 1",
+        "deleted older than 30 days: 2",
+        "deleted beyond the newest 2: 1",
+        "left: ['Today', 'Yesterday']",
+    ]
+    assert list(tmp_path.iterdir()) == [], "the example must not write into the working directory"
+
+
+# -- examples/encryption.py (added with whole-file SQLite encryption) --
+
+
+def test_encryption_runs(tmp_path: Path) -> None:
+    result = subprocess.run(
+        [sys.executable, str(EXAMPLES / "encryption.py")],
+        capture_output=True, text=True, cwd=tmp_path, timeout=120, check=False,
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.splitlines() == [
+        "whole file: search finds ['Dinner plans']",
+        "whole file: plaintext in the file: False",
+        "whole file: a wrong key raises EncryptionKeyError",
+        "field level: search finds ['Dinner plans']",
+        "field level: plaintext in the file: False",
+        "field level: the backend holds 'user', 'qvenc1'...",
+    ]
+    assert result.stderr == "", "a refused key is a typed error, not SQLCipher log lines"
+    assert list(tmp_path.iterdir()) == [], "the example must not write into the working directory"

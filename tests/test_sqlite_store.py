@@ -215,16 +215,8 @@ def test_closed_store_refuses_calls(tmp_path: Path) -> None:
         store.load("x")
 
 
-def test_engine_errors_are_translated(tmp_path: Path) -> None:
-    store = SQLiteStore(tmp_path / "full.db")
-    store.save(conversation("c"), [])
-    store._db.execute("PRAGMA max_page_count = 1")  # anything more is 'database or disk is full'
-    with pytest.raises(StorageError) as caught:
-        store.save(conversation("d"), [message("x" * 100_000)])
-    assert not isinstance(caught.value, sqlite3.Error)
-    assert isinstance(caught.value.__cause__, sqlite3.Error)
-    assert store.get("d") is None and store.get("c") is not None
-    store.close()
+# Engine errors translated (a size limit gives StorageFullError, the sqlite3 error as its
+# cause, nothing written): tests/reliability/test_rel_faults.py.
 
 
 _index_texts = st.one_of(

@@ -21,9 +21,9 @@ from .errors import (
     UnknownBackendError,
 )
 from .hookspecs import hookimpl
-from .manager import SessionManager
+from .manager import EXPIRES_AT, FORKED_FROM, SessionManager
 from .aio import AsyncSessionManager  # the async API (qv_session_manager.aio)
-from .protocol import BulkSaving, Capability, ConversationFilter, ConversationStore
+from .protocol import BulkSaving, Capability, ConversationFilter, ConversationStore, Expiring
 from .records import ConversationRecord, MessageRecord, SearchHit, StoredConversation, ToolCallRecord
 from .registry import Backend, available_backends, open_store
 from .transfer import copy_store
@@ -31,6 +31,8 @@ from .transfer import copy_store
 __version__ = "1.0.0.dev0"
 
 __all__ = [
+    "EXPIRES_AT",
+    "FORKED_FROM",
     "AsyncSessionManager",
     "Backend",
     "BackendConflictError",
@@ -42,6 +44,7 @@ __all__ = [
     "ConversationStore",
     "CorruptStorageError",
     "EncryptionKeyError",
+    "Expiring",
     "ImportFormatError",
     "InvalidInputError",
     "MessageRecord",

@@ -183,6 +183,24 @@ class AsyncSessionManager:
         """See :meth:`SessionManager.delete_message`."""
         return await self._call(self._sync.delete_message, conversation_id, message_id)
 
+    # -- retention and expiry ---------------------------------------------------
+
+    async def set_expiry(self, conversation_id: str, expires_at: datetime | None) -> bool:
+        """See :meth:`SessionManager.set_expiry`."""
+        return await self._call(self._sync.set_expiry, conversation_id, expires_at)
+
+    async def delete_older_than(self, cutoff: datetime, *, field: TimeField = "updated_at") -> int:
+        """See :meth:`SessionManager.delete_older_than`."""
+        return await self._call(self._sync.delete_older_than, cutoff, field=field)
+
+    async def keep_newest(self, count: int, *, field: TimeField = "updated_at") -> int:
+        """See :meth:`SessionManager.keep_newest`."""
+        return await self._call(self._sync.keep_newest, count, field=field)
+
+    async def purge_expired(self) -> int:
+        """See :meth:`SessionManager.purge_expired`."""
+        return await self._call(self._sync.purge_expired)
+
     # -- reading -------------------------------------------------------------
 
     async def load_conversation(

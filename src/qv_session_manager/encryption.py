@@ -11,7 +11,11 @@ and encrypts, with AES-256-GCM (``cryptography``'s ``AESGCM``; install the
 
 Each encrypted text becomes the token ``qvenc1:<key id>:<base64 of nonce + ciphertext>``
 (a ``bytes`` image becomes the same token as ASCII bytes); a metadata or
-tool-arguments dict is replaced by ``{"qvenc1": "<token>"}``. Each value is
+tool-arguments dict is replaced by ``{"qvenc1": "<token>"}``. A conversation's
+expiry (``metadata["expires_at"]``, see ``Capability.EXPIRY``) is also copied in the
+clear next to that token, so that the inner store can honour it; on the way back
+the copy is checked against the encrypted metadata and removed, so callers get
+exactly the metadata they saved. Each value is
 encrypted with a fresh random 96-bit nonce, and its place (conversation id, message
 id, field name, image or tool call index) is bound as associated data, so a token
 copied to another field, message or conversation fails to decrypt instead of
@@ -22,14 +26,16 @@ Threat model
 Protects titles, content, metadata, images and tool calls from someone who can read
 the storage but not the key: a stolen database file or backup, a database
 administrator, a leaked dump. It does NOT hide: conversation and message ids,
-timestamps, roles, model names, tool call ids, ``tool_call_id``, whether a title is
+timestamps (including a conversation's expiry), roles, model names, tool call ids, ``tool_call_id``, whether a title is
 present, the number of messages, images and tool calls, the approximate size of each
 value, nor which conversations are written when (who talks to whom, and how much).
 It does not protect against anyone holding the key, or running code inside the
 application (they can read keys and plaintext from memory). Someone who can write
 the storage can delete or roll back whole records, or swap in older ciphertexts of
-the same field, undetected; what they cannot do is change a value or move it
-elsewhere without :class:`EncryptionKeyError` being raised on read.
+the same field, undetected (setting a clear expiry in the past is one more way to
+delete); what they cannot do is change a value or move it elsewhere, nor change or
+remove an expiry to keep a conversation alive, without :class:`EncryptionKeyError`
+being raised on read.
 
 Keys and rotation
 -----------------
@@ -72,12 +78,14 @@ from .protocol import (
     Capability,
     ConversationFilter,
     ConversationStore,
+    Expiring,
     SaveItem,
     SearchOrder,
     WindowedLoading,
 )
 from .query import Query
 from .records import (
+    EXPIRES_AT,
     ConversationRecord,
     Image,
     JSONValue,
@@ -220,10 +228,29 @@ class _Codec:
     # and opening walk the same fields with opposite functions, so they cannot drift apart.
 
     def seal_conversation(self, record: ConversationRecord) -> ConversationRecord:
-        return self._map_conversation(record, self._seal_text, self._seal_dict)
+        return self._map_conversation(record, self._seal_text, self._seal_metadata)
 
     def open_conversation(self, record: ConversationRecord) -> ConversationRecord:
-        return self._map_conversation(record, self._open_text, self._open_dict)
+        return self._map_conversation(record, self._open_text, self._open_metadata)
+
+    def _seal_metadata(self, value: dict[str, JSONValue], place: bytes) -> dict[str, JSONValue]:
+        """A conversation's sealed metadata, with a clear copy of its expiry for the inner store."""
+        sealed = self._seal_dict(value, place)
+        if EXPIRES_AT in value:
+            sealed[EXPIRES_AT] = value[EXPIRES_AT]
+        return sealed
+
+    def _open_metadata(self, sealed: object, place: bytes) -> dict[str, JSONValue]:
+        """The decrypted metadata; EncryptionKeyError unless the clear expiry copy matches it exactly."""
+        clear: dict[str, object] = {}
+        if isinstance(sealed, dict) and EXPIRES_AT in sealed:
+            sealed = dict(sealed)
+            clear[EXPIRES_AT] = sealed.pop(EXPIRES_AT)
+        value = self._open_dict(sealed, place)
+        kept = {EXPIRES_AT: value[EXPIRES_AT]} if EXPIRES_AT in value else {}
+        if kept != clear or type(kept.get(EXPIRES_AT)) is not type(clear.get(EXPIRES_AT)):
+            raise EncryptionKeyError(f"the expiry stored in the clear at {_describe(place)} was changed")
+        return value
 
     def seal_message(self, conversation_id: str, message: MessageRecord) -> MessageRecord:
         return self._map_message(conversation_id, message, self._seal_text, self._seal_dict, self._seal_image)
@@ -470,6 +497,12 @@ class EncryptedStore:
                 [(m.id, tokens(m.content), m.content) for m in plain.messages],
             ))
         return reference_search(items, query, filter, order=order, limit=limit, offset=offset, with_text=with_text)
+
+    def purge_expired(self) -> int:
+        """See :class:`~qv_session_manager.protocol.Expiring`: the inner store's purge (the expiry is in
+        the clear there); 0 when the inner store has none."""
+        self._check_open()
+        return self._inner.purge_expired() if isinstance(self._inner, Expiring) else 0
 
     def close(self) -> None:
         """Close the inner store; closing twice is harmless."""

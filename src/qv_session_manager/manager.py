@@ -22,12 +22,14 @@ from .convert import (
 )
 from .errors import ConversationNotFoundError, InvalidInputError
 from .exchange import ExportFormat, ImportFormat, ImportReport, OnError, export_to, import_into
-from .protocol import BulkSaving, ConversationFilter, ConversationStore, SaveItem, SearchOrder, TimeField
+from .protocol import BulkSaving, Capability, ConversationFilter, ConversationStore, SaveItem, SearchOrder, TimeField
 from .protocol import WindowedLoading
 from .query import parse
+from .records import EXPIRES_AT as EXPIRES_AT  # re-exported next to FORKED_FROM
 from .records import ConversationRecord, StoredConversation, check_metadata_filter
 from .rules import check_positive_int, check_window, window_of
 from .registry import open_store
+from . import retention
 from .snippet import snippet
 from .timeutil import TimeBound, time_key, time_range
 from .transfer import iter_stored
@@ -39,6 +41,8 @@ BATCH_MESSAGE_LIMIT = 20_000
 
 #: The metadata key of a fork naming where it branched off (see SessionManager.fork_conversation).
 FORKED_FROM = "forked_from"
+# EXPIRES_AT, the metadata key of a conversation's expiry (see SessionManager.set_expiry),
+# is defined in records (which validates it) and imported above.
 
 #: The environment variable naming the store when the constructor is given none.
 URL_VARIABLE = "QV_SESSION_MANAGER_URL"
@@ -148,10 +152,12 @@ class SessionManager:
         exactly ``messages`` in that order (for edits and regenerations).
 
         Raises InvalidInputError (a ValueError) for data that cannot be stored: a
-        lone surrogate, metadata that is not JSON, duplicate message ids. Nothing
-        is written then.
+        lone surrogate, metadata that is not JSON, duplicate message ids, an
+        unparsable ``metadata["expires_at"]``, or an expiry the store does not
+        honour (no ``Capability.EXPIRY``). Nothing is written then.
         """
         record = conversation_to_record(conversation)
+        retention.check_expiry_supported(self.store, record)
         chosen = conversation.messages if messages is None else _messages(messages, "messages")
         self.store.save(record, [message_to_record(m) for m in chosen], replace=replace)
 
@@ -177,6 +183,7 @@ class SessionManager:
         for index, conversation in enumerate(conversations):
             try:
                 record = conversation_to_record(conversation)
+                retention.check_expiry_supported(self.store, record)
                 messages = [message_to_record(m) for m in conversation.messages]
             except InvalidInputError as exc:
                 raise InvalidInputError(
@@ -361,6 +368,7 @@ class SessionManager:
             },
         )
         messages = tuple(dataclass_replace(m, id=str(uuid.uuid4())) for m in original.messages[:end])
+        retention.check_expiry_supported(self.store, fork)
         self.store.save(fork, messages)
         return record_to_conversation(StoredConversation(fork, messages))
 
@@ -426,7 +434,7 @@ class SessionManager:
         with the running number saved after each batch.
         """
         return import_into(
-            self.store,
+            retention.guarded(self.store),  # an expiry the store would ignore is refused, as in saves
             source,
             format=format,
             batch_size=batch_size,
@@ -434,6 +442,65 @@ class SessionManager:
             on_error=on_error,
             progress=progress,
         )
+
+    # -- retention and expiry (see README "Retention and expiry") --------------
+
+    def set_expiry(self, conversation_id: str, expires_at: datetime | None) -> bool:
+        """Make a stored conversation expire at ``expires_at`` (None: never); False when it is missing.
+
+        The expiry goes into ``metadata["expires_at"]`` as ``expires_at.isoformat()``
+        (a naive datetime counts as UTC), so it survives loading and saving the
+        ``Conversation`` again, exports and copies. From that instant on the
+        conversation is missing to every read (:meth:`purge_expired` frees its
+        space); an instant already past hides it at once. Messages and other fields
+        are kept. It reads the conversation, then saves it (the protocol has no
+        single-field update): a change to its title or metadata saved by someone else
+        in between is overwritten, and a conversation deleted in between comes back
+        without its messages.
+
+        Raises InvalidInputError, whether or not the id exists, unless ``expires_at``
+        is a datetime or None, and for a datetime when the store does not declare
+        ``Capability.EXPIRY``.
+        """
+        retention.expiry_text(expires_at)
+        if expires_at is not None and Capability.EXPIRY not in self.store.capabilities:
+            raise InvalidInputError(
+                f"{type(self.store).__name__} does not declare Capability.EXPIRY: it would ignore the expiry"
+            )
+        record = self._get(conversation_id)
+        if record is None:
+            return False
+        self.store.save(retention.with_expiry(record, expires_at), [])
+        return True
+
+    def delete_older_than(self, cutoff: datetime, *, field: TimeField = "updated_at") -> int:
+        """Delete every conversation whose ``field`` is strictly before ``cutoff``; return how many.
+
+        The comparison is that of ``search_by_time``'s bounds (naive timestamps
+        count as UTC); a conversation updated exactly at ``cutoff`` stays. Works on
+        every store through listing and deleting, a page at a time (bounded memory),
+        each delete in its own transaction. Raises InvalidInputError unless
+        ``cutoff`` is a datetime and ``field`` is ``"updated_at"`` or ``"created_at"``.
+        """
+        return retention.delete_older_than(self.store, cutoff, field)
+
+    def keep_newest(self, count: int, *, field: TimeField = "updated_at") -> int:
+        """Delete all but the ``count`` newest conversations; return how many were deleted.
+
+        Newest is the order of :meth:`list_conversations` (by ``field``, ties by id).
+        ``count=0`` deletes every conversation. Works on every store a page at a time,
+        as :meth:`delete_older_than` does. Raises InvalidInputError unless ``count``
+        is an int of at least 0 (not a bool) and ``field`` a time field.
+        """
+        return retention.keep_newest(self.store, count, field)
+
+    def purge_expired(self) -> int:
+        """Physically remove the expired conversations with their messages and search entries; return how many.
+
+        Reads never show expired conversations anyway; this frees their space. 0 on a
+        store without ``purge_expired`` (the ``Expiring`` protocol).
+        """
+        return retention.purge_expired(self.store)
 
     def list_conversations(
         self,

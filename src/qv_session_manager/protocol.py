@@ -32,6 +32,8 @@ class Capability(str, Enum):
     MULTI_PROCESS = "multi_process"
     #: ``search(order="relevance")`` ranks by a real relevance score (BM25 or better).
     RELEVANCE = "relevance"
+    #: Honours ``metadata["expires_at"]`` on every read (see "Expiry" in ConversationStore).
+    EXPIRY = "expiry"
 
 
 @dataclass(frozen=True)
@@ -63,6 +65,22 @@ class ConversationStore(Protocol):
     - A call that raises leaves the stored data exactly as it was.
     - Errors are :class:`qv_session_manager.errors.SessionStoreError` subclasses;
       engine exceptions never escape.
+
+    Expiry (stores declaring ``Capability.EXPIRY``): a conversation whose metadata
+    holds ``"expires_at"`` (:data:`qv_session_manager.records.EXPIRES_AT`, an ISO
+    8601 timestamp, naive counting as UTC, parsed by
+    :func:`qv_session_manager.records.expiry_of`) at or before the current instant
+    is **missing** to every call: ``load``, ``load_window`` and ``get`` give None,
+    ``list`` and ``search`` leave it out, ``append`` and ``delete_message``
+    return False and change nothing, ``delete`` returns False but removes it
+    physically (as ``purge_expired`` would, so that counts of purges agree
+    everywhere), and ``save`` or ``save_many`` onto its id start a fresh
+    conversation, in the same transaction: none of its old messages or search
+    entries ever reappear. "Now"
+    is taken at each call (``datetime.now(timezone.utc)``) and compared with the
+    rule of :mod:`qv_session_manager.timeutil`. A ``"expires_at"`` that does not
+    parse makes the record itself invalid (InvalidInputError when it is built, and
+    from a save of a record changed afterwards, as for any invalid metadata).
     """
 
     capabilities: frozenset[Capability]
@@ -213,4 +231,18 @@ class WindowedLoading(Protocol):
         one of ``last_messages`` and ``last_turns`` is a positive int and
         ``keep_system`` is a bool.
         """
+        ...
+
+
+@runtime_checkable
+class Expiring(Protocol):
+    """An optional side of a store with ``Capability.EXPIRY``: physically removing expired conversations.
+
+    Reads already treat expired conversations as missing; this frees their space.
+    :meth:`SessionManager.purge_expired <qv_session_manager.SessionManager.purge_expired>`
+    uses it when present and returns 0 otherwise.
+    """
+
+    def purge_expired(self) -> int:
+        """Remove every conversation expired now, with its messages and search entries; return how many."""
         ...

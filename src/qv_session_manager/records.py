@@ -15,13 +15,17 @@ from collections.abc import Iterable, Iterator
 from typing import Any, Mapping, Sequence, Union
 
 from .errors import InvalidInputError
-from .timeutil import time_key
+from .timeutil import time_key, time_range
 
 JSONValue = Union[None, bool, int, float, str, list["JSONValue"], dict[str, "JSONValue"]]
 Image = Union[str, bytes]
 
 #: The roles qv-ollama-sdk knows; a message with another role is refused.
 ROLES = frozenset({"system", "user", "assistant", "tool"})
+
+#: The reserved conversation metadata key holding its expiry: an ISO 8601 timestamp string
+#: (``datetime.isoformat()``; naive counts as UTC). See :func:`expiry_of` and the protocol.
+EXPIRES_AT = "expires_at"
 
 
 def check_text(value: object, what: str, *, allow_none: bool = False) -> None:
@@ -109,6 +113,49 @@ def check_datetime(value: object, what: str) -> None:
         raise InvalidInputError(f"{what} must be a datetime, not {type(value).__name__}")
     if value.tzinfo is not None:  # naive ones always have a UTC form: themselves
         time_key(value)  # raises InvalidInputError when the instant has no UTC form
+
+
+def expiry_of(metadata: Mapping[str, Any]) -> datetime | None:
+    """The expiry a conversation's metadata holds under :data:`EXPIRES_AT`, None when it has none.
+
+    The value must be a str holding an ISO 8601 date or datetime (a date means its
+    midnight; a trailing ``Z`` is UTC) whose instant has a UTC form; anything else
+    raises InvalidInputError naming the key. This is the one parser of expiries.
+    """
+    if EXPIRES_AT not in metadata:
+        return None
+    value = metadata[EXPIRES_AT]
+    moment = None
+    if isinstance(value, str):
+        try:
+            moment = time_range(value, None)[0]  # None for an empty string
+            if moment is not None:
+                time_key(moment)  # an aware instant out of range once in UTC has no key
+        except InvalidInputError:
+            moment = None
+    if moment is None:
+        raise InvalidInputError(f"metadata[{EXPIRES_AT!r}] must be an ISO 8601 timestamp string, not {value!r}")
+    return moment
+
+
+def expiry_key(metadata: Mapping[str, Any]) -> str | None:
+    """The time key (see :func:`~qv_session_manager.timeutil.time_key`) of the metadata's expiry, or None.
+
+    What backends store and compare; raises InvalidInputError as :func:`expiry_of` does.
+    """
+    moment = expiry_of(metadata)
+    return None if moment is None else time_key(moment)
+
+
+def stored_expiry_key(metadata: Mapping[str, Any]) -> str | None:
+    """:func:`expiry_key` of metadata read back from storage: None when the value does not parse.
+
+    Such a value was stored before ``expires_at`` was reserved; its conversation never expires.
+    """
+    try:
+        return expiry_key(metadata)
+    except InvalidInputError:
+        return None
 
 
 def fixed_offset(value: datetime) -> datetime:
@@ -214,6 +261,11 @@ class ConversationRecord:
         if not isinstance(self.metadata, dict):
             raise InvalidInputError(f"metadata of conversation {self.id} must be a dict")
         check_json(self.metadata, f"metadata of conversation {self.id}")
+        if EXPIRES_AT in self.metadata:
+            try:
+                expiry_of(self.metadata)
+            except InvalidInputError as exc:
+                raise InvalidInputError(f"conversation {self.id}: {exc}") from None
 
     @classmethod
     def unchecked(cls, **fields: Any) -> ConversationRecord:
@@ -225,6 +277,22 @@ class ConversationRecord:
         record = object.__new__(cls)
         record.__dict__.update(fields)
         return record
+
+    @classmethod
+    def from_storage(cls, **fields: Any) -> ConversationRecord:
+        """A record validated as usual, for a backend decoding stored data, except for ``expires_at``.
+
+        A metadata ``expires_at`` that does not parse was stored before the key was
+        reserved: the record keeps it as it is (that conversation never expires)
+        instead of being unreadable. Saving such a record again is refused until the
+        value is fixed or removed.
+        """
+        metadata = fields.get("metadata")
+        if not isinstance(metadata, dict) or EXPIRES_AT not in metadata:
+            return cls(**fields)
+        without = {key: value for key, value in metadata.items() if key != EXPIRES_AT}
+        checked = cls(**{**fields, "metadata": without})
+        return cls.unchecked(**{**checked.__dict__, "metadata": metadata})
 
 
 @dataclass(frozen=True)

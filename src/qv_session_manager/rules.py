@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, replace
+from datetime import datetime, timezone
 from typing import Any, TypeVar
 
 from .errors import InvalidInputError
@@ -37,6 +38,28 @@ def check_positive_int(value: object, name: str) -> None:
     """Raise InvalidInputError unless ``value`` is an int of at least 1 (not a bool)."""
     if isinstance(value, bool) or not isinstance(value, int) or value < 1:
         raise InvalidInputError(f"{name} must be a positive int, not {value!r}")
+
+
+def check_count(value: object, name: str) -> None:
+    """Raise InvalidInputError unless ``value`` is an int from 0 to 2**63-1 (not a bool)."""
+    if not _count(value):
+        raise InvalidInputError(f"{name} must be an int from 0 to 2**63-1, not {value!r}")
+
+
+# -- expiry (see Capability.EXPIRY in the protocol) ------------------------------------
+
+
+def now_key() -> str:
+    """The time key of the current instant: the "now" each call compares expiries with."""
+    return time_key(datetime.now(timezone.utc))
+
+
+def is_expired(expiry: str | None, now: str) -> bool:
+    """Whether a conversation whose expiry has time key ``expiry`` (None: no expiry) is expired at ``now``.
+
+    Expired means the expiry is at or before now; such a conversation is missing to every read.
+    """
+    return expiry is not None and expiry <= now
 
 
 def check_filter(filter: ConversationFilter) -> None:

@@ -25,6 +25,12 @@ REQUIRE_SERVERS_VARIABLE = "QV_SESSION_MANAGER_REQUIRE_SERVERS"
 HERE = Path(__file__).parent
 
 
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line(
+        "markers", "server_restart: restarts a PostgreSQL server (deselect with -m 'not server_restart')"
+    )
+
+
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     for item in items:
         if HERE in Path(str(item.fspath)).parents:

@@ -383,7 +383,7 @@ def test_discovery_and_session_manager_end_to_end(postgres_url: str, schema: str
     with SessionManager(url=store_url + "&pool_max_size=2") as manager:
         assert isinstance(manager.store, PostgresStore) and manager.store.schema == schema
         assert manager.store.capabilities == frozenset(
-            {Capability.PERSISTENT, Capability.MULTI_PROCESS, Capability.RELEVANCE}
+            {Capability.PERSISTENT, Capability.MULTI_PROCESS, Capability.RELEVANCE, Capability.EXPIRY}
         )
         manager.save_conversation(conversation)
         reply = conversation.add_user_message("And what is a tuple?")

@@ -27,10 +27,11 @@ from ..records import (
     check_save,
     checked_save_items,
     check_append,
+    expiry_key,
 )
 from ..registry import Backend
 from ..text import tokens
-from ..rules import Searchable, check_window, reference_list, reference_search, window_of
+from ..rules import Searchable, check_window, is_expired, now_key, reference_list, reference_search, window_of
 
 
 @dataclass
@@ -39,6 +40,7 @@ class _Entry:
     title_tokens: list[str]
     messages: dict[str, MessageRecord] = field(default_factory=dict)  # insertion order = position
     message_tokens: dict[str, list[str]] = field(default_factory=dict)
+    expiry: str | None = None  # time key of metadata["expires_at"], parsed once at save
 
 
 def _copy(record):  # type: ignore[no-untyped-def]
@@ -53,7 +55,7 @@ def _checked_copy(record):  # type: ignore[no-untyped-def]
 class MemoryStore:
     """A :class:`~qv_session_manager.protocol.ConversationStore` held in memory."""
 
-    capabilities = frozenset({Capability.RELEVANCE})
+    capabilities = frozenset({Capability.RELEVANCE, Capability.EXPIRY})
 
     def __init__(self) -> None:
         self._entries: dict[str, _Entry] = {}
@@ -67,6 +69,16 @@ class MemoryStore:
         if self._closed:
             raise StorageError("the store is closed")
 
+    def _live(self, conversation_id: str, now: str) -> _Entry | None:
+        """The entry of a conversation that exists and has not expired at ``now`` (call under the lock)."""
+        entry = self._entries.get(conversation_id)
+        return None if entry is None or is_expired(entry.expiry, now) else entry
+
+    def _live_entries(self) -> list[_Entry]:
+        """Every entry not expired now (call under the lock)."""
+        now = now_key()
+        return [entry for entry in self._entries.values() if not is_expired(entry.expiry, now)]
+
     def save(
         self,
         conversation: ConversationRecord,
@@ -78,15 +90,16 @@ class MemoryStore:
         checked = self._copies(conversation, messages)
         with self._lock:
             self._check_open()
-            self._apply(*checked, replace)
+            self._apply(*checked, replace, now_key())
 
     def save_many(self, items: Iterable[SaveItem]) -> int:
         """Save every pair at once (see BulkSaving): all are checked before any is applied."""
         checked = [self._copies(conversation, messages) for conversation, messages in checked_save_items(items)]
         with self._lock:
             self._check_open()
+            now = now_key()
             for conversation, messages in checked:
-                self._apply(conversation, messages, False)
+                self._apply(conversation, messages, False, now)
         return len(checked)
 
     @staticmethod
@@ -96,9 +109,14 @@ class MemoryStore:
         """Private, verified copies of what a checked save stores; raises InvalidInputError."""
         return _checked_copy(conversation), [_checked_copy(message) for message in messages]
 
-    def _apply(self, conversation: ConversationRecord, messages: list[MessageRecord], replace: bool) -> None:
-        """The effect of a save on checked copies; the caller holds the lock."""
-        entry = self._entries.get(conversation.id)
+    def _apply(
+        self, conversation: ConversationRecord, messages: list[MessageRecord], replace: bool, now: str
+    ) -> None:
+        """The effect of a save on checked copies; the caller holds the lock.
+
+        A conversation expired at ``now`` is replaced whole, as if it had never been stored.
+        """
+        entry = self._live(conversation.id, now)
         if entry is None:
             entry = _Entry(conversation, self._tokenize(conversation.title or ""))
         new_messages = {} if replace else dict(entry.messages)
@@ -111,7 +129,8 @@ class MemoryStore:
             else:
                 new_tokens[message.id] = self._tokenize(message.content)
         self._entries[conversation.id] = _Entry(
-            conversation, self._tokenize(conversation.title or ""), new_messages, new_tokens
+            conversation, self._tokenize(conversation.title or ""), new_messages, new_tokens,
+            expiry_key(conversation.metadata),
         )
 
     def append(
@@ -124,19 +143,20 @@ class MemoryStore:
         updated_at = check_append(messages, updated_at)
         with self._lock:
             self._check_open()
-            entry = self._entries.get(conversation_id)
+            now = now_key()
+            entry = self._live(conversation_id, now)
             if entry is None:
                 return False
             record = entry.conversation
             if updated_at is not None:
                 record = dataclass_replace(record, updated_at=updated_at)
-            self.save(record, messages)
+            self._apply(*self._copies(record, messages), False, now)
             return True
 
     def load(self, conversation_id: str) -> StoredConversation | None:
         with self._lock:
             self._check_open()
-            entry = self._entries.get(conversation_id)
+            entry = self._live(conversation_id, now_key())
             if entry is None:
                 return None
             return StoredConversation(
@@ -155,7 +175,7 @@ class MemoryStore:
         check_window(last_messages, last_turns, keep_system)
         with self._lock:
             self._check_open()
-            entry = self._entries.get(conversation_id)
+            entry = self._live(conversation_id, now_key())
             if entry is None:
                 return None
             whole = StoredConversation(entry.conversation, tuple(entry.messages.values()))
@@ -165,18 +185,19 @@ class MemoryStore:
     def get(self, conversation_id: str) -> ConversationRecord | None:
         with self._lock:
             self._check_open()
-            entry = self._entries.get(conversation_id)
+            entry = self._live(conversation_id, now_key())
             return None if entry is None else _copy(entry.conversation)
 
     def delete(self, conversation_id: str) -> bool:
         with self._lock:
             self._check_open()
-            return self._entries.pop(conversation_id, None) is not None
+            entry = self._entries.pop(conversation_id, None)  # an expired one goes too, unreported
+            return entry is not None and not is_expired(entry.expiry, now_key())
 
     def delete_message(self, conversation_id: str, message_id: str) -> bool:
         with self._lock:
             self._check_open()
-            entry = self._entries.get(conversation_id)
+            entry = self._live(conversation_id, now_key())
             if entry is None or message_id not in entry.messages:
                 return False
             del entry.messages[message_id]
@@ -193,7 +214,7 @@ class MemoryStore:
     ) -> list[ConversationRecord]:
         with self._lock:
             self._check_open()
-            records = [entry.conversation for entry in self._entries.values()]
+            records = [entry.conversation for entry in self._live_entries()]
         return [_copy(r) for r in reference_list(records, filter, limit=limit, offset=offset, after=after)]
 
     def search(
@@ -214,12 +235,22 @@ class MemoryStore:
                     entry.title_tokens,
                     [(mid, document, entry.messages[mid].content) for mid, document in entry.message_tokens.items()],
                 )
-                for entry in self._entries.values()
+                for entry in self._live_entries()
             ]
             hits = reference_search(
                 items, query, filter, order=order, limit=limit, offset=offset, with_text=with_text
             )
             return [dataclass_replace(hit, conversation=_copy(hit.conversation)) for hit in hits]
+
+    def purge_expired(self) -> int:
+        """See :class:`~qv_session_manager.protocol.Expiring`: drop every entry expired now."""
+        with self._lock:
+            self._check_open()
+            now = now_key()
+            doomed = [key for key, entry in self._entries.items() if is_expired(entry.expiry, now)]
+            for key in doomed:
+                del self._entries[key]
+            return len(doomed)
 
     def close(self) -> None:
         with self._lock:

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-from datetime import timedelta
+from datetime import datetime, timedelta, timezone
 from importlib.metadata import entry_points
+from typing import Any
 
 import click
 from rich.table import Table
@@ -12,10 +13,11 @@ from rich.text import Text
 from ..backends.sqlite import SQLiteStore
 from ..backends.sqlite import maintenance
 from ..errors import InvalidInputError
+from ..manager import SessionManager
 from ..plugins import BUILTIN_PLUGINS
 from ..protocol import ConversationFilter, ConversationStore
 from ..registry import Backend, available_backends
-from ..timeutil import time_range
+from ..timeutil import time_key, time_range
 from ..transfer import iter_stored
 from .common import fail, open_manager, stdout_console, store_url
 from .render import conversation_table
@@ -39,17 +41,69 @@ def delete_command(ctx: click.Context, conversation_ids: tuple[str, ...]) -> Non
 
 
 @click.command("prune")
-@click.option("--before", "before", metavar="DATE", required=True, help="Delete conversations last updated before DATE.")
+@click.option("--before", "before", metavar="DATE", help="Delete conversations last updated before DATE.")
+@click.option("--older-than", "older_than", metavar="DAYS", type=click.IntRange(min=0),
+              help="Delete conversations last updated more than DAYS days ago.")
+@click.option("--keep-newest", "keep_newest", metavar="N", type=click.IntRange(min=0),
+              help="Delete all but the N most recently updated conversations.")
+@click.option("--expired", is_flag=True, help="Remove expired conversations (metadata expires_at) for good.")
 @click.option("--yes", is_flag=True, help="Do not ask for confirmation.")
 @click.option("--dry-run", is_flag=True, help="Only list what would be deleted.")
 @click.pass_context
-def prune_command(ctx: click.Context, before: str, yes: bool, dry_run: bool) -> None:
-    """Delete every conversation last updated before DATE (an ISO date or datetime).
+def prune_command(
+    ctx: click.Context, before: str | None, older_than: int | None, keep_newest: int | None,
+    expired: bool, yes: bool, dry_run: bool,
+) -> None:
+    """Delete old conversations: before DATE, older than DAYS, beyond the newest N, expired.
 
-    A date means its midnight, so --before 2025-02-01 keeps everything from that day
-    on. Naive timestamps count as UTC. Lists the conversations and asks first,
-    unless --yes.
+    DATE is an ISO date or datetime; a date means its midnight, so --before 2025-02-01
+    keeps everything from that day on. Naive timestamps count as UTC. Options
+    combine: a conversation goes when any of them says so. Lists the conversations
+    and asks first, unless --yes. Expired conversations are already hidden from
+    every read, so --expired cannot list them and removes them without asking.
     """
+    if before is not None and older_than is not None:
+        raise click.UsageError("give --before or --older-than, not both")
+    if before is None and older_than is None and keep_newest is None and not expired:
+        raise click.UsageError("give --before, --older-than, --keep-newest or --expired")
+    cutoff = _cutoff(before, older_than)
+    manager = open_manager(ctx)
+    doomed = _doomed(manager, cutoff, keep_newest)
+    what = f"{len(doomed)} conversation{'' if len(doomed) == 1 else 's'}"
+    if doomed:
+        stdout_console().print(conversation_table(doomed))
+    elif not expired:
+        click.echo("nothing to prune", err=True)
+        return
+    if dry_run:
+        click.echo(f"would delete {what} (dry run)", err=True)
+        if expired:
+            click.echo("expired conversations would be removed too (reads never show them)", err=True)
+        return
+    if doomed and not yes:
+        click.confirm(f"delete {what}?", abort=True, err=True)
+    # The manager's methods decide what goes: the list above is what they would find now.
+    deleted = 0
+    if cutoff is not None:
+        deleted += manager.delete_older_than(cutoff)
+    if keep_newest is not None:
+        deleted += manager.keep_newest(keep_newest)
+    if doomed or cutoff is not None or keep_newest is not None:
+        click.echo(f"deleted {deleted} conversation{'' if deleted == 1 else 's'}", err=True)
+    if expired:
+        purged = manager.purge_expired()
+        click.echo(f"removed {purged} expired conversation{'' if purged == 1 else 's'}", err=True)
+
+
+def _cutoff(before: str | None, older_than: int | None) -> datetime | None:
+    """The instant --before or --older-than names (conversations updated before it go), or None."""
+    if older_than is not None:
+        try:
+            return datetime.now(timezone.utc) - timedelta(days=older_than)
+        except OverflowError:
+            fail(f"--older-than {older_than} reaches before the year 1")
+    if before is None:
+        return None
     if not before.strip():
         fail("--before needs a date")
     try:
@@ -57,21 +111,19 @@ def prune_command(ctx: click.Context, before: str, yes: bool, dry_run: bool) -> 
     except InvalidInputError:
         fail(f"--before {before!r} is not an ISO 8601 date or datetime")
     assert bound is not None  # time_range gives None only for an empty bound, refused above
-    manager = open_manager(ctx)
-    # search_by_time's end is inclusive; one microsecond earlier makes it "before".
-    doomed = manager.search_by_time(None, bound - timedelta(microseconds=1))
-    if not doomed:
-        click.echo("nothing to prune", err=True)
-        return
-    stdout_console().print(conversation_table(doomed))
-    what = f"{len(doomed)} conversation{'' if len(doomed) == 1 else 's'}"
-    if dry_run:
-        click.echo(f"would delete {what} (dry run)", err=True)
-        return
-    if not yes:
-        click.confirm(f"delete {what}?", abort=True, err=True)
-    deleted = sum(manager.delete_conversation(row["id"]) for row in doomed)
-    click.echo(f"deleted {deleted} conversation{'' if deleted == 1 else 's'}", err=True)
+    return bound
+
+
+def _doomed(manager: SessionManager, cutoff: datetime | None, keep_newest: int | None) -> list[dict[str, Any]]:
+    """The conversations prune would delete now (newest first, each once), to show before asking."""
+    rows: dict[str, dict[str, Any]] = {}
+    if keep_newest is not None:
+        rows.update((row["id"], row) for row in manager.list_conversations(offset=keep_newest))
+    if cutoff is not None:
+        # search_by_time's end is inclusive; one microsecond earlier makes it "before".
+        rows.update((row["id"], row) for row in manager.search_by_time(None, cutoff - timedelta(microseconds=1)))
+    return sorted(rows.values(), key=lambda row: (time_key(datetime.fromisoformat(row["updated_at"])), row["id"]),
+                  reverse=True)
 
 
 @click.command("stats")

@@ -34,9 +34,9 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from ..errors import InvalidInputError, StorageError
-from ..protocol import BulkSaving, Capability, ConversationFilter, ConversationStore, WindowedLoading
+from ..protocol import BulkSaving, Capability, ConversationFilter, ConversationStore, Expiring, WindowedLoading
 from ..query import parse
-from ..records import ConversationRecord, MessageRecord, StoredConversation, ToolCallRecord
+from ..records import EXPIRES_AT, ConversationRecord, MessageRecord, StoredConversation, ToolCallRecord
 from ..registry import open_store
 from ..rules import window_of
 from . import strategies
@@ -48,6 +48,14 @@ URL_VARIABLE = "QV_SESSION_MANAGER_TEST_URL"
 
 BASE = datetime(2025, 1, 20, 12, 0, 0)
 _serial = itertools.count()
+#: Expiries far from any real clock: long past, and far ahead (naive, aware and "Z" spellings).
+EXPIRED = ("2000-01-01T00:00:00", "2000-06-01T12:00:00+02:00", "2001-01-01T00:00:00Z")
+NOT_EXPIRED = "2999-01-01T00:00:00"
+#: ``metadata["expires_at"]`` values a record must refuse.
+BAD_EXPIRIES: tuple[Any, ...] = (
+    "soon", "", " ", "2025-13-01", 1700000000, None, True, ["2000-01-01"], {"at": "2000-01-01"},
+    "9999-12-31T23:59:59-01:00",  # no UTC form
+)
 
 
 def conversation(id: str | None = None, *, title: str | None = "t", updated: datetime | None = None,
@@ -868,6 +876,129 @@ class StoreContract:
         assert _listed(store, by_created) == ["made-late", "made-early"]
         assert _listed(store, ConversationFilter(field="created_at", end=minutes(5))) == ["made-early"]
         assert _found(store, "t", by_created) == ["made-late", "made-early"]
+
+    # -- expiry (metadata["expires_at"]; Capability.EXPIRY) ----------------------------
+
+    @staticmethod
+    def expiring(store: ConversationStore) -> ConversationStore:
+        StoreContract.require(store, Capability.EXPIRY)
+        return store
+
+    def test_expired_conversations_are_missing_to_every_read(self, store: ConversationStore) -> None:
+        """contract expiry: a conversation whose expires_at is past is missing to every read and write."""
+        self.expiring(store)
+        kept = conversation("kept", title="needle kept", metadata={EXPIRES_AT: NOT_EXPIRED, "k": "v"})
+        store.save(kept, [message("needle here", id="k")])
+        for index, when in enumerate(EXPIRED):
+            gone = f"gone{index}"
+            store.save(conversation(gone, title="needle title", updated=minutes(index + 1),
+                                   metadata={EXPIRES_AT: when, "k": "v"}),
+                       [message("needle text", id="a"), message("other", id="b")])
+            assert store.load(gone) is None and store.get(gone) is None, (
+                f"contract expiry: expires_at={when!r} is past, so load/get must give None"
+            )
+            if isinstance(store, WindowedLoading):
+                assert store.load_window(gone, last_messages=1) is None, "contract expiry: load_window must give None"
+            assert store.append(gone, [message("more", id="c")]) is False, "contract expiry: append must give False"
+            assert store.delete_message(gone, "a") is False, "contract expiry: delete_message must give False"
+            assert store.delete(gone) is False, "contract expiry: delete of an expired conversation gives False"
+            assert store.get(gone) is None, "contract expiry: a refused append or delete must not revive it"
+        for filter in (ConversationFilter(), ConversationFilter(metadata={"k": "v"}),
+                       ConversationFilter(field="created_at", start=minutes(-60), end=minutes(60))):
+            assert _listed(store, filter) == ["kept"], f"contract expiry: list({filter}) shows an expired conversation"
+            for order in ("recent", "relevance"):
+                assert _found(store, "needle", filter, order=order) == ["kept"], (
+                    f"contract expiry: search(order={order!r}) finds an expired conversation"
+                )
+        assert _listed(store, limit=1, offset=0) == ["kept"] and _listed(store, offset=1) == [], (
+            "contract expiry: expired conversations must not take places in pages"
+        )
+
+    def test_saving_onto_an_expired_id_starts_fresh(self, store: ConversationStore) -> None:
+        """contract expiry: save (and save_many) onto an expired id start a new conversation; nothing old reappears."""
+        self.expiring(store)
+        names = ["single", "bulk"] if isinstance(store, BulkSaving) else ["single"]
+        for name in names:
+            store.save(conversation(name, title=f"ancient {name}", metadata={EXPIRES_AT: EXPIRED[0], "old": 1}),
+                       [message("forgotten words", id="a"), message("more forgotten", id="b")])
+            fresh = conversation(name, title=f"fresh {name}", metadata={"new": 1})
+            sent = message("brand new", id="b")
+            if name == "bulk":
+                assert self.bulk(store).save_many([(fresh, [sent])]) == 1
+            else:
+                store.save(fresh, [sent])
+            assert_round_trip(store.load(name), StoredConversation(fresh, (sent,)))
+        assert sorted(_listed(store)) == sorted(names), "contract expiry: the new conversation is listed once"
+        for query in ("forgotten", "ancient"):
+            assert _found(store, query) == [], f"contract expiry: {query!r} of the expired conversation is found again"
+        assert sorted(_found(store, "fresh")) == sorted(names) and sorted(_found(store, "brand")) == sorted(names)
+        store.save(conversation("single", metadata={"new": 1}), [message("later", id="c")])
+        assert _ids(store, "single") == ["b", "c"], "contract expiry: the fresh conversation keeps growing as usual"
+        if isinstance(store, BulkSaving):  # pairs apply in order: an expired pair restarts the next one
+            expired = conversation("inner", title="inner", metadata={EXPIRES_AT: EXPIRED[1]})
+            store.save_many([(conversation("inner"), [message("first", id="a")]), (expired, [message(id="b")]),
+                             (conversation("inner", title="again"), [message("second", id="c")])])
+            assert _ids(store, "inner") == ["c"], (
+                "contract expiry: in save_many, a pair after one that saved an expired record starts afresh"
+            )
+            assert _found(store, "first") == [], "contract expiry: text from before the restart is found again"
+
+    def test_purge_expired(self, store: ConversationStore) -> None:
+        """contract purge_expired: removes exactly the expired conversations and says how many."""
+        self.expiring(store)
+        if not isinstance(store, Expiring):
+            pytest.skip("the backend has no purge_expired (Expiring)")
+        for index, when in enumerate(EXPIRED):
+            store.save(conversation(f"gone{index}", title="purged words", metadata={EXPIRES_AT: when}),
+                       [message("purged words")])
+        future = conversation("future", metadata={EXPIRES_AT: NOT_EXPIRED})
+        plain = conversation("plain")
+        store.save(future, [message("kept words", id="f")])
+        store.save(plain, [message("kept words", id="p")])
+        before = [store.load("future"), store.load("plain")]
+        assert store.delete("gone0") is False, "contract expiry: delete of an expired conversation gives False"
+        assert store.purge_expired() == len(EXPIRED) - 1, (
+            "contract purge_expired: wrong count (delete removes an expired conversation, so it is not purged again)"
+        )
+        assert store.purge_expired() == 0, "contract purge_expired: a second purge finds nothing"
+        assert [store.load("future"), store.load("plain")] == before, "contract purge_expired: it changed live data"
+        assert sorted(_listed(store)) == ["future", "plain"] and _found(store, "purged") == []
+        store.save(conversation("gone0"), [message("again", id="n")])
+        assert _ids(store, "gone0") == ["n"], "contract purge_expired: a purged id can be saved afresh"
+
+    def test_far_future_expiry_changes_nothing(self, store: ConversationStore) -> None:
+        """contract expiry: an expiry far ahead is plain metadata: every operation works as without it."""
+        record = conversation("later", title="future title", metadata={EXPIRES_AT: NOT_EXPIRED, "k": 1})
+        sent = [message("future text", id="a"), message("second", id="b")]
+        store.save(record, sent)
+        assert_round_trip(store.load("later"), StoredConversation(record, tuple(sent)))
+        assert store.get("later") == record and _listed(store) == ["later"]
+        assert _found(store, "future") == ["later"] and _listed(store, ConversationFilter(metadata={"k": 1})) == ["later"]
+        assert store.append("later", [message("third", id="c")]) is True
+        assert store.delete_message("later", "b") is True and _ids(store, "later") == ["a", "c"]
+        aware = conversation("aware", metadata={EXPIRES_AT: "2999-01-01T00:00:00+05:00"})
+        store.save(aware, [])
+        assert store.get("aware") == aware, "contract expiry: an aware future expiry is kept as given"
+        assert store.delete("later") is True and store.get("later") is None
+
+    def test_bad_expiry_values_are_refused(self, store: ConversationStore) -> None:
+        """contract expiry: an expires_at that is no ISO timestamp is refused (InvalidInputError), nothing written."""
+        record = conversation("c", title="before", metadata={EXPIRES_AT: NOT_EXPIRED})
+        store.save(record, [message("one", id="a")])
+        before = store.load("c")
+        for bad in BAD_EXPIRIES:
+            with pytest.raises(InvalidInputError, match=EXPIRES_AT):
+                conversation("c", metadata={EXPIRES_AT: bad})
+            changed = conversation("c", title="after")
+            changed.metadata[EXPIRES_AT] = bad  # changed after validation: the store must check again
+            with pytest.raises(InvalidInputError):
+                store.save(changed, [message("two", id="b")])
+            if isinstance(store, BulkSaving):
+                with pytest.raises(InvalidInputError):
+                    store.save_many([(conversation("other"), []), (changed, [])])
+        assert store.load("c") == before and store.get("other") is None, (
+            "contract expiry: a refused expiry changed stored data"
+        )
 
     # -- threads and the state machine ---------------------------------------------
 

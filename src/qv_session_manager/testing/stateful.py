@@ -5,12 +5,17 @@ observable result: saves (new, edited and removed messages, ``replace``), bulk
 saves (when the backend has them, including refused batches), appends,
 ``delete_message``, ``delete``, loads, resume windows (when the backend has
 ``load_window``), listings with filters and keyset pages,
-searches with generated queries over generated Unicode text, and, for persistent
-backends, closing and reopening the store.
+searches with generated queries over generated Unicode text, ``purge_expired``
+(when the backend has it), and, for persistent backends, closing and reopening
+the store. Conversations get an expiry (``metadata["expires_at"]``) long past
+(year 2000) or far ahead (2999), never near the real clock, when the backend
+declares ``Capability.EXPIRY``; the reference then treats the expired ones as
+missing, as the protocol requires.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
 from collections.abc import Callable
 from typing import Any
@@ -27,9 +32,9 @@ from hypothesis.stateful import (
 )
 
 from ..backends.memory import MemoryStore
-from ..protocol import BulkSaving, Capability, ConversationFilter, ConversationStore, WindowedLoading
+from ..protocol import BulkSaving, Capability, ConversationFilter, ConversationStore, Expiring, WindowedLoading
 from ..query import parse
-from ..records import ConversationRecord, MessageRecord
+from ..records import EXPIRES_AT, ConversationRecord, MessageRecord
 from . import strategies
 
 CONVERSATION_IDS = st.sampled_from(["c0", "c1", "c2", "c3"])
@@ -38,17 +43,26 @@ _names = itertools.count()
 # Half the time: no filter and a single word, so that searches and listings find things.
 FILTERS = st.one_of(st.just(ConversationFilter()), strategies.filters())
 QUERIES = st.one_of(st.sampled_from(strategies.VOCABULARY), st.sampled_from(strategies.VOCABULARY), strategies.queries)
+#: Expiries: none (most often), long expired, or far ahead; never close to the real clock.
+EXPIRIES = st.sampled_from([
+    None, None, None, "2000-01-01T00:00:00", "2000-01-01T08:30:00+02:00", "2999-01-01T00:00:00",
+    "2999-06-30T23:00:00-05:00",
+])
 
 
 @st.composite
 def _conversation(draw: st.DrawFn) -> ConversationRecord:
+    metadata = draw(st.one_of(strategies.metadata_with_filter_keys, strategies.metadata))
+    expiry = draw(EXPIRIES)
+    if expiry is not None:
+        metadata = {**metadata, EXPIRES_AT: expiry}  # a new dict: drawn values must not change
     return ConversationRecord(
         id=draw(CONVERSATION_IDS),
         title=draw(st.one_of(st.none(), strategies.vocabulary_text)),
         model_name=draw(st.one_of(st.none(), st.just("llama3"))),
         created_at=draw(strategies.timestamps()),
         updated_at=draw(strategies.timestamps()),
-        metadata=draw(st.one_of(strategies.metadata_with_filter_keys, strategies.metadata)),
+        metadata=metadata,
     )
 
 
@@ -95,13 +109,22 @@ class StoreComparison(RuleBasedStateMachine):
             f"contract equivalence: {what} gave {got!r} on the backend but {want!r} on the memory reference"
         )
 
+    def _usable(self, record: ConversationRecord) -> ConversationRecord:
+        """``record`` without its expiry when the backend does not declare Capability.EXPIRY."""
+        if EXPIRES_AT not in record.metadata or Capability.EXPIRY in self.store.capabilities:
+            return record
+        return dataclasses.replace(record, metadata={k: v for k, v in record.metadata.items() if k != EXPIRES_AT})
+
     @initialize(batch=st.lists(st.tuples(_conversation(), _messages()), min_size=1, max_size=4))
     def fill(self, batch: list[tuple[ConversationRecord, list[MessageRecord]]]) -> None:
         for record, messages in batch:
-            self._same(f"save({record.id}, {[m.id for m in messages]})", lambda store: store.save(record, messages))
+            record = self._usable(record)
+            self._same(f"save({record.id}, {[m.id for m in messages]})",
+                       lambda store: store.save(record, messages))
 
     @rule(record=_conversation(), messages=_messages(), replace=st.booleans())
     def save(self, record: ConversationRecord, messages: list[MessageRecord], replace: bool) -> None:
+        record = self._usable(record)
         self._same(f"save({record.id}, {[m.id for m in messages]}, replace={replace})",
                    lambda store: store.save(record, messages, replace=replace))
 
@@ -116,6 +139,7 @@ class StoreComparison(RuleBasedStateMachine):
         """A bulk save; with ``refused`` >= 0 that pair repeats a message id, so nothing may be written."""
         if not isinstance(self.store, BulkSaving):
             return
+        batch = [(self._usable(record), messages) for record, messages in batch]
         if 0 <= refused < len(batch) and batch[refused][1]:
             record, messages = batch[refused]
             batch = [*batch[:refused], (record, [*messages, messages[0]]), *batch[refused + 1:]]
@@ -187,6 +211,12 @@ class StoreComparison(RuleBasedStateMachine):
         # Engines score slightly differently; the hit set must match, the order may differ.
         self._same(f"search({query!r}, order='relevance') hit set",
                    lambda store: sorted(h.conversation.id for h in store.search(parsed, filter, order="relevance")))
+
+    @precondition(lambda self: isinstance(self.store, Expiring))
+    @rule()
+    def purge_expired(self) -> None:
+        """Removing the expired conversations: the same count, and (invariant) the same contents after."""
+        self._same("purge_expired()", lambda store: store.purge_expired())  # type: ignore[attr-defined]
 
     @precondition(lambda self: Capability.PERSISTENT in self.store.capabilities)
     @rule()

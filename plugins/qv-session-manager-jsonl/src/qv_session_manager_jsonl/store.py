@@ -59,8 +59,16 @@ from qv_session_manager import (
 from qv_session_manager import codec
 from qv_session_manager.protocol import SearchOrder
 from qv_session_manager.query import Query
-from qv_session_manager.records import check_save, check_append, is_storable_id
-from qv_session_manager.rules import Searchable, check_window, reference_list, reference_search, window_of
+from qv_session_manager.records import check_save, check_append, expiry_key, is_storable_id, stored_expiry_key
+from qv_session_manager.rules import (
+    Searchable,
+    check_window,
+    is_expired,
+    now_key,
+    reference_list,
+    reference_search,
+    window_of,
+)
 from qv_session_manager.text import tokens
 
 __all__ = ["FORMAT_VERSION", "JsonlStore", "file_name"]
@@ -184,7 +192,7 @@ def _decode_conversation(data: dict[str, Any]) -> ConversationRecord:
         )
     if type(version) is not int or version != FORMAT_VERSION:
         raise ValueError(f"unknown format {version!r}")
-    return ConversationRecord(
+    return ConversationRecord.from_storage(
         id=data["id"],
         created_at=_timestamp(data["created_at"], "created_at"),
         updated_at=_timestamp(data["updated_at"], "updated_at"),
@@ -221,6 +229,7 @@ class _Entry:
     data: bytes
     conversation: ConversationRecord
     messages: dict[str, MessageRecord]  # insertion order = stored order
+    expiry: str | None = None  # time key of metadata["expires_at"]
     _title_tokens: list[str] | None = None
     _message_tokens: dict[str, list[str]] | None = field(default=None)
 
@@ -274,7 +283,7 @@ def _decode(path: str, name: str, data: bytes) -> _Entry:
             f"{path} holds conversation {conversation.id!r}, whose file would be "
             f"{file_name(conversation.id)!r}; was the file renamed?"
         )
-    return _Entry(data, conversation, messages)
+    return _Entry(data, conversation, messages, stored_expiry_key(conversation.metadata))
 
 
 
@@ -304,7 +313,7 @@ class JsonlStore:
     (no ``MULTI_PROCESS`` capability).
     """
 
-    capabilities = frozenset({Capability.PERSISTENT, Capability.RELEVANCE})
+    capabilities = frozenset({Capability.PERSISTENT, Capability.RELEVANCE, Capability.EXPIRY})
 
     def __init__(self, directory: str | os.PathLike[str]) -> None:
         if not isinstance(directory, (str, os.PathLike)):
@@ -350,6 +359,16 @@ class JsonlStore:
         entry = _decode(path, name, data)
         self._cache[name] = entry
         return entry
+
+    def _live(self, name: str, now: str) -> _Entry | None:
+        """The parsed file ``name`` unless it is missing or expired at ``now`` (call under the lock)."""
+        entry = self._read(name)
+        return None if entry is None or is_expired(entry.expiry, now) else entry
+
+    def _all_live(self) -> list[_Entry]:
+        """Every conversation in the directory not expired now (call under the lock)."""
+        now = now_key()
+        return [entry for entry in self._all() if not is_expired(entry.expiry, now)]
 
     def _all(self) -> list[_Entry]:
         """Every conversation in the directory (call under the lock)."""
@@ -420,6 +439,7 @@ class JsonlStore:
 
     def _store(self, previous: _Entry | None, conversation: ConversationRecord,
                messages: Sequence[MessageRecord]) -> None:
+        expiry_key(conversation.metadata)  # InvalidInputError, before writing, for a mutated record
         try:
             lines = [_line(encode_conversation(conversation))]
             lines.extend(_line(codec.message_to_json(message)) for message in messages)
@@ -449,7 +469,7 @@ class JsonlStore:
         name = file_name(conversation.id)
         with self._lock:
             self._check_open()
-            previous = self._read(name)
+            previous = self._live(name, now_key())  # an expired conversation starts afresh
             merged: dict[str, MessageRecord] = {} if replace or previous is None else dict(previous.messages)
             for message in messages:
                 merged[message.id] = message  # a stored id keeps its position
@@ -471,7 +491,7 @@ class JsonlStore:
             self._check_open()
             if not is_storable_id(conversation_id):
                 return False
-            previous = self._read(file_name(conversation_id))
+            previous = self._live(file_name(conversation_id), now_key())
             if previous is None:
                 return False
             record = previous.conversation
@@ -488,7 +508,7 @@ class JsonlStore:
             self._check_open()
             if not is_storable_id(conversation_id):
                 return None
-            entry = self._read(file_name(conversation_id))
+            entry = self._live(file_name(conversation_id), now_key())
             if entry is None:
                 return None
             return StoredConversation(
@@ -515,7 +535,7 @@ class JsonlStore:
             self._check_open()
             if not is_storable_id(conversation_id):
                 return None
-            entry = self._read(file_name(conversation_id))
+            entry = self._live(file_name(conversation_id), now_key())
             return None if entry is None else _copy(entry.conversation)
 
     def delete(self, conversation_id: str) -> bool:
@@ -523,14 +543,29 @@ class JsonlStore:
             self._check_open()
             if not is_storable_id(conversation_id):
                 return False
-            return self._remove(file_name(conversation_id))
+            name = file_name(conversation_id)
+            try:
+                entry = self._read(name)
+                expired = entry is not None and is_expired(entry.expiry, now_key())
+            except (CorruptStorageError, SchemaVersionError):
+                expired = False  # a file that cannot be read can still be deleted
+            return self._remove(name) and not expired  # an expired file goes too, reported missing
+
+    def purge_expired(self) -> int:
+        """See ``qv_session_manager.protocol.Expiring``: delete the file of every conversation expired now."""
+        with self._lock:
+            self._check_open()
+            now = now_key()
+            return sum(
+                self._remove(file_name(entry.conversation.id)) for entry in self._all() if is_expired(entry.expiry, now)
+            )
 
     def delete_message(self, conversation_id: str, message_id: str) -> bool:
         with self._lock:
             self._check_open()
             if not is_storable_id(conversation_id) or not is_storable_id(message_id):
                 return False
-            entry = self._read(file_name(conversation_id))
+            entry = self._live(file_name(conversation_id), now_key())
             if entry is None or message_id not in entry.messages:
                 return False
             kept = [m for mid, m in entry.messages.items() if mid != message_id]
@@ -547,7 +582,7 @@ class JsonlStore:
     ) -> list[ConversationRecord]:
         with self._lock:
             self._check_open()
-            records = [entry.conversation for entry in self._all()]
+            records = [entry.conversation for entry in self._all_live()]
         return [_copy(r) for r in reference_list(records, filter, limit=limit, offset=offset, after=after)]
 
     def search(
@@ -568,7 +603,7 @@ class JsonlStore:
                     entry.title_tokens,
                     [(mid, document, entry.messages[mid].content) for mid, document in entry.message_tokens.items()],
                 )
-                for entry in self._all()
+                for entry in self._all_live()
             ]
         hits = reference_search(items, query, filter, order=order, limit=limit, offset=offset, with_text=with_text)
         return [dataclass_replace(hit, conversation=_copy(hit.conversation)) for hit in hits]

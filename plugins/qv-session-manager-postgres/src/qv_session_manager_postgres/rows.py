@@ -30,7 +30,7 @@ from typing import Any
 
 from qv_session_manager import codec
 from qv_session_manager.errors import CorruptStorageError
-from qv_session_manager.records import ConversationRecord, MessageRecord
+from qv_session_manager.records import ConversationRecord, MessageRecord, expiry_key
 from qv_session_manager.timeutil import time_key
 
 # -- NUL escaping ---------------------------------------------------------------
@@ -185,12 +185,13 @@ def encode_conversation(record: ConversationRecord) -> dict[str, Any]:
         "escaped": title_bit | model_bit,
         "title_tsv": vector,
         "title_exact": exact,
+        "expires_key": expiry_key(record.metadata),
     }
 
 
 def decode_conversation(row: tuple[Any, ...]) -> ConversationRecord:
     id_, title, model_name, created_at, updated_at, metadata, escaped = row
-    return ConversationRecord(
+    return ConversationRecord.from_storage(
         id=id_,
         title=load_text(title, escaped, TITLE),
         model_name=load_text(model_name, escaped, MODEL_NAME),

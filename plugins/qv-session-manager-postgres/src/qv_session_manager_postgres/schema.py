@@ -19,7 +19,9 @@ import logging
 from collections.abc import Callable
 
 import psycopg
+from qv_session_manager import codec
 from qv_session_manager.errors import SchemaVersionError
+from qv_session_manager.records import EXPIRES_AT, stored_expiry_key
 from qv_session_manager.text import TOKENIZER_VERSION
 
 from .rows import CONTENT, TITLE, load_text
@@ -95,9 +97,39 @@ def _migration_1(cursor: psycopg.Cursor, schema: str) -> None:
             cursor.execute(statement.format(s=schema, tokenizer=TOKENIZER_VERSION))  # type: ignore[arg-type]
 
 
+def _migration_2(cursor: psycopg.Cursor, schema: str) -> None:
+    """Expiry: ``expires_key``, the time key of ``metadata["expires_at"]`` (NULL when none).
+
+    Filled from the metadata already stored; a value that does not parse stays NULL
+    (the conversation never expires). The partial index serves ``purge_expired``.
+    """
+    table = f"{schema}.qv_conversations"
+    cursor.execute(f'ALTER TABLE {table} ADD COLUMN expires_key text COLLATE "C"')  # type: ignore[arg-type]
+    cursor.execute(
+        f"CREATE INDEX qv_conversations_by_expiry ON {table} (expires_key) WHERE expires_key IS NOT NULL"  # type: ignore[arg-type]
+    )
+    # filter_doc holds every top-level scalar entry, so it names each candidate (a
+    # non-scalar value could never parse anyway); the exact metadata text decides.
+    found = cursor.execute(
+        f"SELECT pk, metadata FROM {table} WHERE filter_doc ? %s", (EXPIRES_AT,)  # type: ignore[arg-type]
+    ).fetchall()
+    keys = []
+    for pk, metadata in found:
+        try:
+            value = codec.loads(metadata)
+        except ValueError:  # not ours to judge here: reading that row reports it
+            continue
+        key = stored_expiry_key(value) if isinstance(value, dict) else None
+        if key is not None:
+            keys.append((key, pk))
+    if keys:
+        cursor.executemany(f"UPDATE {table} SET expires_key = %s WHERE pk = %s", keys)  # type: ignore[arg-type]
+
+
 #: MIGRATIONS[i] takes a schema from version i to version i + 1: (description, function).
 MIGRATIONS: list[tuple[str, Callable[[psycopg.Cursor, str], None]]] = [
     ("conversations, messages and their search vectors", _migration_1),
+    ("conversation expiry (metadata expires_at)", _migration_2),
 ]
 LATEST = len(MIGRATIONS)
 

@@ -55,7 +55,7 @@ from qv_session_manager.records import (
     checked_save_items,
     is_storable_id,
 )
-from qv_session_manager.rules import check_filter, check_order, check_page, check_window, window_start
+from qv_session_manager.rules import check_filter, check_order, check_page, check_window, now_key, window_start
 from qv_session_manager.text import tokens
 from qv_session_manager.timeutil import time_key
 
@@ -81,6 +81,11 @@ T = TypeVar("T")
 log = logging.getLogger("qv_session_manager")
 
 _TIME_FIELDS = {"updated_at": "updated_key", "created_at": "created_key"}
+#: A conversation ``c`` not expired at the parameter ``now`` (see Capability.EXPIRY).
+_LIVE = '(c.expires_key IS NULL OR c.expires_key > %(now)s COLLATE "C")'
+#: What the upsert leaves in ``next_position`` of a row that had expired: the save
+#: then removes its messages (see PostgresStore._restart) before writing its own.
+_EXPIRED = -1
 #: How many times an operation runs at most when its connection breaks or it deadlocks.
 ATTEMPTS = 4
 _BACKOFF = (0.05, 0.25, 1.0)
@@ -139,6 +144,7 @@ _CONVERSATION_FIELDS: tuple[_Field, ...] = (
     ("created_at", "text", ""), ("updated_at", "text", ""), ("created_key", "text", ""),
     ("updated_key", "text", ""), ("metadata", "text", ""), ("filter_doc", "text", "::jsonb"),
     ("escaped", "smallint", ""), ("title_tsv", "text", "::tsvector"), ("title_exact", "boolean", ""),
+    ("expires_key", "text", ""),
 )
 #: In the order of :func:`_message_row`.
 _MESSAGE_FIELDS: tuple[_Field, ...] = (
@@ -162,7 +168,8 @@ _UPSERT = """ON CONFLICT (id_key) DO UPDATE SET title = EXCLUDED.title, model_na
     created_at = EXCLUDED.created_at, updated_at = EXCLUDED.updated_at,
     created_key = EXCLUDED.created_key, updated_key = EXCLUDED.updated_key,
     metadata = EXCLUDED.metadata, filter_doc = EXCLUDED.filter_doc, escaped = EXCLUDED.escaped,
-    title_tsv = EXCLUDED.title_tsv, title_exact = EXCLUDED.title_exact"""
+    title_tsv = EXCLUDED.title_tsv, title_exact = EXCLUDED.title_exact, expires_key = EXCLUDED.expires_key,
+    next_position = CASE WHEN c.expires_key <= %(now)s COLLATE "C" THEN -1 ELSE c.next_position END"""
 
 
 def _names(fields: Sequence[_Field]) -> str:
@@ -285,7 +292,9 @@ class PostgresStore:
     StorageBusyError (seconds; 0 waits forever).
     """
 
-    capabilities = frozenset({Capability.PERSISTENT, Capability.MULTI_PROCESS, Capability.RELEVANCE})
+    capabilities = frozenset(
+        {Capability.PERSISTENT, Capability.MULTI_PROCESS, Capability.RELEVANCE, Capability.EXPIRY}
+    )
 
     def __init__(
         self,
@@ -464,12 +473,13 @@ class PostgresStore:
 
         def work(cursor: psycopg.Cursor) -> bool:
             # The conversation row first: concurrent saves of it wait, so nothing of theirs is lost.
+            table = f"{self._s}.qv_conversations c"
             if stamp[0] is None:
-                sql = f"SELECT pk, next_position FROM {self._s}.qv_conversations WHERE id_key = %(key)s FOR UPDATE"
+                sql = f"SELECT pk, next_position FROM {table} WHERE id_key = %(key)s AND {_LIVE} FOR UPDATE"
             else:
-                sql = f"UPDATE {self._s}.qv_conversations SET {_SET_TIME} WHERE id_key = %(key)s RETURNING pk, next_position"
+                sql = f"UPDATE {table} SET {_SET_TIME} WHERE id_key = %(key)s AND {_LIVE} RETURNING pk, next_position"
             found = cursor.execute(  # type: ignore[call-overload]
-                sql, {"key": id_key(conversation_id), "updated_at": stamp[0], "updated_key": stamp[1]}
+                sql, {"key": id_key(conversation_id), "updated_at": stamp[0], "updated_key": stamp[1], "now": now_key()}
             ).fetchone()
             if found is None:
                 return False
@@ -489,20 +499,22 @@ class PostgresStore:
         meanwhile is caught too.
         """
         s = self._s
-        params: dict[str, Any] = {"key": id_key(conversation_id), "updated_at": stamp[0], "updated_key": stamp[1]}
+        params: dict[str, Any] = {
+            "key": id_key(conversation_id), "updated_at": stamp[0], "updated_key": stamp[1], "now": now_key()
+        }
         if not encoded:
             if stamp[0] is None:
-                sql = f"SELECT pk FROM {s}.qv_conversations WHERE id_key = %(key)s"
+                sql = f"SELECT pk FROM {s}.qv_conversations c WHERE id_key = %(key)s AND {_LIVE}"
             else:
-                sql = f"UPDATE {s}.qv_conversations SET {_SET_TIME} WHERE id_key = %(key)s RETURNING pk"
+                sql = f"UPDATE {s}.qv_conversations c SET {_SET_TIME} WHERE id_key = %(key)s AND {_LIVE} RETURNING pk"
             return cursor.execute(sql, params).fetchone() is not None  # type: ignore[arg-type]
         params["count"] = len(encoded)
         source = _rows("v", _MESSAGE_FIELDS, [_message_row(e) for e in encoded], params, ordinality=True)
         try:
             cursor.execute(
                 f"""WITH c AS (
-                        UPDATE {s}.qv_conversations SET next_position = next_position + %(count)s::bigint, {_SET_TIME}
-                        WHERE id_key = %(key)s
+                        UPDATE {s}.qv_conversations c SET next_position = next_position + %(count)s::bigint, {_SET_TIME}
+                        WHERE id_key = %(key)s AND {_LIVE}
                         RETURNING pk, next_position - %(count)s::bigint AS first
                     )
                     INSERT INTO {s}.qv_messages (conversation_pk, position, {_names(_MESSAGE_FIELDS)})
@@ -523,8 +535,11 @@ class PostgresStore:
             f"""INSERT INTO {s}.qv_conversations AS c ({_names(_CONVERSATION_FIELDS)})
                 VALUES ({", ".join(f"%({name})s{cast}" for name, _, cast in _CONVERSATION_FIELDS)})
                 {_UPSERT} RETURNING c.pk, c.next_position""",  # type: ignore[arg-type]
-            row,
+            {**row, "now": now_key()},
         ).fetchone()  # type: ignore[misc]
+        if stored_next == _EXPIRED:
+            self._restart(cursor, [pk])
+            stored_next = 0
         if not replace:
             self._merge(cursor, pk, stored_next, encoded)
             return
@@ -547,6 +562,19 @@ class PostgresStore:
             writes.next_positions.append((pk, next_position))
         self._write(cursor, writes)
 
+    def _restart(self, cursor: psycopg.Cursor, pks: list[int]) -> None:
+        """Empty conversations the upsert found expired: their messages go, ``next_position`` is 0 again.
+
+        Their own fields were all overwritten by the upsert, so what remains is a fresh
+        conversation (under the same row key), in the save's own transaction.
+        """
+        s = self._s
+        cursor.execute(
+            f"""WITH gone AS (DELETE FROM {s}.qv_messages WHERE conversation_pk = ANY(%(pks)s::bigint[]))
+                UPDATE {s}.qv_conversations SET next_position = 0 WHERE pk = ANY(%(pks)s::bigint[])""",  # type: ignore[arg-type]
+            {"pks": pks},
+        )
+
     def _stored(self, cursor: psycopg.Cursor, pk: int, keys: list[bytes] | None) -> dict[bytes, _Stored]:
         """The stored messages of conversation ``pk`` with these id keys (None: all), by key."""
         sql = f"SELECT id_key, pk, position, digest, content_digest FROM {self._s}.qv_messages WHERE conversation_pk = %s"
@@ -568,11 +596,22 @@ class PostgresStore:
 
     def _save_many(self, cursor: psycopg.Cursor, batch: list[tuple[dict[str, Any], list[EncodedMessage]]]) -> None:
         s = self._s
+        now = now_key()
+        # Saves in order: a pair whose record is already expired makes the next pair of its
+        # conversation start afresh, so only the pairs after the last such one count.
+        last = {row["id_key"]: index for index, (row, _) in enumerate(batch)}
+        cut: dict[bytes, int] = {}
+        for index, (row, _) in enumerate(batch):
+            expiry = row["expires_key"]
+            if index < last[row["id_key"]] and expiry is not None and expiry <= now:
+                cut[row["id_key"]] = index
+        if cut:
+            batch = [item for index, item in enumerate(batch) if index > cut.get(item[0]["id_key"], -1)]
         # Each conversation's last record is what the saves in order leave; upsert those,
         # in the order of their keys, so that two batches lock their rows in one order.
         latest = {row["id_key"]: row for row, _ in batch}
         rows = [latest[key] for key in sorted(latest)]
-        params: dict[str, Any] = {}
+        params: dict[str, Any] = {"now": now}
         source = _rows("v", _CONVERSATION_FIELDS, [[row[name] for name, _, _ in _CONVERSATION_FIELDS] for row in rows],
                        params)
         upserted = cursor.execute(
@@ -581,7 +620,12 @@ class PostgresStore:
                 {_UPSERT} RETURNING c.id_key, c.pk, c.next_position""",  # type: ignore[arg-type]
             params,
         ).fetchall()
-        merges = {bytes(key): _Merge(pk, next_position, {}) for key, pk, next_position in upserted}
+        fresh = {bytes(key) for key, _, next_position in upserted if next_position == _EXPIRED} | set(cut)
+        if fresh:
+            self._restart(cursor, [pk for key, pk, _ in upserted if bytes(key) in fresh])
+        merges = {
+            bytes(key): _Merge(pk, 0 if bytes(key) in fresh else next_position, {}) for key, pk, next_position in upserted
+        }
         # Stored messages: only conversations that ever had one (next_position > 0) can
         # hold any; for the others, new ones in particular, nothing is read.
         wanted: dict[tuple[int, bytes], None] = {}
@@ -660,11 +704,13 @@ class PostgresStore:
             return False
 
         def work(cursor: psycopg.Cursor) -> bool:
+            # An expired conversation is removed too, but reported missing.
             cursor.execute(
-                f"DELETE FROM {self._s}.qv_conversations WHERE id_key = %s RETURNING pk",  # type: ignore[arg-type]
-                (id_key(conversation_id),),
+                f"DELETE FROM {self._s}.qv_conversations c WHERE id_key = %(key)s RETURNING {_LIVE}",  # type: ignore[arg-type]
+                {"key": id_key(conversation_id), "now": now_key()},
             )
-            return cursor.fetchone() is not None  # messages go by ON DELETE CASCADE
+            found = cursor.fetchone()
+            return found is not None and bool(found[0])  # messages go by ON DELETE CASCADE
 
         return self._run(f"deleting conversation {conversation_id}", work, write=True, idempotent=False)
 
@@ -676,8 +722,8 @@ class PostgresStore:
         def work(cursor: psycopg.Cursor) -> bool:
             # Lock the conversation first, as save does: one lock order, no deadlocks.
             found = cursor.execute(
-                f"SELECT pk FROM {self._s}.qv_conversations WHERE id_key = %s FOR UPDATE",  # type: ignore[arg-type]
-                (id_key(conversation_id),),
+                f"SELECT pk FROM {self._s}.qv_conversations c WHERE id_key = %(key)s AND {_LIVE} FOR UPDATE",  # type: ignore[arg-type]
+                {"key": id_key(conversation_id), "now": now_key()},
             ).fetchone()
             if found is None:
                 return False
@@ -688,6 +734,19 @@ class PostgresStore:
             return cursor.fetchone() is not None
 
         return self._run(f"deleting message {message_id}", work, write=True, idempotent=False)
+
+    def purge_expired(self) -> int:
+        """See :class:`~qv_session_manager.protocol.Expiring`: one statement through the expiry index."""
+        self._check_open()
+
+        def work(cursor: psycopg.Cursor) -> int:
+            cursor.execute(
+                f'DELETE FROM {self._s}.qv_conversations WHERE expires_key <= %(now)s COLLATE "C"',  # type: ignore[arg-type]
+                {"now": now_key()},
+            )
+            return max(cursor.rowcount, 0)  # messages go by ON DELETE CASCADE
+
+        return self._run("removing expired conversations", work, write=True, idempotent=False)
 
     # -- reads ----------------------------------------------------------------------
 
@@ -703,8 +762,9 @@ class PostgresStore:
 
         def work(cursor: psycopg.Cursor) -> tuple[Any, Sequence[Any]] | None:
             found = cursor.execute(
-                f"SELECT c.pk, {CONVERSATION_COLUMNS} FROM {self._s}.qv_conversations c WHERE c.id_key = %s",  # type: ignore[arg-type]
-                (key,),
+                f"SELECT c.pk, {CONVERSATION_COLUMNS} FROM {self._s}.qv_conversations c"  # type: ignore[arg-type]
+                f" WHERE c.id_key = %(key)s AND {_LIVE}",
+                {"key": key, "now": now_key()},
             ).fetchone()
             if found is None:
                 return None
@@ -746,8 +806,9 @@ class PostgresStore:
 
         def work(cursor: psycopg.Cursor) -> tuple[Any, list[Any]] | None:
             found = cursor.execute(
-                f"SELECT c.pk, {CONVERSATION_COLUMNS} FROM {self._s}.qv_conversations c WHERE c.id_key = %s",  # type: ignore[arg-type]
-                (key,),
+                f"SELECT c.pk, {CONVERSATION_COLUMNS} FROM {self._s}.qv_conversations c"  # type: ignore[arg-type]
+                f" WHERE c.id_key = %(key)s AND {_LIVE}",
+                {"key": key, "now": now_key()},
             ).fetchone()
             if found is None:
                 return None
@@ -800,8 +861,9 @@ class PostgresStore:
         found = self._run(
             f"reading conversation {conversation_id}",
             lambda cursor: cursor.execute(
-                f"SELECT {CONVERSATION_COLUMNS} FROM {self._s}.qv_conversations c WHERE c.id_key = %s",  # type: ignore[arg-type]
-                (id_key(conversation_id),),
+                f"SELECT {CONVERSATION_COLUMNS} FROM {self._s}.qv_conversations c"  # type: ignore[arg-type]
+                f" WHERE c.id_key = %(key)s AND {_LIVE}",
+                {"key": id_key(conversation_id), "now": now_key()},
             ).fetchone(),
             write=False,
         )
@@ -817,8 +879,8 @@ class PostgresStore:
         """
         check_filter(filter)
         key = _TIME_FIELDS[filter.field]
-        conditions = ["true"]
-        params: dict[str, Any] = {}
+        conditions = [_LIVE]  # expired conversations never pass
+        params: dict[str, Any] = {"now": now_key()}
         if filter.start is not None:
             conditions.append(f"c.{key} >= %(start)s COLLATE \"C\"")
             params["start"] = time_key(filter.start)

@@ -1,4 +1,11 @@
-"""The SQLite backend (``sqlite:///relative.db``, ``sqlite:////absolute.db``, ``sqlite://``)."""
+"""The SQLite backend (``sqlite:///relative.db``, ``sqlite:////absolute.db``, ``sqlite://``).
+
+An encrypted file (SQLCipher) is named by where its key is, never by the key:
+``sqlite:///chats.db?key_env=MY_VARIABLE`` reads it from that environment variable,
+``sqlite:///chats.db?encrypted=1`` from ``QV_SESSION_MANAGER_SQLITE_KEY``. In Python
+the key may also be given as the option ``key=`` (``open_store(url, key=...)``,
+``SessionManager(url=..., key=...)`` or ``SessionManager(db_path=..., key=...)``).
+"""
 
 from __future__ import annotations
 
@@ -9,18 +16,54 @@ from urllib.parse import parse_qsl, unquote, urlsplit
 from ...errors import InvalidInputError
 from ...hookspecs import hookimpl
 from ...registry import Backend
+from . import cipher
 from .store import SQLiteStore
 
 __all__ = ["SQLiteStore", "open_path", "open_url"]
 
 
+_OPTIONS = {"synchronous", "busy_timeout", "purge", "key", "key_env", "encrypted"}
+_YES = {"1", "true", "yes", "on"}
+_NO = {"0", "false", "no", "off"}
+
+
+def _key_of(options: Mapping[str, Any]) -> cipher.Key | None:
+    """The key the options give (``key``, ``key_env``, ``encrypted``), or None for a plain file.
+
+    ``key_env`` names the environment variable holding the key; ``encrypted`` true
+    without ``key_env`` means :data:`cipher.KEY_VARIABLE`. Raises InvalidInputError
+    for contradicting options, EncryptionKeyError for an unset variable.
+    """
+    encrypted: Any = options.get("encrypted")
+    if isinstance(encrypted, str):
+        word = encrypted.strip().lower()
+        if word not in _YES | _NO:
+            raise InvalidInputError(f"encrypted must be 1/true or 0/false, not {encrypted!r}")
+        encrypted = word in _YES
+    elif encrypted is not None and not isinstance(encrypted, bool):
+        raise InvalidInputError(f"encrypted must be a bool, not {type(encrypted).__name__}")
+    given = [name for name in ("key", "key_env") if options.get(name) is not None]
+    if len(given) > 1:
+        raise InvalidInputError("give the key either as key= or as key_env=, not both")
+    if encrypted is False and given:
+        raise InvalidInputError(f"encrypted=0 contradicts {given[0]}=")
+    if "key" in given:
+        return options["key"]  # type: ignore[no-any-return]
+    if "key_env" in given:
+        return cipher.key_from_environment(options["key_env"])
+    if encrypted:
+        return cipher.key_from_environment(cipher.KEY_VARIABLE)
+    return None
+
+
 def open_path(path: object, options: Mapping[str, Any]) -> SQLiteStore:
-    """Open the SQLite file ``path`` with ``options`` (``synchronous``, ``busy_timeout``, ``purge``).
+    """Open the SQLite file ``path`` with ``options`` (``synchronous``, ``busy_timeout``,
+    ``purge``; for an encrypted file ``key``, or ``key_env``/``encrypted`` naming where it is).
 
     Option values may be strings (from a URL). Raises InvalidInputError for unknown
     options and unusable values.
     """
-    unknown = set(options) - {"synchronous", "busy_timeout", "purge"}
+    unknown = set(options) - _OPTIONS
     if unknown:
         raise InvalidInputError(f"unknown SQLite option(s): {', '.join(sorted(unknown))}")
     if isinstance(path, str) and "://" in path:
@@ -36,13 +79,16 @@ def open_path(path: object, options: Mapping[str, Any]) -> SQLiteStore:
         synchronous=options.get("synchronous", "full"),
         busy_timeout=timeout,
         purge=options.get("purge", "on_close"),
+        key=_key_of(options),
     )
 
 
 def open_url(url: str, options: Mapping[str, Any]) -> SQLiteStore:
     """Open ``sqlite:///path`` the way SQLAlchemy spells it: three slashes then a
     relative path, four for an absolute one; ``sqlite://`` alone is in memory.
-    ``?synchronous=normal&busy_timeout=5&purge=immediate`` in the URL set options too.
+    ``?synchronous=normal&busy_timeout=5&purge=immediate`` in the URL set options too,
+    and ``?key_env=VARIABLE`` or ``?encrypted=1`` open an encrypted file. A key
+    written into the URL itself is refused (URLs end up in logs and process lists).
     """
     parts = urlsplit(url)
     if parts.netloc or parts.fragment or parts.path == "/":
@@ -52,6 +98,11 @@ def open_url(url: str, options: Mapping[str, Any]) -> SQLiteStore:
         settings: dict[str, Any] = dict(parse_qsl(parts.query, keep_blank_values=True, strict_parsing=bool(parts.query)))
     except (UnicodeDecodeError, ValueError) as exc:
         raise InvalidInputError(f"{url!r} is not a valid SQLite URL: {exc}") from None
+    if "key" in settings:  # the message leaves the URL out: it holds the key
+        raise InvalidInputError(
+            "an SQLite URL must not hold the key itself (URLs end up in logs): "
+            "use ?key_env=VARIABLE, or ?encrypted=1 for $" + cipher.KEY_VARIABLE
+        )
     settings.update(options)
     return open_path(path, settings)
 

@@ -1,11 +1,15 @@
-"""Translate sqlite3 exceptions into this library's errors."""
+"""Translate driver exceptions into this library's errors.
+
+One table serves both drivers: the stdlib ``sqlite3`` and SQLCipher's ``sqlcipher3``
+(whose exceptions are not ``sqlite3.Error`` subclasses but carry the same result
+codes and messages).
+"""
 
 from __future__ import annotations
 
-import sqlite3
-
 from ...errors import (
     CorruptStorageError,
+    EncryptionKeyError,
     ReadOnlyStorageError,
     StorageBusyError,
     StorageError,
@@ -30,8 +34,17 @@ _BY_MESSAGE = (
 )
 
 
-def translate(exc: sqlite3.Error, doing: str) -> StorageError:
-    """The library error for a sqlite3 exception raised while ``doing`` something."""
+class EncryptedOrCorruptError(EncryptionKeyError, CorruptStorageError):
+    """A file that is not plain SQLite and cannot be read with the key given (or without one).
+
+    Without the right key an encrypted file and a damaged one look alike (both are
+    random-looking pages), so this error is both an EncryptionKeyError and a
+    CorruptStorageError: catch whichever the caller cares about.
+    """
+
+
+def translate(exc: Exception, doing: str) -> StorageError:
+    """The library error for a driver exception raised while ``doing`` something."""
     code = getattr(exc, "sqlite_errorcode", None)  # Python 3.11+
     kind: type[StorageError] | None = _BY_CODE.get(code & 0xFF) if code is not None else None
     if kind is None:

@@ -1,8 +1,9 @@
 """Checks and repairs of an SQLite store, for tools such as ``qv-sessions doctor``.
 
 These functions work on an open :class:`SQLiteStore` through its own connection
-and transactions, so sqlite3 errors come out as this library's StorageError
-subclasses, and an in-memory store (``sqlite://``) can be checked too.
+and transactions, so driver errors (sqlite3, or SQLCipher's for a keyed store) come
+out as this library's StorageError subclasses, and an in-memory or encrypted store
+can be checked too.
 """
 
 from __future__ import annotations
@@ -12,9 +13,10 @@ import sqlite3
 from dataclasses import dataclass
 from urllib.parse import unquote, urlsplit
 
+from ...rules import now_key
 from . import schema
 from .rows import index_body
-from .store import SQLiteStore
+from .store import _LIVE, SQLiteStore
 
 #: The search indexes and the SQL giving (rowid, text) of what each must hold.
 INDEXES: dict[str, str] = {
@@ -73,7 +75,7 @@ def index_problems(store: SQLiteStore) -> list[str]:
         for table, source in INDEXES.items():
             try:
                 db.execute(f"INSERT INTO {table} ({table}) VALUES ('integrity-check')")
-            except sqlite3.DatabaseError as exc:
+            except store._driver.DatabaseError as exc:
                 problems.append(f"{table}: FTS5 integrity-check failed: {exc}")
                 continue
             differences = _compare_with_fresh(db, table, source)
@@ -121,12 +123,21 @@ def rebuild_indexes(store: SQLiteStore) -> None:
 
 
 def counts(store: SQLiteStore) -> Counts:
-    """Numbers of conversations and messages and the oldest/newest update time, in SQL."""
+    """Numbers of conversations and messages and the oldest/newest update time, in SQL.
+
+    Expired conversations (missing to every read) and their messages are not counted.
+    """
+    live = {"now": now_key()}
     with store._transaction("counting conversations", write=False) as db:
-        conversations = int(db.execute("SELECT count(*) FROM conversations").fetchone()[0])
-        messages = int(db.execute("SELECT count(*) FROM messages").fetchone()[0])
+        conversations = int(db.execute(f"SELECT count(*) FROM conversations c WHERE {_LIVE}", live).fetchone()[0])
+        messages = int(db.execute(
+            f"SELECT count(*) FROM messages m JOIN conversations c ON c.pk = m.conversation_pk WHERE {_LIVE}", live
+        ).fetchone()[0])
         edges = [
-            db.execute(f"SELECT updated_at FROM conversations ORDER BY updated_key {way}, id {way} LIMIT 1").fetchone()
+            db.execute(
+                f"SELECT updated_at FROM conversations c WHERE {_LIVE} ORDER BY updated_key {way}, id {way} LIMIT 1",
+                live,
+            ).fetchone()
             for way in ("ASC", "DESC")
         ]
     oldest, newest = (row[0] if row else None for row in edges)

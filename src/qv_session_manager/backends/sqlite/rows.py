@@ -10,7 +10,7 @@ from typing import Any
 
 from ... import codec
 from ...errors import CorruptStorageError
-from ...records import ConversationRecord, MessageRecord
+from ...records import ConversationRecord, MessageRecord, expiry_key
 from ...text import MAX_TOKEN_LENGTH, index_text
 from ...timeutil import time_key
 
@@ -90,6 +90,7 @@ def encode_conversation(record: ConversationRecord) -> dict[str, Any]:
         "created_key": time_key(record.created_at),
         "updated_key": time_key(record.updated_at),
         "metadata": codec.dumps(record.metadata),
+        "expires_key": expiry_key(record.metadata),
     }
 
 

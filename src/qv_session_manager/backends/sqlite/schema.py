@@ -14,6 +14,7 @@ import sqlite3
 from collections.abc import Callable
 
 from ...errors import SchemaVersionError
+from ...records import EXPIRES_AT, stored_expiry_key
 from ...text import TOKENIZER_VERSION
 from ...timeutil import time_key
 from .rows import digest, index_body, parse_timestamp
@@ -162,8 +163,26 @@ def _migration_1(db: sqlite3.Connection) -> None:
         _create_v1(db)
 
 
+def _migration_2(db: sqlite3.Connection) -> None:
+    """Expiry: a column holding the time key of ``metadata["expires_at"]``, NULL when there is none.
+
+    Filled from the metadata already stored; a value that does not parse stays NULL
+    (the conversation never expires). The partial index serves ``purge_expired``;
+    reads filter on the column in rows they reach through other indexes.
+    """
+    db.execute("ALTER TABLE conversations ADD COLUMN expires_key TEXT")
+    db.execute("CREATE INDEX conversations_by_expiry ON conversations (expires_key) WHERE expires_key IS NOT NULL")
+    db.create_function(
+        "qv_expiry_key", 1, lambda value: stored_expiry_key({EXPIRES_AT: value}), deterministic=True
+    )
+    db.execute(
+        f"""UPDATE conversations SET expires_key = qv_expiry_key(json_extract(metadata, '$.{EXPIRES_AT}'))
+            WHERE json_valid(metadata) AND json_type(metadata, '$.{EXPIRES_AT}') = 'text'"""
+    )
+
+
 #: MIGRATIONS[i] takes a database from version i to version i + 1.
-MIGRATIONS: list[Callable[[sqlite3.Connection], None]] = [_migration_1]
+MIGRATIONS: list[Callable[[sqlite3.Connection], None]] = [_migration_1, _migration_2]
 LATEST = len(MIGRATIONS)
 
 

@@ -4,17 +4,19 @@ from __future__ import annotations
 
 import builtins
 
+import json
 import logging
 import os
 import sqlite3
 import threading
 import uuid
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from datetime import datetime
+from types import ModuleType
 from typing import Any, Literal
 
-from ...errors import CorruptStorageError, InvalidInputError, StorageError
+from ...errors import CorruptStorageError, EncryptionKeyError, InvalidInputError, StorageError
 from ...protocol import Capability, ConversationFilter, SaveItem, SearchOrder
 from ...query import Query, to_fts5
 from ...records import (
@@ -26,11 +28,12 @@ from ...records import (
     check_save,
     checked_save_items,
     is_storable_id,
+    metadata_matches,
 )
 from ...timeutil import time_key
-from ...rules import check_filter, check_order, check_page, check_window, window_start
-from . import schema
-from .errors import translate
+from ...rules import check_filter, check_order, check_page, check_window, now_key, window_start
+from . import cipher, schema
+from .errors import EncryptedOrCorruptError, translate
 from .rows import (
     CONVERSATION_COLUMNS,
     MESSAGE_COLUMNS,
@@ -46,18 +49,30 @@ log = logging.getLogger("qv_session_manager")
 Synchronous = Literal["full", "normal"]
 Purge = Literal["on_close", "immediate"]
 _TIME_FIELDS = {"updated_at": "updated_key", "created_at": "created_key"}
+#: The condition of a conversation ``c`` that has not expired at the parameter ``:now`` (see Capability.EXPIRY).
+_LIVE = "(c.expires_key IS NULL OR c.expires_key > :now)"
 _ID_BATCH = 500  # ids per IN (...) lookup, well below SQLite's variable limit
+#: SQLite's JSON functions cut a string at an escaped NUL (``\u0000``), so json_each would
+#: both miss and wrongly match such keys and values. Rows whose metadata text holds that
+#: escape are checked by the reference rule (records.metadata_matches) in Python instead.
+_METADATA_HAS_NUL = "instr(c.metadata, '\\u0000') > 0"
 
 
-def _create_atomically(path: str, setup: Any) -> None:
+def _metadata_passes(stored: str, wanted: str) -> int:
+    """SQL function ``qv_metadata_matches(metadata, filter)``: both JSON texts."""
+    return int(metadata_matches(json.loads(stored), json.loads(wanted)))
+
+
+def _create_atomically(path: str, connect: Callable[[str], sqlite3.Connection], setup: Any) -> None:
     """Create a new database file so that no other process ever sees it half made.
 
-    The schema is built in a temporary file beside ``path`` which is then linked
-    into place; if another process won the race, its file is kept.
+    The schema is built in a temporary file beside ``path`` (opened with ``connect``,
+    so a keyed store is encrypted from its first page) which is then linked into
+    place; if another process won the race, its file is kept.
     """
     temporary = f"{path}.{uuid.uuid4().hex}.creating"
     try:
-        db = sqlite3.connect(temporary, isolation_level=None)
+        db = connect(temporary)
         try:
             setup(db)
         finally:
@@ -75,20 +90,69 @@ def _create_atomically(path: str, setup: Any) -> None:
 
 
 _SQLITE_MAGIC = b"SQLite format 3\x00"
+_SMALLEST_PAGE = 512  # an SQLite (and SQLCipher) file is whole pages of at least this size
 
 
-def _check_header(path: str) -> None:
-    """Raise CorruptStorageError unless a non-empty file starts with the SQLite header.
+def _check_header(path: str, *, keyed: bool) -> None:
+    """Refuse, before any driver opens it, a non-empty file that cannot be what is asked for.
 
-    SQLite itself takes a 1-byte file for an empty database and would overwrite it.
+    SQLite itself takes a 1-byte file for an empty database and would overwrite it,
+    so a file without the SQLite header is refused unless it may be an SQLCipher
+    file (whole pages) and a key is given: then SQLCipher checks the key. Without a
+    key such a file is encrypted or damaged (EncryptedOrCorruptError); a plain file
+    given a key raises EncryptionKeyError.
     """
     try:
+        size = os.path.getsize(path)
         with open(path, "rb") as file:
             head = file.read(len(_SQLITE_MAGIC))
     except OSError:
         return  # unreadable or not a file: SQLite reports it when connecting
-    if head and head != _SQLITE_MAGIC:
+    if head == _SQLITE_MAGIC:
+        if keyed:
+            raise EncryptionKeyError(
+                f"{path} is a plain, unencrypted SQLite database but a key was given; open it without a key, "
+                "or copy it into an encrypted store with copy_store; refusing to touch it"
+            )
+        return
+    if not head:
+        return
+    if size < _SMALLEST_PAGE or size % _SMALLEST_PAGE:
         raise CorruptStorageError(f"{path} is not an SQLite database; refusing to touch it")
+    if not keyed:
+        raise EncryptedOrCorruptError(
+            f"{path} is not an SQLite database readable without a key: it is encrypted (open it with "
+            "its key) or damaged; refusing to touch it"
+        )
+
+
+def _connect(driver: ModuleType, path: str, key_statement: str | None, busy_timeout: float) -> sqlite3.Connection:
+    """A connection to ``path``; with a key, keyed first and checked with one read.
+
+    The key must come before any other statement. A key that does not open the
+    file (SQLITE_NOTADB at the first read) raises EncryptedOrCorruptError, having
+    written nothing.
+    """
+    db: sqlite3.Connection = driver.connect(
+        path, timeout=busy_timeout, isolation_level=None, check_same_thread=False
+    )
+    if key_statement is None:
+        return db
+    try:
+        db.execute(key_statement)
+        with cipher.quiet_log(db):
+            db.execute("SELECT count(*) FROM sqlite_schema").fetchone()
+    except driver.Error as exc:
+        db.close()
+        if (getattr(exc, "sqlite_errorcode", 0) or 0) & 0xFF == 26:  # SQLITE_NOTADB
+            raise EncryptedOrCorruptError(
+                f"{path} cannot be read with the key given: a wrong key, or a damaged file; refusing to touch it"
+            ) from exc
+        raise
+    except BaseException:
+        db.close()
+        raise
+    return db
 
 
 def _prepare_new(db: sqlite3.Connection) -> None:
@@ -112,8 +176,18 @@ class SQLiteStore:
     (``purge="on_close"``) it runs once, in :meth:`close`, after deletes; with
     ``purge="immediate"`` every delete purges before it returns.
 
+    ``key`` encrypts the whole file with SQLCipher (the ``[sqlcipher]`` extra): a
+    ``str`` passphrase, or ``bytes`` of 32 as a raw key (see
+    :mod:`qv_session_manager.backends.sqlite.cipher`). Pages, WAL frames and the
+    search indexes are then encrypted on disk while search works as usual. The key
+    is used to open the connection and not kept.
+
     Raises CorruptStorageError for a zero-length, truncated or non-SQLite file and
     SchemaVersionError for a newer or unknown schema; the file is left untouched.
+    A key that does not open the file, or no key for a file that is not plain
+    SQLite, raises an error that is both EncryptionKeyError and CorruptStorageError
+    (without the key an encrypted file cannot be told from a damaged one); a key
+    for a plain file raises EncryptionKeyError. In each case the file is untouched.
     """
 
     def __init__(
@@ -123,6 +197,7 @@ class SQLiteStore:
         synchronous: Synchronous = "full",
         busy_timeout: float = 30.0,
         purge: Purge = "on_close",
+        key: cipher.Key | None = None,
     ) -> None:
         try:
             path = os.fspath(path)
@@ -140,14 +215,19 @@ class SQLiteStore:
             raise InvalidInputError(f"busy_timeout must be a number of seconds from 0 to 86400, not {busy_timeout!r}")
         if purge not in ("on_close", "immediate"):
             raise InvalidInputError(f"purge must be 'on_close' or 'immediate', not {purge!r}")
+        key_statement = None if key is None else cipher.key_statement(key)
+        if key_statement is not None and path == ":memory:":
+            raise InvalidInputError("an in-memory store has no file to encrypt: give no key for ':memory:'")
+        driver = sqlite3 if key_statement is None else cipher.load_driver()
+        self._driver = driver
         self.path = path
         self._purge_at_once = purge == "immediate"
         self._lock = threading.RLock()
         self._closed = False
         in_memory = path == ":memory:"
         self.capabilities = frozenset(
-            {Capability.RELEVANCE} if in_memory
-            else {Capability.RELEVANCE, Capability.PERSISTENT, Capability.MULTI_PROCESS}
+            {Capability.RELEVANCE, Capability.EXPIRY} if in_memory
+            else {Capability.RELEVANCE, Capability.EXPIRY, Capability.PERSISTENT, Capability.MULTI_PROCESS}
         )
         try:
             if not in_memory:
@@ -157,19 +237,20 @@ class SQLiteStore:
                         f"{path} is an empty file, not a database; refusing to treat it as a new store"
                     )
                 if os.path.exists(path):
-                    _check_header(path)
+                    _check_header(path, keyed=key_statement is not None)
                 if not os.path.exists(path):
-                    _create_atomically(path, _prepare_new)
-            self._db = sqlite3.connect(
-                path, timeout=busy_timeout, isolation_level=None, check_same_thread=False
-            )
-        except sqlite3.Error as exc:
+                    _create_atomically(
+                        path, lambda new: _connect(driver, new, key_statement, busy_timeout), _prepare_new
+                    )
+            self._db = _connect(driver, path, key_statement, busy_timeout)
+        except driver.Error as exc:
             raise translate(exc, f"opening {path}") from exc
         try:
             self._db.execute(f"PRAGMA busy_timeout = {int(busy_timeout * 1000)}")
             self._db.execute("PRAGMA foreign_keys = ON")
             self._db.execute(f"PRAGMA synchronous = {synchronous.upper()}")
             self._db.execute("PRAGMA secure_delete = ON")
+            self._db.create_function("qv_metadata_matches", 2, _metadata_passes, deterministic=True)
             # Migrate (which first refuses newer or foreign schemas) before switching to
             # WAL: the switch rewrites the file header, and a refused file must stay untouched.
             schema.migrate(self._db)
@@ -177,7 +258,7 @@ class SQLiteStore:
                 self._db.execute("PRAGMA journal_mode = WAL")
         except BaseException as exc:
             self._db.close()
-            if isinstance(exc, sqlite3.Error):
+            if isinstance(exc, driver.Error):
                 raise translate(exc, f"opening {path}") from exc
             raise
 
@@ -201,9 +282,9 @@ class SQLiteStore:
                 if db.in_transaction:
                     try:
                         db.execute("ROLLBACK")
-                    except sqlite3.Error:
+                    except self._driver.Error:
                         pass
-                if isinstance(exc, sqlite3.Error):
+                if isinstance(exc, self._driver.Error):
                     raise translate(exc, doing) from exc
                 raise
 
@@ -230,7 +311,7 @@ class SQLiteStore:
         row = encode_conversation(conversation)
         encoded = [encode_message(message) for message in messages]
         with self._transaction(f"saving conversation {conversation.id}", write=True) as db:
-            self._save_rows(db, conversation, row, encoded, replace)
+            self._save_rows(db, conversation, row, encoded, replace, now_key())
 
     def save_many(self, items: Iterable[SaveItem]) -> int:
         """Save every pair in one transaction (see BulkSaving): one commit, one index flush."""
@@ -243,8 +324,9 @@ class SQLiteStore:
             self._check_open()
             return 0
         with self._transaction(f"saving {len(prepared)} conversations", write=True) as db:
+            now = now_key()
             for conversation, row, encoded in prepared:
-                self._save_rows(db, conversation, row, encoded, False)
+                self._save_rows(db, conversation, row, encoded, False, now)
         return len(prepared)
 
     def append(
@@ -261,7 +343,8 @@ class SQLiteStore:
         encoded = [encode_message(message) for message in messages]
         with self._transaction(f"appending to conversation {conversation_id}", write=True) as db:
             found = db.execute(
-                "SELECT pk, next_position FROM conversations WHERE id = ?", (conversation_id,)
+                f"SELECT pk, next_position FROM conversations c WHERE id = :id AND {_LIVE}",
+                {"id": conversation_id, "now": now_key()},
             ).fetchone()
             if found is None:
                 return False
@@ -281,27 +364,35 @@ class SQLiteStore:
         row: dict[str, Any],
         encoded: list[tuple[Any, ...]],
         replace: bool,
+        now: str,
     ) -> None:
-        """The writes of a save, inside the caller's write transaction."""
+        """The writes of a save, inside the caller's write transaction.
+
+        A conversation expired at ``now`` is removed first, so the save starts it afresh.
+        """
         found = db.execute(
-            "SELECT pk, title, next_position FROM conversations WHERE id = ?", (conversation.id,)
+            "SELECT pk, title, next_position, expires_key FROM conversations WHERE id = ?", (conversation.id,)
         ).fetchone()
+        if found is not None and found[3] is not None and found[3] <= now:
+            self._remove_conversation(db, found[0], found[1])
+            found = None
         if found is None:
             pk: int = db.execute(  # type: ignore[assignment]  # an INSERT always sets lastrowid
                 """INSERT INTO conversations (id, title, model_name, created_at, updated_at,
-                    created_key, updated_key, metadata)
+                    created_key, updated_key, metadata, expires_key)
                    VALUES (:id, :title, :model_name, :created_at, :updated_at,
-                    :created_key, :updated_key, :metadata)""",
+                    :created_key, :updated_key, :metadata, :expires_key)""",
                 row,
             ).lastrowid
             old_title, next_position = None, 0
             self._index(db, "title_index", pk, conversation.title)
         else:
-            pk, old_title, next_position = found
+            pk, old_title, next_position, _ = found
             db.execute(
                 """UPDATE conversations SET title = :title, model_name = :model_name,
                     created_at = :created_at, updated_at = :updated_at,
-                    created_key = :created_key, updated_key = :updated_key, metadata = :metadata
+                    created_key = :created_key, updated_key = :updated_key, metadata = :metadata,
+                    expires_key = :expires_key
                    WHERE pk = :pk""",
                 {**row, "pk": pk},
             )
@@ -418,20 +509,39 @@ class SQLiteStore:
             return False
         with self._transaction(f"deleting conversation {conversation_id}", write=True) as db:
             found = db.execute(
-                "SELECT pk, title FROM conversations WHERE id = ?", (conversation_id,)
+                f"SELECT pk, title, {_LIVE} FROM conversations c WHERE id = :id",
+                {"id": conversation_id, "now": now_key()},
             ).fetchone()
             if found is None:
                 return False
-            pk, title = found
-            for message_pk, content in db.execute(
-                "SELECT pk, content FROM messages WHERE conversation_pk = ?", (pk,)
-            ).fetchall():
-                self._index(db, "message_index", message_pk, content, remove=True)
-            self._index(db, "title_index", pk, title, remove=True)
-            db.execute("DELETE FROM conversations WHERE pk = ?", (pk,))  # cascades to messages
+            pk, title, live = found
+            self._remove_conversation(db, pk, title)  # an expired one goes too, reported missing
             self._after_delete(db)
         self._truncate_wal()
-        return True
+        return bool(live)
+
+    def _remove_conversation(self, db: sqlite3.Connection, pk: int, title: str | None) -> None:
+        """Delete conversation ``pk``, its messages and all their search entries (in the caller's transaction)."""
+        for message_pk, content in db.execute(
+            "SELECT pk, content FROM messages WHERE conversation_pk = ?", (pk,)
+        ).fetchall():
+            self._index(db, "message_index", message_pk, content, remove=True)
+        self._index(db, "title_index", pk, title, remove=True)
+        db.execute("DELETE FROM conversations WHERE pk = ?", (pk,))  # cascades to messages
+
+    def purge_expired(self) -> int:
+        """See :class:`~qv_session_manager.protocol.Expiring`; one transaction, then the deletes' purge rule."""
+        with self._transaction("removing expired conversations", write=True) as db:
+            doomed = db.execute(
+                "SELECT pk, title FROM conversations WHERE expires_key <= ?", (now_key(),)
+            ).fetchall()
+            for pk, title in doomed:
+                self._remove_conversation(db, pk, title)
+            if doomed:
+                self._after_delete(db)
+        if doomed:
+            self._truncate_wal()
+        return len(doomed)
 
     def delete_message(self, conversation_id: str, message_id: str) -> bool:
         if not (is_storable_id(conversation_id) and is_storable_id(message_id)):
@@ -439,9 +549,9 @@ class SQLiteStore:
             return False
         with self._transaction(f"deleting message {message_id}", write=True) as db:
             found = db.execute(
-                """SELECT m.pk FROM messages m JOIN conversations c ON c.pk = m.conversation_pk
-                   WHERE c.id = ? AND m.id = ?""",
-                (conversation_id, message_id),
+                f"""SELECT m.pk FROM messages m JOIN conversations c ON c.pk = m.conversation_pk
+                   WHERE c.id = :id AND m.id = :message_id AND {_LIVE}""",
+                {"id": conversation_id, "message_id": message_id, "now": now_key()},
             ).fetchone()
             if found is None:
                 return False
@@ -492,7 +602,7 @@ class SQLiteStore:
         with self._lock:
             try:
                 self._db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
-            except sqlite3.Error:
+            except self._driver.Error:
                 pass
 
     # -- reads ----------------------------------------------------------------
@@ -503,7 +613,8 @@ class SQLiteStore:
             return None
         with self._transaction(f"loading conversation {conversation_id}", write=False) as db:
             found = db.execute(
-                f"SELECT pk, {CONVERSATION_COLUMNS} FROM conversations WHERE id = ?", (conversation_id,)
+                f"SELECT pk, {CONVERSATION_COLUMNS} FROM conversations c WHERE id = :id AND {_LIVE}",
+                {"id": conversation_id, "now": now_key()},
             ).fetchone()
             if found is None:
                 return None
@@ -534,7 +645,8 @@ class SQLiteStore:
             return None
         with self._transaction(f"loading the end of conversation {conversation_id}", write=False) as db:
             found = db.execute(
-                f"SELECT pk, {CONVERSATION_COLUMNS} FROM conversations WHERE id = ?", (conversation_id,)
+                f"SELECT pk, {CONVERSATION_COLUMNS} FROM conversations c WHERE id = :id AND {_LIVE}",
+                {"id": conversation_id, "now": now_key()},
             ).fetchone()
             if found is None:
                 return None
@@ -593,33 +705,44 @@ class SQLiteStore:
             return None
         with self._transaction(f"reading conversation {conversation_id}", write=False) as db:
             found = db.execute(
-                f"SELECT {CONVERSATION_COLUMNS} FROM conversations WHERE id = ?", (conversation_id,)
+                f"SELECT {CONVERSATION_COLUMNS} FROM conversations c WHERE id = :id AND {_LIVE}",
+                {"id": conversation_id, "now": now_key()},
             ).fetchone()
         return None if found is None else decode_conversation(found)
 
     @staticmethod
     def _where(filter: ConversationFilter) -> tuple[str, dict[str, Any]]:
-        """SQL conditions on conversations ``c`` for a filter, with named parameters."""
+        """SQL conditions on conversations ``c`` for a filter, with named parameters.
+
+        Expired conversations never pass (the time of the call is the ``now`` parameter).
+        """
         check_filter(filter)
         key = _TIME_FIELDS[filter.field]
-        conditions = ["1"]
-        params: dict[str, Any] = {}
+        conditions = [_LIVE]
+        params: dict[str, Any] = {"now": now_key()}
         if filter.start is not None:
             conditions.append(f"c.{key} >= :start")
             params["start"] = time_key(filter.start)
         if filter.end is not None:
             conditions.append(f"c.{key} < :end")
             params["end"] = time_key(filter.end)
+        matches = []
         for index, (name, value) in enumerate((filter.metadata or {}).items()):
             params[f"key{index}"] = name
             match = f"SELECT 1 FROM json_each(c.metadata) WHERE key = :key{index}"
             if value is None or isinstance(value, bool):
                 json_type = "null" if value is None else ("true" if value else "false")
-                conditions.append(f"EXISTS ({match} AND type = '{json_type}')")
+                matches.append(f"EXISTS ({match} AND type = '{json_type}')")
             else:
                 types = "'text'" if isinstance(value, str) else "'integer', 'real'"
-                conditions.append(f"EXISTS ({match} AND type IN ({types}) AND value = :value{index})")
+                matches.append(f"EXISTS ({match} AND type IN ({types}) AND value = :value{index})")
                 params[f"value{index}"] = value
+        if matches:
+            params["metadata_filter"] = json.dumps(filter.metadata)
+            conditions.append(
+                f"CASE WHEN {_METADATA_HAS_NUL} THEN qv_metadata_matches(c.metadata, :metadata_filter)"
+                f" ELSE ({' AND '.join(matches)}) END"
+            )
         return " AND ".join(conditions), params
 
     def list(
