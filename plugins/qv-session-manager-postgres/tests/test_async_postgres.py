@@ -16,7 +16,6 @@ from qv_session_manager import AsyncSessionManager, SessionManager, StorageError
 from qv_session_manager.async_protocol import is_async_store, open_async_store
 from qv_session_manager.testing.async_contract import AsyncStoreContract
 
-from conftest import with_schema
 from qv_session_manager_postgres import PostgresStore
 from qv_session_manager_postgres.async_store import AsyncPostgresStore
 
@@ -138,8 +137,8 @@ def test_calls_after_close_raise_storage_error(store_url: str) -> None:
     asyncio.run(main())
 
 
-def test_a_url_with_bad_options_fails_like_the_sync_one(postgres_url: str) -> None:
-    url = with_schema(postgres_url, "qvt_unused") + "&pool_max_size=abc"
+def test_a_url_with_bad_options_fails_like_the_sync_one(store_url: str) -> None:
+    url = store_url + "&pool_max_size=abc"
     with pytest.raises(ValueError) as sync_error:
         SessionManager(url=url)
     with pytest.raises(ValueError) as async_error:
