@@ -9,12 +9,19 @@ from pathlib import Path
 EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
 
 
-def test_basic_usage_runs(tmp_path: Path) -> None:
+def run_example(name: str, workdir: Path) -> subprocess.CompletedProcess[str]:
+    """Run ``examples/<name>`` in ``workdir``; it must succeed and leave ``workdir`` empty."""
     result = subprocess.run(
-        [sys.executable, str(EXAMPLES / "basic_usage.py")],
-        capture_output=True, text=True, cwd=tmp_path, timeout=120, check=False,
+        [sys.executable, str(EXAMPLES / name)],
+        capture_output=True, text=True, cwd=workdir, timeout=120, check=False,
     )
     assert result.returncode == 0, result.stderr
+    assert list(workdir.iterdir()) == [], "the example must not write into the working directory"
+    return result
+
+
+def test_basic_usage_runs(tmp_path: Path) -> None:
+    result = run_example("basic_usage.py", tmp_path)
     lines = result.stdout.splitlines()
     assert "Loaded: Python Help with 3 messages" in lines
     assert "Tool call kept: get_weather({'city': 'Paris'})" in lines
@@ -22,7 +29,6 @@ def test_basic_usage_runs(tmp_path: Path) -> None:
     assert "pyth* OR paris -> ['Weather in Paris', 'Python Help']" in lines
     assert "updated today: 2 conversations" in lines
     assert "remaining: ['Python Help']" in lines
-    assert list(tmp_path.iterdir()) == [], "the example must not write into the working directory"
 
 
 def test_custom_backend_runs(tmp_path: Path) -> None:
@@ -84,11 +90,7 @@ def test_ollama_chat_says_when_ollama_is_unreachable(tmp_path: Path) -> None:
 
 
 def test_resume_window_runs(tmp_path: Path) -> None:
-    result = subprocess.run(
-        [sys.executable, str(EXAMPLES / "resume_window.py")],
-        capture_output=True, text=True, cwd=tmp_path, timeout=120, check=False,
-    )
-    assert result.returncode == 0, result.stderr
+    result = run_example("resume_window.py", tmp_path)
     assert result.stdout.splitlines() == [
         "stored: 105 messages",
         "last 2, widened to keep the tool call: system assistant tool assistant",
@@ -96,36 +98,26 @@ def test_resume_window_runs(tmp_path: Path) -> None:
         "fork: 'Travel, plan B' with 3 messages",
         "forked from the original: True",
     ]
-    assert list(tmp_path.iterdir()) == [], "the example must not write into the working directory"
 
 
 # -- examples/async_usage.py (added with qv_session_manager.aio) --
 
 
 def test_async_usage_runs(tmp_path: Path) -> None:
-    result = subprocess.run(
-        [sys.executable, str(EXAMPLES / "async_usage.py")],
-        capture_output=True, text=True, cwd=tmp_path, timeout=120, check=False,
-    )
-    assert result.returncode == 0, result.stderr
+    result = run_example("async_usage.py", tmp_path)
     assert result.stdout.splitlines() == [
         "Loaded: Python lists with 1 message",
         "search: ['Python sets', 'Python tuples']",
         "all: ['Python lists', 'Python sets', 'Python tuples']",
         "deleted: True",
     ]
-    assert list(tmp_path.iterdir()) == [], "the example must not write into the working directory"
 
 
 # -- examples/retention.py (added with retention and expiry) --
 
 
 def test_retention_runs(tmp_path: Path) -> None:
-    result = subprocess.run(
-        [sys.executable, str(EXAMPLES / "retention.py")],
-        capture_output=True, text=True, cwd=tmp_path, timeout=120, check=False,
-    )
-    assert result.returncode == 0, result.stderr
+    result = run_example("retention.py", tmp_path)
     assert result.stdout.splitlines() == [
         "expiry kept after a round trip: True",
         "expired one loads as: None",
@@ -134,18 +126,13 @@ def test_retention_runs(tmp_path: Path) -> None:
         "deleted beyond the newest 2: 1",
         "left: ['Today', 'Yesterday']",
     ]
-    assert list(tmp_path.iterdir()) == [], "the example must not write into the working directory"
 
 
 # -- examples/encryption.py (added with whole-file SQLite encryption) --
 
 
 def test_encryption_runs(tmp_path: Path) -> None:
-    result = subprocess.run(
-        [sys.executable, str(EXAMPLES / "encryption.py")],
-        capture_output=True, text=True, cwd=tmp_path, timeout=120, check=False,
-    )
-    assert result.returncode == 0, result.stderr
+    result = run_example("encryption.py", tmp_path)
     assert result.stdout.splitlines() == [
         "whole file: search finds ['Dinner plans']",
         "whole file: plaintext in the file: False",
@@ -155,4 +142,3 @@ def test_encryption_runs(tmp_path: Path) -> None:
         "field level: the backend holds 'user', 'qvenc1'...",
     ]
     assert result.stderr == "", "a refused key is a typed error, not SQLCipher log lines"
-    assert list(tmp_path.iterdir()) == [], "the example must not write into the working directory"
