@@ -41,6 +41,18 @@ class TestJsonlContract(StoreContract):
         return lambda name: JsonlStore(tmp_path / name)
 
 
+class TestEncryptedJsonlContract(StoreContract):
+    """Field-level encryption (EncryptedStore) over JSON Lines passes the same suite."""
+
+    @pytest.fixture
+    def store_opener(self, tmp_path):
+        pytest.importorskip("cryptography", reason="EncryptedStore needs the [encryption] extra")
+        from qv_session_manager.encryption import EncryptedStore
+
+        key = bytes(range(32))
+        return lambda name: EncryptedStore(JsonlStore(tmp_path / name), {"k1": key}, current="k1")
+
+
 # -- helpers -------------------------------------------------------------------
 
 

@@ -15,3 +15,15 @@ class TestPostgresContract(StoreContract):
     def store_opener(self, postgres_url: str, schema_for: Callable[[str], str]):
         # The same name opens the same schema again: that is what persistence means here.
         return lambda name: PostgresStore(postgres_url, schema=schema_for(name))
+
+
+class TestEncryptedPostgresContract(StoreContract):
+    """Field-level encryption (EncryptedStore) over PostgreSQL passes the same suite."""
+
+    @pytest.fixture
+    def store_opener(self, postgres_url: str, schema_for: Callable[[str], str]):
+        pytest.importorskip("cryptography", reason="EncryptedStore needs the [encryption] extra")
+        from qv_session_manager.encryption import EncryptedStore
+
+        key = bytes(range(32))
+        return lambda name: EncryptedStore(PostgresStore(postgres_url, schema=schema_for(name)), {"k1": key}, current="k1")
