@@ -600,6 +600,26 @@ class StoreContract:
             "contract load_window: tool messages at the very start go back to the start"
         )
 
+    def test_fork_branches_a_copy_with_a_link_back(self, store: ConversationStore) -> None:
+        """contract fork (SessionManager.fork_conversation over the store): history up to a message, new ids, a link."""
+        from ..manager import FORKED_FROM, SessionManager
+
+        messages = self._tool_chat(store)
+        original = store.load("w")
+        fork = SessionManager(store=store).fork_conversation("w", "t0")
+        stored = store.load(str(fork.id))
+        assert stored is not None and stored.conversation.id != "w", "contract fork: the fork is a new, saved conversation"
+        copied = [(m.role, m.content, m.tool_calls, m.tool_call_id, m.created_at) for m in messages[:6]]
+        assert [(m.role, m.content, m.tool_calls, m.tool_call_id, m.created_at) for m in stored.messages] == copied, (
+            "contract fork: the history up to the message, and a tool-call group's other results, in order"
+        )
+        assert not {m.id for m in stored.messages} & {m.id for m in messages}, "contract fork: messages get new ids"
+        link = {"conversation_id": "w", "message_id": "t0"}
+        assert stored.conversation.metadata == {"k": "v", FORKED_FROM: link}, "contract fork: metadata names the origin"
+        listed = {record.id: record for record in store.list(ConversationFilter())}
+        assert listed[stored.conversation.id].metadata[FORKED_FROM] == link, "contract fork: listings show the link"
+        assert store.load("w") == original, "contract fork: the original is unchanged"
+
     def test_load_window_keep_system(self, store: ConversationStore) -> None:
         """contract load_window: keep_system adds the leading system messages, and only those."""
         self.windowed(store)
