@@ -4,10 +4,12 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from qv_session_manager import copy_store
+import pytest
+
+from qv_session_manager import EXPIRES_AT, InvalidInputError, copy_store
 from qv_session_manager.backends.memory import MemoryStore
 from qv_session_manager.backends.sqlite import SQLiteStore
-from qv_session_manager.protocol import ConversationFilter
+from qv_session_manager.protocol import Capability, ConversationFilter
 from qv_session_manager.testing.contract import conversation, message, minutes
 
 
@@ -28,3 +30,22 @@ def test_copy_is_complete_and_idempotent(tmp_path: Path) -> None:
     finally:
         source.close()
         destination.close()
+
+
+class _ForgetfulStore(MemoryStore):
+    """A store that does not honour expiries (no Capability.EXPIRY)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.capabilities = self.capabilities - {Capability.EXPIRY}
+
+
+def test_copy_refuses_an_expiry_the_destination_would_ignore() -> None:
+    source = MemoryStore()
+    source.save(conversation("plain", updated=minutes(1)), [message("kept", id="m1")])
+    source.save(conversation("expiring", updated=minutes(2), metadata={EXPIRES_AT: "2999-01-01T00:00:00+00:00"}), [])
+    destination = _ForgetfulStore()
+    with pytest.raises(InvalidInputError, match="EXPIRY"):
+        copy_store(source, destination)
+    assert destination.load("expiring") is None, "the refused conversation is not written"
+    assert copy_store(source, MemoryStore()) == 2, "a store that honours expiries takes both"

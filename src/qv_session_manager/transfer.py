@@ -6,6 +6,7 @@ from collections.abc import Iterator
 
 from .protocol import ConversationFilter, ConversationStore
 from .records import StoredConversation
+from .retention import guarded
 
 
 def iter_stored(
@@ -38,8 +39,12 @@ def copy_store(source: ConversationStore, destination: ConversationStore, *, pag
     idempotent: running it again (or after an interruption) rewrites nothing that is
     already equal and leaves no duplicates. Memory stays bounded as in
     :func:`iter_stored`. Conversations saved in ``source`` while the copy runs may or
-    may not be included; copy again afterwards to catch up.
+    may not be included; copy again afterwards to catch up. A conversation with an
+    expiry raises InvalidInputError, before it is written, when ``destination`` does
+    not declare ``Capability.EXPIRY`` (it would keep the conversation forever); the
+    ones copied before it stay copied.
     """
+    destination = guarded(destination)
     copied = 0
     for stored in iter_stored(source, page_size=page_size):
         destination.save(stored.conversation, stored.messages, replace=True)
