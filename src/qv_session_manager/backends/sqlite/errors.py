@@ -30,6 +30,7 @@ _BY_MESSAGE = (
     ("readonly", ReadOnlyStorageError),
     ("malformed", CorruptStorageError),
     ("not a database", CorruptStorageError),
+    ("could not decode to utf-8", CorruptStorageError),  # the driver, for stored text that is not UTF-8
     ("disk is full", StorageFullError),
 )
 
@@ -44,7 +45,13 @@ class EncryptedOrCorruptError(EncryptionKeyError, CorruptStorageError):
 
 
 def translate(exc: Exception, doing: str) -> StorageError:
-    """The library error for a driver exception raised while ``doing`` something."""
+    """The library error for a driver exception raised while ``doing`` something.
+
+    A UnicodeDecodeError counts too: the driver raises it for stored text that is not
+    UTF-8, which only a damaged file holds (this library writes only valid text).
+    """
+    if isinstance(exc, UnicodeDecodeError):
+        return CorruptStorageError(f"{doing} failed: the file holds text that is not UTF-8 (damaged): {exc.reason}")
     code = getattr(exc, "sqlite_errorcode", None)  # Python 3.11+
     kind: type[StorageError] | None = _BY_CODE.get(code & 0xFF) if code is not None else None
     if kind is None:

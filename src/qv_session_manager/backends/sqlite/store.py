@@ -243,7 +243,7 @@ class SQLiteStore:
                         path, lambda new: _connect(driver, new, key_statement, busy_timeout), _prepare_new
                     )
             self._db = _connect(driver, path, key_statement, busy_timeout)
-        except driver.Error as exc:
+        except (driver.Error, UnicodeDecodeError) as exc:
             raise translate(exc, f"opening {path}") from exc
         try:
             self._db.execute(f"PRAGMA busy_timeout = {int(busy_timeout * 1000)}")
@@ -258,7 +258,7 @@ class SQLiteStore:
                 self._db.execute("PRAGMA journal_mode = WAL")
         except BaseException as exc:
             self._db.close()
-            if isinstance(exc, driver.Error):
+            if isinstance(exc, (driver.Error, UnicodeDecodeError)):
                 raise translate(exc, f"opening {path}") from exc
             raise
 
@@ -284,7 +284,7 @@ class SQLiteStore:
                         db.execute("ROLLBACK")
                     except self._driver.Error:
                         pass
-                if isinstance(exc, self._driver.Error):
+                if isinstance(exc, (self._driver.Error, UnicodeDecodeError)):
                     raise translate(exc, doing) from exc
                 raise
 
