@@ -322,9 +322,11 @@ def test_the_state_machine_catches_a_window_that_cuts_tool_results() -> None:
     from qv_session_manager.testing import run_comparison
 
     # No shrinking: finding the failure is the point, and shrinking a state machine is slow.
+    # Derandomized: the machine has many rules, and a random run of a few hundred examples
+    # sometimes missed the bug; a fixed sequence finds it every time (the search stops there).
     with pytest.raises(AssertionError, match="contract equivalence: load_window"):
-        run_comparison(lambda name: _CuttingStore(), settings(max_examples=300, stateful_step_count=25,
-                                                              deadline=None, database=None,
+        run_comparison(lambda name: _CuttingStore(), settings(max_examples=1000, stateful_step_count=25,
+                                                              deadline=None, database=None, derandomize=True,
                                                               phases=[Phase.generate]))
 
 
