@@ -289,6 +289,13 @@ class SQLiteStore:
                 raise
 
     @staticmethod
+    def _live_row(db: sqlite3.Connection, columns: str, conversation_id: str) -> Any:
+        """``columns`` of the conversation ``conversation_id`` (alias ``c``); None when it is missing or expired."""
+        return db.execute(
+            f"SELECT {columns} FROM conversations c WHERE id = :id AND {_LIVE}", {"id": conversation_id, "now": now_key()}
+        ).fetchone()
+
+    @staticmethod
     def _index(db: sqlite3.Connection, table: str, pk: int, text: str | None, *, remove: bool = False) -> None:
         body = index_body(text)
         if not body:
@@ -342,10 +349,7 @@ class SQLiteStore:
             return False
         encoded = [encode_message(message) for message in messages]
         with self._transaction(f"appending to conversation {conversation_id}", write=True) as db:
-            found = db.execute(
-                f"SELECT pk, next_position FROM conversations c WHERE id = :id AND {_LIVE}",
-                {"id": conversation_id, "now": now_key()},
-            ).fetchone()
+            found = self._live_row(db, "pk, next_position", conversation_id)
             if found is None:
                 return False
             pk, next_position = found
@@ -612,10 +616,7 @@ class SQLiteStore:
             self._check_open()
             return None
         with self._transaction(f"loading conversation {conversation_id}", write=False) as db:
-            found = db.execute(
-                f"SELECT pk, {CONVERSATION_COLUMNS} FROM conversations c WHERE id = :id AND {_LIVE}",
-                {"id": conversation_id, "now": now_key()},
-            ).fetchone()
+            found = self._live_row(db, f"pk, {CONVERSATION_COLUMNS}", conversation_id)
             if found is None:
                 return None
             rows = db.execute(
@@ -644,10 +645,7 @@ class SQLiteStore:
             self._check_open()
             return None
         with self._transaction(f"loading the end of conversation {conversation_id}", write=False) as db:
-            found = db.execute(
-                f"SELECT pk, {CONVERSATION_COLUMNS} FROM conversations c WHERE id = :id AND {_LIVE}",
-                {"id": conversation_id, "now": now_key()},
-            ).fetchone()
+            found = self._live_row(db, f"pk, {CONVERSATION_COLUMNS}", conversation_id)
             if found is None:
                 return None
             pk = found[0]
@@ -704,10 +702,7 @@ class SQLiteStore:
             self._check_open()
             return None
         with self._transaction(f"reading conversation {conversation_id}", write=False) as db:
-            found = db.execute(
-                f"SELECT {CONVERSATION_COLUMNS} FROM conversations c WHERE id = :id AND {_LIVE}",
-                {"id": conversation_id, "now": now_key()},
-            ).fetchone()
+            found = self._live_row(db, CONVERSATION_COLUMNS, conversation_id)
         return None if found is None else decode_conversation(found)
 
     @staticmethod
