@@ -31,13 +31,13 @@ import psycopg
 import psycopg_pool
 from psycopg import IsolationLevel
 from qv_session_manager.aio_bridge import run_bridged, suspend
-from qv_session_manager.errors import InvalidInputError, StorageError
+from qv_session_manager.errors import StorageError
 from qv_session_manager.protocol import ConversationFilter, SaveItem, SearchOrder
 from qv_session_manager.query import Query
 from qv_session_manager.records import ConversationRecord, MessageRecord, SearchHit, StoredConversation
 
 from .errors import is_connection_failure, is_transient, translate
-from .store import _BACKOFF, ATTEMPTS, PostgresStore, _readable
+from .store import _BACKOFF, ATTEMPTS, PostgresStore, _readable, check_options, connection_options
 
 T = TypeVar("T")
 log = logging.getLogger("qv_session_manager")
@@ -134,17 +134,12 @@ class AsyncPostgresStore:
         lock_timeout: float = 30.0,
         connect_timeout: float = 10.0,
     ) -> None:
-        if isinstance(min_size, bool) or not isinstance(min_size, int) or min_size < 0:
-            raise InvalidInputError(f"min_size must be a non-negative int, not {min_size!r}")
-        if isinstance(max_size, int) and max_size < min_size:
-            raise InvalidInputError(f"max_size ({max_size}) must be at least 1 and at least min_size ({min_size})")
-        # The sync store validates the rest, connects, checks the encoding and migrates.
+        check_options(conninfo, schema, min_size, max_size, timeout, lock_timeout, connect_timeout)
+        # The sync store connects, checks the encoding and migrates (its own pool stays empty).
         self._sync = _Bridged(self._run, conninfo, schema=schema, min_size=0, max_size=max_size, timeout=timeout,
                               lock_timeout=lock_timeout, connect_timeout=connect_timeout)
         self.schema = schema
-        connect_kwargs: dict[str, Any] = {"autocommit": True}
-        if "connect_timeout" not in psycopg.conninfo.conninfo_to_dict(conninfo):
-            connect_kwargs["connect_timeout"] = max(1, int(connect_timeout))
+        connect_kwargs = connection_options(conninfo, connect_timeout)
         self._lock_timeout = f"{int(lock_timeout * 1000)}ms"
         self._pool = psycopg_pool.AsyncConnectionPool(
             conninfo, min_size=min_size, max_size=max_size, kwargs=connect_kwargs, configure=self._configure,

@@ -281,6 +281,37 @@ class _Merge:
             writes.next_positions.append((self.pk, self.next_position))
 
 
+def check_options(
+    conninfo: str, schema: str, min_size: int, max_size: int,
+    timeout: float, lock_timeout: float, connect_timeout: float,
+) -> None:
+    """Raise InvalidInputError unless the store options are usable (shared by the sync and async stores)."""
+    if not isinstance(conninfo, str):
+        raise InvalidInputError("conninfo must be a libpq connection string or URL")
+    if not isinstance(schema, str) or not schema or "\x00" in schema or len(schema.encode("utf-8")) > 63:
+        raise InvalidInputError("schema must be a non-empty name of at most 63 bytes without NUL")
+    for name, value in (("min_size", min_size), ("max_size", max_size)):
+        if not isinstance(value, int) or isinstance(value, bool) or value < 0:
+            raise InvalidInputError(f"{name} must be a non-negative int, not {value!r}")
+    if max_size < max(min_size, 1):
+        raise InvalidInputError(f"max_size ({max_size}) must be at least 1 and at least min_size ({min_size})")
+    for name, number in (("timeout", timeout), ("lock_timeout", lock_timeout), ("connect_timeout", connect_timeout)):
+        if not isinstance(number, (int, float)) or isinstance(number, bool) or not 0 <= number < 10**6:
+            raise InvalidInputError(f"{name} must be a number of seconds, not {number!r}")
+    try:
+        psycopg.conninfo.conninfo_to_dict(conninfo)
+    except psycopg.Error as exc:
+        raise InvalidInputError(f"not a valid PostgreSQL connection string: {exc}") from None
+
+
+def connection_options(conninfo: str, connect_timeout: float) -> dict[str, Any]:
+    """Keyword arguments of every connection: autocommit, and our connect timeout unless conninfo sets one."""
+    options: dict[str, Any] = {"autocommit": True}
+    if "connect_timeout" not in psycopg.conninfo.conninfo_to_dict(conninfo):
+        options["connect_timeout"] = max(1, int(connect_timeout))
+    return options
+
+
 class PostgresStore:
     """A :class:`~qv_session_manager.protocol.ConversationStore` in a PostgreSQL schema.
 
@@ -307,22 +338,7 @@ class PostgresStore:
         lock_timeout: float = 30.0,
         connect_timeout: float = 10.0,
     ) -> None:
-        if not isinstance(conninfo, str):
-            raise InvalidInputError("conninfo must be a libpq connection string or URL")
-        if not isinstance(schema, str) or not schema or "\x00" in schema or len(schema.encode("utf-8")) > 63:
-            raise InvalidInputError("schema must be a non-empty name of at most 63 bytes without NUL")
-        for name, value in (("min_size", min_size), ("max_size", max_size)):
-            if not isinstance(value, int) or isinstance(value, bool) or value < 0:
-                raise InvalidInputError(f"{name} must be a non-negative int, not {value!r}")
-        if max_size < max(min_size, 1):
-            raise InvalidInputError(f"max_size ({max_size}) must be at least 1 and at least min_size ({min_size})")
-        for name, number in (("timeout", timeout), ("lock_timeout", lock_timeout), ("connect_timeout", connect_timeout)):
-            if not isinstance(number, (int, float)) or isinstance(number, bool) or not 0 <= number < 10**6:
-                raise InvalidInputError(f"{name} must be a number of seconds, not {number!r}")
-        try:
-            psycopg.conninfo.conninfo_to_dict(conninfo)
-        except psycopg.Error as exc:
-            raise InvalidInputError(f"not a valid PostgreSQL connection string: {exc}") from None
+        check_options(conninfo, schema, min_size, max_size, timeout, lock_timeout, connect_timeout)
         self.schema = schema
         self._s = schema_module.quote_identifier(schema)
         self._timeout = float(timeout)
@@ -330,9 +346,7 @@ class PostgresStore:
         self._closed = False
         self._close_lock = threading.Lock()
         self._describe = f"PostgreSQL schema {schema!r}"
-        connect_kwargs: dict[str, Any] = {"autocommit": True}
-        if "connect_timeout" not in psycopg.conninfo.conninfo_to_dict(conninfo):
-            connect_kwargs["connect_timeout"] = max(1, int(connect_timeout))
+        connect_kwargs = connection_options(conninfo, connect_timeout)
         try:
             with psycopg.connect(conninfo, **connect_kwargs) as connection:
                 self._configure(connection)
