@@ -11,7 +11,7 @@ import json
 from typing import Any
 
 from .errors import InvalidInputError
-from .records import Image, MessageRecord, ToolCallRecord
+from .records import ConversationRecord, Image, MessageRecord, ToolCallRecord
 
 
 def dumps(value: Any) -> str:
@@ -68,6 +68,18 @@ def dump_tool_calls(calls: tuple[ToolCallRecord, ...] | None) -> str | None:
 
 def load_tool_calls(text: str | None) -> tuple[ToolCallRecord, ...] | None:
     return None if text is None else tool_calls_from_json(json.loads(text))
+
+
+def conversation_to_json(record: ConversationRecord) -> dict[str, Any]:
+    """A conversation record's fields as a JSON object (the export format's and the jsonl backend's form)."""
+    return {
+        "id": record.id,
+        "title": record.title,
+        "model_name": record.model_name,
+        "created_at": record.created_at.isoformat(),
+        "updated_at": record.updated_at.isoformat(),
+        "metadata": record.metadata,
+    }
 
 
 def message_to_json(message: MessageRecord) -> dict[str, Any]:

@@ -14,7 +14,7 @@ import json
 from datetime import datetime
 from typing import Any
 
-from ..codec import images_from_json, message_to_json, tool_calls_from_json
+from ..codec import conversation_to_json, images_from_json, message_to_json, tool_calls_from_json
 from ..errors import ImportFormatError, InvalidInputError
 from ..records import ConversationRecord, Image, MessageRecord, StoredConversation, ToolCallRecord, check_unique_message_ids
 
@@ -43,14 +43,8 @@ def header() -> dict[str, Any]:
 
 def encode_conversation(stored: StoredConversation) -> dict[str, Any]:
     """A conversation with its messages (in stored order) as a JSON object."""
-    record = stored.conversation
     return {
-        "id": record.id,
-        "title": record.title,
-        "model_name": record.model_name,
-        "created_at": record.created_at.isoformat(),
-        "updated_at": record.updated_at.isoformat(),
-        "metadata": record.metadata,
+        **conversation_to_json(stored.conversation),
         "messages": [message_to_json(message) for message in stored.messages],
     }
 

@@ -152,15 +152,7 @@ def _decode_image(item: Any) -> str | bytes:
 
 
 def encode_conversation(record: ConversationRecord) -> dict[str, Any]:
-    return {
-        "id": record.id,
-        "title": record.title,
-        "model_name": record.model_name,
-        "created_at": record.created_at.isoformat(),
-        "updated_at": record.updated_at.isoformat(),
-        "metadata": record.metadata,
-        "format": FORMAT_VERSION,
-    }
+    return {**codec.conversation_to_json(record), "format": FORMAT_VERSION}
 
 
 def _line(value: dict[str, Any]) -> str:
