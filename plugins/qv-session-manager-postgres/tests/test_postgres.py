@@ -195,7 +195,7 @@ def test_ids_of_any_length_and_script_order_bytewise(make_store) -> None:
 def test_any_text_and_metadata_round_trip(make_store) -> None:
     store = make_store("fuzz")
 
-    @given(st.text(alphabet=st.characters(blacklist_categories=("Cs",)), max_size=30), strategies.metadata)
+    @given(st.text(alphabet=st.characters(blacklist_categories=("Cs",)), max_size=30), strategies.conversation_metadata)
     @settings(max_examples=40)
     def check(text: str, metadata: dict) -> None:
         sent = record("fuzz", title=text, metadata=metadata, model_name=text or None)

@@ -7,7 +7,7 @@ from datetime import datetime, timedelta, timezone
 from hypothesis import strategies as st
 
 from qv_session_manager.protocol import ConversationFilter
-from qv_session_manager.records import ROLES, ConversationRecord, MessageRecord, ToolCallRecord
+from qv_session_manager.records import EXPIRES_AT, ROLES, ConversationRecord, MessageRecord, ToolCallRecord
 
 # Any valid Unicode (no lone surrogates), including NUL, controls, CJK, combining marks.
 text = st.text(alphabet=st.characters(blacklist_categories=["Cs"]), max_size=40)
@@ -27,6 +27,9 @@ json_value = st.recursive(
     max_leaves=8,
 )
 metadata = st.dictionaries(text, json_value, max_size=4)
+#: Conversation metadata: any keys but the reserved EXPIRES_AT, whose value must be a
+#: timestamp (Hypothesis also tries string constants of the code, so it does find the key).
+conversation_metadata = st.dictionaries(text.filter(lambda key: key != EXPIRES_AT), json_value, max_size=4)
 
 offsets = st.sampled_from([None, timezone.utc, timezone(timedelta(hours=2)), timezone(timedelta(hours=-9, minutes=-30))])
 
@@ -79,7 +82,7 @@ def conversations(draw: st.DrawFn, id: str | None = None) -> ConversationRecord:
         model_name=draw(st.one_of(st.none(), st.sampled_from(["llama3", "gemma3:1b"]))),
         created_at=draw(timestamps()),
         updated_at=draw(timestamps()),
-        metadata=draw(metadata),
+        metadata=draw(conversation_metadata),
     )
 
 
