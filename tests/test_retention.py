@@ -314,7 +314,7 @@ def _version_1_file(path: Path, metadata: dict[str, str]) -> None:
                    '2025-01-20T12:00:00.000000', '2025-01-20T12:00:00.000000', ?)""",
             (name, name, document),
         )
-    sqlite_schema.fill_index(db)
+    sqlite_schema._fill_v1(db)
     db.execute("PRAGMA user_version = 1")
     db.close()
 
@@ -331,7 +331,7 @@ def test_sqlite_upgrade_fills_the_expiry_column_from_metadata(tmp_path: Path) ->
         assert manager.purge_expired() == 1
     db = sqlite3.connect(path)
     try:
-        assert db.execute("PRAGMA user_version").fetchone()[0] == sqlite_schema.LATEST == 2
+        assert db.execute("PRAGMA user_version").fetchone()[0] == sqlite_schema.LATEST == 3
         keys = dict(db.execute("SELECT id, expires_key FROM conversations").fetchall())
     finally:
         db.close()

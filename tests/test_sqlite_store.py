@@ -114,18 +114,18 @@ def test_a_failure_inside_the_transaction_rolls_back_everything(tmp_path: Path, 
     record = conversation("c", title="before")
     store.save(record, [message("one", id="a")])
     before = store.load("c")
-    real = store_module.index_body
+    real = store_module.body_column
 
     def explode(text):
         if text == "explode":
             raise RuntimeError("simulated failure after the first writes")
         return real(text)
 
-    monkeypatch.setattr(store_module, "index_body", explode)
+    monkeypatch.setattr(store_module, "body_column", explode)
     changed = conversation("c", title="after")
     with pytest.raises(RuntimeError):
         store.save(changed, [message("edited", id="a"), message("fine", id="b"), message("explode", id="c")])
-    monkeypatch.setattr(store_module, "index_body", real)
+    monkeypatch.setattr(store_module, "body_column", real)
     assert store.load("c") == before
     assert [h.conversation.id for h in store.search(parse("before"), ConversationFilter())] == ["c"]
     assert store.search(parse("fine"), ConversationFilter()) == []
@@ -168,6 +168,7 @@ def test_a_pending_purge_survives_a_crash_and_runs_at_close(tmp_path: Path) -> N
     store = SQLiteStore(path)
     store.save(conversation("gone"), [message(f"the {secret} message")])
     store.save(conversation("kept"), [message("keep me", id="k"), message(f"{secret} too", id="s")])
+    assert store.search(parse(secret), ConversationFilter())  # indexes the new rows
     assert store.delete("gone") and store.delete_message("kept", "s")
     store._db.close()  # the process dies: no close(), no purge
     assert secret.encode() in _file_bytes(tmp_path, "secret.db")
@@ -180,10 +181,29 @@ def test_a_pending_purge_survives_a_crash_and_runs_at_close(tmp_path: Path) -> N
     again.close()
 
 
+def test_deleting_rows_that_never_reached_the_index_needs_no_purge(tmp_path: Path) -> None:
+    """New rows wait for the search index; deleting them leaves no entry to purge and no text."""
+    path = tmp_path / "waiting.db"
+    secret = "zqxjvwaitingword"
+    store = SQLiteStore(path)
+    store.save(conversation("gone", title=f"a {secret} title"), [message(f"the {secret} message")])
+    assert [hit.conversation.id for hit in store._db and store.search(parse(secret), ConversationFilter())] == ["gone"]
+    store.save(conversation("fresh", title=f"{secret} again"), [message(f"{secret} once more")])
+    assert store.delete("fresh") is True
+    assert store.purge() is False, "nothing of 'fresh' was ever in the index"
+    store._db.close()  # no close(): the text must already be gone
+    assert secret.encode() in _file_bytes(tmp_path, "waiting.db"), "'gone' is still stored"
+    reopened = SQLiteStore(path)
+    assert reopened.delete("gone") is True
+    reopened.close()
+    assert secret.encode() not in _file_bytes(tmp_path, "waiting.db")
+
+
 def test_close_still_closes_when_the_purge_cannot_run(tmp_path: Path, caplog) -> None:
     path = tmp_path / "busy.db"
     store = SQLiteStore(path, busy_timeout=0)
     store.save(conversation("gone"), [message("bye")])
+    assert store.search(parse("bye"), ConversationFilter())  # indexes it
     store.delete("gone")
     writer = sqlite3.connect(path, isolation_level=None)
     writer.execute("BEGIN IMMEDIATE")  # another process holds the write lock

@@ -40,6 +40,17 @@ def index_body(text: str | None) -> str:
     return index_text(text)
 
 
+def body_column(text: str | None) -> str | None:
+    """The ``index_body`` / ``title_body`` column for ``text``: NULL when the index holds ``text`` as it is.
+
+    The search index is contentless, so removing an entry needs exactly the body that
+    went in; keeping it beside the text (only where it differs) lets the schema's
+    triggers remove entries without Python.
+    """
+    body = index_body(text)
+    return None if body == (text or "") else body
+
+
 def digest(*columns: Any) -> bytes:
     """A fingerprint of a message's stored columns, to skip rewriting unchanged messages.
 
@@ -91,6 +102,7 @@ def encode_conversation(record: ConversationRecord) -> dict[str, Any]:
         "updated_key": time_key(record.updated_at),
         "metadata": codec.dumps(record.metadata),
         "expires_key": expiry_key(record.metadata),
+        "title_body": body_column(record.title),
     }
 
 

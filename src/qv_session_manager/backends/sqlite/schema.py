@@ -17,7 +17,7 @@ from ...errors import SchemaVersionError
 from ...records import EXPIRES_AT, stored_expiry_key
 from ...text import TOKENIZER_VERSION
 from ...timeutil import time_key
-from .rows import digest, index_body, parse_timestamp
+from .rows import body_column, digest, index_body, parse_timestamp
 
 log = logging.getLogger("qv_session_manager")
 
@@ -60,14 +60,26 @@ CREATE TABLE store_info (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 """
 
 
+def _statements(script: str) -> list[str]:
+    """The SQL statements of ``script``, trigger bodies kept whole (executescript would commit)."""
+    statements, current = [], ""
+    for line in script.splitlines(keepends=True):
+        current += line
+        if sqlite3.complete_statement(current):
+            statements.append(current.strip())
+            current = ""
+    if current.strip():
+        statements.append(current.strip())
+    return [statement for statement in statements if statement.rstrip(";").strip()]
+
+
 def _table_columns(db: sqlite3.Connection, table: str) -> list[str]:
     return [row[1] for row in db.execute(f"PRAGMA table_info({table})")]
 
 
 def _create_v1(db: sqlite3.Connection) -> None:
-    for statement in SCHEMA_V1.split(";"):
-        if statement.strip():
-            db.execute(statement)
+    for statement in _statements(SCHEMA_V1):
+        db.execute(statement)
     db.execute(
         "INSERT INTO store_info (key, value) VALUES ('tokenizer_version', ?)", (str(TOKENIZER_VERSION),)
     )
@@ -130,17 +142,15 @@ def _upgrade_seed(db: sqlite3.Connection) -> None:
     ).fetchone()[0]
     db.execute("DROP TABLE seed_messages")
     db.execute("DROP TABLE seed_conversations")
-    fill_index(db)
+    _fill_v1(db)
     log.info(
         "upgraded a qv-session-manager 0.x database to schema 1 (%d messages of deleted conversations dropped)",
         orphans,
     )
 
 
-def fill_index(db: sqlite3.Connection) -> None:
-    """(Re)build both search indexes from the stored text."""
-    db.execute("INSERT INTO message_index (message_index) VALUES ('delete-all')")
-    db.execute("INSERT INTO title_index (title_index) VALUES ('delete-all')")
+def _fill_v1(db: sqlite3.Connection) -> None:
+    """Build both search indexes of a schema-1 database (the seed upgrade) from the stored text."""
     for pk, content in db.execute("SELECT pk, content FROM messages").fetchall():
         body = index_body(content)
         if body:
@@ -149,10 +159,57 @@ def fill_index(db: sqlite3.Connection) -> None:
         body = index_body(title)
         if body:
             db.execute("INSERT INTO title_index (rowid, body) VALUES (?, ?)", (pk, body))
+
+
+def fill_index(db: sqlite3.Connection) -> None:
+    """(Re)build both search indexes, and the index bodies beside the text, from the stored text.
+
+    Afterwards every row is indexed (``search_state`` points at the newest keys).
+    """
+    # Mark every row unindexed first, so the triggers leave the index alone while the
+    # bodies are rewritten.
+    db.execute("UPDATE search_state SET indexed_upto = 0")
+    db.create_function("qv_body_column", 1, body_column, deterministic=True)
+    db.execute("UPDATE messages SET index_body = qv_body_column(content)")
+    db.execute("UPDATE conversations SET title_body = qv_body_column(title)")
+    db.execute("INSERT INTO message_index (message_index) VALUES ('delete-all')")
+    db.execute("INSERT INTO title_index (title_index) VALUES ('delete-all')")
+    db.execute("INSERT OR REPLACE INTO search_state (kind, indexed_upto) VALUES ('messages', 0), ('titles', 0)")
+    flush_index(db)
     db.execute(
         "INSERT OR REPLACE INTO store_info (key, value) VALUES ('tokenizer_version', ?)",
         (str(TOKENIZER_VERSION),),
     )
+
+
+#: Rows not yet in the search index: (kind, table, key above which rows wait, text).
+PENDING = {
+    "messages": ("message_index", "SELECT pk, coalesce(index_body, content) FROM messages WHERE pk > ? ORDER BY pk"),
+    "titles": ("title_index", "SELECT pk, coalesce(title_body, title) FROM conversations WHERE pk > ? ORDER BY pk"),
+}
+
+
+def indexed_upto(db: sqlite3.Connection) -> dict[str, int]:
+    """kind ('messages', 'titles') -> the key up to which rows are in the search index."""
+    return {kind: int(upto) for kind, upto in db.execute("SELECT kind, indexed_upto FROM search_state")}
+
+
+def flush_index(db: sqlite3.Connection) -> int:
+    """Put every row not yet in the search indexes into them (in the caller's write transaction).
+
+    Returns how many rows were indexed. New rows get keys above every key before them
+    (AUTOINCREMENT), so "indexed" is one number per index, moved up here.
+    """
+    done = 0
+    for kind, upto in indexed_upto(db).items():
+        table, pending = PENDING[kind]
+        rows = db.execute(pending, (upto,)).fetchall()
+        if not rows:
+            continue
+        db.executemany(f"INSERT INTO {table} (rowid, body) VALUES (?, ?)", [row for row in rows if row[1]])
+        db.execute("UPDATE search_state SET indexed_upto = ? WHERE kind = ?", (rows[-1][0], kind))
+        done += len(rows)
+    return done
 
 
 def _migration_1(db: sqlite3.Connection) -> None:
@@ -181,8 +238,152 @@ def _migration_2(db: sqlite3.Connection) -> None:
     )
 
 
+#: Schema 3's tables. Keys are AUTOINCREMENT, so a key is never given out twice: a row
+#: deleted by any tool can never lend its key, or the search entries filed under it, to
+#: a later conversation. ``title_body`` / ``index_body`` hold what the search index
+#: holds for the title / content when that differs from the text itself (NULL: the text).
+CONVERSATIONS_V3 = """
+CREATE TABLE conversations_v3 (
+    pk INTEGER PRIMARY KEY AUTOINCREMENT,
+    id TEXT NOT NULL UNIQUE,
+    title TEXT,
+    model_name TEXT,
+    created_at TEXT NOT NULL,
+    updated_at TEXT NOT NULL,
+    created_key TEXT NOT NULL,
+    updated_key TEXT NOT NULL,
+    metadata TEXT NOT NULL DEFAULT '{}',
+    next_position INTEGER NOT NULL DEFAULT 0,
+    expires_key TEXT,
+    title_body TEXT
+)"""
+MESSAGES_V3 = """
+CREATE TABLE messages_v3 (
+    pk INTEGER PRIMARY KEY AUTOINCREMENT,
+    conversation_pk INTEGER NOT NULL REFERENCES conversations_v3 (pk) ON DELETE CASCADE,
+    id TEXT NOT NULL,
+    position INTEGER NOT NULL,
+    role TEXT NOT NULL,
+    content TEXT NOT NULL,
+    created_at TEXT NOT NULL,
+    metadata TEXT NOT NULL DEFAULT '{}',
+    images TEXT,
+    tool_calls TEXT,
+    tool_call_id TEXT,
+    digest BLOB NOT NULL,
+    index_body TEXT,
+    UNIQUE (conversation_pk, id)
+)"""
+_COPIED_CONVERSATION_COLUMNS = (
+    "pk, id, title, model_name, created_at, updated_at, created_key, updated_key, metadata, next_position, expires_key"
+)
+_COPIED_MESSAGE_COLUMNS = (
+    "pk, conversation_pk, id, position, role, content, created_at, metadata, images, tool_calls, tool_call_id, digest"
+)
+
+#: The search indexes are kept by these triggers, so every delete or edit, by this
+#: library or by any other program (an older qv-session-manager, the sqlite3 shell),
+#: removes the old entries and cascades from a conversation to its messages, whatever
+#: the connection's foreign_keys setting. Rows with keys above ``search_state.indexed_upto``
+#: are not in the index yet (see store.flush_index) and need no index work. A removed
+#: entry leaves its tokens in old index segments until a purge, noted in ``store_info``.
+SEARCH_TRIGGERS = """
+CREATE TABLE search_state (kind TEXT PRIMARY KEY, indexed_upto INTEGER NOT NULL);
+CREATE TRIGGER conversations_cascade AFTER DELETE ON conversations BEGIN
+    DELETE FROM messages WHERE conversation_pk = old.pk;
+END;
+CREATE TRIGGER conversations_unindex AFTER DELETE ON conversations
+WHEN old.pk <= (SELECT indexed_upto FROM search_state WHERE kind = 'titles')
+    AND coalesce(old.title_body, old.title, '') <> '' BEGIN
+    INSERT INTO title_index (title_index, rowid, body) VALUES ('delete', old.pk, coalesce(old.title_body, old.title));
+    INSERT OR REPLACE INTO store_info (key, value) VALUES ('purge_pending', '1');
+END;
+CREATE TRIGGER conversations_reindex AFTER UPDATE OF title, title_body ON conversations
+WHEN old.pk <= (SELECT indexed_upto FROM search_state WHERE kind = 'titles')
+    AND coalesce(old.title_body, old.title, '') IS NOT coalesce(new.title_body, new.title, '') BEGIN
+    INSERT INTO title_index (title_index, rowid, body)
+        SELECT 'delete', old.pk, coalesce(old.title_body, old.title) WHERE coalesce(old.title_body, old.title, '') <> '';
+    INSERT INTO title_index (rowid, body)
+        SELECT new.pk, coalesce(new.title_body, new.title) WHERE coalesce(new.title_body, new.title, '') <> '';
+    INSERT OR REPLACE INTO store_info (key, value) VALUES ('purge_pending', '1');
+END;
+CREATE TRIGGER messages_unindex AFTER DELETE ON messages
+WHEN old.pk <= (SELECT indexed_upto FROM search_state WHERE kind = 'messages')
+    AND coalesce(old.index_body, old.content) <> '' BEGIN
+    INSERT INTO message_index (message_index, rowid, body) VALUES ('delete', old.pk, coalesce(old.index_body, old.content));
+    INSERT OR REPLACE INTO store_info (key, value) VALUES ('purge_pending', '1');
+END;
+CREATE TRIGGER messages_reindex AFTER UPDATE OF content, index_body ON messages
+WHEN old.pk <= (SELECT indexed_upto FROM search_state WHERE kind = 'messages')
+    AND coalesce(old.index_body, old.content) IS NOT coalesce(new.index_body, new.content) BEGIN
+    INSERT INTO message_index (message_index, rowid, body)
+        SELECT 'delete', old.pk, coalesce(old.index_body, old.content) WHERE coalesce(old.index_body, old.content) <> '';
+    INSERT INTO message_index (rowid, body)
+        SELECT new.pk, coalesce(new.index_body, new.content) WHERE coalesce(new.index_body, new.content) <> '';
+    INSERT OR REPLACE INTO store_info (key, value) VALUES ('purge_pending', '1');
+END
+"""
+
+
+def _migration_3(db: sqlite3.Connection) -> None:
+    """Keys never reused, deletes that cascade without foreign_keys, and triggers that keep the indexes.
+
+    The two tables are rebuilt (SQLite cannot add AUTOINCREMENT to a table) keeping
+    every key, so the search indexes stay valid; the key counters start above every
+    key ever filed in an index, so entries left behind by an older library's deletes
+    can never match a new row. Messages whose conversation no longer exists (deleted
+    by a program that did not cascade) are dropped with their search entries.
+    """
+    db.create_function("qv_body_column", 1, body_column, deterministic=True)
+    db.execute(CONVERSATIONS_V3)
+    db.execute(MESSAGES_V3)
+    db.execute(
+        f"""INSERT INTO conversations_v3 ({_COPIED_CONVERSATION_COLUMNS}, title_body)
+            SELECT {_COPIED_CONVERSATION_COLUMNS}, qv_body_column(title) FROM conversations"""
+    )
+    db.execute(
+        f"""INSERT INTO messages_v3 ({_COPIED_MESSAGE_COLUMNS}, index_body)
+            SELECT {_COPIED_MESSAGE_COLUMNS}, qv_body_column(content) FROM messages
+            WHERE conversation_pk IN (SELECT pk FROM conversations)"""
+    )
+    orphans = db.execute(
+        "SELECT count(*) FROM messages WHERE conversation_pk NOT IN (SELECT pk FROM conversations)"
+    ).fetchone()[0]
+    highest = {
+        table: db.execute(
+            f"SELECT max(coalesce((SELECT max(pk) FROM {table}), 0), coalesce((SELECT max(rowid) FROM {index}), 0))"
+        ).fetchone()[0]
+        for table, index in (("messages", "message_index"), ("conversations", "title_index"))
+    }
+    db.execute("DROP TABLE messages")
+    db.execute("DROP TABLE conversations")
+    db.execute("ALTER TABLE conversations_v3 RENAME TO conversations")
+    db.execute("ALTER TABLE messages_v3 RENAME TO messages")
+    for statement in (
+        "CREATE INDEX conversations_by_updated ON conversations (updated_key, id)",
+        "CREATE INDEX conversations_by_created ON conversations (created_key, id)",
+        "CREATE INDEX conversations_by_expiry ON conversations (expires_key) WHERE expires_key IS NOT NULL",
+        "CREATE INDEX messages_by_position ON messages (conversation_pk, position)",
+    ):
+        db.execute(statement)
+    for table, value in highest.items():
+        db.execute("DELETE FROM sqlite_sequence WHERE name = ?", (table,))
+        db.execute("INSERT INTO sqlite_sequence (name, seq) VALUES (?, ?)", (table, value))
+    for statement in _statements(SEARCH_TRIGGERS):
+        db.execute(statement)
+    db.executemany(
+        "INSERT INTO search_state (kind, indexed_upto) VALUES (?, ?)",
+        [("messages", highest["messages"]), ("titles", highest["conversations"])],
+    )
+    if orphans:
+        # Their index entries cannot be told apart any more: rebuild from what is kept.
+        fill_index(db)
+        db.execute("INSERT OR REPLACE INTO store_info (key, value) VALUES ('purge_pending', '1')")
+    log.info("upgraded the database to schema 3 (%d messages of deleted conversations dropped)", orphans)
+
+
 #: MIGRATIONS[i] takes a database from version i to version i + 1.
-MIGRATIONS: list[Callable[[sqlite3.Connection], None]] = [_migration_1, _migration_2]
+MIGRATIONS: list[Callable[[sqlite3.Connection], None]] = [_migration_1, _migration_2, _migration_3]
 LATEST = len(MIGRATIONS)
 
 

@@ -16,9 +16,10 @@ from datetime import datetime
 from types import ModuleType
 from typing import Any, Literal
 
-from ...errors import CorruptStorageError, EncryptionKeyError, InvalidInputError, StorageError
+from ...errors import CorruptStorageError, EncryptionKeyError, InvalidInputError, ReadOnlyStorageError, StorageError
 from ...protocol import Capability, ConversationFilter, SaveItem, SearchOrder
-from ...query import Query, to_fts5
+from ...query import Query, bm25, to_fts5
+from ...text import tokens
 from ...records import (
     ConversationRecord,
     MessageRecord,
@@ -37,11 +38,11 @@ from .errors import EncryptedOrCorruptError, translate
 from .rows import (
     CONVERSATION_COLUMNS,
     MESSAGE_COLUMNS,
+    body_column,
     decode_conversation,
     decode_message,
     encode_conversation,
     encode_message,
-    index_body,
 )
 
 log = logging.getLogger("qv_session_manager")
@@ -52,10 +53,53 @@ _TIME_FIELDS = {"updated_at": "updated_key", "created_at": "created_key"}
 #: The condition of a conversation ``c`` that has not expired at the parameter ``:now`` (see Capability.EXPIRY).
 _LIVE = "(c.expires_key IS NULL OR c.expires_key > :now)"
 _ID_BATCH = 500  # ids per IN (...) lookup, well below SQLite's variable limit
+#: Rows waiting for the search index at which a write transaction indexes them all.
+FLUSH_AT = 256
+#: An upper bound of the messages and of the conversations waiting for the search index.
+_WAITING = """SELECT
+    (SELECT coalesce(max(pk), 0) FROM messages) - (SELECT indexed_upto FROM search_state WHERE kind = 'messages'),
+    (SELECT coalesce(max(pk), 0) FROM conversations) - (SELECT indexed_upto FROM search_state WHERE kind = 'titles')"""
 #: SQLite's JSON functions cut a string at an escaped NUL (``\u0000``), so json_each would
 #: both miss and wrongly match such keys and values. Rows whose metadata text holds that
 #: escape are checked by the reference rule (records.metadata_matches) in Python instead.
 _METADATA_HAS_NUL = "instr(c.metadata, '\\u0000') > 0"
+
+
+#: The rows waiting for the search index: (conversation key, position or -1 for the title, message id, text).
+_WAITING_ROWS = """
+    SELECT conversation_pk, position, id, content FROM messages
+    WHERE pk > (SELECT indexed_upto FROM search_state WHERE kind = 'messages')
+    UNION ALL
+    SELECT pk, -1, NULL, title FROM conversations
+    WHERE pk > (SELECT indexed_upto FROM search_state WHERE kind = 'titles') AND title IS NOT NULL"""
+
+
+def _matching_waiting_rows(waiting: list[Any], query: Query, relevance: bool) -> str | None:
+    """The waiting rows that match ``query``, as JSON rows of the search's ``matched`` table; None for none.
+
+    They are matched by the shared rule (Query.matches over the shared tokens), which
+    the index answers for indexed rows, so the hits are the same either way. Their
+    relevance is BM25 with statistics of the waiting rows alone: close to FTS5's, not
+    identical (rows wait only while the store cannot be written, or for a moment).
+    """
+    documents = [(row, tokens(row[3])) for row in waiting]
+    found = [(row, document) for row, document in documents if query.matches(document)]
+    if not found:
+        return None
+    statistics: dict[str, Any] = {}
+    if relevance:
+        lengths = [len(document) for _, document in documents]
+        statistics = {
+            "documents": len(documents),
+            "average_length": sum(lengths) / len(lengths),
+            "document_frequency": {
+                term: sum(1 for _, document in documents if term.matches(document)) for term in query.terms()
+            },
+        }
+    return json.dumps([
+        [row[0], row[1], row[2], -bm25(query, document, **statistics) if relevance else 0]
+        for row, document in found
+    ])
 
 
 def _metadata_passes(stored: str, wanted: str) -> int:
@@ -222,6 +266,7 @@ class SQLiteStore:
         self._driver = driver
         self.path = path
         self._purge_at_once = purge == "immediate"
+        self._may_flush = True  # False once indexing failed because the file cannot be written
         self._lock = threading.RLock()
         self._closed = False
         in_memory = path == ":memory:"
@@ -296,14 +341,17 @@ class SQLiteStore:
         ).fetchone()
 
     @staticmethod
-    def _index(db: sqlite3.Connection, table: str, pk: int, text: str | None, *, remove: bool = False) -> None:
-        body = index_body(text)
-        if not body:
-            return
-        if remove:
-            db.execute(f"INSERT INTO {table} ({table}, rowid, body) VALUES ('delete', ?, ?)", (pk, body))
-        else:
-            db.execute(f"INSERT INTO {table} (rowid, body) VALUES (?, ?)", (pk, body))
+    def _flush_when_due(db: sqlite3.Connection) -> None:
+        """Index the rows waiting for the search index once :data:`FLUSH_AT` of either kind wait.
+
+        Runs at the end of every write transaction. New rows wait instead of being
+        indexed by their own save: FTS5 pays for every small commit (a new segment,
+        merges), so indexing them in batches makes a save cost what the rows cost.
+        Searches see waiting rows too (see :meth:`search`).
+        """
+        waiting = db.execute(_WAITING).fetchone()
+        if waiting[0] >= FLUSH_AT or waiting[1] >= FLUSH_AT:
+            schema.flush_index(db)
 
     # -- writes ---------------------------------------------------------------
 
@@ -319,6 +367,7 @@ class SQLiteStore:
         encoded = [encode_message(message) for message in messages]
         with self._transaction(f"saving conversation {conversation.id}", write=True) as db:
             self._save_rows(db, conversation, row, encoded, replace, now_key())
+            self._flush_when_due(db)
 
     def save_many(self, items: Iterable[SaveItem]) -> int:
         """Save every pair in one transaction (see BulkSaving): one commit, one index flush."""
@@ -334,6 +383,7 @@ class SQLiteStore:
             now = now_key()
             for conversation, row, encoded in prepared:
                 self._save_rows(db, conversation, row, encoded, False, now)
+            self._flush_when_due(db)
         return len(prepared)
 
     def append(
@@ -359,6 +409,7 @@ class SQLiteStore:
                     (updated_at.isoformat(), time_key(updated_at), pk),
                 )
             self._save_messages(db, pk, next_position, encoded, stored_before=True, replace=False)
+            self._flush_when_due(db)
         return True
 
     def _save_rows(
@@ -378,31 +429,30 @@ class SQLiteStore:
             "SELECT pk, title, next_position, expires_key FROM conversations WHERE id = ?", (conversation.id,)
         ).fetchone()
         if found is not None and found[3] is not None and found[3] <= now:
-            self._remove_conversation(db, found[0], found[1])
+            self._remove_conversation(db, found[0])
             found = None
         if found is None:
             pk: int = db.execute(  # type: ignore[assignment]  # an INSERT always sets lastrowid
                 """INSERT INTO conversations (id, title, model_name, created_at, updated_at,
-                    created_key, updated_key, metadata, expires_key)
+                    created_key, updated_key, metadata, expires_key, title_body)
                    VALUES (:id, :title, :model_name, :created_at, :updated_at,
-                    :created_key, :updated_key, :metadata, :expires_key)""",
+                    :created_key, :updated_key, :metadata, :expires_key, :title_body)""",
                 row,
             ).lastrowid
-            old_title, next_position = None, 0
-            self._index(db, "title_index", pk, conversation.title)
+            next_position = 0
         else:
             pk, old_title, next_position, _ = found
+            # The title and its index body are written only when the title changed, so
+            # the reindexing trigger fires for real changes alone.
+            title_change = ", title = :title, title_body = :title_body" if old_title != conversation.title else ""
             db.execute(
-                """UPDATE conversations SET title = :title, model_name = :model_name,
+                f"""UPDATE conversations SET model_name = :model_name,
                     created_at = :created_at, updated_at = :updated_at,
                     created_key = :created_key, updated_key = :updated_key, metadata = :metadata,
-                    expires_key = :expires_key
+                    expires_key = :expires_key{title_change}
                    WHERE pk = :pk""",
                 {**row, "pk": pk},
             )
-            if old_title != conversation.title:
-                self._index(db, "title_index", pk, old_title, remove=True)
-                self._index(db, "title_index", pk, conversation.title)
         self._save_messages(db, pk, next_position, encoded, stored_before=found is not None, replace=replace)
 
     def _save_messages(
@@ -425,7 +475,6 @@ class SQLiteStore:
                 if id_ not in wanted:
                     self._remove_message(db, message_pk)
             next_position = 0
-        first_new_position = next_position
         new_rows: list[tuple[Any, ...]] = []
         for values in encoded:
             id_, digest = values[0], values[-1]
@@ -434,7 +483,7 @@ class SQLiteStore:
                 new_rows.append((pk, next_position, *values))
                 next_position += 1
                 if replace:  # positions of new and kept messages interleave: insert in order
-                    self._insert_messages(db, new_rows, pk, None)
+                    self._insert_messages(db, new_rows)
                     new_rows = []
                 continue
             message_pk, position, old_digest = existing
@@ -442,46 +491,31 @@ class SQLiteStore:
                 position = next_position
                 next_position += 1
             if old_digest != digest:
-                (old_content,) = db.execute(
-                    "SELECT content FROM messages WHERE pk = ?", (message_pk,)
-                ).fetchone()
+                # The trigger messages_reindex replaces the search entry when the content changed.
                 db.execute(
                     """UPDATE messages SET position = ?, role = ?, content = ?, created_at = ?,
-                        metadata = ?, images = ?, tool_calls = ?, tool_call_id = ?, digest = ?
+                        metadata = ?, images = ?, tool_calls = ?, tool_call_id = ?, digest = ?, index_body = ?
                        WHERE pk = ?""",
-                    (position, *values[1:], message_pk),
+                    (position, *values[1:], body_column(values[2]), message_pk),
                 )
-                if old_content != values[2]:
-                    self._index(db, "message_index", message_pk, old_content, remove=True)
-                    self._index(db, "message_index", message_pk, values[2])
             elif position != existing[1]:
                 db.execute("UPDATE messages SET position = ? WHERE pk = ?", (position, message_pk))
         if new_rows:
-            self._insert_messages(db, new_rows, pk, first_new_position)
+            self._insert_messages(db, new_rows)
         db.execute("UPDATE conversations SET next_position = ? WHERE pk = ?", (next_position, pk))
 
-    def _insert_messages(
-        self, db: sqlite3.Connection, rows: list[tuple[Any, ...]], pk: int, first_position: int | None
-    ) -> None:
-        """Insert new message rows (conversation_pk, position, columns..., digest) and index them.
+    @staticmethod
+    def _insert_messages(db: sqlite3.Connection, rows: list[tuple[Any, ...]]) -> None:
+        """Insert new message rows (conversation_pk, position, columns..., digest), in the order given.
 
-        With ``first_position``, the rows are all the messages from that position on,
-        so they are inserted with one executemany and their keys read back in one query.
+        They wait for the search index (see :meth:`_flush_when_due`).
         """
-        insert = f"""INSERT INTO messages (conversation_pk, position, {MESSAGE_COLUMNS}, digest)
-                     VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"""
-        if first_position is None or len(rows) == 1:
-            for row in rows:
-                message_pk = db.execute(insert, row).lastrowid
-                self._index(db, "message_index", message_pk, row[4])  # type: ignore[arg-type]
-            return
-        db.executemany(insert, rows)
-        keys = db.execute(
-            "SELECT pk FROM messages WHERE conversation_pk = ? AND position >= ? ORDER BY position",
-            (pk, first_position),
-        ).fetchall()
-        bodies = [(key, index_body(row[4])) for (key,), row in zip(keys, rows, strict=True)]
-        db.executemany("INSERT INTO message_index (rowid, body) VALUES (?, ?)", [b for b in bodies if b[1]])
+        insert = f"""INSERT INTO messages (conversation_pk, position, {MESSAGE_COLUMNS}, digest, index_body)
+                     VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"""
+        if len(rows) == 1:
+            db.execute(insert, (*rows[0], body_column(rows[0][4])))
+        else:
+            db.executemany(insert, [(*row, body_column(row[4])) for row in rows])
 
     @staticmethod
     def _stored_messages(
@@ -502,10 +536,9 @@ class SQLiteStore:
                 found[row[0]] = row[1:]
         return found
 
-    def _remove_message(self, db: sqlite3.Connection, message_pk: int) -> None:
-        (content,) = db.execute("SELECT content FROM messages WHERE pk = ?", (message_pk,)).fetchone()
-        self._index(db, "message_index", message_pk, content, remove=True)
-        db.execute("DELETE FROM messages WHERE pk = ?", (message_pk,))
+    @staticmethod
+    def _remove_message(db: sqlite3.Connection, message_pk: int) -> None:
+        db.execute("DELETE FROM messages WHERE pk = ?", (message_pk,))  # the triggers remove its search entry
 
     def delete(self, conversation_id: str) -> bool:
         if not is_storable_id(conversation_id):
@@ -513,39 +546,35 @@ class SQLiteStore:
             return False
         with self._transaction(f"deleting conversation {conversation_id}", write=True) as db:
             found = db.execute(
-                f"SELECT pk, title, {_LIVE} FROM conversations c WHERE id = :id",
+                f"SELECT pk, {_LIVE} FROM conversations c WHERE id = :id",
                 {"id": conversation_id, "now": now_key()},
             ).fetchone()
             if found is None:
                 return False
-            pk, title, live = found
-            self._remove_conversation(db, pk, title)  # an expired one goes too, reported missing
-            self._after_delete(db)
-        self._truncate_wal()
+            pk, live = found
+            self._remove_conversation(db, pk)  # an expired one goes too, reported missing
+            purged = self._after_delete(db)
+        if purged:
+            self._truncate_wal()
         return bool(live)
 
-    def _remove_conversation(self, db: sqlite3.Connection, pk: int, title: str | None) -> None:
-        """Delete conversation ``pk``, its messages and all their search entries (in the caller's transaction)."""
-        for message_pk, content in db.execute(
-            "SELECT pk, content FROM messages WHERE conversation_pk = ?", (pk,)
-        ).fetchall():
-            self._index(db, "message_index", message_pk, content, remove=True)
-        self._index(db, "title_index", pk, title, remove=True)
-        db.execute("DELETE FROM conversations WHERE pk = ?", (pk,))  # cascades to messages
+    @staticmethod
+    def _remove_conversation(db: sqlite3.Connection, pk: int) -> None:
+        """Delete conversation ``pk`` (in the caller's transaction).
+
+        Its messages and every search entry go with it, through the schema's
+        triggers (see schema.SEARCH_TRIGGERS).
+        """
+        db.execute("DELETE FROM conversations WHERE pk = ?", (pk,))
 
     def purge_expired(self) -> int:
         """See :class:`~qv_session_manager.protocol.Expiring`; one transaction, then the deletes' purge rule."""
         with self._transaction("removing expired conversations", write=True) as db:
-            doomed = db.execute(
-                "SELECT pk, title FROM conversations WHERE expires_key <= ?", (now_key(),)
-            ).fetchall()
-            for pk, title in doomed:
-                self._remove_conversation(db, pk, title)
-            if doomed:
-                self._after_delete(db)
-        if doomed:
+            removed = db.execute("DELETE FROM conversations WHERE expires_key <= ?", (now_key(),)).rowcount
+            purged = self._after_delete(db) if removed else False
+        if purged:
             self._truncate_wal()
-        return len(doomed)
+        return removed
 
     def delete_message(self, conversation_id: str, message_id: str) -> bool:
         if not (is_storable_id(conversation_id) and is_storable_id(message_id)):
@@ -560,16 +589,21 @@ class SQLiteStore:
             if found is None:
                 return False
             self._remove_message(db, found[0])
-            self._after_delete(db)
-        self._truncate_wal()
+            purged = self._after_delete(db)
+        if purged:
+            self._truncate_wal()
         return True
 
-    def _after_delete(self, db: sqlite3.Connection) -> None:
-        """Purge now, or note (in the delete's own transaction) that a purge is due."""
+    def _after_delete(self, db: sqlite3.Connection) -> bool:
+        """With ``purge="immediate"``, purge now (in the delete's transaction); True if it did.
+
+        Otherwise the purge waits for :meth:`close` or :meth:`purge`: the triggers note
+        in the file that one is due whenever a delete removed search entries.
+        """
         if self._purge_at_once:
             self._merge_indexes(db)
-        else:
-            db.execute("INSERT OR REPLACE INTO store_info (key, value) VALUES ('purge_pending', '1')")
+            return True
+        return False
 
     @staticmethod
     def _merge_indexes(db: sqlite3.Connection) -> None:
@@ -798,8 +832,54 @@ class SQLiteStore:
             if with_text else "NULL"
         )
         ranking = "rank, " if relevance else ""
+        params.update(match=to_fts5(query), limit=-1 if limit is None else limit, offset=offset)
+        rows: builtins.list[Any] = []
+        for attempt in range(2):
+            with self._transaction("searching", write=False) as db:
+                waiting = db.execute(_WAITING_ROWS).fetchall()
+                # Rows waiting for the index are indexed first when the store can be
+                # written; otherwise (or if more arrived meanwhile) they are scanned.
+                index_first = bool(waiting) and attempt == 0 and self._may_flush
+                if not index_first:
+                    params["tail"] = _matching_waiting_rows(waiting, query, relevance)
+                    sql = self._search_sql(
+                        key, where, best, message_id, text, ranking, relevance, params["tail"] is not None
+                    )
+                    rows = db.execute(sql, params).fetchall()
+            if not index_first:
+                break
+            self._flush_waiting()
+        return [
+            SearchHit(
+                conversation=decode_conversation(row[:6]),
+                message_id=row[6],
+                text=row[7],
+                score=row[8] if order == "relevance" else None,
+            )
+            for row in rows
+        ]
+
+    def _flush_waiting(self) -> None:
+        """Index every row waiting for the search index; on a store that cannot be written, stop trying."""
+        try:
+            with self._transaction("indexing new messages for search", write=True) as db:
+                schema.flush_index(db)
+        except StorageError as exc:
+            # A read-only file, or a writer holding the lock past busy_timeout: searches
+            # still see the waiting rows by scanning them (_matching_waiting_rows).
+            if isinstance(exc, ReadOnlyStorageError):
+                self._may_flush = False
+            log.debug("searching %s without indexing the newest rows first: %s", self.path, exc)
+
+    @staticmethod
+    def _search_sql(
+        key: str, where: str, best: str, message_id: str, text: str, ranking: str, relevance: bool, tail: bool
+    ) -> str:
+        waiting = (
+            "UNION ALL SELECT value ->> 0, value ->> 1, value ->> 2, value ->> 3 FROM json_each(:tail)" if tail else ""
+        )
         # The page is cut first, so message ids and texts are looked up for its rows only.
-        sql = f"""
+        return f"""
             WITH matched (cpk, position, id, rank) AS (
                 SELECT m.conversation_pk, m.position, m.id, {'message_index.rank' if relevance else '0'}
                 FROM message_index JOIN messages m ON m.pk = message_index.rowid
@@ -807,6 +887,7 @@ class SQLiteStore:
                 UNION ALL
                 SELECT title_index.rowid, -1, NULL, {'title_index.rank' if relevance else '0'}
                 FROM title_index WHERE title_index MATCH :match
+                {waiting}
             ),
             best (cpk, position, message_id, rank) AS ({best}),
             page AS (
@@ -820,24 +901,14 @@ class SQLiteStore:
             SELECT page.id, page.title, page.model_name, page.created_at, page.updated_at, page.metadata,
                 CASE WHEN page.position < 0 THEN NULL ELSE {message_id} END, {text}, -page.rank
             FROM page ORDER BY {ranking}page.{key} DESC, page.id DESC"""
-        params.update(match=to_fts5(query), limit=-1 if limit is None else limit, offset=offset)
-        with self._transaction("searching", write=False) as db:
-            rows = db.execute(sql, params).fetchall()
-        return [
-            SearchHit(
-                conversation=decode_conversation(row[:6]),
-                message_id=row[6],
-                text=row[7],
-                score=row[8] if order == "relevance" else None,
-            )
-            for row in rows
-        ]
 
     def close(self) -> None:
         """Purge if deletes are pending (see :meth:`purge`), then close. Closing twice is harmless."""
         with self._lock:
             if self._closed:
                 return
+            if self._may_flush:
+                self._flush_waiting()  # so the next opener's searches use the index alone
             try:
                 self.purge()
             except StorageError as exc:  # e.g. a read-only file or a busy writer: purge another time
