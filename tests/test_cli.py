@@ -481,7 +481,7 @@ def test_doctor_on_other_backends_says_what_does_not_apply() -> None:
     result = run("--url", "memory://", "doctor", "--rebuild-index")
     assert result.exit_code == 0
     assert "schema version: not applicable to MemoryStore" in result.stdout
-    assert "--rebuild-index: not applicable" in result.stdout and "purge: not applicable" in result.stdout
+    assert "--rebuild-index/--repair: not applicable" in result.stdout and "purge: not applicable" in result.stdout
 
 
 # -- copy -----------------------------------------------------------------------

@@ -187,7 +187,7 @@ def test_deleting_rows_that_never_reached_the_index_needs_no_purge(tmp_path: Pat
     secret = "zqxjvwaitingword"
     store = SQLiteStore(path)
     store.save(conversation("gone", title=f"a {secret} title"), [message(f"the {secret} message")])
-    assert [hit.conversation.id for hit in store._db and store.search(parse(secret), ConversationFilter())] == ["gone"]
+    assert [hit.conversation.id for hit in store.search(parse(secret), ConversationFilter())] == ["gone"]
     store.save(conversation("fresh", title=f"{secret} again"), [message(f"{secret} once more")])
     assert store.delete("fresh") is True
     assert store.purge() is False, "nothing of 'fresh' was ever in the index"

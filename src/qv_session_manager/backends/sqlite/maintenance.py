@@ -14,15 +14,27 @@ from dataclasses import dataclass
 from urllib.parse import unquote, urlsplit
 
 from ...rules import now_key
+from ...timeutil import time_key
 from . import schema
-from .rows import index_body
+from .rows import index_body, parse_timestamp
 from .store import _LIVE, SQLiteStore
 
-#: The search indexes and the SQL giving (rowid, text) of what each must hold.
+#: The search indexes and the SQL giving (rowid, text) of what each must hold: the rows
+#: up to ``search_state.indexed_upto`` (newer rows wait for the index, see store.FLUSH_AT).
 INDEXES: dict[str, str] = {
-    "message_index": "SELECT pk, content FROM messages",
-    "title_index": "SELECT pk, title FROM conversations",
+    "message_index": (
+        "SELECT pk, content FROM messages"
+        " WHERE pk <= (SELECT indexed_upto FROM search_state WHERE kind = 'messages')"
+    ),
+    "title_index": (
+        "SELECT pk, title FROM conversations"
+        " WHERE pk <= (SELECT indexed_upto FROM search_state WHERE kind = 'titles')"
+    ),
 }
+#: Messages whose conversation is gone: left by a program that deleted conversations
+#: without cascading (qv-session-manager 0.3.0, or any tool with foreign keys off) before
+#: schema 3 made deletes cascade in the file itself. Upgrading removes them; so does doctor.
+_ORPHANS = "FROM messages WHERE conversation_pk NOT IN (SELECT pk FROM conversations)"
 
 
 @dataclass(frozen=True)
@@ -108,6 +120,72 @@ def _compare_with_fresh(db: sqlite3.Connection, table: str, source: str) -> int:
     finally:
         for name in ("qv_stored_terms", "qv_fresh_terms", "qv_fresh"):
             db.execute(f"DROP TABLE IF EXISTS temp.{name}")
+
+
+def orphaned_messages(store: SQLiteStore) -> int:
+    """How many stored messages belong to no conversation (0 in a sound file)."""
+    with store._transaction("looking for messages of deleted conversations", write=False) as db:
+        return int(db.execute(f"SELECT count(*) {_ORPHANS}").fetchone()[0])
+
+
+def remove_orphaned_messages(store: SQLiteStore) -> int:
+    """Delete messages that belong to no conversation, with their search entries; returns how many.
+
+    The deleted text leaves the file at the purge that follows.
+    """
+    with store._transaction("removing messages of deleted conversations", write=True) as db:
+        removed = int(db.execute(f"DELETE {_ORPHANS}").rowcount)
+    if removed:
+        store.purge()
+    return removed
+
+
+@dataclass(frozen=True)
+class Leftovers:
+    """Messages of a deleted conversation that a later conversation took over, before schema 3.
+
+    Before schema 3 a key freed by a delete that did not cascade could be given to the
+    next new conversation, which then showed the deleted conversation's messages. Such
+    messages are recognised by two signs together: the conversation's positions repeat
+    (its own messages were numbered from 0 again), and they are older than the
+    conversation (keys below its first message at position 0, created before it).
+    """
+
+    conversation_id: str
+    message_keys: tuple[int, ...]
+
+
+def adopted_leftovers(store: SQLiteStore) -> list[Leftovers]:
+    """Every conversation holding messages of a deleted one (see :class:`Leftovers`); [] in a sound file."""
+    found = []
+    with store._transaction("looking for messages of deleted conversations", write=False) as db:
+        suspects = db.execute(
+            """SELECT c.pk, c.id, c.created_key FROM conversations c
+               WHERE EXISTS (SELECT 1 FROM messages m WHERE m.conversation_pk = c.pk
+                             GROUP BY m.position HAVING count(*) > 1)"""
+        ).fetchall()
+        for pk, conversation_id, created_key in suspects:
+            rows = db.execute(
+                "SELECT pk, position, created_at FROM messages WHERE conversation_pk = ? ORDER BY pk", (pk,)
+            ).fetchall()
+            first_own = max(key for key, position, _ in rows if position == 0)
+            older = tuple(
+                key for key, _, created_at in rows
+                if key < first_own and time_key(parse_timestamp(created_at)) < created_key
+            )
+            if older:
+                found.append(Leftovers(conversation_id, older))
+    return found
+
+
+def remove_adopted_leftovers(store: SQLiteStore, leftovers: list[Leftovers]) -> int:
+    """Delete the messages :func:`adopted_leftovers` found, with their search entries, then purge."""
+    keys = [key for item in leftovers for key in item.message_keys]
+    with store._transaction("removing messages of deleted conversations", write=True) as db:
+        db.executemany("DELETE FROM messages WHERE pk = ?", [(key,) for key in keys])
+    if keys:
+        store.purge()
+    return len(keys)
 
 
 def rebuild_indexes(store: SQLiteStore) -> None:
