@@ -36,16 +36,16 @@ def _role(value: Any) -> str:
     return value.value if isinstance(value, MessageRole) else value
 
 
+def tool_calls_to_records(calls: list[ToolCall]) -> tuple[ToolCallRecord, ...]:
+    """Convert an SDK message's tool calls; raises InvalidInputError for anything not storable."""
+    return tuple(ToolCallRecord(name=call.function.name, arguments=call.function.arguments, id=call.id) for call in calls)
+
+
 def message_to_record(message: Message) -> MessageRecord:
     """Convert an SDK Message; raises InvalidInputError for anything not storable."""
     if not isinstance(message, Message):
         raise InvalidInputError(f"expected a qv_ollama_sdk Message, got {type(message).__name__}")
-    tool_calls = None
-    if message.tool_calls is not None:
-        tool_calls = tuple(
-            ToolCallRecord(name=call.function.name, arguments=call.function.arguments, id=call.id)
-            for call in message.tool_calls
-        )
+    tool_calls = None if message.tool_calls is None else tool_calls_to_records(message.tool_calls)
     images = None
     if message.images is not None:
         images = tuple(bytes(image) if isinstance(image, bytearray) else image for image in message.images)

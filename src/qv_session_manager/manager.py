@@ -23,7 +23,8 @@ from .convert import (
 from .errors import ConversationNotFoundError, InvalidInputError
 from .exchange import ExportFormat, ImportFormat, ImportReport, OnError, export_to, import_into
 from .protocol import BulkSaving, Capability, ConversationFilter, ConversationStore, SaveItem, SearchOrder, TimeField
-from .protocol import WindowedLoading
+from .protocol import RevisionedSaving, WindowedLoading
+from .save_tracking import SavedState, SavedStates
 from .query import parse
 from .records import EXPIRES_AT as EXPIRES_AT  # re-exported next to FORKED_FROM
 from .records import ConversationRecord, StoredConversation, check_metadata_filter
@@ -119,11 +120,15 @@ class SessionManager:
             self.store = open_path(db_path, options)
         else:
             self.store = open_store(url if url is not None else default_url(), **options)
+        self._saved = SavedStates()
+        self._checked_store: object = None
+        self._revisioned = False
 
     # -- lifecycle -----------------------------------------------------------
 
     def close(self) -> None:
         """Close the store. Closing twice is harmless."""
+        self._saved.clear()
         self.store.close()
 
     def __enter__(self) -> SessionManager:
@@ -155,11 +160,38 @@ class SessionManager:
         lone surrogate, metadata that is not JSON, duplicate message ids, an
         unparsable ``metadata["expires_at"]``, or an expiry the store does not
         honour (no ``Capability.EXPIRY``). Nothing is written then.
+
+        With a store that names revisions (RevisionedSaving: SQLite, memory), saving
+        a conversation this manager saved before converts and sends only the
+        messages that changed since (new, edited in place, replaced), so a save
+        costs what changed, not the whole history; the stored result is the same
+        (see :mod:`qv_session_manager.save_tracking`).
         """
         record = conversation_to_record(conversation)
         retention.check_expiry_supported(self.store, record)
         chosen = conversation.messages if messages is None else _messages(messages, "messages")
-        self.store.save(record, [message_to_record(m) for m in chosen], replace=replace)
+        store = self.store
+        if store is not self._checked_store:  # isinstance on a runtime Protocol is slow: once per store
+            self._checked_store, self._revisioned = store, isinstance(store, RevisionedSaving)
+        if not self._revisioned:
+            store.save(record, [message_to_record(m) for m in chosen], replace=replace)
+            return
+        saved = None if replace else self._saved.get(record.id)
+        if saved is not None:
+            sent = saved.changed(chosen)
+            if sent is not None:
+                records = [message_to_record(chosen[index]) for index in sent]
+                if not saved.moved(sent, records):
+                    revision = store.save_revisioned(  # type: ignore[union-attr]
+                        record, records, expected=saved.revision
+                    )
+                    if revision is not None:
+                        self._saved.put(record.id, saved.advanced(revision, chosen, sent, records))
+                        return
+        records = [message_to_record(m) for m in chosen]
+        revision = store.save_revisioned(record, records, replace=replace)  # type: ignore[union-attr]
+        if revision is not None:
+            self._saved.put(record.id, SavedState.of(revision, chosen, records))
 
     def save_many(self, conversations: Iterable[Conversation], *, batch_size: int = 500) -> int:
         """Save many conversations, each with all its messages: the fast way to import.

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import builtins
 
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Hashable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from enum import Enum
@@ -197,6 +197,36 @@ class BulkSaving(Protocol):
         Pairs are applied in the order given (the same conversation may appear twice).
         All or nothing: if any pair is refused (InvalidInputError) or the write fails,
         nothing is written. Returns the number of pairs saved.
+        """
+        ...
+
+
+@runtime_checkable
+class RevisionedSaving(Protocol):
+    """An optional side of a store: saves that name the revision they wrote, and conditional saves.
+
+    :meth:`SessionManager.save_conversation
+    <qv_session_manager.SessionManager.save_conversation>` uses it to send only the
+    messages that changed since its own last save of a conversation (see
+    :mod:`qv_session_manager.save_tracking`); with other stores it sends them all.
+    """
+
+    def save_revisioned(
+        self,
+        conversation: ConversationRecord,
+        messages: Sequence[MessageRecord],
+        *,
+        replace: bool = False,
+        expected: Hashable | None = None,
+    ) -> Hashable | None:
+        """Save exactly as ``save`` does and return the conversation's revision after it.
+
+        A revision is an opaque, hashable token. It changes with every write to the
+        conversation through this store or any other store object on the same data
+        (saves, appends, message deletes, in any process), and is never given again to
+        a conversation deleted and saved anew. With ``expected``, the save happens only
+        if the conversation exists, has not expired and is still at that revision;
+        otherwise nothing is written and None is returned. Raises as ``save`` does.
         """
         ...
 

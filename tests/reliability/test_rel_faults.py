@@ -364,7 +364,7 @@ def test_a_truncated_database_is_reported_and_left_untouched(tmp_path: Path, sou
     assert digest(path) == before and _side_files(path) == []
 
 
-@pytest.mark.parametrize("where", [b"CREATE TABLE conversations", b"title c7", b"content number 7 part 0"])
+@pytest.mark.parametrize("where", [b'CREATE TABLE "conversations"', b"title c7", b"content number 7 part 0"])
 def test_text_that_is_not_utf8_is_reported_as_corruption(tmp_path: Path, sound_file: bytes, where: bytes) -> None:
     """A byte that breaks UTF-8 inside the schema, a title or a message (found by the long
     run's random damage: the driver raised UnicodeDecodeError) gives CorruptStorageError."""

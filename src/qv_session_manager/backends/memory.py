@@ -9,8 +9,9 @@ from __future__ import annotations
 import builtins
 
 import copy
+import itertools
 import threading
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Hashable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace as dataclass_replace
 from datetime import datetime
 from typing import Any
@@ -41,6 +42,7 @@ class _Entry:
     messages: dict[str, MessageRecord] = field(default_factory=dict)  # insertion order = position
     message_tokens: dict[str, list[str]] = field(default_factory=dict)
     expiry: str | None = None  # time key of metadata["expires_at"], parsed once at save
+    revision: int = 0  # from the store's counter: a new number at every write to the entry
 
 
 def _copy(record):  # type: ignore[no-untyped-def]
@@ -59,6 +61,7 @@ class MemoryStore:
 
     def __init__(self) -> None:
         self._entries: dict[str, _Entry] = {}
+        self._revisions = itertools.count(1)
         self._lock = threading.RLock()
         self._closed = False
 
@@ -86,11 +89,27 @@ class MemoryStore:
         *,
         replace: bool = False,
     ) -> None:
+        self.save_revisioned(conversation, messages, replace=replace)
+
+    def save_revisioned(
+        self,
+        conversation: ConversationRecord,
+        messages: Sequence[MessageRecord],
+        *,
+        replace: bool = False,
+        expected: Hashable | None = None,
+    ) -> Hashable | None:
+        """See :class:`~qv_session_manager.protocol.RevisionedSaving`: one counter for the whole store."""
         check_save(conversation, messages)
         checked = self._copies(conversation, messages)
         with self._lock:
             self._check_open()
-            self._apply(*checked, replace, now_key())
+            now = now_key()
+            if expected is not None:
+                entry = self._live(conversation.id, now)
+                if entry is None or entry.revision != expected:
+                    return None
+            return self._apply(*checked, replace, now)
 
     def save_many(self, items: Iterable[SaveItem]) -> int:
         """Save every pair at once (see BulkSaving): all are checked before any is applied."""
@@ -111,8 +130,8 @@ class MemoryStore:
 
     def _apply(
         self, conversation: ConversationRecord, messages: list[MessageRecord], replace: bool, now: str
-    ) -> None:
-        """The effect of a save on checked copies; the caller holds the lock.
+    ) -> int:
+        """The effect of a save on checked copies; the caller holds the lock. Returns the new revision.
 
         A conversation expired at ``now`` is replaced whole, as if it had never been stored.
         """
@@ -128,10 +147,12 @@ class MemoryStore:
                 new_tokens[message.id] = entry.message_tokens[message.id]
             else:
                 new_tokens[message.id] = self._tokenize(message.content)
+        revision = next(self._revisions)
         self._entries[conversation.id] = _Entry(
             conversation, self._tokenize(conversation.title or ""), new_messages, new_tokens,
-            expiry_key(conversation.metadata),
+            expiry_key(conversation.metadata), revision,
         )
+        return revision
 
     def append(
         self,
@@ -202,6 +223,7 @@ class MemoryStore:
                 return False
             del entry.messages[message_id]
             del entry.message_tokens[message_id]
+            entry.revision = next(self._revisions)
             return True
 
     def list(

@@ -40,6 +40,7 @@ from ..records import EXPIRES_AT, ConversationRecord, MessageRecord, StoredConve
 from ..registry import open_store
 from ..rules import window_of
 from . import strategies
+from .sdk_saves import check_mutated_saves
 from .stateful import run_comparison
 
 StoreOpener = Callable[[str], ConversationStore]
@@ -1051,6 +1052,12 @@ class StoreContract:
     def test_state_machine_agrees_with_the_reference(self, store_opener: StoreOpener) -> None:
         """contract equivalence: random operation sequences give the memory backend's answers."""
         run_comparison(store_opener)
+
+    def test_saves_of_mutated_sdk_messages_store_the_last_save(self, store_opener: StoreOpener) -> None:
+        """contract mutated saves: SDK messages changed in place between saves (through SessionManager,
+        which sends only what changed where the store names revisions) are stored exactly as a full
+        save stores them, also when another manager writes in between."""
+        check_mutated_saves(store_opener)
 
 
 def search_strings() -> st.SearchStrategy[str]:

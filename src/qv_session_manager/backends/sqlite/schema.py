@@ -242,6 +242,7 @@ def _migration_2(db: sqlite3.Connection) -> None:
 #: deleted by any tool can never lend its key, or the search entries filed under it, to
 #: a later conversation. ``title_body`` / ``index_body`` hold what the search index
 #: holds for the title / content when that differs from the text itself (NULL: the text).
+#: ``revision`` counts the writes of this library to a conversation (see store.save_revisioned).
 CONVERSATIONS_V3 = """
 CREATE TABLE conversations_v3 (
     pk INTEGER PRIMARY KEY AUTOINCREMENT,
@@ -255,7 +256,8 @@ CREATE TABLE conversations_v3 (
     metadata TEXT NOT NULL DEFAULT '{}',
     next_position INTEGER NOT NULL DEFAULT 0,
     expires_key TEXT,
-    title_body TEXT
+    title_body TEXT,
+    revision INTEGER NOT NULL DEFAULT 0
 )"""
 MESSAGES_V3 = """
 CREATE TABLE messages_v3 (

@@ -10,7 +10,7 @@ import os
 import sqlite3
 import threading
 import uuid
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Hashable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from datetime import datetime
 from types import ModuleType
@@ -362,12 +362,30 @@ class SQLiteStore:
         *,
         replace: bool = False,
     ) -> None:
+        self.save_revisioned(conversation, messages, replace=replace)
+
+    def save_revisioned(
+        self,
+        conversation: ConversationRecord,
+        messages: Sequence[MessageRecord],
+        *,
+        replace: bool = False,
+        expected: Hashable | None = None,
+    ) -> Hashable | None:
+        """See :class:`~qv_session_manager.protocol.RevisionedSaving`.
+
+        The revision is (key, count): the conversation's key is never reused and the
+        count goes up with every write of this library to it. Writes by other programs
+        (the sqlite3 shell) are not counted.
+        """
         check_save(conversation, messages)
         row = encode_conversation(conversation)
         encoded = [encode_message(message) for message in messages]
         with self._transaction(f"saving conversation {conversation.id}", write=True) as db:
-            self._save_rows(db, conversation, row, encoded, replace, now_key())
-            self._flush_when_due(db)
+            revision = self._save_rows(db, conversation, row, encoded, replace, now_key(), expected)
+            if revision is not None:
+                self._flush_when_due(db)
+        return revision
 
     def save_many(self, items: Iterable[SaveItem]) -> int:
         """Save every pair in one transaction (see BulkSaving): one commit, one index flush."""
@@ -403,12 +421,18 @@ class SQLiteStore:
             if found is None:
                 return False
             pk, next_position = found
-            if updated_at is not None:
+            next_position = self._save_messages(db, pk, next_position, encoded, stored_before=True, replace=False)
+            if updated_at is None:
                 db.execute(
-                    "UPDATE conversations SET updated_at = ?, updated_key = ? WHERE pk = ?",
-                    (updated_at.isoformat(), time_key(updated_at), pk),
+                    "UPDATE conversations SET next_position = ?, revision = revision + 1 WHERE pk = ?",
+                    (next_position, pk),
                 )
-            self._save_messages(db, pk, next_position, encoded, stored_before=True, replace=False)
+            else:
+                db.execute(
+                    """UPDATE conversations SET next_position = ?, revision = revision + 1,
+                        updated_at = ?, updated_key = ? WHERE pk = ?""",
+                    (next_position, updated_at.isoformat(), time_key(updated_at), pk),
+                )
             self._flush_when_due(db)
         return True
 
@@ -420,40 +444,48 @@ class SQLiteStore:
         encoded: list[tuple[Any, ...]],
         replace: bool,
         now: str,
-    ) -> None:
-        """The writes of a save, inside the caller's write transaction.
+        expected: Hashable | None = None,
+    ) -> tuple[int, int] | None:
+        """The writes of a save, inside the caller's write transaction; returns (key, revision) after it.
 
         A conversation expired at ``now`` is removed first, so the save starts it afresh.
+        With ``expected``, nothing is written (None) unless the live conversation is at that revision.
         """
         found = db.execute(
-            "SELECT pk, title, next_position, expires_key FROM conversations WHERE id = ?", (conversation.id,)
+            "SELECT pk, title, next_position, expires_key, revision FROM conversations WHERE id = ?",
+            (conversation.id,),
         ).fetchone()
-        if found is not None and found[3] is not None and found[3] <= now:
+        expired = found is not None and found[3] is not None and found[3] <= now
+        if expected is not None and (found is None or expired or (found[0], found[4]) != expected):
+            return None
+        if expired:
             self._remove_conversation(db, found[0])
             found = None
         if found is None:
+            # Every message of a new conversation is new (ids are distinct): positions 0..n-1.
             pk: int = db.execute(  # type: ignore[assignment]  # an INSERT always sets lastrowid
                 """INSERT INTO conversations (id, title, model_name, created_at, updated_at,
-                    created_key, updated_key, metadata, expires_key, title_body)
+                    created_key, updated_key, metadata, expires_key, title_body, next_position, revision)
                    VALUES (:id, :title, :model_name, :created_at, :updated_at,
-                    :created_key, :updated_key, :metadata, :expires_key, :title_body)""",
-                row,
+                    :created_key, :updated_key, :metadata, :expires_key, :title_body, :count, 1)""",
+                {**row, "count": len(encoded)},
             ).lastrowid
-            next_position = 0
-        else:
-            pk, old_title, next_position, _ = found
-            # The title and its index body are written only when the title changed, so
-            # the reindexing trigger fires for real changes alone.
-            title_change = ", title = :title, title_body = :title_body" if old_title != conversation.title else ""
-            db.execute(
-                f"""UPDATE conversations SET model_name = :model_name,
-                    created_at = :created_at, updated_at = :updated_at,
-                    created_key = :created_key, updated_key = :updated_key, metadata = :metadata,
-                    expires_key = :expires_key{title_change}
-                   WHERE pk = :pk""",
-                {**row, "pk": pk},
-            )
-        self._save_messages(db, pk, next_position, encoded, stored_before=found is not None, replace=replace)
+            self._save_messages(db, pk, 0, encoded, stored_before=False, replace=replace)
+            return pk, 1
+        pk, old_title, next_position, _, revision = found
+        next_position = self._save_messages(db, pk, next_position, encoded, stored_before=True, replace=replace)
+        # The title and its index body are written only when the title changed, so
+        # the reindexing trigger fires for real changes alone.
+        title_change = ", title = :title, title_body = :title_body" if old_title != conversation.title else ""
+        db.execute(
+            f"""UPDATE conversations SET model_name = :model_name,
+                created_at = :created_at, updated_at = :updated_at,
+                created_key = :created_key, updated_key = :updated_key, metadata = :metadata,
+                expires_key = :expires_key, next_position = :next_position, revision = :revision{title_change}
+               WHERE pk = :pk""",
+            {**row, "pk": pk, "next_position": next_position, "revision": revision + 1},
+        )
+        return pk, revision + 1
 
     def _save_messages(
         self,
@@ -464,8 +496,11 @@ class SQLiteStore:
         *,
         stored_before: bool,
         replace: bool,
-    ) -> None:
-        """The message writes of a save into conversation ``pk`` (``stored_before``: not new)."""
+    ) -> int:
+        """The message writes of a save into conversation ``pk`` (``stored_before``: not new).
+
+        Returns the conversation's next free position, which the caller writes.
+        """
         stored: dict[str, tuple[int, int, bytes]] = {}
         if stored_before:
             stored = self._stored_messages(db, pk, None if replace else [values[0] for values in encoded])
@@ -502,7 +537,7 @@ class SQLiteStore:
                 db.execute("UPDATE messages SET position = ? WHERE pk = ?", (position, message_pk))
         if new_rows:
             self._insert_messages(db, new_rows)
-        db.execute("UPDATE conversations SET next_position = ? WHERE pk = ?", (next_position, pk))
+        return next_position
 
     @staticmethod
     def _insert_messages(db: sqlite3.Connection, rows: list[tuple[Any, ...]]) -> None:
@@ -582,13 +617,14 @@ class SQLiteStore:
             return False
         with self._transaction(f"deleting message {message_id}", write=True) as db:
             found = db.execute(
-                f"""SELECT m.pk FROM messages m JOIN conversations c ON c.pk = m.conversation_pk
+                f"""SELECT m.pk, c.pk FROM messages m JOIN conversations c ON c.pk = m.conversation_pk
                    WHERE c.id = :id AND m.id = :message_id AND {_LIVE}""",
                 {"id": conversation_id, "message_id": message_id, "now": now_key()},
             ).fetchone()
             if found is None:
                 return False
             self._remove_message(db, found[0])
+            db.execute("UPDATE conversations SET revision = revision + 1 WHERE pk = ?", (found[1],))
             purged = self._after_delete(db)
         if purged:
             self._truncate_wal()
