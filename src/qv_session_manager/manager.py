@@ -120,6 +120,18 @@ class SessionManager:
         else:
             self.store = open_store(url if url is not None else default_url(), **options)
 
+    @property
+    def db_path(self) -> str | None:
+        """The SQLite file this manager stores in, as it was given (0.3.0's attribute).
+
+        ``":memory:"`` for an in-memory SQLite store; None when the store is not an
+        SQLite file (another backend, or a store passed as ``store=``). Read-only:
+        0.3.0 reopened ``db_path`` on every call, this manager keeps its store open.
+        """
+        from .backends.sqlite import SQLiteStore
+
+        return self.store.path if isinstance(self.store, SQLiteStore) else None
+
     # -- lifecycle -----------------------------------------------------------
 
     def close(self) -> None:
