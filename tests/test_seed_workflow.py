@@ -15,6 +15,7 @@ import gc
 import os
 import sqlite3
 import tempfile
+import uuid
 from datetime import datetime
 from pathlib import Path
 
@@ -22,6 +23,7 @@ import pytest
 from qv_ollama_sdk.domain.models import Conversation, MessageRole
 from seed_layouts import OLD_DDL
 
+from qv_session_manager import InvalidInputError
 from qv_session_manager.session_manager import SessionManager
 
 
@@ -177,3 +179,65 @@ def test_the_0_3_0_error_handling_answer_for_an_unknown_id(tmp_path: Path) -> No
         assert mgr.load_conversation("invalid-id") is None
         assert mgr.resume_conversation("invalid-id") is None
         assert mgr.get_conversation_by_id("invalid-id") is None
+
+
+# -- arguments as 0.3.0's README described them ------------------------------------------------
+
+
+class _Note:
+    """Not an SDK object: it only has ``to_db_dict()``, which is all 0.3.0 asked of a message."""
+
+    def __init__(self, content: str, *, role: str = "user", identifier: str | None = None) -> None:
+        self.identifier = identifier or str(uuid.uuid4())
+        self.role = role
+        self.content = content
+
+    def to_db_dict(self) -> dict[str, object]:
+        return {"id": self.identifier, "role": self.role, "content": self.content,
+                "created_at": "2025-01-20T10:00:00", "metadata": {"source": "note"}}
+
+
+class _Thread:
+    """A conversation-like object with only ``to_db_dict()``."""
+
+    def __init__(self) -> None:
+        self.identifier = str(uuid.uuid4())
+
+    def to_db_dict(self) -> dict[str, object]:
+        return {"id": self.identifier, "title": "From notes", "model_name": "llama3",
+                "created_at": "2025-01-20T09:00:00", "updated_at": "2025-01-20T10:00:00", "metadata": {}}
+
+
+def test_objects_with_to_db_dict_are_saved_as_0_3_0_saved_them(tmp_path: Path) -> None:
+    """0.3.0 took any conversation and messages "with a to_db_dict() method" and stored that
+    dict: such objects are still saved, and load back as SDK objects with those fields."""
+    thread, note = _Thread(), _Note("written from a plain object")
+    with SessionManager(db_path=str(tmp_path / "duck.db")) as mgr:
+        mgr.save_conversation(thread, [note])
+        loaded = mgr.load_conversation(thread.identifier)
+        assert (str(loaded.id), loaded.title, loaded.model_name) == (thread.identifier, "From notes", "llama3")
+        assert loaded.updated_at == datetime(2025, 1, 20, 10, 0)
+        [message] = loaded.messages
+        assert (str(message.id), message.role, message.content, message.metadata) == (
+            note.identifier, MessageRole.USER, "written from a plain object", {"source": "note"}
+        )
+        assert [c["id"] for c in mgr.search_conversations("plain")] == [thread.identifier]
+
+
+@pytest.mark.parametrize(
+    "bad",
+    [
+        pytest.param(_Note("x", role="wizard"), id="unknown role"),
+        pytest.param(_Note("x", identifier="not-a-uuid"), id="id not a UUID"),
+        pytest.param({"role": "user", "content": "a dict"}, id="a dict"),
+        pytest.param(object(), id="no to_db_dict"),
+    ],
+)
+def test_objects_that_do_not_describe_a_message_are_refused(tmp_path: Path, bad: object) -> None:
+    """A message whose to_db_dict() is not a message, or that has none, raises
+    InvalidInputError (a ValueError) and nothing is written."""
+    with SessionManager(db_path=str(tmp_path / "refused.db")) as mgr:
+        conv = Conversation(model_name="llama3", title="kept out")
+        with pytest.raises(InvalidInputError):
+            mgr.save_conversation(conv, [bad])
+        assert mgr.list_conversations() == []
