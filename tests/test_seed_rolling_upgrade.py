@@ -132,7 +132,8 @@ def test_what_0_3_0_can_and_cannot_do_with_an_upgraded_file(shared_file: tuple[P
     with SessionManager(db_path=str(path)) as manager:
         ours = manager.list_conversations()
     before = _digest(path)
-    new = {"id": str(uuid.uuid4()), "title": "Written by 0.3.0", "messages": [["user", "hello from the old service"]]}
+    new_id = str(uuid.uuid4())
+    new = {"id": new_id, "title": "Written by 0.3.0", "messages": [["user", "hello from the old service"]]}
     outcomes = run_seed(
         seed, path,
         ["open"], ["list"], ["time", "2000-01-01"], ["load", str(kept.id)], ["resume", str(kept.id)],
@@ -149,7 +150,7 @@ def test_what_0_3_0_can_and_cannot_do_with_an_upgraded_file(shared_file: tuple[P
     assert _digest(path) == before, "0.3.0 changed the file"
     with SessionManager(db_path=str(path)) as manager:
         assert manager.list_conversations() == ours
-        assert manager.load_conversation(new["id"]) is None
+        assert manager.load_conversation(new_id) is None
 
 
 def test_0_3_0_deletes_from_an_upgraded_file(shared_file: tuple[Path, Conversation], seed: Path) -> None:

@@ -18,6 +18,7 @@ import tempfile
 import uuid
 from datetime import datetime
 from pathlib import Path
+from typing import Any
 
 import pytest
 from qv_ollama_sdk.domain.models import Conversation, MessageRole
@@ -38,9 +39,9 @@ def _remove_store_files(path: str) -> None:
 # -- the demo -----------------------------------------------------------------------------
 
 
-def _demo_run(today: str) -> dict[str, object]:
+def _demo_run(today: str) -> dict[str, Any]:
     """One run of the demo's steps in the working directory; what it showed, as data."""
-    shown: dict[str, object] = {}
+    shown: dict[str, Any] = {}
     mgr = SessionManager(db_path="demo_sessions.db")
 
     tutor = Conversation(
@@ -56,12 +57,14 @@ def _demo_run(today: str) -> dict[str, object]:
     shown["found"] = [c["title"] for c in mgr.search_conversations("lists")]
 
     loaded = mgr.load_conversation(str(tutor.id))
+    assert loaded is not None
     shown["loaded"] = (loaded.title, loaded.model_name, len(loaded.messages))
     loaded.add_assistant_message("Use append(): my_list.append(4)")
     loaded.add_user_message("And how do I remove elements?")
     mgr.save_conversation(loaded, loaded.messages)
 
     resumed = mgr.resume_conversation(str(tutor.id))
+    assert resumed is not None
     last = resumed["last_message"]
     shown["resumed"] = (last["content"][:50], last["role"])
     shown["today"] = len(mgr.search_by_time(start=today))
@@ -132,6 +135,7 @@ def test_the_0_3_0_workflow_on_a_mkstemp_path() -> None:
         mgr.save_conversation(conv, conv.messages)
 
         loaded = mgr.load_conversation(str(conv.id))
+        assert loaded is not None
         assert loaded.id == conv.id
         assert (loaded.title, loaded.model_name, len(loaded.messages)) == ("Test", "llama3", 2)
         assert loaded.metadata == {"foo": "bar"}
@@ -139,7 +143,8 @@ def test_the_0_3_0_workflow_on_a_mkstemp_path() -> None:
         assert any(c["id"] == str(conv.id) for c in mgr.search_conversations("Hello"))
         now = datetime.now().isoformat()
         assert any(c["id"] == str(conv.id) for c in mgr.search_by_time(start=now[:10]))
-        assert mgr.resume_conversation(str(conv.id))["last_message"]["content"] == "Hi! How can I help?"
+        resumed = mgr.resume_conversation(str(conv.id))
+        assert resumed is not None and resumed["last_message"]["content"] == "Hi! How can I help?"
         mgr.delete_conversation(str(conv.id))
         assert mgr.load_conversation(str(conv.id)) is None
     finally:
@@ -165,6 +170,7 @@ def test_the_0_3_0_old_layout_test_on_a_mkstemp_path() -> None:
         conv.add_assistant_message("Hi! I'm from the old schema too!")
         mgr.save_conversation(conv, conv.messages)
         loaded = mgr.load_conversation(str(conv.id))
+        assert loaded is not None
         assert (loaded.id, loaded.title, loaded.model_name, len(loaded.messages)) == (
             conv.id, "Backward Test", "gemma2:2b", 2
         )
@@ -215,6 +221,7 @@ def test_objects_with_to_db_dict_are_saved_as_0_3_0_saved_them(tmp_path: Path) -
     with SessionManager(db_path=str(tmp_path / "duck.db")) as mgr:
         mgr.save_conversation(thread, [note])
         loaded = mgr.load_conversation(thread.identifier)
+        assert loaded is not None
         assert (str(loaded.id), loaded.title, loaded.model_name) == (thread.identifier, "From notes", "llama3")
         assert loaded.updated_at == datetime(2025, 1, 20, 10, 0)
         [message] = loaded.messages

@@ -16,6 +16,7 @@ import sqlite3
 import stat
 import tempfile
 from pathlib import Path
+from typing import Any
 
 import pytest
 from qv_ollama_sdk.domain.models import Conversation
@@ -34,7 +35,7 @@ def _chat(text: str) -> Conversation:
     return conversation
 
 
-def _use(path: str, **options: object) -> Conversation:
+def _use(path: str, **options: Any) -> Conversation:
     """Save a conversation through a manager on ``path`` and read it back, then close."""
     conversation = _chat("walruses")
     with SessionManager(db_path=path, **options) as manager:
