@@ -185,3 +185,26 @@ def test_a_failure_while_creating_leaves_a_file_the_next_open_finishes(
     assert path.stat().st_size == 0 or _user_version(path) == failing
     _use(str(path))
     assert _user_version(path) == schema.LATEST
+
+
+def test_a_stale_wal_beside_an_emptied_file_is_not_replayed(tmp_path: Path) -> None:
+    """A database emptied to zero length (``> chats.db``) with an old ``-wal`` left beside it
+    opens as a new, empty, sound store: the old log is not replayed into it (SQLite drops a
+    log beside an empty database), and nothing is left beside it once closed."""
+    path = tmp_path / "emptied.db"
+    old = SessionManager(db_path=str(path))
+    old.save_conversation(_chat("herons"))
+    stale = (tmp_path / "emptied.db-wal").read_bytes()
+    assert stale, "the store writes through its WAL"
+    old.close()
+    path.write_bytes(b"")
+    (tmp_path / "emptied.db-wal").write_bytes(stale)
+    with SessionManager(db_path=str(path)) as manager:
+        assert manager.list_conversations() == []
+        assert manager.search_conversations("herons") == []
+    db = sqlite3.connect(path)
+    try:
+        assert db.execute("PRAGMA integrity_check").fetchall() == [("ok",)]
+    finally:
+        db.close()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["emptied.db"]
