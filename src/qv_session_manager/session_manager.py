@@ -1,6 +1,6 @@
 """The module path of qv-session-manager 0.3.0, kept for code written against it.
 
-0.3.0 defined its whole API in this module, and its README, demo and tests import
+0.3.0 defined its whole API in this module, and its demo and tests import
 ``from qv_session_manager.session_manager import SessionManager``. That still works:
 ``SessionManager`` here is the very class :mod:`qv_session_manager` exports (not a
 subclass or a wrapper), so ``isinstance`` checks and monkeypatching agree.
