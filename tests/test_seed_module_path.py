@@ -147,8 +147,8 @@ def test_a_file_made_with_db_schema_is_upgraded_and_usable(tmp_path: Path) -> No
 
 
 def test_db_path_attribute(tmp_path: Path) -> None:
-    """``manager.db_path`` is the path as given, as 0.3.0's attribute was; None for a store
-    that is not an SQLite file."""
+    """``manager.db_path`` is the path as given, as 0.3.0's attribute was (a str); None for a
+    store that is not an SQLite file; it cannot be re-pointed."""
     from qv_session_manager.session_manager import SessionManager
 
     given = str(tmp_path / "chats.db")
@@ -156,5 +156,11 @@ def test_db_path_attribute(tmp_path: Path) -> None:
         assert manager.db_path == given
     with SessionManager(given) as manager:  # 0.3.0 took db_path positionally too
         assert manager.db_path == given
+    with SessionManager(db_path=tmp_path / "chats.db") as manager:  # a Path: its str
+        assert manager.db_path == given
+    with SessionManager(db_path=":memory:") as manager:
+        assert manager.db_path == ":memory:"
     with SessionManager(url="memory://") as manager:
         assert manager.db_path is None
+    with SessionManager(db_path=given) as manager, pytest.raises(AttributeError):
+        manager.db_path = "elsewhere.db"  # type: ignore[misc]

@@ -122,7 +122,8 @@ class SessionManager:
 
     @property
     def db_path(self) -> str | None:
-        """The SQLite file this manager stores in, as it was given (0.3.0's attribute).
+        """The SQLite file this manager stores in, as it was given (0.3.0's attribute),
+        as a str (``os.fspath`` of a ``Path``; 0.3.0 kept the object itself).
 
         ``":memory:"`` for an in-memory SQLite store; None when the store is not an
         SQLite file (another backend, or a store passed as ``store=``). Read-only:
