@@ -17,8 +17,9 @@ conversation, aware timestamps, and orphan messages of a conversation the seed
 deleted (it never enabled foreign keys): orphans must not survive the upgrade.
 
 Also checked: files that are not seed databases (a foreign ``conversations``
-table, a newer schema, zero-length and garbage files) are refused with the
-documented error and left byte-for-byte untouched.
+table, a newer schema, garbage files) are refused with the documented error and
+left byte-for-byte untouched, while a zero-length file is, as for sqlite3, an empty
+database that becomes a new store (more in ``test_sqlite_zero_length.py``).
 """
 
 from __future__ import annotations
@@ -515,12 +516,15 @@ def test_newer_schema_version_raises_and_is_untouched(tmp_path):
     _assert_refused_untouched(path, SchemaVersionError)
 
 
-def test_zero_length_file_raises_corrupt_storage_error(tmp_path):
-    """A zero-length file is not taken for a new database: CorruptStorageError, still empty."""
+def test_zero_length_file_opens_as_a_new_store(tmp_path):
+    """A zero-length file is an empty database, as sqlite3 (and so 0.3.0) treats it: it
+    becomes a new, empty store at the latest schema, nothing left beside it once closed."""
     path = tmp_path / "empty.db"
     path.write_bytes(b"")
-    _assert_refused_untouched(path, CorruptStorageError)
-    assert path.stat().st_size == 0
+    with SessionManager(db_path=str(path)) as mgr:
+        assert mgr.list_conversations() == []
+    assert _raw(path, "PRAGMA user_version") == [(LATEST,)]
+    assert sorted(os.listdir(tmp_path)) == ["empty.db"]
 
 
 @pytest.mark.parametrize("size", [1, 100, 4096, 65536])

@@ -29,6 +29,13 @@ from .registry import Backend, available_backends, open_store
 from .transfer import copy_store
 
 __version__ = "1.0.0.dev0"
+#: Kept from 0.3.0, whose package module defined it.
+__author__ = "qv-session-manager contributors"
+
+# 0.3.0's module path (``from qv_session_manager.session_manager import SessionManager``),
+# bound here as 0.3.0's package bound it, so ``qv_session_manager.session_manager`` works
+# after a plain ``import qv_session_manager``.
+from . import session_manager as session_manager
 
 __all__ = [
     "EXPIRES_AT",

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import uuid
-from typing import Any
+from typing import Any, TypeVar
 
 from qv_ollama_sdk.domain.models import Conversation, Function, Message, MessageRole, ToolCall
 
@@ -32,6 +32,30 @@ def canonical_id(value: object, what: str = "conversation id") -> str:
     return value
 
 
+_Sdk = TypeVar("_Sdk", Message, Conversation)
+
+
+def _from_db_dict(value: object, kind: type[_Sdk]) -> _Sdk:
+    """The SDK object ``kind`` rebuilt from ``value.to_db_dict()``.
+
+    0.3.0 documented its arguments as objects "with a ``to_db_dict()`` method" and stored
+    exactly that dict, so such objects are still taken: ``kind.from_db_dict`` reads the
+    dict back (its ``id`` must then be a UUID and its timestamps ISO text). Raises
+    InvalidInputError when ``value`` has no ``to_db_dict`` or its dict does not describe
+    a ``kind``; exceptions raised by ``to_db_dict`` itself propagate unchanged.
+    """
+    to_db_dict = getattr(value, "to_db_dict", None)
+    if not callable(to_db_dict):
+        raise InvalidInputError(f"expected a qv_ollama_sdk {kind.__name__}, got {type(value).__name__}")
+    described = to_db_dict()
+    try:
+        return kind.from_db_dict(described)
+    except (KeyError, TypeError, ValueError, AttributeError) as exc:
+        raise InvalidInputError(
+            f"{type(value).__name__}.to_db_dict() does not describe a {kind.__name__}: {exc!r}"
+        ) from exc
+
+
 def _role(value: Any) -> str:
     return value.value if isinstance(value, MessageRole) else value
 
@@ -42,9 +66,10 @@ def tool_calls_to_records(calls: list[ToolCall]) -> tuple[ToolCallRecord, ...]:
 
 
 def message_to_record(message: Message) -> MessageRecord:
-    """Convert an SDK Message; raises InvalidInputError for anything not storable."""
+    """Convert an SDK Message (or an object with 0.3.0's ``to_db_dict()``, see
+    :func:`_from_db_dict`); raises InvalidInputError for anything not storable."""
     if not isinstance(message, Message):
-        raise InvalidInputError(f"expected a qv_ollama_sdk Message, got {type(message).__name__}")
+        message = _from_db_dict(message, Message)
     tool_calls = None if message.tool_calls is None else tool_calls_to_records(message.tool_calls)
     images = None
     if message.images is not None:
@@ -62,11 +87,10 @@ def message_to_record(message: Message) -> MessageRecord:
 
 
 def conversation_to_record(conversation: Conversation) -> ConversationRecord:
-    """Convert an SDK Conversation's own fields (not its messages)."""
+    """Convert an SDK Conversation's own fields (not its messages); an object with 0.3.0's
+    ``to_db_dict()`` is taken too (see :func:`_from_db_dict`)."""
     if not isinstance(conversation, Conversation):
-        raise InvalidInputError(
-            f"expected a qv_ollama_sdk Conversation, got {type(conversation).__name__}"
-        )
+        conversation = _from_db_dict(conversation, Conversation)
     return ConversationRecord(
         id=canonical_id(conversation.id),
         title=conversation.title,

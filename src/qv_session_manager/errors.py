@@ -59,7 +59,11 @@ class ReadOnlyStorageError(StorageError, PermissionError):
 
 
 class CorruptStorageError(StorageError):
-    """The stored data is not usable: a zero-length, truncated, garbage or damaged file or record."""
+    """The stored data is not usable: a truncated, garbage or damaged file or record.
+
+    (A zero-length file is not among them: like sqlite3, the SQLite backend opens it
+    as a new, empty store.)
+    """
 
 
 class EncryptionKeyError(StorageError, PermissionError):

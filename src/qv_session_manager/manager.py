@@ -124,6 +124,19 @@ class SessionManager:
         self._checked_store: object = None
         self._revisioned = False
 
+    @property
+    def db_path(self) -> str | None:
+        """The SQLite file this manager stores in, as it was given (0.3.0's attribute),
+        as a str (``os.fspath`` of a ``Path``; 0.3.0 kept the object itself).
+
+        ``":memory:"`` for an in-memory SQLite store; None when the store is not an
+        SQLite file (another backend, or a store passed as ``store=``). Read-only:
+        0.3.0 reopened ``db_path`` on every call, this manager keeps its store open.
+        """
+        from .backends.sqlite import SQLiteStore
+
+        return self.store.path if isinstance(self.store, SQLiteStore) else None
+
     # -- lifecycle -----------------------------------------------------------
 
     def close(self) -> None:
@@ -186,12 +199,17 @@ class SessionManager:
                         record, records, expected=saved.revision
                     )
                     if revision is not None:
-                        self._saved.put(record.id, saved.advanced(revision, chosen, sent, records))
+                        self._remember(record.id, saved.advanced(revision, chosen, sent, records))
                         return
         records = [message_to_record(m) for m in chosen]
         revision = store.save_revisioned(record, records, replace=replace)  # type: ignore[union-attr]
-        if revision is not None:
-            self._saved.put(record.id, SavedState.of(revision, chosen, records))
+        self._remember(record.id, None if revision is None else SavedState.of(revision, chosen, records))
+
+    def _remember(self, conversation_id: str, state: SavedState | None) -> None:
+        if state is None:
+            self._saved.forget(conversation_id)
+        else:
+            self._saved.put(conversation_id, state)
 
     def save_many(self, conversations: Iterable[Conversation], *, batch_size: int = 500) -> int:
         """Save many conversations, each with all its messages: the fast way to import.

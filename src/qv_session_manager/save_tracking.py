@@ -104,6 +104,7 @@ class _Slot:
         """True when saving ``message`` now would store exactly what this slot's save stored."""
         if not (
             message.id is self.message_id
+            and isinstance(message, Message)
             and message.role is self.role
             and message.created_at is self.created_at
             and (message.content is self.content or (type(message.content) is str and message.content == self.content))
@@ -144,7 +145,12 @@ class SavedState:
     places: dict[str, int]  # stored id -> index in slots
 
     @classmethod
-    def of(cls, revision: Hashable, messages: Sequence[Message], records: Sequence[MessageRecord]) -> SavedState:
+    def of(
+        cls, revision: Hashable, messages: Sequence[Message], records: Sequence[MessageRecord]
+    ) -> SavedState | None:
+        """The state after a full save; None when a message is not an SDK Message (not tracked)."""
+        if not all(isinstance(message, Message) for message in messages):
+            return None
         slots = tuple(_Slot.of(message, record) for message, record in zip(messages, records, strict=True))
         return cls(revision, slots, {slot.stored_id: index for index, slot in enumerate(slots)})
 
@@ -176,11 +182,14 @@ class SavedState:
 
     def advanced(
         self, revision: Hashable, messages: Sequence[Message], sent: Sequence[int], records: Sequence[MessageRecord]
-    ) -> SavedState:
-        """The state after a partial save of ``records``, the messages at the places ``sent``."""
+    ) -> SavedState | None:
+        """The state after a partial save of ``records``, the messages at the places ``sent``;
+        None when one of them is not an SDK Message (not tracked)."""
         slots = list(self.slots)
         places = dict(self.places)
         for index, record in zip(sent, records, strict=True):
+            if not isinstance(messages[index], Message):
+                return None
             slot = _Slot.of(messages[index], record)
             if index < len(slots):
                 slots[index] = slot

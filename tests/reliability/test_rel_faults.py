@@ -295,7 +295,6 @@ def _side_files(path: Path) -> list[str]:
 
 
 DAMAGE: dict[str, Callable[[bytes], bytes]] = {
-    "zero-length": lambda sound: b"",
     "one byte": lambda sound: sound[:1],
     "the SQLite magic only": lambda sound: sound[:16],
     "the 100-byte header only": lambda sound: sound[:100],
@@ -320,14 +319,12 @@ OPENERS: dict[str, Callable[[Path], Any]] = {
 def test_a_file_that_is_not_a_database_is_refused_untouched(
     tmp_path: Path, sound_file: bytes, damage: str, opener: str
 ) -> None:
-    """Invariant: opening a zero-length, tiny, garbage or foreign file raises
-    CorruptStorageError (an OSError); the file stays byte-identical and nothing is created
-    beside it.
+    """Invariant: opening a tiny, garbage or foreign file raises CorruptStorageError (an
+    OSError); the file stays byte-identical and nothing is created beside it.
 
-    A zero-length file is a valid empty database to SQLite, and a store that accepted it
-    would silently start over where a database used to be (a wiped or half-copied file).
-    The store refuses it, as its docstring says; to start afresh, delete the file. That
-    is the right call: a new store is created only where no file exists.
+    Any non-empty file without the SQLite header is refused, although SQLite itself
+    would take a 1-byte file for an empty database and overwrite it. Only a zero-length
+    file, which holds nothing to lose, becomes a new store (the next test).
     """
     path = tmp_path / "damaged.db"
     path.write_bytes(DAMAGE[damage](sound_file))
@@ -337,6 +334,44 @@ def test_a_file_that_is_not_a_database_is_refused_untouched(
     assert isinstance(caught.value, OSError) and "damaged.db" in str(caught.value)
     assert digest(path) == before, "the file was changed"
     assert _side_files(path) == [], "files were created beside it"
+
+
+@pytest.mark.parametrize("opener", OPENERS)
+def test_a_zero_length_file_becomes_a_new_store_in_place(tmp_path: Path, opener: str) -> None:
+    """Invariant: a zero-length file (``mkstemp``, ``touch``) is an empty database, as to
+    sqlite3: it opens as a new, empty store that takes saves and keeps them, in the same
+    file (inode and permissions unchanged), with nothing left beside it once closed."""
+    path = tmp_path / "empty.db"
+    path.write_bytes(b"")
+    path.chmod(0o600)
+    before = os.stat(path)
+    manager = OPENERS[opener](path)
+    try:
+        assert dump(manager.store) == {}
+        save(manager.store, KEPT)
+    finally:
+        manager.close()
+    after = os.stat(path)
+    assert (after.st_ino, after.st_mode) == (before.st_ino, before.st_mode)
+    assert _side_files(path) == []
+    with SessionManager(db_path=path) as reopened:
+        assert dump(reopened.store) == {KEPT.conversation.id: KEPT}
+
+
+def test_a_read_only_zero_length_file_is_refused_and_stays_empty(shared_directory: Path) -> None:
+    """Invariant: a zero-length file the process may not write cannot become a store:
+    opening raises ReadOnlyStorageError (a PermissionError) and the file stays empty, with
+    nothing created beside it."""
+    uid, gid, as_user = _reader_account()
+    path = shared_directory / "store.db"
+    path.write_bytes(b"")
+    path.chmod(0o444)
+    os.chown(shared_directory, uid, gid)
+    seen = run_child("read-only", str(path), *as_user)
+    assert seen["uid"] == uid
+    assert is_error(seen["open"], "ReadOnlyStorageError", "PermissionError"), seen
+    assert seen["unchanged"] and seen["files"] == ["store.db"], seen
+    assert path.stat().st_size == 0
 
 
 @pytest.mark.parametrize("damage", TRUNCATION)
@@ -397,7 +432,8 @@ def test_any_damage_gives_results_or_storage_errors_never_anything_else(
 ) -> None:
     """Property: after any truncation and overwrites of a sound file, every call gives a
     result or a StorageError (never a sqlite3 error or anything else); opening and reading
-    never change the file; a refused open leaves nothing beside it."""
+    never change the file; a refused open leaves nothing beside it. A file cut to nothing
+    is the one exception: it is an empty database and opens as a new, empty store."""
     damaged = bytearray(sound_file)
     for where, garbage in overwrite:
         start = int(where * len(damaged))
@@ -414,6 +450,11 @@ def test_any_damage_gives_results_or_storage_errors_never_anything_else(
 
 
 def _check_damaged(path: Path) -> None:
+    if path.stat().st_size == 0:  # nothing left to keep: a new store (see the zero-length test)
+        store = SQLiteStore(path)
+        assert store.list(ConversationFilter()) == []
+        store.close()
+        return
     before = digest(path)
     try:
         store = SQLiteStore(path)

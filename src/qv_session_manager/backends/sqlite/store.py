@@ -170,6 +170,15 @@ def _check_header(path: str, *, keyed: bool) -> None:
         )
 
 
+def _is_zero_length(path: str) -> bool:
+    """Whether ``path`` is a regular file holding no bytes (what ``mkstemp``, ``touch`` and
+    ``NamedTemporaryFile`` leave behind). False when it cannot be examined."""
+    try:
+        return os.path.isfile(path) and os.path.getsize(path) == 0
+    except OSError:
+        return False
+
+
 def _connect(driver: ModuleType, path: str, key_statement: str | None, busy_timeout: float) -> sqlite3.Connection:
     """A connection to ``path``; with a key, keyed first and checked with one read.
 
@@ -226,8 +235,19 @@ class SQLiteStore:
     search indexes are then encrypted on disk while search works as usual. The key
     is used to open the connection and not kept.
 
-    Raises CorruptStorageError for a zero-length, truncated or non-SQLite file and
-    SchemaVersionError for a newer or unknown schema; the file is left untouched.
+    A missing file is created with the whole schema beside ``path`` and linked into
+    place, so no other process sees it half made. A zero-length file (what
+    ``tempfile.mkstemp``, ``NamedTemporaryFile`` and ``touch`` make) is, as for
+    sqlite3, an empty database: it becomes a new store in place, logged at INFO. It
+    stays the same file (inode, permissions, open handles keep working) and gets the
+    schema through the versioned migrations, each one ``BEGIN IMMEDIATE``
+    transaction with its version bump: a process opening it at the same time waits
+    for or applies each step once, and a crash leaves the empty file or a complete
+    earlier version that the next open finishes.
+
+    Raises CorruptStorageError for a non-empty file that is not SQLite (truncated,
+    garbage, text) and SchemaVersionError for a newer or unknown schema; the file
+    is left untouched.
     A key that does not open the file, or no key for a file that is not plain
     SQLite, raises an error that is both EncryptionKeyError and CorruptStorageError
     (without the key an encrypted file cannot be told from a damaged one); a key
@@ -277,13 +297,11 @@ class SQLiteStore:
         try:
             if not in_memory:
                 path = os.path.abspath(path)  # never let SQLite read 'file:...' as a URI
-                if os.path.exists(path) and os.path.getsize(path) == 0:
-                    raise CorruptStorageError(
-                        f"{path} is an empty file, not a database; refusing to treat it as a new store"
-                    )
                 if os.path.exists(path):
+                    if _is_zero_length(path):
+                        log.info("%s is a zero-length file: opening it as a new, empty store", path)
                     _check_header(path, keyed=key_statement is not None)
-                if not os.path.exists(path):
+                else:
                     _create_atomically(
                         path, lambda new: _connect(driver, new, key_statement, busy_timeout), _prepare_new
                     )
