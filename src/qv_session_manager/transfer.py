@@ -6,7 +6,14 @@ import dataclasses
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 
-from .conflicts import OnConflict, Outcome, check_on_conflict, conflict_reason, decide, with_new_id
+from .conflicts import (
+    OnConflict,
+    Outcome,
+    check_on_conflict,
+    conflict_reason,
+    decide,
+    with_new_id,
+)
 from .errors import ConversationExistsError
 from .protocol import ConversationFilter, ConversationStore
 from .records import StoredConversation

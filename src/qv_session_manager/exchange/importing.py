@@ -6,7 +6,14 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Literal
 
-from ..conflicts import OnConflict, Outcome, check_on_conflict, conflict_reason, decide, with_new_id
+from ..conflicts import (
+    OnConflict,
+    Outcome,
+    check_on_conflict,
+    conflict_reason,
+    decide,
+    with_new_id,
+)
 from ..errors import ImportFormatError, InvalidInputError
 from ..protocol import BulkSaving, ConversationStore, SaveItem
 from ..records import StoredConversation
