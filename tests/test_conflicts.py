@@ -300,6 +300,23 @@ def test_bad_arguments_are_refused_before_anything_is_read(store: ConversationSt
     assert everything(store) == {}
 
 
+def test_the_async_manager_passes_the_choices_on() -> None:
+    import asyncio
+
+    from qv_session_manager import AsyncSessionManager
+
+    async def scenario() -> tuple[Any, Any]:
+        async with AsyncSessionManager(url="memory://") as manager:
+            text = sharegpt_text(SHAREGPT_ITEMS)
+            first = await manager.import_conversations(io.StringIO(text), format="sharegpt", keep_empty=True)
+            again = await manager.import_conversations(io.StringIO(text), format="sharegpt", on_conflict="replace")
+            return first, again
+
+    first, again = asyncio.run(scenario())
+    assert (first.imported, first.empty) == (4, 1)
+    assert (again.imported, again.replaced, len(again.skipped)) == (0, 6, 1)
+
+
 # -- copy_store -------------------------------------------------------------------
 
 

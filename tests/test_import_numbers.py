@@ -15,6 +15,8 @@ from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from qv_session_manager import SessionManager
 from qv_session_manager.cli import main
@@ -116,6 +118,28 @@ def test_a_too_long_integer_is_one_error_line_in_the_cli(format: str, name: str,
     )
     assert skipping.exit_code == 0, skipping.output
     assert "skipped line 3:" in skipping.stderr
+
+
+@settings(max_examples=25)
+@given(
+    extra=st.integers(1, 3000),
+    negative=st.booleans(),
+    format=st.sampled_from(["jsonl", "json", "sharegpt"]),
+    where=st.sampled_from(["metadata", "arguments", "id"]),
+)
+def test_any_integer_over_the_limit_anywhere_is_a_typed_error(extra: int, negative: bool, format: str, where: str) -> None:
+    literal = ("-" if negative else "") + "1" * (sys.get_int_max_str_digits() + extra)
+    if format == "sharegpt":
+        bad = _sharegpt_item(literal) if where == "id" else '{"id":"x","n":[' + literal + '],"conversations":[]}'
+        text = _sharegpt(bad)
+    else:
+        bad = _conversation("bad", metadata='{"n":{"deep":[' + literal + "]}}") if where != "arguments" else (
+            _conversation("bad", arguments='{"x":' + literal + "}"))
+        text = (_jsonl if format == "jsonl" else _json)(bad)
+    report = SessionManager(url="memory://").import_conversations(
+        io.StringIO(text), format=format, on_error="skip"  # type: ignore[arg-type]
+    )
+    assert report.imported == 2 and [line for line, _ in report.skipped] == [3]
 
 
 def test_ordinary_integers_still_import_exactly() -> None:

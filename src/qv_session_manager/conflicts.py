@@ -17,7 +17,10 @@ never merged with the stored one; ``on_conflict`` picks one of:
 
 An id is taken when the destination holds a conversation under it that reads can
 see (an expired conversation is missing to every read, so it does not count), or
-when an earlier conversation of the same import batch was given it.
+when an earlier conversation of the same import batch was given it. The check and
+the write are separate calls: a conversation saved under the same id by another
+writer in between is treated as the store's upserts treat any two writers (see the
+README's guarantees), so run imports and copies while nobody else writes those ids.
 """
 
 from __future__ import annotations
