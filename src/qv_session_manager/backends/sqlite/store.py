@@ -17,8 +17,8 @@ from datetime import datetime
 from types import ModuleType
 from typing import Any, Literal
 
-from ...private_files import touch_private_file
 from ...errors import CorruptStorageError, EncryptionKeyError, InvalidInputError, StorageError
+from ...private_files import touch_private_file
 from ...protocol import Capability, ConversationFilter, SaveItem, SearchOrder
 from ...query import Query, to_fts5
 from ...records import (
