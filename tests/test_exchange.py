@@ -193,7 +193,7 @@ def test_export_from_memory_imports_identically_into_every_backend(tmp_path: Pat
     for name, store in _stores(tmp_path):
         with SessionManager(store=store) as target:
             report = target.import_conversations(path, format=format)  # type: ignore[arg-type]
-            assert report == ImportReport(3, [])
+            assert report == ImportReport(3, [], empty=1), "the conversation without messages is stored"
             assert same(all_stored(target.store), expected), name
             again = io.StringIO()
             target.export_conversations(again, format=format)  # type: ignore[arg-type]
@@ -374,6 +374,9 @@ class PlainStore:
         self.saves += 1
         self.inner.save(conversation, messages, replace=replace)
 
+    def get(self, conversation_id: str) -> ConversationRecord | None:
+        return self.inner.get(conversation_id)
+
 
 def test_stores_without_bulk_saves_get_one_save_per_conversation() -> None:
     buffer = io.StringIO()
@@ -393,7 +396,8 @@ def test_import_batches_report_progress_and_reimport_changes_nothing() -> None:
     assert manager.import_conversations(io.StringIO(buffer.getvalue()), batch_size=2, progress=seen.append).imported == 5
     assert seen == [2, 4, 5]
     before = all_stored(manager.store)
-    assert manager.import_conversations(io.StringIO(buffer.getvalue())).imported == 5
+    again = manager.import_conversations(io.StringIO(buffer.getvalue()))
+    assert (again.imported, len(again.skipped)) == (0, 5), "every id is taken: all skipped"
     assert same(all_stored(manager.store), before)
 
 
@@ -520,7 +524,8 @@ def test_sharegpt_import_skips_bad_items_and_is_idempotent() -> None:
     report = manager.import_conversations(io.StringIO(SHAREGPT), format="sharegpt", on_error="skip")
     assert report.imported == 2 and [line for line, _ in report.skipped] == [7]
     before = all_stored(manager.store)
-    assert manager.import_conversations(io.StringIO(SHAREGPT), format="sharegpt", on_error="skip").imported == 2
+    again = manager.import_conversations(io.StringIO(SHAREGPT), format="sharegpt", on_error="skip")
+    assert (again.imported, [line for line, _ in again.skipped]) == (0, [2, 6, 7])
     assert same(all_stored(manager.store), before)
     with pytest.raises(ImportFormatError) as caught:
         SessionManager(url="memory://").import_conversations(io.StringIO(SHAREGPT), format="sharegpt")
@@ -581,6 +586,9 @@ class SinkStore:
         count = sum(1 for _ in items)
         self.saved += count
         return count
+
+    def get(self, conversation_id: str) -> ConversationRecord | None:
+        return None  # every id is free: nothing is kept
 
 
 def synthetic(count: int) -> Iterator[StoredConversation]:

@@ -6,6 +6,7 @@
 
 from .errors import (
     BackendConflictError,
+    ConversationExistsError,
     ConversationNotFoundError,
     CorruptStorageError,
     EncryptionKeyError,
@@ -26,7 +27,7 @@ from .aio import AsyncSessionManager  # the async API (qv_session_manager.aio)
 from .protocol import BulkSaving, Capability, ConversationFilter, ConversationStore, Expiring
 from .records import ConversationRecord, MessageRecord, SearchHit, StoredConversation, ToolCallRecord
 from .registry import Backend, available_backends, open_store
-from .transfer import copy_store
+from .transfer import CopyReport, copy_store
 
 __version__ = "1.0.0.dev0"
 #: Kept from 0.3.0, whose package module defined it.
@@ -45,10 +46,12 @@ __all__ = [
     "BackendConflictError",
     "BulkSaving",
     "Capability",
+    "ConversationExistsError",
     "ConversationFilter",
     "ConversationNotFoundError",
     "ConversationRecord",
     "ConversationStore",
+    "CopyReport",
     "CorruptStorageError",
     "EncryptionKeyError",
     "Expiring",

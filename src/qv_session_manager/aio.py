@@ -30,7 +30,7 @@ from qv_ollama_sdk.domain.models import Conversation, Message
 from . import aio_bridge
 from .async_protocol import AsyncConversationStore, BlockingView, is_async_store, open_async_store
 from .errors import InvalidInputError
-from .exchange import ExportFormat, ImportFormat, ImportReport, OnError
+from .exchange import ExportFormat, ImportFormat, ImportReport, OnConflict, OnError
 from .manager import SessionManager, default_url
 from .protocol import ConversationStore, SearchOrder, TimeField
 from .timeutil import TimeBound
@@ -311,6 +311,8 @@ class AsyncSessionManager:
         format: ImportFormat = "jsonl",
         batch_size: int = 500,
         on_error: OnError = "raise",
+        on_conflict: OnConflict = "skip",
+        keep_empty: bool | None = None,
         progress: Callable[[int], None] | None = None,
     ) -> ImportReport:
         """See :meth:`SessionManager.import_conversations`; runs on a thread (it reads a file).
@@ -318,7 +320,8 @@ class AsyncSessionManager:
         ``progress`` is called on that thread.
         """
         return await self._on_thread("import_conversations", source, format=format,
-                                     batch_size=batch_size, on_error=on_error, progress=progress)
+                                     batch_size=batch_size, on_error=on_error, on_conflict=on_conflict,
+                                     keep_empty=keep_empty, progress=progress)
 
 
 class _AsyncIterator:

@@ -22,6 +22,18 @@ class InvalidInputError(SessionStoreError, ValueError):
     """
 
 
+class ConversationExistsError(InvalidInputError):
+    """A conversation cannot be written because its id is taken and ``on_conflict="fail"`` was asked.
+
+    ``conversation_id`` names it. Raised before it is written (what was written before
+    it by the same call stays written).
+    """
+
+    def __init__(self, conversation_id: str, reason: str) -> None:
+        super().__init__(reason)
+        self.conversation_id = conversation_id
+
+
 class UnknownBackendError(SessionStoreError, LookupError):
     """No installed backend handles the requested name or URL scheme."""
 

@@ -21,7 +21,7 @@ from .convert import (
     summary,
 )
 from .errors import ConversationNotFoundError, InvalidInputError
-from .exchange import ExportFormat, ImportFormat, ImportReport, OnError, export_to, import_into
+from .exchange import ExportFormat, ImportFormat, ImportReport, OnConflict, OnError, export_to, import_into
 from .protocol import BulkSaving, Capability, ConversationFilter, ConversationStore, SaveItem, SearchOrder, TimeField
 from .protocol import RevisionedSaving, WindowedLoading
 from .save_tracking import SavedState, SavedStates
@@ -469,17 +469,26 @@ class SessionManager:
         format: ImportFormat = "jsonl",
         batch_size: int = 500,
         on_error: OnError = "raise",
+        on_conflict: OnConflict = "skip",
+        keep_empty: bool | None = None,
         progress: Callable[[int], None] | None = None,
     ) -> ImportReport:
         """Save the conversations of an export (``"jsonl"``, ``"json"``) or a ShareGPT dump.
 
         Conversations are saved whole, in file order, in batches of ``batch_size`` (one
-        transaction each on stores with bulk saves), each as ``save_conversation``
-        saves it (an upsert: importing the same file again changes nothing). With
+        transaction each on stores with bulk saves). A conversation whose id is
+        already stored, or repeats an earlier one of the file, follows
+        ``on_conflict``: ``"skip"`` (default: the stored one is kept, so importing
+        the same file again adds and changes nothing), ``"replace"`` (the file's
+        version replaces the stored one whole), ``"rename"`` (kept both: saved under
+        a new id) or ``"fail"`` (a bad line); two conversations are never merged.
+        A conversation without messages is stored from ``jsonl``/``json`` and
+        skipped from ``sharegpt`` unless ``keep_empty`` says otherwise. With
         ``on_error="raise"`` the first bad line raises ImportFormatError (``.line``)
         after the conversations before it are saved; with ``"skip"`` bad lines are
         listed in the report's ``skipped`` as (line, reason) and the rest is
-        imported. A missing, foreign or newer header, or broken JSON syntax in a
+        imported. The report counts imported, skipped, replaced, renamed and
+        empty entries. A missing, foreign or newer header, or broken JSON syntax in a
         ``json``/``sharegpt`` document, raises in both modes. ``progress`` is called
         with the running number saved after each batch.
         """
@@ -490,6 +499,8 @@ class SessionManager:
             batch_size=batch_size,
             message_limit=BATCH_MESSAGE_LIMIT,
             on_error=on_error,
+            on_conflict=on_conflict,
+            keep_empty=keep_empty,
             progress=progress,
         )
 

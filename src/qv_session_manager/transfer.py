@@ -2,8 +2,19 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import dataclasses
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
 
+from .conflicts import (
+    OnConflict,
+    Outcome,
+    check_on_conflict,
+    conflict_reason,
+    decide,
+    with_new_id,
+)
+from .errors import ConversationExistsError
 from .protocol import ConversationFilter, ConversationStore
 from .records import StoredConversation
 from .retention import guarded
@@ -32,21 +43,77 @@ def iter_stored(
         after = page[-1]
 
 
-def copy_store(source: ConversationStore, destination: ConversationStore, *, page_size: int = 200) -> int:
-    """Copy every conversation of ``source`` into ``destination``; return how many.
+@dataclass(frozen=True)
+class CopyReport:
+    """What :func:`copy_store` did with each conversation of the source.
 
-    Each conversation is written with ``replace=True`` in one save, so the copy is
-    idempotent: running it again (or after an interruption) rewrites nothing that is
-    already equal and leaves no duplicates. Memory stays bounded as in
-    :func:`iter_stored`. Conversations saved in ``source`` while the copy runs may or
-    may not be included; copy again afterwards to catch up. A conversation with an
-    expiry raises InvalidInputError, before it is written, when ``destination`` does
-    not declare ``Capability.EXPIRY`` (it would keep the conversation forever); the
-    ones copied before it stay copied.
+    - ``copied``: written under its own id, which was free in the destination;
+    - ``replaced``: written over the destination's conversation with the same id;
+    - ``skipped``: ids whose destination conversation was kept as it was;
+    - ``renamed``: source id -> the new id it was written under in the destination.
     """
+
+    copied: int = 0
+    replaced: int = 0
+    skipped: list[str] = field(default_factory=list)
+    renamed: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def written(self) -> int:
+        """How many conversations were written to the destination."""
+        return self.copied + self.replaced + len(self.renamed)
+
+
+def copy_store(
+    source: ConversationStore,
+    destination: ConversationStore,
+    *,
+    on_conflict: OnConflict = "replace",
+    page_size: int = 200,
+    progress: Callable[[int], None] | None = None,
+) -> CopyReport:
+    """Copy every conversation of ``source`` into ``destination``; return the report.
+
+    Each conversation is written whole in one ``save(..., replace=True)``, never
+    merged with a destination conversation. A conversation whose id the
+    destination already holds follows ``on_conflict`` (see
+    :mod:`qv_session_manager.conflicts`): ``"replace"`` (default), ``"skip"``,
+    ``"rename"`` or ``"fail"`` (ConversationExistsError, raised before it is
+    written). ``"replace"`` is the default because a copy makes the destination
+    hold the source's conversations as they are now: running it again (or after an
+    interruption) rewrites what changed, duplicates nothing and catches up; the
+    destination's other conversations are kept. ``"skip"`` keeps what the
+    destination holds; ``"rename"`` keeps both (and so duplicates on every rerun).
+
+    Memory stays bounded as in :func:`iter_stored` plus the report's lists of
+    skipped and renamed ids. ``progress`` is called with the number of source
+    conversations handled so far after each one. Conversations saved in ``source``
+    while the copy runs may or may not be included; copy again afterwards to catch
+    up. A conversation with an expiry raises InvalidInputError, before it is
+    written, when ``destination`` does not declare ``Capability.EXPIRY`` (it would
+    keep the conversation forever). On any error the conversations copied before
+    stay copied. Raises InvalidInputError for an unknown ``on_conflict`` before
+    reading anything.
+    """
+    check_on_conflict(on_conflict)
     destination = guarded(destination)
-    copied = 0
-    for stored in iter_stored(source, page_size=page_size):
-        destination.save(stored.conversation, stored.messages, replace=True)
-        copied += 1
-    return copied
+    report = CopyReport()
+    counts = dict.fromkeys((Outcome.NEW, Outcome.REPLACED), 0)
+    for handled, stored in enumerate(iter_stored(source, page_size=page_size), 1):
+        key = stored.conversation.id
+        outcome = decide(destination.get(key) is not None, on_conflict)
+        if outcome is Outcome.FAILED:
+            raise ConversationExistsError(key, conflict_reason(key, outcome))
+        if outcome is Outcome.SKIPPED:
+            report.skipped.append(key)
+        else:
+            if outcome is Outcome.RENAMED:
+                stored = with_new_id(stored)
+                report.renamed[key] = stored.conversation.id
+            # replace=True also for a free id: nothing hidden (an expired conversation) is merged in
+            destination.save(stored.conversation, stored.messages, replace=True)
+            if outcome is not Outcome.RENAMED:
+                counts[outcome] += 1
+        if progress is not None:
+            progress(handled)
+    return dataclasses.replace(report, copied=counts[Outcome.NEW], replaced=counts[Outcome.REPLACED])

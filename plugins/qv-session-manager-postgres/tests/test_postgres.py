@@ -603,8 +603,8 @@ def test_copy_from_sqlite(tmp_path, store_url) -> None:
         for index in range(12):
             source.save(conversation(f"c{index}", title=f"chat {index}"),
                         [message(f"hello\x00 {index}", id=f"m{turn}") for turn in range(3)])
-        assert copy_store(source, destination, page_size=5) == 12
-        assert copy_store(source, destination) == 12
+        assert copy_store(source, destination, page_size=5).copied == 12
+        assert copy_store(source, destination).replaced == 12
         records = source.list(ConversationFilter())
         assert destination.list(ConversationFilter()) == records
         assert all(destination.load(r.id) == source.load(r.id) for r in records)

@@ -2,15 +2,16 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from contextlib import closing
 from dataclasses import dataclass, field
+from typing import cast
 
 import click
 
+from ..conflicts import ON_CONFLICT_CHOICES, OnConflict
 from ..protocol import ConversationFilter, ConversationStore
 from ..registry import open_store
-from ..transfer import iter_stored
+from ..transfer import CopyReport, copy_store, iter_stored
 from .common import progress_bar, require_existing, stderr_is_terminal
 
 
@@ -28,33 +29,24 @@ class Verification:
         return not self.missing and not self.different
 
 
-def copy_all(
-    source: ConversationStore, destination: ConversationStore, progress: Callable[[int], None] | None = None
-) -> int:
-    """Copy every conversation, each in one ``replace=True`` save; return how many.
+def verify(
+    source: ConversationStore, destination: ConversationStore, report: CopyReport | None = None
+) -> Verification:
+    """Check that every conversation of ``source`` the copy wrote is in ``destination`` with as many messages.
 
-    Idempotent and resumable: a rerun rewrites nothing already equal and duplicates
-    nothing, so an interrupted copy is finished by running it again.
+    A conversation written under a new id is looked up under that id; one skipped
+    (the destination's kept) only has to be there.
     """
-    copied = 0
-    for stored in iter_stored(source):
-        destination.save(stored.conversation, stored.messages, replace=True)
-        copied += 1
-        if progress is not None:
-            progress(copied)
-    return copied
-
-
-def verify(source: ConversationStore, destination: ConversationStore) -> Verification:
-    """Check that every conversation of ``source`` is in ``destination`` with as many messages."""
+    report = report or CopyReport()
     result = Verification()
+    skipped = set(report.skipped)
     for stored in iter_stored(source):
         result.checked += 1
         key = stored.conversation.id
-        copy = destination.load(key)
+        copy = destination.load(report.renamed.get(key, key))
         if copy is None:
             result.missing.append(key)
-        elif len(copy.messages) != len(stored.messages):
+        elif key not in skipped and len(copy.messages) != len(stored.messages):
             result.different.append((key, len(stored.messages), len(copy.messages)))
     return result
 
@@ -62,24 +54,33 @@ def verify(source: ConversationStore, destination: ConversationStore) -> Verific
 @click.command("copy")
 @click.argument("source_url", metavar="SRC_URL")
 @click.argument("destination_url", metavar="DST_URL")
+@click.option(
+    "--on-conflict",
+    type=click.Choice(list(ON_CONFLICT_CHOICES)),
+    default="replace",
+    show_default=True,
+    help="A conversation whose id DST_URL already holds: replace it, keep it (skip), "
+    "keep both (rename: a new id), or fail.",
+)
 @click.pass_context
-def copy_command(ctx: click.Context, source_url: str, destination_url: str) -> None:
+def copy_command(ctx: click.Context, source_url: str, destination_url: str, on_conflict: str) -> None:
     """Copy every conversation from SRC_URL to DST_URL, then verify the copy.
 
-    Conversations in DST_URL are replaced by the source's version; others there are
-    kept. Run it again to resume an interrupted copy or to catch up: nothing is
-    duplicated. Exits with 1, listing them, when a conversation is missing in the
-    destination afterwards or has a different number of messages. The global --url
-    is not used.
+    Conversations whose id DST_URL already holds are replaced by the source's
+    version by default (--on-conflict); others there are kept; nothing is merged.
+    With the default, run it again to resume an interrupted copy or to catch up:
+    nothing is duplicated. Exits with 1, listing them, when a conversation is
+    missing in the destination afterwards or has a different number of messages.
+    The global --url is not used.
     """
     require_existing(source_url)
     source = ctx.with_resource(closing(open_store(source_url)))
     destination = ctx.with_resource(closing(open_store(destination_url)))
     total = len(source.list(ConversationFilter())) if stderr_is_terminal() else None
     with progress_bar("copying", total) as progress:
-        copied = copy_all(source, destination, progress)
-    click.echo(f"copied {copied} conversation{'' if copied == 1 else 's'}", err=True)
-    result = verify(source, destination)
+        report = copy_store(source, destination, on_conflict=cast(OnConflict, on_conflict), progress=progress)
+    click.echo(copy_summary(report), err=True)
+    result = verify(source, destination, report)
     for key in result.missing:
         click.echo(f"mismatch: {key} is missing in the destination", err=True)
     for key, expected, found in result.different:
@@ -89,3 +90,11 @@ def copy_command(ctx: click.Context, source_url: str, destination_url: str) -> N
         ctx.exit(1)
     click.echo(f"verified {result.checked} conversation{'' if result.checked == 1 else 's'}", err=True)
 
+
+def copy_summary(report: CopyReport) -> str:
+    """``copied N conversations``, then each other count that is not zero."""
+    parts = [f"copied {report.copied} conversation{'' if report.copied == 1 else 's'}"]
+    for name, count in (("replaced", report.replaced), ("skipped", len(report.skipped)), ("renamed", len(report.renamed))):
+        if count:
+            parts.append(f"{name} {count}")
+    return ", ".join(parts)

@@ -7,6 +7,8 @@ from typing import Literal, cast
 
 import click
 
+from ..conflicts import ON_CONFLICT_CHOICES, OnConflict
+from ..exchange import ImportReport
 from .browse import meta_option
 from .common import open_manager, parse_meta, progress_bar, stderr_is_terminal
 
@@ -44,14 +46,37 @@ def export_command(ctx: click.Context, destination: str, format_: str, meta: tup
 @click.argument("source", metavar="FILE|-")
 @click.option("--format", "format_", type=click.Choice(["jsonl", "json", "sharegpt"]), default="jsonl", show_default=True)
 @click.option("--skip-bad-lines", is_flag=True, help="Skip records that cannot be read instead of stopping.")
+@click.option(
+    "--on-conflict",
+    type=click.Choice(list(ON_CONFLICT_CHOICES)),
+    default="skip",
+    show_default=True,
+    help="A conversation whose id is already stored (or repeats in the file): keep the stored one, "
+    "replace it, keep both (rename: a new id), or fail.",
+)
+@click.option(
+    "--keep-empty",
+    is_flag=True,
+    help="Store conversations without messages from ShareGPT files too (JSON Lines and JSON keep them anyway).",
+)
 @click.option("--batch-size", type=click.IntRange(min=1), default=500, show_default=True)
 @click.pass_context
-def import_command(ctx: click.Context, source: str, format_: str, skip_bad_lines: bool, batch_size: int) -> None:
+def import_command(
+    ctx: click.Context,
+    source: str,
+    format_: str,
+    skip_bad_lines: bool,
+    on_conflict: str,
+    keep_empty: bool,
+    batch_size: int,
+) -> None:
     """Read conversations from FILE, or from standard input with -, and save them.
 
-    A conversation already stored is updated (saved as by save_conversation). A bad
-    record stops the import with exit code 1 (batches before it stay saved) unless
-    --skip-bad-lines; skipped records are listed on standard error.
+    A conversation whose id is already stored, or repeats an earlier one of the
+    file, is skipped by default (--on-conflict); conversations are never merged. A
+    bad record stops the import with exit code 1 (batches before it stay saved)
+    unless --skip-bad-lines; every record not stored is listed on standard error,
+    then the counts: imported, skipped, replaced, renamed, without messages.
     """
     manager = open_manager(ctx, create=True)
     origin = sys.stdin if source == STDIO else source
@@ -61,9 +86,21 @@ def import_command(ctx: click.Context, source: str, format_: str, skip_bad_lines
             format=cast(ImportFormat, format_),
             batch_size=batch_size,
             on_error="skip" if skip_bad_lines else "raise",
+            on_conflict=cast(OnConflict, on_conflict),
+            keep_empty=True if keep_empty else None,
             progress=progress,
         )
     for line, reason in report.skipped:
         click.echo(f"skipped line {line}: {reason}", err=True)
-    skipped = f", skipped {len(report.skipped)}" if report.skipped else ""
-    click.echo(f"imported {report.imported} conversation{'' if report.imported == 1 else 's'}{skipped}", err=True)
+    click.echo(import_summary(report), err=True)
+
+
+def import_summary(report: ImportReport) -> str:
+    """``imported N conversations``, then each other count that is not zero."""
+    parts = [f"imported {report.imported} conversation{'' if report.imported == 1 else 's'}"]
+    for name, count in (("skipped", len(report.skipped)), ("replaced", report.replaced), ("renamed", report.renamed)):
+        if count:
+            parts.append(f"{name} {count}")
+    if report.empty:
+        parts.append(f"{report.empty} without messages")
+    return ", ".join(parts)

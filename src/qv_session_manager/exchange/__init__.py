@@ -8,8 +8,8 @@ the file. The format is specified in docs/export-format.md.
 - :func:`write_json` / :func:`read_json`: the same as one JSON document;
 - :func:`write_csv`, :func:`write_markdown`: one-way views;
 - :func:`read_sharegpt`: ShareGPT dumps, ids derived so re-imports are idempotent;
-- :func:`export_to` / :func:`import_into`: the above with paths or streams, batches and
-  error handling, as used by ``SessionManager.export_conversations`` / ``import_conversations``.
+- :func:`export_to` / :func:`import_into`: the above with paths or streams, batches,
+  error handling and the rule for ids already taken (:mod:`qv_session_manager.conflicts`), as used by ``SessionManager.export_conversations`` / ``import_conversations``.
 """
 
 from __future__ import annotations
@@ -18,6 +18,7 @@ import os
 from collections.abc import Callable, Iterable, Iterator
 from typing import Literal, TextIO
 
+from ..conflicts import ON_CONFLICT_CHOICES, OnConflict, check_on_conflict
 from ..errors import ImportFormatError, InvalidInputError
 from ..protocol import ConversationStore
 from ..records import StoredConversation
@@ -75,12 +76,25 @@ def import_into(
     batch_size: int = 500,
     message_limit: int = 20_000,
     on_error: OnError = "raise",
+    on_conflict: OnConflict = "skip",
+    keep_empty: bool | None = None,
     progress: Callable[[int], None] | None = None,
 ) -> ImportReport:
-    """Read ``source`` in ``format`` and save its conversations into ``store`` (see :func:`import_entries`)."""
+    """Read ``source`` in ``format`` and save its conversations into ``store`` (see :func:`import_entries`).
+
+    ``keep_empty=None`` means the format's own rule: a conversation without
+    messages in a ``jsonl``/``json`` export is a real record and is stored (the
+    round trip stays lossless); a ShareGPT item without turns is no conversation
+    and is skipped. Either way it is counted in ``ImportReport.empty``. Arguments
+    are checked before ``source`` is opened.
+    """
     reader = _READERS.get(format)  # type: ignore[call-overload]
     if reader is None:
         raise InvalidInputError(f"import format must be one of {sorted(_READERS)}, not {format!r}")
+    check_on_conflict(on_conflict)
+    if keep_empty is not None and not isinstance(keep_empty, bool):
+        raise InvalidInputError(f"keep_empty must be True, False or None, not {keep_empty!r}")
+    keep = format != "sharegpt" if keep_empty is None else keep_empty
     with reading(source) as stream:
         return import_entries(
             store,
@@ -88,6 +102,8 @@ def import_into(
             batch_size=batch_size,
             message_limit=message_limit,
             on_error=on_error,
+            on_conflict=on_conflict,
+            keep_empty=keep,
             progress=progress,
         )
 
@@ -102,12 +118,14 @@ __all__ = [
     "CSV_COLUMNS",
     "FORMAT_NAME",
     "FORMAT_VERSION",
+    "ON_CONFLICT_CHOICES",
     "SHAREGPT_EPOCH",
     "SHAREGPT_NAMESPACE",
     "ExportFormat",
     "ImportFormat",
     "ImportFormatError",
     "ImportReport",
+    "OnConflict",
     "OnError",
     "export_to",
     "import_entries",

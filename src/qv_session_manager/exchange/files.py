@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import contextlib
 import os
-import tempfile
 from collections.abc import Iterator
 from typing import TextIO
 
 from ..errors import StorageError
+from ..private_files import private_temporary_file
+
 
 @contextlib.contextmanager
 def writing(destination: str | os.PathLike[str] | TextIO) -> Iterator[TextIO]:
@@ -17,7 +18,8 @@ def writing(destination: str | os.PathLike[str] | TextIO) -> Iterator[TextIO]:
     A stream is used as it is (not closed). A path is written atomically: to a
     temporary file in the same directory, flushed to disk and renamed over the
     target only when the body finishes; on an error the target is untouched and the
-    temporary file removed. Files are UTF-8 without newline translation. OSError
+    temporary file removed. A new file is owner-only (0600) whatever the umask; a
+    file replaced keeps its mode. Files are UTF-8 without newline translation. OSError
     while creating or renaming becomes StorageError.
     """
     if not isinstance(destination, (str, os.PathLike)):
@@ -25,8 +27,8 @@ def writing(destination: str | os.PathLike[str] | TextIO) -> Iterator[TextIO]:
         return
     path = os.fspath(destination)
     try:
-        handle, temporary = tempfile.mkstemp(
-            dir=os.path.dirname(os.path.abspath(path)), prefix=f".{os.path.basename(path)}.", suffix=".tmp"
+        handle, temporary = private_temporary_file(
+            os.path.dirname(os.path.abspath(path)), f".{os.path.basename(path)}.", ".tmp", like=path
         )
     except OSError as exc:
         raise StorageError(f"cannot create a file next to {path}: {exc}") from exc

@@ -15,6 +15,7 @@ from collections.abc import Callable, Iterator
 from typing import Any, TextIO, TypeVar
 
 from ..errors import ImportFormatError
+from .numbers import too_long_integer
 
 CHUNK_SIZE = 1 << 16
 T = TypeVar("T")
@@ -32,7 +33,8 @@ class TruncatedError(ImportFormatError):
 class JsonScanner:
     """Pull-style JSON reading over ``stream``: punctuation with :meth:`expect`, values with :meth:`value`.
 
-    Strict JSON: duplicate keys in an object and ``NaN``/``Infinity`` make the value an
+    Strict JSON: duplicate keys in an object, ``NaN``/``Infinity`` and integers too long
+    for Python to convert (``sys.get_int_max_str_digits()``) make the value an
     :class:`ItemError`. Text that is not JSON raises :class:`ImportFormatError` (the
     scanner cannot find the next value after it); text ending early raises
     :class:`TruncatedError`. To tell a syntax error from a cut-off value, the scanner
@@ -49,7 +51,9 @@ class JsonScanner:
         #: The 1-based line of the next unread character.
         self.line = 1
         self._problems: list[str] = []
-        self._decoder = json.JSONDecoder(object_pairs_hook=self._object, parse_constant=self._constant)
+        self._decoder = json.JSONDecoder(
+            object_pairs_hook=self._object, parse_constant=self._constant, parse_int=self._integer
+        )
 
     # The hooks note problems instead of raising, so a refused value is still read to
     # its end and the scanner can go on with the next one.
@@ -62,6 +66,13 @@ class JsonScanner:
     def _constant(self, name: str) -> None:
         self._problems.append(f"{name} is not JSON data")
         return None
+
+    def _integer(self, digits: str) -> int | None:
+        try:
+            return int(digits)
+        except ValueError:  # more digits than sys.get_int_max_str_digits() allows
+            self._problems.append(too_long_integer(digits))
+            return None
 
     def _fill(self, at_least: int = 0) -> bool:
         """Append more text to the buffer; False at the end of the stream."""
@@ -104,7 +115,8 @@ class JsonScanner:
     def value(self) -> tuple[int, Any]:
         """The next JSON value and the line it starts on.
 
-        Raises ItemError (after consuming the value) for duplicate keys or NaN,
+        Raises ItemError (after consuming the value) for duplicate keys, NaN or an
+        integer too long to convert,
         TruncatedError when the stream ends inside it, ImportFormatError for a
         syntax error.
         """

@@ -17,6 +17,7 @@ from typing import Any
 from ..codec import conversation_to_json, images_from_json, message_to_json, tool_calls_from_json
 from ..errors import ImportFormatError, InvalidInputError
 from ..records import ConversationRecord, Image, MessageRecord, StoredConversation, ToolCallRecord, check_unique_message_ids
+from .numbers import too_long_integer
 
 FORMAT_NAME = "qv-session-manager"
 FORMAT_VERSION = 1
@@ -86,8 +87,15 @@ def _refuse_constant(name: str) -> Any:
     raise _Refused(f"{name} is not JSON data")
 
 
-#: Strict JSON: duplicate keys and NaN/Infinity are refused.
-DECODER = json.JSONDecoder(object_pairs_hook=strict_object, parse_constant=_refuse_constant)
+def _integer(digits: str) -> int:
+    try:
+        return int(digits)
+    except ValueError:  # more digits than sys.get_int_max_str_digits() allows
+        raise _Refused(too_long_integer(digits)) from None
+
+
+#: Strict JSON: duplicate keys, NaN/Infinity and integers too long to convert are refused.
+DECODER = json.JSONDecoder(object_pairs_hook=strict_object, parse_constant=_refuse_constant, parse_int=_integer)
 
 
 def parse_line(text: str, line: int) -> Any:

@@ -57,6 +57,7 @@ from qv_session_manager import (
     ToolCallRecord,
 )
 from qv_session_manager import codec
+from qv_session_manager.private_files import create_private_file, make_private_folders
 from qv_session_manager.protocol import SearchOrder
 from qv_session_manager.query import Query
 from qv_session_manager.records import check_save, check_append, expiry_key, is_storable_id, stored_expiry_key
@@ -300,7 +301,9 @@ def _copy(record):  # type: ignore[no-untyped-def]
 class JsonlStore:
     """A :class:`~qv_session_manager.protocol.ConversationStore` of JSON Lines files.
 
-    ``directory`` is created when missing. Stores opened on the same directory in
+    ``directory`` is created when missing (with its missing parents, each 0700);
+    conversation files are created 0600 whatever the umask, and a rewritten file
+    keeps the mode it had. Stores opened on the same directory in
     one process share a lock; several processes writing at once are not supported
     (no ``MULTI_PROCESS`` capability).
     """
@@ -315,7 +318,7 @@ class JsonlStore:
             raise InvalidInputError(f"directory must be a non-empty path without NUL, not {path!r}")
         self.directory = os.path.abspath(path)
         with _os_errors(f"creating the directory {self.directory}"):
-            os.makedirs(self.directory, exist_ok=True)
+            make_private_folders(self.directory)
             if not os.path.isdir(self.directory):
                 raise NotADirectoryError(errno.ENOTDIR, "not a directory", self.directory)
         self._lock = _directory_lock(self.directory)
@@ -379,12 +382,11 @@ class JsonlStore:
     def _write(self, name: str, data: bytes) -> None:
         """Replace file ``name`` with ``data`` atomically (call under the lock)."""
         target = self._path(name)
-        flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0) | getattr(os, "O_CLOEXEC", 0)
         with _os_errors(f"writing {target}"):
             while True:
                 temp = self._path(f".{secrets.token_hex(8)}{SUFFIX}{TEMP_SUFFIX}")
                 try:
-                    descriptor = os.open(temp, flags, 0o666)  # the umask applies, as for any new file
+                    descriptor = create_private_file(temp, like=target)  # 0600, or the replaced file's mode
                     break
                 except FileExistsError:
                     continue

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import builtins
+import contextlib
 
 import json
 import logging
@@ -17,6 +18,7 @@ from types import ModuleType
 from typing import Any, Literal
 
 from ...errors import CorruptStorageError, EncryptionKeyError, InvalidInputError, ReadOnlyStorageError, StorageError
+from ...private_files import touch_private_file
 from ...protocol import Capability, ConversationFilter, SaveItem, SearchOrder
 from ...query import Query, bm25, to_fts5
 from ...text import tokens
@@ -112,10 +114,13 @@ def _create_atomically(path: str, connect: Callable[[str], sqlite3.Connection], 
 
     The schema is built in a temporary file beside ``path`` (opened with ``connect``,
     so a keyed store is encrypted from its first page) which is then linked into
-    place; if another process won the race, its file is kept.
+    place; if another process won the race, its file is kept. The file is owner-only
+    (0600) whatever the umask, and so are the -wal and -shm files SQLite makes beside it.
     """
     temporary = f"{path}.{uuid.uuid4().hex}.creating"
     try:
+        with contextlib.suppress(OSError):  # if it fails, SQLite's own open reports why
+            touch_private_file(temporary)  # SQLite gives -wal and -shm the database's mode
         db = connect(temporary)
         try:
             setup(db)
