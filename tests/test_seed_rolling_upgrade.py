@@ -24,10 +24,12 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from click.testing import CliRunner
 from qv_ollama_sdk.domain.models import Conversation
 from seed_process import SeedUnavailable, run_seed, seed_python
 
 from qv_session_manager import SessionManager
+from qv_session_manager.cli import main
 
 REQUIRE_VARIABLE = "QV_SESSION_MANAGER_REQUIRE_SERVERS"
 VENV_VARIABLE = "QV_SESSION_MANAGER_SEED_VENV"
@@ -97,7 +99,6 @@ def shared_file(request: pytest.FixtureRequest, tmp_path: Path, seed: Path) -> I
     yield path, kept
 
 
-@pytest.mark.xfail(strict=True, reason="needs schema 3: keys never reused, deletes cascade")
 def test_a_conversation_deleted_by_0_3_0_never_shows_in_a_new_one(shared_file: tuple[Path, Conversation], seed: Path) -> None:
     """0.3.0 deletes a conversation (its connection has no foreign keys); this package then
     creates a new one. The deleted messages must not show in the new conversation, nor in
@@ -121,6 +122,12 @@ def test_a_conversation_deleted_by_0_3_0_never_shows_in_a_new_one(shared_file: t
         assert {c["id"] for c in manager.list_conversations()} == {str(kept.id), str(fresh.id)}
     assert _raw(path, "SELECT count(*) FROM messages WHERE content LIKE ?", (f"%{SECRET}%",)) == [(0,)]
     assert _raw(path, "SELECT count(*) FROM messages") == [(len(kept.messages) + len(fresh.messages),)]
+    # 0.3.0's connection does not zero the pages its delete frees: doctor --repair rewrites the file.
+    repaired = CliRunner().invoke(main, ["--url", f"sqlite:///{path}", "doctor", "--repair"])
+    assert repaired.exit_code == 0, repaired.output
+    assert SECRET.encode() not in b"".join(
+        p.read_bytes() for p in path.parent.iterdir() if p.name.startswith(path.name)
+    ), "deleted text is still in the file after doctor --repair"
 
 
 def test_what_0_3_0_can_and_cannot_do_with_an_upgraded_file(shared_file: tuple[Path, Conversation], seed: Path) -> None:

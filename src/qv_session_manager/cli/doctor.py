@@ -15,7 +15,8 @@ from .common import open_manager, store_url
 @click.option("--rebuild-index", is_flag=True, help="Rebuild the SQLite search indexes from the stored messages.")
 @click.option(
     "--repair", is_flag=True,
-    help="Remove messages of deleted conversations that an older program left in the file.",
+    help="Remove messages of deleted conversations that an older program left in the file, and rewrite the "
+    "file so deleted text leaves its free pages.",
 )
 @click.pass_context
 def doctor_command(ctx: click.Context, rebuild_index: bool, repair: bool) -> None:
@@ -80,6 +81,9 @@ def _check_sqlite(store: SQLiteStore, rebuild_index: bool, repair: bool) -> list
         click.echo(f"  {line}")
     problems += index
     click.echo(f"purge: {'purged deleted text' if store.purge() else 'nothing to purge'}")
+    if repair:
+        maintenance.rewrite_file(store)
+        click.echo("file rewritten: no free page keeps deleted text")
     return problems
 
 

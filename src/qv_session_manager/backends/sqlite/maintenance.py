@@ -17,6 +17,7 @@ from ...rules import now_key
 from ...timeutil import time_key
 from . import schema
 from .rows import index_body, parse_timestamp
+from .errors import translate
 from .store import _LIVE, SQLiteStore
 
 #: The search indexes and the SQL giving (rowid, text) of what each must hold: the rows
@@ -186,6 +187,23 @@ def remove_adopted_leftovers(store: SQLiteStore, leftovers: list[Leftovers]) -> 
     if keys:
         store.purge()
     return len(keys)
+
+
+def rewrite_file(store: SQLiteStore) -> None:
+    """Rewrite the database file (VACUUM), so no freed page keeps text of deleted rows.
+
+    This library zeroes the pages its own deletes free (``secure_delete``); a program
+    that deleted rows without that setting (qv-session-manager 0.3.0, the sqlite3
+    shell) leaves their text on free pages until the file is rewritten. Takes time and
+    temporary space in proportion to the file.
+    """
+    with store._lock:
+        store._check_open()
+        try:
+            store._db.execute("VACUUM")
+        except store._driver.Error as exc:
+            raise translate(exc, f"rewriting {store.path}") from exc
+    store._truncate_wal()
 
 
 def rebuild_indexes(store: SQLiteStore) -> None:
