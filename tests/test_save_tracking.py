@@ -73,6 +73,24 @@ def test_another_writer_makes_the_next_save_a_full_one(tmp_path: Any) -> None:
         theirs.close()
 
 
+def test_a_subclass_overriding_save_gets_every_save(tmp_path: Any) -> None:
+    calls: list[int] = []
+
+    class Hooked(SQLiteStore):
+        def save(self, conversation: Any, messages: Any, *, replace: bool = False) -> None:
+            calls.append(len(messages))
+            super().save(conversation, messages, replace=replace)
+
+    manager = SessionManager(store=Hooked(tmp_path / "hooked.db"))
+    conversation = Conversation()
+    conversation.add_user_message("one")
+    manager.save_conversation(conversation)
+    conversation.add_user_message("two")
+    manager.save_conversation(conversation)
+    manager.close()
+    assert calls == [1, 2], "an overridden save is never bypassed"
+
+
 def test_snapshots_are_bounded_by_conversations_and_messages() -> None:
     states = save_tracking.SavedStates(max_conversations=3, max_messages=10)
     manager = SessionManager(store=MemoryStore())

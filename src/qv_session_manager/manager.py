@@ -82,6 +82,23 @@ def _messages(messages: Iterable[Message] | None, what: str) -> list[Message]:
         raise InvalidInputError(f"{what} must be an iterable of Message, not {type(messages).__name__}") from None
 
 
+def _defined_by(cls: type, name: str) -> type | None:
+    return next((klass for klass in cls.__mro__ if name in vars(klass)), None)
+
+
+def _saves_revisioned(store: object) -> bool:
+    """Whether saves may go through ``save_revisioned``: the store's class defines it, and its
+    ``save`` is not overridden below that class. A subclass that overrides ``save``, or a
+    wrapper that sets methods on the instance, keeps every save going through ``save``."""
+    kind = type(store)
+    if not isinstance(store, RevisionedSaving) or any(
+        name in getattr(store, "__dict__", {}) for name in ("save", "save_revisioned")
+    ):
+        return False
+    revisioned, save = _defined_by(kind, "save_revisioned"), _defined_by(kind, "save")
+    return revisioned is not None and save is not None and issubclass(revisioned, save)
+
+
 class SessionManager:
     """Stores qv-ollama-sdk conversations and finds them again.
 
@@ -185,7 +202,7 @@ class SessionManager:
         chosen = conversation.messages if messages is None else _messages(messages, "messages")
         store = self.store
         if store is not self._checked_store:  # isinstance on a runtime Protocol is slow: once per store
-            self._checked_store, self._revisioned = store, isinstance(store, RevisionedSaving)
+            self._checked_store, self._revisioned = store, _saves_revisioned(store)
         if not self._revisioned:
             store.save(record, [message_to_record(m) for m in chosen], replace=replace)
             return

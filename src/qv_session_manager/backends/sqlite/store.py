@@ -226,6 +226,10 @@ class SQLiteStore:
     still survives application crashes, but may lose the last saves on power loss.
     ``busy_timeout`` is how long a write waits for another writer (seconds).
 
+    New rows wait for the search index and are indexed in batches of :data:`FLUSH_AT`
+    (in the save that completes a batch), before a search and at close; a search that
+    cannot write scans the waiting rows instead, with the same hits.
+
     Deleting removes rows and search entries at once (nothing finds deleted text
     again) and ``secure_delete`` zeroes the freed pages, but FTS5 keeps the deleted
     tokens in its index segments until they are merged. :meth:`purge` merges them
@@ -292,6 +296,7 @@ class SQLiteStore:
         self.path = path
         self._purge_at_once = purge == "immediate"
         self._may_flush = True  # False once indexing failed because the file cannot be written
+        self._inserted = [0, 0]  # messages, conversations inserted since the last flush (see _flush_when_due)
         self._lock = threading.RLock()
         self._closed = False
         in_memory = path == ":memory:"
@@ -322,6 +327,7 @@ class SQLiteStore:
             # Migrate (which first refuses newer or foreign schemas) before switching to
             # WAL: the switch rewrites the file header, and a refused file must stay untouched.
             schema.migrate(self._db)
+            self._inserted = [max(0, int(count)) for count in self._db.execute(_WAITING).fetchone()]
             if self._db.execute("PRAGMA journal_mode").fetchone()[0] != "wal" and not in_memory:
                 self._db.execute("PRAGMA journal_mode = WAL")
         except BaseException as exc:
@@ -363,18 +369,19 @@ class SQLiteStore:
             f"SELECT {columns} FROM conversations c WHERE id = :id AND {_LIVE}", {"id": conversation_id, "now": now_key()}
         ).fetchone()
 
-    @staticmethod
-    def _flush_when_due(db: sqlite3.Connection) -> None:
+    def _flush_when_due(self, db: sqlite3.Connection) -> None:
         """Index the rows waiting for the search index once :data:`FLUSH_AT` of either kind wait.
 
         Runs at the end of every write transaction. New rows wait instead of being
         indexed by their own save: FTS5 pays for every small commit (a new segment,
         merges), so indexing them in batches makes a save cost what the rows cost.
-        Searches see waiting rows too (see :meth:`search`).
+        Searches see waiting rows too (see :meth:`search`). The count is this store's
+        own inserts (no query per save); rows other processes add are indexed by their
+        own stores, by searches and at close, so what waits stays bounded either way.
         """
-        waiting = db.execute(_WAITING).fetchone()
-        if waiting[0] >= FLUSH_AT or waiting[1] >= FLUSH_AT:
+        if max(self._inserted) >= FLUSH_AT:
             schema.flush_index(db)
+            self._inserted = [0, 0]
 
     # -- writes ---------------------------------------------------------------
 
@@ -493,6 +500,7 @@ class SQLiteStore:
                     :created_key, :updated_key, :metadata, :expires_key, :title_body, :count, 1)""",
                 {**row, "count": len(encoded)},
             ).lastrowid
+            self._inserted[1] += 1
             self._save_messages(db, pk, 0, encoded, stored_before=False, replace=replace)
             return pk, 1
         pk, old_title, next_position, _, revision = found
@@ -562,8 +570,7 @@ class SQLiteStore:
             self._insert_messages(db, new_rows)
         return next_position
 
-    @staticmethod
-    def _insert_messages(db: sqlite3.Connection, rows: list[tuple[Any, ...]]) -> None:
+    def _insert_messages(self, db: sqlite3.Connection, rows: list[tuple[Any, ...]]) -> None:
         """Insert new message rows (conversation_pk, position, columns..., digest), in the order given.
 
         They wait for the search index (see :meth:`_flush_when_due`).
@@ -574,6 +581,7 @@ class SQLiteStore:
             db.execute(insert, (*rows[0], body_column(rows[0][4])))
         else:
             db.executemany(insert, [(*row, body_column(row[4])) for row in rows])
+        self._inserted[0] += len(rows)
 
     @staticmethod
     def _stored_messages(
@@ -918,11 +926,20 @@ class SQLiteStore:
             for row in rows
         ]
 
+    def _rows_wait(self) -> bool:
+        """Whether rows wait for the search index (a read; False when even that fails)."""
+        try:
+            with self._transaction("checking for rows waiting for the index", write=False) as db:
+                return any(count > 0 for count in db.execute(_WAITING).fetchone())
+        except StorageError:
+            return False
+
     def _flush_waiting(self) -> None:
         """Index every row waiting for the search index; on a store that cannot be written, stop trying."""
         try:
             with self._transaction("indexing new messages for search", write=True) as db:
                 schema.flush_index(db)
+            self._inserted = [0, 0]
         except StorageError as exc:
             # A read-only file, or a writer holding the lock past busy_timeout: searches
             # still see the waiting rows by scanning them (_matching_waiting_rows).
@@ -966,7 +983,7 @@ class SQLiteStore:
         with self._lock:
             if self._closed:
                 return
-            if self._may_flush:
+            if self._may_flush and self._rows_wait():
                 self._flush_waiting()  # so the next opener's searches use the index alone
             try:
                 self.purge()
