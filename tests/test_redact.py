@@ -11,8 +11,15 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from qv_session_manager import Backend, InvalidInputError, SessionManager, SessionStoreError, hookimpl, open_store
-from qv_session_manager import plugins
+from qv_session_manager import (
+    Backend,
+    InvalidInputError,
+    SessionManager,
+    SessionStoreError,
+    hookimpl,
+    open_store,
+    plugins,
+)
 from qv_session_manager.aio import AsyncSessionManager
 from qv_session_manager.errors import StorageError
 from qv_session_manager.redact import mask_url, scrub, scrub_exception, secrets_of

@@ -11,10 +11,15 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from qv_session_manager.safe_text import UNSAFE, TerminalWriter, json_safe, terminal_safe
+from qv_session_manager.safe_text import (
+    UNSAFE,
+    TerminalWriter,
+    json_safe,
+    terminal_safe,
+)
 
 BIDI = [chr(code) for code in (*range(0x202A, 0x202F), *range(0x2066, 0x206A))]
-CONTROLS = [chr(code) for code in (*range(0x00, 0x20), *range(0x7F, 0xA0)) if chr(code) not in "\n\t"]
+CONTROLS = [chr(code) for code in (*range(0x20), *range(0x7F, 0xA0)) if chr(code) not in "\n\t"]
 
 
 def is_unsafe(character: str) -> bool:
