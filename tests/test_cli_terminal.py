@@ -87,6 +87,7 @@ def commands(store: Path, tmp_path: Path, bad_import: Path) -> list[list[str]]:
         ["--url", url, "stats"],
         ["--url", url, "doctor"],
         ["backends"],
+        ["--url", url, "list", f"extra{ATTACK}"],  # a usage error quoting the argument
         ["--url", f"sqlite:///{tmp_path / f'nothing{FILE_ATTACK}.db'}", "list"],
         ["--url", f"nosuch{ATTACK}://x", "list"],
         ["--url", f"sqlite:/{ATTACK}", "stats"],
@@ -104,7 +105,7 @@ def test_no_command_lets_a_control_character_of_the_data_through(store: Path, tm
     showed_attack = 0
     for args in commands(store, tmp_path, bad_import):
         result = run(args)
-        assert result.exit_code in (0, 1), (args, result.output)
+        assert result.exit_code in (0, 1, 2), (args, result.output)
         for stream in (result.stdout, result.stderr):
             found = UNSAFE.search(stream)
             assert found is None, (args, stream)
@@ -140,7 +141,7 @@ def on_terminal(args: list[str], env: dict[str, str]) -> bytes:
     child = pexpect.spawn(COMMAND, args, env=env, dimensions=(60, 250), timeout=60)
     output: bytes = child.read()
     child.close()
-    assert child.exitstatus in (0, 1), (args, output)
+    assert child.exitstatus in (0, 1, 2), (args, output)
     return output
 
 
@@ -163,11 +164,13 @@ def test_every_command_on_a_real_terminal(store: Path, tmp_path: Path, bad_impor
         ["--url", url, "export", "-", "--format", "json"],
     ]
     escaped_somewhere = 0
-    for args in [*commands(store, tmp_path, bad_import)[:-1], *extra]:
+    # The CliRunner test above runs them all; here one of each kind keeps the processes few.
+    repeated = {"--recent", "--meta", "--yes", "--before", "--json"}
+    for args in [*(args for args in commands(store, tmp_path, bad_import) if not repeated & set(args)), *extra]:
         output = on_terminal(args, env)
         assert_terminal_safe(args, output)
         escaped_somewhere += any(shown.encode() in output for shown in TITLE_SHOWN)
-    assert escaped_somewhere >= 18
+    assert escaped_somewhere >= 14
     # A terminal shows the export escaped; the CSV's line ends are plain newlines there.
     csv_output = on_terminal(["--url", url, "export", "-", "--format", "csv"], env)
     assert f"hello {SHOWN} world".encode() in csv_output
@@ -190,13 +193,14 @@ def screen_after(tmux: Callable[..., subprocess.CompletedProcess[str]], script: 
     """Run ``script`` in a fresh 250x60 tmux pane; the visible screen and the pane title once it is done."""
     script.write_text("unset COLUMNS LINES\n" + script.read_text(encoding="utf-8"), encoding="utf-8")
     assert tmux("new-session", "-d", "-x", "250", "-y", "60", "-s", "safety", f"sh {shlex.quote(str(script))}").returncode == 0
-    deadline = time.monotonic() + 60
+    deadline = time.monotonic() + 40
     while time.monotonic() < deadline:
         screen = tmux("capture-pane", "-p", "-t", "safety").stdout
         if "ALL-DONE" in screen:
             return screen, tmux("display-message", "-p", "-t", "safety", "#{pane_title}").stdout.strip()
         time.sleep(0.2)
-    raise AssertionError(f"the script did not finish: {screen}")  # pragma: no cover
+    # An escape sequence left open swallows the rest of the output, the end marker included.
+    raise AssertionError(f"no end marker on the screen (cleared, or swallowed by an escape sequence): {screen!r}")
 
 
 def test_the_screen_is_unchanged_in_a_real_terminal(store: Path, tmp_path: Path, tmux: Callable[..., object]) -> None:

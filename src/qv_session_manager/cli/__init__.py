@@ -21,6 +21,7 @@ import click
 from ..errors import SessionStoreError
 from ..manager import URL_VARIABLE
 from ..redact import scrub
+from ..safe_text import terminal_safe
 from .admin import backends_command, delete_command, prune_command, stats_command
 from .browse import list_command, search_command, show_command
 from .common import Settings, UserError, noted_urls, say
@@ -59,6 +60,9 @@ class _Commands(click.Group):
             ctx.exit(1)
         except UserError as error:
             raise UserError(scrub(error.message, _urls(ctx))) from None
+        except click.UsageError as error:
+            # click quotes some arguments as typed (an unexpected extra argument, say).
+            raise click.UsageError(terminal_safe(scrub(error.format_message(), _urls(ctx))), error.ctx) from None
         except (SessionStoreError, OSError) as error:
             # The library masks URLs in its errors; this also covers what a plugin let through.
             say(f"error: {scrub(describe(error), _urls(ctx))}")

@@ -10,16 +10,15 @@ import click
 from rich.table import Table
 from rich.text import Text
 
-from ..backends.sqlite import SQLiteStore
-from ..backends.sqlite import maintenance
+from ..backends.sqlite import SQLiteStore, maintenance
 from ..errors import InvalidInputError
 from ..manager import SessionManager
 from ..plugins import BUILTIN_PLUGINS
 from ..protocol import ConversationFilter, ConversationStore
 from ..registry import Backend, available_backends
+from ..safe_text import terminal_safe
 from ..timeutil import time_key, time_range
 from ..transfer import iter_stored
-from ..safe_text import terminal_safe
 from .common import fail, open_manager, say, shown_url, stdout_console
 from .render import conversation_table
 
