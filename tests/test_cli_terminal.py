@@ -19,7 +19,7 @@ import subprocess
 import sys
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -177,7 +177,8 @@ def test_every_command_on_a_real_terminal(store: Path, tmp_path: Path, bad_impor
 
 
 @pytest.fixture
-def tmux(tmp_path: Path) -> Callable[..., subprocess.CompletedProcess[str]]:
+def tmux(tmp_path: Path) -> Iterator[Callable[..., subprocess.CompletedProcess[str]]]:
+    """tmux on a private server of this test's own, killed afterwards."""
     if shutil.which("tmux") is None:
         pytest.skip("tmux is not installed")
     socket = f"qv-test-{uuid.uuid4().hex[:12]}"
