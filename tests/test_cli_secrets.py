@@ -6,13 +6,16 @@
 from __future__ import annotations
 
 import logging
+import types
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 from click.testing import CliRunner, Result
 from hostile import hostile_conversation
 
-from qv_session_manager import SessionManager
+from qv_session_manager import Backend, SessionManager, StorageError, hookimpl, plugins
+from qv_session_manager.backends.memory import MemoryStore
 from qv_session_manager.cli import main
 from qv_session_manager.manager import URL_VARIABLE
 
@@ -89,3 +92,38 @@ def test_copy_into_a_store_with_a_password_in_its_url(tmp_path: Path) -> None:
     result = run(["copy", source, f"memory://app:{SECRET}@host"])
     assert result.exit_code == 0 and "verified 1 conversation" in result.stderr, result.output
     assert_hidden(result, "copy")
+
+
+class _Leaky(MemoryStore):
+    """A store that quotes its URL in an error raised long after opening."""
+
+    def __init__(self, url: str) -> None:
+        super().__init__()
+        self.url = url
+
+    def list(self, *args: object, **kwargs: object) -> list[object]:
+        raise StorageError(f"lost the connection to {self.url}")
+
+
+@pytest.fixture
+def leaky() -> Iterator[None]:
+    plugins.load_plugins()
+    module = types.ModuleType("leaky_plugin")
+
+    @hookimpl
+    def register_backends(register):  # type: ignore[no-untyped-def]
+        register(Backend("leaky", lambda url, options: _Leaky(url)))
+
+    module.register_backends = register_backends  # type: ignore[attr-defined]
+    plugins.pm.register(module, name=module.__name__)
+    yield
+    plugins.pm.unregister(name=module.__name__)
+
+
+def test_the_cli_masks_urls_in_any_error_a_plugin_raises(leaky: None) -> None:
+    url = f"leaky://app:{SECRET}@host/db"
+    for args in (["--url", url, "list"], ["copy", url, "memory://"], ["copy", "memory://", url]):
+        result = run(args)
+        assert_hidden(result, args)
+    result = run(["--url", url, "list"])
+    assert result.exit_code == 1 and "error: lost the connection to leaky://app:***@host/db" in result.stderr

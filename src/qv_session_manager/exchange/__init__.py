@@ -22,25 +22,14 @@ from typing import Literal, TextIO
 from ..errors import ImportFormatError, InvalidInputError
 from ..protocol import ConversationStore
 from ..records import StoredConversation
-from .csv_view import (
-    CSV_COLUMNS,
-    FORMULA_TRIGGERS,
-    CsvFormulas,
-    check_formulas,
-    write_csv,
-)
+from .csv_view import CSV_COLUMNS, FORMULA_TRIGGERS, CsvFormulas, check_formulas, write_csv
 from .document import json_entries, read_json, write_json
 from .files import reading, writing
 from .importing import ImportReport, OnError, import_entries
 from .jsonl import Entry, jsonl_entries, read_jsonl, write_jsonl
 from .markdown import write_markdown
 from .schema import FORMAT_NAME, FORMAT_VERSION
-from .sharegpt import (
-    SHAREGPT_EPOCH,
-    SHAREGPT_NAMESPACE,
-    read_sharegpt,
-    sharegpt_entries,
-)
+from .sharegpt import SHAREGPT_EPOCH, SHAREGPT_NAMESPACE, read_sharegpt, sharegpt_entries
 
 ExportFormat = Literal["jsonl", "json", "csv", "markdown"]
 ImportFormat = Literal["jsonl", "json", "sharegpt"]
