@@ -120,6 +120,20 @@ def test_the_transcript_shows_every_field_escaped_and_markup_literally(store: Pa
     assert "result of tool call =HYPERLINK" in output and "[link=http://e.vil]y[/link]" in output
 
 
+def test_show_keeps_newlines_and_tabs(tmp_path: Path) -> None:
+    path = tmp_path / "lines.db"
+    conversation = hostile_conversation("lines")
+    conversation.messages[0].content = f"line one{ATTACK}\n\tline two\n\nline four"
+    with SessionManager(db_path=path) as manager:
+        manager.save_conversation(conversation)
+    output = run(["--url", f"sqlite:///{path}", "show", "lines"]).stdout
+    lines = output.splitlines()
+    first = next(index for index, line in enumerate(lines) if line.startswith("line one"))
+    assert lines[first] == f"line one{SHOWN}"
+    assert lines[first + 1].strip() == "line two" and lines[first + 1].startswith(" ")  # the tab, expanded
+    assert lines[first + 2] == "" and lines[first + 3] == "line four"
+
+
 def test_json_output_escapes_the_characters_and_keeps_the_data(store: Path) -> None:
     output = run(["--url", f"sqlite:///{store}", "show", CONVERSATION_ID, "--json"]).stdout
     assert not UNSAFE.search(output) and "\\u009b" in output and "\\u202e" in output
