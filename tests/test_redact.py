@@ -6,9 +6,10 @@ import asyncio
 import logging
 import types
 import warnings
+from urllib.parse import unquote
 
 import pytest
-from hypothesis import given
+from hypothesis import assume, given
 from hypothesis import strategies as st
 
 from qv_session_manager import (
@@ -70,6 +71,15 @@ def test_the_password_is_replaced_whatever_it_holds(scheme: str, user: str, pass
 def test_mask_url_never_raises_and_is_idempotent(url: str) -> None:
     once = mask_url(url)
     assert mask_url(once) == once
+
+
+@given(users, st.text(st.characters(blacklist_characters="*"), min_size=1), hosts, st.text())
+def test_scrub_leaves_no_trace_of_the_password(user: str, password: str, rest: str, noise: str) -> None:
+    assume("*" not in unquote(password))  # the mask itself is made of stars
+    url = f"postgresql://{user}:{password}@{rest}"
+    message = f"{noise}{url}{noise}{url!r}{password}{unquote(password)}{noise}"
+    scrubbed = scrub(message, [url])
+    assert password not in scrubbed and unquote(password) not in scrubbed
 
 
 def test_scrub_masks_the_url_its_repr_and_its_secrets_alone() -> None:

@@ -61,7 +61,7 @@ def mask_url(url: str) -> str:
     returned unchanged. Never raises for a string, whatever it holds.
     """
     if not isinstance(url, str):
-        return repr(type(url))
+        return f"<{type(url).__name__}>"
     span = _userinfo_span(url)
     if span is not None and span[1] > span[0]:
         url = url[: span[0]] + MASK + url[span[1]:]
