@@ -127,3 +127,11 @@ def test_the_cli_masks_urls_in_any_error_a_plugin_raises(leaky: None) -> None:
         assert_hidden(result, args)
     result = run(["--url", url, "list"])
     assert result.exit_code == 1 and "error: lost the connection to leaky://app:***@host/db" in result.stderr
+
+
+def test_a_url_given_where_none_is_expected_is_masked_in_the_usage_error() -> None:
+    for args in (["list", f"postgresql://app:{SECRET}@host/db"], ["copy", "memory://", "memory://", f"app:{SECRET}@h"]):
+        result = run(args)
+        assert result.exit_code == 2 and "unexpected extra argument" in result.output, result.output
+        assert_hidden(result, args)
+        assert "app:***@" in result.output

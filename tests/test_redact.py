@@ -181,3 +181,15 @@ def test_a_store_opened_with_a_password_does_not_show_it(caplog: pytest.LogCaptu
     assert not any(SECRET in text for text in texts)
     assert not any(SECRET in str(warning.message) for warning in caught)
     assert SECRET not in caplog.text
+
+
+@pytest.mark.parametrize(
+    ("message", "scrubbed"),
+    [
+        (f"Got unexpected extra argument (postgresql://app:{SECRET}@h/db).", "Got unexpected extra argument (postgresql://app:***@h/db)."),
+        (f"see 'mystore:/app:{SECRET}@h/db', then app:{SECRET}@h", "see 'mystore:/app:***@h/db', then app:***@h"),
+        ("error: line 2: bad value at sqlite:///chats.db?key_env=K", "error: line 2: bad value at sqlite:///chats.db?key_env=K"),
+    ],
+)
+def test_scrub_masks_urls_nobody_named_too(message: str, scrubbed: str) -> None:
+    assert scrub(message, []) == scrubbed

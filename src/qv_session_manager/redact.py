@@ -25,6 +25,8 @@ MASK = "***"
 SECRET_PARAMETERS = ("password", "passwd", "pwd", "sslpassword", "key", "secret", "token", "passphrase")
 
 _SCHEME = re.compile(r"[A-Za-z][A-Za-z0-9+.\-]*:(/*)")
+# A word that may be a URL; punctuation ending a sentence or a parenthesis is left out.
+_URL_WORD = re.compile(r"(?<![A-Za-z0-9+.\-])[A-Za-z][A-Za-z0-9+.\-]*:[^\s'\"]*[^\s'\"),.;:]")
 _PARAMETER = re.compile(
     r"(?<![A-Za-z0-9_])(" + "|".join(SECRET_PARAMETERS) + r")(\s*=\s*)('(?:[^'\\]|\\.)*'?|[^\s&#;]*)",
     re.IGNORECASE,
@@ -82,12 +84,13 @@ def secrets_of(url: str) -> list[str]:
 
 
 def scrub(text: str, urls: Iterable[str | None]) -> str:
-    """``text`` with each of ``urls`` (as written or repr-quoted) shown masked, and
-    any of their secrets left elsewhere in it replaced by ``***``.
+    """``text`` with each of ``urls`` (as written or repr-quoted) shown masked, any of
+    their secrets left elsewhere in it replaced by ``***``, and any other URL-like word
+    in it (``scheme:...``, up to a space or quote) passed through :func:`mask_url`.
 
-    For messages that may quote a URL or a driver's view of it. A secret of a few
-    characters may also mask the same characters in unrelated words: leaking it would
-    be worse.
+    For messages that may quote a URL or a driver's view of it, or a URL nobody
+    opened (an extra argument). A secret of a few characters may also mask the same
+    characters in unrelated words: leaking it would be worse.
     """
     for url in urls:
         if not isinstance(url, str) or not url:
@@ -96,7 +99,7 @@ def scrub(text: str, urls: Iterable[str | None]) -> str:
         text = text.replace(repr(url)[1:-1], repr(masked)[1:-1]).replace(url, masked)
         for secret in secrets_of(url):
             text = text.replace(secret, MASK)
-    return text
+    return _URL_WORD.sub(lambda match: mask_url(match.group()), text)
 
 
 def scrub_exception(error: BaseException, urls: Iterable[str | None]) -> BaseException:
