@@ -18,6 +18,8 @@ from qv_session_manager import Backend, SessionManager, StorageError, hookimpl, 
 from qv_session_manager.backends.memory import MemoryStore
 from qv_session_manager.cli import main
 from qv_session_manager.manager import URL_VARIABLE
+from qv_session_manager.protocol import ConversationFilter
+from qv_session_manager.records import ConversationRecord
 
 SECRET = "Wq9-SHH-t0p"
 
@@ -101,7 +103,10 @@ class _Leaky(MemoryStore):
         super().__init__()
         self.url = url
 
-    def list(self, *args: object, **kwargs: object) -> list[object]:
+    def list(
+        self, filter: ConversationFilter, *, limit: int | None = None, offset: int = 0,
+        after: ConversationRecord | None = None,
+    ) -> list[ConversationRecord]:
         raise StorageError(f"lost the connection to {self.url}")
 
 
