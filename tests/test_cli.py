@@ -15,7 +15,6 @@ import pytest
 from click.testing import CliRunner, Result
 from hypothesis import given
 from hypothesis import strategies as st
-from rich.control import strip_control_codes
 from qv_ollama_sdk.domain.models import Conversation, Function, Message, MessageRole, ToolCall
 
 from qv_session_manager import SessionManager, open_store
@@ -28,6 +27,7 @@ from qv_session_manager.cli.common import parse_meta
 from qv_session_manager.cli.render import conversation_dict, highlighted
 from qv_session_manager.manager import URL_VARIABLE
 from qv_session_manager.records import StoredConversation
+from qv_session_manager.safe_text import terminal_safe
 from qv_session_manager.testing import strategies
 from qv_session_manager.transfer import iter_stored
 
@@ -259,10 +259,10 @@ def test_highlighted_keeps_the_text_and_styles_exactly_the_marked_parts(parts: l
     parts = [(piece.replace(mark[0], "").replace(mark[1], ""), marked) for piece, marked in parts]
     snippet = "".join(f"{mark[0]}{piece}{mark[1]}" if marked else piece for piece, marked in parts)
     text = highlighted(snippet, mark)
-    # rich drops terminal control codes from text, so stored text cannot drive the terminal.
-    assert text.plain == strip_control_codes("".join(piece for piece, _ in parts))
+    # Control characters are shown escaped, so stored text cannot drive the terminal.
+    assert text.plain == terminal_safe("".join(piece for piece, _ in parts))
     styled = "".join(text.plain[span.start:span.end] for span in text.spans)
-    assert styled == strip_control_codes("".join(piece for piece, marked in parts if marked))
+    assert styled == terminal_safe("".join(piece for piece, marked in parts if marked))
 
 
 # -- delete and prune -----------------------------------------------------------

@@ -491,6 +491,29 @@ def test_markdown_fences_cannot_be_closed_by_arguments() -> None:
     assert "````json\n" in buffer.getvalue()
 
 
+def test_markdown_shows_control_and_bidi_characters_escaped_and_keeps_lines() -> None:
+    attack = "\x1b]0;PWNED\x07 \x9b31m \u202e \r"
+    call = ToolCallRecord(f"tool{attack}", {f"arg{attack}": attack}, f"call{attack}")
+    stored = StoredConversation(
+        ConversationRecord(f"id{attack}", NAIVE, NAIVE, title=f"title{attack}", model_name=f"model{attack}"),
+        (
+            MessageRecord("m1", "user", f"line one{attack}\n\tindented line two", NAIVE),
+            MessageRecord("m2", "assistant", "", NAIVE, tool_calls=(call,)),
+            MessageRecord("m3", "tool", "ok", NAIVE, tool_call_id=f"call{attack}"),
+        ),
+    )
+    buffer = io.StringIO()
+    write_markdown([stored], buffer)
+    text = buffer.getvalue()
+    assert not any(character in text for character in "\x1b\x07\x9b\u202e\r")
+    shown = "\\x1b]0;PWNED\\x07 \\x9b31m \\u202e \\r"
+    # Headings and tool names are one line: whitespace (the CR too) is folded first.
+    assert f"## title{shown[:-3]}\n" in text
+    for piece in (f"`id{shown}`", f"model{shown}", f"**tool{shown[:-3]}**", f"`call{shown}`"):
+        assert piece in text, piece
+    assert f"line one{shown}\n\tindented line two" in text  # newlines and tabs kept
+
+
 # -- ShareGPT ------------------------------------------------------------------------
 
 SHAREGPT = """[

@@ -28,9 +28,10 @@ def test_without_an_opener_or_url_the_suite_says_what_is_missing(
 
 
 def test_a_url_without_name_is_refused(pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("QV_SESSION_MANAGER_TEST_URL", "memory://")
+    monkeypatch.setenv("QV_SESSION_MANAGER_TEST_URL", "memory://app:Kit-s3cret@host")
     result = pytester.runpytest_subprocess(
         "-q", "-p", "no:cacheprovider", "--pyargs", "qv_session_manager.testing.url_suite", "-k", "test_replace"
     )
     result.assert_outcomes(errors=1)
-    result.stdout.fnmatch_lines(["*must contain {name}*"])
+    result.stdout.fnmatch_lines(["*must contain {name}*memory://app:***@host*"])
+    assert "Kit-s3cret" not in result.stdout.str() + result.stderr.str()

@@ -30,7 +30,7 @@ from qv_ollama_sdk.domain.models import Conversation, Message
 from . import aio_bridge
 from .async_protocol import AsyncConversationStore, BlockingView, is_async_store, open_async_store
 from .errors import InvalidInputError
-from .exchange import ExportFormat, ImportFormat, ImportReport, OnConflict, OnError
+from .exchange import CsvFormulas, ExportFormat, ImportFormat, ImportReport, OnConflict, OnError
 from .manager import SessionManager, default_url
 from .protocol import ConversationStore, SearchOrder, TimeField
 from .timeutil import TimeBound
@@ -296,13 +296,14 @@ class AsyncSessionManager:
         format: ExportFormat = "jsonl",
         metadata: Mapping[str, Any] | None = None,
         progress: Callable[[int], None] | None = None,
+        csv_formulas: CsvFormulas = "escape",
     ) -> int:
         """See :meth:`SessionManager.export_conversations`; runs on a thread (it writes a file).
 
         ``progress`` is called on that thread.
         """
         return await self._on_thread("export_conversations", destination, format=format,
-                                     metadata=metadata, progress=progress)
+                                     metadata=metadata, progress=progress, csv_formulas=csv_formulas)
 
     async def import_conversations(
         self,

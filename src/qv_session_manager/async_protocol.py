@@ -36,7 +36,7 @@ from typing import Any, Protocol, TypeVar, runtime_checkable
 from .protocol import Capability, ConversationFilter, ConversationStore, SearchOrder
 from .query import Query
 from .records import ConversationRecord, MessageRecord, SearchHit, StoredConversation
-from .registry import available_backends, scheme_of
+from .registry import available_backends, open_with, scheme_of
 
 T = TypeVar("T")
 #: Runs a coroutine to its end and returns its result (or raises its exception).
@@ -183,5 +183,5 @@ def open_async_store(url: str, **options: Any) -> AsyncConversationStore | None:
     opener = getattr(pm.get_plugin(backend.plugin), "open_async_url", None)
     if opener is None:
         return None
-    store = opener(url, options)
+    store = open_with(opener, url, options)
     return store if store is None or is_async_store(store) else None

@@ -21,7 +21,7 @@ from .convert import (
     summary,
 )
 from .errors import ConversationNotFoundError, InvalidInputError
-from .exchange import ExportFormat, ImportFormat, ImportReport, OnConflict, OnError, export_to, import_into
+from .exchange import CsvFormulas, ExportFormat, ImportFormat, ImportReport, OnConflict, OnError, export_to, import_into
 from .protocol import BulkSaving, Capability, ConversationFilter, ConversationStore, SaveItem, SearchOrder, TimeField
 from .protocol import RevisionedSaving, WindowedLoading
 from .save_tracking import SavedState, SavedStates
@@ -463,6 +463,7 @@ class SessionManager:
         format: ExportFormat = "jsonl",
         metadata: Mapping[str, Any] | None = None,
         progress: Callable[[int], None] | None = None,
+        csv_formulas: CsvFormulas = "escape",
     ) -> int:
         """Write every conversation (passing the ``metadata`` filter) to ``destination``; return how many.
 
@@ -472,12 +473,15 @@ class SessionManager:
         is written atomically (temporary file renamed at the end; on an error the
         target is untouched); a text stream is written to as is and not closed.
         ``progress`` is called with the running count after each conversation.
-        Raises InvalidInputError for an unknown format or a bad filter, StorageError
-        when the file cannot be written.
+        CSV cells starting with ``=``, ``+``, ``-``, ``@``, tab or carriage return get a
+        leading ``'`` so that a spreadsheet does not run them as formulas;
+        ``csv_formulas="raw"`` writes them as stored. Raises InvalidInputError for an
+        unknown format, a bad filter or a bad ``csv_formulas`` (``"raw"`` with a format
+        other than CSV too), StorageError when the file cannot be written.
         """
         check_metadata_filter(metadata)
         stored = iter_stored(self.store, ConversationFilter(metadata=metadata))
-        return export_to(stored, destination, format=format, progress=progress)
+        return export_to(stored, destination, format=format, progress=progress, csv_formulas=csv_formulas)
 
     def import_conversations(
         self,

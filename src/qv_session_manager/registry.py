@@ -7,9 +7,10 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from .errors import BackendConflictError, InvalidInputError, PluginLoadWarning, UnknownBackendError
+from .errors import BackendConflictError, InvalidInputError, PluginLoadWarning, SessionStoreError, UnknownBackendError
 from .plugins import load_plugins, pm
 from .protocol import ConversationStore
+from .redact import mask_url, scrub, scrub_exception
 
 
 @dataclass(frozen=True)
@@ -70,16 +71,37 @@ def available_backends() -> dict[str, Backend]:
 
 
 def scheme_of(url: str) -> str:
+    """The lower-cased scheme of a store URL; InvalidInputError (URL masked) when it has none."""
     if not isinstance(url, str) or "://" not in url:
-        raise InvalidInputError(f"a store URL looks like 'sqlite:///path.db' or 'memory://', not {url!r}")
+        shown = repr(mask_url(url)) if isinstance(url, str) else type(url).__name__
+        raise InvalidInputError(f"a store URL looks like 'sqlite:///path.db' or 'memory://', not {shown}")
     return url.split("://", 1)[0].lower()
+
+
+def open_with(opener: Callable[[str, Mapping[str, Any]], Any], url: str, options: Mapping[str, Any]) -> Any:
+    """``opener(url, options)`` with the URL's password masked in whatever it raises.
+
+    A plugin may quote the URL in an error; this is the net that keeps the secret
+    out of messages either way. A bare ValueError (a URL the plugin could not
+    split, say) becomes InvalidInputError, with the original as its cause.
+    """
+    try:
+        return opener(url, options)
+    except SessionStoreError as error:
+        raise scrub_exception(error, [url])
+    except ValueError as error:
+        reason = scrub(str(error), [url]) or type(error).__name__
+        raise InvalidInputError(f"{mask_url(url)!r} is not a usable store URL: {reason}") from scrub_exception(
+            error, [url]
+        )
 
 
 def open_store(url: str, **options: Any) -> ConversationStore:
     """Open the store a URL names, e.g. ``sqlite:///chats.db`` or ``memory://``.
 
     Raises UnknownBackendError (a LookupError) listing the installed backends when
-    no backend handles the URL's scheme.
+    no backend handles the URL's scheme. Errors never show the URL's password (see
+    :func:`open_with`).
     """
     scheme = scheme_of(url)
     table = available_backends()
@@ -87,4 +109,5 @@ def open_store(url: str, **options: Any) -> ConversationStore:
     if backend is None:
         installed = ", ".join(sorted(table)) or "none"
         raise UnknownBackendError(f"no backend handles {scheme + '://'!r}; installed: {installed}")
-    return backend.open(url, options)
+    store: ConversationStore = open_with(backend.open, url, options)
+    return store

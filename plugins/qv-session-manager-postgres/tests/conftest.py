@@ -14,11 +14,13 @@ import os
 import re
 import uuid
 from collections.abc import Callable, Iterator
-from urllib.parse import quote, urlsplit, urlunsplit
+from urllib.parse import quote, urlsplit
 
 import psycopg
 import pytest
 from hypothesis import HealthCheck, settings
+
+from qv_session_manager.redact import mask_url, scrub
 
 URL_VARIABLE = "QV_SESSION_MANAGER_POSTGRES_URL"
 DEFAULT_URL = "postgresql://postgres@127.0.0.1:5432/test"
@@ -44,15 +46,6 @@ def pytest_configure(config: pytest.Config) -> None:
     )
 
 
-def redacted(url: str) -> str:
-    """The URL without its password, for messages."""
-    parts = urlsplit(url)
-    if parts.password is None:
-        return url
-    netloc = parts.netloc.replace(f":{parts.password}@", ":***@")
-    return urlunsplit(parts._replace(netloc=netloc))
-
-
 def with_schema(url: str, schema: str) -> str:
     """``url`` with ``schema=...`` added to its query."""
     separator = "&" if urlsplit(url).query else "?"
@@ -68,7 +61,7 @@ def postgres_url() -> str:
             connection.execute("SELECT 1")
     except psycopg.Error as exc:
         message = (
-            f"no PostgreSQL server reachable at {redacted(url)} ({str(exc).strip()}); "
+            f"no PostgreSQL server reachable at {mask_url(url)} ({scrub(str(exc).strip(), [url])}); "
             f"set {URL_VARIABLE} to a server's URL"
         )
         if os.environ.get(REQUIRE_VARIABLE) == "1":

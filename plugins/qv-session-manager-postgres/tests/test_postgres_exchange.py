@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import csv
 import io
 from collections.abc import Callable
 from datetime import datetime, timedelta, timezone
@@ -63,3 +64,27 @@ def test_a_bad_line_keeps_earlier_conversations_in_postgres(make_store: Callable
         target.import_conversations(io.StringIO(text))
     assert caught.value.line == 3
     assert [s.conversation.id for s in iter_stored(target.store)] == ["c-naive"]
+
+
+def test_csv_export_from_postgres_neutralises_formulas_unless_raw(make_store: Callable[..., object]) -> None:
+    hostile = StoredConversation(
+        ConversationRecord("=cmd|' /C calc'!A0", NAIVE, NAIVE, title="+SUM(1)"),
+        (
+            MessageRecord("@m", "user", "=HYPERLINK(\"http://e.vil\")", NAIVE),
+            MessageRecord("-m", "assistant", "\tx", NAIVE, tool_calls=(ToolCallRecord("f", {"a": "=1"}, "\r=c"),)),
+            MessageRecord("t", "tool", "fine", NAIVE, tool_call_id="\r=c"),
+        ),
+    )
+    with SessionManager(store=make_store()) as manager:  # type: ignore[arg-type]
+        manager.store.save(hostile.conversation, hostile.messages)
+        escaped, raw = io.StringIO(), io.StringIO()
+        manager.export_conversations(escaped, format="csv")
+        manager.export_conversations(raw, format="csv", csv_formulas="raw")
+    escaped_rows = list(csv.reader(io.StringIO(escaped.getvalue(), newline="")))[1:]
+    raw_rows = list(csv.reader(io.StringIO(raw.getvalue(), newline="")))[1:]
+    assert [row[0] for row in raw_rows] == ["=cmd|' /C calc'!A0"] * 3
+    for escaped_row, raw_row in zip(escaped_rows, raw_rows, strict=True):
+        for cell, original in zip(escaped_row, raw_row, strict=True):
+            assert cell == ("'" + original if original[:1] in ("=", "+", "-", "@", "\t", "\r") else original)
+    assert {row[2] for row in escaped_rows} == {"'@m", "'-m", "t"}
+    assert escaped_rows[1][6] == "'\tx" and escaped_rows[2][8] == "'\r=c" and escaped_rows[0][1] == "'+SUM(1)"

@@ -20,6 +20,7 @@ from ..errors import InvalidInputError, StorageError
 from ..hookspecs import hookimpl
 from ..protocol import Capability, ConversationFilter, SaveItem, SearchOrder
 from ..query import Query
+from ..redact import mask_url
 from ..records import (
     ConversationRecord,
     MessageRecord,
@@ -282,7 +283,7 @@ class MemoryStore:
 
 def _open_url(url: str, options: Mapping[str, Any]) -> MemoryStore:
     if "?" in url or "#" in url:
-        raise InvalidInputError(f"{url!r}: the memory backend takes no options; write memory://")
+        raise InvalidInputError(f"{mask_url(url)!r}: the memory backend takes no options; write memory://")
     if options:
         raise InvalidInputError(f"the memory backend takes no options, got: {', '.join(sorted(options))}")
     return MemoryStore()

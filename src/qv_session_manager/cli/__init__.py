@@ -4,6 +4,10 @@ Every command works on the store named by ``--url``, else ``$QV_SESSION_MANAGER_
 else SessionManager's default file. User errors (bad URL, unknown backend, missing
 id, unreadable file, bad date) print one ``error: ...`` line on standard error and
 exit with code 1; usage errors exit with 2.
+
+Stored text is untrusted: every output path escapes control characters
+(:mod:`qv_session_manager.safe_text`), and store URLs are shown with their password
+masked (:mod:`qv_session_manager.redact`), in errors too.
 """
 
 from __future__ import annotations
@@ -16,9 +20,11 @@ import click
 
 from ..errors import SessionStoreError
 from ..manager import URL_VARIABLE
+from ..redact import scrub
+from ..safe_text import terminal_safe
 from .admin import backends_command, delete_command, prune_command, stats_command
 from .browse import list_command, search_command, show_command
-from .common import Settings
+from .common import Settings, UserError, noted_urls, say
 from .copying import copy_command
 from .doctor import doctor_command
 from .files import export_command, import_command
@@ -52,9 +58,20 @@ class _Commands(click.Group):
             # The reader went away (``qv-sessions export - | head``): not worth a message.
             _silence_stdout()
             ctx.exit(1)
+        except UserError as error:
+            raise UserError(scrub(error.message, _urls(ctx))) from None
+        except click.UsageError as error:
+            # click quotes some arguments as typed (an unexpected extra argument, say).
+            raise click.UsageError(terminal_safe(scrub(error.format_message(), _urls(ctx))), error.ctx) from None
         except (SessionStoreError, OSError) as error:
-            click.echo(f"error: {describe(error)}", err=True)
+            # The library masks URLs in its errors; this also covers what a plugin let through.
+            say(f"error: {scrub(describe(error), _urls(ctx))}")
             ctx.exit(1)
+
+
+def _urls(ctx: click.Context) -> list[str]:
+    """Every URL this invocation may quote in an error: those it opened and $QV_SESSION_MANAGER_URL."""
+    return [*noted_urls(ctx), os.environ.get(URL_VARIABLE) or ""]
 
 
 @click.group(cls=_Commands, context_settings={"help_option_names": ["-h", "--help"]})

@@ -10,16 +10,16 @@ import click
 from rich.table import Table
 from rich.text import Text
 
-from ..backends.sqlite import SQLiteStore
-from ..backends.sqlite import maintenance
+from ..backends.sqlite import SQLiteStore, maintenance
 from ..errors import InvalidInputError
 from ..manager import SessionManager
 from ..plugins import BUILTIN_PLUGINS
 from ..protocol import ConversationFilter, ConversationStore
 from ..registry import Backend, available_backends
+from ..safe_text import terminal_safe
 from ..timeutil import time_key, time_range
 from ..transfer import iter_stored
-from .common import fail, open_manager, stdout_console, store_url
+from .common import fail, open_manager, say, shown_url, stdout_console
 from .render import conversation_table
 
 
@@ -137,7 +137,7 @@ def stats_command(ctx: click.Context) -> None:
     else:
         counts = _count_by_reading(manager.store)
     lines = [
-        ("store", store_url(ctx)),
+        ("store", shown_url(ctx)),
         ("conversations", str(counts.conversations)),
         ("messages", str(counts.messages)),
         ("oldest updated", counts.oldest or "-"),
@@ -148,7 +148,7 @@ def stats_command(ctx: click.Context) -> None:
             lines.append(("file size", f"{size} bytes  {path}"))
     width = max(len(name) for name, _ in lines)
     for name, value in lines:
-        click.echo(f"{name:<{width}}  {value}")
+        say(f"{name:<{width}}  {value}", err=False)
 
 
 def _count_by_reading(store: ConversationStore) -> maintenance.Counts:
@@ -181,5 +181,6 @@ def backends_command() -> None:
     for name in sorted(unique):
         backend = unique[name]
         schemes = ", ".join(f"{key}://" for key in backend.keys)
-        table.add_row(Text(schemes), Text(backend.description), Text(backend.plugin), Text(distribution_of(backend)))
+        cells = (schemes, backend.description, backend.plugin, distribution_of(backend))
+        table.add_row(*(Text(terminal_safe(cell)) for cell in cells))
     stdout_console().print(table)

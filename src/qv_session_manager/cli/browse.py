@@ -8,7 +8,7 @@ from rich.text import Text
 from ..protocol import SearchOrder
 
 from .common import echo_json, fail, open_manager, parse_meta, stdout_console
-from .render import conversation_dict, conversation_table, highlighted, transcript
+from .render import conversation_dict, conversation_table, highlighted, plain, transcript
 
 #: Marks the CLI asks search for; private-use characters, so they do not occur in chats.
 SEARCH_MARK = ("\ue000", "\ue001")
@@ -86,5 +86,7 @@ def search_command(
     if not hits:
         console.print("no matches", style="dim")
     for hit in hits:
-        console.print(Text.assemble((hit["title"] or "(untitled)", "bold"), f"  {hit['id']}  ", (hit["updated_at"], "dim")))
+        console.print(
+            Text.assemble(plain(hit["title"] or "(untitled)", "bold"), plain(f"  {hit['id']}  "), plain(hit["updated_at"], "dim"))
+        )
         console.print(Text("  ").append_text(highlighted(hit["snippet"], SEARCH_MARK)))

@@ -1,4 +1,10 @@
-"""What every command shares: opening the store, user errors, JSON and progress output."""
+"""What every command shares: opening the store, user errors, JSON and progress output.
+
+Everything a command prints that may hold stored or user-given text goes through
+:func:`say`, :func:`echo_json`, :func:`fail` or a rich ``Text`` built with
+:func:`qv_session_manager.safe_text.terminal_safe`, so no control character of the
+data reaches the terminal; URLs are shown through :func:`shown_url` (password masked).
+"""
 
 from __future__ import annotations
 
@@ -17,17 +23,39 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 
 from ..backends.sqlite.maintenance import file_of_url
 from ..manager import SessionManager, default_url
+from ..redact import mask_url
+from ..safe_text import json_safe, terminal_safe
+
+#: Key of the root context's ``meta`` listing the URLs a command opened (to mask in errors).
+URLS_KEY = "qv_session_manager.urls"
 
 
 class UserError(click.ClickException):
     """A mistake of the user's (missing id, bad value): one ``error: ...`` line, exit code 1."""
 
     def show(self, file: Any = None) -> None:
-        click.echo(f"error: {self.format_message()}", err=True)
+        say(f"error: {self.format_message()}")
 
 
 def fail(message: str) -> NoReturn:
+    """Stop the command with ``error: message`` (shown terminal-safe) and exit code 1."""
     raise UserError(message)
+
+
+def say(message: str, *, err: bool = True) -> None:
+    """Print one message (standard error unless ``err=False``) with its control characters escaped."""
+    click.echo(terminal_safe(message), err=err)
+
+
+def note_url(ctx: click.Context, url: str) -> str:
+    """Remember that this command uses ``url``, so that any error message masks it; return it."""
+    ctx.find_root().meta.setdefault(URLS_KEY, []).append(url)
+    return url
+
+
+def noted_urls(ctx: click.Context) -> list[str]:
+    """The URLs :func:`note_url` remembered for this invocation."""
+    return list(ctx.find_root().meta.get(URLS_KEY, []))
 
 
 @dataclass(frozen=True)
@@ -41,7 +69,12 @@ def store_url(ctx: click.Context) -> str:
     """The URL the command works on: --url, else $QV_SESSION_MANAGER_URL, else SessionManager's default."""
     settings = ctx.find_object(Settings)
     given = settings.url if settings is not None else None
-    return given or default_url()
+    return note_url(ctx, given or default_url())
+
+
+def shown_url(ctx: click.Context) -> str:
+    """The store URL as the CLI shows it: the password masked."""
+    return mask_url(store_url(ctx))
 
 
 def open_manager(ctx: click.Context, *, create: bool = False) -> SessionManager:
@@ -58,9 +91,12 @@ def open_manager(ctx: click.Context, *, create: bool = False) -> SessionManager:
 
 def require_existing(url: str) -> None:
     """Fail when ``url`` names an SQLite file that does not exist (opening would create it)."""
-    path = file_of_url(url)
+    try:
+        path = file_of_url(url)
+    except ValueError:  # a URL that does not split: opening it reports it (masked)
+        return
     if path is not None and not os.path.exists(path):
-        fail(f"no database at {path} (from {url})")
+        fail(f"no database at {path} (from {mask_url(url)})")
 
 
 def parse_meta(pairs: tuple[str, ...]) -> dict[str, Any] | None:
@@ -90,8 +126,12 @@ def _jsonable(value: object) -> Any:
 
 
 def echo_json(value: object) -> None:
-    """Print ``value`` as indented JSON on stdout; bytes become ``{"base64": ...}``."""
-    click.echo(json.dumps(value, ensure_ascii=False, indent=2, default=_jsonable))
+    """Print ``value`` as indented JSON on stdout; bytes become ``{"base64": ...}``.
+
+    Non-ASCII text stays readable; control characters, bidi controls and lone
+    surrogates are written as ``\\uNNNN`` escapes (the same value to a JSON reader).
+    """
+    click.echo(json_safe(json.dumps(value, ensure_ascii=False, indent=2, default=_jsonable)))
 
 
 def stdout_console() -> Console:

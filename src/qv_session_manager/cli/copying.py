@@ -12,7 +12,7 @@ from ..conflicts import ON_CONFLICT_CHOICES, OnConflict
 from ..protocol import ConversationFilter, ConversationStore
 from ..registry import open_store
 from ..transfer import CopyReport, copy_store, iter_stored
-from .common import progress_bar, require_existing, stderr_is_terminal
+from .common import note_url, progress_bar, require_existing, say, stderr_is_terminal
 
 
 @dataclass
@@ -73,18 +73,18 @@ def copy_command(ctx: click.Context, source_url: str, destination_url: str, on_c
     missing in the destination afterwards or has a different number of messages.
     The global --url is not used.
     """
-    require_existing(source_url)
+    require_existing(note_url(ctx, source_url))
     source = ctx.with_resource(closing(open_store(source_url)))
-    destination = ctx.with_resource(closing(open_store(destination_url)))
+    destination = ctx.with_resource(closing(open_store(note_url(ctx, destination_url))))
     total = len(source.list(ConversationFilter())) if stderr_is_terminal() else None
     with progress_bar("copying", total) as progress:
         report = copy_store(source, destination, on_conflict=cast(OnConflict, on_conflict), progress=progress)
     click.echo(copy_summary(report), err=True)
     result = verify(source, destination, report)
     for key in result.missing:
-        click.echo(f"mismatch: {key} is missing in the destination", err=True)
+        say(f"mismatch: {key} is missing in the destination")
     for key, expected, found in result.different:
-        click.echo(f"mismatch: {key} has {expected} messages in the source, {found} in the destination", err=True)
+        say(f"mismatch: {key} has {expected} messages in the source, {found} in the destination")
     if not result.ok:
         click.echo(f"error: {len(result.missing) + len(result.different)} of {result.checked} conversations differ", err=True)
         ctx.exit(1)

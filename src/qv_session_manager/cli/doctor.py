@@ -8,7 +8,7 @@ from ..backends.sqlite import SQLiteStore
 from ..backends.sqlite import maintenance
 from ..backends.sqlite.schema import LATEST
 from ..protocol import ConversationStore
-from .common import open_manager, store_url
+from .common import open_manager, say, shown_url
 
 
 @click.command("doctor")
@@ -26,7 +26,7 @@ def doctor_command(ctx: click.Context, rebuild_index: bool, repair: bool) -> Non
     note of what does not apply. Exits with 1 when a check finds a problem.
     """
     store = open_manager(ctx).store
-    click.echo(f"store: {store_url(ctx)}")
+    say(f"store: {shown_url(ctx)}", err=False)
     if isinstance(store, SQLiteStore):
         problems = _check_sqlite(store, rebuild_index, repair)
     else:
@@ -69,7 +69,7 @@ def _check_sqlite(store: SQLiteStore, rebuild_index: bool, repair: bool) -> list
     integrity = maintenance.integrity_problems(store)
     click.echo(f"integrity check: {'ok' if not integrity else 'FAILED'}")
     for line in integrity:
-        click.echo(f"  {line}")
+        say(f"  {line}", err=False)
     problems += integrity
     problems += _check_leftovers(store, repair)
     if rebuild_index:
@@ -78,7 +78,7 @@ def _check_sqlite(store: SQLiteStore, rebuild_index: bool, repair: bool) -> list
     index = maintenance.index_problems(store)
     click.echo(f"search indexes: {'consistent' if not index else 'INCONSISTENT'}")
     for line in index:
-        click.echo(f"  {line}")
+        say(f"  {line}", err=False)
     problems += index
     click.echo(f"purge: {'purged deleted text' if store.purge() else 'nothing to purge'}")
     if repair:

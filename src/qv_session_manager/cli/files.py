@@ -3,14 +3,15 @@
 from __future__ import annotations
 
 import sys
-from typing import Literal, cast
+from typing import Literal, TextIO, cast
 
 import click
 
 from ..conflicts import ON_CONFLICT_CHOICES, OnConflict
 from ..exchange import ImportReport
+from ..safe_text import TerminalWriter
 from .browse import meta_option
-from .common import open_manager, parse_meta, progress_bar, stderr_is_terminal
+from .common import open_manager, parse_meta, progress_bar, say, stderr_is_terminal
 
 STDIO = "-"
 # The choices below, spelled as the manager's signatures type them.
@@ -23,23 +24,35 @@ ImportFormat = Literal["jsonl", "json", "sharegpt"]
 @click.option(
     "--format", "format_", type=click.Choice(["jsonl", "json", "csv", "markdown"]), default="jsonl", show_default=True
 )
+@click.option(
+    "--csv-raw", "csv_raw", is_flag=True,
+    help="With --format csv: write cells as stored, without the ' put before = + - @ tab or CR (spreadsheet formulas).",
+)
 @meta_option
 @click.pass_context
-def export_command(ctx: click.Context, destination: str, format_: str, meta: tuple[str, ...]) -> None:
+def export_command(ctx: click.Context, destination: str, format_: str, csv_raw: bool, meta: tuple[str, ...]) -> None:
     """Write every conversation to FILE, or to standard output with - (the default).
 
-    Conversations come newest first. The count goes to standard error.
+    Conversations come newest first. The count goes to standard error. CSV cells
+    that a spreadsheet would run as a formula get a leading ' unless --csv-raw. On a
+    terminal, standard output shows control characters escaped.
     """
+    if csv_raw and format_ != "csv":
+        raise click.UsageError("--csv-raw applies to --format csv only")
     metadata = parse_meta(meta)
     manager = open_manager(ctx)
     total = len(manager.list_conversations(metadata=metadata)) if stderr_is_terminal() else None
-    target = sys.stdout if destination == STDIO else destination
+    target: TextIO | str = destination
+    if destination == STDIO:
+        # On a terminal the export is for reading: its text must not drive the terminal.
+        target = cast(TextIO, TerminalWriter(sys.stdout)) if sys.stdout.isatty() else sys.stdout
     with progress_bar("exporting", total) as progress:
         count = manager.export_conversations(
-            target, format=cast(ExportFormat, format_), metadata=metadata, progress=progress
+            target, format=cast(ExportFormat, format_), metadata=metadata, progress=progress,
+            csv_formulas="raw" if csv_raw else "escape",
         )
     where = "standard output" if destination == STDIO else destination
-    click.echo(f"exported {count} conversation{'' if count == 1 else 's'} to {where}", err=True)
+    say(f"exported {count} conversation{'' if count == 1 else 's'} to {where}")
 
 
 @click.command("import")
@@ -91,7 +104,7 @@ def import_command(
             progress=progress,
         )
     for line, reason in report.skipped:
-        click.echo(f"skipped line {line}: {reason}", err=True)
+        say(f"skipped line {line}: {reason}")
     click.echo(import_summary(report), err=True)
 
 

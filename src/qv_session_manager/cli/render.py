@@ -1,4 +1,9 @@
-"""How conversations look on the terminal and as JSON (no store access in here)."""
+"""How conversations look on the terminal and as JSON (no store access in here).
+
+Every piece of stored data reaches rich as a ``Text`` made by :func:`plain`, never
+as markup: ``[bold]`` or ``[link=...]`` in a title prints as written, and control
+characters are shown escaped (:func:`qv_session_manager.safe_text.terminal_safe`).
+"""
 
 from __future__ import annotations
 
@@ -10,15 +15,21 @@ from rich.console import Group, RenderableType
 from rich.table import Table
 from rich.text import Text
 
+from ..safe_text import terminal_safe
+
 ROLE_STYLES = {"system": "magenta", "user": "cyan", "assistant": "green", "tool": "yellow"}
+
+
+def plain(text: str, style: str = "") -> Text:
+    """Untrusted ``text`` as a rich Text: no markup parsed, control characters escaped."""
+    return Text(terminal_safe(text), style=style)
 
 
 def conversation_table(rows: list[dict[str, Any]]) -> Table:
     """A table of conversation dicts: id, title, model, updated (in the order given)."""
     table = Table("id", "title", "model", "updated", show_lines=False)
     for row in rows:
-        # Text, not markup: titles are user data and may contain [brackets].
-        table.add_row(Text(row["id"]), Text(row["title"] or ""), Text(row["model_name"] or ""), Text(row["updated_at"]))
+        table.add_row(plain(row["id"]), plain(row["title"] or ""), plain(row["model_name"] or ""), plain(row["updated_at"]))
     return table
 
 
@@ -51,34 +62,36 @@ def transcript(conversation: Conversation) -> RenderableType:
     """A readable transcript: header, then each message with its role and time,
     tool calls with their arguments, tool results with their call id, image counts."""
     parts: list[RenderableType] = [
-        Text.assemble((conversation.title or "(untitled)", "bold"), f"  {conversation.id}"),
-        Text(
+        Text.assemble(plain(conversation.title or "(untitled)", "bold"), plain(f"  {conversation.id}")),
+        plain(
             f"model {conversation.model_name or '-'} · created {conversation.created_at.isoformat()}"
             f" · updated {conversation.updated_at.isoformat()} · {len(conversation.messages)} messages",
             style="dim",
         ),
     ]
     if conversation.metadata:
-        parts.append(Text(f"metadata {json.dumps(conversation.metadata, ensure_ascii=False)}", style="dim"))
+        parts.append(plain(f"metadata {json.dumps(conversation.metadata, ensure_ascii=False)}", style="dim"))
     for message in conversation.messages:
         role = _role(message)
-        heading = Text.assemble("\n", (role, f"bold {ROLE_STYLES.get(role, '')}".strip()), f"  {message.created_at.isoformat()}")
+        heading = Text.assemble(
+            "\n", plain(role, f"bold {ROLE_STYLES.get(role, '')}".strip()), plain(f"  {message.created_at.isoformat()}")
+        )
         if message.tool_call_id:
-            heading.append(f"  result of tool call {message.tool_call_id}", style="yellow")
+            heading.append_text(plain(f"  result of tool call {message.tool_call_id}", style="yellow"))
         if message.images:
             heading.append(f"  [{len(message.images)} image{'s' if len(message.images) != 1 else ''}]", style="blue")
         parts.append(heading)
         if message.content:
-            parts.append(Text(message.content))
+            parts.append(plain(message.content))
         for call in message.tool_calls or []:
             arguments = json.dumps(call.function.arguments, ensure_ascii=False)
             call_id = f" (id {call.id})" if call.id else ""
-            parts.append(Text(f"→ tool call {call.function.name}({arguments}){call_id}", style="yellow"))
+            parts.append(plain(f"→ tool call {call.function.name}({arguments}){call_id}", style="yellow"))
     return Group(*parts)
 
 
 def highlighted(snippet: str, mark: tuple[str, str]) -> Text:
-    """``snippet`` with the spans between ``mark`` pairs styled as matches."""
+    """``snippet`` with the spans between ``mark`` pairs styled as matches (the text shown terminal-safe)."""
     text = Text()
     rest = snippet
     opening, closing = mark
@@ -86,8 +99,8 @@ def highlighted(snippet: str, mark: tuple[str, str]) -> Text:
         start = rest.find(opening)
         end = rest.find(closing, start + len(opening)) if start >= 0 else -1
         if start < 0 or end < 0:
-            text.append(rest)
+            text.append(terminal_safe(rest))
             return text
-        text.append(rest[:start])
-        text.append(rest[start + len(opening):end], style="bold reverse")
+        text.append(terminal_safe(rest[:start]))
+        text.append(terminal_safe(rest[start + len(opening):end]), style="bold reverse")
         rest = rest[end + len(closing):]

@@ -14,6 +14,7 @@ the file. The format is specified in docs/export-format.md.
 
 from __future__ import annotations
 
+import functools
 import os
 from collections.abc import Callable, Iterable, Iterator
 from typing import Literal, TextIO
@@ -22,7 +23,7 @@ from ..conflicts import ON_CONFLICT_CHOICES, OnConflict, check_on_conflict
 from ..errors import ImportFormatError, InvalidInputError
 from ..protocol import ConversationStore
 from ..records import StoredConversation
-from .csv_view import CSV_COLUMNS, write_csv
+from .csv_view import CSV_COLUMNS, FORMULA_TRIGGERS, CsvFormulas, check_formulas, write_csv
 from .document import json_entries, read_json, write_json
 from .files import reading, writing
 from .importing import ImportReport, OnError, import_entries
@@ -53,15 +54,24 @@ def export_to(
     *,
     format: ExportFormat = "jsonl",
     progress: Callable[[int], None] | None = None,
+    csv_formulas: CsvFormulas = "escape",
 ) -> int:
     """Write ``conversations`` in ``format`` to a stream (as is) or a path (atomically); return how many.
 
     ``progress`` is called with the running count after each conversation is written.
-    Raises InvalidInputError for an unknown format (before creating anything).
+    ``csv_formulas`` is :func:`write_csv`'s ``formulas`` (``"escape"``: a ``'`` before
+    cells that start with a formula trigger; ``"raw"``: cells as stored); it applies
+    to ``format="csv"`` only. Raises InvalidInputError for an unknown format, a bad
+    ``csv_formulas`` or ``"raw"`` with another format (before creating anything).
     """
     writer = _WRITERS.get(format)  # type: ignore[call-overload]
     if writer is None:
         raise InvalidInputError(f"export format must be one of {sorted(_WRITERS)}, not {format!r}")
+    check_formulas(csv_formulas)
+    if format == "csv":
+        writer = functools.partial(write_csv, formulas=csv_formulas)
+    elif csv_formulas != "escape":
+        raise InvalidInputError(f"csv_formulas applies to format='csv' only, not to {format!r}")
     if progress is not None:
         conversations = _counted(conversations, progress)
     with writing(destination) as stream:
@@ -118,9 +128,11 @@ __all__ = [
     "CSV_COLUMNS",
     "FORMAT_NAME",
     "FORMAT_VERSION",
+    "FORMULA_TRIGGERS",
     "ON_CONFLICT_CHOICES",
     "SHAREGPT_EPOCH",
     "SHAREGPT_NAMESPACE",
+    "CsvFormulas",
     "ExportFormat",
     "ImportFormat",
     "ImportFormatError",

@@ -7,6 +7,7 @@ from collections.abc import Iterable
 from typing import TextIO
 
 from ..records import MessageRecord, StoredConversation
+from ..safe_text import terminal_safe
 from .schema import dumps_line
 
 
@@ -17,12 +18,15 @@ def write_markdown(conversations: Iterable[StoredConversation], stream: TextIO) 
     id, model, creation and update times, then every message in stored order as a
     level-3 heading with its role and time, and its content. Tool calls are listed as
     the tool's name with its arguments as JSON; a tool result names the call it
-    answers. Content is written as it is (it is usually Markdown already); images are
-    only counted.
+    answers. Content is written as it is (it is usually Markdown already), except that
+    control characters other than newline and tab, and bidi controls, are written as
+    visible escapes (:func:`~qv_session_manager.safe_text.terminal_safe`): the file is
+    read in editors and terminals, where they could hide or fake text. Images are only
+    counted.
     """
     count = 0
     for stored in conversations:
-        stream.write(_conversation(stored))
+        stream.write(terminal_safe(_conversation(stored)))
         count += 1
     return count
 

@@ -37,6 +37,7 @@ from ..errors import InvalidInputError, StorageError
 from ..protocol import BulkSaving, Capability, ConversationFilter, ConversationStore, Expiring, WindowedLoading
 from ..query import parse
 from ..records import EXPIRES_AT, ConversationRecord, MessageRecord, StoredConversation, ToolCallRecord
+from ..redact import mask_url
 from ..registry import open_store
 from ..rules import window_of
 from . import strategies
@@ -178,7 +179,7 @@ class StoreContract:
         if not url:
             pytest.fail(f"StoreContract needs a store_opener fixture in the subclass, or {URL_VARIABLE} set to a URL")
         if "{name}" not in url:
-            pytest.fail(f"{URL_VARIABLE} must contain {{name}} so that each test gets its own stores: {url!r}")
+            pytest.fail(f"{URL_VARIABLE} must contain {{name}} so that each test gets its own stores: {mask_url(url)!r}")
         return lambda name: open_store(url.replace("{tmp}", str(tmp_path)).replace("{name}", name))
 
     @pytest.fixture

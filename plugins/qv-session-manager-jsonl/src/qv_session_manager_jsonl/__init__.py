@@ -17,6 +17,7 @@ from typing import Any
 from urllib.parse import unquote, urlsplit
 
 from qv_session_manager import Backend, InvalidInputError, hookimpl
+from qv_session_manager.redact import mask_url, scrub
 
 from .store import JsonlStore, file_name
 
@@ -31,16 +32,20 @@ def open_url(url: str, options: Mapping[str, Any]) -> JsonlStore:
     """
     if options:
         raise InvalidInputError(f"the jsonl backend takes no options, got: {', '.join(sorted(options))}")
-    parts = urlsplit(url)
+    shown = mask_url(url)
+    try:
+        parts = urlsplit(url)
+    except ValueError as exc:
+        raise InvalidInputError(f"{shown!r} is not a valid jsonl URL: {scrub(str(exc), [url])}") from None
     if parts.netloc or not parts.path.startswith("/"):
-        raise InvalidInputError(f"{url!r}: write jsonl:///relative/dir or jsonl:////absolute/dir")
+        raise InvalidInputError(f"{shown!r}: write jsonl:///relative/dir or jsonl:////absolute/dir")
     if parts.query or parts.fragment:
         raise InvalidInputError(
-            f"{url!r}: the jsonl backend takes no URL options (escape '?' and '#' in paths as %3F and %23)"
+            f"{shown!r}: the jsonl backend takes no URL options (escape '?' and '#' in paths as %3F and %23)"
         )
     path = unquote(parts.path[1:])
     if not path:
-        raise InvalidInputError(f"{url!r} names no directory: write jsonl:///relative/dir")
+        raise InvalidInputError(f"{shown!r} names no directory: write jsonl:///relative/dir")
     return JsonlStore(path)
 
 

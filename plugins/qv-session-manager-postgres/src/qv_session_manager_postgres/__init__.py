@@ -25,6 +25,7 @@ from typing import Any
 from urllib.parse import unquote, urlsplit, urlunsplit
 
 from qv_session_manager import Backend, InvalidInputError, hookimpl
+from qv_session_manager.redact import mask_url, scrub
 
 from .store import PostgresStore
 
@@ -45,9 +46,13 @@ def split_url(url: str) -> tuple[str, dict[str, str]]:
     """Split a store URL into (libpq URI, this backend's options).
 
     Query parameters named like the options are taken out; every other part of the
-    URL, other parameters included, is passed to libpq exactly as written.
+    URL, other parameters included, is passed to libpq exactly as written. Raises
+    InvalidInputError, the password masked, for a URL that cannot be split.
     """
-    parts = urlsplit(url)
+    try:
+        parts = urlsplit(url)
+    except ValueError as exc:
+        raise InvalidInputError(f"{mask_url(url)!r} is not a valid PostgreSQL URL: {scrub(str(exc), [url])}") from None
     kept: list[str] = []
     options: dict[str, str] = {}
     for item in parts.query.split("&") if parts.query else []:

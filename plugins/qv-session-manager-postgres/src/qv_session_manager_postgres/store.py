@@ -45,6 +45,7 @@ from psycopg import IsolationLevel
 from qv_session_manager.errors import CorruptStorageError, InvalidInputError, StorageError
 from qv_session_manager.protocol import Capability, ConversationFilter, SaveItem, SearchOrder
 from qv_session_manager.query import Query
+from qv_session_manager.redact import scrub, scrub_exception
 from qv_session_manager.records import (
     ConversationRecord,
     MessageRecord,
@@ -301,7 +302,8 @@ def check_options(
     try:
         psycopg.conninfo.conninfo_to_dict(conninfo)
     except psycopg.Error as exc:
-        raise InvalidInputError(f"not a valid PostgreSQL connection string: {exc}") from None
+        # libpq quotes the offending token, which may be the password itself.
+        raise InvalidInputError(f"not a valid PostgreSQL connection string: {scrub(str(exc), [conninfo])}") from None
 
 
 def connection_options(conninfo: str, connect_timeout: float) -> dict[str, Any]:
@@ -358,6 +360,7 @@ class PostgresStore:
                     )
                 schema_module.migrate(connection, schema)
         except psycopg.Error as exc:
+            scrub_exception(exc, [conninfo])
             raise translate(exc, f"opening {self._describe}") from exc
         self._pool = psycopg_pool.ConnectionPool(
             conninfo,
