@@ -27,7 +27,8 @@ class Goal:
 
     reference: "batched" (the batched floor), "floor" (the faster of the two floors:
     they do the same work there), "self" (the row's own value for ours, already a
-    ratio) or "proportional" (close after N deletes against close after N/5).
+    ratio), "proportional" (close after N deletes against close after N/5) or
+    "postgres" (the PostgreSQL plugin against ours, i.e. SQLite, on the same data).
     """
 
     reference: str
@@ -38,6 +39,8 @@ class Goal:
             return f"<= {self.limit:g}"
         if self.reference == "proportional":
             return "∝ N"
+        if self.reference == "postgres":
+            return f"PG <= {self.limit:g}x ours"
         return f"<= {self.limit:g}x {'batched' if self.reference == 'batched' else 'floor'}"
 
 
@@ -98,6 +101,12 @@ SEED_ROWS += [
     Row("close() after N deletes", "ms", False, paths("ours,inline,batched,postgres", "delete", "close_after_many_ms"),
         Goal("proportional", 4.0)),
 ]
+#: The PostgreSQL plugin within 3x of SQLite on the same data (disk regime only).
+SEED_ROWS += [
+    Row(f"postgres: {label}", "median ms", False, paths("ours,postgres", section, "median_ms"), Goal("postgres", 3.0))
+    for label, section in (("search_conversations(q), all hits", "search_all"), ("list_conversations()", "list_all"),
+                           ("search_by_time, one-day window", "time_search"))
+]
 
 RICH = "ours,inline,batched,postgres"
 RICH_ROWS = [
@@ -155,6 +164,9 @@ def judge(row: Row, values: dict[str, float | None]) -> tuple[float | None, bool
         return None, None
     if goal.reference == "self":
         return ours, ours <= goal.limit
+    if goal.reference == "postgres":
+        ratio = time_ratio(values.get("postgres"), ours, row.higher_is_better)
+        return ratio, None if ratio is None else ratio <= goal.limit
     if goal.reference == "batched":
         ratio = time_ratio(ours, values.get("batched"), row.higher_is_better)
         return ratio, None if ratio is None else ratio <= goal.limit
@@ -226,7 +238,7 @@ def seed_table(results: dict, present: list[str]) -> list[dict]:
         ours = values.get("ours")
         ratios = {other: time_ratio(ours, values.get(other), row.higher_is_better)
                   for other in ("inline", "batched", "seed", "openai") if other in present}
-        if row.unit == "ratio":
+        if row.unit == "ratio" or (row.goal and row.goal.reference == "postgres"):
             ratios = {}
         table.append({"workload": row.label, "unit": row.unit, "values": values, "ratios": ratios,
                       "goal": row.goal.describe() if row.goal else "", "goal_ratio": ratio,

@@ -66,10 +66,12 @@ REGIMES = ("disk", "tmpfs")
 #: Workload sizes: the default run, and --quick (a smoke test).
 SIZES = {
     "normal": {"conversations": "3000", "load_count": 500, "live_sample": 470, "long_turns": 1000,
-               "list_repeats": 50, "time_windows": 50, "deletes": 50, "rounds": 10},
+               "list_repeats": 50, "time_windows": 50, "deletes": 50, "rounds": 20},
     "quick": {"conversations": "300", "load_count": 100, "live_sample": 40, "long_turns": 200,
               "list_repeats": 20, "time_windows": 20, "deletes": 10, "rounds": 2},
 }
+#: Messages of the long chat per interleaved round.
+LONG_CHAT_ROUND = 25
 #: Writes timed to measure the fsync cost of a folder.
 FSYNC_SAMPLES = 200
 
@@ -304,8 +306,8 @@ def worker_command(system: str, python: Path, corpus: Path, db_dir: Path, args: 
 
 def schedule(args: argparse.Namespace) -> list[tuple[str, int]]:
     """(step, rounds) in the order they run; each round goes to every system in turn."""
-    long_rounds = max(1, -(-args.long_turns // 100))
-    return [("bulk", args.rounds), ("reads", 1), ("live", args.rounds), ("delete", 1), ("long", long_rounds),
+    long_rounds = max(1, -(-args.long_turns // LONG_CHAT_ROUND))
+    return [("bulk", args.rounds), ("reads", args.rounds), ("live", args.rounds), ("delete", max(2, args.rounds // 2)), ("long", long_rounds),
             ("save_many", 1), ("export_import", 1), ("finish", 1)]
 
 
@@ -403,10 +405,11 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--list-repeats", type=int, help="list-all repeats and page depths (default 50)")
     parser.add_argument("--time-windows", type=int, help="one-day search_by_time windows (default 50)")
     parser.add_argument("--deletes", type=int, help="N: conversations deleted before the second close (default 50)")
-    parser.add_argument("--rounds", type=int, help="rounds of the bulk save and the live chat (default 10)")
+    parser.add_argument("--rounds", type=int, help="rounds of the bulk save, the reads and the live chat (default 20)")
     parser.add_argument("--batch-size", type=int, default=500, help="conversations per save_many batch (default 500)")
     parser.add_argument("--compare", type=Path, help="an earlier results JSON to set ours next to")
     parser.add_argument("--results-dir", type=Path, default=RESULTS_DIR, help="where the results JSON goes")
+    parser.add_argument("--report", type=Path, help="print the tables of a saved results JSON again (runs nothing)")
     parser.add_argument("--keep-dbs", action="store_true", help="keep the database files")
     args = parser.parse_args()
     if args.scale and args.conversations is None:
@@ -440,10 +443,21 @@ def write_results(report_data: dict, args: argparse.Namespace, started_at: datet
     return output
 
 
+def reprint(path: Path, compare: Path | None) -> None:
+    """The tables and verdicts of a saved run, from its JSON (with the current report code)."""
+    data = json.loads(path.read_text(encoding="utf-8"))
+    saved = argparse.Namespace(**{**data["arguments"], "compare": compare})
+    corpus = Path(data.get("corpus") or "ShareGPT_V3_unfiltered_cleaned_split.json")
+    report.print_report(data["regimes"], saved, corpus, data["queries"])
+
+
 def main() -> None:
     started = time.perf_counter()
     started_at = datetime.now()
     args = parse_args()
+    if args.report:
+        reprint(args.report, args.compare)
+        return
     systems = choose_systems(args)
     pythons = interpreters(systems, args.offline)
     corpus = find_corpus(args)
@@ -464,6 +478,8 @@ def main() -> None:
         "started_at": started_at.isoformat(timespec="seconds"),
         "arguments": {k: str(v) if isinstance(v, Path) else v for k, v in vars(args).items()},
         "queries": QUERIES,
+        "corpus": str(corpus),
+        "load_average_end": load_average(),
         "regimes": regimes,
         "goals": summary,
         "wall_seconds": time.perf_counter() - started,

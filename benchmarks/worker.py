@@ -38,10 +38,10 @@ import subprocess
 import sys
 import time
 import traceback
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import timedelta
-from typing import Any
+from typing import Any, TypeVar
 
 from corpus import Corpus
 from qv_ollama_sdk.domain.models import Conversation, Message, MessageRole
@@ -50,10 +50,11 @@ BENCH_DIR = os.path.dirname(os.path.abspath(__file__))
 SYSTEMS = ("seed", "ours", "inline", "batched", "openai", "postgres")
 RICH = ("ours", "postgres")  # this project's richer API
 FLOORS = ("inline", "batched")  # bare sqlite3
-#: Messages of the long chat timed per round (and the width of its windows).
-LONG_CHAT_ROUND = 100
+#: The width of the long chat's windows (first, middle and last turns), in messages.
+LONG_CHAT_WINDOW = 100
 
 Persist = Callable[[Any, Conversation, Message], None]
+T = TypeVar("T")
 
 # -- measuring ----------------------------------------------------------------
 
@@ -124,7 +125,7 @@ def file_size(path: str) -> dict:
     return sizes
 
 
-def round_slice(items: list[Any], round_number: int, rounds: int) -> list[Any]:
+def round_slice(items: Sequence[T], round_number: int, rounds: int) -> Sequence[T]:
     """Round ``round_number`` of ``rounds`` near-equal consecutive parts of ``items``."""
     start = len(items) * round_number // rounds
     return items[start: len(items) * (round_number + 1) // rounds]
@@ -184,7 +185,7 @@ def database_size(system: str, db_path: str) -> dict:
     import psycopg
 
     with psycopg.connect(POSTGRES_URL) as connection:
-        (total,) = connection.execute(
+        (total,) = connection.execute(  # type: ignore[misc]
             """SELECT coalesce(sum(pg_total_relation_size(c.oid)), 0) FROM pg_class c
                JOIN pg_namespace n ON n.oid = c.relnamespace WHERE n.nspname = %s AND c.relkind = 'r'""",
             (postgres_schema(db_path),),
@@ -290,70 +291,75 @@ def bench_save_many(store: Any, conversations: Iterable[Conversation], batch_siz
             "messages_per_second": messages / total}
 
 
-def bench_load(store: Any, conversation_ids: list[str]) -> dict:
+def time_loads(store: Any, conversation_ids: Sequence[str]) -> list[float]:
     """``load_conversation`` of each id (one untimed warm-up first)."""
+    if not conversation_ids:
+        return []
     store.load_conversation(conversation_ids[0])
-    return summarize([timed(store.load_conversation, conversation_id)[0] for conversation_id in conversation_ids])
+    return [timed(store.load_conversation, conversation_id)[0] for conversation_id in conversation_ids]
 
 
-def bench_search(store: Any, queries: list[str], **options: Any) -> dict:
-    """One ``search_conversations`` per query; records each query's time and number of hits."""
-    store.search_conversations(queries[0], **options)  # warm-up, untimed
-    times, per_query = [], {}
+def time_searches(store: Any, queries: Sequence[str], found: dict, **options: Any) -> list[float]:
+    """One ``search_conversations`` per query (untimed warm-up first); each query's ms and hits go in ``found``."""
+    if not queries:
+        return []
+    store.search_conversations(queries[0], **options)
+    times = []
     for query in queries:
         seconds, hits = timed(store.search_conversations, query, **options)
         times.append(seconds)
-        per_query[query] = {"ms": seconds * 1000, "hits": len(hits)}
-    result = summarize(times)
-    result["queries"] = per_query
-    result["hits"] = sum(found["hits"] for found in per_query.values())
-    return result
+        found[query] = {"ms": seconds * 1000, "hits": len(hits)}
+    return times
 
 
-def bench_time_search(store: Any, windows: list[tuple[str, str]]) -> dict:
+def time_windows(store: Any, windows: Sequence[tuple[str, str]], hits: list[int]) -> list[float]:
     """``search_by_time(start, end)`` over each window (ISO strings, both ends inclusive)."""
+    if not windows:
+        return []
     store.search_by_time(*windows[0])  # warm-up, untimed
-    times, hits = [], []
+    times = []
     for start, end in windows:
         seconds, found = timed(store.search_by_time, start, end)
         times.append(seconds)
         hits.append(len(found))
-    result = summarize(times)
-    result["median_hits"] = statistics.median(hits)
-    return result
+    return times
 
 
-def bench_list_all(store: Any, repeats: int) -> tuple[dict, list[str]]:
-    """Times ``list_conversations()`` and returns the listed ids in order too."""
-    store.list_conversations()  # warm-up, untimed
-    times, listed = [], []
+def time_lists(store: Any, repeats: int) -> list[float]:
+    """``list_conversations()``, ``repeats`` times (untimed warm-up first)."""
+    if not repeats:
+        return []
+    store.list_conversations()
+    times = []
     for _ in range(repeats):
-        listed = []  # let the previous listing go before the next one is built
         seconds, listed = timed(store.list_conversations)
+        del listed  # let this listing go before the next one is built
         times.append(seconds)
-    result = summarize(times)
-    result["rows"] = len(listed)
-    return result, [row["id"] for row in listed]
+    return times
 
 
-def bench_list_offset(store: Any, depths: list[int]) -> dict:
+def time_pages_offset(store: Any, depths: Sequence[int]) -> list[float]:
     """One page of 20 starting at each depth, with limit/offset."""
+    if not depths:
+        return []
     store.list_conversations(limit=20, offset=0)  # warm-up, untimed
-    return summarize([timed(store.list_conversations, limit=20, offset=depth)[0] for depth in depths])
+    return [timed(store.list_conversations, limit=20, offset=depth)[0] for depth in depths]
 
 
-def bench_list_keyset(store: Any, listed_ids: list[str], depths: list[int]) -> dict:
+def time_pages_keyset(store: Any, listed_ids: list[str], depths: Sequence[int]) -> list[float]:
     """The same pages with keyset paging: after= the id of the row just before the page."""
+    if not depths:
+        return []
     store.list_conversations(limit=20, after=listed_ids[0])  # warm-up, untimed
-    return summarize([timed(store.list_conversations, limit=20, after=listed_ids[d - 1])[0] for d in depths])
+    return [timed(store.list_conversations, limit=20, after=listed_ids[d - 1])[0] for d in depths]
 
 
-def delete_each(store: Any, conversation_ids: list[str], times: list[float]) -> None:
+def delete_each(store: Any, conversation_ids: Sequence[str], times: list[float]) -> None:
     """``delete_conversation`` of each id (each one stored)."""
     times.extend(timed(store.delete_conversation, conversation_id)[0] for conversation_id in conversation_ids)
 
 
-def replay_chats(store: Any, system: str, sample: list[Conversation], persist: Persist, times: list[float]) -> None:
+def replay_chats(store: Any, system: str, sample: Sequence[Conversation], persist: Persist, times: list[float]) -> None:
     """Replay each conversation message by message as a new chat, persisting after each.
 
     Every replay gets new ids, built with the SDK's add_*_message; only the persisting
@@ -377,7 +383,7 @@ def open_session(store: Any, system: str, conversation: Conversation) -> None:
 
 def long_chat_windows(turns: int) -> dict[str, tuple[int, int]]:
     """The three windows of the long chat, by 1-based turn numbers (1-100, 301-400, 901-1000 at 1,000)."""
-    width = min(LONG_CHAT_ROUND, max(1, turns // 10))
+    width = min(LONG_CHAT_WINDOW, max(1, turns // 10))
     middle = (3 * turns) // 10
     return {"first": (1, width), "middle": (middle + 1, middle + width), "last": (turns - width + 1, turns)}
 
@@ -491,6 +497,8 @@ class Bench:
     times: dict[str, list[float]] = field(default_factory=dict)
     bulk_messages: int = 0
     listed_ids: list[str] = field(default_factory=list)
+    per_query: dict[str, dict] = field(default_factory=dict)
+    hits: list[int] = field(default_factory=list)
 
     @property
     def db_path(self) -> str:
@@ -512,34 +520,52 @@ class Bench:
             result["messages"] = self.bulk_messages
             result["messages_per_second"] = self.bulk_messages / result["total_s"]
             self.result["bulk_save"] = result
+            close_store(self.store)  # untimed; the reads open the filled database again
+            self.store = None
 
     def step_reads(self, round_number: int, rounds: int) -> None:
-        """Every read workload on the filled database, then its size."""
-        store, plan = self.store, self.plan
-        progress(self.system, "reads ...")
-        self.result["load"] = bench_load(store, plan.load_ids)
+        """Round r of every read workload on the filled database (its r-th share of each); then its size."""
+        if round_number == 0:
+            progress(self.system, f"reads, {rounds} rounds ...")
+            self.store = open_store(self.system, self.db_path)
+            self.listed_ids = [row["id"] for row in self.store.list_conversations()] if self.system != "openai" else []
+        plan, share = self.plan, (lambda items: round_slice(items, round_number, rounds))
+        queries = share(plan.queries)
+        self.timings("load").extend(time_loads(self.store, share(plan.load_ids)))
         if self.system != "openai":
-            self.seed_api_reads()
+            self.timings("search_all").extend(time_searches(self.store, queries, self.found("search_all")))
+            self.timings("time_search").extend(time_windows(self.store, share(plan.time_windows), self.hits))
+            self.timings("list_all").extend(time_lists(self.store, len(share(range(plan.list_repeats)))))
         if self.system in RICH or self.system in FLOORS:
-            self.richer_reads()
-        close_store(store)
+            self.timings("search_top20").extend(time_searches(
+                self.store, queries, self.found("search_top20"), limit=20, order="relevance", snippets=True))
+            depths = share(plan.page_depths)
+            self.timings("list_page_offset").extend(time_pages_offset(self.store, depths))
+            self.timings("list_page_keyset").extend(time_pages_keyset(self.store, self.listed_ids, depths))
+        if round_number == rounds - 1:
+            self.finish_reads()
+
+    def found(self, section: str) -> dict:
+        """Per-query ms and hits of one search workload, filled round by round."""
+        return self.per_query.setdefault(section, {})
+
+    def finish_reads(self) -> None:
+        """Summaries of the read workloads; close; the database's size (exactly the corpus)."""
+        for name in ("load", "search_all", "time_search", "list_all", "search_top20", "list_page_offset",
+                     "list_page_keyset"):
+            if self.times.get(name):
+                self.result[name] = summarize(self.times.pop(name))
+        for section, found in self.per_query.items():
+            self.result[section]["queries"] = found
+            self.result[section]["hits"] = sum(entry["hits"] for entry in found.values())
+        if self.hits:
+            self.result["time_search"]["median_hits"] = statistics.median(self.hits)
+        if "list_all" in self.result:
+            self.result["list_all"]["rows"] = len(self.listed_ids)
+        close_store(self.store)
         self.store = None
         # Before the live chat and the deletes: the size of exactly the corpus, the same data everywhere.
         self.result["file_size"] = database_size(self.system, self.db_path)
-
-    def seed_api_reads(self) -> None:
-        """search_conversations(q) (all hits), search_by_time, list_conversations()."""
-        self.result["search_all"] = bench_search(self.store, self.plan.queries)
-        self.result["time_search"] = bench_time_search(self.store, self.plan.time_windows)
-        self.result["list_all"], self.listed_ids = bench_list_all(self.store, self.plan.list_repeats)
-
-    def richer_reads(self) -> None:
-        """Top-20 relevance search with snippets, and pages with offset and with after=."""
-        plan = self.plan
-        self.result["search_top20"] = bench_search(self.store, plan.queries, limit=20, order="relevance",
-                                                    snippets=True)
-        self.result["list_page_offset"] = bench_list_offset(self.store, plan.page_depths)
-        self.result["list_page_keyset"] = bench_list_keyset(self.store, self.listed_ids, plan.page_depths)
 
     def step_live(self, round_number: int, rounds: int) -> None:
         """Round r of the live chats (into the filled database), every way of persisting."""
@@ -558,19 +584,36 @@ class Bench:
             self.store = None
 
     def step_delete(self, round_number: int, rounds: int) -> None:
-        """A few deletes then a timed close(); reopened, N deletes then a timed close()."""
-        progress(self.system, f"delete {len(self.plan.delete_few)} + {len(self.plan.delete_many)} ...")
-        times: list[float] = []
-        closes = {}
-        for name, ids in (("few", self.plan.delete_few), ("many", self.plan.delete_many)):
-            store = open_store(self.system, self.db_path)
-            delete_each(store, ids, times)
-            closes[f"close_after_{name}_ms"] = timed(close_store, store)[0] * 1000 if hasattr(store, "close") else None
-            closes[name] = len(ids)
-        self.result["delete"] = {**summarize(times), **closes}
+        """Round 0: N/5 deletes, then a timed close(). Rounds 1..: shares of N more deletes, then a timed close().
+
+        With a single round both phases run in it.
+        """
+        if round_number == 0:
+            progress(self.system, f"delete {len(self.plan.delete_few)} + {len(self.plan.delete_many)} ...")
+            self.delete_phase("few", self.plan.delete_few, close=True)
+        many = self.plan.delete_many
+        if rounds == 1:
+            self.delete_phase("many", many, close=True)
+        elif round_number > 0:
+            share = round_slice(many, round_number - 1, rounds - 1)
+            self.delete_phase("many", share, close=round_number == rounds - 1)
+        if round_number == rounds - 1:
+            closes = {key: self.result.pop(key, None) for key in ("close_after_few_ms", "close_after_many_ms")}
+            self.result["delete"] = {**summarize(self.times.pop("delete")), **closes,
+                                     "few": len(self.plan.delete_few), "many": len(many)}
+
+    def delete_phase(self, name: str, ids: Sequence[str], close: bool) -> None:
+        """Delete ``ids`` on the open store (opened if needed); with ``close``, time the close() after them."""
+        if self.store is None:
+            self.store = open_store(self.system, self.db_path)
+        delete_each(self.store, ids, self.timings("delete"))
+        if close:
+            has_close = hasattr(self.store, "close")
+            self.result[f"close_after_{name}_ms"] = timed(close_store, self.store)[0] * 1000 if has_close else None
+            self.store = None
 
     def step_long(self, round_number: int, rounds: int) -> None:
-        """Round r of the long chat: its next 100 messages, in a fresh database per way."""
+        """Round r of the long chat: its r-th share of the messages, in a fresh database per way."""
         ways = persist_ways(self.system)
         if round_number == 0:
             progress(self.system, f"{len(self.plan.long_texts)}-turn chat, {rounds} rounds ...")
