@@ -78,11 +78,19 @@ FSYNC_SAMPLES = 200
 # -- setup ------------------------------------------------------------------------
 
 
-def installed_version(python: Path, distribution: str) -> str | None:
-    """The version of ``distribution`` that ``python`` imports, or None."""
-    code = f"import importlib.metadata as m; print(m.version({distribution!r}))"
-    done = subprocess.run([str(python), "-c", code], capture_output=True, text=True, check=False)
-    return done.stdout.strip() if done.returncode == 0 else None
+def installed_versions(python: Path, distributions: list[str]) -> list[str | None]:
+    """The version of each distribution that ``python`` sees (None: not installed), in one process."""
+    code = (
+        "import importlib.metadata as m, sys\n"
+        "for name in sys.argv[1:]:\n"
+        "    try:\n"
+        "        print(m.version(name))\n"
+        "    except m.PackageNotFoundError:\n"
+        "        print('')\n"
+    )
+    done = subprocess.run([str(python), "-c", code, *distributions], capture_output=True, text=True, check=False)
+    found = done.stdout.split("\n") if done.returncode == 0 else []
+    return [(found[i] or None) if i < len(found) else None for i in range(len(distributions))]
 
 
 def ensure_venv(name: str, requirements: list[str], offline: bool) -> Path | None:
@@ -92,8 +100,8 @@ def ensure_venv(name: str, requirements: list[str], offline: bool) -> Path | Non
     """
     venv = CACHE_DIR / name
     python = venv / "bin" / "python"
-    wanted = [requirement.split("==") for requirement in requirements]
-    ready = python.exists() and all(installed_version(python, d) == v for d, v in wanted)
+    names, versions = zip(*(requirement.split("==") for requirement in requirements))
+    ready = python.exists() and installed_versions(python, list(names)) == list(versions)
     if ready:
         return python
     if offline:
