@@ -163,7 +163,8 @@ def postgres_problem() -> str | None:
 
 def choose_systems(args: argparse.Namespace) -> list[str]:
     """The systems asked for, minus postgres (with a note) when it cannot run."""
-    asked = args.systems.split(",") if args.systems else list(SYSTEMS)
+    scale_default = ["ours", "inline", "batched"]
+    asked = args.systems.split(",") if args.systems else (scale_default if args.scale else list(SYSTEMS))
     unknown = set(asked) - set(SYSTEMS)
     if unknown:
         sys.exit(f"unknown systems: {', '.join(sorted(unknown))} (choose from {', '.join(SYSTEMS)})")
