@@ -377,17 +377,27 @@ def check_modules(results: dict, pythons: dict[str, Path]) -> None:
 
 
 def check_floors_agree(results: dict) -> dict | None:
-    """Both floors must find exactly the same hits for every query (all hits and top 20)."""
+    """Both floors must find exactly the same hits for every query: all hits and top 20 after the bulk
+    save, and all hits right after the live chats (with an unindexed tail on the batched floor).
+
+    Returns the totals, and whether ours found the same after the live chats (reported, not enforced).
+    """
     if not {"inline", "batched"} <= results.keys():
         return None
     counts = {}
     for section in ("search_all", "search_top20"):
         for floor in ("inline", "batched"):
             counts[f"{floor} {section}"] = {q: found["hits"] for q, found in results[floor][section]["queries"].items()}
+    for floor in ("inline", "batched"):
+        counts[f"{floor} after live"] = results[floor].get("hits_after_live", {})
+    for section in ("search_all", "search_top20", "after live"):
         if counts[f"inline {section}"] != counts[f"batched {section}"]:
             sys.exit(f"the floors disagree on {section} hits: {counts}")
+    ours_after = results.get("ours", {}).get("hits_after_live")
     return {"search_all_hits": sum(counts["inline search_all"].values()),
-            "search_top20_hits": sum(counts["inline search_top20"].values())}
+            "search_top20_hits": sum(counts["inline search_top20"].values()),
+            "hits_after_live": sum(counts["inline after live"].values()),
+            "ours_same_after_live": None if ours_after is None else ours_after == counts["inline after live"]}
 
 
 # -- main ------------------------------------------------------------------------------

@@ -230,13 +230,15 @@ def persist_ways(system: str) -> list[tuple[str, Persist]]:
     """(name, way) of every way this system persists a chat after each new message.
 
     ``save``: the seed API's ``save_conversation(conv, conv.messages)``; ``append``:
-    only the newest message (add_messages for ours; the floors and SQLiteSession
-    have nothing else, so their append stands in both rows of the table).
+    only the newest message (``add_messages`` for ours). The floors and SQLiteSession
+    can only append: they run their append in both passes, so that each row of the
+    table has its own floor measured in the same rounds, and the floors end up with
+    the same conversations as ours (their search hits must match).
     """
     if system in FLOORS:
-        return [("append", floor_append)]
+        return [("save", floor_append), ("append", floor_append)]
     if system == "openai":
-        return [("append", openai_append)]
+        return [("save", openai_append), ("append", openai_append)]
     ways: list[tuple[str, Persist]] = [("save", save_whole_conversation)]
     if system in RICH:
         ways.append(("append", add_newest_message))
@@ -310,6 +312,11 @@ def time_searches(store: Any, queries: Sequence[str], found: dict, **options: An
         times.append(seconds)
         found[query] = {"ms": seconds * 1000, "hits": len(hits)}
     return times
+
+
+def hits_per_query(store: Any, queries: Sequence[str]) -> dict[str, int]:
+    """Untimed: how many conversations ``search_conversations(q)`` finds for each query."""
+    return {query: len(store.search_conversations(query)) for query in queries}
 
 
 def time_windows(store: Any, windows: Sequence[tuple[str, str]], hits: list[int]) -> list[float]:
@@ -580,6 +587,8 @@ class Bench:
                 result = summarize(self.times.pop(f"live_{name}"))
                 result["saves_per_second"] = result["per_second"]
                 self.result[f"live_chat_{name}"] = result
+            if self.system != "openai":
+                self.result["hits_after_live"] = hits_per_query(self.store, self.plan.queries)
             close_store(self.store)  # untimed: what the live chats left to do is not the deletes' cost
             self.store = None
 
