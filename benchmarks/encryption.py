@@ -41,9 +41,8 @@ from collections.abc import Callable
 from datetime import datetime, timedelta
 from pathlib import Path
 
-from qv_ollama_sdk.domain.models import Message, MessageRole
-
 from corpus import Corpus
+from qv_ollama_sdk.domain.models import Message, MessageRole
 from run import QUERIES, REPO_DIR, RESULTS_DIR, ensure_corpus
 from worker import file_size, progress, summarize, timed
 

