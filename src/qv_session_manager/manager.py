@@ -9,7 +9,7 @@ from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import replace as dataclass_replace
 from datetime import datetime
 from types import TracebackType
-from typing import Any, TextIO
+from typing import Any, TextIO, cast
 
 from qv_ollama_sdk.domain.models import Conversation, Message
 
@@ -212,14 +212,14 @@ class SessionManager:
             if sent is not None:
                 records = [message_to_record(chosen[index]) for index in sent]
                 if not saved.moved(sent, records):
-                    revision = store.save_revisioned(  # type: ignore[union-attr]
+                    revision = cast(RevisionedSaving, store).save_revisioned(
                         record, records, expected=saved.revision
                     )
                     if revision is not None:
                         self._remember(record.id, saved.advanced(revision, chosen, sent, records))
                         return
         records = [message_to_record(m) for m in chosen]
-        revision = store.save_revisioned(record, records, replace=replace)  # type: ignore[union-attr]
+        revision = cast(RevisionedSaving, store).save_revisioned(record, records, replace=replace)
         self._remember(record.id, None if revision is None else SavedState.of(revision, chosen, records))
 
     def _remember(self, conversation_id: str, state: SavedState | None) -> None:

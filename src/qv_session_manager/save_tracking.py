@@ -166,7 +166,8 @@ class SavedState:
                 index for index, message in enumerate(messages)
                 if index >= len(slots) or not slots[index].holds(message)
             ]
-        except Exception:  # an object whose comparison fails: the full save reports it properly
+        except (ValueError, TypeError, AttributeError, LookupError, RecursionError):
+            # an object whose comparison fails: the full save reports it properly
             return None
 
     def moved(self, sent: Sequence[int], records: Sequence[MessageRecord]) -> bool:

@@ -25,7 +25,13 @@ from typing import Any
 
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from qv_ollama_sdk.domain.models import Conversation, Function, Message, MessageRole, ToolCall
+from qv_ollama_sdk.domain.models import (
+    Conversation,
+    Function,
+    Message,
+    MessageRole,
+    ToolCall,
+)
 
 from .. import codec
 from ..backends.memory import MemoryStore
@@ -191,7 +197,7 @@ class _Run:
         elif name == "title":
             self.conversation.title = data.draw(st.sampled_from(["mutations", "renamed", None]))
             self.conversation.metadata[data.draw(_KEYS)] = data.draw(_VALUES)
-        else:
+        elif pick is not None:
             self.other_step(data, name, messages, pick)
 
     def other_step(self, data: st.DataObject, name: str, messages: list[Message], pick: Callable[[], int]) -> None:

@@ -16,8 +16,8 @@ from urllib.parse import unquote, urlsplit
 from ...rules import now_key
 from ...timeutil import time_key
 from . import schema
-from .rows import index_body, parse_timestamp
 from .errors import translate
+from .rows import index_body, parse_timestamp
 from .store import _LIVE, SQLiteStore
 
 #: The search indexes and the SQL giving (rowid, text) of what each must hold: the rows

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import builtins
 import contextlib
-
 import json
 import logging
 import os
@@ -17,11 +16,16 @@ from datetime import datetime
 from types import ModuleType
 from typing import Any, Literal
 
-from ...errors import CorruptStorageError, EncryptionKeyError, InvalidInputError, ReadOnlyStorageError, StorageError
+from ...errors import (
+    CorruptStorageError,
+    EncryptionKeyError,
+    InvalidInputError,
+    ReadOnlyStorageError,
+    StorageError,
+)
 from ...private_files import touch_private_file
 from ...protocol import Capability, ConversationFilter, SaveItem, SearchOrder
 from ...query import Query, bm25, to_fts5
-from ...text import tokens
 from ...records import (
     ConversationRecord,
     MessageRecord,
@@ -33,8 +37,16 @@ from ...records import (
     is_storable_id,
     metadata_matches,
 )
+from ...rules import (
+    check_filter,
+    check_order,
+    check_page,
+    check_window,
+    now_key,
+    window_start,
+)
+from ...text import tokens
 from ...timeutil import time_key
-from ...rules import check_filter, check_order, check_page, check_window, now_key, window_start
 from . import cipher, schema
 from .errors import EncryptedOrCorruptError, translate
 from .rows import (
