@@ -126,10 +126,18 @@ def _migration_2(cursor: psycopg.Cursor, schema: str) -> None:
         cursor.executemany(f"UPDATE {table} SET expires_key = %s WHERE pk = %s", keys)  # type: ignore[arg-type]
 
 
+def _migration_3(cursor: psycopg.Cursor, schema: str) -> None:
+    """Revisions: a count of this library's writes to each conversation (see PostgresStore.save_revisioned)."""
+    cursor.execute(
+        f"ALTER TABLE {schema}.qv_conversations ADD COLUMN revision bigint NOT NULL DEFAULT 0"  # type: ignore[arg-type]
+    )
+
+
 #: MIGRATIONS[i] takes a schema from version i to version i + 1: (description, function).
 MIGRATIONS: list[tuple[str, Callable[[psycopg.Cursor, str], None]]] = [
     ("conversations, messages and their search vectors", _migration_1),
     ("conversation expiry (metadata expires_at)", _migration_2),
+    ("conversation revisions", _migration_3),
 ]
 LATEST = len(MIGRATIONS)
 

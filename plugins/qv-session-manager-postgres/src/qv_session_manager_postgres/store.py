@@ -34,7 +34,7 @@ import logging
 import select
 import threading
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Hashable, Iterable, Sequence
 from datetime import datetime
 from typing import Any, NamedTuple, TypeVar
 
@@ -170,7 +170,8 @@ _UPSERT = """ON CONFLICT (id_key) DO UPDATE SET title = EXCLUDED.title, model_na
     created_key = EXCLUDED.created_key, updated_key = EXCLUDED.updated_key,
     metadata = EXCLUDED.metadata, filter_doc = EXCLUDED.filter_doc, escaped = EXCLUDED.escaped,
     title_tsv = EXCLUDED.title_tsv, title_exact = EXCLUDED.title_exact, expires_key = EXCLUDED.expires_key,
-    next_position = CASE WHEN c.expires_key <= %(now)s COLLATE "C" THEN -1 ELSE c.next_position END"""
+    next_position = CASE WHEN c.expires_key <= %(now)s COLLATE "C" THEN -1 ELSE c.next_position END,
+    revision = c.revision + 1"""
 
 
 def _names(fields: Sequence[_Field]) -> str:
@@ -440,14 +441,37 @@ class PostgresStore:
         *,
         replace: bool = False,
     ) -> None:
+        self.save_revisioned(conversation, messages, replace=replace)
+
+    def save_revisioned(
+        self,
+        conversation: ConversationRecord,
+        messages: Sequence[MessageRecord],
+        *,
+        replace: bool = False,
+        expected: Hashable | None = None,
+    ) -> Hashable | None:
+        """See :class:`~qv_session_manager.protocol.RevisionedSaving`.
+
+        The revision is (row key, count): row keys are never reused and every write of
+        this library to a conversation (saves, appends, message deletes) counts.
+        """
         check_save(conversation, messages)
         row = encode_conversation(conversation)
         encoded = [EncodedMessage(message) for message in messages]
-        self._run(
-            f"saving conversation {conversation.id}",
-            lambda cursor: self._save(cursor, row, encoded, bool(replace)),
-            write=True,
-        )
+
+        def work(cursor: psycopg.Cursor) -> tuple[int, int] | None:
+            if expected is not None:
+                found = cursor.execute(
+                    f"SELECT pk, revision FROM {self._s}.qv_conversations c WHERE id_key = %(id_key)s AND {_LIVE}"
+                    " FOR UPDATE",  # type: ignore[arg-type]
+                    {"id_key": row["id_key"], "now": now_key()},
+                ).fetchone()
+                if found is None or (found[0], found[1]) != expected:
+                    return None
+            return self._save(cursor, row, encoded, bool(replace))
+
+        return self._run(f"saving conversation {conversation.id}", work, write=True)
 
     def save_many(self, items: Iterable[SaveItem]) -> int:
         """Save each ``(conversation, messages)`` pair as ``save`` would, in one transaction.
@@ -491,10 +515,10 @@ class PostgresStore:
         def work(cursor: psycopg.Cursor) -> bool:
             # The conversation row first: concurrent saves of it wait, so nothing of theirs is lost.
             table = f"{self._s}.qv_conversations c"
-            if stamp[0] is None:
-                sql = f"SELECT pk, next_position FROM {table} WHERE id_key = %(key)s AND {_LIVE} FOR UPDATE"
-            else:
-                sql = f"UPDATE {table} SET {_SET_TIME} WHERE id_key = %(key)s AND {_LIVE} RETURNING pk, next_position"
+            sql = (
+                f"UPDATE {table} SET revision = revision + 1, {_SET_TIME}"
+                f" WHERE id_key = %(key)s AND {_LIVE} RETURNING pk, next_position"
+            )
             found = cursor.execute(  # type: ignore[call-overload]
                 sql, {"key": id_key(conversation_id), "updated_at": stamp[0], "updated_key": stamp[1], "now": now_key()}
             ).fetchone()
@@ -523,14 +547,18 @@ class PostgresStore:
             if stamp[0] is None:
                 sql = f"SELECT pk FROM {s}.qv_conversations c WHERE id_key = %(key)s AND {_LIVE}"
             else:
-                sql = f"UPDATE {s}.qv_conversations c SET {_SET_TIME} WHERE id_key = %(key)s AND {_LIVE} RETURNING pk"
+                sql = (
+                    f"UPDATE {s}.qv_conversations c SET revision = revision + 1, {_SET_TIME}"
+                    f" WHERE id_key = %(key)s AND {_LIVE} RETURNING pk"
+                )
             return cursor.execute(sql, params).fetchone() is not None  # type: ignore[arg-type]
         params["count"] = len(encoded)
         source = _rows("v", _MESSAGE_FIELDS, [_message_row(e) for e in encoded], params, ordinality=True)
         try:
             cursor.execute(
                 f"""WITH c AS (
-                        UPDATE {s}.qv_conversations c SET next_position = next_position + %(count)s::bigint, {_SET_TIME}
+                        UPDATE {s}.qv_conversations c
+                        SET next_position = next_position + %(count)s::bigint, revision = revision + 1, {_SET_TIME}
                         WHERE id_key = %(key)s AND {_LIVE}
                         RETURNING pk, next_position - %(count)s::bigint AS first
                     )
@@ -545,13 +573,16 @@ class PostgresStore:
             raise
         return cursor.rowcount > 0
 
-    def _save(self, cursor: psycopg.Cursor, row: dict[str, Any], encoded: list[EncodedMessage], replace: bool) -> None:
+    def _save(
+        self, cursor: psycopg.Cursor, row: dict[str, Any], encoded: list[EncodedMessage], replace: bool
+    ) -> tuple[int, int]:
+        """The writes of a save in the caller's transaction; returns (row key, revision) after it."""
         s = self._s
         # The upsert row-locks the conversation: writers of one conversation queue here.
-        pk, stored_next = cursor.execute(
+        pk, stored_next, revision = cursor.execute(
             f"""INSERT INTO {s}.qv_conversations AS c ({_names(_CONVERSATION_FIELDS)})
                 VALUES ({", ".join(f"%({name})s{cast}" for name, _, cast in _CONVERSATION_FIELDS)})
-                {_UPSERT} RETURNING c.pk, c.next_position""",  # type: ignore[arg-type]
+                {_UPSERT} RETURNING c.pk, c.next_position, c.revision""",  # type: ignore[arg-type]
             {**row, "now": now_key()},
         ).fetchone()  # type: ignore[misc]
         if stored_next == _EXPIRED:
@@ -559,7 +590,7 @@ class PostgresStore:
             stored_next = 0
         if not replace:
             self._merge(cursor, pk, stored_next, encoded)
-            return
+            return pk, revision
         # replace: the stored messages become exactly these, in this order.
         stored = self._stored(cursor, pk, None)
         writes = _Writes()
@@ -578,6 +609,7 @@ class PostgresStore:
         if next_position != stored_next:
             writes.next_positions.append((pk, next_position))
         self._write(cursor, writes)
+        return pk, revision
 
     def _restart(self, cursor: psycopg.Cursor, pks: list[int]) -> None:
         """Empty conversations the upsert found expired: their messages go, ``next_position`` is 0 again.
@@ -737,9 +769,11 @@ class PostgresStore:
             return False
 
         def work(cursor: psycopg.Cursor) -> bool:
-            # Lock the conversation first, as save does: one lock order, no deadlocks.
+            # Lock the conversation first, as save does: one lock order, no deadlocks. The
+            # revision counts the write (saves that skip unchanged messages rely on it).
             found = cursor.execute(
-                f"SELECT pk FROM {self._s}.qv_conversations c WHERE id_key = %(key)s AND {_LIVE} FOR UPDATE",  # type: ignore[arg-type]
+                f"UPDATE {self._s}.qv_conversations c SET revision = revision + 1"
+                f" WHERE id_key = %(key)s AND {_LIVE} RETURNING pk",  # type: ignore[arg-type]
                 {"key": id_key(conversation_id), "now": now_key()},
             ).fetchone()
             if found is None:
