@@ -38,12 +38,13 @@ import subprocess
 import sys
 import time
 import traceback
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Any, TypeVar
 
 from corpus import Corpus
+from floors import batches  # stdlib only, so every worker's venv can import it
 from qv_ollama_sdk.domain.models import Conversation, Message, MessageRole
 
 BENCH_DIR = os.path.dirname(os.path.abspath(__file__))
@@ -101,18 +102,6 @@ def peak_rss_mb() -> float:
 def progress(system: str, text: str) -> None:
     """A line on stderr, which run.py passes through."""
     print(f"[{system}] {text}", file=sys.stderr, flush=True)
-
-
-def batches(iterable: Iterable[Any], size: int) -> Iterator[list[Any]]:
-    """Lists of ``size`` items (the last one may be shorter)."""
-    batch: list[Any] = []
-    for item in iterable:
-        batch.append(item)
-        if len(batch) == size:
-            yield batch
-            batch = []
-    if batch:
-        yield batch
 
 
 def file_size(path: str) -> dict:

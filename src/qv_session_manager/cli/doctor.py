@@ -55,7 +55,7 @@ def _check_leftovers(store: SQLiteStore, repair: bool) -> list[str]:
         return []
     click.echo(f"messages of deleted conversations shown in later ones: {count} FOUND (run --repair)")
     for item in leftovers:
-        click.echo(f"  conversation {item.conversation_id}: {len(item.message_keys)} messages")
+        say(f"  conversation {item.conversation_id}: {len(item.message_keys)} messages", err=False)
     return [f"{count} messages of deleted conversations"]
 
 
