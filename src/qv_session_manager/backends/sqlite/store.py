@@ -67,6 +67,18 @@ _TIME_FIELDS = {"updated_at": "updated_key", "created_at": "created_key"}
 #: The condition of a conversation ``c`` that has not expired at the parameter ``:now`` (see Capability.EXPIRY).
 _LIVE = "(c.expires_key IS NULL OR c.expires_key > :now)"
 _ID_BATCH = 500  # ids per IN (...) lookup, well below SQLite's variable limit
+#: Conversation columns a save rewrites only when they changed, and what it then sets.
+_UPDATED_WITH = ("model_name", "created_at", "updated_at", "metadata", "expires_key")
+_UPDATABLE = ", ".join(_UPDATED_WITH)
+_ASSIGNMENTS = (
+    "model_name = :model_name",
+    "created_at = :created_at, created_key = :created_key",
+    "updated_at = :updated_at, updated_key = :updated_key",
+    "metadata = :metadata",
+    "expires_key = :expires_key",
+)
+#: Saves with at most this many messages try to insert each one and look up only those already stored.
+_FEW = 4
 #: Rows waiting for the search index at which a write transaction indexes them all.
 FLUSH_AT = 256
 #: An upper bound of the messages and of the conversations waiting for the search index.
@@ -494,7 +506,7 @@ class SQLiteStore:
         With ``expected``, nothing is written (None) unless the live conversation is at that revision.
         """
         found = db.execute(
-            "SELECT pk, title, next_position, expires_key, revision FROM conversations WHERE id = ?",
+            f"SELECT pk, title, next_position, expires_key, revision, {_UPDATABLE} FROM conversations WHERE id = ?",
             (conversation.id,),
         ).fetchone()
         expired = found is not None and found[3] is not None and found[3] <= now
@@ -515,17 +527,18 @@ class SQLiteStore:
             self._inserted[1] += 1
             self._save_messages(db, pk, 0, encoded, stored_before=False, replace=replace)
             return pk, 1
-        pk, old_title, next_position, _, revision = found
+        pk, old_title, next_position, _, revision = found[:5]
         next_position = self._save_messages(db, pk, next_position, encoded, stored_before=True, replace=replace)
-        # The title and its index body are written only when the title changed, so
-        # the reindexing trigger fires for real changes alone.
-        title_change = ", title = :title, title_body = :title_body" if old_title != conversation.title else ""
+        # Only the fields that changed are written: fewer index entries to touch, and the
+        # title's reindexing trigger fires for real changes alone.
+        changes = "".join(
+            f", {assignments}" for column, stored, assignments in zip(_UPDATED_WITH, found[5:], _ASSIGNMENTS)
+            if row[column] != stored
+        )
+        if old_title != conversation.title:
+            changes += ", title = :title, title_body = :title_body"
         db.execute(
-            f"""UPDATE conversations SET model_name = :model_name,
-                created_at = :created_at, updated_at = :updated_at,
-                created_key = :created_key, updated_key = :updated_key, metadata = :metadata,
-                expires_key = :expires_key, next_position = :next_position, revision = :revision{title_change}
-               WHERE pk = :pk""",
+            f"UPDATE conversations SET next_position = :next_position, revision = :revision{changes} WHERE pk = :pk",
             {**row, "pk": pk, "next_position": next_position, "revision": revision + 1},
         )
         return pk, revision + 1
@@ -544,6 +557,8 @@ class SQLiteStore:
 
         Returns the conversation's next free position, which the caller writes.
         """
+        if stored_before and not replace and len(encoded) <= _FEW:
+            return self._save_few(db, pk, next_position, encoded)
         stored: dict[str, tuple[int, int, bytes]] = {}
         if stored_before:
             stored = self._stored_messages(db, pk, None if replace else [values[0] for values in encoded])
@@ -580,6 +595,31 @@ class SQLiteStore:
                 db.execute("UPDATE messages SET position = ? WHERE pk = ?", (position, message_pk))
         if new_rows:
             self._insert_messages(db, new_rows)
+        return next_position
+
+    def _save_few(self, db: sqlite3.Connection, pk: int, next_position: int, encoded: list[tuple[Any, ...]]) -> int:
+        """:meth:`_save_messages` for a few messages without ``replace``: a chat turn.
+
+        Each message is inserted unless its id is stored (one statement for a new one),
+        and only a stored one is looked up and rewritten if it changed. Returns the next
+        free position.
+        """
+        insert = f"""INSERT INTO messages (conversation_pk, position, {MESSAGE_COLUMNS}, digest, index_body)
+                     VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (conversation_pk, id) DO NOTHING"""
+        for values in encoded:
+            if db.execute(insert, (pk, next_position, *values, body_column(values[2]))).rowcount:
+                next_position += 1
+                self._inserted[0] += 1
+                continue
+            message_pk, old_digest = db.execute(
+                "SELECT pk, digest FROM messages WHERE conversation_pk = ? AND id = ?", (pk, values[0])
+            ).fetchone()
+            if old_digest != values[-1]:
+                db.execute(
+                    """UPDATE messages SET role = ?, content = ?, created_at = ?, metadata = ?, images = ?,
+                        tool_calls = ?, tool_call_id = ?, digest = ?, index_body = ? WHERE pk = ?""",
+                    (*values[1:], body_column(values[2]), message_pk),
+                )
         return next_position
 
     def _insert_messages(self, db: sqlite3.Connection, rows: list[tuple[Any, ...]]) -> None:
