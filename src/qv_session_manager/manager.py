@@ -191,7 +191,7 @@ class SessionManager:
         unparsable ``metadata["expires_at"]``, or an expiry the store does not
         honour (no ``Capability.EXPIRY``). Nothing is written then.
 
-        With a store that names revisions (RevisionedSaving: SQLite, memory), saving
+        With a store that names revisions (RevisionedSaving: SQLite, memory, PostgreSQL), saving
         a conversation this manager saved before converts and sends only the
         messages that changed since (new, edited in place, replaced), so a save
         costs what changed, not the whole history; the stored result is the same

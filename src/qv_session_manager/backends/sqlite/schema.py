@@ -182,7 +182,7 @@ def fill_index(db: sqlite3.Connection) -> None:
     )
 
 
-#: Rows not yet in the search index: (kind, table, key above which rows wait, text).
+#: kind -> (its search index, the SQL giving (key, index body) of the rows above a key, in key order).
 PENDING = {
     "messages": ("message_index", "SELECT pk, coalesce(index_body, content) FROM messages WHERE pk > ? ORDER BY pk"),
     "titles": ("title_index", "SELECT pk, coalesce(title_body, title) FROM conversations WHERE pk > ? ORDER BY pk"),

@@ -77,6 +77,9 @@ _ASSIGNMENTS = (
     "metadata = :metadata",
     "expires_key = :expires_key",
 )
+#: A new message row: (conversation_pk, position, MESSAGE_COLUMNS..., digest, index_body).
+_INSERT_MESSAGE = f"""INSERT INTO messages (conversation_pk, position, {MESSAGE_COLUMNS}, digest, index_body)
+    VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"""
 #: Saves with at most this many messages try to insert each one and look up only those already stored.
 _FEW = 4
 #: Rows waiting for the search index at which a write transaction indexes them all.
@@ -584,13 +587,7 @@ class SQLiteStore:
                 position = next_position
                 next_position += 1
             if old_digest != digest:
-                # The trigger messages_reindex replaces the search entry when the content changed.
-                db.execute(
-                    """UPDATE messages SET position = ?, role = ?, content = ?, created_at = ?,
-                        metadata = ?, images = ?, tool_calls = ?, tool_call_id = ?, digest = ?, index_body = ?
-                       WHERE pk = ?""",
-                    (position, *values[1:], body_column(values[2]), message_pk),
-                )
+                self._rewrite_message(db, message_pk, position, values)
             elif position != existing[1]:
                 db.execute("UPDATE messages SET position = ? WHERE pk = ?", (position, message_pk))
         if new_rows:
@@ -604,35 +601,41 @@ class SQLiteStore:
         and only a stored one is looked up and rewritten if it changed. Returns the next
         free position.
         """
-        insert = f"""INSERT INTO messages (conversation_pk, position, {MESSAGE_COLUMNS}, digest, index_body)
-                     VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (conversation_pk, id) DO NOTHING"""
+        insert = _INSERT_MESSAGE + " ON CONFLICT (conversation_pk, id) DO NOTHING"
         for values in encoded:
             if db.execute(insert, (pk, next_position, *values, body_column(values[2]))).rowcount:
                 next_position += 1
                 self._inserted[0] += 1
                 continue
-            message_pk, old_digest = db.execute(
-                "SELECT pk, digest FROM messages WHERE conversation_pk = ? AND id = ?", (pk, values[0])
+            message_pk, position, old_digest = db.execute(
+                "SELECT pk, position, digest FROM messages WHERE conversation_pk = ? AND id = ?", (pk, values[0])
             ).fetchone()
             if old_digest != values[-1]:
-                db.execute(
-                    """UPDATE messages SET role = ?, content = ?, created_at = ?, metadata = ?, images = ?,
-                        tool_calls = ?, tool_call_id = ?, digest = ?, index_body = ? WHERE pk = ?""",
-                    (*values[1:], body_column(values[2]), message_pk),
-                )
+                self._rewrite_message(db, message_pk, position, values)
         return next_position
+
+    @staticmethod
+    def _rewrite_message(db: sqlite3.Connection, message_pk: int, position: int, values: tuple[Any, ...]) -> None:
+        """Overwrite stored message ``message_pk`` with encoded ``values`` at ``position``.
+
+        The trigger messages_reindex replaces its search entry when the content changed.
+        """
+        db.execute(
+            """UPDATE messages SET position = ?, role = ?, content = ?, created_at = ?,
+                metadata = ?, images = ?, tool_calls = ?, tool_call_id = ?, digest = ?, index_body = ?
+               WHERE pk = ?""",
+            (position, *values[1:], body_column(values[2]), message_pk),
+        )
 
     def _insert_messages(self, db: sqlite3.Connection, rows: list[tuple[Any, ...]]) -> None:
         """Insert new message rows (conversation_pk, position, columns..., digest), in the order given.
 
         They wait for the search index (see :meth:`_flush_when_due`).
         """
-        insert = f"""INSERT INTO messages (conversation_pk, position, {MESSAGE_COLUMNS}, digest, index_body)
-                     VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"""
         if len(rows) == 1:
-            db.execute(insert, (*rows[0], body_column(rows[0][4])))
+            db.execute(_INSERT_MESSAGE, (*rows[0], body_column(rows[0][4])))
         else:
-            db.executemany(insert, [(*row, body_column(row[4])) for row in rows])
+            db.executemany(_INSERT_MESSAGE, [(*row, body_column(row[4])) for row in rows])
         self._inserted[0] += len(rows)
 
     @staticmethod
