@@ -5,12 +5,17 @@ Store-level fidelity is part of the conformance suite (qv_session_manager.testin
 
 from __future__ import annotations
 
+import pickle
+import uuid
 from datetime import datetime, timedelta, timezone
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 from qv_ollama_sdk.domain.models import Conversation, Function, Message, MessageRole, ToolCall
 
 from qv_session_manager import InvalidInputError, SessionManager
+from qv_session_manager.convert import _sdk_id
 from qv_session_manager.records import ToolCallRecord
 from qv_session_manager.testing.contract import conversation, message
 
@@ -87,3 +92,23 @@ def test_unstorable_sdk_message_leaves_stored_conversation_unchanged(manager: Se
         manager.save_conversation(conv)
     assert manager.load_conversation(str(conv.id)) == before
 
+
+
+@given(st.uuids())
+def test_loaded_uuid_ids_are_the_uuids_that_were_saved(value: uuid.UUID) -> None:
+    """Loads rebuild stored canonical UUID text without uuid.UUID's parser: the result is the same UUID."""
+    rebuilt = _sdk_id(str(value))
+    assert type(rebuilt) is uuid.UUID
+    assert (rebuilt, hash(rebuilt), str(rebuilt), rebuilt.version, rebuilt.is_safe) == (
+        value, hash(value), str(value), value.version, value.is_safe
+    )
+    assert pickle.loads(pickle.dumps(rebuilt)) == value
+
+
+@pytest.mark.parametrize("stored", ["plain-id", "6F1D8A52-3C1B-4F0E-9D54-1B0B6A6C2F11", "{6f1d8a52-3c1b-4f0e-9d54-1b0b6a6c2f11}"])
+def test_ids_stored_in_other_spellings_load_as_uuid_would_read_them(stored: str) -> None:
+    try:
+        expected: object = uuid.UUID(stored)
+    except ValueError:
+        expected = stored
+    assert _sdk_id(stored) == expected

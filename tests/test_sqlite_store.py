@@ -19,7 +19,7 @@ from qv_session_manager import (
 )
 from qv_session_manager.backends.sqlite import SQLiteStore
 from qv_session_manager.backends.sqlite import store as store_module
-from qv_session_manager.backends.sqlite.rows import index_body
+from qv_session_manager.backends.sqlite.rows import digest, index_body
 from qv_session_manager.protocol import Capability, ConversationFilter
 from qv_session_manager.query import parse, to_fts5
 from qv_session_manager.testing.contract import conversation, message
@@ -242,8 +242,30 @@ def test_closed_store_refuses_calls(tmp_path: Path) -> None:
 _index_texts = st.one_of(
     st.text(alphabet=string.printable),
     st.text(alphabet=st.characters(blacklist_categories=("Cs",))),
-    st.lists(st.sampled_from(["Hello", ", ", "_", "x" * 200, "Y" * 201, "é", "東京", "\x00", "42"])).map("".join),
+    st.lists(
+        st.sampled_from(
+            ["Hello", ", ", "_", "x" * 200, "Y" * 201, "é", "東京", "\x00", "42", "—", "“", "ß", "e\u0301", "²", "ǅ", "ｱ"]
+        )
+    ).map("".join),
 )
+
+
+_column = st.one_of(st.none(), st.text(alphabet="a'\"(),\\ \x00\ud800é", max_size=6))
+_message_columns = st.tuples(st.text(max_size=3), _column, _column, _column, _column, _column, _column)
+
+
+@given(_message_columns, _message_columns)
+def test_message_digests_are_equal_exactly_when_the_columns_are(a: tuple, b: tuple) -> None:
+    """The fingerprint that lets a save skip unchanged messages never confuses two different rows."""
+    assert (digest(*a) == digest(*b)) == (a == b)
+
+
+@given(_message_columns)
+def test_a_message_digest_depends_on_where_the_content_ends(a: tuple) -> None:
+    """Moving characters between the content and the next column changes the digest."""
+    role, content, created_at, *rest = a
+    moved = (role, (content or "") + "x", (created_at or "")[1:], *rest)
+    assert digest(*a) != digest(*moved)
 
 
 @given(_index_texts)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import uuid
 from typing import Any, TypeVar
 
@@ -101,8 +102,19 @@ def conversation_to_record(conversation: Conversation) -> ConversationRecord:
     )
 
 
+_CANONICAL_UUID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
+_ROLES = {role.value: role for role in MessageRole}
+
+
 def _sdk_id(value: str) -> Any:
-    # The SDK types ids as UUID; ids that are not UUIDs (old or foreign data) stay strings.
+    """The SDK's id for a stored id: a UUID where it is one; ids that are not (old or foreign data) stay strings."""
+    if _CANONICAL_UUID.fullmatch(value):
+        # What uuid.UUID(value) builds, without its parsing of every other spelling
+        # (ids are stored canonical): loads build one per message.
+        parsed = object.__new__(uuid.UUID)
+        object.__setattr__(parsed, "int", int(value.replace("-", ""), 16))
+        object.__setattr__(parsed, "is_safe", uuid.SafeUUID.unknown)
+        return parsed
     try:
         return uuid.UUID(value)
     except ValueError:
@@ -118,7 +130,7 @@ def record_to_message(record: MessageRecord) -> Message:
         ]
     return Message(
         id=_sdk_id(record.id),
-        role=MessageRole(record.role),
+        role=_ROLES.get(record.role) or MessageRole(record.role),
         content=record.content,
         images=list(record.images) if record.images is not None else None,
         created_at=record.created_at,

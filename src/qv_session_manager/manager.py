@@ -23,7 +23,7 @@ from .convert import (
 from .errors import ConversationNotFoundError, InvalidInputError
 from .exchange import CsvFormulas, ExportFormat, ImportFormat, ImportReport, OnConflict, OnError, export_to, import_into
 from .protocol import BulkSaving, Capability, ConversationFilter, ConversationStore, SaveItem, SearchOrder, TimeField
-from .protocol import RevisionedSaving, WindowedLoading
+from .protocol import RevisionedSaving, SummaryListing, WindowedLoading
 from .save_tracking import SavedState, SavedStates
 from .query import parse
 from .records import EXPIRES_AT as EXPIRES_AT  # re-exported next to FORKED_FROM
@@ -86,17 +86,16 @@ def _defined_by(cls: type, name: str) -> type | None:
     return next((klass for klass in cls.__mro__ if name in vars(klass)), None)
 
 
-def _saves_revisioned(store: object) -> bool:
-    """Whether saves may go through ``save_revisioned``: the store's class defines it, and its
-    ``save`` is not overridden below that class. A subclass that overrides ``save``, or a
-    wrapper that sets methods on the instance, keeps every save going through ``save``."""
+def _has_fast_path(store: object, side: type, fast: str, plain: str) -> bool:
+    """Whether calls of ``plain`` may go through the optional ``fast`` method of protocol ``side``:
+    the store's class defines ``fast``, and ``plain`` is not overridden below that class. A
+    subclass that overrides ``plain``, or a wrapper that sets methods on the instance, keeps
+    every call going through ``plain``."""
     kind = type(store)
-    if not isinstance(store, RevisionedSaving) or any(
-        name in getattr(store, "__dict__", {}) for name in ("save", "save_revisioned")
-    ):
+    if not isinstance(store, side) or any(name in getattr(store, "__dict__", {}) for name in (plain, fast)):
         return False
-    revisioned, save = _defined_by(kind, "save_revisioned"), _defined_by(kind, "save")
-    return revisioned is not None and save is not None and issubclass(revisioned, save)
+    fast_class, plain_class = _defined_by(kind, fast), _defined_by(kind, plain)
+    return fast_class is not None and plain_class is not None and issubclass(fast_class, plain_class)
 
 
 class SessionManager:
@@ -140,6 +139,7 @@ class SessionManager:
         self._saved = SavedStates()
         self._checked_store: object = None
         self._revisioned = False
+        self._summarizes = False
 
     @property
     def db_path(self) -> str | None:
@@ -201,8 +201,8 @@ class SessionManager:
         retention.check_expiry_supported(self.store, record)
         chosen = conversation.messages if messages is None else _messages(messages, "messages")
         store = self.store
-        if store is not self._checked_store:  # isinstance on a runtime Protocol is slow: once per store
-            self._checked_store, self._revisioned = store, _saves_revisioned(store)
+        if store is not self._checked_store:
+            self._check_fast_paths(store)
         if not self._revisioned:
             store.save(record, [message_to_record(m) for m in chosen], replace=replace)
             return
@@ -221,6 +221,12 @@ class SessionManager:
         records = [message_to_record(m) for m in chosen]
         revision = cast(RevisionedSaving, store).save_revisioned(record, records, replace=replace)
         self._remember(record.id, None if revision is None else SavedState.of(revision, chosen, records))
+
+    def _check_fast_paths(self, store: ConversationStore) -> None:
+        # isinstance on a runtime Protocol is slow: once per store
+        self._revisioned = _has_fast_path(store, RevisionedSaving, "save_revisioned", "save")
+        self._summarizes = _has_fast_path(store, SummaryListing, "list_summaries", "list")
+        self._checked_store = store
 
     def _remember(self, conversation_id: str, state: SavedState | None) -> None:
         if state is None:
@@ -634,8 +640,12 @@ class SessionManager:
             boundary = self._get(after)
             if boundary is None:
                 raise ConversationNotFoundError(f"cannot page after {after!r}: no such conversation")
-        records = self.store.list(filter, limit=limit, offset=offset, after=boundary)
-        return [summary(record) for record in records]
+        store = self.store
+        if store is not self._checked_store:
+            self._check_fast_paths(store)
+        if self._summarizes:
+            return cast(SummaryListing, store).list_summaries(filter, limit=limit, offset=offset, after=boundary)
+        return [summary(record) for record in store.list(filter, limit=limit, offset=offset, after=boundary)]
 
     def search_conversations(
         self,

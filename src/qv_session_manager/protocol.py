@@ -232,6 +232,36 @@ class RevisionedSaving(Protocol):
 
 
 @runtime_checkable
+class SummaryListing(Protocol):
+    """An optional side of a store: listings as the seed API's conversation dicts, built without records.
+
+    :meth:`SessionManager.list_conversations
+    <qv_session_manager.SessionManager.list_conversations>` and ``search_by_time`` use it
+    when present (and when the store's class does not override ``list`` below the class
+    that defines it); for other stores they list records and convert them with
+    :func:`qv_session_manager.convert.summary`, with the same result. It exists for speed:
+    a store can build the dicts straight from its rows.
+    """
+
+    def list_summaries(
+        self,
+        filter: ConversationFilter,
+        *,
+        limit: int | None = None,
+        offset: int = 0,
+        after: ConversationRecord | None = None,
+    ) -> builtins.list[dict[str, Any]]:
+        """Exactly ``[summary(record) for record in self.list(filter, ...)]`` for the same arguments.
+
+        Same conversations, same order, and each dict equal to what
+        :func:`~qv_session_manager.convert.summary` makes of the record: ``id``,
+        ``title``, ``model_name``, ``created_at`` and ``updated_at`` as ISO strings
+        (``datetime.isoformat()``), ``metadata``. Raises as ``list`` does.
+        """
+        ...
+
+
+@runtime_checkable
 class WindowedLoading(Protocol):
     """An optional side of a store: loading only the end of a long conversation.
 

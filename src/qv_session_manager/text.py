@@ -141,6 +141,31 @@ def token_spans(text: str, limit: int | None = None) -> list[tuple[str, int, int
     ]
 
 
+def _separated_fold_char(char: str) -> str:
+    """_spaced_fold_char with every character that is not a token character turned into a space."""
+    return "".join(c if c.isalnum() or _CJK_CHAR.match(c) else " " for c in _spaced_fold_char(char))
+
+
+_SEPARATED_FOLD = _TranslationCache(_separated_fold_char)
+_ASCII_OR_NOT = re.compile(r"[\x00-\x7f]+|[^\x00-\x7f]+")
+
+
+def separated(text: str) -> str:
+    """``text`` folded, with CJK characters set apart and every non-ASCII separator made a space.
+
+    Its tokens are those of :func:`tokens` for an engine that splits at ASCII
+    characters other than letters and digits and keeps every other character in its
+    tokens (SQLite FTS5's ``ascii`` tokenizer), except that runs longer than
+    :data:`MAX_TOKEN_LENGTH` are not cut. Runs of ASCII are only lower-cased, so
+    mostly-ASCII text costs little more than ``str.lower``.
+    """
+    if text.isascii():
+        return text.lower()
+    return "".join(
+        run.lower() if run.isascii() else run.translate(_SEPARATED_FOLD) for run in _ASCII_OR_NOT.findall(text)
+    )
+
+
 def index_text(text: str) -> str:
     """The text handed to an engine's own indexer: the tokens joined by spaces.
 

@@ -32,7 +32,16 @@ from hypothesis.stateful import (
 )
 
 from ..backends.memory import MemoryStore
-from ..protocol import BulkSaving, Capability, ConversationFilter, ConversationStore, Expiring, WindowedLoading
+from ..convert import summary
+from ..protocol import (
+    BulkSaving,
+    Capability,
+    ConversationFilter,
+    ConversationStore,
+    Expiring,
+    SummaryListing,
+    WindowedLoading,
+)
 from ..query import parse
 from ..records import EXPIRES_AT, ConversationRecord, MessageRecord
 from . import strategies
@@ -176,6 +185,24 @@ class StoreComparison(RuleBasedStateMachine):
     def list(self, filter: ConversationFilter, limit: int | None, offset: int) -> None:
         self._same(f"list({filter}, limit={limit}, offset={offset})",
                    lambda store: store.list(filter, limit=limit, offset=offset))
+
+    @precondition(lambda self: isinstance(self.store, SummaryListing))
+    @rule(filter=FILTERS, limit=st.one_of(st.none(), st.integers(0, 3)), offset=st.integers(0, 2),
+          after_first=st.booleans())
+    def list_summaries(self, filter: ConversationFilter, limit: int | None, offset: int, after_first: bool) -> None:
+        """A store's own summaries equal summary() of the reference's records (SummaryListing)."""
+        after = None
+        if after_first:
+            listed = self.reference.list(filter, limit=1)
+            if not listed:
+                return
+            after = listed[0]
+        expected = [summary(record) for record in self.reference.list(filter, limit=limit, offset=offset, after=after)]
+        actual = self.store.list_summaries(filter, limit=limit, offset=offset, after=after)  # type: ignore[attr-defined]
+        assert actual == expected, (
+            f"contract summaries: list_summaries({filter}, limit={limit}, offset={offset}, after={after and after.id})"
+            f" must equal summary() of list(): {actual!r} != {expected!r}"
+        )
 
     @rule(filter=FILTERS, size=st.integers(1, 3))
     def keyset_pages(self, filter: ConversationFilter, size: int) -> None:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import hashlib
-import re
 import sqlite3
 from datetime import datetime
 from typing import Any
@@ -11,7 +10,7 @@ from typing import Any
 from ... import codec
 from ...errors import CorruptStorageError
 from ...records import ConversationRecord, MessageRecord, expiry_key
-from ...text import MAX_TOKEN_LENGTH, index_text
+from ...text import MAX_TOKEN_LENGTH, index_text, separated
 from ...timeutil import time_key
 
 
@@ -22,22 +21,30 @@ def parse_timestamp(text: str) -> datetime:
         raise CorruptStorageError(f"stored timestamp {text!r} is not ISO 8601") from None
 
 
-_LONG_ASCII_RUN = re.compile(f"[A-Za-z0-9]{{{MAX_TOKEN_LENGTH + 1}}}")
+# Bytes of token characters to "a", others to " ": a run longer than MAX_TOKEN_LENGTH is
+# then a plain substring search, in C (a regex is ~10x slower). Every byte of a non-ASCII
+# character counts, so a run of that many bytes may be fewer characters: such text takes
+# the exact path.
+_RUNS = bytes(ord("a") if byte >= 0x80 or chr(byte).isalnum() else ord(" ") for byte in range(256))
+_OVERLONG_RUN = b"a" * (MAX_TOKEN_LENGTH + 1)
 
 
 def index_body(text: str | None) -> str:
     """What goes into an FTS5 row for ``text`` (empty: no row).
 
-    FTS5's ``ascii`` tokenizer splits ASCII text exactly where the shared tokenizer
-    does and lower-cases it the same way, so ASCII text without over-long runs goes in
-    as it is: FTS5 then tokenizes in C, which makes bulk imports much faster. Other
-    text goes in as the shared tokens joined by spaces.
+    FTS5's ``ascii`` tokenizer splits at ASCII characters other than letters and
+    digits, lower-cases ASCII and keeps every other character in its tokens, so the
+    text :func:`~qv_session_manager.text.separated` gives (ASCII text as it is) holds
+    exactly the shared tokens and FTS5 then tokenizes in C, which makes saves and bulk
+    imports much faster. Text with a run of token characters too long for that goes in
+    as the shared tokens joined by spaces (they are cut to length).
     """
     if not text:
         return ""
-    if text.isascii() and not _LONG_ASCII_RUN.search(text):
-        return text
-    return index_text(text)
+    body = text if text.isascii() else separated(text)
+    if _OVERLONG_RUN in body.encode("utf-8", "surrogatepass").translate(_RUNS):
+        return index_text(text)
+    return body
 
 
 def body_column(text: str | None) -> str | None:
@@ -51,13 +58,20 @@ def body_column(text: str | None) -> str | None:
     return None if body == (text or "") else body
 
 
-def digest(*columns: Any) -> bytes:
+def digest(role: str, content: str | None, *rest: Any) -> bytes:
     """A fingerprint of a message's stored columns, to skip rewriting unchanged messages.
 
-    The repr of the tuple tells every column and its boundaries apart (strings are
-    quoted, None is bare), so equal fingerprints mean equal columns.
+    The repr of a tuple of the other columns and the content's length tells them and
+    their boundaries apart (strings are quoted, None is bare, and no tuple's repr is a
+    prefix of another's), and the content's own bytes follow: so equal fingerprints
+    mean equal columns. The content is hashed as it is, not through repr, which would
+    escape and copy it first.
     """
-    return hashlib.blake2b(repr(columns).encode("utf-8", "surrogatepass"), digest_size=16).digest()
+    head = repr((role, None if content is None else len(content), *rest))
+    hasher = hashlib.blake2b(head.encode("utf-8", "surrogatepass"), digest_size=16)
+    if content:
+        hasher.update(content.encode("utf-8", "surrogatepass"))
+    return hasher.digest()
 
 
 MESSAGE_COLUMNS = "id, role, content, created_at, metadata, images, tool_calls, tool_call_id"
@@ -103,6 +117,20 @@ def encode_conversation(record: ConversationRecord) -> dict[str, Any]:
         "metadata": codec.dumps(record.metadata),
         "expires_key": expiry_key(record.metadata),
         "title_body": body_column(record.title),
+    }
+
+
+def summary_of_row(row: sqlite3.Row | tuple[Any, ...]) -> dict[str, Any]:
+    """``convert.summary(decode_conversation(row))``, without the record: the stored
+    timestamps are the ``isoformat()`` text that summary would make again."""
+    id_, title, model_name, created_at, updated_at, metadata = row
+    return {
+        "id": id_,
+        "title": title,
+        "model_name": model_name,
+        "created_at": created_at,
+        "updated_at": updated_at,
+        "metadata": codec.loads(metadata),
     }
 
 

@@ -57,6 +57,7 @@ from .rows import (
     decode_message,
     encode_conversation,
     encode_message,
+    summary_of_row,
 )
 
 log = logging.getLogger("qv_session_manager")
@@ -66,6 +67,10 @@ Purge = Literal["on_close", "immediate"]
 _TIME_FIELDS = {"updated_at": "updated_key", "created_at": "created_key"}
 #: The condition of a conversation ``c`` that has not expired at the parameter ``:now`` (see Capability.EXPIRY).
 _LIVE = "(c.expires_key IS NULL OR c.expires_key > :now)"
+_LOAD = f"""SELECT {", ".join(f"c.{name}" for name in CONVERSATION_COLUMNS.split(", "))},
+    {", ".join(f"m.{name}" for name in MESSAGE_COLUMNS.split(", "))}
+    FROM conversations c LEFT JOIN messages m ON m.conversation_pk = c.pk
+    WHERE c.id = :id AND {_LIVE} ORDER BY m.position, m.pk"""
 _ID_BATCH = 500  # ids per IN (...) lookup, well below SQLite's variable limit
 #: Conversation columns a save rewrites only when they changed, and what it then sets.
 _UPDATED_WITH = ("model_name", "created_at", "updated_at", "metadata", "expires_key")
@@ -388,6 +393,17 @@ class SQLiteStore:
                 if isinstance(exc, (self._driver.Error, UnicodeDecodeError)):
                     raise translate(exc, doing) from exc
                 raise
+
+    @contextmanager
+    def _read(self, doing: str) -> Iterator[sqlite3.Connection]:
+        """The connection for a read of ONE statement: it is atomic by itself, so it needs no
+        BEGIN and COMMIT around it (two statements fewer per call)."""
+        with self._lock:
+            self._check_open()
+            try:
+                yield self._db
+            except (self._driver.Error, UnicodeDecodeError) as exc:
+                raise translate(exc, doing) from exc
 
     @staticmethod
     def _live_row(db: sqlite3.Connection, columns: str, conversation_id: str) -> Any:
@@ -771,15 +787,14 @@ class SQLiteStore:
         if not is_storable_id(conversation_id):
             self._check_open()
             return None
-        with self._transaction(f"loading conversation {conversation_id}", write=False) as db:
-            found = self._live_row(db, f"pk, {CONVERSATION_COLUMNS}", conversation_id)
-            if found is None:
-                return None
-            rows = db.execute(
-                f"SELECT {MESSAGE_COLUMNS} FROM messages WHERE conversation_pk = ? ORDER BY position, pk",
-                (found[0],),
-            ).fetchall()
-        return StoredConversation(decode_conversation(found[1:]), tuple(map(decode_message, rows)))
+        # One statement (the conversation's columns repeat on each of its message rows):
+        # atomic without a transaction, and one round through SQLite instead of four.
+        with self._read(f"loading conversation {conversation_id}") as db:
+            rows = db.execute(_LOAD, {"id": conversation_id, "now": now_key()}).fetchall()
+        if not rows:
+            return None
+        messages = () if rows[0][6] is None else tuple(map(decode_message, (row[6:] for row in rows)))
+        return StoredConversation(decode_conversation(rows[0][:6]), messages)
 
     def load_window(
         self,
@@ -857,7 +872,7 @@ class SQLiteStore:
         if not is_storable_id(conversation_id):
             self._check_open()
             return None
-        with self._transaction(f"reading conversation {conversation_id}", write=False) as db:
+        with self._read(f"reading conversation {conversation_id}") as db:
             found = self._live_row(db, CONVERSATION_COLUMNS, conversation_id)
         return None if found is None else decode_conversation(found)
 
@@ -904,6 +919,27 @@ class SQLiteStore:
         offset: int = 0,
         after: ConversationRecord | None = None,
     ) -> list[ConversationRecord]:
+        return [decode_conversation(row) for row in self._listed_rows(filter, limit, offset, after)]
+
+    def list_summaries(
+        self,
+        filter: ConversationFilter,
+        *,
+        limit: int | None = None,
+        offset: int = 0,
+        after: ConversationRecord | None = None,
+    ) -> builtins.list[dict[str, Any]]:
+        """See :class:`~qv_session_manager.protocol.SummaryListing`: the dicts straight from the rows.
+
+        The stored timestamps are ``isoformat()`` text already, so no datetime is built
+        (a timestamp another program wrote in another ISO spelling is given as stored).
+        """
+        return [summary_of_row(row) for row in self._listed_rows(filter, limit, offset, after)]
+
+    def _listed_rows(
+        self, filter: ConversationFilter, limit: int | None, offset: int, after: ConversationRecord | None
+    ) -> builtins.list[Any]:
+        """The conversations rows (CONVERSATION_COLUMNS) of a listing, in its order."""
         check_page(limit, offset)
         where, params = self._where(filter)
         key = _TIME_FIELDS[filter.field]
@@ -916,9 +952,8 @@ class SQLiteStore:
             f" ORDER BY c.{key} DESC, c.id DESC LIMIT :limit OFFSET :offset"
         )
         params.update(limit=-1 if limit is None else limit, offset=offset)
-        with self._transaction("listing conversations", write=False) as db:
-            rows = db.execute(sql, params).fetchall()
-        return [decode_conversation(row) for row in rows]
+        with self._read("listing conversations") as db:
+            return db.execute(sql, params).fetchall()
 
     def search(
         self,
