@@ -4,8 +4,14 @@ from __future__ import annotations
 
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
+
+from qv_session_manager import StorageError
+from qv_session_manager.backends.memory import MemoryStore
+from qv_session_manager.protocol import Droppable
+from qv_session_manager.testing import managed_opener, openers
 
 pytest_plugins = ["pytester"]
 
@@ -70,3 +76,67 @@ def test_the_kit_keeps_the_users_own_profile(monkeypatch: pytest.MonkeyPatch) ->
     mine = 'settings.register_profile("mine", max_examples=7)\nsettings.load_profile("mine")'
     assert profile_after_import(monkeypatch, None, mine)[:2] == ["mine", "7"]
     assert profile_after_import(monkeypatch, "mine", mine)[:2] == ["mine", "7"]
+
+
+class DroppableMemory(MemoryStore):
+    """A memory store that records its drop in a shared log."""
+
+    def __init__(self, name: str, log: list[str]) -> None:
+        super().__init__()
+        self.name, self.log = name, log
+
+    def drop(self) -> None:
+        self.log.append(f"drop {self.name}")
+        self.close()
+
+
+def test_managed_opener_closes_every_store_then_drops_every_name() -> None:
+    log: list[str] = []
+    with managed_opener(lambda name: DroppableMemory(name, log)) as opener:
+        first, again, other = opener("a"), opener("a"), opener("b")
+        first.close()
+    assert isinstance(first, Droppable)
+    for store in (first, again, other):
+        with pytest.raises(StorageError):
+            store.load("x")
+    assert log == ["drop a", "drop b"], "each name once, on a store opened for it"
+
+
+def test_managed_opener_cleans_up_after_a_failure_too() -> None:
+    log: list[str] = []
+    with pytest.raises(RuntimeError), managed_opener(lambda name: DroppableMemory(name, log)) as opener:
+        opener("a")
+        raise RuntimeError("the test failed")
+    assert log == ["drop a"]
+
+
+def test_managed_opener_reopens_nothing_for_stores_without_drop() -> None:
+    opened: list[str] = []
+
+    def open_(name: str) -> MemoryStore:
+        opened.append(name)
+        return MemoryStore()
+
+    with managed_opener(open_) as opener:
+        store = opener("a")
+    assert opened == ["a"] and not isinstance(store, Droppable)
+    with pytest.raises(StorageError):
+        store.load("x")
+
+
+def test_url_placeholders_give_each_test_its_own_names(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    urls: list[str] = []
+
+    def open_store(url: str) -> MemoryStore:
+        urls.append(url)
+        return MemoryStore()
+
+    monkeypatch.setattr(openers, "open_store", open_store)
+    first_test = openers.url_opener("x://{tmp}/{run}/{name}", tmp_path)
+    second_test = openers.url_opener("x://{tmp}/{run}/{name}", tmp_path)
+    first_test("a"), first_test("a"), second_test("a")
+    run = openers.RUN_ID
+    assert len(run) == 10 and run.isalnum()
+    assert urls[0] == urls[1], "the same name in one test: the same URL"
+    assert urls[0].startswith(f"x://{tmp_path}/{run}/a-{run}-") and urls[2].startswith(f"x://{tmp_path}/{run}/a-{run}-")
+    assert urls[2] != urls[0], "another test: another name"

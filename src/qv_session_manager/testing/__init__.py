@@ -22,10 +22,13 @@ import pytest
 pytest.register_assert_rewrite("qv_session_manager.testing.contract", "qv_session_manager.testing.stateful")
 
 from .contract import StoreContract, StoreOpener, assert_round_trip  # noqa: E402
+from .openers import managed_opener  # noqa: E402
 from .profiles import load_chosen_profile, register_profiles  # noqa: E402
 from .stateful import StoreComparison, run_comparison  # noqa: E402
 
 register_profiles()
 load_chosen_profile()
 
-__all__ = ["StoreComparison", "StoreContract", "StoreOpener", "assert_round_trip", "run_comparison"]
+__all__ = [
+    "StoreComparison", "StoreContract", "StoreOpener", "assert_round_trip", "managed_opener", "run_comparison",
+]
