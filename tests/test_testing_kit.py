@@ -140,3 +140,48 @@ def test_url_placeholders_give_each_test_its_own_names(tmp_path: Path, monkeypat
     assert urls[0] == urls[1], "the same name in one test: the same URL"
     assert urls[0].startswith(f"x://{tmp_path}/{run}/a-{run}-") and urls[2].startswith(f"x://{tmp_path}/{run}/a-{run}-")
     assert urls[2] != urls[0], "another test: another name"
+
+
+SERVER_SUITE = '''
+import os
+import uuid
+from pathlib import Path
+
+import pytest
+
+from qv_session_manager.backends.sqlite import SQLiteStore
+from qv_session_manager.testing import StoreContract, managed_opener
+
+SERVER = Path(os.environ["KIT_SERVER_DIR"])
+
+
+class ServerStore(SQLiteStore):
+    """A stand-in for a store on a server: one shared directory, a file per namespace."""
+
+    def drop(self) -> None:
+        self.close()
+        for suffix in ("", "-wal", "-shm"):
+            Path(f"{self.path}{suffix}").unlink(missing_ok=True)
+
+
+class TestServerStore(StoreContract):
+    @pytest.fixture
+    def store_opener(self):
+        namespace = uuid.uuid4().hex
+        with managed_opener(lambda name: ServerStore(SERVER / f"{namespace}-{name}.db")) as opener:
+            yield opener
+'''
+
+
+def test_a_generator_store_opener_with_managed_opener_leaves_nothing_behind(
+    pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    server = tmp_path / "server"
+    server.mkdir()
+    monkeypatch.setenv("KIT_SERVER_DIR", str(server))
+    pytester.makepyfile(test_server_suite=SERVER_SUITE)
+    result = pytester.runpytest_subprocess(
+        "-q", "-p", "no:cacheprovider", "-k", "test_data_survives_reopening or test_delete or test_calls_after_close"
+    )
+    result.assert_outcomes(passed=4)  # test_delete matches two tests
+    assert list(server.iterdir()) == [], "the suite left stores behind"

@@ -23,7 +23,8 @@ fixture: a callable taking a name and returning an open store. The rules:
     class TestMyServerStore(StoreContract):
         @pytest.fixture
         def store_opener(self):
-            with managed_opener(lambda name: MyStore(prefix=f"test-{uuid.uuid4().hex}-{name}")) as opener:
+            namespace = uuid.uuid4().hex  # this test's own: the same for every name
+            with managed_opener(lambda name: MyStore(prefix=f"test-{namespace}-{name}")) as opener:
                 yield opener
 
 Or, without writing any code, run the suite against a URL::

@@ -67,7 +67,8 @@ def managed_opener(opener: StoreOpener) -> Iterator[StoreOpener]:
 
         @pytest.fixture
         def store_opener(self):
-            with managed_opener(lambda name: MyStore(prefix=f"test-{uuid.uuid4().hex}-{name}")) as opener:
+            namespace = uuid.uuid4().hex  # this test's own: the same for every name
+            with managed_opener(lambda name: MyStore(prefix=f"test-{namespace}-{name}")) as opener:
                 yield opener
     """
     managed = ManagedOpener(opener)
