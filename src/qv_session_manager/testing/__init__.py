@@ -21,8 +21,8 @@ import pytest
 
 pytest.register_assert_rewrite("qv_session_manager.testing.contract", "qv_session_manager.testing.stateful")
 
-from .contract import StoreContract, StoreOpener, assert_round_trip  # noqa: E402
-from .openers import managed_opener  # noqa: E402
+from .contract import StoreContract, assert_round_trip  # noqa: E402
+from .openers import StoreOpener, managed_opener  # noqa: E402
 from .profiles import load_chosen_profile, register_profiles  # noqa: E402
 from .stateful import StoreComparison, run_comparison  # noqa: E402
 

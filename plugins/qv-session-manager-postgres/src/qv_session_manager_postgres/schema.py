@@ -217,12 +217,12 @@ def drop(cursor: psycopg.Cursor, schema_name: str) -> None:
     """
     schema = quote_identifier(schema_name)
     _lock(cursor, schema_name)
-    cursor.execute("DROP TABLE IF EXISTS " + ", ".join(f"{schema}.{table}" for table in TABLES))  # type: ignore[arg-type]
+    cursor.execute("DROP TABLE IF EXISTS " + ", ".join(f"{schema}.{table}" for table in TABLES))
     if schema_name == "public":
         return
     try:
         with cursor.connection.transaction():  # a savepoint: a schema still holding objects stays
-            cursor.execute(f"DROP SCHEMA IF EXISTS {schema}")  # type: ignore[arg-type]
+            cursor.execute(f"DROP SCHEMA IF EXISTS {schema}")
     except psycopg.errors.DependentObjectsStillExist:
         pass
 
