@@ -76,6 +76,8 @@ def test_the_kit_keeps_the_users_own_profile(monkeypatch: pytest.MonkeyPatch) ->
     mine = 'settings.register_profile("mine", max_examples=7)\nsettings.load_profile("mine")'
     assert profile_after_import(monkeypatch, None, mine)[:2] == ["mine", "7"]
     assert profile_after_import(monkeypatch, "mine", mine)[:2] == ["mine", "7"]
+    own_ci = 'settings.register_profile("qv-ci", max_examples=3)'
+    assert profile_after_import(monkeypatch, "qv-ci", own_ci)[:2] == ["qv-ci", "3"], "a profile of that name is kept"
 
 
 class DroppableMemory(MemoryStore):

@@ -25,6 +25,7 @@ import os
 from typing import Any
 
 from hypothesis import HealthCheck, Phase, settings
+from hypothesis.errors import InvalidArgument
 
 #: The variable naming the profile to load (the one Hypothesis users already set).
 PROFILE_VARIABLE = "HYPOTHESIS_PROFILE"
@@ -41,9 +42,16 @@ PROFILES: dict[str, dict[str, Any]] = {
 
 
 def register_profiles() -> None:
-    """Register every profile of :data:`PROFILES` (again: registering twice is harmless)."""
+    """Register each profile of :data:`PROFILES` that no one has registered yet.
+
+    A profile already registered under one of these names (by an earlier call, or
+    by you) is kept as it is.
+    """
     for name, values in PROFILES.items():
-        settings.register_profile(name, deadline=None, suppress_health_check=_CHECKS, **values)
+        try:
+            settings.get_profile(name)
+        except InvalidArgument:
+            settings.register_profile(name, deadline=None, suppress_health_check=_CHECKS, **values)
 
 
 def load_chosen_profile() -> str | None:
