@@ -63,7 +63,8 @@ def managed_opener(opener: StoreOpener) -> Iterator[StoreOpener]:
     On exit (also on a failure) it closes every store it opened, then, for each name
     it was given, opens that name once more and calls ``drop()``, if the stores it
     opened are :class:`~qv_session_manager.protocol.Droppable` (otherwise nothing is
-    reopened). An error from ``close()`` or ``drop()`` fails the test. Use it in a generator ``store_opener``::
+    reopened). An error from ``close()`` or ``drop()`` fails the test. Use it in a
+    generator ``store_opener``::
 
         @pytest.fixture
         def store_opener(self):
