@@ -6,6 +6,7 @@ import sys
 import textwrap
 import types
 from importlib.metadata import EntryPoint
+from pathlib import Path
 
 import pytest
 
@@ -18,8 +19,8 @@ from qv_session_manager import (
     available_backends,
     hookimpl,
     open_store,
+    plugins,
 )
-from qv_session_manager import plugins
 from qv_session_manager.backends.memory import MemoryStore
 
 
@@ -149,3 +150,41 @@ def test_a_plugin_whose_hook_does_not_match_the_spec_warns_and_is_skipped(fresh_
     assert "sqlite" in table
     assert isinstance(open_store("memory://"), MemoryStore), "later opens keep working"
     sys.modules.pop("qv_bad_signature", None)
+
+
+def fake_distribution(site: Path, name: str, entry_points: str) -> None:
+    """A ``<name>-1.0.dist-info`` under ``site`` declaring ``entry_points`` (entry_points.txt text)."""
+    info = site / f"{name.replace('-', '_')}-1.0.dist-info"
+    info.mkdir(parents=True)
+    (info / "METADATA").write_text(f"Metadata-Version: 2.1\nName: {name}\nVersion: 1.0\n")
+    (info / "entry_points.txt").write_text(textwrap.dedent(entry_points))
+
+
+def test_two_distributions_declaring_one_entry_point_name_is_an_error_naming_both(tmp_path, monkeypatch) -> None:
+    for distribution, module in [("qv-redis-one", "redis_one"), ("qv-redis-two", "redis_two")]:
+        fake_distribution(tmp_path, distribution, f"[qv_session_manager]\nredis = {module}\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    monkeypatch.setattr(plugins, "_loaded", False)
+    for _ in range(2):  # on every call, not only the first
+        with pytest.raises(BackendConflictError) as caught:
+            available_backends()
+        message = str(caught.value)
+        assert "'redis'" in message and "qv-redis-one" in message and "qv-redis-two" in message
+    assert not plugins.pm.has_plugin("redis"), "neither plugin is registered"
+    assert "redis_one" not in sys.modules and "redis_two" not in sys.modules, "nothing is imported"
+
+
+def test_one_distribution_found_twice_is_no_conflict(fresh_discovery, tmp_path, monkeypatch) -> None:
+    (tmp_path / "qv_twice_plugin.py").write_text(textwrap.dedent("""
+        from qv_session_manager import Backend, hookimpl
+        from qv_session_manager.backends.memory import MemoryStore
+
+        @hookimpl
+        def register_backends(register):
+            register(Backend("twice", lambda url, options: MemoryStore()))
+    """))
+    monkeypatch.syspath_prepend(str(tmp_path))
+    point = EntryPoint("ep-twice", "qv_twice_plugin", "qv_session_manager")
+    fresh_discovery([point, EntryPoint(point.name, point.value, point.group)])
+    assert available_backends()["twice"].plugin == "ep-twice"
+    sys.modules.pop("qv_twice_plugin", None)

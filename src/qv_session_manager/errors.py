@@ -39,7 +39,8 @@ class UnknownBackendError(SessionStoreError, LookupError):
 
 
 class BackendConflictError(SessionStoreError, RuntimeError):
-    """Two plugins registered a backend under the same name or URL scheme."""
+    """Two plugins registered a backend under the same name or URL scheme, or two
+    distributions declared the same ``qv_session_manager`` entry-point name."""
 
 
 class ConversationNotFoundError(SessionStoreError, LookupError):

@@ -5,16 +5,18 @@ from __future__ import annotations
 import importlib
 import threading
 import warnings
-from importlib.metadata import entry_points
+from collections.abc import Iterable
+from importlib.metadata import EntryPoint, entry_points
 
 import pluggy
 
 from . import hookspecs
-from .errors import PluginLoadWarning
+from .errors import BackendConflictError, PluginLoadWarning
 
 pm = pluggy.PluginManager("qv_session_manager")
 pm.add_hookspecs(hookspecs)
 
+GROUP = "qv_session_manager"
 BUILTIN_PLUGINS = ("qv_session_manager.backends.sqlite", "qv_session_manager.backends.memory")
 _loaded = False
 _lock = threading.Lock()
@@ -25,7 +27,10 @@ def load_plugins() -> None:
 
     A plugin that fails to import or to register (a hook that does not match the
     hook specification, a module registered twice) is skipped with a
-    :class:`PluginLoadWarning`.
+    :class:`PluginLoadWarning`. Two distributions declaring one entry-point name
+    raise :class:`BackendConflictError` naming both, before any entry point is
+    loaded, and on every call until one of them is uninstalled (as two plugins
+    claiming one backend name do).
     """
     global _loaded
     with _lock:
@@ -34,16 +39,45 @@ def load_plugins() -> None:
         for module_name in BUILTIN_PLUGINS:
             if not pm.has_plugin(module_name):
                 pm.register(importlib.import_module(module_name), name=module_name)
-        for entry_point in entry_points(group="qv_session_manager"):
-            if pm.has_plugin(entry_point.name):
-                continue
-            try:
-                pm.register(entry_point.load(), name=entry_point.name)
-            except Exception as exc:  # a broken plugin must never crash the host
-                warnings.warn(
-                    f"qv_session_manager plugin {entry_point.name!r} ({entry_point.value}) "
-                    f"failed to load and was skipped: {exc!r}",
-                    PluginLoadWarning,
-                    stacklevel=2,
-                )
+        points = list(entry_points(group=GROUP))
+        check_unique_names(points)
+        for entry_point in points:
+            if not pm.has_plugin(entry_point.name):
+                _register(entry_point)
         _loaded = True
+
+
+def check_unique_names(points: Iterable[EntryPoint]) -> None:
+    """Raise BackendConflictError when two distributions declare one entry-point name.
+
+    pluggy knows a plugin by its name, so the second of two such plugins could only
+    be dropped; the error names both distributions instead of dropping one silently.
+    """
+    seen: dict[str, EntryPoint] = {}
+    for entry_point in points:
+        first = seen.setdefault(entry_point.name, entry_point)
+        if first is not entry_point and _origin(first) != _origin(entry_point):
+            raise BackendConflictError(
+                f"the {GROUP} entry point {entry_point.name!r} is declared by two distributions: "
+                f"{_origin(first)} and {_origin(entry_point)}; uninstall one of them "
+                "(plugin authors: name the entry point after the distribution)"
+            )
+
+
+def _origin(entry_point: EntryPoint) -> str:
+    """The distribution declaring an entry point, with what it points to, for messages."""
+    dist = entry_point.dist
+    name = f"{dist.name} {dist.version}" if dist is not None else "an unknown distribution"
+    return f"{name!r} ({entry_point.value})"
+
+
+def _register(entry_point: EntryPoint) -> None:
+    try:
+        pm.register(entry_point.load(), name=entry_point.name)
+    except Exception as exc:  # noqa: BLE001  # a broken plugin must never crash the host
+        warnings.warn(
+            f"qv_session_manager plugin {entry_point.name!r} ({entry_point.value}) "
+            f"failed to load and was skipped: {exc!r}",
+            PluginLoadWarning,
+            stacklevel=3,
+        )

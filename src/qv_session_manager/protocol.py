@@ -306,3 +306,23 @@ class Expiring(Protocol):
     def purge_expired(self) -> int:
         """Remove every conversation expired now, with its messages and search entries; return how many."""
         ...
+
+
+@runtime_checkable
+class Droppable(Protocol):
+    """An optional side of a store: deleting the store itself, not only what it holds.
+
+    The conformance suite uses it to leave nothing behind on a server: after each
+    test it opens every store name the test used once more and calls ``drop()`` (see
+    :func:`qv_session_manager.testing.managed_opener`).
+    """
+
+    def drop(self) -> None:
+        """Delete every conversation and the place the store was opened on, then close the store.
+
+        The place is what opening it created: tables, a schema, a key prefix, files;
+        nothing the store did not create is touched. Opening the same URL or arguments
+        again gives an empty store. Afterwards every call raises StorageError, as after
+        ``close()``; ``drop()`` on a closed store raises StorageError too.
+        """
+        ...

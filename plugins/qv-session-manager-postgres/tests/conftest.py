@@ -18,21 +18,20 @@ from urllib.parse import quote, urlsplit
 
 import psycopg
 import pytest
-from hypothesis import HealthCheck, settings
+from hypothesis import settings
 
 from qv_session_manager.redact import mask_url, scrub
+from qv_session_manager.testing import profiles
 
 URL_VARIABLE = "QV_SESSION_MANAGER_POSTGRES_URL"
 DEFAULT_URL = "postgresql://postgres@127.0.0.1:5432/test"
 REQUIRE_VARIABLE = "QV_SESSION_MANAGER_REQUIRE_SERVERS"
 
 # The repository's root conftest sets these profiles when pytest runs from the root;
-# run from this directory, the same ones are needed here.
-_CHECKS = [HealthCheck.too_slow, HealthCheck.function_scoped_fixture]
-settings.register_profile("default", deadline=None, suppress_health_check=_CHECKS, max_examples=60)
-settings.register_profile("ci", deadline=None, suppress_health_check=_CHECKS, max_examples=150)
-settings.register_profile("deep", deadline=None, suppress_health_check=_CHECKS, max_examples=2000)
-settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "default"))
+# run from this directory, the same ones (the conformance kit's) are needed here.
+for _short, _kit in [("default", "qv-default"), ("ci", "qv-ci"), ("deep", "qv-deep"), ("no-shrink", "qv-no-shrink")]:
+    settings.register_profile(_short, settings.get_profile(_kit))
+settings.load_profile(os.environ.get(profiles.PROFILE_VARIABLE, "default"))
 
 
 def pytest_configure(config: pytest.Config) -> None:

@@ -11,13 +11,24 @@ Run every contract against your backend::
 
 or, without writing a class, run ``pytest --pyargs qv_session_manager.testing.url_suite``
 with ``QV_SESSION_MANAGER_TEST_URL`` set to a URL containing ``{name}`` (see :mod:`.contract`).
+
+Importing this package registers the kit's Hypothesis profiles (``qv-default``,
+``qv-ci``, ``qv-deep``, ``qv-no-shrink``; see :mod:`.profiles`) and loads the one
+``HYPOTHESIS_PROFILE`` names, if it names one of them.
 """
 
 import pytest
 
 pytest.register_assert_rewrite("qv_session_manager.testing.contract", "qv_session_manager.testing.stateful")
 
-from .contract import StoreContract, StoreOpener, assert_round_trip  # noqa: E402
+from .contract import StoreContract, assert_round_trip  # noqa: E402
+from .openers import StoreOpener, managed_opener  # noqa: E402
+from .profiles import load_chosen_profile, register_profiles  # noqa: E402
 from .stateful import StoreComparison, run_comparison  # noqa: E402
 
-__all__ = ["StoreComparison", "StoreContract", "StoreOpener", "assert_round_trip", "run_comparison"]
+register_profiles()
+load_chosen_profile()
+
+__all__ = [
+    "StoreComparison", "StoreContract", "StoreOpener", "assert_round_trip", "managed_opener", "run_comparison",
+]

@@ -1,18 +1,37 @@
 """The conformance suite: every contract of the storage protocol as pytest tests.
 
 Subclass :class:`StoreContract` in a test module and provide a ``store_opener``
-fixture: a callable taking a name and returning an open store. Different names must
-give independent, empty stores; for a backend with ``Capability.PERSISTENT``,
-opening a name again (after the previous store was closed) must give the same data::
+fixture: a callable taking a name and returning an open store. The rules:
+
+- different names give independent stores, and each starts empty in every test:
+  nothing of another test (or an earlier run) may be visible, so a server backend
+  needs a namespace per test (a key prefix, a schema, a database);
+- the same name in one test gives the same data: for a backend with
+  ``Capability.PERSISTENT``, opening a name again (after the previous store was
+  closed) must give what was written;
+- the suite closes every store it opens before the fixture's teardown runs; the
+  fixture may be a generator that yields the opener and cleans up after the
+  ``yield`` (drops the namespace). :func:`.openers.managed_opener` does that for
+  you: it closes what is left open and calls ``drop()`` on every name used when the
+  stores are :class:`~qv_session_manager.protocol.Droppable`::
 
     class TestMyStore(StoreContract):
         @pytest.fixture
         def store_opener(self, tmp_path):
             return lambda name: MyStore(tmp_path / name)
 
+    class TestMyServerStore(StoreContract):
+        @pytest.fixture
+        def store_opener(self):
+            namespace = uuid.uuid4().hex  # this test's own: the same for every name
+            with managed_opener(lambda name: MyStore(prefix=f"test-{namespace}-{name}")) as opener:
+                yield opener
+
 Or, without writing any code, run the suite against a URL::
 
     QV_SESSION_MANAGER_TEST_URL='mystore:///{tmp}/{name}' pytest --pyargs qv_session_manager.testing.url_suite
+
+(``{name}`` is made unique to each test and run; see :meth:`StoreContract.store_opener`.)
 
 Required contracts never skip. Contracts of optional capabilities skip with a reason
 naming the capability. Every assertion message starts with the contract it checks.
@@ -38,13 +57,12 @@ from ..protocol import BulkSaving, Capability, ConversationFilter, ConversationS
 from ..query import parse
 from ..records import EXPIRES_AT, ConversationRecord, MessageRecord, StoredConversation, ToolCallRecord
 from ..redact import mask_url
-from ..registry import open_store
 from ..rules import window_of
 from . import strategies
+from .openers import StoreOpener, managed_opener, url_opener
 from .sdk_saves import check_mutated_saves
 from .stateful import run_comparison
 
-StoreOpener = Callable[[str], ConversationStore]
 #: Names the store URL when a StoreContract subclass does not provide store_opener.
 URL_VARIABLE = "QV_SESSION_MANAGER_TEST_URL"
 
@@ -167,20 +185,26 @@ class StoreContract:
     """Every contract of :class:`~qv_session_manager.protocol.ConversationStore`."""
 
     @pytest.fixture
-    def store_opener(self, tmp_path: Path) -> StoreOpener:
+    def store_opener(self, tmp_path: Path) -> Iterator[StoreOpener]:
         """Stores from the URL in ``QV_SESSION_MANAGER_TEST_URL``; override this fixture instead
-        to open stores yourself.
+        to open stores yourself (see the module's docstring for the rules).
 
-        The URL must contain ``{name}`` (replaced by the store's name, so that
-        different names are different stores) and may contain ``{tmp}`` (a fresh
-        temporary directory per test), e.g. ``jsonl:///{tmp}/{name}``.
+        The URL must contain ``{name}``, replaced by the store's name made unique to
+        the test and the run (``<name>-<run id>-<test number>``), and may contain
+        ``{run}`` (this run's id: a namespace no other run shares) and ``{tmp}`` (a
+        fresh temporary directory per test), e.g. ``jsonl:///{tmp}/{name}`` or
+        ``postgresql://host/db?schema=qv_{name}``. After each test every store is
+        closed and, if the backend's stores are
+        :class:`~qv_session_manager.protocol.Droppable`, every name used is dropped
+        (:func:`~qv_session_manager.testing.openers.managed_opener`).
         """
         url = os.environ.get(URL_VARIABLE)
         if not url:
             pytest.fail(f"StoreContract needs a store_opener fixture in the subclass, or {URL_VARIABLE} set to a URL")
         if "{name}" not in url:
             pytest.fail(f"{URL_VARIABLE} must contain {{name}} so that each test gets its own stores: {mask_url(url)!r}")
-        return lambda name: open_store(url.replace("{tmp}", str(tmp_path)).replace("{name}", name))
+        with managed_opener(url_opener(url, tmp_path)) as opener:
+            yield opener
 
     @pytest.fixture
     def open_stores(self, store_opener: StoreOpener) -> Iterator[Callable[[str], ConversationStore]]:

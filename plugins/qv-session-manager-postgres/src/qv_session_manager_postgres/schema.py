@@ -19,6 +19,7 @@ import logging
 from collections.abc import Callable
 
 import psycopg
+import psycopg.errors
 from qv_session_manager import codec
 from qv_session_manager.errors import SchemaVersionError
 from qv_session_manager.records import EXPIRES_AT, stored_expiry_key
@@ -203,6 +204,27 @@ def migrate(connection: psycopg.Connection, schema_name: str) -> None:
                 log.info("applied migration %d of schema %s: %s", version + 1, schema, description)
                 version += 1
     _check_tokenizer(connection, schema_name)
+
+
+#: Every table a store creates, each after the tables that refer to it.
+TABLES = ("qv_messages", "qv_conversations", "qv_store_info", "qv_schema_migrations")
+
+
+def drop(cursor: psycopg.Cursor, schema_name: str) -> None:
+    """Drop the store's tables in ``schema_name``, and the schema when nothing else is in it.
+
+    ``public`` is never dropped, nor a schema holding anything but this store's tables.
+    """
+    schema = quote_identifier(schema_name)
+    _lock(cursor, schema_name)
+    cursor.execute("DROP TABLE IF EXISTS " + ", ".join(f"{schema}.{table}" for table in TABLES))
+    if schema_name == "public":
+        return
+    try:
+        with cursor.connection.transaction():  # a savepoint: a schema still holding objects stays
+            cursor.execute(f"DROP SCHEMA IF EXISTS {schema}")
+    except psycopg.errors.DependentObjectsStillExist:
+        pass
 
 
 def _check_tokenizer(connection: psycopg.Connection, schema_name: str) -> None:

@@ -1076,6 +1076,16 @@ class PostgresStore:
             hits.append(SearchHit(record, message_id, text, float(score) if relevance else None))
         return hits
 
+    def drop(self) -> None:
+        """Delete this store, then close it (:class:`~qv_session_manager.protocol.Droppable`).
+
+        Drops the ``qv_`` tables, and the schema when nothing else is left in it
+        (never ``public``). A drop waits for other stores' writes on the schema as a
+        write does (``lock_timeout``); those stores fail from then on.
+        """
+        self._run(f"dropping {self._describe}", lambda cursor: schema_module.drop(cursor, self.schema), write=True)
+        self.close()
+
     def close(self) -> None:
         with self._close_lock:
             if self._closed:
