@@ -85,6 +85,40 @@ _ASSIGNMENTS = (
 #: A new message row: (conversation_pk, position, MESSAGE_COLUMNS..., digest, index_body).
 _INSERT_MESSAGE = f"""INSERT INTO messages (conversation_pk, position, {MESSAGE_COLUMNS}, digest, index_body)
     VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"""
+
+
+class _Stale(Exception):
+    """A conditional save found the conversation no longer at the expected revision (rolled back)."""
+
+
+def _token(pk: int, revision: int, next_position: int, row: dict[str, Any]) -> tuple[int, int, int, tuple[Any, ...]]:
+    """The revision token of a save: (key, count of writes, next free position, stored fields).
+
+    Only (key, count) identify the revision; the rest is what the conversation's row
+    holds at that revision, so a chat turn saved against the token needs no lookup.
+    """
+    return pk, revision, next_position, (row["title"], *(row[column] for column in _UPDATED_WITH))
+
+
+def _is_token(value: object) -> bool:
+    return type(value) is tuple and len(value) == 4
+
+
+def _changes(row: dict[str, Any], stored: tuple[Any, ...]) -> str:
+    """The SET assignments for the fields of ``row`` that differ from ``stored`` (title, then _UPDATED_WITH).
+
+    Only the fields that changed are written: fewer index entries to touch, and the
+    title's reindexing trigger fires for real changes alone.
+    """
+    changes = "".join(
+        f", {assignments}" for column, old, assignments in zip(_UPDATED_WITH, stored[1:], _ASSIGNMENTS)
+        if row[column] != old
+    )
+    if row["title"] != stored[0]:
+        changes += ", title = :title, title_body = :title_body"
+    return changes
+
+
 #: Saves with at most this many messages try to insert each one and look up only those already stored.
 _FEW = 4
 #: Rows waiting for the search index at which a write transaction indexes them all.
@@ -447,17 +481,25 @@ class SQLiteStore:
     ) -> Hashable | None:
         """See :class:`~qv_session_manager.protocol.RevisionedSaving`.
 
-        The revision is (key, count): the conversation's key is never reused and the
-        count goes up with every write of this library to it. Writes by other programs
-        (the sqlite3 shell) are not counted.
+        The revision is (key, count, ...) (see :func:`_token`): the conversation's key is
+        never reused and the count goes up with every write of this library to it.
+        Writes by other programs (the sqlite3 shell) are not counted. A save of a few
+        messages with ``expected`` (a chat turn) is written without looking the
+        conversation up first and rolled back if it is not at that revision.
         """
         check_save(conversation, messages)
         row = encode_conversation(conversation)
         encoded = [encode_message(message) for message in messages]
-        with self._transaction(f"saving conversation {conversation.id}", write=True) as db:
-            revision = self._save_rows(db, conversation, row, encoded, replace, now_key(), expected)
-            if revision is not None:
-                self._flush_when_due(db)
+        try:
+            with self._transaction(f"saving conversation {conversation.id}", write=True) as db:
+                if _is_token(expected) and not replace and len(encoded) <= _FEW:
+                    revision = self._save_turn(db, row, encoded, expected, now_key())  # type: ignore[arg-type]
+                else:
+                    revision = self._save_rows(db, conversation, row, encoded, replace, now_key(), expected)
+                if revision is not None:
+                    self._flush_when_due(db)
+        except _Stale:
+            return None
         return revision
 
     def save_many(self, items: Iterable[SaveItem]) -> int:
@@ -529,7 +571,9 @@ class SQLiteStore:
             (conversation.id,),
         ).fetchone()
         expired = found is not None and found[3] is not None and found[3] <= now
-        if expected is not None and (found is None or expired or (found[0], found[4]) != expected):
+        if expected is not None and (
+            found is None or expired or not _is_token(expected) or (found[0], found[4]) != expected[:2]  # type: ignore[index]
+        ):
             return None
         if expired:
             self._remove_conversation(db, found[0])
@@ -545,22 +589,46 @@ class SQLiteStore:
             ).lastrowid
             self._inserted[1] += 1
             self._save_messages(db, pk, 0, encoded, stored_before=False, replace=replace)
-            return pk, 1
+            return _token(pk, 1, len(encoded), row)
         pk, old_title, next_position, _, revision = found[:5]
         next_position = self._save_messages(db, pk, next_position, encoded, stored_before=True, replace=replace)
-        # Only the fields that changed are written: fewer index entries to touch, and the
-        # title's reindexing trigger fires for real changes alone.
-        changes = "".join(
-            f", {assignments}" for column, stored, assignments in zip(_UPDATED_WITH, found[5:], _ASSIGNMENTS)
-            if row[column] != stored
-        )
-        if old_title != conversation.title:
-            changes += ", title = :title, title_body = :title_body"
         db.execute(
-            f"UPDATE conversations SET next_position = :next_position, revision = :revision{changes} WHERE pk = :pk",
+            f"UPDATE conversations SET next_position = :next_position, revision = :revision"
+            f"{_changes(row, (old_title, *found[5:]))} WHERE pk = :pk",
             {**row, "pk": pk, "next_position": next_position, "revision": revision + 1},
         )
-        return pk, revision + 1
+        return _token(pk, revision + 1, next_position, row)
+
+    def _save_turn(
+        self,
+        db: sqlite3.Connection,
+        row: dict[str, Any],
+        encoded: list[tuple[Any, ...]],
+        expected: tuple[int, int, int, tuple[Any, ...]],
+        now: str,
+    ) -> tuple[int, int, int, tuple[Any, ...]]:
+        """A save of a few messages into a conversation at revision ``expected``: a chat turn.
+
+        The token names the conversation's key, revision, next free position and
+        stored fields as of that revision, so nothing is looked up first: the messages
+        are written, then the conversation's row, on condition that it is this
+        conversation (the token may be another's), still at that revision and live. If it is not (another writer, a delete, an expiry), _Stale
+        rolls everything back. Returns the new token.
+        """
+        pk, revision, next_position, stored = expected
+        try:
+            next_position = self._save_few(db, pk, next_position, encoded)
+        except self._driver.IntegrityError as exc:  # the conversation is gone (foreign key)
+            raise _Stale from exc
+        updated = db.execute(
+            f"UPDATE conversations SET next_position = :next_position, revision = :revision{_changes(row, stored)}"
+            f" WHERE pk = :pk AND id = :id AND revision = :expected AND (expires_key IS NULL OR expires_key > :now)",
+            {**row, "pk": pk, "next_position": next_position, "revision": revision + 1, "expected": revision,
+             "now": now},
+        ).rowcount
+        if not updated:
+            raise _Stale
+        return _token(pk, revision + 1, next_position, row)
 
     def _save_messages(
         self,
