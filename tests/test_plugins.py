@@ -18,8 +18,8 @@ from qv_session_manager import (
     available_backends,
     hookimpl,
     open_store,
+    plugins,
 )
-from qv_session_manager import plugins
 from qv_session_manager.backends.memory import MemoryStore
 
 

@@ -9,16 +9,16 @@ kept exactly as given (naive stays naive, aware keeps its offset).
 from __future__ import annotations
 
 import math
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
-from collections.abc import Iterable, Iterator
-from typing import Any, Mapping, Sequence, Union
+from typing import Any
 
 from .errors import InvalidInputError
 from .timeutil import time_key, time_range
 
-JSONValue = Union[None, bool, int, float, str, list["JSONValue"], dict[str, "JSONValue"]]
-Image = Union[str, bytes]
+JSONValue = None | bool | int | float | str | list["JSONValue"] | dict[str, "JSONValue"]
+Image = str | bytes
 
 #: The roles qv-ollama-sdk knows; a message with another role is refused.
 ROLES = frozenset({"system", "user", "assistant", "tool"})
@@ -220,11 +220,10 @@ class MessageRecord:
                         f"image {index} of message {self.id} must be str or bytes, not {type(image).__name__}"
                     )
                 check_text(image, f"image {index} of message {self.id}")
-        if self.tool_calls is not None:
-            if not isinstance(self.tool_calls, tuple) or not all(
-                isinstance(call, ToolCallRecord) for call in self.tool_calls
-            ):
-                raise InvalidInputError("tool_calls must be a tuple of ToolCallRecord")
+        if self.tool_calls is not None and (
+            not isinstance(self.tool_calls, tuple) or not all(isinstance(call, ToolCallRecord) for call in self.tool_calls)
+        ):
+            raise InvalidInputError("tool_calls must be a tuple of ToolCallRecord")
         check_text(self.tool_call_id, "tool_call_id", allow_none=True)
 
     @classmethod

@@ -7,12 +7,12 @@ mutating a record's dicts afterwards. Data lives as long as the store object.
 from __future__ import annotations
 
 import builtins
-
 import copy
 import itertools
 import threading
 from collections.abc import Callable, Hashable, Iterable, Mapping, Sequence
-from dataclasses import dataclass, field, replace as dataclass_replace
+from dataclasses import dataclass, field
+from dataclasses import replace as dataclass_replace
 from datetime import datetime
 from typing import Any
 
@@ -20,20 +20,20 @@ from ..errors import InvalidInputError, StorageError
 from ..hookspecs import hookimpl
 from ..protocol import Capability, ConversationFilter, SaveItem, SearchOrder
 from ..query import Query
-from ..redact import mask_url
 from ..records import (
     ConversationRecord,
     MessageRecord,
     SearchHit,
     StoredConversation,
+    check_append,
     check_save,
     checked_save_items,
-    check_append,
     expiry_key,
 )
+from ..redact import mask_url
 from ..registry import Backend
-from ..text import tokens
 from ..rules import Searchable, check_window, is_expired, now_key, reference_list, reference_search, window_of
+from ..text import tokens
 
 
 @dataclass

@@ -832,7 +832,7 @@ class StoreContract:
         everything = _found(filled, "conversation")
         assert len(everything) == len(SEARCH_DOCUMENTS)
         pages = [_found(filled, "conversation", limit=3, offset=o) for o in range(0, 9, 3)]
-        assert sum(pages, []) == everything, "contract paging: search pages overlap or skip"
+        assert [hit for page in pages for hit in page] == everything, "contract paging: search pages overlap or skip"
 
     # -- listing, filters, time ------------------------------------------------
 

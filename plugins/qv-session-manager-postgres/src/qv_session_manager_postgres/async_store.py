@@ -30,6 +30,7 @@ from typing import Any, TypeVar
 import psycopg
 import psycopg_pool
 from psycopg import IsolationLevel
+
 from qv_session_manager.aio_bridge import run_bridged, suspend
 from qv_session_manager.errors import StorageError
 from qv_session_manager.protocol import ConversationFilter, SaveItem, SearchOrder

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import psycopg
 import psycopg_pool
+
 from qv_session_manager.errors import (
     CorruptStorageError,
     ReadOnlyStorageError,

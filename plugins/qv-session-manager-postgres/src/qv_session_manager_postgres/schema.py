@@ -19,6 +19,7 @@ import logging
 from collections.abc import Callable
 
 import psycopg
+
 from qv_session_manager import codec
 from qv_session_manager.errors import SchemaVersionError
 from qv_session_manager.records import EXPIRES_AT, stored_expiry_key

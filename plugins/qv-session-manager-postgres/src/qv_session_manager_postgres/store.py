@@ -42,10 +42,10 @@ import psycopg
 import psycopg.errors
 import psycopg_pool
 from psycopg import IsolationLevel
+
 from qv_session_manager.errors import CorruptStorageError, InvalidInputError, StorageError
 from qv_session_manager.protocol import Capability, ConversationFilter, SaveItem, SearchOrder
 from qv_session_manager.query import Query
-from qv_session_manager.redact import scrub, scrub_exception
 from qv_session_manager.records import (
     ConversationRecord,
     MessageRecord,
@@ -56,6 +56,7 @@ from qv_session_manager.records import (
     checked_save_items,
     is_storable_id,
 )
+from qv_session_manager.redact import scrub, scrub_exception
 from qv_session_manager.rules import check_filter, check_order, check_page, check_window, now_key, window_start
 from qv_session_manager.text import tokens
 from qv_session_manager.timeutil import time_key
