@@ -51,7 +51,7 @@ def check_text(value: object, what: str, *, allow_none: bool = False) -> None:
 def check_id(value: object, what: str) -> None:
     """Raise InvalidInputError unless ``value`` is a usable, non-empty id string."""
     check_text(value, what)
-    if not value or "\x00" in value:  # type: ignore[operator]
+    if not value or "\x00" in value:  # type: ignore[operator]  # check_text: a str
         raise InvalidInputError(f"{what} must be a non-empty string without NUL characters")
 
 
@@ -351,7 +351,7 @@ def check_append(messages: Sequence[MessageRecord], updated_at: object) -> datet
     if updated_at is None:
         return None
     check_datetime(updated_at, "updated_at")
-    return fixed_offset(updated_at)  # type: ignore[arg-type]
+    return fixed_offset(updated_at)  # type: ignore[arg-type]  # check_datetime: a datetime
 
 
 def check_unique_message_ids(messages: Sequence[MessageRecord]) -> None:

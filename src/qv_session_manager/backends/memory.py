@@ -14,7 +14,7 @@ from collections.abc import Callable, Hashable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from dataclasses import replace as dataclass_replace
 from datetime import datetime
-from typing import Any
+from typing import Any, TypeVar
 
 from ..errors import InvalidInputError, StorageError
 from ..hookspecs import hookimpl
@@ -46,11 +46,15 @@ class _Entry:
     revision: int = 0  # from the store's counter: a new number at every write to the entry
 
 
-def _copy(record):  # type: ignore[no-untyped-def]
+_R = TypeVar("_R")
+_Record = TypeVar("_Record", ConversationRecord, MessageRecord)
+
+
+def _copy(record: _R) -> _R:
     return copy.deepcopy(record)
 
 
-def _checked_copy(record):  # type: ignore[no-untyped-def]
+def _checked_copy(record: _Record) -> _Record:
     """A deep copy, validated again: the caller may have changed the record's dicts."""
     return dataclass_replace(copy.deepcopy(record))
 

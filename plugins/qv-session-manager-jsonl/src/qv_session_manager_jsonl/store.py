@@ -38,7 +38,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from dataclasses import replace as dataclass_replace
 from datetime import datetime
-from typing import Any
+from typing import Any, TypeVar
 
 from qv_session_manager import (
     Capability,
@@ -294,7 +294,10 @@ def _directory_lock(directory: str) -> Any:
         return lock
 
 
-def _copy(record):  # type: ignore[no-untyped-def]
+_R = TypeVar("_R")
+
+
+def _copy(record: _R) -> _R:
     return copy.deepcopy(record)
 
 
