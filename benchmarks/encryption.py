@@ -41,14 +41,15 @@ from collections.abc import Callable
 from datetime import datetime, timedelta
 from pathlib import Path
 
-from corpus import Corpus
 from qv_ollama_sdk.domain.models import Message, MessageRole
-from run import QUERIES, REPO_DIR, RESULTS_DIR, ensure_corpus
-from worker import file_size, progress, summarize, timed
 
 from qv_session_manager import SessionManager
 from qv_session_manager.backends.sqlite import SQLiteStore
 from qv_session_manager.encryption import EncryptedStore
+
+from corpus import Corpus
+from run import QUERIES, REPO_DIR, RESULTS_DIR, ensure_corpus
+from worker import file_size, progress, summarize, timed
 
 SYSTEMS = ("plain", "sqlcipher", "field-level")
 PASSPHRASE = "correct horse battery staple"

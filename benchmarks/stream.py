@@ -20,6 +20,7 @@ import os
 import time
 
 from qv_ollama_sdk.domain.models import Conversation, Message
+
 from worker import close_store, open_store, peak_rss_mb
 
 

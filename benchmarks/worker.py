@@ -43,9 +43,10 @@ from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Any, TypeVar
 
+from qv_ollama_sdk.domain.models import Conversation, Message, MessageRole
+
 from corpus import Corpus
 from floors import batches  # stdlib only, so every worker's venv can import it
-from qv_ollama_sdk.domain.models import Conversation, Message, MessageRole
 
 BENCH_DIR = os.path.dirname(os.path.abspath(__file__))
 SYSTEMS = ("seed", "ours", "inline", "batched", "openai", "postgres")

@@ -45,7 +45,7 @@ def test_quick_run_judges_every_goal_and_the_floors_agree(tmp_path: Path) -> Non
     ]
     done = subprocess.run(command, capture_output=True, text=True, timeout=120, check=False)
     assert done.returncode == 0, done.stdout + done.stderr
-    for venv, system in (("seed-venv", "seed"), ("openai-venv", "openai")):
+    for venv, _system in (("seed-venv", "seed"), ("openai-venv", "openai")):
         if not (REPO / "benchmarks" / ".cache" / venv / "bin" / "python").exists():
             assert f"{venv} is not built (--offline)" in done.stdout
     (output,) = (tmp_path / "results").glob("*.json")

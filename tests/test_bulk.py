@@ -11,14 +11,13 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from qv_ollama_sdk.domain.models import Conversation
 
-from qv_session_manager import InvalidInputError, SessionManager, manager as manager_module
+from qv_session_manager import InvalidInputError, SessionManager
+from qv_session_manager import manager as manager_module
 from qv_session_manager.backends.memory import MemoryStore
 from qv_session_manager.convert import record_to_conversation
 from qv_session_manager.protocol import ConversationStore, SaveItem
 from qv_session_manager.records import StoredConversation
 from qv_session_manager.testing import strategies
-
-
 
 #: Whole SDK conversations, from the records strategies (ids unique per conversation).
 sdk_conversations = st.builds(

@@ -21,8 +21,7 @@ from qv_session_manager import SessionManager, open_store
 from qv_session_manager.backends.memory import MemoryStore
 from qv_session_manager.backends.sqlite import SQLiteStore, maintenance
 from qv_session_manager.backends.sqlite import schema as sqlite_schema
-from qv_session_manager.cli import main
-from qv_session_manager.cli import admin, common, copying, files
+from qv_session_manager.cli import admin, common, copying, files, main
 from qv_session_manager.cli.common import parse_meta
 from qv_session_manager.cli.render import conversation_dict, highlighted
 from qv_session_manager.manager import URL_VARIABLE

@@ -12,7 +12,6 @@ from pathlib import Path
 
 import pytest
 from click.testing import CliRunner, Result
-from hostile import hostile_conversation
 
 from qv_session_manager import Backend, SessionManager, StorageError, hookimpl, plugins
 from qv_session_manager.backends.memory import MemoryStore
@@ -20,6 +19,8 @@ from qv_session_manager.cli import main
 from qv_session_manager.manager import URL_VARIABLE
 from qv_session_manager.protocol import ConversationFilter
 from qv_session_manager.records import ConversationRecord
+
+from hostile import hostile_conversation
 
 SECRET = "Wq9-SHH-t0p"
 

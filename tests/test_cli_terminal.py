@@ -24,6 +24,11 @@ from pathlib import Path
 
 import pytest
 from click.testing import CliRunner, Result
+
+from qv_session_manager import SessionManager
+from qv_session_manager.cli import main
+from qv_session_manager.safe_text import UNSAFE
+
 from hostile import (
     ATTACK,
     CONVERSATION_ID,
@@ -32,10 +37,6 @@ from hostile import (
     TITLE_SHOWN,
     hostile_conversation,
 )
-
-from qv_session_manager import SessionManager
-from qv_session_manager.cli import main
-from qv_session_manager.safe_text import UNSAFE
 
 COMMAND = str(Path(sys.executable).with_name("qv-sessions"))
 #: The escape sequences rich writes for styles, tables and the progress bar.

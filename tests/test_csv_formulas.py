@@ -11,7 +11,6 @@ from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
-from hostile import ATTACK, FORMULAS, hostile_conversation
 from hypothesis import given
 from hypothesis import strategies as st
 
@@ -21,6 +20,8 @@ from qv_session_manager.cli import main
 from qv_session_manager.exchange import CSV_COLUMNS, FORMULA_TRIGGERS, write_csv
 from qv_session_manager.exchange.csv_view import neutralized
 from qv_session_manager.transfer import iter_stored
+
+from hostile import ATTACK, FORMULAS, hostile_conversation
 
 TRIGGERS = ("=", "+", "-", "@", "\t", "\r")
 

@@ -15,7 +15,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from hypothesis import given, strategies as st
+from hypothesis import given
+from hypothesis import strategies as st
 
 from qv_session_manager import SessionManager
 from qv_session_manager.backends.memory import MemoryStore
@@ -238,7 +239,7 @@ BAD_LINES = {
 def test_a_bad_line_raises_with_its_number_and_keeps_what_came_before(kind: str) -> None:
     assert kind in BAD_LINES
     text = jsonl_text(line_of(GOOD_BEFORE), "", BAD_LINES[kind], line_of(GOOD_AFTER))
-    with pytest.raises(ImportFormatError, match="^line 4: ") as caught:
+    with pytest.raises(ImportFormatError, match=r"^line 4: ") as caught:
         list(read_jsonl(io.StringIO(text)))
     assert caught.value.line == 4 and isinstance(caught.value, InvalidInputError)
     store = MemoryStore()

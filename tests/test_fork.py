@@ -67,7 +67,7 @@ def test_the_link_shows_in_listings_and_filters(manager: SessionManager) -> None
         "conversation_id": str(chat.id), "message_id": str(chat.messages[1].id)
     }
     assert "forked_from" not in listed[str(chat.id)]["metadata"]
-    assert [item["id"] for item in manager.list_conversations()][0] == str(fork.id), "a fork is newest"
+    assert next(item["id"] for item in manager.list_conversations()) == str(fork.id), "a fork is newest"
     assert _fields(fork) == _fields(chat)[:2]
 
 

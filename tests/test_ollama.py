@@ -16,13 +16,14 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from ollama import ResponseError
-from ollama_standin import FAIL, FAIL_MIDWAY, StandIn, route_ollama
 from qv_ollama_sdk.client import OllamaChatClient
 from qv_ollama_sdk.domain.models import Conversation, Message, MessageRole
 
 from qv_session_manager import SessionManager
 from qv_session_manager.errors import ConversationNotFoundError, InvalidInputError, StorageError
 from qv_session_manager.ollama import AutoSave, attached, autosave, resume
+
+from ollama_standin import FAIL, FAIL_MIDWAY, StandIn, route_ollama
 
 
 def get_weather(city: str) -> str:

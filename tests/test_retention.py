@@ -32,8 +32,8 @@ from qv_session_manager import (
     ImportFormatError,
     InvalidInputError,
     SessionManager,
+    retention,
 )
-from qv_session_manager import retention
 from qv_session_manager.backends.memory import MemoryStore
 from qv_session_manager.backends.sqlite import SQLiteStore
 from qv_session_manager.backends.sqlite import schema as sqlite_schema
@@ -162,18 +162,18 @@ def test_a_store_without_the_capability_refuses_expiries_and_stays_unchanged() -
     manager = SessionManager(store=store)  # type: ignore[arg-type]
     plain = saved(manager, "plain", datetime(2025, 1, 20))
     expiring = Conversation(title="expiring", metadata={EXPIRES_AT: FUTURE.isoformat()})
-    with pytest.raises(InvalidInputError, match="Capability.EXPIRY"):
+    with pytest.raises(InvalidInputError, match=r"Capability\.EXPIRY"):
         manager.save_conversation(expiring)
     with pytest.raises(InvalidInputError, match="conversation 1 of the input"):
         manager.save_many([Conversation(title="fine"), expiring])
-    with pytest.raises(InvalidInputError, match="Capability.EXPIRY"):
+    with pytest.raises(InvalidInputError, match=r"Capability\.EXPIRY"):
         manager.set_expiry(plain, FUTURE)
     assert manager.set_expiry(plain, None) is True, "removing an expiry is always possible"
     document = io.StringIO()
     with SessionManager(url="memory://") as source:
         source.save_conversation(expiring)
         source.export_conversations(document)
-    with pytest.raises(ImportFormatError, match="Capability.EXPIRY"):
+    with pytest.raises(ImportFormatError, match=r"Capability\.EXPIRY"):
         manager.import_conversations(io.StringIO(document.getvalue()))
     report = manager.import_conversations(io.StringIO(document.getvalue()), on_error="skip")
     assert report.imported == 0 and len(report.skipped) == 1

@@ -20,9 +20,10 @@ from pathlib import Path
 
 import pytest
 from qv_ollama_sdk.domain.models import Conversation
-from seed_layouts import SEED_DDL
 
 import qv_session_manager
+
+from seed_layouts import SEED_DDL
 
 
 def test_the_0_3_0_module_path_gives_the_same_class() -> None:

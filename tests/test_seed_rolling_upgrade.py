@@ -26,10 +26,11 @@ from typing import Any
 import pytest
 from click.testing import CliRunner
 from qv_ollama_sdk.domain.models import Conversation
-from seed_process import SeedUnavailable, run_seed, seed_python
 
 from qv_session_manager import SessionManager
 from qv_session_manager.cli import main
+
+from seed_process import SeedUnavailable, run_seed, seed_python
 
 REQUIRE_VARIABLE = "QV_SESSION_MANAGER_REQUIRE_SERVERS"
 VENV_VARIABLE = "QV_SESSION_MANAGER_SEED_VENV"

@@ -22,10 +22,11 @@ from typing import Any
 
 import pytest
 from qv_ollama_sdk.domain.models import Conversation, MessageRole
-from seed_layouts import OLD_DDL
 
 from qv_session_manager import InvalidInputError
 from qv_session_manager.session_manager import SessionManager
+
+from seed_layouts import OLD_DDL
 
 
 def _remove_store_files(path: str) -> None:

@@ -40,6 +40,7 @@ from qv_ollama_sdk.domain.models import Conversation, Message, MessageRole
 
 from qv_session_manager import CorruptStorageError, SchemaVersionError, SessionManager
 from qv_session_manager.backends.sqlite.schema import LATEST
+
 from seed_layouts import OLD_DDL, SEED_DDL
 
 SEED_MODULE_PATH = Path("/tmp/seedpkg/qv_session_manager/qv_session_manager/session_manager.py")

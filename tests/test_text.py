@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
+import re
+
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
-
-import re
 
 from qv_session_manager.text import _CJK_RANGES, MAX_TOKEN_LENGTH, fold, index_text, token_spans, tokens
 

@@ -4,6 +4,7 @@
 ``qv_session_manager`` entry-point group (see :mod:`qv_session_manager.hookspecs`).
 """
 
+from .aio import AsyncSessionManager  # the async API (qv_session_manager.aio)
 from .errors import (
     BackendConflictError,
     ConversationExistsError,
@@ -23,7 +24,6 @@ from .errors import (
 )
 from .hookspecs import hookimpl
 from .manager import EXPIRES_AT, FORKED_FROM, SessionManager
-from .aio import AsyncSessionManager  # the async API (qv_session_manager.aio)
 from .protocol import BulkSaving, Capability, ConversationFilter, ConversationStore, Expiring
 from .records import ConversationRecord, MessageRecord, SearchHit, StoredConversation, ToolCallRecord
 from .registry import Backend, available_backends, open_store

@@ -302,8 +302,8 @@ class AsyncSessionManager:
 
         ``progress`` is called on that thread.
         """
-        return await self._on_thread("export_conversations", destination, format=format,
-                                     metadata=metadata, progress=progress, csv_formulas=csv_formulas)
+        return cast(int, await self._on_thread("export_conversations", destination, format=format,
+                                     metadata=metadata, progress=progress, csv_formulas=csv_formulas))
 
     async def import_conversations(
         self,
@@ -320,9 +320,9 @@ class AsyncSessionManager:
 
         ``progress`` is called on that thread.
         """
-        return await self._on_thread("import_conversations", source, format=format,
+        return cast(ImportReport, await self._on_thread("import_conversations", source, format=format,
                                      batch_size=batch_size, on_error=on_error, on_conflict=on_conflict,
-                                     keep_empty=keep_empty, progress=progress)
+                                     keep_empty=keep_empty, progress=progress))
 
 
 class _AsyncIterator:

@@ -34,7 +34,7 @@ def available() -> bool:
 
 if greenlet is not None:
 
-    class _Bridge(greenlet):  # type: ignore[misc,valid-type]
+    class _Bridge(greenlet):
         """A greenlet started by run_bridged: the only place where suspend() may be called."""
 
 else:  # pragma: no cover - exercised only without greenlet
@@ -78,4 +78,6 @@ def suspend(awaitable: Awaitable[T]) -> T:
         if close is not None:
             close()
         raise RuntimeError("suspend() works only inside run_bridged()")
-    return getcurrent().parent.switch(awaitable)  # type: ignore[no-any-return]
+    parent = getcurrent().parent
+    assert parent is not None  # a _Bridge's parent is the greenlet that started it
+    return parent.switch(awaitable)  # type: ignore[no-any-return]

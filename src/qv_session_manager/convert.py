@@ -144,7 +144,7 @@ def record_to_conversation(stored: StoredConversation) -> Conversation:
     record = stored.conversation
     return Conversation(
         id=_sdk_id(record.id),
-        model_name=record.model_name,  # type: ignore[arg-type]
+        model_name=record.model_name,  # type: ignore[arg-type]  # None too: the SDK annotates str
         title=record.title,
         messages=[record_to_message(message) for message in stored.messages],
         created_at=record.created_at,

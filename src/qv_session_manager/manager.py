@@ -13,6 +13,7 @@ from typing import Any, TextIO, cast
 
 from qv_ollama_sdk.domain.models import Conversation, Message
 
+from . import retention
 from .convert import (
     canonical_id,
     conversation_to_record,
@@ -22,15 +23,24 @@ from .convert import (
 )
 from .errors import ConversationNotFoundError, InvalidInputError
 from .exchange import CsvFormulas, ExportFormat, ImportFormat, ImportReport, OnConflict, OnError, export_to, import_into
-from .protocol import BulkSaving, Capability, ConversationFilter, ConversationStore, SaveItem, SearchOrder, TimeField
-from .protocol import RevisionedSaving, SummaryListing, WindowedLoading
-from .save_tracking import SavedState, SavedStates
+from .protocol import (
+    BulkSaving,
+    Capability,
+    ConversationFilter,
+    ConversationStore,
+    RevisionedSaving,
+    SaveItem,
+    SearchOrder,
+    SummaryListing,
+    TimeField,
+    WindowedLoading,
+)
 from .query import parse
 from .records import EXPIRES_AT as EXPIRES_AT  # re-exported next to FORKED_FROM
 from .records import ConversationRecord, StoredConversation, check_metadata_filter
-from .rules import check_positive_int, check_window, window_of
 from .registry import open_store
-from . import retention
+from .rules import check_positive_int, check_window, window_of
+from .save_tracking import SavedState, SavedStates
 from .snippet import snippet
 from .timeutil import TimeBound, time_key, time_range
 from .transfer import iter_stored

@@ -9,7 +9,6 @@ suite) are stated in the docstrings below.
 from __future__ import annotations
 
 import builtins
-
 from collections.abc import Hashable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime

@@ -9,16 +9,16 @@ kept exactly as given (naive stays naive, aware keeps its offset).
 from __future__ import annotations
 
 import math
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
-from collections.abc import Iterable, Iterator
-from typing import Any, Mapping, Sequence, Union
+from typing import Any
 
 from .errors import InvalidInputError
 from .timeutil import time_key, time_range
 
-JSONValue = Union[None, bool, int, float, str, list["JSONValue"], dict[str, "JSONValue"]]
-Image = Union[str, bytes]
+JSONValue = None | bool | int | float | str | list["JSONValue"] | dict[str, "JSONValue"]
+Image = str | bytes
 
 #: The roles qv-ollama-sdk knows; a message with another role is refused.
 ROLES = frozenset({"system", "user", "assistant", "tool"})
@@ -51,7 +51,7 @@ def check_text(value: object, what: str, *, allow_none: bool = False) -> None:
 def check_id(value: object, what: str) -> None:
     """Raise InvalidInputError unless ``value`` is a usable, non-empty id string."""
     check_text(value, what)
-    if not value or "\x00" in value:  # type: ignore[operator]
+    if not value or "\x00" in value:  # type: ignore[operator]  # check_text: a str
         raise InvalidInputError(f"{what} must be a non-empty string without NUL characters")
 
 
@@ -220,11 +220,10 @@ class MessageRecord:
                         f"image {index} of message {self.id} must be str or bytes, not {type(image).__name__}"
                     )
                 check_text(image, f"image {index} of message {self.id}")
-        if self.tool_calls is not None:
-            if not isinstance(self.tool_calls, tuple) or not all(
-                isinstance(call, ToolCallRecord) for call in self.tool_calls
-            ):
-                raise InvalidInputError("tool_calls must be a tuple of ToolCallRecord")
+        if self.tool_calls is not None and (
+            not isinstance(self.tool_calls, tuple) or not all(isinstance(call, ToolCallRecord) for call in self.tool_calls)
+        ):
+            raise InvalidInputError("tool_calls must be a tuple of ToolCallRecord")
         check_text(self.tool_call_id, "tool_call_id", allow_none=True)
 
     @classmethod
@@ -352,7 +351,7 @@ def check_append(messages: Sequence[MessageRecord], updated_at: object) -> datet
     if updated_at is None:
         return None
     check_datetime(updated_at, "updated_at")
-    return fixed_offset(updated_at)  # type: ignore[arg-type]
+    return fixed_offset(updated_at)  # type: ignore[arg-type]  # check_datetime: a datetime
 
 
 def check_unique_message_ids(messages: Sequence[MessageRecord]) -> None:

@@ -88,7 +88,7 @@ def open_with(opener: Callable[[str, Mapping[str, Any]], Any], url: str, options
     try:
         return opener(url, options)
     except SessionStoreError as error:
-        raise scrub_exception(error, [url])
+        raise scrub_exception(error, [url])  # noqa: B904 - the caught error itself, scrubbed in place
     except ValueError as error:
         reason = scrub(str(error), [url]) or type(error).__name__
         raise InvalidInputError(f"{mask_url(url)!r} is not a usable store URL: {reason}") from scrub_exception(

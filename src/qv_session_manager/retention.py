@@ -83,7 +83,7 @@ def expiry_text(expires_at: object) -> str | None:
     if expires_at is None:
         return None
     check_datetime(expires_at, "expires_at")
-    return fixed_offset(expires_at).isoformat()  # type: ignore[arg-type]
+    return fixed_offset(expires_at).isoformat()  # type: ignore[arg-type]  # check_datetime: a datetime
 
 
 def with_expiry(record: ConversationRecord, expires_at: datetime | None) -> ConversationRecord:
@@ -140,4 +140,4 @@ def guarded(store: ConversationStore) -> ConversationStore:
     """``store`` itself when it honours expiries, else an :class:`ExpiryGuard` over it."""
     if Capability.EXPIRY in store.capabilities:
         return store
-    return ExpiryGuard(store)  # type: ignore[return-value]
+    return ExpiryGuard(store)

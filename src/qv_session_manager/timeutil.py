@@ -24,9 +24,9 @@ def time_key(moment: datetime) -> str:
             moment = moment.astimezone(timezone.utc)
         except OverflowError:
             raise InvalidInputError(f"{moment.isoformat()} is out of range once converted to UTC") from None
-    return "%04d-%02d-%02dT%02d:%02d:%02d.%06d" % (
-        moment.year, moment.month, moment.day,
-        moment.hour, moment.minute, moment.second, moment.microsecond,
+    return (
+        f"{moment.year:04d}-{moment.month:02d}-{moment.day:02d}T"
+        f"{moment.hour:02d}:{moment.minute:02d}:{moment.second:02d}.{moment.microsecond:06d}"
     )
 
 

@@ -18,6 +18,7 @@ import pytest
 
 from qv_session_manager.protocol import ConversationStore
 from qv_session_manager.registry import open_store
+
 from rel_report import report
 
 #: Every backend the fuzz tests run on (PostgreSQL skips, saying why, without a server).

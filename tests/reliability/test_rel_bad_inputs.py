@@ -27,6 +27,7 @@ from qv_session_manager import ConversationFilter, SessionManager, SessionStoreE
 from qv_session_manager.backends.memory import MemoryStore
 from qv_session_manager.backends.sqlite import SQLiteStore
 from qv_session_manager.records import StoredConversation
+
 from rel_inputs_catalogue import (
     CASES,
     PATH_CASES,

@@ -28,17 +28,17 @@ from typing import Any
 
 import pytest
 
-import reliability_kit
-from rel_crash_ops import WORDS, Op, apply, touched
-from rel_report import report
-from rel_spawn import spawn, wait_ready
-
 from qv_session_manager import open_store
 from qv_session_manager.backends.memory import MemoryStore
 from qv_session_manager.backends.sqlite import SQLiteStore, maintenance
 from qv_session_manager.protocol import ConversationFilter, ConversationStore
 from qv_session_manager.query import parse
 from qv_session_manager.records import StoredConversation
+
+import reliability_kit
+from rel_crash_ops import WORDS, Op, apply, touched
+from rel_report import report
+from rel_spawn import spawn, wait_ready
 
 MAX_KILL_DELAY = 0.3  # seconds the writer runs before it is killed, at most
 EVERYTHING = ConversationFilter()

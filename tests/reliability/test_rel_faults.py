@@ -31,7 +31,6 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from qv_ollama_sdk.domain.models import Conversation, Message, MessageRole
 
-import reliability_kit
 from qv_session_manager import (
     ConversationFilter,
     CorruptStorageError,
@@ -43,6 +42,8 @@ from qv_session_manager.backends.sqlite import SQLiteStore
 from qv_session_manager.backends.sqlite.maintenance import integrity_problems
 from qv_session_manager.query import parse
 from qv_session_manager.records import StoredConversation
+
+import reliability_kit
 from rel_fault_child import record
 from rel_fault_postgres import PrivateCluster, server_binaries
 
@@ -252,7 +253,7 @@ def test_a_read_only_directory_is_readable_while_a_writer_holds_the_wal(shared_d
     """Invariant: while a writer keeps the store open (its ``-wal``/``-shm`` exist), a
     process that may write neither the directory nor the files reads the writer's latest
     saves and gets ReadOnlyStorageError for every write; the writer keeps working."""
-    uid, gid, as_user = _reader_account()
+    _uid, _gid, as_user = _reader_account()
     path = shared_directory / "store.db"
     writer = SQLiteStore(path)
     try:

@@ -33,7 +33,6 @@ import pytest
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
-import reliability_kit
 from qv_session_manager import InvalidInputError, SessionManager
 from qv_session_manager.protocol import ConversationFilter, ConversationStore
 from qv_session_manager.query import MAX_TERMS, parse
@@ -41,6 +40,8 @@ from qv_session_manager.records import ConversationRecord, MessageRecord, Stored
 from qv_session_manager.rules import Searchable, reference_search
 from qv_session_manager.snippet import snippet
 from qv_session_manager.text import MAX_TOKEN_LENGTH, tokens
+
+import reliability_kit
 from rel_fuzz_kit import REL_FUZZ_BACKENDS, rel_fuzz_opener, rel_fuzz_report
 
 #: Hypothesis examples per backend; each example runs QUERIES_PER_EXAMPLE searches.

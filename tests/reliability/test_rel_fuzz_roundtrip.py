@@ -32,12 +32,13 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from qv_ollama_sdk.domain.models import Conversation
 
-import reliability_kit
 from qv_session_manager import SessionManager
 from qv_session_manager.convert import canonical_id, record_to_conversation
 from qv_session_manager.protocol import ConversationFilter
 from qv_session_manager.records import StoredConversation, fixed_offset
 from qv_session_manager.testing import strategies as gen
+
+import reliability_kit
 from rel_fuzz_kit import REL_FUZZ_BACKENDS, StoreOpener, rel_fuzz_opener, rel_fuzz_report
 
 #: Hypothesis examples per backend; each saves and loads one to three conversations.

@@ -7,6 +7,7 @@ processes do each. Writers are subprocesses (rel_writer_procs.py) released toget
 
 from __future__ import annotations
 
+import itertools
 import random
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -14,6 +15,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+
+from qv_session_manager import SessionManager, open_store
+from qv_session_manager.backends.memory import MemoryStore
+from qv_session_manager.backends.sqlite import SQLiteStore, maintenance
 
 import reliability_kit
 from rel_report import report
@@ -29,10 +34,6 @@ from rel_writer_procs import (
     shared_conversation,
     shared_text,
 )
-
-from qv_session_manager import SessionManager, open_store
-from qv_session_manager.backends.memory import MemoryStore
-from qv_session_manager.backends.sqlite import SQLiteStore, maintenance
 
 PROCESSES = 8
 THREADS = 4
@@ -190,7 +191,7 @@ def test_two_writers_editing_the_same_messages_last_writer_wins(target: Target, 
         writer, round_ = last_writer[message.id]
         assert message.content == f"{message.id} as written by writer {writer} in round {round_}", f"seed {seed}"
     assert stored == model.load(EDIT_ID), f"seed {seed}: the stored state is not the replay of the saves"
-    switches = sum(1 for a, b in zip(commit_order, commit_order[1:]) if a[0] != b[0])
+    switches = sum(1 for a, b in itertools.pairwise(commit_order) if a[0] != b[0])
     report(
         f"edit_same_messages_{target.backend}",
         {"saves_acknowledged": 2 * rounds, "writer_switches_in_commit_order": switches, "seed": seed, "failures": 0},

@@ -236,7 +236,7 @@ def test_records_mutated_after_validation_are_refused_before_writing(store: Json
 def test_a_renamed_file_is_reported(store: JsonlStore, directory: Path) -> None:
     store.save(record(), [])
     (directory / "c1.jsonl").rename(directory / "other.jsonl")
-    with pytest.raises(CorruptStorageError, match="other.jsonl"):
+    with pytest.raises(CorruptStorageError, match=r"other\.jsonl"):
         store.list(ConversationFilter())
 
 
@@ -245,7 +245,7 @@ def test_a_newer_format_is_refused(store: JsonlStore, directory: Path) -> None:
     path = directory / "c1.jsonl"
     header = json.loads(path.read_text("utf-8"))
     path.write_text(json.dumps({**header, "format": 2}) + "\n", "utf-8")
-    with pytest.raises(SchemaVersionError, match="c1.jsonl"):
+    with pytest.raises(SchemaVersionError, match=r"c1\.jsonl"):
         store.load("c1")
 
 

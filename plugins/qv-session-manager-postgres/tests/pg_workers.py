@@ -18,7 +18,6 @@ from datetime import datetime, timedelta
 def main() -> None:
     action, url, schema, *rest = sys.argv[1:]
     from qv_session_manager import ConversationRecord, MessageRecord
-
     from qv_session_manager_postgres import PostgresStore
 
     print("ready", flush=True)

@@ -12,10 +12,10 @@ from collections.abc import Callable
 import psycopg
 import pytest
 from qv_ollama_sdk.domain.models import Conversation
+
 from qv_session_manager import AsyncSessionManager, SessionManager, StorageError
 from qv_session_manager.async_protocol import is_async_store, open_async_store
 from qv_session_manager.testing.async_contract import AsyncStoreContract
-
 from qv_session_manager_postgres import PostgresStore
 from qv_session_manager_postgres.async_store import AsyncPostgresStore
 

@@ -18,6 +18,7 @@ import pytest
 from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 from qv_ollama_sdk.domain.models import Conversation
+
 from qv_session_manager import (
     Capability,
     ConversationFilter,
@@ -37,7 +38,6 @@ from qv_session_manager import (
 from qv_session_manager.backends.memory import MemoryStore
 from qv_session_manager.query import parse
 from qv_session_manager.testing import strategies
-
 from qv_session_manager_postgres import PostgresStore, split_url
 from qv_session_manager_postgres.schema import LATEST
 from qv_session_manager_postgres.textsearch import (

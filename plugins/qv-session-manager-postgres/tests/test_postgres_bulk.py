@@ -19,6 +19,7 @@ import psycopg
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+
 from qv_session_manager import (
     ConversationFilter,
     ConversationRecord,
@@ -29,7 +30,6 @@ from qv_session_manager import (
 from qv_session_manager.protocol import BulkSaving
 from qv_session_manager.query import parse
 from qv_session_manager.testing import strategies
-
 from qv_session_manager_postgres import PostgresStore
 from qv_session_manager_postgres import store as store_module
 from qv_session_manager_postgres.textsearch import (

@@ -5,8 +5,8 @@ from __future__ import annotations
 from collections.abc import Callable
 
 import pytest
-from qv_session_manager.testing import StoreContract
 
+from qv_session_manager.testing import StoreContract
 from qv_session_manager_postgres import PostgresStore
 
 

@@ -11,8 +11,8 @@ from typing import Any
 
 import psycopg
 import pytest
-from qv_session_manager import EXPIRES_AT, ConversationRecord, MessageRecord, SessionManager, codec
 
+from qv_session_manager import EXPIRES_AT, ConversationRecord, MessageRecord, SessionManager, codec
 from qv_session_manager_postgres import PostgresStore
 from qv_session_manager_postgres import schema as schema_module
 from qv_session_manager_postgres.rows import encode_conversation, filter_document

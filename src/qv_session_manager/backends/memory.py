@@ -7,33 +7,33 @@ mutating a record's dicts afterwards. Data lives as long as the store object.
 from __future__ import annotations
 
 import builtins
-
 import copy
 import itertools
 import threading
 from collections.abc import Callable, Hashable, Iterable, Mapping, Sequence
-from dataclasses import dataclass, field, replace as dataclass_replace
+from dataclasses import dataclass, field
+from dataclasses import replace as dataclass_replace
 from datetime import datetime
-from typing import Any
+from typing import Any, TypeVar
 
 from ..errors import InvalidInputError, StorageError
 from ..hookspecs import hookimpl
 from ..protocol import Capability, ConversationFilter, SaveItem, SearchOrder
 from ..query import Query
-from ..redact import mask_url
 from ..records import (
     ConversationRecord,
     MessageRecord,
     SearchHit,
     StoredConversation,
+    check_append,
     check_save,
     checked_save_items,
-    check_append,
     expiry_key,
 )
+from ..redact import mask_url
 from ..registry import Backend
-from ..text import tokens
 from ..rules import Searchable, check_window, is_expired, now_key, reference_list, reference_search, window_of
+from ..text import tokens
 
 
 @dataclass
@@ -46,11 +46,15 @@ class _Entry:
     revision: int = 0  # from the store's counter: a new number at every write to the entry
 
 
-def _copy(record):  # type: ignore[no-untyped-def]
+_R = TypeVar("_R")
+_Record = TypeVar("_Record", ConversationRecord, MessageRecord)
+
+
+def _copy(record: _R) -> _R:
     return copy.deepcopy(record)
 
 
-def _checked_copy(record):  # type: ignore[no-untyped-def]
+def _checked_copy(record: _Record) -> _Record:
     """A deep copy, validated again: the caller may have changed the record's dicts."""
     return dataclass_replace(copy.deepcopy(record))
 

@@ -132,10 +132,7 @@ def stats_command(ctx: click.Context) -> None:
     """Numbers of conversations and messages, oldest and newest update, store URL and size."""
     manager = open_manager(ctx)
     store = manager.store
-    if isinstance(store, SQLiteStore):
-        counts = maintenance.counts(store)
-    else:
-        counts = _count_by_reading(manager.store)
+    counts = maintenance.counts(store) if isinstance(store, SQLiteStore) else _count_by_reading(manager.store)
     lines = [
         ("store", shown_url(ctx)),
         ("conversations", str(counts.conversations)),

@@ -6,7 +6,6 @@ import click
 from rich.text import Text
 
 from ..protocol import SearchOrder
-
 from .common import echo_json, fail, open_manager, parse_meta, stdout_console
 from .render import conversation_dict, conversation_table, highlighted, plain, transcript
 

@@ -4,8 +4,7 @@ from __future__ import annotations
 
 import click
 
-from ..backends.sqlite import SQLiteStore
-from ..backends.sqlite import maintenance
+from ..backends.sqlite import SQLiteStore, maintenance
 from ..backends.sqlite.schema import LATEST
 from ..protocol import ConversationStore
 from .common import open_manager, say, shown_url

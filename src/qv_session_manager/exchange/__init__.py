@@ -64,7 +64,7 @@ def export_to(
     to ``format="csv"`` only. Raises InvalidInputError for an unknown format, a bad
     ``csv_formulas`` or ``"raw"`` with another format (before creating anything).
     """
-    writer = _WRITERS.get(format)  # type: ignore[call-overload]
+    writer = _WRITERS.get(format)
     if writer is None:
         raise InvalidInputError(f"export format must be one of {sorted(_WRITERS)}, not {format!r}")
     check_formulas(csv_formulas)
@@ -98,7 +98,7 @@ def import_into(
     and is skipped. Either way it is counted in ``ImportReport.empty``. Arguments
     are checked before ``source`` is opened.
     """
-    reader = _READERS.get(format)  # type: ignore[call-overload]
+    reader = _READERS.get(format)
     if reader is None:
         raise InvalidInputError(f"import format must be one of {sorted(_READERS)}, not {format!r}")
     check_on_conflict(on_conflict)

@@ -58,7 +58,7 @@ def reading(source: str | os.PathLike[str] | TextIO) -> Iterator[TextIO]:
         yield source
         return
     try:
-        stream = open(source, encoding="utf-8-sig", errors="surrogateescape")
+        stream = open(source, encoding="utf-8-sig", errors="surrogateescape")  # noqa: SIM115 - only open()'s errors are translated
     except OSError as exc:
         raise StorageError(f"cannot open {os.fspath(source)}: {exc}") from exc
     with stream:

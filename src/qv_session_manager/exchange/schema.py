@@ -16,7 +16,14 @@ from typing import Any
 
 from ..codec import conversation_to_json, images_from_json, message_to_json, tool_calls_from_json
 from ..errors import ImportFormatError, InvalidInputError
-from ..records import ConversationRecord, Image, MessageRecord, StoredConversation, ToolCallRecord, check_unique_message_ids
+from ..records import (
+    ConversationRecord,
+    Image,
+    MessageRecord,
+    StoredConversation,
+    ToolCallRecord,
+    check_unique_message_ids,
+)
 from .numbers import too_long_integer
 
 FORMAT_NAME = "qv-session-manager"

@@ -26,7 +26,8 @@ import pytest
 
 from ..async_protocol import AsyncConversationStore, BlockingView
 from ..protocol import ConversationStore
-from .contract import StoreContract, StoreOpener
+from .contract import StoreContract
+from .openers import StoreOpener
 
 T = TypeVar("T")
 AsyncStoreOpener = Callable[[str], AsyncConversationStore]

@@ -460,7 +460,7 @@ class StoreContract:
         store.save(conversation("c"), [])
         store.close()
         store.close()
-        calls = {
+        calls: dict[str, Callable[[], object]] = {
             "load": lambda: store.load("c"), "get": lambda: store.get("c"), "delete": lambda: store.delete("c"),
             "delete_message": lambda: store.delete_message("c", "m"), "list": lambda: store.list(ConversationFilter()),
             "search": lambda: store.search(parse("x"), ConversationFilter()),
@@ -550,7 +550,7 @@ class StoreContract:
             ("not a record", []),
         ):
             with pytest.raises(InvalidInputError):
-                self.bulk(store).save_many([(dataclasses.replace(kept, title="after"), []), refused])  # type: ignore[list-item]
+                self.bulk(store).save_many([(dataclasses.replace(kept, title="after"), []), refused])
         for not_a_pair in ("not a pair", (conversation("new"),), None):
             with pytest.raises(InvalidInputError):
                 self.bulk(store).save_many([(dataclasses.replace(kept, title="after"), []), not_a_pair])  # type: ignore[list-item]
@@ -730,7 +730,7 @@ class StoreContract:
     def test_invalid_arguments_raise_value_errors(self, store: ConversationStore) -> None:
         """contract input: bad pages and filters raise InvalidInputError (a ValueError)."""
         store.save(conversation(), [])
-        calls = {
+        calls: dict[str, Callable[[], object]] = {
             "list(limit=-1)": lambda: store.list(ConversationFilter(), limit=-1),
             "list(offset=-5)": lambda: store.list(ConversationFilter(), offset=-5),
             "list(metadata={'k': [...]})": lambda: store.list(ConversationFilter(metadata={"k": ["list"]})),
@@ -856,7 +856,7 @@ class StoreContract:
         everything = _found(filled, "conversation")
         assert len(everything) == len(SEARCH_DOCUMENTS)
         pages = [_found(filled, "conversation", limit=3, offset=o) for o in range(0, 9, 3)]
-        assert sum(pages, []) == everything, "contract paging: search pages overlap or skip"
+        assert [hit for page in pages for hit in page] == everything, "contract paging: search pages overlap or skip"
 
     # -- listing, filters, time ------------------------------------------------
 

@@ -129,8 +129,10 @@ class _Run:
 
     def step(self, data: st.DataObject, name: str) -> None:
         messages = self.conversation.messages
-        pick = (lambda: data.draw(st.integers(0, len(messages) - 1))) if messages else None
-        if name == "add" or (pick is None and name not in ("save", "title")):
+        def pick() -> int:  # called only when there are messages
+            return data.draw(st.integers(0, len(messages) - 1))
+
+        if name == "add" or (not messages and name not in ("save", "title")):
             messages.append(self.new_message(data))
         elif name == "save":
             self.save(messages)
@@ -139,14 +141,14 @@ class _Run:
         elif name == "save_tail":
             self.save(messages[data.draw(st.integers(0, len(messages))):])
         elif name == "edit_content":
-            messages[pick()].content = data.draw(strategies.prose)  # type: ignore[misc]
+            messages[pick()].content = data.draw(strategies.prose)
         elif name == "same_text_copy":
-            message = messages[pick()]  # type: ignore[misc]
+            message = messages[pick()]
             message.content = "".join(list(message.content))  # an equal string, another object
         elif name == "metadata_set":
-            messages[pick()].metadata[data.draw(_KEYS)] = data.draw(_VALUES)  # type: ignore[misc]
+            messages[pick()].metadata[data.draw(_KEYS)] = data.draw(_VALUES)
         elif name == "metadata_retype":
-            metadata = messages[pick()].metadata  # type: ignore[misc]
+            metadata = messages[pick()].metadata
             key = data.draw(_KEYS)
             value = metadata.get(key)
             if isinstance(value, list):
@@ -157,47 +159,47 @@ class _Run:
             else:
                 metadata[key] = data.draw(st.sampled_from([1, 0, [1]]))
         elif name == "metadata_replace":
-            message = messages[pick()]  # type: ignore[misc]
+            message = messages[pick()]
             message.metadata = copy.deepcopy(message.metadata) if data.draw(st.booleans()) else {}
         elif name == "tool_call":
-            message = messages[pick()]  # type: ignore[misc]
+            message = messages[pick()]
             call = ToolCall(function=Function(name="more", arguments={}), id=f"call{next(self.serial)}")
             if message.tool_calls is None:
                 message.tool_calls = [call]
             else:
                 message.tool_calls.append(call)
         elif name == "tool_arguments":
-            calls = messages[pick()].tool_calls  # type: ignore[misc]
+            calls = messages[pick()].tool_calls
             if calls:
                 calls[0].function.arguments[data.draw(_KEYS)] = data.draw(_VALUES)
         elif name == "images":
-            message = messages[pick()]  # type: ignore[misc]
+            message = messages[pick()]
             image: Any = data.draw(st.sampled_from([b"\x89PNG", "aGVsbG8=", b"\x89PNG", bytearray(b"\x89PNG")]))
             if message.images is None or data.draw(st.booleans()):
                 message.images = [image]
             else:
                 message.images.append(image)
         elif name == "created_at_zone":
-            message = messages[pick()]  # type: ignore[misc]
+            message = messages[pick()]
             moment = message.created_at
             zone = data.draw(st.sampled_from(_ZONES[1:]))
             # The same instant in another zone: equal under ==, stored differently.
             message.created_at = (moment.replace(tzinfo=timezone.utc) if moment.tzinfo is None else moment).astimezone(zone)
         elif name == "role":
-            messages[pick()].role = data.draw(st.sampled_from(_ROLES))  # type: ignore[misc]
+            messages[pick()].role = data.draw(st.sampled_from(_ROLES))
         elif name == "copy_message":
-            index = pick()  # type: ignore[misc]
+            index = pick()
             messages[index] = copy.deepcopy(messages[index])
         elif name == "remove":
-            del messages[pick()]  # type: ignore[misc]
+            del messages[pick()]
         elif name == "move":
-            messages.insert(data.draw(st.integers(0, len(messages))), messages.pop(pick()))  # type: ignore[misc]
+            messages.insert(data.draw(st.integers(0, len(messages))), messages.pop(pick()))
         elif name == "repeat":
-            messages.append(messages[pick()])  # type: ignore[misc]
+            messages.append(messages[pick()])
         elif name == "title":
             self.conversation.title = data.draw(st.sampled_from(["mutations", "renamed", None]))
             self.conversation.metadata[data.draw(_KEYS)] = data.draw(_VALUES)
-        elif pick is not None:
+        elif messages:
             self.other_step(data, name, messages, pick)
 
     def other_step(self, data: st.DataObject, name: str, messages: list[Message], pick: Callable[[], int]) -> None:

@@ -22,10 +22,9 @@ those of the reference in-memory backend; ordering, filters and paging use
 
 from __future__ import annotations
 
-import builtins
-
 import base64
 import binascii
+import builtins
 import copy
 import errno
 import hashlib
@@ -36,9 +35,10 @@ import threading
 import weakref
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass, field, replace as dataclass_replace
+from dataclasses import dataclass, field
+from dataclasses import replace as dataclass_replace
 from datetime import datetime
-from typing import Any
+from typing import Any, TypeVar
 
 from qv_session_manager import (
     Capability,
@@ -55,12 +55,12 @@ from qv_session_manager import (
     StorageFullError,
     StoredConversation,
     ToolCallRecord,
+    codec,
 )
-from qv_session_manager import codec
 from qv_session_manager.private_files import create_private_file, make_private_folders
 from qv_session_manager.protocol import SearchOrder
 from qv_session_manager.query import Query
-from qv_session_manager.records import check_save, check_append, expiry_key, is_storable_id, stored_expiry_key
+from qv_session_manager.records import check_append, check_save, expiry_key, is_storable_id, stored_expiry_key
 from qv_session_manager.rules import (
     Searchable,
     check_window,
@@ -294,7 +294,10 @@ def _directory_lock(directory: str) -> Any:
         return lock
 
 
-def _copy(record):  # type: ignore[no-untyped-def]
+_R = TypeVar("_R")
+
+
+def _copy(record: _R) -> _R:
     return copy.deepcopy(record)
 
 
@@ -367,9 +370,8 @@ class JsonlStore:
 
     def _all(self) -> list[_Entry]:
         """Every conversation in the directory (call under the lock)."""
-        with _os_errors(f"listing {self.directory}"):
-            with os.scandir(self.directory) as found:
-                names = sorted(e.name for e in found if _is_conversation_file(e.name) and e.is_file())
+        with _os_errors(f"listing {self.directory}"), os.scandir(self.directory) as found:
+            names = sorted(e.name for e in found if _is_conversation_file(e.name) and e.is_file())
         for stale in set(self._cache) - set(names):
             del self._cache[stale]
         entries = []

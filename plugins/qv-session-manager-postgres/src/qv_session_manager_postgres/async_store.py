@@ -30,6 +30,7 @@ from typing import Any, TypeVar
 import psycopg
 import psycopg_pool
 from psycopg import IsolationLevel
+
 from qv_session_manager.aio_bridge import run_bridged, suspend
 from qv_session_manager.errors import StorageError
 from qv_session_manager.protocol import ConversationFilter, SaveItem, SearchOrder
@@ -72,7 +73,7 @@ class _Cursor:
         return suspend(self._target.fetchone())
 
     def fetchall(self) -> builtins.list[Any]:
-        return suspend(self._target.fetchall())  # type: ignore[no-any-return]
+        return suspend(self._target.fetchall())
 
     def __iter__(self) -> Iterator[Any]:
         return iter(self.fetchall())
@@ -166,7 +167,7 @@ class AsyncPostgresStore:
     # -- plumbing -----------------------------------------------------------------
 
     async def _configure(self, connection: psycopg.AsyncConnection) -> None:
-        await run_bridged(self._sync._configure, _Cursor(connection))  # type: ignore[arg-type]
+        await run_bridged(self._sync._configure, _Cursor(connection))
 
     async def _run(
         self,
@@ -206,7 +207,7 @@ class AsyncPostgresStore:
                 if isinstance(exc, psycopg_pool.PoolClosed) or self._sync._closed:
                     raise StorageError(f"{doing} failed: the store is closed") from exc
                 again = is_transient(exc) or (
-                    is_connection_failure(exc, connection) and (idempotent or not committing)  # type: ignore[arg-type]
+                    is_connection_failure(exc, connection) and (idempotent or not committing)
                 )
                 if again and attempt + 1 < ATTEMPTS:
                     log.warning(

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import psycopg
 import psycopg_pool
+
 from qv_session_manager.errors import (
     CorruptStorageError,
     ReadOnlyStorageError,
@@ -31,7 +34,9 @@ _BY_STATE: dict[str, type[StorageError]] = {
 }
 
 
-def is_connection_failure(exc: BaseException, connection: psycopg.Connection | None = None) -> bool:
+def is_connection_failure(
+    exc: BaseException, connection: psycopg.Connection[Any] | psycopg.AsyncConnection[Any] | None = None
+) -> bool:
     """Whether ``exc`` means the connection (not the statement) failed: the server went
     away, restarted, or refused the session. The transaction was then rolled back
     (or, during COMMIT, its outcome is unknown).

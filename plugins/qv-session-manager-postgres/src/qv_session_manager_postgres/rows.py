@@ -206,7 +206,7 @@ def decode_message(row: tuple[Any, ...]) -> MessageRecord:
     return MessageRecord(
         id=id_,
         role=role,
-        content=load_text(content, escaped, CONTENT),  # type: ignore[arg-type]
+        content=load_text(content, escaped, CONTENT),  # type: ignore[arg-type]  # content is NOT NULL
         created_at=parse_timestamp(created_at),
         metadata=codec.loads(metadata),
         images=codec.load_images(images),

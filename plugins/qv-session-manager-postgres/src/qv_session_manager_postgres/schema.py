@@ -20,6 +20,7 @@ from collections.abc import Callable
 
 import psycopg
 import psycopg.errors
+
 from qv_session_manager import codec
 from qv_session_manager.errors import SchemaVersionError
 from qv_session_manager.records import EXPIRES_AT, stored_expiry_key
@@ -95,7 +96,7 @@ INSERT INTO {s}.qv_store_info (key, value) VALUES ('tokenizer_version', '{tokeni
 def _migration_1(cursor: psycopg.Cursor, schema: str) -> None:
     for statement in SCHEMA_V1.split(";"):
         if statement.strip():
-            cursor.execute(statement.format(s=schema, tokenizer=TOKENIZER_VERSION))  # type: ignore[arg-type]
+            cursor.execute(statement.format(s=schema, tokenizer=TOKENIZER_VERSION))
 
 
 def _migration_2(cursor: psycopg.Cursor, schema: str) -> None:
@@ -105,14 +106,14 @@ def _migration_2(cursor: psycopg.Cursor, schema: str) -> None:
     (the conversation never expires). The partial index serves ``purge_expired``.
     """
     table = f"{schema}.qv_conversations"
-    cursor.execute(f'ALTER TABLE {table} ADD COLUMN expires_key text COLLATE "C"')  # type: ignore[arg-type]
+    cursor.execute(f'ALTER TABLE {table} ADD COLUMN expires_key text COLLATE "C"')
     cursor.execute(
-        f"CREATE INDEX qv_conversations_by_expiry ON {table} (expires_key) WHERE expires_key IS NOT NULL"  # type: ignore[arg-type]
+        f"CREATE INDEX qv_conversations_by_expiry ON {table} (expires_key) WHERE expires_key IS NOT NULL"
     )
     # filter_doc holds every top-level scalar entry, so it names each candidate (a
     # non-scalar value could never parse anyway); the exact metadata text decides.
     found = cursor.execute(
-        f"SELECT pk, metadata FROM {table} WHERE filter_doc ? %s", (EXPIRES_AT,)  # type: ignore[arg-type]
+        f"SELECT pk, metadata FROM {table} WHERE filter_doc ? %s", (EXPIRES_AT,)
     ).fetchall()
     keys = []
     for pk, metadata in found:
@@ -124,13 +125,13 @@ def _migration_2(cursor: psycopg.Cursor, schema: str) -> None:
         if key is not None:
             keys.append((key, pk))
     if keys:
-        cursor.executemany(f"UPDATE {table} SET expires_key = %s WHERE pk = %s", keys)  # type: ignore[arg-type]
+        cursor.executemany(f"UPDATE {table} SET expires_key = %s WHERE pk = %s", keys)
 
 
 def _migration_3(cursor: psycopg.Cursor, schema: str) -> None:
     """Revisions: a count of this library's writes to each conversation (see PostgresStore.save_revisioned)."""
     cursor.execute(
-        f"ALTER TABLE {schema}.qv_conversations ADD COLUMN revision bigint NOT NULL DEFAULT 0"  # type: ignore[arg-type]
+        f"ALTER TABLE {schema}.qv_conversations ADD COLUMN revision bigint NOT NULL DEFAULT 0"
     )
 
 
@@ -191,7 +192,7 @@ def migrate(connection: psycopg.Connection, schema_name: str) -> None:
             found = cursor.execute("SELECT 1 FROM pg_namespace WHERE nspname = %s", (schema_name,)).fetchone()
             if found is None:
                 cursor.execute(f"CREATE SCHEMA {schema}")
-            cursor.execute(MIGRATIONS_TABLE.format(s=schema))  # type: ignore[arg-type]
+            cursor.execute(MIGRATIONS_TABLE.format(s=schema))
             version = current_version(cursor, schema) or 0
             _check_not_newer(version, schema)
             if version < LATEST:
@@ -230,13 +231,13 @@ def drop(cursor: psycopg.Cursor, schema_name: str) -> None:
 def _check_tokenizer(connection: psycopg.Connection, schema_name: str) -> None:
     schema = quote_identifier(schema_name)
     query = f"SELECT value FROM {schema}.qv_store_info WHERE key = 'tokenizer_version'"
-    row = connection.execute(query).fetchone()  # type: ignore[arg-type]
+    row = connection.execute(query).fetchone()
     if row is not None and row[0] == str(TOKENIZER_VERSION):
         return
     with connection.transaction():
         cursor = connection.cursor()
         _lock(cursor, schema_name)
-        row = cursor.execute(query).fetchone()  # type: ignore[arg-type]
+        row = cursor.execute(query).fetchone()
         if row is None or row[0] != str(TOKENIZER_VERSION):
             fill_index(connection, schema)
 
@@ -249,7 +250,7 @@ def fill_index(connection: psycopg.Connection, schema: str) -> None:
     ):
         reader = connection.cursor(name=f"qv_fill_{table}")
         reader.itersize = 500
-        reader.execute(f"SELECT pk, {text}, escaped FROM {schema}.{table}")  # type: ignore[arg-type]
+        reader.execute(f"SELECT pk, {text}, escaped FROM {schema}.{table}")
         writer = connection.cursor()
         while True:
             batch = reader.fetchmany(500)
@@ -260,13 +261,13 @@ def fill_index(connection: psycopg.Connection, schema: str) -> None:
                 vector, is_exact = document_vector(load_text(value, escaped, bit) or "")
                 updates.append((vector, is_exact, pk))
             writer.executemany(
-                f"UPDATE {schema}.{table} SET {column} = %s::tsvector, {exact} = %s WHERE pk = %s",  # type: ignore[arg-type]
+                f"UPDATE {schema}.{table} SET {column} = %s::tsvector, {exact} = %s WHERE pk = %s",
                 updates,
             )
         reader.close()
     connection.execute(
         f"""INSERT INTO {schema}.qv_store_info (key, value) VALUES ('tokenizer_version', %s)
-            ON CONFLICT (key) DO UPDATE SET value = EXCLUDED.value""",  # type: ignore[arg-type]
+            ON CONFLICT (key) DO UPDATE SET value = EXCLUDED.value""",
         (str(TOKENIZER_VERSION),),
     )
     log.info("rebuilt the search vectors of schema %s for tokenizer version %d", schema, TOKENIZER_VERSION)

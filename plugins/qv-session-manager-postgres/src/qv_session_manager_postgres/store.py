@@ -42,10 +42,10 @@ import psycopg
 import psycopg.errors
 import psycopg_pool
 from psycopg import IsolationLevel
+
 from qv_session_manager.errors import CorruptStorageError, InvalidInputError, StorageError
 from qv_session_manager.protocol import Capability, ConversationFilter, SaveItem, SearchOrder
 from qv_session_manager.query import Query
-from qv_session_manager.redact import scrub, scrub_exception
 from qv_session_manager.records import (
     ConversationRecord,
     MessageRecord,
@@ -56,6 +56,7 @@ from qv_session_manager.records import (
     checked_save_items,
     is_storable_id,
 )
+from qv_session_manager.redact import scrub, scrub_exception
 from qv_session_manager.rules import check_filter, check_order, check_page, check_window, now_key, window_start
 from qv_session_manager.text import tokens
 from qv_session_manager.timeutil import time_key
@@ -464,7 +465,7 @@ class PostgresStore:
             if expected is not None:
                 found = cursor.execute(
                     f"SELECT pk, revision FROM {self._s}.qv_conversations c WHERE id_key = %(id_key)s AND {_LIVE}"
-                    " FOR UPDATE",  # type: ignore[arg-type]
+                    " FOR UPDATE",
                     {"id_key": row["id_key"], "now": now_key()},
                 ).fetchone()
                 if found is None or (found[0], found[1]) != expected:
@@ -519,7 +520,7 @@ class PostgresStore:
                 f"UPDATE {table} SET revision = revision + 1, {_SET_TIME}"
                 f" WHERE id_key = %(key)s AND {_LIVE} RETURNING pk, next_position"
             )
-            found = cursor.execute(  # type: ignore[call-overload]
+            found = cursor.execute(
                 sql, {"key": id_key(conversation_id), "updated_at": stamp[0], "updated_key": stamp[1], "now": now_key()}
             ).fetchone()
             if found is None:
@@ -551,7 +552,7 @@ class PostgresStore:
                     f"UPDATE {s}.qv_conversations c SET revision = revision + 1, {_SET_TIME}"
                     f" WHERE id_key = %(key)s AND {_LIVE} RETURNING pk"
                 )
-            return cursor.execute(sql, params).fetchone() is not None  # type: ignore[arg-type]
+            return cursor.execute(sql, params).fetchone() is not None
         params["count"] = len(encoded)
         source = _rows("v", _MESSAGE_FIELDS, [_message_row(e) for e in encoded], params, ordinality=True)
         try:
@@ -564,7 +565,7 @@ class PostgresStore:
                     )
                     INSERT INTO {s}.qv_messages (conversation_pk, position, {_names(_MESSAGE_FIELDS)})
                     SELECT c.pk, c.first + v.ordinality - 1, {_values(_MESSAGE_FIELDS, "v")}
-                    FROM c CROSS JOIN {source}""",  # type: ignore[arg-type]
+                    FROM c CROSS JOIN {source}""",
                 params,
             )
         except psycopg.errors.UniqueViolation as exc:
@@ -582,7 +583,7 @@ class PostgresStore:
         pk, stored_next, revision = cursor.execute(
             f"""INSERT INTO {s}.qv_conversations AS c ({_names(_CONVERSATION_FIELDS)})
                 VALUES ({", ".join(f"%({name})s{cast}" for name, _, cast in _CONVERSATION_FIELDS)})
-                {_UPSERT} RETURNING c.pk, c.next_position, c.revision""",  # type: ignore[arg-type]
+                {_UPSERT} RETURNING c.pk, c.next_position, c.revision""",
             {**row, "now": now_key()},
         ).fetchone()  # type: ignore[misc]
         if stored_next == _EXPIRED:
@@ -620,7 +621,7 @@ class PostgresStore:
         s = self._s
         cursor.execute(
             f"""WITH gone AS (DELETE FROM {s}.qv_messages WHERE conversation_pk = ANY(%(pks)s::bigint[]))
-                UPDATE {s}.qv_conversations SET next_position = 0 WHERE pk = ANY(%(pks)s::bigint[])""",  # type: ignore[arg-type]
+                UPDATE {s}.qv_conversations SET next_position = 0 WHERE pk = ANY(%(pks)s::bigint[])""",
             {"pks": pks},
         )
 
@@ -628,9 +629,9 @@ class PostgresStore:
         """The stored messages of conversation ``pk`` with these id keys (None: all), by key."""
         sql = f"SELECT id_key, pk, position, digest, content_digest FROM {self._s}.qv_messages WHERE conversation_pk = %s"
         if keys is None:
-            found = cursor.execute(sql, (pk,)).fetchall()  # type: ignore[arg-type]
+            found = cursor.execute(sql, (pk,)).fetchall()
         else:
-            found = cursor.execute(sql + " AND id_key = ANY(%s)", (pk, keys)).fetchall()  # type: ignore[arg-type]
+            found = cursor.execute(sql + " AND id_key = ANY(%s)", (pk, keys)).fetchall()
         return {
             bytes(key): _Stored(message_pk, position, bytes(d), bytes(cd)) for key, message_pk, position, d, cd in found
         }
@@ -666,7 +667,7 @@ class PostgresStore:
         upserted = cursor.execute(
             f"""INSERT INTO {s}.qv_conversations AS c ({_names(_CONVERSATION_FIELDS)})
                 SELECT {_values(_CONVERSATION_FIELDS, "v")} FROM {source}
-                {_UPSERT} RETURNING c.id_key, c.pk, c.next_position""",  # type: ignore[arg-type]
+                {_UPSERT} RETURNING c.id_key, c.pk, c.next_position""",
             params,
         ).fetchall()
         fresh = {bytes(key) for key, _, next_position in upserted if next_position == _EXPIRED} | set(cut)
@@ -688,7 +689,7 @@ class PostgresStore:
             found = cursor.execute(
                 f"""SELECT m.conversation_pk, m.id_key, m.pk, m.position, m.digest, m.content_digest
                     FROM unnest(%b::bigint[], %b::bytea[]) AS k(conversation_pk, id_key)
-                    JOIN {s}.qv_messages m ON m.conversation_pk = k.conversation_pk AND m.id_key = k.id_key""",  # type: ignore[arg-type]
+                    JOIN {s}.qv_messages m ON m.conversation_pk = k.conversation_pk AND m.id_key = k.id_key""",
                 ([pk for pk, _ in wanted], [key for _, key in wanted]),
             ).fetchall()
             for conversation_pk, key, message_pk, position, d, cd in found:
@@ -708,7 +709,7 @@ class PostgresStore:
         inserts = writes.inserts
         if len(inserts) >= COPY_ROWS:
             with cursor.copy(
-                f"COPY {s}.qv_messages (conversation_pk, position, {_names(_MESSAGE_FIELDS)}) FROM STDIN"  # type: ignore[arg-type]
+                f"COPY {s}.qv_messages (conversation_pk, position, {_names(_MESSAGE_FIELDS)}) FROM STDIN"
             ) as copy:
                 for pk, position, e in inserts:
                     copy.write_row((pk, position, *_message_row(e)))
@@ -745,7 +746,7 @@ class PostgresStore:
             *first, last = parts
             if first:
                 last = "WITH " + ", ".join(f"w{index} AS ({part})" for index, part in enumerate(first)) + " " + last
-            cursor.execute(last, params)  # type: ignore[arg-type]
+            cursor.execute(last, params)
 
     def delete(self, conversation_id: str) -> bool:
         if not is_storable_id(conversation_id):
@@ -755,7 +756,7 @@ class PostgresStore:
         def work(cursor: psycopg.Cursor) -> bool:
             # An expired conversation is removed too, but reported missing.
             cursor.execute(
-                f"DELETE FROM {self._s}.qv_conversations c WHERE id_key = %(key)s RETURNING {_LIVE}",  # type: ignore[arg-type]
+                f"DELETE FROM {self._s}.qv_conversations c WHERE id_key = %(key)s RETURNING {_LIVE}",
                 {"key": id_key(conversation_id), "now": now_key()},
             )
             found = cursor.fetchone()
@@ -773,13 +774,13 @@ class PostgresStore:
             # revision counts the write (saves that skip unchanged messages rely on it).
             found = cursor.execute(
                 f"UPDATE {self._s}.qv_conversations c SET revision = revision + 1"
-                f" WHERE id_key = %(key)s AND {_LIVE} RETURNING pk",  # type: ignore[arg-type]
+                f" WHERE id_key = %(key)s AND {_LIVE} RETURNING pk",
                 {"key": id_key(conversation_id), "now": now_key()},
             ).fetchone()
             if found is None:
                 return False
             cursor.execute(
-                f"DELETE FROM {self._s}.qv_messages WHERE conversation_pk = %s AND id_key = %s RETURNING pk",  # type: ignore[arg-type]
+                f"DELETE FROM {self._s}.qv_messages WHERE conversation_pk = %s AND id_key = %s RETURNING pk",
                 (found[0], id_key(message_id)),
             )
             return cursor.fetchone() is not None
@@ -792,7 +793,7 @@ class PostgresStore:
 
         def work(cursor: psycopg.Cursor) -> int:
             cursor.execute(
-                f'DELETE FROM {self._s}.qv_conversations WHERE expires_key <= %(now)s COLLATE "C"',  # type: ignore[arg-type]
+                f'DELETE FROM {self._s}.qv_conversations WHERE expires_key <= %(now)s COLLATE "C"',
                 {"now": now_key()},
             )
             return max(cursor.rowcount, 0)  # messages go by ON DELETE CASCADE
@@ -813,14 +814,14 @@ class PostgresStore:
 
         def work(cursor: psycopg.Cursor) -> tuple[Any, Sequence[Any]] | None:
             found = cursor.execute(
-                f"SELECT c.pk, {CONVERSATION_COLUMNS} FROM {self._s}.qv_conversations c"  # type: ignore[arg-type]
+                f"SELECT c.pk, {CONVERSATION_COLUMNS} FROM {self._s}.qv_conversations c"
                 f" WHERE c.id_key = %(key)s AND {_LIVE}",
                 {"key": key, "now": now_key()},
             ).fetchone()
             if found is None:
                 return None
             rows = cursor.execute(
-                f"SELECT {MESSAGE_COLUMNS} FROM {self._s}.qv_messages m WHERE m.conversation_pk = %s ORDER BY m.position",  # type: ignore[arg-type]
+                f"SELECT {MESSAGE_COLUMNS} FROM {self._s}.qv_messages m WHERE m.conversation_pk = %s ORDER BY m.position",
                 (found[0],),
             ).fetchall()
             return found, rows
@@ -857,14 +858,14 @@ class PostgresStore:
 
         def work(cursor: psycopg.Cursor) -> tuple[Any, list[Any]] | None:
             found = cursor.execute(
-                f"SELECT c.pk, {CONVERSATION_COLUMNS} FROM {self._s}.qv_conversations c"  # type: ignore[arg-type]
+                f"SELECT c.pk, {CONVERSATION_COLUMNS} FROM {self._s}.qv_conversations c"
                 f" WHERE c.id_key = %(key)s AND {_LIVE}",
                 {"key": key, "now": now_key()},
             ).fetchone()
             if found is None:
                 return None
             pk = found[0]
-            wanted = last_messages if last_messages is not None else 4 * last_turns + 4  # type: ignore[operator]
+            wanted = last_messages if last_messages is not None else 4 * last_turns + 4  # type: ignore[operator]  # check_window: one is given
             batch = max(8, min(wanted, 1 << 40))
             newest_first: list[Any] = []
             while True:
@@ -873,7 +874,7 @@ class PostgresStore:
                 rows = cursor.execute(
                     f"""SELECT m.position, {MESSAGE_COLUMNS} FROM {messages}
                         WHERE m.conversation_pk = %(pk)s {earlier}
-                        ORDER BY m.position DESC LIMIT %(limit)s""",  # type: ignore[arg-type]
+                        ORDER BY m.position DESC LIMIT %(limit)s""",
                     {"pk": pk, "before": newest_first[-1][0] if newest_first else None, "limit": batch},
                 ).fetchall()
                 newest_first += rows
@@ -892,7 +893,7 @@ class PostgresStore:
                         AND m.position < least(%(start)s, (SELECT s.position FROM {self._s}.qv_messages s
                             WHERE s.conversation_pk = %(pk)s AND s.role <> 'system'
                             ORDER BY s.position LIMIT 1))
-                        ORDER BY m.position""",  # type: ignore[arg-type]
+                        ORDER BY m.position""",
                     {"pk": pk, "start": tail[0][0]},
                 ).fetchall()
             return found, [*head, *tail]
@@ -912,7 +913,7 @@ class PostgresStore:
         found = self._run(
             f"reading conversation {conversation_id}",
             lambda cursor: cursor.execute(
-                f"SELECT {CONVERSATION_COLUMNS} FROM {self._s}.qv_conversations c"  # type: ignore[arg-type]
+                f"SELECT {CONVERSATION_COLUMNS} FROM {self._s}.qv_conversations c"
                 f" WHERE c.id_key = %(key)s AND {_LIVE}",
                 {"key": id_key(conversation_id), "now": now_key()},
             ).fetchone(),
@@ -942,7 +943,7 @@ class PostgresStore:
             parts = []
             for index, (name, value) in enumerate(filter.metadata.items()):
                 escaped_name = escape(name)
-                parts.append(json.dumps(escaped_name, ensure_ascii=False) + ":" + filter_scalar(value))  # type: ignore[operator]
+                parts.append(json.dumps(escaped_name, ensure_ascii=False) + ":" + filter_scalar(value))  # type: ignore[operator]  # check_filter: scalars only
                 if isinstance(value, str):
                     conditions.append(
                         f"(c.filter_doc ->> %(key{index})s) COLLATE \"C\" = %(value{index})s COLLATE \"C\""
@@ -980,7 +981,7 @@ class PostgresStore:
             f" ORDER BY {self._order(filter)} LIMIT %(limit)s OFFSET %(offset)s"
         )
         params.update(limit=limit, offset=offset)
-        rows = self._run("listing conversations", lambda cursor: cursor.execute(sql, params).fetchall(), write=False)  # type: ignore[arg-type]
+        rows = self._run("listing conversations", lambda cursor: cursor.execute(sql, params).fetchall(), write=False)
         return [_decode(decode_conversation, row) for row in rows]
 
     def search(
@@ -1058,13 +1059,13 @@ class PostgresStore:
         def work(cursor: psycopg.Cursor) -> Sequence[Any]:
             verified: dict[str, Any] = {"verified_pk": [], "verified_position": [], "verified_rank": []}
             if loose is not None:
-                for cpk, position, text, escaped, score in cursor.execute(candidates_sql, params):  # type: ignore[arg-type]
+                for cpk, position, text, escaped, score in cursor.execute(candidates_sql, params):
                     bit = TITLE if position < 0 else CONTENT
                     if query.matches(tokens(load_text(text, escaped, bit) or "")):
                         verified["verified_pk"].append(cpk)
                         verified["verified_position"].append(position)
                         verified["verified_rank"].append(score)
-            return cursor.execute(hits_sql, {**params, **verified}).fetchall()  # type: ignore[arg-type]
+            return cursor.execute(hits_sql, {**params, **verified}).fetchall()
 
         rows = self._run("searching", work, write=False)
         hits = []

@@ -75,7 +75,7 @@ def open_path(path: object, options: Mapping[str, Any]) -> SQLiteStore:
         except ValueError:
             raise InvalidInputError(f"busy_timeout must be a number of seconds, not {timeout!r}") from None
     return SQLiteStore(
-        path,  # type: ignore[arg-type]
+        path,  # type: ignore[arg-type]  # SQLiteStore checks it
         synchronous=options.get("synchronous", "full"),
         busy_timeout=timeout,
         purge=options.get("purge", "on_close"),

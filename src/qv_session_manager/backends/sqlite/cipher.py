@@ -21,7 +21,7 @@ import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from types import ModuleType
-from typing import Any
+from typing import Any, cast
 
 from ...errors import EncryptionKeyError, InvalidInputError
 
@@ -48,7 +48,7 @@ def load_driver() -> ModuleType:
         raise InvalidInputError(
             f"an encrypted SQLite store needs the SQLCipher driver (sqlcipher3): {EXTRA_HINT}"
         ) from None
-    return dbapi2
+    return cast(ModuleType, dbapi2)  # sqlcipher3 has no annotations
 
 
 def key_statement(key: object) -> str:

@@ -14,7 +14,7 @@ from collections.abc import Callable, Hashable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from datetime import datetime
 from types import ModuleType
-from typing import Any, Literal
+from typing import Any, Literal, cast
 
 from ...errors import (
     CorruptStorageError,
@@ -87,11 +87,15 @@ _INSERT_MESSAGE = f"""INSERT INTO messages (conversation_pk, position, {MESSAGE_
     VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"""
 
 
+#: A revision token of this store: see :func:`_token`.
+_Token = tuple[int, int, int, tuple[Any, ...]]
+
+
 class _Stale(Exception):
     """A conditional save found the conversation no longer at the expected revision (rolled back)."""
 
 
-def _token(pk: int, revision: int, next_position: int, row: dict[str, Any]) -> tuple[int, int, int, tuple[Any, ...]]:
+def _token(pk: int, revision: int, next_position: int, row: dict[str, Any]) -> _Token:
     """The revision token of a save: (key, count of writes, next free position, stored fields).
 
     Only (key, count) identify the revision; the rest is what the conversation's row
@@ -490,10 +494,11 @@ class SQLiteStore:
         check_save(conversation, messages)
         row = encode_conversation(conversation)
         encoded = [encode_message(message) for message in messages]
+        revision: _Token | None
         try:
             with self._transaction(f"saving conversation {conversation.id}", write=True) as db:
                 if _is_token(expected) and not replace and len(encoded) <= _FEW:
-                    revision = self._save_turn(db, row, encoded, expected, now_key())  # type: ignore[arg-type]
+                    revision = self._save_turn(db, row, encoded, cast(_Token, expected), now_key())
                 else:
                     revision = self._save_rows(db, conversation, row, encoded, replace, now_key(), expected)
                 if revision is not None:
@@ -560,7 +565,7 @@ class SQLiteStore:
         replace: bool,
         now: str,
         expected: Hashable | None = None,
-    ) -> tuple[int, int] | None:
+    ) -> _Token | None:
         """The writes of a save, inside the caller's write transaction; returns (key, revision) after it.
 
         A conversation expired at ``now`` is removed first, so the save starts it afresh.
@@ -604,9 +609,9 @@ class SQLiteStore:
         db: sqlite3.Connection,
         row: dict[str, Any],
         encoded: list[tuple[Any, ...]],
-        expected: tuple[int, int, int, tuple[Any, ...]],
+        expected: _Token,
         now: str,
-    ) -> tuple[int, int, int, tuple[Any, ...]]:
+    ) -> _Token:
         """A save of a few messages into a conversation at revision ``expected``: a chat turn.
 
         The token names the conversation's key, revision, next free position and
