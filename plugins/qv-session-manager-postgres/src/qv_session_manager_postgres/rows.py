@@ -190,8 +190,11 @@ def encode_conversation(record: ConversationRecord) -> dict[str, Any]:
 
 
 def decode_conversation(row: tuple[Any, ...]) -> ConversationRecord:
+    """The record of a qv_conversations row. Not validated again: every row was validated when
+    its record was built (a metadata ``expires_at`` stored before the key was reserved stays as
+    it is); what cannot be decoded raises ValueError or TypeError."""
     id_, title, model_name, created_at, updated_at, metadata, escaped = row
-    return ConversationRecord.from_storage(
+    return ConversationRecord.unchecked(
         id=id_,
         title=load_text(title, escaped, TITLE),
         model_name=load_text(model_name, escaped, MODEL_NAME),
@@ -202,11 +205,12 @@ def decode_conversation(row: tuple[Any, ...]) -> ConversationRecord:
 
 
 def decode_message(row: tuple[Any, ...]) -> MessageRecord:
+    """The record of a qv_messages row; not validated again (see :func:`decode_conversation`)."""
     id_, role, content, created_at, metadata, images, tool_calls, tool_call_id, escaped = row
-    return MessageRecord(
+    return MessageRecord.unchecked(
         id=id_,
         role=role,
-        content=load_text(content, escaped, CONTENT),  # type: ignore[arg-type]  # content is NOT NULL
+        content=load_text(content, escaped, CONTENT),
         created_at=parse_timestamp(created_at),
         metadata=codec.loads(metadata),
         images=codec.load_images(images),
