@@ -208,7 +208,8 @@ class MessageRecord:
         object.__setattr__(self, "created_at", fixed_offset(self.created_at))
         if not isinstance(self.metadata, dict):
             raise InvalidInputError(f"metadata of message {self.id} must be a dict")
-        check_json(self.metadata, f"metadata of message {self.id}")
+        if self.metadata:  # the common empty dict: nothing to check (and no message to format)
+            check_json(self.metadata, f"metadata of message {self.id}")
         if self.images is not None:
             if not isinstance(self.images, tuple):
                 raise InvalidInputError("images must be a tuple of str or bytes")
@@ -259,7 +260,8 @@ class ConversationRecord:
         check_text(self.model_name, "model_name", allow_none=True)
         if not isinstance(self.metadata, dict):
             raise InvalidInputError(f"metadata of conversation {self.id} must be a dict")
-        check_json(self.metadata, f"metadata of conversation {self.id}")
+        if self.metadata:
+            check_json(self.metadata, f"metadata of conversation {self.id}")
         if EXPIRES_AT in self.metadata:
             try:
                 expiry_of(self.metadata)

@@ -28,7 +28,7 @@ import threading
 from collections import OrderedDict
 from collections.abc import Hashable, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 from qv_ollama_sdk.domain.models import Message
 
@@ -69,9 +69,8 @@ def _same_types(value: Any, saved: Any) -> bool:
     return type(value) is type(saved)
 
 
-@dataclass(frozen=True, slots=True)
-class _Slot:
-    """What one message was when it was saved."""
+class _Slot(NamedTuple):
+    """What one message was when it was saved (a tuple: built for every message a save sends)."""
 
     message_id: Any  # the SDK object's id, compared by identity
     stored_id: str
