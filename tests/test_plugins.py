@@ -98,16 +98,21 @@ def test_unknown_scheme_lists_installed_backends() -> None:
     assert "sqlite" in str(caught.value) and "memory" in str(caught.value)
 
 
-def test_entry_point_plugins_are_loaded(fresh_discovery, tmp_path, monkeypatch) -> None:
-    (tmp_path / "qv_fake_plugin.py").write_text(textwrap.dedent("""
+def _memory_plugin(tmp_path, monkeypatch, module: str, backend: str) -> None:
+    """An importable plugin module ``module`` registering an in-memory backend named ``backend``."""
+    (tmp_path / f"{module}.py").write_text(textwrap.dedent(f"""
         from qv_session_manager import Backend, hookimpl
         from qv_session_manager.backends.memory import MemoryStore
 
         @hookimpl
         def register_backends(register):
-            register(Backend("fakeplugin", lambda url, options: MemoryStore()))
+            register(Backend({backend!r}, lambda url, options: MemoryStore()))
     """))
     monkeypatch.syspath_prepend(str(tmp_path))
+
+
+def test_entry_point_plugins_are_loaded(fresh_discovery, tmp_path, monkeypatch) -> None:
+    _memory_plugin(tmp_path, monkeypatch, "qv_fake_plugin", "fakeplugin")
     fresh_discovery([EntryPoint("ep-fake", "qv_fake_plugin", "qv_session_manager")])
     assert available_backends()["fakeplugin"].plugin == "ep-fake"
     sys.modules.pop("qv_fake_plugin", None)
@@ -175,15 +180,7 @@ def test_two_distributions_declaring_one_entry_point_name_is_an_error_naming_bot
 
 
 def test_one_distribution_found_twice_is_no_conflict(fresh_discovery, tmp_path, monkeypatch) -> None:
-    (tmp_path / "qv_twice_plugin.py").write_text(textwrap.dedent("""
-        from qv_session_manager import Backend, hookimpl
-        from qv_session_manager.backends.memory import MemoryStore
-
-        @hookimpl
-        def register_backends(register):
-            register(Backend("twice", lambda url, options: MemoryStore()))
-    """))
-    monkeypatch.syspath_prepend(str(tmp_path))
+    _memory_plugin(tmp_path, monkeypatch, "qv_twice_plugin", "twice")
     point = EntryPoint("ep-twice", "qv_twice_plugin", "qv_session_manager")
     fresh_discovery([point, EntryPoint(point.name, point.value, point.group)])
     assert available_backends()["twice"].plugin == "ep-twice"
