@@ -17,6 +17,10 @@ settings.register_profile(
     "deep", deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture],
     max_examples=2000
 )
+# The quick tier (HYPOTHESIS_PROFILE=quick pytest -m "not slow"): a small budget.
+settings.register_profile(
+    "quick", deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture], max_examples=10
+)
 settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "default"))
 
 

@@ -37,6 +37,8 @@ from qv_session_manager import SessionManager
 from qv_session_manager.cli import main
 from qv_session_manager.safe_text import UNSAFE
 
+pytestmark = pytest.mark.slow  # pseudo-terminals, tmux and real processes for every command
+
 COMMAND = str(Path(sys.executable).with_name("qv-sessions"))
 #: The escape sequences rich writes for styles, tables and the progress bar.
 RICH_SEQUENCE = re.compile(rb"\x1b\[(?:\??[0-9;]*[mKAlhG])")

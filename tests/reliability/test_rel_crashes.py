@@ -40,6 +40,8 @@ from qv_session_manager.protocol import ConversationFilter, ConversationStore
 from qv_session_manager.query import parse
 from qv_session_manager.records import StoredConversation
 
+pytestmark = pytest.mark.slow  # writer processes killed at random moments
+
 MAX_KILL_DELAY = 0.3  # seconds the writer runs before it is killed, at most
 EVERYTHING = ConversationFilter()
 

@@ -34,6 +34,8 @@ from qv_session_manager import SessionManager, open_store
 from qv_session_manager.backends.memory import MemoryStore
 from qv_session_manager.backends.sqlite import SQLiteStore, maintenance
 
+pytestmark = pytest.mark.slow  # 8 processes x 4 threads writing at once
+
 PROCESSES = 8
 THREADS = 4
 WORKER_TIMEOUT = 1800  # seconds; a hang fails the test instead of blocking the run

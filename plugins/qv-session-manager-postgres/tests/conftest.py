@@ -32,6 +32,7 @@ _CHECKS = [HealthCheck.too_slow, HealthCheck.function_scoped_fixture]
 settings.register_profile("default", deadline=None, suppress_health_check=_CHECKS, max_examples=60)
 settings.register_profile("ci", deadline=None, suppress_health_check=_CHECKS, max_examples=150)
 settings.register_profile("deep", deadline=None, suppress_health_check=_CHECKS, max_examples=2000)
+settings.register_profile("quick", deadline=None, suppress_health_check=_CHECKS, max_examples=10)
 settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "default"))
 
 
@@ -40,6 +41,7 @@ def pytest_configure(config: pytest.Config) -> None:
     # Hypothesis generates data; harmless, but Hypothesis warns about it.
     config.addinivalue_line("filterwarnings", "ignore:Do not use the `random` module inside strategies")
     config.addinivalue_line("markers", "slow: several processes or large data; still part of the default run")
+    config.addinivalue_line("markers", "serial: must run alone (restarts the shared PostgreSQL server)")
     config.addinivalue_line(
         "markers",
         "server_restart: restarts the local PostgreSQL server (deselect with -m 'not server_restart')",
