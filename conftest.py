@@ -13,6 +13,8 @@ from qv_session_manager.testing import profiles
 # (HYPOTHESIS_PROFILE=ci in .ci/run); the qv-* names work as well.
 for _short, _kit in [("default", "qv-default"), ("ci", "qv-ci"), ("deep", "qv-deep"), ("no-shrink", "qv-no-shrink")]:
     settings.register_profile(_short, settings.get_profile(_kit))
+# The quick tier (HYPOTHESIS_PROFILE=quick pytest -m "not slow"): a small budget.
+settings.register_profile("quick", settings.get_profile("qv-default"), max_examples=10)
 settings.load_profile(os.environ.get(profiles.PROFILE_VARIABLE, "default"))
 
 

@@ -52,6 +52,7 @@ from qv_session_manager.testing.async_contract import AsyncStoreContract, LoopTh
 # -- the conformance suite on async stores -------------------------------------------------
 
 
+@pytest.mark.slow
 class TestThreadedMemoryContract(AsyncStoreContract):
     """The in-memory reference, made async by ThreadedStore, passes every clause."""
 
@@ -60,6 +61,7 @@ class TestThreadedMemoryContract(AsyncStoreContract):
         return lambda name: ThreadedStore(MemoryStore())
 
 
+@pytest.mark.slow
 class TestThreadedSQLiteContract(AsyncStoreContract):
     """SQLite (persistent: reopening by name) made async by ThreadedStore passes every clause."""
 

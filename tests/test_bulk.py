@@ -44,6 +44,7 @@ def chat(index: int, turns: int = 3) -> Conversation:
     return conversation
 
 
+@pytest.mark.slow
 @settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(batch=st.lists(sdk_conversations, max_size=6), batch_size=st.integers(1, 4))
 def test_save_many_stores_what_save_conversation_stores(

@@ -38,6 +38,8 @@ from hostile import (
     hostile_conversation,
 )
 
+pytestmark = pytest.mark.slow  # pseudo-terminals, tmux and real processes for every command
+
 COMMAND = str(Path(sys.executable).with_name("qv-sessions"))
 #: The escape sequences rich writes for styles, tables and the progress bar.
 RICH_SEQUENCE = re.compile(rb"\x1b\[(?:\??[0-9;]*[mKAlhG])")

@@ -15,6 +15,7 @@ class TestSQLiteContract(StoreContract):
         return lambda name: SQLiteStore(tmp_path / f"{name}.db")
 
 
+@pytest.mark.slow
 class TestSQLiteEncryptedContract(StoreContract):
     """The whole contract and the state machine over SQLCipher-encrypted files.
 
@@ -27,6 +28,7 @@ class TestSQLiteEncryptedContract(StoreContract):
         return lambda name: SQLiteStore(tmp_path / f"{name}.db", key=key)
 
 
+@pytest.mark.slow
 class TestSQLiteInMemoryContract(StoreContract):
     @pytest.fixture
     def store_opener(self):

@@ -7,6 +7,7 @@ from pathlib import Path
 import pytest
 
 pytest_plugins = ["pytester"]
+pytestmark = pytest.mark.slow  # each case runs the contract in a pytest subprocess
 
 TESTS = Path(__file__).resolve().parent
 # Derandomized, so each case is caught (or not) the same way on every run; failing
@@ -56,7 +57,6 @@ CASES = {
 }
 
 
-@pytest.mark.slow
 @pytest.mark.parametrize("broken", sorted(CASES))
 def test_the_suite_catches(pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch, broken: str) -> None:
     failed, _ = run_contract(pytester, monkeypatch, f"broken_backends.{broken}", CASES[broken])

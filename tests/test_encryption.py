@@ -31,12 +31,14 @@ def encrypted(inner: ConversationStore, **keys: bytes) -> EncryptedStore:
     return EncryptedStore(inner, keys, current=list(keys)[-1])
 
 
+@pytest.mark.slow
 class TestEncryptedMemoryContract(StoreContract):
     @pytest.fixture
     def store_opener(self):
         return lambda name: encrypted(MemoryStore())
 
 
+@pytest.mark.slow
 class TestEncryptedSQLiteContract(StoreContract):
     @pytest.fixture
     def store_opener(self, tmp_path):

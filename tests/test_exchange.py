@@ -624,6 +624,7 @@ def synthetic(count: int) -> Iterator[StoredConversation]:
         )
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("format", ["jsonl", "json"])
 def test_import_from_a_generator_stream_stays_in_bounded_memory(format: str) -> None:
     count = 5_000
@@ -658,6 +659,7 @@ def test_import_from_a_generator_stream_stays_in_bounded_memory(format: str) -> 
     assert peak < stream.produced / 5, f"peak {peak} bytes for {stream.produced} characters of input"
 
 
+@pytest.mark.slow
 def test_export_of_a_generator_stays_in_bounded_memory() -> None:
     class Counter(io.TextIOBase):
         written = 0

@@ -162,6 +162,7 @@ def _moves_not_checked(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(save_tracking.SavedState, "moved", lambda self, sent, records: False)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(
     "break_it",
     [_types_ignored, _metadata_ignored, _equal_instants_taken_as_same, _revision_not_checked, _moves_not_checked],
@@ -173,6 +174,7 @@ def test_the_mutation_property_catches(monkeypatch: pytest.MonkeyPatch, break_it
         check_mutated_saves(lambda name: MemoryStore(), max_examples=400, derandomize=True)
 
 
+@pytest.mark.slow
 def test_the_mutation_property_holds_on_sqlite_with_small_batches(
     tmp_path: Any, monkeypatch: pytest.MonkeyPatch
 ) -> None:

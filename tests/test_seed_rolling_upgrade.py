@@ -32,6 +32,9 @@ from qv_session_manager.cli import main
 
 from seed_process import SeedUnavailable, run_seed, seed_python
 
+pytestmark = pytest.mark.slow  # builds a virtualenv with the real 0.3.0 and runs it in processes
+
+
 REQUIRE_VARIABLE = "QV_SESSION_MANAGER_REQUIRE_SERVERS"
 VENV_VARIABLE = "QV_SESSION_MANAGER_SEED_VENV"
 SECRET = "flamingo"  # a word only the conversation 0.3.0 deletes contains

@@ -14,6 +14,7 @@ from qv_session_manager.protocol import Droppable
 from qv_session_manager.testing import managed_opener, openers
 
 pytest_plugins = ["pytester"]
+pytestmark = pytest.mark.slow  # each test runs the kit in a pytest subprocess
 
 
 def test_the_suite_runs_against_a_url(pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -142,6 +142,7 @@ def _steps(store: SQLiteStore, conversation_id: str, **window: int) -> tuple[int
     return steps[0], [m.id for m in stored.messages]
 
 
+@pytest.mark.slow
 def test_sqlite_load_window_reads_the_tail_not_the_history(tmp_path) -> None:
     store = SQLiteStore(tmp_path / "long.db")
     try:
@@ -316,6 +317,7 @@ class _CuttingStore(MemoryStore):
         return type(stored)(stored.conversation, stored.messages[-last_messages:])
 
 
+@pytest.mark.slow
 def test_the_state_machine_catches_a_window_that_cuts_tool_results() -> None:
     from hypothesis import Phase, settings
 

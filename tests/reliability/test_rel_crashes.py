@@ -40,6 +40,9 @@ from rel_crash_ops import WORDS, Op, apply, touched
 from rel_report import report
 from rel_spawn import spawn, wait_ready
 
+pytestmark = pytest.mark.slow  # writer processes killed at random moments
+
+
 MAX_KILL_DELAY = 0.3  # seconds the writer runs before it is killed, at most
 EVERYTHING = ConversationFilter()
 

@@ -47,6 +47,8 @@ import reliability_kit
 from rel_fault_child import record
 from rel_fault_postgres import PrivateCluster, server_binaries
 
+pytestmark = pytest.mark.slow  # child processes, damaged files and a private PostgreSQL cluster
+
 CHILD = Path(__file__).with_name("rel_fault_child.py")
 REQUIRE_SERVERS = os.environ.get("QV_SESSION_MANAGER_REQUIRE_SERVERS") == "1"
 

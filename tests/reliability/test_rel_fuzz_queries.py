@@ -52,6 +52,8 @@ ATHERIS_RUNS = 300_000
 HARNESS = Path(__file__).with_name("fuzz_query_atheris.py")
 COUNTS: Counter[str] = Counter()
 
+pytestmark = pytest.mark.slow  # thousands of fuzzed queries on every backend
+
 # -- the corpus ---------------------------------------------------------------------
 
 NAIVE = datetime(2025, 1, 20, 12, 0, 0)

@@ -41,6 +41,8 @@ from qv_session_manager.testing import strategies as gen
 import reliability_kit
 from rel_fuzz_kit import REL_FUZZ_BACKENDS, StoreOpener, rel_fuzz_opener, rel_fuzz_report
 
+pytestmark = pytest.mark.slow  # fuzzed round trips on every backend
+
 #: Hypothesis examples per backend; each saves and loads one to three conversations.
 EXAMPLES = reliability_kit.budget(60, 2_000)
 COUNTS: Counter[str] = Counter()

@@ -35,6 +35,8 @@ from rel_writer_procs import (
     shared_text,
 )
 
+pytestmark = pytest.mark.slow  # 8 processes x 4 threads writing at once
+
 PROCESSES = 8
 THREADS = 4
 WORKER_TIMEOUT = 1800  # seconds; a hang fails the test instead of blocking the run

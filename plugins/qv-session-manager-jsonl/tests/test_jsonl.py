@@ -41,6 +41,7 @@ class TestJsonlContract(StoreContract):
         return lambda name: JsonlStore(tmp_path / name)
 
 
+@pytest.mark.slow
 class TestEncryptedJsonlContract(StoreContract):
     """Field-level encryption (EncryptedStore) over JSON Lines passes the same suite."""
 

@@ -31,6 +31,8 @@ REQUIRE_VARIABLE = "QV_SESSION_MANAGER_REQUIRE_SERVERS"
 # run from this directory, the same ones (the conformance kit's) are needed here.
 for _short, _kit in [("default", "qv-default"), ("ci", "qv-ci"), ("deep", "qv-deep"), ("no-shrink", "qv-no-shrink")]:
     settings.register_profile(_short, settings.get_profile(_kit))
+# The quick tier (HYPOTHESIS_PROFILE=quick pytest -m "not slow"): a small budget.
+settings.register_profile("quick", settings.get_profile("qv-default"), max_examples=10)
 settings.load_profile(os.environ.get(profiles.PROFILE_VARIABLE, "default"))
 
 
@@ -39,6 +41,7 @@ def pytest_configure(config: pytest.Config) -> None:
     # Hypothesis generates data; harmless, but Hypothesis warns about it.
     config.addinivalue_line("filterwarnings", "ignore:Do not use the `random` module inside strategies")
     config.addinivalue_line("markers", "slow: several processes or large data; still part of the default run")
+    config.addinivalue_line("markers", "serial: must run alone (restarts the shared PostgreSQL server)")
     config.addinivalue_line(
         "markers",
         "server_restart: restarts the local PostgreSQL server (deselect with -m 'not server_restart')",

@@ -543,6 +543,7 @@ def _cluster() -> tuple[str, str] | None:
 
 @pytest.mark.slow
 @pytest.mark.server_restart
+@pytest.mark.serial  # every other PostgreSQL test would lose its connections
 def test_a_server_restart_loses_no_acknowledged_save(make_store, postgres_url: str) -> None:
     host = urlsplit(postgres_url).hostname or "localhost"
     cluster = _cluster()

@@ -124,6 +124,7 @@ def _pair(draw: st.DrawFn) -> tuple[ConversationRecord, list[MessageRecord]]:
 _examples = itertools.count()
 
 
+@pytest.mark.slow
 def test_save_many_writes_the_rows_saves_in_order_write(make_store, postgres_url: str, schema_for,
                                                         monkeypatch) -> None:
     bulk, sequential = make_store("bulk"), make_store("sequential")

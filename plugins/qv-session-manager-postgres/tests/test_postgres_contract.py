@@ -17,6 +17,7 @@ class TestPostgresContract(StoreContract):
         return lambda name: PostgresStore(postgres_url, schema=schema_for(name))
 
 
+@pytest.mark.slow
 class TestEncryptedPostgresContract(StoreContract):
     """Field-level encryption (EncryptedStore) over PostgreSQL passes the same suite."""
 
