@@ -22,30 +22,11 @@ from contextlib import contextmanager
 from datetime import datetime
 from typing import Any
 
-from qv_session_manager import Backend, codec, hookimpl
+from qv_session_manager import Backend, codec, hookimpl, records, rules
 from qv_session_manager.errors import InvalidInputError, StorageError
 from qv_session_manager.protocol import Capability, ConversationFilter, SaveItem, SearchOrder
 from qv_session_manager.query import Query
-from qv_session_manager.records import (
-    ConversationRecord,
-    MessageRecord,
-    SearchHit,
-    StoredConversation,
-    check_append,
-    check_save,
-    checked_save_items,
-    expiry_key,
-    is_storable_id,
-)
-from qv_session_manager.rules import (
-    Searchable,
-    check_window,
-    is_expired,
-    now_key,
-    reference_list,
-    reference_search,
-    window_of,
-)
+from qv_session_manager.records import ConversationRecord, MessageRecord, SearchHit, StoredConversation
 from qv_session_manager.text import tokens
 
 # -- records <-> JSON documents ---------------------------------------------------
@@ -56,7 +37,7 @@ def encode(conversation: ConversationRecord, messages: Iterable[MessageRecord]) 
     document = {
         "conversation": codec.conversation_to_json(conversation),
         "messages": [codec.message_to_json(message) for message in messages],
-        "expiry": expiry_key(conversation.metadata),  # InvalidInputError for a bad expires_at
+        "expiry": records.expiry_key(conversation.metadata),  # InvalidInputError for a bad expires_at
     }
     try:
         return codec.dumps(document).encode("utf-8")  # dumps: InvalidInputError for non-JSON values
@@ -87,7 +68,7 @@ def decode(data: bytes) -> tuple[StoredConversation, str | None]:
 
 def revalidated(conversation: ConversationRecord, messages: Sequence[MessageRecord]) -> SaveItem:
     """The records of a save validated again: their dicts may have changed since they were built."""
-    check_save(conversation, messages)  # record types, distinct message ids
+    records.check_save(conversation, messages)  # record types, distinct message ids
     return dataclasses.replace(conversation), [dataclasses.replace(message) for message in messages]
 
 
@@ -148,11 +129,11 @@ class KeyValueStore:
         if data is None:
             return None
         stored, expiry = decode(data)
-        return None if is_expired(expiry, now_key()) else stored
+        return None if rules.is_expired(expiry, rules.now_key()) else stored
 
     def _all_live(self) -> list[StoredConversation]:
-        now = now_key()
-        return [stored for stored, expiry in map(decode, self._scan()) if not is_expired(expiry, now)]
+        now = rules.now_key()
+        return [stored for stored, expiry in map(decode, self._scan()) if not rules.is_expired(expiry, now)]
 
     def _write(self, conversation: ConversationRecord, kept: Iterable[MessageRecord],
                messages: Sequence[MessageRecord]) -> None:
@@ -172,7 +153,7 @@ class KeyValueStore:
             self._save(conversation, messages, replace)
 
     def save_many(self, items: Iterable[SaveItem]) -> int:
-        checked = [revalidated(conversation, messages) for conversation, messages in checked_save_items(items)]
+        checked = [revalidated(*item) for item in records.checked_save_items(items)]  # all, before any write
         with self._engine(f"saving {len(checked)} conversations", write=True):
             for conversation, messages in checked:
                 self._save(conversation, messages, False)
@@ -180,10 +161,10 @@ class KeyValueStore:
 
     def append(self, conversation_id: str, messages: Sequence[MessageRecord], *,
                updated_at: datetime | None = None) -> bool:
-        updated_at = check_append(messages, updated_at)  # raises even when the id is missing
+        updated_at = records.check_append(messages, updated_at)  # raises even when the id is missing
         fresh = [dataclasses.replace(message) for message in messages]
         with self._engine(f"appending to {conversation_id!r}", write=True):
-            previous = self._live(conversation_id) if is_storable_id(conversation_id) else None
+            previous = self._live(conversation_id) if records.is_storable_id(conversation_id) else None
             if previous is None:
                 return False
             record = previous.conversation
@@ -194,15 +175,15 @@ class KeyValueStore:
 
     def load(self, conversation_id: str) -> StoredConversation | None:
         with self._engine(f"loading {conversation_id!r}"):
-            return self._live(conversation_id) if is_storable_id(conversation_id) else None
+            return self._live(conversation_id) if records.is_storable_id(conversation_id) else None
 
     def load_window(self, conversation_id: str, *, last_messages: int | None = None,
                     last_turns: int | None = None, keep_system: bool = True) -> StoredConversation | None:
-        check_window(last_messages, last_turns, keep_system)  # raises whether or not the id exists
+        rules.check_window(last_messages, last_turns, keep_system)  # raises whether or not the id exists
         stored = self.load(conversation_id)
         if stored is None:
             return None
-        return window_of(stored, last_messages=last_messages, last_turns=last_turns, keep_system=keep_system)
+        return rules.window_of(stored, last_messages=last_messages, last_turns=last_turns, keep_system=keep_system)
 
     def get(self, conversation_id: str) -> ConversationRecord | None:
         stored = self.load(conversation_id)
@@ -210,14 +191,14 @@ class KeyValueStore:
 
     def delete(self, conversation_id: str) -> bool:
         with self._engine(f"deleting {conversation_id!r}", write=True):
-            if not is_storable_id(conversation_id):
+            if not records.is_storable_id(conversation_id):
                 return False
             live = self._live(conversation_id) is not None
             return self._remove(conversation_id) and live  # an expired one goes too, reported missing
 
     def delete_message(self, conversation_id: str, message_id: str) -> bool:
         with self._engine(f"deleting a message of {conversation_id!r}", write=True):
-            if not (is_storable_id(conversation_id) and is_storable_id(message_id)):
+            if not (records.is_storable_id(conversation_id) and records.is_storable_id(message_id)):
                 return False
             stored = self._live(conversation_id)
             if stored is None or all(message.id != message_id for message in stored.messages):
@@ -229,26 +210,29 @@ class KeyValueStore:
     def list(self, filter: ConversationFilter, *, limit: int | None = None, offset: int = 0,
              after: ConversationRecord | None = None) -> builtins.list[ConversationRecord]:
         with self._engine("listing"):
-            records = [stored.conversation for stored in self._all_live()]
-        return reference_list(records, filter, limit=limit, offset=offset, after=after)
+            conversations = [stored.conversation for stored in self._all_live()]
+        return rules.reference_list(conversations, filter, limit=limit, offset=offset, after=after)
 
     def search(self, query: Query, filter: ConversationFilter, *, order: SearchOrder = "recent",
                limit: int | None = None, offset: int = 0, with_text: bool = False) -> builtins.list[SearchHit]:
         with self._engine("searching"):  # first: search('') on a closed store raises too
             items = [
-                Searchable(stored.conversation, tokens(stored.conversation.title or ""),
-                           [(message.id, tokens(message.content), message.content) for message in stored.messages])
+                rules.Searchable(
+                    stored.conversation,
+                    tokens(stored.conversation.title or ""),
+                    [(message.id, tokens(message.content), message.content) for message in stored.messages],
+                )
                 for stored in self._all_live()
             ]
-        return reference_search(items, query, filter, order=order, limit=limit, offset=offset, with_text=with_text)
+        return rules.reference_search(items, query, filter, order=order, limit=limit, offset=offset,
+                                      with_text=with_text)
 
     def purge_expired(self) -> int:
         with self._engine("purging expired conversations", write=True):
-            now = now_key()
-            doomed = [stored.conversation.id for stored, expiry in map(decode, self._scan()) if is_expired(expiry, now)]
-            for key in doomed:
-                self._remove(key)
-            return len(doomed)
+            now = rules.now_key()
+            expired = [stored.conversation.id for stored, expiry in map(decode, self._scan())
+                       if rules.is_expired(expiry, now)]
+            return sum(self._remove(key) for key in expired)
 
     def drop(self) -> None:
         with self._engine(f"dropping {self.path}", write=True):
