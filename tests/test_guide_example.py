@@ -61,9 +61,12 @@ def test_the_example_opens_by_url_once_registered(tmp_path):
 
 
 def test_the_readme_shows_the_example_as_it_is():
+    """The README shows the whole example file, and this module's contract class, verbatim."""
     readme = (ROOT / "README.md").read_text(encoding="utf-8")
-    blocks = re.findall(r"```python\n# examples/kv_store\.py\n(.*?)```", readme, flags=re.DOTALL)
-    assert blocks, "the README quotes no part of examples/kv_store.py"
-    source = EXAMPLE.read_text(encoding="utf-8")
-    for block in blocks:
-        assert block in source, f"the README's excerpt of examples/kv_store.py is not in the file:\n{block[:200]}"
+    shown = re.findall(r"```python\n# examples/kv_store\.py\n(.*?)```", readme, flags=re.DOTALL)
+    assert shown == [EXAMPLE.read_text(encoding="utf-8")], "the README's copy of examples/kv_store.py differs from it"
+    test_class = re.search(r"```python\n(class TestGuideExampleContract.*?)```", readme, flags=re.DOTALL)
+    assert test_class is not None, "the README no longer shows the example's contract class"
+    assert test_class.group(1) in Path(__file__).read_text(encoding="utf-8"), (
+        "the README's TestGuideExampleContract differs from this module's"
+    )
