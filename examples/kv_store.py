@@ -1,12 +1,9 @@
 """A complete backend in one file: each conversation is one JSON document under its id.
 
-The engine is a key-value table (get, put, remove, scan: ``_get`` ... ``_scan``
-below), here in SQLite; swap those four methods for Redis, a dbm file or any
-store of bytes under keys. Nothing is indexed: ``list`` and ``search`` read every
-live document and apply the shared reference rules of :mod:`qv_session_manager.rules`,
-which gives the protocol's order, filters, paging, query language and relevance
-exactly. The README's "Writing a backend" shows this file; the repository's
-``tests/test_guide_example.py`` runs the whole conformance suite on it.
+The engine is a key-value table in SQLite, and ``_get``, ``_put``, ``_remove`` and
+``_scan`` are its only calls: replace them to port the store to Redis, dbm or any store
+of bytes under keys. Nothing is indexed: ``list`` and ``search`` read every live
+document and apply the shared reference rules of :mod:`qv_session_manager.rules`.
 """
 
 from __future__ import annotations
