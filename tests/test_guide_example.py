@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import importlib.util
 import re
-import sys
 from pathlib import Path
 
 import pytest
@@ -25,7 +24,6 @@ def _load_example():
     spec = importlib.util.spec_from_file_location("kv_store", EXAMPLE)
     assert spec is not None and spec.loader is not None
     module = importlib.util.module_from_spec(spec)
-    sys.modules.setdefault("kv_store", module)
     spec.loader.exec_module(module)
     return module
 
@@ -51,9 +49,9 @@ def test_the_example_has_the_optional_sides_the_guide_names(tmp_path):
 def test_the_example_opens_by_url_once_registered(tmp_path):
     pm.register(kv_store, name="guide-example-kv-store")
     try:
-        store = open_store(f"kvstore:///{tmp_path / 'by-url.db'}")
+        store = open_store(f"kvstore://{tmp_path / 'by-url.db'}")  # kvstore:///tmp/...
         try:
-            assert isinstance(store, kv_store.KeyValueStore)
+            assert isinstance(store, kv_store.KeyValueStore) and store.path == str(tmp_path / "by-url.db")
         finally:
             store.close()
     finally:
