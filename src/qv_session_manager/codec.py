@@ -29,6 +29,7 @@ def dumps(value: Any) -> str:
 
 
 def loads(text: str | None) -> Any:
+    """The value of :func:`dumps` text (None stays None); a new object at each call."""
     if text == "{}":  # most metadata; a new dict each time, as callers may change it
         return {}
     return None if text is None else json.loads(text)
@@ -43,6 +44,7 @@ def images_to_json(images: tuple[Image, ...]) -> list[Any]:
 
 
 def images_from_json(items: list[Any]) -> tuple[Image, ...]:
+    """The inverse of :func:`images_to_json`: a tuple of str and bytes, as records hold images."""
     return tuple(base64.b64decode(item["$bytes"]) if isinstance(item, dict) else item for item in items)
 
 
@@ -51,6 +53,7 @@ def tool_calls_to_json(calls: tuple[ToolCallRecord, ...]) -> list[dict[str, Any]
 
 
 def tool_calls_from_json(items: list[dict[str, Any]]) -> tuple[ToolCallRecord, ...]:
+    """The inverse of :func:`tool_calls_to_json`: validated ToolCallRecords."""
     return tuple(ToolCallRecord(c["name"], c["arguments"], c["id"]) for c in items)
 
 

@@ -188,6 +188,14 @@ def bm25(
 
     Backends without a native ranking use this, so relevance order is close to,
     though not guaranteed identical with, SQLite's.
+
+    The statistics describe the collection ``document`` belongs to (the reference
+    search, :func:`qv_session_manager.rules.reference_search`, keeps titles and
+    message contents as two collections, over every conversation not expired,
+    whatever the filter): ``documents`` is how many documents it holds,
+    ``average_length`` their mean number of tokens, and ``document_frequency`` maps
+    each term of ``query.terms()`` to how many of them it matches
+    (:meth:`Term.matches`). A missing term counts as matching none.
     """
     score = 0.0
     length_ratio = len(document) / average_length if average_length else 0.0

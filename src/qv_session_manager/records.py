@@ -1,9 +1,14 @@
 """Backend-neutral records: what crosses the storage protocol.
 
 Records hold plain Python values only (no qv-ollama-sdk types), so a backend can be
-written without importing the SDK. A record is validated when it is built: if it
-exists, every backend can store it and give it back unchanged. Timestamps are
-kept exactly as given (naive stays naive, aware keeps its offset).
+written without importing the SDK. A record is validated when it is built: as
+built, every backend can store it and give it back unchanged. Records are frozen,
+but their dicts (``metadata``, tool-call ``arguments``) stay mutable, so a store
+checks what it writes again: ``dataclasses.replace(record)`` repeats a record's
+checks (a message's, not those of its ToolCallRecords), and
+:func:`qv_session_manager.codec.dumps` and :func:`expiry_key` raise
+InvalidInputError for what JSON cannot hold and for a bad ``expires_at``.
+Timestamps are kept exactly as given (naive stays naive, aware keeps its offset).
 """
 
 from __future__ import annotations

@@ -78,7 +78,11 @@ def check_order(order: str) -> None:
 
 
 def newest_first_key(record: ConversationRecord, field: str) -> tuple[str, str]:
-    """The sort key of newest-first order (use with reverse=True)."""
+    """The sort key of newest-first order (use with reverse=True): (time key of ``field``, id).
+
+    Keyset paging compares the same key: ``list(after=record)`` continues with the rows
+    whose key is strictly smaller than ``record``'s, by the filter's field.
+    """
     return time_key(getattr(record, field)), record.id
 
 
@@ -94,11 +98,17 @@ def passes(record: ConversationRecord, filter: ConversationFilter) -> bool:
 
 
 def page(items: Sequence[T], limit: int | None, offset: int) -> list[T]:
+    """The page of already ordered ``items``: skip ``offset``, then keep ``limit`` (None: all).
+
+    Keyset paging (``after=``) comes first, then the offset; arguments are not checked
+    here (see :func:`check_page`).
+    """
     end = None if limit is None else offset + limit
     return list(items[offset:end])
 
 
 def ordered(records: Iterable[ConversationRecord], field: str) -> list[ConversationRecord]:
+    """``records`` newest first by ``field``: descending time key, equal times by descending id."""
     return sorted(records, key=lambda record: newest_first_key(record, field), reverse=True)
 
 
