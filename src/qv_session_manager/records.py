@@ -326,10 +326,35 @@ class SearchHit:
 
 
 def check_save(conversation: object, messages: Sequence[MessageRecord]) -> None:
-    """Raise InvalidInputError unless these are a ConversationRecord and MessageRecords with distinct ids."""
+    """Raise InvalidInputError unless these are a ConversationRecord and MessageRecords with distinct ids,
+    whose mutable parts are still storable (see :func:`check_mutable_parts`)."""
     if not isinstance(conversation, ConversationRecord):
         raise InvalidInputError(f"expected a ConversationRecord, got {type(conversation).__name__}")
+    check_mutable_parts(conversation)
     check_unique_message_ids(messages)
+
+
+def check_mutable_parts(record: ConversationRecord | MessageRecord) -> None:
+    """Raise InvalidInputError unless what can change in ``record`` after it was built is still storable.
+
+    Records are frozen, but their metadata dicts (with a conversation's ``expires_at``)
+    and a message's tool-call arguments are the caller's objects and can be changed
+    after validation; these are checked again, as when the record was built.
+    """
+    if record.metadata:
+        if not isinstance(record.metadata, dict):
+            raise InvalidInputError(f"metadata of {record.id} must be a dict")
+        check_json(record.metadata, f"metadata of {record.id}")
+        if isinstance(record, ConversationRecord) and EXPIRES_AT in record.metadata:
+            try:
+                expiry_of(record.metadata)
+            except InvalidInputError as exc:
+                raise InvalidInputError(f"conversation {record.id}: {exc}") from None
+    if isinstance(record, MessageRecord) and record.tool_calls:
+        for call in record.tool_calls:
+            if not isinstance(call.arguments, dict):
+                raise InvalidInputError(f"arguments of tool call {call.name!r} must be a dict")
+            check_json(call.arguments, f"arguments of tool call {call.name!r}")
 
 
 def checked_save_items(items: Iterable[Any]) -> Iterator[tuple[ConversationRecord, Sequence[MessageRecord]]]:
@@ -370,6 +395,7 @@ def check_unique_message_ids(messages: Sequence[MessageRecord]) -> None:
         if message.id in seen:
             raise InvalidInputError(f"message id {message.id} appears twice in one save")
         seen.add(message.id)
+        check_mutable_parts(message)
 
 
 def check_metadata_filter(metadata: Mapping[str, Any] | None) -> None:

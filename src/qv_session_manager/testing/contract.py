@@ -748,6 +748,47 @@ class StoreContract:
                 continue
             pytest.fail(f"contract input: {label} must raise InvalidInputError")
 
+    @pytest.mark.parametrize("bad", ["lone \ud800 surrogate", {"a", "set"}, float("nan")], ids=["surrogate", "set", "nan"])
+    def test_records_changed_after_validation_are_refused(self, store: ConversationStore, bad: object) -> None:
+        """contract input: metadata and tool-call arguments changed after their record was built are
+        checked again by save, append and save_many (InvalidInputError), and nothing is written."""
+        store.save(conversation("kept", title="kept"), [message("stays", id="s")])
+        before = store.load("kept")
+
+        def changed_message() -> MessageRecord:
+            call = ToolCallRecord("lookup", {"q": "fine"}, "call-1")
+            record = message("", id="t", role="assistant", tool_calls=(call,))
+            call.arguments["q"] = bad
+            return record
+
+        def changed_metadata() -> MessageRecord:
+            record = message("text", id="m", metadata={"k": "fine"})
+            record.metadata["k"] = bad
+            return record
+
+        def changed_conversation() -> ConversationRecord:
+            record = conversation("kept", title="changed", metadata={"k": "fine"})
+            record.metadata["k"] = bad
+            return record
+
+        calls: dict[str, Callable[[], object]] = {
+            "save(tool-call arguments)": lambda: store.save(conversation("kept"), [changed_message()]),
+            "save(message metadata)": lambda: store.save(conversation("kept"), [changed_metadata()]),
+            "save(conversation metadata)": lambda: store.save(changed_conversation(), []),
+            "append(tool-call arguments)": lambda: store.append("kept", [changed_message()]),
+            "append(message metadata)": lambda: store.append("kept", [changed_metadata()]),
+        }
+        if isinstance(store, BulkSaving):
+            calls["save_many(tool-call arguments)"] = lambda: store.save_many([(conversation("kept"), [changed_message()])])
+        for label, call in calls.items():
+            try:
+                call()
+            except InvalidInputError:
+                pass
+            else:
+                pytest.fail(f"contract input: {label} changed to {bad!r} after validation must raise InvalidInputError")
+            assert store.load("kept") == before, f"contract input: a refused {label} changed the stored data"
+
     # -- delete ----------------------------------------------------------------
 
     def test_delete(self, store: ConversationStore) -> None:
