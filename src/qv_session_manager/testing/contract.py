@@ -758,17 +758,17 @@ class StoreContract:
         def changed_message() -> MessageRecord:
             call = ToolCallRecord("lookup", {"q": "fine"}, "call-1")
             record = message("", id="t", role="assistant", tool_calls=(call,))
-            call.arguments["q"] = bad
+            call.arguments["q"] = bad  # type: ignore[assignment]  # deliberately unstorable
             return record
 
         def changed_metadata() -> MessageRecord:
             record = message("text", id="m", metadata={"k": "fine"})
-            record.metadata["k"] = bad
+            record.metadata["k"] = bad  # type: ignore[assignment]  # deliberately unstorable
             return record
 
         def changed_conversation() -> ConversationRecord:
             record = conversation("kept", title="changed", metadata={"k": "fine"})
-            record.metadata["k"] = bad
+            record.metadata["k"] = bad  # type: ignore[assignment]  # deliberately unstorable
             return record
 
         calls: dict[str, Callable[[], object]] = {
