@@ -99,8 +99,8 @@ def decode_message(row: sqlite3.Row | tuple[Any, ...]) -> MessageRecord:
         content=content,
         created_at=parse_timestamp(created_at),
         metadata=codec.loads(metadata),
-        images=codec.load_images(images),
-        tool_calls=codec.load_tool_calls(tool_calls),
+        images=None if images is None else codec.load_images(images),  # most have neither: no call
+        tool_calls=None if tool_calls is None else codec.load_tool_calls(tool_calls),
         tool_call_id=tool_call_id,
     )
 
