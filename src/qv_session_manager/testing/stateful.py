@@ -11,6 +11,14 @@ the store. Conversations get an expiry (``metadata["expires_at"]``) long past
 (year 2000) or far ahead (2999), never near the real clock, when the backend
 declares ``Capability.EXPIRY``; the reference then treats the expired ones as
 missing, as the protocol requires.
+
+Conversation timestamps take only three instants (in varying offsets), so most
+listings and searches order tied rows and most time bounds fall exactly on a row;
+titles are drawn apart from ids, so a tie broken by anything but the id shows.
+Relevance searches check the backend's own order: scores descending, equal scores
+newest first. Stores with ``indexed_tokens`` (IndexInspection) are checked after
+every step to index no token the reference no longer holds anywhere, and every
+token of a live document.
 """
 
 from __future__ import annotations
@@ -32,16 +40,25 @@ from hypothesis.stateful import (
 )
 
 from ..backends.memory import MemoryStore
-from ..protocol import BulkSaving, Capability, ConversationFilter, ConversationStore, Expiring, WindowedLoading
+from ..protocol import (
+    BulkSaving,
+    Capability,
+    ConversationFilter,
+    ConversationStore,
+    Expiring,
+    IndexInspection,
+    WindowedLoading,
+)
 from ..query import parse
-from ..records import EXPIRES_AT, ConversationRecord, MessageRecord
+from ..records import EXPIRES_AT, ConversationRecord, MessageRecord, SearchHit
+from ..rules import newest_first_key
 from . import strategies
 
 CONVERSATION_IDS = st.sampled_from(["c0", "c1", "c2", "c3"])
 MESSAGE_IDS = st.sampled_from(["m0", "m1", "m2", "m3", "m4", "m5"])
 _names = itertools.count()
 # Half the time: no filter and a single word, so that searches and listings find things.
-FILTERS = st.one_of(st.just(ConversationFilter()), strategies.filters())
+FILTERS = st.one_of(st.just(ConversationFilter()), strategies.filters(strategies.tied_timestamps()))
 QUERIES = st.one_of(st.sampled_from(strategies.VOCABULARY), st.sampled_from(strategies.VOCABULARY), strategies.queries)
 #: Expiries: none (most often), long expired, or far ahead; never close to the real clock.
 EXPIRIES = st.sampled_from([
@@ -60,8 +77,8 @@ def _conversation(draw: st.DrawFn) -> ConversationRecord:
         id=draw(CONVERSATION_IDS),
         title=draw(st.one_of(st.none(), strategies.vocabulary_text)),
         model_name=draw(st.one_of(st.none(), st.just("llama3"))),
-        created_at=draw(strategies.timestamps()),
-        updated_at=draw(strategies.timestamps()),
+        created_at=draw(strategies.tied_timestamps()),
+        updated_at=draw(strategies.tied_timestamps()),
         metadata=metadata,
     )
 
@@ -129,7 +146,7 @@ class StoreComparison(RuleBasedStateMachine):
                    lambda store: store.save(record, messages, replace=replace))
 
     @rule(conversation_id=CONVERSATION_IDS, messages=_messages(),
-          updated_at=st.one_of(st.none(), strategies.timestamps()))
+          updated_at=st.one_of(st.none(), strategies.tied_timestamps()))
     def append(self, conversation_id: str, messages: list[MessageRecord], updated_at: Any) -> None:
         self._same(f"append({conversation_id}, {[m.id for m in messages]}, updated_at={updated_at})",
                    lambda store: store.append(conversation_id, messages, updated_at=updated_at))
@@ -151,6 +168,30 @@ class StoreComparison(RuleBasedStateMachine):
         """After every step, every conversation loads the same from both stores."""
         for conversation_id in CONVERSATION_IDS.elements:  # type: ignore[attr-defined]
             self._same(f"load({conversation_id})", lambda store: store.load(conversation_id))
+
+    @invariant()
+    def index_holds_no_deleted_text(self) -> None:
+        """With IndexInspection: no token beyond what the reference stores, and every live one."""
+        if not isinstance(self.store, IndexInspection):
+            return
+        held = self.store.indexed_tokens()
+        left = held - self.reference.indexed_tokens()
+        assert not left, f"contract index: the search index still holds tokens of deleted text: {sorted(left)[:10]}"
+        live = {token for hit in self._live_documents() for token in hit}
+        missing = live - held
+        assert not missing, f"contract index: tokens of stored text are not in the search index: {sorted(missing)[:10]}"
+
+    def _live_documents(self) -> list[list[str]]:
+        """The token lists of every live title and message of the reference."""
+        from ..text import tokens
+
+        documents = []
+        for conversation_id in CONVERSATION_IDS.elements:  # type: ignore[attr-defined]
+            stored = self.reference.load(conversation_id)
+            if stored is not None:
+                documents.append(tokens(stored.conversation.title or ""))
+                documents += [tokens(m.content) for m in stored.messages]
+        return documents
 
     @precondition(lambda self: isinstance(self.store, WindowedLoading))
     @rule(conversation_id=CONVERSATION_IDS,
@@ -211,6 +252,7 @@ class StoreComparison(RuleBasedStateMachine):
         # Engines score slightly differently; the hit set must match, the order may differ.
         self._same(f"search({query!r}, order='relevance') hit set",
                    lambda store: sorted(h.conversation.id for h in store.search(parsed, filter, order="relevance")))
+        _check_relevance_order(self.store.search(parsed, filter, order="relevance"), filter, query)
 
     @precondition(lambda self: isinstance(self.store, Expiring))
     @rule()
@@ -227,6 +269,21 @@ class StoreComparison(RuleBasedStateMachine):
     def teardown(self) -> None:
         self.store.close()
         self.reference.close()
+
+
+def _check_relevance_order(hits: list[SearchHit], filter: ConversationFilter, query: str) -> None:
+    """Scores descending; hits with equal scores newest first by the filter's field, ties by descending id."""
+    for before, after in zip(hits, hits[1:]):
+        assert before.score is not None and after.score is not None, "contract relevance: hits must carry scores"
+        assert before.score >= after.score, (
+            f"contract relevance: {query!r} ranked {after.conversation.id} (score {after.score}) "
+            f"after {before.conversation.id} (score {before.score})"
+        )
+        if before.score == after.score:
+            assert newest_first_key(before.conversation, filter.field) > newest_first_key(after.conversation, filter.field), (
+                f"contract relevance: {query!r}: {before.conversation.id} and {after.conversation.id} tie on score, "
+                f"so they must be newest first by {filter.field}, ties by descending id"
+            )
 
 
 def run_comparison(opener: Callable[[str], ConversationStore], settings: Settings | None = None) -> None:
