@@ -74,7 +74,7 @@ def conversation(id: str | None = None, *, title: str | None = "t", updated: dat
     """A conversation record with sensible defaults."""
     updated = updated or BASE
     return ConversationRecord(
-        id=f"c{next(_serial)}" if id is None else id, title=title, model_name="llama3",
+        id=f"auto-c{next(_serial)}" if id is None else id, title=title, model_name="llama3",
         created_at=created or updated, updated_at=updated, metadata=metadata or {},
     )
 

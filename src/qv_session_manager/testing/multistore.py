@@ -29,7 +29,7 @@ from ..query import parse
 from ..records import ConversationRecord, MessageRecord, StoredConversation
 
 THREADS = 4
-ROUNDS = 12
+ROUNDS = 25
 HOT = ("hot0", "hot1")
 #: Seconds the threads may take in all before the run counts as hung.
 TIME_LIMIT = 120.0
