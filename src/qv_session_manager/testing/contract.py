@@ -788,7 +788,6 @@ class StoreContract:
             ("lists*", ["lists"]),
             ("JAVA*", ["java"]),
             ("résumé*", ["resume"]),
-            ('"ordered mutable*"', ["lists"]),
             ("Résume", ["resume"]),
             ("python -java", ["lists"]),
             ('python -"and java"', ["lists"]),

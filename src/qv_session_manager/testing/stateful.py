@@ -59,7 +59,11 @@ MESSAGE_IDS = st.sampled_from(["m0", "m1", "m2", "m3", "m4", "m5"])
 _names = itertools.count()
 # Half the time: no filter and a single word, so that searches and listings find things.
 FILTERS = st.one_of(st.just(ConversationFilter()), strategies.filters(strategies.tied_timestamps()))
-QUERIES = st.one_of(st.sampled_from(strategies.VOCABULARY), st.sampled_from(strategies.VOCABULARY), strategies.queries)
+# Prefix terms that are whole vocabulary words too: `al*` must also find the word `al`.
+QUERIES = st.one_of(st.sampled_from(strategies.VOCABULARY), st.sampled_from(strategies.VOCABULARY),
+                    st.sampled_from([f"{word}*" for word in strategies.VOCABULARY]), strategies.queries)
+# A third of the texts are one word, so equal documents (and equal relevance scores) are common.
+TEXTS = st.one_of(st.sampled_from(strategies.VOCABULARY), strategies.vocabulary_text, strategies.vocabulary_text)
 #: Expiries: none (most often), long expired, or far ahead; never close to the real clock.
 EXPIRIES = st.sampled_from([
     None, None, None, "2000-01-01T00:00:00", "2000-01-01T08:30:00+02:00", "2999-01-01T00:00:00",
@@ -75,7 +79,7 @@ def _conversation(draw: st.DrawFn) -> ConversationRecord:
         metadata = {**metadata, EXPIRES_AT: expiry}  # a new dict: drawn values must not change
     return ConversationRecord(
         id=draw(CONVERSATION_IDS),
-        title=draw(st.one_of(st.none(), strategies.vocabulary_text)),
+        title=draw(st.one_of(st.none(), TEXTS)),
         model_name=draw(st.one_of(st.none(), st.just("llama3"))),
         created_at=draw(strategies.tied_timestamps()),
         updated_at=draw(strategies.tied_timestamps()),
@@ -90,7 +94,7 @@ def _messages(draw: st.DrawFn) -> list[MessageRecord]:
         MessageRecord(
             id=message_id,
             role=draw(st.sampled_from(["user", "assistant", "tool", "system"])),
-            content=draw(strategies.vocabulary_text),
+            content=draw(TEXTS),
             created_at=draw(strategies.timestamps()),
             metadata=draw(st.one_of(st.just({}), strategies.metadata)),
             images=draw(st.one_of(st.none(), strategies.images)),
@@ -144,6 +148,17 @@ class StoreComparison(RuleBasedStateMachine):
         record = self._usable(record)
         self._same(f"save({record.id}, {[m.id for m in messages]}, replace={replace})",
                    lambda store: store.save(record, messages, replace=replace))
+
+    @rule(source=CONVERSATION_IDS, record=_conversation())
+    def save_copy(self, source: str, record: ConversationRecord) -> None:
+        """Save another conversation's title and messages under ``record``: equal documents tie on relevance."""
+        stored = self.reference.load(source)
+        if stored is None:
+            return
+        record = dataclasses.replace(self._usable(record), title=stored.conversation.title)
+        messages = list(stored.messages)
+        self._same(f"save({record.id}, a copy of {source}'s messages, replace=True)",
+                   lambda store: store.save(record, messages, replace=True))
 
     @rule(conversation_id=CONVERSATION_IDS, messages=_messages(),
           updated_at=st.one_of(st.none(), strategies.tied_timestamps()))
@@ -244,10 +259,14 @@ class StoreComparison(RuleBasedStateMachine):
 
         self._same(f"search({query!r}, {filter}, limit={limit}, offset={offset})", hits)
 
-    @rule(query=QUERIES, filter=FILTERS)
-    def search_by_relevance(self, query: str, filter: ConversationFilter) -> None:
+    @rule(query=QUERIES, filter=FILTERS, source=st.one_of(st.none(), CONVERSATION_IDS))
+    def search_by_relevance(self, query: str, filter: ConversationFilter, source: str | None) -> None:
+        """With ``source``, the query is the first message of that conversation, so that it finds something."""
         if Capability.RELEVANCE not in self.store.capabilities:
             return
+        stored = self.reference.load(source) if source is not None else None
+        if stored is not None and stored.messages:
+            query, filter = stored.messages[0].content, ConversationFilter(field=filter.field)
         parsed = parse(query)
         # Engines score slightly differently; the hit set must match, the order may differ.
         self._same(f"search({query!r}, order='relevance') hit set",
