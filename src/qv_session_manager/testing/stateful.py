@@ -73,7 +73,7 @@ EXPIRIES = st.sampled_from([
 
 @st.composite
 def _conversation(draw: st.DrawFn) -> ConversationRecord:
-    metadata = draw(st.one_of(strategies.metadata_with_filter_keys, strategies.metadata))
+    metadata = draw(st.one_of(strategies.metadata_with_filter_keys, strategies.conversation_metadata))
     expiry = draw(EXPIRIES)
     if expiry is not None:
         metadata = {**metadata, EXPIRES_AT: expiry}  # a new dict: drawn values must not change
