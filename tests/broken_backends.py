@@ -16,7 +16,12 @@ from typing import Any
 from qv_session_manager.backends.memory import MemoryStore
 from qv_session_manager.protocol import Capability, ConversationFilter, SearchOrder
 from qv_session_manager.query import Alternative, Query, Term
-from qv_session_manager.records import ConversationRecord, MessageRecord, SearchHit, StoredConversation
+from qv_session_manager.records import (
+    ConversationRecord,
+    MessageRecord,
+    SearchHit,
+    StoredConversation,
+)
 from qv_session_manager.rules import newest_first_key, page
 from qv_session_manager.timeutil import time_key
 

@@ -44,7 +44,13 @@ from ..protocol import (
     WindowedLoading,
 )
 from ..query import parse
-from ..records import EXPIRES_AT, ConversationRecord, MessageRecord, StoredConversation, ToolCallRecord
+from ..records import (
+    EXPIRES_AT,
+    ConversationRecord,
+    MessageRecord,
+    StoredConversation,
+    ToolCallRecord,
+)
 from ..redact import mask_url
 from ..registry import open_store
 from ..rules import window_of

@@ -114,7 +114,7 @@ class MultiStoreRun:
                     self._append(store, hot, f"{tag}x")
                 for problem in self._problems(other.load(hot), hot, final=False):
                     self._fail(f"{hot} read during the run: {problem}")
-        except Exception as exc:  # reported by the test, with the others
+        except Exception as exc:  # noqa: BLE001  # any failure in a thread is reported by the test, with the others
             self._fail(f"thread {number}: {type(exc).__name__}: {exc}")
 
     def _fail(self, problem: str) -> None:

@@ -292,7 +292,7 @@ class StoreComparison(RuleBasedStateMachine):
 
 def _check_relevance_order(hits: list[SearchHit], filter: ConversationFilter, query: str) -> None:
     """Scores descending; hits with equal scores newest first by the filter's field, ties by descending id."""
-    for before, after in zip(hits, hits[1:]):
+    for before, after in itertools.pairwise(hits):
         assert before.score is not None and after.score is not None, "contract relevance: hits must carry scores"
         assert before.score >= after.score, (
             f"contract relevance: {query!r} ranked {after.conversation.id} (score {after.score}) "
