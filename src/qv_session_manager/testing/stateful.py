@@ -228,13 +228,23 @@ class StoreComparison(RuleBasedStateMachine):
     def delete(self, conversation_id: str) -> None:
         self._same(f"delete({conversation_id})", lambda store: store.delete(conversation_id))
 
+    @rule(record=_conversation(), messages=_messages())
+    def delete_and_save_again(self, record: ConversationRecord, messages: list[MessageRecord]) -> None:
+        """A conversation deleted and saved anew starts from the messages given, nothing of before."""
+        record = self._usable(record)
+        self._same(f"delete({record.id})", lambda store: store.delete(record.id))
+        self._same(f"save({record.id}, {[m.id for m in messages]}) after its delete",
+                   lambda store: store.save(record, messages))
+
     @rule(filter=FILTERS, limit=st.one_of(st.none(), st.integers(0, 3)), offset=st.integers(0, 2))
     def list(self, filter: ConversationFilter, limit: int | None, offset: int) -> None:
         self._same(f"list({filter}, limit={limit}, offset={offset})",
                    lambda store: store.list(filter, limit=limit, offset=offset))
 
-    @rule(filter=FILTERS, size=st.integers(1, 3))
-    def keyset_pages(self, filter: ConversationFilter, size: int) -> None:
+    @rule(filter=FILTERS, size=st.integers(1, 3), field=st.sampled_from(["updated_at", "created_at"]))
+    def keyset_pages(self, filter: ConversationFilter, size: int, field: str) -> None:
+        """Keyset pages, half of them by created_at (whose cursor must be compared by created_at)."""
+        filter = dataclasses.replace(filter, field=field)
         def pages(store: ConversationStore) -> list[str]:
             seen: list[str] = []
             after = None
