@@ -54,10 +54,8 @@ CASES = {
     "NonAtomicSave": ["test_failing_save_leaves_the_conversation_untouched"],
     "RepeatingPages": ["test_keyset_pages_survive_concurrent_writes", "test_state_machine_agrees_with_the_reference"],
     "TiesByTitle": ["test_ties_are_ordered_by_descending_id", "test_state_machine_agrees_with_the_reference"],
-    "RelevanceTiesByAscendingId": [
-        "test_relevance_ties_are_newest_first", "test_ties_are_ordered_by_descending_id",
-        "test_state_machine_agrees_with_the_reference",
-    ],
+    # The state machine checks relevance ties too, but only meets them when random data ties scores.
+    "RelevanceTiesByAscendingId": ["test_relevance_ties_are_newest_first", "test_ties_are_ordered_by_descending_id"],
     "KeysetByUpdatedAt": ["test_keyset_pages_on_every_field", "test_state_machine_agrees_with_the_reference"],
     "SearchEndInclusive": ["test_search_time_range_is_half_open", "test_state_machine_agrees_with_the_reference"],
     "PrefixMissesExactWord": ["test_search_language", "test_state_machine_agrees_with_the_reference"],

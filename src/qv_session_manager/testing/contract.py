@@ -16,6 +16,16 @@ Or, without writing any code, run the suite against a URL::
 
 Required contracts never skip. Contracts of optional capabilities skip with a reason
 naming the capability. Every assertion message starts with the contract it checks.
+
+Two clauses need more than the protocol's methods:
+
+- A backend declaring ``Capability.MULTI_PROCESS`` is run through
+  :mod:`.multistore`: ``store_opener`` is called twice with the same name while both
+  stores are open, and must then give two store objects on the same data.
+- Deleted text must leave the search index, which no search result can show. The
+  suite checks it when the store has ``indexed_tokens()`` (see
+  :class:`~qv_session_manager.protocol.IndexInspection`) or the subclass overrides
+  the ``indexed_tokens`` fixture; otherwise that clause skips, saying it is unchecked.
 """
 
 from __future__ import annotations
