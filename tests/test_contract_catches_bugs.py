@@ -64,7 +64,7 @@ CASES = {
         "test_expired_conversations_are_missing_to_every_read", "test_state_machine_agrees_with_the_reference",
     ],
     "DeletedTextStaysIndexed": [
-        "test_deleted_text_leaves_the_search_index", "test_state_machine_agrees_with_the_reference",
+        "test_removed_text_leaves_the_search_index", "test_state_machine_agrees_with_the_reference",
     ],
     "LostUpdatesAcrossStores": ["test_two_store_objects_lose_no_updates"],
 }

@@ -1213,7 +1213,7 @@ class StoreContract:
         for number in range(6):
             assert [i for i in shared if i.startswith(f"{number}-")] == [f"{number}-{t}" for t in range(15)]
 
-    def test_deleted_text_leaves_the_search_index(
+    def test_removed_text_leaves_the_search_index(
         self, store: ConversationStore, indexed_tokens: Callable[[], set[str]] | None
     ) -> None:
         """contract index: deleted, edited, replaced and expired text leaves the search index, not just the results."""
@@ -1248,7 +1248,7 @@ class StoreContract:
 
     @staticmethod
     def _expiry_index_steps(store: ConversationStore) -> list[tuple[str, Callable[[], object], set[str]]]:
-        """Steps of the index check that remove expired conversations (see test_deleted_text_leaves_the_search_index)."""
+        """Steps of the index check that remove expired conversations (see test_removed_text_leaves_the_search_index)."""
         expired = {EXPIRES_AT: EXPIRED[0]}
         store.save(conversation("e1", title="staletitlezulu", metadata=expired), [message("stalezulu", id="x")])
         store.save(conversation("e2", metadata=expired), [message("expiredzulu", id="x")])
