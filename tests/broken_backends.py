@@ -250,6 +250,18 @@ class LostUpdatesAcrossStores(SharedMemoryStore):
         return entry
 
 
+class TornReplaceAcrossStores(SharedMemoryStore):
+    """Replaces in two writes (the messages emptied, then the new ones), so another store object reads half a state."""
+
+    def save(self, conversation: ConversationRecord, messages: Sequence[MessageRecord], *, replace: bool = False) -> None:
+        if not replace:
+            super().save(conversation, messages)
+            return
+        super().save(conversation, [], replace=True)
+        time.sleep(0.001)
+        super().save(conversation, messages)
+
+
 def opener(store: type[MemoryStore]) -> Callable[[str], MemoryStore]:
     """A store_opener for ``store``: independent stores, or shared data per name for SharedMemoryStore kinds."""
     if issubclass(store, SharedMemoryStore):

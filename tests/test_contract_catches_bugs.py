@@ -67,6 +67,7 @@ CASES = {
         "test_removed_text_leaves_the_search_index", "test_state_machine_agrees_with_the_reference",
     ],
     "LostUpdatesAcrossStores": ["test_two_store_objects_lose_no_updates"],
+    "TornReplaceAcrossStores": ["test_two_store_objects_lose_no_updates"],
 }
 #: A correct store sharing data between store objects on one name, for the clauses that need MULTI_PROCESS.
 SHARED_REFERENCE = "broken_backends.SharedMemoryStore"
