@@ -325,3 +325,24 @@ class Droppable(Protocol):
         ``close()``; ``drop()`` on a closed store raises StorageError too.
         """
         ...
+
+
+@runtime_checkable
+class IndexInspection(Protocol):
+    """An optional side of a store, for tests and diagnostics: what its search index still holds.
+
+    The conformance suite (:mod:`qv_session_manager.testing`) uses it, when a store
+    has it, to check that deleted and replaced text leaves the index, which no search
+    result can show. Stores without it are not checked for that (the suite says so).
+    """
+
+    def indexed_tokens(self) -> builtins.set[str]:
+        """Every token the search index holds an entry for, as :func:`qv_session_manager.text.tokens` gives them.
+
+        That is the tokens of every document (title or message content) the index
+        still files, including documents of expired conversations not yet removed and
+        rows still waiting to be indexed, and nothing else: once a message, a title
+        or a conversation is deleted, replaced or rewritten, tokens only it held must
+        be gone. It may read the whole index; raises StorageError after ``close()``.
+        """
+        ...

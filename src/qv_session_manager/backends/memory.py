@@ -269,6 +269,17 @@ class MemoryStore:
             )
             return [dataclass_replace(hit, conversation=_copy(hit.conversation)) for hit in hits]
 
+    def indexed_tokens(self) -> set[str]:
+        """See :class:`~qv_session_manager.protocol.IndexInspection`: the tokens of every entry, expired ones too."""
+        with self._lock:
+            self._check_open()
+            held: set[str] = set()
+            for entry in self._entries.values():
+                held.update(entry.title_tokens)
+                for document in entry.message_tokens.values():
+                    held.update(document)
+            return held
+
     def purge_expired(self) -> int:
         """See :class:`~qv_session_manager.protocol.Expiring`: drop every entry expired now."""
         with self._lock:

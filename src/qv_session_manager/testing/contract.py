@@ -35,6 +35,16 @@ Or, without writing any code, run the suite against a URL::
 
 Required contracts never skip. Contracts of optional capabilities skip with a reason
 naming the capability. Every assertion message starts with the contract it checks.
+
+Two clauses need more than the protocol's methods:
+
+- A backend declaring ``Capability.MULTI_PROCESS`` is run through
+  :mod:`.multistore`: ``store_opener`` is called twice with the same name while both
+  stores are open, and must then give two store objects on the same data.
+- Deleted text must leave the search index, which no search result can show. The
+  suite checks it when the store has ``indexed_tokens()`` (see
+  :class:`~qv_session_manager.protocol.IndexInspection`) or the subclass overrides
+  the ``indexed_tokens`` fixture; otherwise that clause skips, saying it is unchecked.
 """
 
 from __future__ import annotations
@@ -53,12 +63,27 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from ..errors import InvalidInputError, StorageError
-from ..protocol import BulkSaving, Capability, ConversationFilter, ConversationStore, Expiring, WindowedLoading
+from ..protocol import (
+    BulkSaving,
+    Capability,
+    ConversationFilter,
+    ConversationStore,
+    Expiring,
+    IndexInspection,
+    WindowedLoading,
+)
 from ..query import parse
-from ..records import EXPIRES_AT, ConversationRecord, MessageRecord, StoredConversation, ToolCallRecord
+from ..records import (
+    EXPIRES_AT,
+    ConversationRecord,
+    MessageRecord,
+    StoredConversation,
+    ToolCallRecord,
+)
 from ..redact import mask_url
 from ..rules import window_of
 from . import strategies
+from .multistore import MultiStoreRun
 from .openers import StoreOpener, managed_opener, url_opener
 from .sdk_saves import check_mutated_saves
 from .stateful import run_comparison
@@ -83,7 +108,7 @@ def conversation(id: str | None = None, *, title: str | None = "t", updated: dat
     """A conversation record with sensible defaults."""
     updated = updated or BASE
     return ConversationRecord(
-        id=f"c{next(_serial)}" if id is None else id, title=title, model_name="llama3",
+        id=f"auto-c{next(_serial)}" if id is None else id, title=title, model_name="llama3",
         created_at=created or updated, updated_at=updated, metadata=metadata or {},
     )
 
@@ -162,6 +187,8 @@ class _FailingSequence(Sequence[MessageRecord]):
             yield item
 
 
+#: Title words of the search fixture, none of them a query word.
+_ORDINALS = ("first", "second", "third", "fourth", "fifth", "sixth", "seventh")
 SEARCH_DOCUMENTS = {
     "lists": "Python lists are ordered, mutable collections",
     "resume": "Please update my Résumé before Friday",
@@ -223,6 +250,18 @@ class StoreContract:
     @pytest.fixture
     def store(self, open_stores: Callable[[str], ConversationStore]) -> ConversationStore:
         return open_stores("contract")
+
+    @pytest.fixture
+    def indexed_tokens(self, store: ConversationStore) -> Callable[[], set[str]] | None:
+        """What ``store``'s search index holds, as :meth:`IndexInspection.indexed_tokens
+        <qv_session_manager.protocol.IndexInspection.indexed_tokens>` defines it; None when
+        it cannot be inspected (the index checks then skip, saying so).
+
+        The default uses the store's own ``indexed_tokens`` method when it has one.
+        Override this fixture to inspect a backend from outside instead (its server's
+        keys, its files) without adding a method to the store.
+        """
+        return store.indexed_tokens if isinstance(store, IndexInspection) else None
 
     @staticmethod
     def require(store: ConversationStore, capability: Capability) -> None:
@@ -810,7 +849,9 @@ class StoreContract:
     @pytest.fixture
     def filled(self, store: ConversationStore) -> ConversationStore:
         for index, (name, text) in enumerate(SEARCH_DOCUMENTS.items()):
-            store.save(conversation(name, title=f"conversation {name}", updated=minutes(index)), [message(text)])
+            # Titles hold none of the query words: folding must be proven on message text.
+            store.save(conversation(name, title=f"conversation {_ORDINALS[index]}", updated=minutes(index)),
+                       [message(text)])
         return store
 
     @pytest.mark.parametrize(
@@ -825,6 +866,10 @@ class StoreContract:
             ('"ordered mutable"', ["lists"]),
             ('"mutable ordered"', []),
             ("pyth*", ["java", "lists"]),
+            ("lists*", ["lists"]),
+            ("JAVA*", ["java"]),
+            ("résumé*", ["resume"]),
+            ("Résume", ["resume"]),
             ("python -java", ["lists"]),
             ('python -"and java"', ["lists"]),
             ("resume OR tokyo OR 東京", ["tokyo", "resume"]),
@@ -834,7 +879,8 @@ class StoreContract:
             ("50%", ["percent"]),
             ("a.b@example.com", ["percent"]),
             ("after", ["nul"]),
-            ("conversation tokyo", ["tokyo"]),
+            ("conversation third", ["tokyo"]),
+            ("conversation 東京", []),
             ("python lists java", []),
         ],
     )
@@ -964,6 +1010,108 @@ class StoreContract:
         assert _listed(store, ConversationFilter(field="created_at", end=minutes(5))) == ["made-early"]
         assert _found(store, "t", by_created) == ["made-late", "made-early"]
 
+    @staticmethod
+    def _tied(store: ConversationStore) -> list[str]:
+        """Save rows tying on both fields, as instants written in other offsets; their newest-first order.
+
+        Titles sort neither like the ids nor against them, and rows are saved in
+        neither order, so only descending ids give the expected order.
+        """
+        plus_two, minus_five = timezone(timedelta(hours=2)), timezone(timedelta(hours=-5))
+        same = [BASE, BASE.replace(tzinfo=timezone.utc), BASE.replace(tzinfo=timezone.utc).astimezone(plus_two),
+                BASE.replace(tzinfo=timezone.utc).astimezone(minus_five)]
+        for index, (name, title) in enumerate([("b", "zulu"), ("d", "yankee"), ("a", "whiskey"), ("c", "xray")]):
+            store.save(conversation(name, title=f"tie {title}", updated=same[index], created=same[-1 - index]),
+                       [message("tie words")])
+        store.save(conversation("old", title="tie victor", updated=minutes(-1), created=minutes(-1)), [message("tie words")])
+        store.save(conversation("new", title="tie alpha", updated=minutes(1), created=minutes(1)), [message("tie words")])
+        return ["new", "d", "c", "b", "a", "old"]
+
+    def test_ties_are_ordered_by_descending_id(self, store: ConversationStore) -> None:
+        """contract order: equal instants (in any offset) order by descending id in lists, searches and pages."""
+        expected = self._tied(store)
+        for field in ("updated_at", "created_at"):
+            by = ConversationFilter(field=field)
+            assert _listed(store, by) == expected, f"contract order: list by {field} must break ties by descending id"
+            for order in ("recent", "relevance"):
+                assert _found(store, "tie", by, order=order) == expected, (
+                    f"contract order: search(order={order!r}) by {field}: equal instants, and equal scores, "
+                    "must be ordered by descending id"
+                )
+            for size in (1, 2, 4):
+                assert self._keyset(store, by, size) == expected, (
+                    f"contract paging: keyset pages of {size} by {field} over tied rows overlap or skip"
+                )
+
+    def test_relevance_ties_are_newest_first(self, store: ConversationStore) -> None:
+        """contract relevance: equal scores are ordered newest first by the filter's field, then by descending id."""
+        store.save(conversation("strong", updated=minutes(0), created=minutes(0)), [message("needle needle needle")])
+        # Same documents, so same scores; created_at and updated_at order them oppositely.
+        store.save(conversation("p", updated=minutes(5), created=minutes(1)), [message("needle hay")])
+        store.save(conversation("q", updated=minutes(3), created=minutes(3)), [message("needle hay")])
+        store.save(conversation("r", updated=minutes(1), created=minutes(5)), [message("needle hay")])
+        store.save(conversation("s", updated=minutes(3), created=minutes(3)), [message("needle hay")])
+        for field, tied in (("updated_at", ["p", "s", "q", "r"]), ("created_at", ["r", "s", "q", "p"])):
+            by = ConversationFilter(field=field)  # type: ignore[arg-type]
+            found = _found(store, "needle", by, order="relevance")
+            if Capability.RELEVANCE in store.capabilities:
+                assert found == ["strong", *tied], (
+                    f"contract relevance: by {field}, equal scores must be newest first, ties by descending id"
+                )
+            else:
+                assert [name for name in found if name != "strong"] == tied, (
+                    f"contract relevance: by {field}, equal scores must be newest first, ties by descending id"
+                )
+
+    @staticmethod
+    def _keyset(store: ConversationStore, filter: ConversationFilter, size: int) -> list[str]:
+        """Every id of a listing, read in keyset pages of ``size`` (never more pages than rows + 1)."""
+        seen: list[str] = []
+        after = None
+        for _ in range(len(store.list(filter)) + 1):
+            page = store.list(filter, limit=size, after=after)
+            if not page:
+                break
+            seen += [record.id for record in page]
+            after = page[-1]
+        return seen
+
+    def test_keyset_pages_on_every_field(self, store: ConversationStore) -> None:
+        """contract paging: `after=` continues after the cursor by the listing's own field, with filters too."""
+        # created_at and updated_at disagree, and each has ties.
+        for index in range(8):
+            store.save(conversation(f"c{index}", updated=minutes(index % 3), created=minutes(7 - index // 2),
+                                    metadata={"even": index % 2 == 0}), [])
+        filters = [ConversationFilter(field=field, start=start, metadata=metadata)
+                   for field in ("updated_at", "created_at") for start in (None, minutes(1))
+                   for metadata in (None, {"even": True})]
+        for filter in filters:
+            for size in (1, 2, 3):
+                assert self._keyset(store, filter, size) == _listed(store, filter), (
+                    f"contract paging: keyset pages of {size} over {filter} must equal the listing"
+                )
+
+    def test_search_time_range_is_half_open(self, store: ConversationStore) -> None:
+        """contract time: a search's time range is half-open like a listing's: start inclusive, end exclusive."""
+        utc, plus_two = timezone.utc, timezone(timedelta(hours=2))
+        store.save(conversation("naive-10", title=None, updated=datetime(2025, 1, 20, 10)), [message("edge")])
+        store.save(conversation("aware-08z", title=None, updated=datetime(2025, 1, 20, 10, tzinfo=plus_two)),
+                   [message("edge")])
+        store.save(conversation("aware-12z", title="edge", updated=datetime(2025, 1, 20, 12, tzinfo=utc)), [])
+        window = ConversationFilter(start=datetime(2025, 1, 20, 9, tzinfo=utc), end=datetime(2025, 1, 20, 12, tzinfo=utc))
+        edge = ConversationFilter(start=datetime(2025, 1, 20, 8), end=datetime(2025, 1, 20, 8, 0, 0, 1))
+        created = ConversationFilter(field="created_at", end=datetime(2025, 1, 20, 10, tzinfo=utc))
+        for order in ("recent", "relevance"):
+            assert _found(store, "edge", window, order=order) == ["naive-10"], (
+                f"contract time: search(order={order!r}): the end of the range is exclusive; naive compares as UTC"
+            )
+            assert _found(store, "edge", edge, order=order) == ["aware-08z"], (
+                f"contract time: search(order={order!r}): start is inclusive, end exclusive, to the microsecond"
+            )
+            assert _found(store, "edge", created, order=order) == ["aware-08z"], (
+                f"contract time: search(order={order!r}) by created_at: the end of the range is exclusive"
+            )
+
     # -- expiry (metadata["expires_at"]; Capability.EXPIRY) ----------------------------
 
     @staticmethod
@@ -976,29 +1124,44 @@ class StoreContract:
         self.expiring(store)
         kept = conversation("kept", title="needle kept", metadata={EXPIRES_AT: NOT_EXPIRED, "k": "v"})
         store.save(kept, [message("needle here", id="k")])
+        gone = [f"gone{index}" for index in range(len(EXPIRED))]
         for index, when in enumerate(EXPIRED):
-            gone = f"gone{index}"
-            store.save(conversation(gone, title="needle title", updated=minutes(index + 1),
-                                   metadata={EXPIRES_AT: when, "k": "v"}),
+            # Newer than "kept" and matching in title and text: a listing that forgets expiry shows them first.
+            store.save(conversation(gone[index], title="needle title", updated=minutes(index + 1),
+                                    metadata={EXPIRES_AT: when, "k": "v"}),
                        [message("needle text", id="a"), message("other", id="b")])
-            assert store.load(gone) is None and store.get(gone) is None, (
+        # Listings and searches first, while the expired rows are still stored (a delete would remove them).
+        self._only_kept_is_listed_and_found(store, "while expired rows are stored")
+        for name, when in zip(gone, EXPIRED):
+            assert store.load(name) is None and store.get(name) is None, (
                 f"contract expiry: expires_at={when!r} is past, so load/get must give None"
             )
             if isinstance(store, WindowedLoading):
-                assert store.load_window(gone, last_messages=1) is None, "contract expiry: load_window must give None"
-            assert store.append(gone, [message("more", id="c")]) is False, "contract expiry: append must give False"
-            assert store.delete_message(gone, "a") is False, "contract expiry: delete_message must give False"
-            assert store.delete(gone) is False, "contract expiry: delete of an expired conversation gives False"
-            assert store.get(gone) is None, "contract expiry: a refused append or delete must not revive it"
+                assert store.load_window(name, last_messages=1) is None, "contract expiry: load_window must give None"
+            assert store.append(name, [message("more", id="c")]) is False, "contract expiry: append must give False"
+            assert store.delete_message(name, "a") is False, "contract expiry: delete_message must give False"
+        self._only_kept_is_listed_and_found(store, "after refused appends and message deletes")
+        for name in gone:
+            assert store.delete(name) is False, "contract expiry: delete of an expired conversation gives False"
+            assert store.get(name) is None, "contract expiry: a refused append or delete must not revive it"
+        self._only_kept_is_listed_and_found(store, "after the deletes")
+
+    @staticmethod
+    def _only_kept_is_listed_and_found(store: ConversationStore, when: str) -> None:
         for filter in (ConversationFilter(), ConversationFilter(metadata={"k": "v"}),
                        ConversationFilter(field="created_at", start=minutes(-60), end=minutes(60))):
-            assert _listed(store, filter) == ["kept"], f"contract expiry: list({filter}) shows an expired conversation"
+            assert _listed(store, filter) == ["kept"], (
+                f"contract expiry: {when}, list({filter}) shows an expired conversation"
+            )
             for order in ("recent", "relevance"):
                 assert _found(store, "needle", filter, order=order) == ["kept"], (
-                    f"contract expiry: search(order={order!r}) finds an expired conversation"
+                    f"contract expiry: {when}, search(order={order!r}) finds an expired conversation"
                 )
         assert _listed(store, limit=1, offset=0) == ["kept"] and _listed(store, offset=1) == [], (
-            "contract expiry: expired conversations must not take places in pages"
+            f"contract expiry: {when}, expired conversations must not take places in pages"
+        )
+        assert _found(store, "needle", limit=1) == ["kept"] and _found(store, "needle", offset=1) == [], (
+            f"contract expiry: {when}, expired conversations must not take places in search pages"
         )
 
     def test_saving_onto_an_expired_id_starts_fresh(self, store: ConversationStore) -> None:
@@ -1114,6 +1277,66 @@ class StoreContract:
         assert len(shared) == 90, "contract threads: concurrent appends were lost"
         for number in range(6):
             assert [i for i in shared if i.startswith(f"{number}-")] == [f"{number}-{t}" for t in range(15)]
+
+    def test_removed_text_leaves_the_search_index(
+        self, store: ConversationStore, indexed_tokens: Callable[[], set[str]] | None
+    ) -> None:
+        """contract index: deleted, edited, replaced and expired text leaves the search index, not just the results."""
+        if indexed_tokens is None:
+            pytest.skip("the backend has no indexed_tokens() (IndexInspection) and the test class overrides no "
+                        "indexed_tokens fixture: text that deletes leave in its search index is NOT checked")
+        store.save(conversation("a", title="titlezulu"), [message("alphazulu keepzulu", id="m1"),
+                                                         message("betazulu", id="m2"), message("dropzulu", id="m3")])
+        store.save(conversation("b", title="otherzulu"), [message("keepzulu", id="m1")])
+        live = {"titlezulu", "alphazulu", "keepzulu", "betazulu", "dropzulu", "otherzulu"}
+        assert live <= indexed_tokens(), (
+            f"contract index: indexed_tokens() must report stored text; missing {sorted(live - indexed_tokens())}"
+        )
+        steps: list[tuple[str, Callable[[], object], set[str]]] = [
+            ("delete_message", lambda: store.delete_message("a", "m1"), {"alphazulu"}),
+            ("saving an edited message", lambda: store.save(conversation("a", title="titlezulu"),
+                                                            [message("gammazulu", id="m2")]), {"betazulu"}),
+            ("saving a new title", lambda: store.save(conversation("a", title="newzulu"), []), {"titlezulu"}),
+            ("save(replace=True)", lambda: store.save(conversation("a", title="newzulu"),
+                                                      [message("deltazulu", id="m4")], replace=True),
+             {"gammazulu", "dropzulu"}),
+            ("an append editing a message", lambda: store.append("a", [message("epsilonzulu", id="m4")]), {"deltazulu"}),
+            ("delete", lambda: store.delete("a"), {"newzulu", "epsilonzulu"}),
+        ]
+        if Capability.EXPIRY in store.capabilities:
+            steps += self._expiry_index_steps(store)
+        for label, step, gone in steps:
+            step()
+            left = gone & indexed_tokens()
+            assert not left, f"contract index: after {label}, the search index still holds {sorted(left)}"
+        assert {"keepzulu", "otherzulu"} <= indexed_tokens(), "contract index: text of other conversations went too"
+
+    @staticmethod
+    def _expiry_index_steps(store: ConversationStore) -> list[tuple[str, Callable[[], object], set[str]]]:
+        """Steps of the index check that remove expired conversations (see test_removed_text_leaves_the_search_index)."""
+        expired = {EXPIRES_AT: EXPIRED[0]}
+        store.save(conversation("e1", title="staletitlezulu", metadata=expired), [message("stalezulu", id="x")])
+        store.save(conversation("e2", metadata=expired), [message("expiredzulu", id="x")])
+        steps: list[tuple[str, Callable[[], object], set[str]]] = [
+            ("a save onto an expired id", lambda: store.save(conversation("e1", title="freshzulu"), []),
+             {"staletitlezulu", "stalezulu"}),
+            ("delete of an expired conversation", lambda: store.delete("e2"), {"expiredzulu"}),
+        ]
+        if isinstance(store, Expiring):
+            store.save(conversation("e3", title="purgedtitlezulu", metadata=expired), [message("purgedzulu")])
+            steps.append(("purge_expired", store.purge_expired, {"purgedtitlezulu", "purgedzulu"}))
+        return steps
+
+    def test_two_store_objects_lose_no_updates(self, open_stores: Callable[[str], ConversationStore]) -> None:
+        """contract multi-process: threads on two store objects over the same data, mixing save, replace, delete
+        and append, end in the state of some serial order: no append lost, no mixed or torn state, an index that
+        agrees with the data."""
+        first = open_stores("shared")
+        self.require(first, Capability.MULTI_PROCESS)
+        run = MultiStoreRun([first, open_stores("shared")])
+        run.start()
+        assert run.errors == [], f"contract multi-process: an operation failed: {run.errors[:3]}"
+        run.check_final()
 
     def test_state_machine_agrees_with_the_reference(self, store_opener: StoreOpener) -> None:
         """contract equivalence: random operation sequences give the memory backend's answers."""

@@ -11,6 +11,14 @@ the store. Conversations get an expiry (``metadata["expires_at"]``) long past
 (year 2000) or far ahead (2999), never near the real clock, when the backend
 declares ``Capability.EXPIRY``; the reference then treats the expired ones as
 missing, as the protocol requires.
+
+Conversation timestamps take only three instants (in varying offsets), so most
+listings and searches order tied rows and most time bounds fall exactly on a row;
+titles are drawn apart from ids, so a tie broken by anything but the id shows.
+Relevance searches check the backend's own order: scores descending, equal scores
+newest first. Stores with ``indexed_tokens`` (IndexInspection) are checked after
+every step to index no token the reference no longer holds anywhere, and every
+token of a live document.
 """
 
 from __future__ import annotations
@@ -39,19 +47,26 @@ from ..protocol import (
     ConversationFilter,
     ConversationStore,
     Expiring,
+    IndexInspection,
     SummaryListing,
+    TimeField,
     WindowedLoading,
 )
 from ..query import parse
-from ..records import EXPIRES_AT, ConversationRecord, MessageRecord
+from ..records import EXPIRES_AT, ConversationRecord, MessageRecord, SearchHit
+from ..rules import newest_first_key
 from . import strategies
 
 CONVERSATION_IDS = st.sampled_from(["c0", "c1", "c2", "c3"])
 MESSAGE_IDS = st.sampled_from(["m0", "m1", "m2", "m3", "m4", "m5"])
 _names = itertools.count()
 # Half the time: no filter and a single word, so that searches and listings find things.
-FILTERS = st.one_of(st.just(ConversationFilter()), strategies.filters())
-QUERIES = st.one_of(st.sampled_from(strategies.VOCABULARY), st.sampled_from(strategies.VOCABULARY), strategies.queries)
+FILTERS = st.one_of(st.just(ConversationFilter()), strategies.filters(strategies.tied_timestamps()))
+# Prefix terms that are whole vocabulary words too: `al*` must also find the word `al`.
+QUERIES = st.one_of(st.sampled_from(strategies.VOCABULARY), st.sampled_from(strategies.VOCABULARY),
+                    st.sampled_from([f"{word}*" for word in strategies.VOCABULARY]), strategies.queries)
+# A third of the texts are one word, so equal documents (and equal relevance scores) are common.
+TEXTS = st.one_of(st.sampled_from(strategies.VOCABULARY), strategies.vocabulary_text, strategies.vocabulary_text)
 #: Expiries: none (most often), long expired, or far ahead; never close to the real clock.
 EXPIRIES = st.sampled_from([
     None, None, None, "2000-01-01T00:00:00", "2000-01-01T08:30:00+02:00", "2999-01-01T00:00:00",
@@ -61,16 +76,16 @@ EXPIRIES = st.sampled_from([
 
 @st.composite
 def _conversation(draw: st.DrawFn) -> ConversationRecord:
-    metadata = draw(st.one_of(strategies.metadata_with_filter_keys, strategies.metadata))
+    metadata = draw(st.one_of(strategies.metadata_with_filter_keys, strategies.conversation_metadata))
     expiry = draw(EXPIRIES)
     if expiry is not None:
         metadata = {**metadata, EXPIRES_AT: expiry}  # a new dict: drawn values must not change
     return ConversationRecord(
         id=draw(CONVERSATION_IDS),
-        title=draw(st.one_of(st.none(), strategies.vocabulary_text)),
+        title=draw(st.one_of(st.none(), TEXTS)),
         model_name=draw(st.one_of(st.none(), st.just("llama3"))),
-        created_at=draw(strategies.timestamps()),
-        updated_at=draw(strategies.timestamps()),
+        created_at=draw(strategies.tied_timestamps()),
+        updated_at=draw(strategies.tied_timestamps()),
         metadata=metadata,
     )
 
@@ -82,7 +97,7 @@ def _messages(draw: st.DrawFn) -> list[MessageRecord]:
         MessageRecord(
             id=message_id,
             role=draw(st.sampled_from(["user", "assistant", "tool", "system"])),
-            content=draw(strategies.vocabulary_text),
+            content=draw(TEXTS),
             created_at=draw(strategies.timestamps()),
             metadata=draw(st.one_of(st.just({}), strategies.metadata)),
             images=draw(st.one_of(st.none(), strategies.images)),
@@ -137,8 +152,19 @@ class StoreComparison(RuleBasedStateMachine):
         self._same(f"save({record.id}, {[m.id for m in messages]}, replace={replace})",
                    lambda store: store.save(record, messages, replace=replace))
 
+    @rule(source=CONVERSATION_IDS, record=_conversation())
+    def save_copy(self, source: str, record: ConversationRecord) -> None:
+        """Save another conversation's title and messages under ``record``: equal documents tie on relevance."""
+        stored = self.reference.load(source)
+        if stored is None:
+            return
+        record = dataclasses.replace(self._usable(record), title=stored.conversation.title)
+        messages = list(stored.messages)
+        self._same(f"save({record.id}, a copy of {source}'s messages, replace=True)",
+                   lambda store: store.save(record, messages, replace=True))
+
     @rule(conversation_id=CONVERSATION_IDS, messages=_messages(),
-          updated_at=st.one_of(st.none(), strategies.timestamps()))
+          updated_at=st.one_of(st.none(), strategies.tied_timestamps()))
     def append(self, conversation_id: str, messages: list[MessageRecord], updated_at: Any) -> None:
         self._same(f"append({conversation_id}, {[m.id for m in messages]}, updated_at={updated_at})",
                    lambda store: store.append(conversation_id, messages, updated_at=updated_at))
@@ -161,6 +187,30 @@ class StoreComparison(RuleBasedStateMachine):
         for conversation_id in CONVERSATION_IDS.elements:  # type: ignore[attr-defined]
             self._same(f"load({conversation_id})", lambda store: store.load(conversation_id))
 
+    @invariant()
+    def index_holds_no_deleted_text(self) -> None:
+        """With IndexInspection: no token beyond what the reference stores, and every live one."""
+        if not isinstance(self.store, IndexInspection):
+            return
+        held = self.store.indexed_tokens()
+        left = held - self.reference.indexed_tokens()
+        assert not left, f"contract index: the search index still holds tokens of deleted text: {sorted(left)[:10]}"
+        live = {token for hit in self._live_documents() for token in hit}
+        missing = live - held
+        assert not missing, f"contract index: tokens of stored text are not in the search index: {sorted(missing)[:10]}"
+
+    def _live_documents(self) -> list[list[str]]:
+        """The token lists of every live title and message of the reference."""
+        from ..text import tokens
+
+        documents = []
+        for conversation_id in CONVERSATION_IDS.elements:  # type: ignore[attr-defined]
+            stored = self.reference.load(conversation_id)
+            if stored is not None:
+                documents.append(tokens(stored.conversation.title or ""))
+                documents += [tokens(m.content) for m in stored.messages]
+        return documents
+
     @precondition(lambda self: isinstance(self.store, WindowedLoading))
     @rule(conversation_id=CONVERSATION_IDS,
           size=st.one_of(st.fixed_dictionaries({"last_messages": st.integers(1, 7)}),
@@ -180,6 +230,14 @@ class StoreComparison(RuleBasedStateMachine):
     @rule(conversation_id=CONVERSATION_IDS)
     def delete(self, conversation_id: str) -> None:
         self._same(f"delete({conversation_id})", lambda store: store.delete(conversation_id))
+
+    @rule(record=_conversation(), messages=_messages())
+    def delete_and_save_again(self, record: ConversationRecord, messages: list[MessageRecord]) -> None:
+        """A conversation deleted and saved anew starts from the messages given, nothing of before."""
+        record = self._usable(record)
+        self._same(f"delete({record.id})", lambda store: store.delete(record.id))
+        self._same(f"save({record.id}, {[m.id for m in messages]}) after its delete",
+                   lambda store: store.save(record, messages))
 
     @rule(filter=FILTERS, limit=st.one_of(st.none(), st.integers(0, 3)), offset=st.integers(0, 2))
     def list(self, filter: ConversationFilter, limit: int | None, offset: int) -> None:
@@ -204,8 +262,10 @@ class StoreComparison(RuleBasedStateMachine):
             f" must equal summary() of list(): {actual!r} != {expected!r}"
         )
 
-    @rule(filter=FILTERS, size=st.integers(1, 3))
-    def keyset_pages(self, filter: ConversationFilter, size: int) -> None:
+    @rule(filter=FILTERS, size=st.integers(1, 3), field=st.sampled_from(["updated_at", "created_at"]))
+    def keyset_pages(self, filter: ConversationFilter, size: int, field: TimeField) -> None:
+        """Keyset pages, half of them by created_at (whose cursor must be compared by created_at)."""
+        filter = dataclasses.replace(filter, field=field)
         def pages(store: ConversationStore) -> list[str]:
             seen: list[str] = []
             after = None
@@ -230,14 +290,19 @@ class StoreComparison(RuleBasedStateMachine):
 
         self._same(f"search({query!r}, {filter}, limit={limit}, offset={offset})", hits)
 
-    @rule(query=QUERIES, filter=FILTERS)
-    def search_by_relevance(self, query: str, filter: ConversationFilter) -> None:
+    @rule(query=QUERIES, filter=FILTERS, source=st.one_of(st.none(), CONVERSATION_IDS))
+    def search_by_relevance(self, query: str, filter: ConversationFilter, source: str | None) -> None:
+        """With ``source``, the query is the first message of that conversation, so that it finds something."""
         if Capability.RELEVANCE not in self.store.capabilities:
             return
+        stored = self.reference.load(source) if source is not None else None
+        if stored is not None and stored.messages:
+            query, filter = stored.messages[0].content, ConversationFilter(field=filter.field)
         parsed = parse(query)
         # Engines score slightly differently; the hit set must match, the order may differ.
         self._same(f"search({query!r}, order='relevance') hit set",
                    lambda store: sorted(h.conversation.id for h in store.search(parsed, filter, order="relevance")))
+        _check_relevance_order(self.store.search(parsed, filter, order="relevance"), filter, query)
 
     @precondition(lambda self: isinstance(self.store, Expiring))
     @rule()
@@ -254,6 +319,21 @@ class StoreComparison(RuleBasedStateMachine):
     def teardown(self) -> None:
         self.store.close()
         self.reference.close()
+
+
+def _check_relevance_order(hits: list[SearchHit], filter: ConversationFilter, query: str) -> None:
+    """Scores descending; hits with equal scores newest first by the filter's field, ties by descending id."""
+    for before, after in itertools.pairwise(hits):
+        assert before.score is not None and after.score is not None, "contract relevance: hits must carry scores"
+        assert before.score >= after.score, (
+            f"contract relevance: {query!r} ranked {after.conversation.id} (score {after.score}) "
+            f"after {before.conversation.id} (score {before.score})"
+        )
+        if before.score == after.score:
+            assert newest_first_key(before.conversation, filter.field) > newest_first_key(after.conversation, filter.field), (
+                f"contract relevance: {query!r}: {before.conversation.id} and {after.conversation.id} tie on score, "
+                f"so they must be newest first by {filter.field}, ties by descending id"
+            )
 
 
 def run_comparison(opener: Callable[[str], ConversationStore], settings: Settings | None = None) -> None:

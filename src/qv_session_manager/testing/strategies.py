@@ -44,6 +44,26 @@ def timestamps(draw: st.DrawFn) -> datetime:
     return moment if zone is None else moment.replace(tzinfo=zone)
 
 
+#: The only instants of :func:`tied_timestamps`: two a minute apart, and one a microsecond after the first.
+TIED_INSTANTS = (
+    datetime(2025, 1, 20, 12, 0, tzinfo=timezone.utc),
+    datetime(2025, 1, 20, 12, 0, 0, 1, tzinfo=timezone.utc),
+    datetime(2025, 1, 20, 12, 1, tzinfo=timezone.utc),
+)
+
+
+@st.composite
+def tied_timestamps(draw: st.DrawFn) -> datetime:
+    """One of three instants (:data:`TIED_INSTANTS`), naive (as UTC) or in any offset.
+
+    Ties are then the rule, not the exception, so tie-breaking and exclusive bounds are
+    checked at nearly every listing; equal instants often have different wall clocks.
+    """
+    instant = draw(st.sampled_from(TIED_INSTANTS))
+    zone = draw(offsets)
+    return instant.replace(tzinfo=None) if zone is None else instant.astimezone(zone)
+
+
 tool_calls = st.lists(
     st.builds(ToolCallRecord, name=st.sampled_from(["get_weather", "search", "é"]),
               arguments=st.dictionaries(text, json_value, max_size=3),
@@ -101,10 +121,12 @@ metadata_with_filter_keys = st.dictionaries(st.sampled_from(["k", "n"]), filter_
 
 
 @st.composite
-def filters(draw: st.DrawFn) -> ConversationFilter:
+def filters(draw: st.DrawFn, times: st.SearchStrategy[datetime] | None = None) -> ConversationFilter:
+    """Filters on either field; bounds come from ``times`` (default :func:`timestamps`)."""
+    times = timestamps() if times is None else times
     return ConversationFilter(
         field=draw(st.sampled_from(["updated_at", "created_at"])),
-        start=draw(st.one_of(st.none(), timestamps())),
-        end=draw(st.one_of(st.none(), timestamps())),
+        start=draw(st.one_of(st.none(), times)),
+        end=draw(st.one_of(st.none(), times)),
         metadata=draw(st.one_of(st.none(), metadata_with_filter_keys)),
     )

@@ -604,6 +604,20 @@ class JsonlStore:
         hits = reference_search(items, query, filter, order=order, limit=limit, offset=offset, with_text=with_text)
         return [dataclass_replace(hit, conversation=_copy(hit.conversation)) for hit in hits]
 
+    def indexed_tokens(self) -> builtins.set[str]:
+        """See :class:`~qv_session_manager.protocol.IndexInspection`: the tokens of every file, expired ones too.
+
+        This store has no index apart from its files: tokens come from what they hold now.
+        """
+        with self._lock:
+            self._check_open()
+            held: builtins.set[str] = set()
+            for entry in self._all():
+                held.update(entry.title_tokens)
+                for document in entry.message_tokens.values():
+                    held.update(document)
+            return held
+
     def close(self) -> None:
         with self._lock:
             self._closed = True

@@ -1087,6 +1087,22 @@ class PostgresStore:
         self._run(f"dropping {self._describe}", lambda cursor: schema_module.drop(cursor, self.schema), write=True)
         self.close()
 
+    def indexed_tokens(self) -> builtins.set[str]:
+        """See :class:`~qv_session_manager.protocol.IndexInspection`: the lexemes of every stored vector.
+
+        The vectors live in the rows they index, so the GIN indexes hold exactly these.
+        """
+        self._check_open()
+        sql = (
+            f"SELECT unnest(tsvector_to_array(content_tsv)) FROM {self._s}.qv_messages"
+            f" UNION SELECT unnest(tsvector_to_array(title_tsv)) FROM {self._s}.qv_conversations"
+        )
+
+        def work(cursor: psycopg.Cursor) -> builtins.set[str]:
+            return {lexeme for (lexeme,) in cursor.execute(sql)}
+
+        return self._run("reading the search vocabulary", work, write=False)
+
     def close(self) -> None:
         with self._close_lock:
             if self._closed:

@@ -1141,6 +1141,21 @@ class SQLiteStore:
                 CASE WHEN page.position < 0 THEN NULL ELSE {message_id} END, {text}, -page.rank
             FROM page ORDER BY {ranking}page.{key} DESC, page.id DESC"""
 
+    def indexed_tokens(self) -> builtins.set[str]:
+        """See :class:`~qv_session_manager.protocol.IndexInspection`: both FTS5 vocabularies and the waiting rows.
+
+        The vocabularies are read through ``fts5vocab`` tables, which count live
+        entries only: a purge is not needed for a removed entry to leave them.
+        """
+        held: builtins.set[str] = set()
+        with self._transaction("reading the search index vocabulary", write=False) as db:
+            for index in ("message_index", "title_index"):
+                db.execute(f"CREATE VIRTUAL TABLE IF NOT EXISTS temp.{index}_vocab USING fts5vocab(main, {index}, 'row')")
+                held.update(term for (term,) in db.execute(f"SELECT term FROM temp.{index}_vocab"))
+            for *_, text in db.execute(_WAITING_ROWS):
+                held.update(tokens(text))
+        return held
+
     def close(self) -> None:
         """Purge if deletes are pending (see :meth:`purge`), then close. Closing twice is harmless."""
         with self._lock:
