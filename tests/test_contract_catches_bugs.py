@@ -58,7 +58,8 @@ CASES = {
     # The state machine checks relevance ties too, but only meets them when random data ties scores.
     "RelevanceTiesByAscendingId": ["test_relevance_ties_are_newest_first", "test_ties_are_ordered_by_descending_id"],
     "KeysetByUpdatedAt": ["test_keyset_pages_on_every_field", "test_state_machine_agrees_with_the_reference"],
-    "SearchEndInclusive": ["test_search_time_range_is_half_open", "test_state_machine_agrees_with_the_reference"],
+    # The state machine draws bounds on stored instants too, but does not hit this reliably under the fixed seed.
+    "SearchEndInclusive": ["test_search_time_range_is_half_open"],
     "PrefixMissesExactWord": ["test_search_language", "test_state_machine_agrees_with_the_reference"],
     "MessageFoldingOff": ["test_search_language", "test_state_machine_agrees_with_the_reference"],
     "ExpiredStillListed": [

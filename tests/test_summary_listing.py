@@ -15,7 +15,7 @@ from qv_session_manager.backends.sqlite import SQLiteStore
 from qv_session_manager.protocol import SummaryListing
 from qv_session_manager.testing.stateful import run_comparison
 
-QUICK = Settings(max_examples=60, stateful_step_count=25, deadline=None, derandomize=True,
+QUICK = Settings(max_examples=200, stateful_step_count=30, deadline=None, derandomize=True,
                  suppress_health_check=list(HealthCheck), phases=[Phase.explicit, Phase.reuse, Phase.generate])
 
 
