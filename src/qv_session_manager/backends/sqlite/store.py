@@ -566,7 +566,7 @@ class SQLiteStore:
         now: str,
         expected: Hashable | None = None,
     ) -> _Token | None:
-        """The writes of a save, inside the caller's write transaction; returns (key, revision) after it.
+        """The writes of a save, inside the caller's write transaction; returns the revision token after it.
 
         A conversation expired at ``now`` is removed first, so the save starts it afresh.
         With ``expected``, nothing is written (None) unless the live conversation is at that revision.
