@@ -204,6 +204,20 @@ def decode_conversation(row: tuple[Any, ...]) -> ConversationRecord:
     )
 
 
+def summary_of_row(row: tuple[Any, ...]) -> dict[str, Any]:
+    """``convert.summary(decode_conversation(row))`` without the record: the stored timestamps are
+    the ``isoformat()`` text summary would make again."""
+    id_, title, model_name, created_at, updated_at, metadata, escaped = row
+    return {
+        "id": id_,
+        "title": load_text(title, escaped, TITLE),
+        "model_name": load_text(model_name, escaped, MODEL_NAME),
+        "created_at": created_at,
+        "updated_at": updated_at,
+        "metadata": codec.loads(metadata),
+    }
+
+
 def decode_message(row: tuple[Any, ...]) -> MessageRecord:
     """The record of a qv_messages row; not validated again (see :func:`decode_conversation`)."""
     id_, role, content, created_at, metadata, images, tool_calls, tool_call_id, escaped = row

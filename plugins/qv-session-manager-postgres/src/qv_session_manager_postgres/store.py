@@ -76,6 +76,7 @@ from .rows import (
     filter_scalar,
     id_key,
     load_text,
+    summary_of_row,
 )
 from .textsearch import candidate_query, exact_query
 
@@ -967,6 +968,23 @@ class PostgresStore:
         offset: int = 0,
         after: ConversationRecord | None = None,
     ) -> list[ConversationRecord]:
+        return [_decode(decode_conversation, row) for row in self._listed_rows(filter, limit, offset, after)]
+
+    def list_summaries(
+        self,
+        filter: ConversationFilter,
+        *,
+        limit: int | None = None,
+        offset: int = 0,
+        after: ConversationRecord | None = None,
+    ) -> builtins.list[dict[str, Any]]:
+        """See :class:`~qv_session_manager.protocol.SummaryListing`: the dicts straight from the rows."""
+        return [_decode(summary_of_row, row) for row in self._listed_rows(filter, limit, offset, after)]
+
+    def _listed_rows(
+        self, filter: ConversationFilter, limit: int | None, offset: int, after: ConversationRecord | None
+    ) -> builtins.list[Any]:
+        """The rows (CONVERSATION_COLUMNS) of a listing, in its order: one statement, so no BEGIN and COMMIT."""
         check_page(limit, offset)
         where, params = self._where(filter)
         self._check_open()
@@ -981,8 +999,10 @@ class PostgresStore:
             f" ORDER BY {self._order(filter)} LIMIT %(limit)s OFFSET %(offset)s"
         )
         params.update(limit=limit, offset=offset)
-        rows = self._run("listing conversations", lambda cursor: cursor.execute(sql, params).fetchall(), write=False)
-        return [_decode(decode_conversation, row) for row in rows]
+        return self._run(
+            "listing conversations", lambda cursor: cursor.execute(sql, params).fetchall(), write=False,
+            transaction=False,
+        )
 
     def search(
         self,
