@@ -63,12 +63,6 @@ def decode(data: bytes) -> tuple[StoredConversation, str | None]:
     return StoredConversation(conversation, messages), document["expiry"]
 
 
-def revalidated(conversation: ConversationRecord, messages: Sequence[MessageRecord]) -> SaveItem:
-    """The records of a save validated again: their dicts may have changed since they were built."""
-    records.check_save(conversation, messages)  # record types, distinct message ids
-    return dataclasses.replace(conversation), [dataclasses.replace(message) for message in messages]
-
-
 # -- the store --------------------------------------------------------------------
 
 
@@ -145,12 +139,12 @@ class KeyValueStore:
 
     def save(self, conversation: ConversationRecord, messages: Sequence[MessageRecord], *,
              replace: bool = False) -> None:
-        conversation, messages = revalidated(conversation, messages)
+        records.check_save(conversation, messages)  # types, distinct ids, dicts changed since validation
         with self._engine(f"saving {conversation.id}", write=True):
             self._save(conversation, messages, replace)
 
     def save_many(self, items: Iterable[SaveItem]) -> int:
-        checked = [revalidated(*item) for item in records.checked_save_items(items)]  # all, before any write
+        checked = list(records.checked_save_items(items))  # every pair checked before any write
         with self._engine(f"saving {len(checked)} conversations", write=True):
             for conversation, messages in checked:
                 self._save(conversation, messages, False)
@@ -159,7 +153,6 @@ class KeyValueStore:
     def append(self, conversation_id: str, messages: Sequence[MessageRecord], *,
                updated_at: datetime | None = None) -> bool:
         updated_at = records.check_append(messages, updated_at)  # raises even when the id is missing
-        fresh = [dataclasses.replace(message) for message in messages]
         with self._engine(f"appending to {conversation_id!r}", write=True):
             previous = self._live(conversation_id) if records.is_storable_id(conversation_id) else None
             if previous is None:
@@ -167,7 +160,7 @@ class KeyValueStore:
             record = previous.conversation
             if updated_at is not None:
                 record = dataclasses.replace(record, updated_at=updated_at)
-            self._write(record, previous.messages, fresh)
+            self._write(record, previous.messages, messages)
             return True
 
     def load(self, conversation_id: str) -> StoredConversation | None:
