@@ -421,6 +421,33 @@ def test_user_version_is_latest_after_upgrade(seed_db):
     assert not {name for name in tables if name.startswith("seed_")}
 
 
+def test_time_indexes_of_upgraded_and_new_files_hold_the_expiry_key(seed_db, tmp_path):
+    """Schema 4: listings decide the expiry check from the time index, so offset pages skip
+    entries without reading their rows; the index is the one the listing uses."""
+    from qv_session_manager.protocol import ConversationFilter
+
+    upgraded, _ = seed_db
+    for path in (upgraded, tmp_path / "new.db"):
+        SessionManager(db_path=str(path)).close()
+        for name, key in (("conversations_by_updated", "updated_key"), ("conversations_by_created", "created_key")):
+            assert [row[2] for row in _raw(path, f"PRAGMA index_info({name})")] == [key, "id", "expires_key"]
+        manager = SessionManager(db_path=str(path))
+        try:
+            db = manager.store._db  # type: ignore[attr-defined]
+            for field, name in (("updated_at", "conversations_by_updated"), ("created_at", "conversations_by_created")):
+                seen: list[str] = []
+                db.set_trace_callback(seen.append)
+                try:
+                    manager.store.list(ConversationFilter(field=field), limit=2, offset=1)
+                finally:
+                    db.set_trace_callback(None)
+                listing = next(statement for statement in seen if statement.lstrip().startswith("SELECT"))
+                plan = [row[3] for row in db.execute(f"EXPLAIN QUERY PLAN {listing}")]
+                assert plan == [f"SCAN c USING INDEX {name}"], plan
+        finally:
+            manager.close()
+
+
 def test_second_open_is_a_no_op(seed_db):
     """Opening an upgraded file again changes nothing: same version, schema and rows."""
     path, _ = seed_db
