@@ -185,9 +185,7 @@ class ToolCallRecord:
 
     def __post_init__(self) -> None:
         check_text(self.name, "tool call name")
-        if not isinstance(self.arguments, dict):
-            raise InvalidInputError("tool call arguments must be a dict")
-        check_json(self.arguments, f"arguments of tool call {self.name!r}")
+        _check_arguments(self)
         check_text(self.id, "tool call id", allow_none=True)
 
 
@@ -211,10 +209,7 @@ class MessageRecord:
         check_text(self.content, f"content of message {self.id}")
         check_datetime(self.created_at, f"created_at of message {self.id}")
         object.__setattr__(self, "created_at", fixed_offset(self.created_at))
-        if not isinstance(self.metadata, dict):
-            raise InvalidInputError(f"metadata of message {self.id} must be a dict")
-        if self.metadata:  # the common empty dict: nothing to check (and no message to format)
-            check_json(self.metadata, f"metadata of message {self.id}")
+        _check_metadata(self)
         if self.images is not None:
             if not isinstance(self.images, tuple):
                 raise InvalidInputError("images must be a tuple of str or bytes")
@@ -263,15 +258,7 @@ class ConversationRecord:
         object.__setattr__(self, "updated_at", fixed_offset(self.updated_at))
         check_text(self.title, "title", allow_none=True)
         check_text(self.model_name, "model_name", allow_none=True)
-        if not isinstance(self.metadata, dict):
-            raise InvalidInputError(f"metadata of conversation {self.id} must be a dict")
-        if self.metadata:
-            check_json(self.metadata, f"metadata of conversation {self.id}")
-        if EXPIRES_AT in self.metadata:
-            try:
-                expiry_of(self.metadata)
-            except InvalidInputError as exc:
-                raise InvalidInputError(f"conversation {self.id}: {exc}") from None
+        _check_metadata(self)
 
     @classmethod
     def unchecked(cls, **fields: Any) -> ConversationRecord:
@@ -339,22 +326,35 @@ def check_mutable_parts(record: ConversationRecord | MessageRecord) -> None:
 
     Records are frozen, but their metadata dicts (with a conversation's ``expires_at``)
     and a message's tool-call arguments are the caller's objects and can be changed
-    after validation; these are checked again, as when the record was built.
+    after validation; these are checked again, with the checks that ran when the
+    records were built.
     """
-    if record.metadata:
-        if not isinstance(record.metadata, dict):
-            raise InvalidInputError(f"metadata of {record.id} must be a dict")
-        check_json(record.metadata, f"metadata of {record.id}")
-        if isinstance(record, ConversationRecord) and EXPIRES_AT in record.metadata:
-            try:
-                expiry_of(record.metadata)
-            except InvalidInputError as exc:
-                raise InvalidInputError(f"conversation {record.id}: {exc}") from None
+    _check_metadata(record)
     if isinstance(record, MessageRecord) and record.tool_calls:
         for call in record.tool_calls:
-            if not isinstance(call.arguments, dict):
-                raise InvalidInputError(f"arguments of tool call {call.name!r} must be a dict")
-            check_json(call.arguments, f"arguments of tool call {call.name!r}")
+            _check_arguments(call)
+
+
+def _check_metadata(record: ConversationRecord | MessageRecord) -> None:
+    """The checks of a record's metadata, and of a conversation's ``expires_at``."""
+    kind = "conversation" if isinstance(record, ConversationRecord) else "message"
+    if not isinstance(record.metadata, dict):
+        raise InvalidInputError(f"metadata of {kind} {record.id} must be a dict")
+    if not record.metadata:  # the common empty dict: nothing to check (and no message to format)
+        return
+    check_json(record.metadata, f"metadata of {kind} {record.id}")
+    if kind == "conversation" and EXPIRES_AT in record.metadata:
+        try:
+            expiry_of(record.metadata)
+        except InvalidInputError as exc:
+            raise InvalidInputError(f"conversation {record.id}: {exc}") from None
+
+
+def _check_arguments(call: ToolCallRecord) -> None:
+    """The checks of a tool call's arguments."""
+    if not isinstance(call.arguments, dict):
+        raise InvalidInputError("tool call arguments must be a dict")
+    check_json(call.arguments, f"arguments of tool call {call.name!r}")
 
 
 def checked_save_items(items: Iterable[Any]) -> Iterator[tuple[ConversationRecord, Sequence[MessageRecord]]]:

@@ -617,8 +617,9 @@ class SQLiteStore:
         The token names the conversation's key, revision, next free position and
         stored fields as of that revision, so nothing is looked up first: the messages
         are written, then the conversation's row, on condition that it is this
-        conversation (the token may be another's), still at that revision and live. If it is not (another writer, a delete, an expiry), _Stale
-        rolls everything back. Returns the new token.
+        conversation (the token may be another's), still at that revision and live. If
+        it is not (another writer, a delete, an expiry), _Stale rolls everything back.
+        Returns the new token.
         """
         pk, revision, next_position, stored = expected
         try:
