@@ -14,6 +14,7 @@ from datetime import timedelta
 from typing import Any
 
 from qv_session_manager.backends.memory import MemoryStore
+from qv_session_manager.held import Held
 from qv_session_manager.protocol import Capability, ConversationFilter, SearchOrder
 from qv_session_manager.query import Alternative, Query, Term
 from qv_session_manager.records import (
@@ -176,11 +177,8 @@ class PrefixMissesExactWord(MemoryStore):
 class MessageFoldingOff(MemoryStore):
     """Folds case and accents in titles but indexes message text as written."""
 
-    def _apply(self, conversation: ConversationRecord, messages: list[MessageRecord], replace: bool, now: str) -> int:
-        revision = super()._apply(conversation, messages, replace, now)
-        entry = self._entries[conversation.id]
-        entry.message_tokens = {mid: _WORD.findall(m.content) for mid, m in entry.messages.items()}
-        return revision
+    def _tokenize_message(self, content: str) -> list[str]:
+        return _WORD.findall(content)
 
 
 class ExpiredStillListed(MemoryStore):
@@ -197,16 +195,28 @@ class DeletedTextStaysIndexed(MemoryStore):
         super().__init__()
         self._index: set[str] = set()
 
-    def _apply(self, conversation: ConversationRecord, messages: list[MessageRecord], replace: bool, now: str) -> int:
-        revision = super()._apply(conversation, messages, replace, now)
-        entry = self._entries[conversation.id]
-        self._index.update(entry.title_tokens, *entry.message_tokens.values())
-        return revision
+    def _write(self, held: Held) -> Held:
+        stored = super()._write(held)
+        title, documents = self._documents(stored)
+        self._index.update(title, *documents.values())
+        return stored
 
     def indexed_tokens(self) -> set[str]:
         with self._lock:
             self._check_open()
             return set(self._index)
+
+
+class UndeclaredBulkSaving(MemoryStore):
+    """Has a working save_many but does not declare it: nothing would ever call it."""
+
+    capabilities = MemoryStore.capabilities - {Capability.BULK_SAVING}
+
+
+class DeclaredWithoutMethod(MemoryStore):
+    """Declares Droppable without having drop()."""
+
+    capabilities = MemoryStore.capabilities | {Capability.DROPPABLE}
 
 
 @dataclass
@@ -215,6 +225,7 @@ class Shared:
 
     entries: dict[str, Any] = field(default_factory=dict)
     revisions: Iterator[int] = field(default_factory=lambda: itertools.count(1))
+    revision: dict[str, int] = field(default_factory=dict)
     lock: Any = field(default_factory=threading.RLock)
 
 
@@ -226,7 +237,8 @@ class SharedMemoryStore(MemoryStore):
     def __init__(self, shared: Shared | None = None) -> None:
         super().__init__()
         shared = Shared() if shared is None else shared
-        self._entries, self._revisions, self._lock = shared.entries, shared.revisions, self._lock_of(shared)
+        self._entries, self._revisions, self._revision = shared.entries, shared.revisions, shared.revision
+        self._lock = self._lock_of(shared)
 
     @staticmethod
     def _lock_of(shared: Shared) -> Any:

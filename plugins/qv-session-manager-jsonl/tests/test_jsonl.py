@@ -392,7 +392,10 @@ def test_urls(tmp_path: Path, monkeypatch) -> None:
     assert absolute.directory == str(tmp_path / "absolute")
     escaped = open_store("jsonl:///with%20space")
     assert escaped.directory == str(tmp_path / "with space")
-    assert relative.capabilities == frozenset({Capability.PERSISTENT, Capability.RELEVANCE, Capability.EXPIRY})
+    assert relative.capabilities == frozenset({
+        Capability.PERSISTENT, Capability.RELEVANCE, Capability.EXPIRY,
+        Capability.WINDOWED_LOADING, Capability.PURGING, Capability.INDEX_INSPECTION,
+    })
     for store in (relative, absolute, escaped):
         store.close()
     for bad in ["jsonl://", "jsonl:///", "jsonl://host/dir", "jsonl:///dir?fsync=0", "jsonl:///dir#x"]:

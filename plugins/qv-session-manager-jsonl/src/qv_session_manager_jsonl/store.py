@@ -14,18 +14,15 @@ fsynced), so a crash leaves either the old file or the new one, never half a
 file. Temporary files start with ``.`` and end with ``.tmp``; reads ignore them
 and every other name that is not a conversation file.
 
-The semantics (upsert, ordering, filters, paging, search hits and relevance) are
-those of the reference in-memory backend; ordering, filters and paging use
-:mod:`qv_session_manager.rules`, matching and scoring the shared
-:class:`~qv_session_manager.query.Query`.
+Everything but the files (upsert, ordering, filters, paging, expiry, windows,
+search hits and relevance) is :class:`~qv_session_manager.held.HeldStore`'s, the
+base the in-memory backend uses too.
 """
 
 from __future__ import annotations
 
 import base64
 import binascii
-import builtins
-import copy
 import errno
 import hashlib
 import json
@@ -33,44 +30,26 @@ import os
 import secrets
 import threading
 import weakref
-from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
-from dataclasses import dataclass, field
-from dataclasses import replace as dataclass_replace
+from contextlib import AbstractContextManager
 from datetime import datetime
-from typing import Any, TypeVar
+from typing import Any
 
 from qv_session_manager import (
     Capability,
-    ConversationFilter,
     ConversationRecord,
     CorruptStorageError,
     InvalidInputError,
     MessageRecord,
     ReadOnlyStorageError,
     SchemaVersionError,
-    SearchHit,
-    SessionStoreError,
     StorageError,
     StorageFullError,
-    StoredConversation,
     ToolCallRecord,
     codec,
 )
+from qv_session_manager.held import Held, HeldStore, translating
 from qv_session_manager.private_files import create_private_file, make_private_folders
-from qv_session_manager.protocol import SearchOrder
-from qv_session_manager.query import Query
-from qv_session_manager.records import check_append, check_save, expiry_key, is_storable_id, stored_expiry_key
-from qv_session_manager.rules import (
-    Searchable,
-    check_window,
-    is_expired,
-    now_key,
-    reference_list,
-    reference_search,
-    window_of,
-)
-from qv_session_manager.text import tokens
+from qv_session_manager.records import stored_expiry_key
 
 __all__ = ["FORMAT_VERSION", "JsonlStore", "file_name"]
 
@@ -131,14 +110,8 @@ def translate(exc: OSError, doing: str) -> StorageError:
     return kind(f"{doing} failed: {exc}")
 
 
-@contextmanager
-def _os_errors(doing: str) -> Iterator[None]:
-    try:
-        yield
-    except SessionStoreError:  # StorageError is an OSError too: pass ours through untouched
-        raise
-    except OSError as exc:
-        raise translate(exc, doing) from exc
+def _os_errors(doing: str) -> AbstractContextManager[None]:
+    return translating(doing, OSError, translate)
 
 
 # -- encoding ------------------------------------------------------------------
@@ -215,46 +188,7 @@ def _decode_message(data: dict[str, Any]) -> MessageRecord:
 # -- the store -----------------------------------------------------------------
 
 
-@dataclass
-class _Entry:
-    """One parsed conversation file; ``data`` is the file's bytes (the cache key)."""
-
-    data: bytes
-    conversation: ConversationRecord
-    messages: dict[str, MessageRecord]  # insertion order = stored order
-    expiry: str | None = None  # time key of metadata["expires_at"]
-    _title_tokens: list[str] | None = None
-    _message_tokens: dict[str, list[str]] | None = field(default=None)
-
-    @property
-    def title_tokens(self) -> list[str]:
-        if self._title_tokens is None:
-            self._title_tokens = tokens(self.conversation.title or "")
-        return self._title_tokens
-
-    @property
-    def message_tokens(self) -> dict[str, list[str]]:
-        if self._message_tokens is None:
-            self._message_tokens = {mid: tokens(m.content) for mid, m in self.messages.items()}
-        return self._message_tokens
-
-    def reuse_tokens(self, previous: _Entry | None) -> None:
-        """Take over the tokens of unchanged texts from the entry this one replaces."""
-        if previous is None:
-            return
-        if previous._title_tokens is not None and previous.conversation.title == self.conversation.title:
-            self._title_tokens = previous._title_tokens
-        if previous._message_tokens is not None:
-            known = previous._message_tokens
-            self._message_tokens = {
-                mid: known[mid]
-                if mid in known and previous.messages[mid].content == message.content
-                else tokens(message.content)
-                for mid, message in self.messages.items()
-            }
-
-
-def _decode(path: str, name: str, data: bytes) -> _Entry:
+def _decode(path: str, name: str, data: bytes) -> Held:
     try:
         lines = [line for line in data.decode("utf-8").split("\n") if line.strip()]
         if not lines:
@@ -276,7 +210,7 @@ def _decode(path: str, name: str, data: bytes) -> _Entry:
             f"{path} holds conversation {conversation.id!r}, whose file would be "
             f"{file_name(conversation.id)!r}; was the file renamed?"
         )
-    return _Entry(data, conversation, messages, stored_expiry_key(conversation.metadata))
+    return Held(conversation, messages, stored_expiry_key(conversation.metadata), extra=data)
 
 
 
@@ -294,27 +228,18 @@ def _directory_lock(directory: str) -> Any:
         return lock
 
 
-_R = TypeVar("_R")
-
-
-def _copy(record: _R) -> _R:
-    return copy.deepcopy(record)
-
-
-class JsonlStore:
+class JsonlStore(HeldStore):
     """A :class:`~qv_session_manager.protocol.ConversationStore` of JSON Lines files.
 
     ``directory`` is created when missing (with its missing parents, each 0700);
     conversation files are created 0600 whatever the umask, and a rewritten file
     keeps the mode it had. Stores opened on the same directory in
     one process share a lock; several processes writing at once are not supported
-    (no ``MULTI_PROCESS`` capability).
+    (no ``MULTI_PROCESS`` capability). Everything but the files is
+    :class:`~qv_session_manager.held.HeldStore`'s.
     """
 
-    capabilities = frozenset({
-        Capability.PERSISTENT, Capability.RELEVANCE, Capability.EXPIRY,
-        Capability.WINDOWED_LOADING, Capability.PURGING, Capability.INDEX_INSPECTION,
-    })
+    capabilities = HeldStore.capabilities | {Capability.PERSISTENT}
 
     def __init__(self, directory: str | os.PathLike[str]) -> None:
         if not isinstance(directory, (str, os.PathLike)):
@@ -327,23 +252,60 @@ class JsonlStore:
             make_private_folders(self.directory)
             if not os.path.isdir(self.directory):
                 raise NotADirectoryError(errno.ENOTDIR, "not a directory", self.directory)
-        self._lock = _directory_lock(self.directory)
-        self._cache: dict[str, _Entry] = {}
-        self._closed = False
+        super().__init__(_directory_lock(self.directory))
+        self._cache: dict[str, Held] = {}  # by file name; a file's bytes decide whether its entry is current
 
     def __repr__(self) -> str:
         return f"JsonlStore({self.directory!r})"
 
-    # -- files -----------------------------------------------------------------
-
-    def _check_open(self) -> None:
-        if self._closed:
-            raise StorageError("the store is closed")
-
     def _path(self, name: str) -> str:
         return os.path.join(self.directory, name)
 
-    def _read(self, name: str) -> _Entry | None:
+    # -- the primitives of HeldStore --------------------------------------------------
+
+    def _read(self, conversation_id: str) -> Held | None:
+        return self._read_file(file_name(conversation_id))
+
+    def _read_all(self) -> list[Held]:
+        with _os_errors(f"listing {self.directory}"), os.scandir(self.directory) as found:
+            names = sorted(e.name for e in found if _is_conversation_file(e.name) and e.is_file())
+        for stale in set(self._cache) - set(names):
+            del self._cache[stale]
+        held = (self._read_file(name) for name in names)
+        return [entry for entry in held if entry is not None]
+
+    def _write(self, held: Held) -> Held:
+        conversation = held.conversation
+        try:
+            lines = [_line(encode_conversation(conversation))]
+            lines.extend(_line(codec.message_to_json(message)) for message in held.messages.values())
+            data = ("\n".join(lines) + "\n").encode("utf-8")
+        except (TypeError, ValueError, RecursionError) as exc:  # a record's dict was mutated after it was checked
+            raise InvalidInputError(f"conversation {conversation.id} cannot be written as JSON: {exc}") from None
+        name = file_name(conversation.id)
+        self._replace_file(name, data)
+        stored = _decode(self._path(name), name, data)  # what a later read gives back, exactly
+        self._cache[name] = stored
+        return stored
+
+    def _remove(self, conversation_id: str) -> bool:
+        name = file_name(conversation_id)
+        path = self._path(name)
+        with _os_errors(f"deleting {path}"):
+            try:
+                os.unlink(path)
+            except FileNotFoundError:
+                return False
+        self._cache.pop(name, None)
+        self._sync_directory()
+        return True
+
+    def _release(self) -> None:
+        self._cache.clear()
+
+    # -- files ---------------------------------------------------------------------
+
+    def _read_file(self, name: str) -> Held | None:
         """The parsed file ``name``, or None when it does not exist (call under the lock)."""
         path = self._path(name)
         try:
@@ -355,36 +317,13 @@ class JsonlStore:
         except OSError as exc:
             raise translate(exc, f"reading {path}") from exc
         cached = self._cache.get(name)
-        if cached is not None and cached.data == data:
+        if cached is not None and cached.extra == data:
             return cached
         entry = _decode(path, name, data)
         self._cache[name] = entry
         return entry
 
-    def _live(self, name: str, now: str) -> _Entry | None:
-        """The parsed file ``name`` unless it is missing or expired at ``now`` (call under the lock)."""
-        entry = self._read(name)
-        return None if entry is None or is_expired(entry.expiry, now) else entry
-
-    def _all_live(self) -> list[_Entry]:
-        """Every conversation in the directory not expired now (call under the lock)."""
-        now = now_key()
-        return [entry for entry in self._all() if not is_expired(entry.expiry, now)]
-
-    def _all(self) -> list[_Entry]:
-        """Every conversation in the directory (call under the lock)."""
-        with _os_errors(f"listing {self.directory}"), os.scandir(self.directory) as found:
-            names = sorted(e.name for e in found if _is_conversation_file(e.name) and e.is_file())
-        for stale in set(self._cache) - set(names):
-            del self._cache[stale]
-        entries = []
-        for name in names:
-            entry = self._read(name)
-            if entry is not None:
-                entries.append(entry)
-        return entries
-
-    def _write(self, name: str, data: bytes) -> None:
+    def _replace_file(self, name: str, data: bytes) -> None:
         """Replace file ``name`` with ``data`` atomically (call under the lock)."""
         target = self._path(name)
         with _os_errors(f"writing {target}"):
@@ -409,17 +348,6 @@ class JsonlStore:
                 raise
         self._sync_directory()
 
-    def _remove(self, name: str) -> bool:
-        path = self._path(name)
-        with _os_errors(f"deleting {path}"):
-            try:
-                os.unlink(path)
-            except FileNotFoundError:
-                return False
-        self._cache.pop(name, None)
-        self._sync_directory()
-        return True
-
     def _sync_directory(self) -> None:
         """Make a rename or unlink durable. Best effort: the change is already
         visible, so a failure here must not report the write as failed."""
@@ -435,193 +363,3 @@ class JsonlStore:
             pass
         finally:
             os.close(descriptor)
-
-    def _store(self, previous: _Entry | None, conversation: ConversationRecord,
-               messages: Sequence[MessageRecord]) -> None:
-        expiry_key(conversation.metadata)  # InvalidInputError, before writing, for a mutated record
-        try:
-            lines = [_line(encode_conversation(conversation))]
-            lines.extend(_line(codec.message_to_json(message)) for message in messages)
-            data = ("\n".join(lines) + "\n").encode("utf-8")
-        except (TypeError, ValueError, RecursionError) as exc:  # a record's dict was mutated after validation
-            raise InvalidInputError(f"conversation {conversation.id} cannot be written as JSON: {exc}") from None
-        name = file_name(conversation.id)
-        self._write(name, data)
-        entry = _decode(self._path(name), name, data)  # what a later read gives back, exactly
-        entry.reuse_tokens(previous)
-        self._cache[name] = entry
-
-    # -- the protocol ------------------------------------------------------------
-
-    def save(
-        self,
-        conversation: ConversationRecord,
-        messages: Sequence[MessageRecord],
-        *,
-        replace: bool = False,
-    ) -> None:
-        try:
-            messages = list(messages)
-        except TypeError:
-            raise InvalidInputError(f"messages must be a sequence of MessageRecord, not {type(messages).__name__}") from None
-        check_save(conversation, messages)
-        name = file_name(conversation.id)
-        with self._lock:
-            self._check_open()
-            previous = self._live(name, now_key())  # an expired conversation starts afresh
-            merged: dict[str, MessageRecord] = {} if replace or previous is None else dict(previous.messages)
-            for message in messages:
-                merged[message.id] = message  # a stored id keeps its position
-            self._store(previous, conversation, list(merged.values()))
-
-    def append(
-        self,
-        conversation_id: str,
-        messages: Sequence[MessageRecord],
-        *,
-        updated_at: datetime | None = None,
-    ) -> bool:
-        try:
-            messages = list(messages)
-        except TypeError:
-            raise InvalidInputError(f"messages must be a sequence of MessageRecord, not {type(messages).__name__}") from None
-        updated_at = check_append(messages, updated_at)
-        with self._lock:
-            self._check_open()
-            if not is_storable_id(conversation_id):
-                return False
-            previous = self._live(file_name(conversation_id), now_key())
-            if previous is None:
-                return False
-            record = previous.conversation
-            if updated_at is not None:
-                record = dataclass_replace(record, updated_at=updated_at)
-            merged = dict(previous.messages)
-            for message in messages:
-                merged[message.id] = message
-            self._store(previous, record, list(merged.values()))
-            return True
-
-    def load(self, conversation_id: str) -> StoredConversation | None:
-        with self._lock:
-            self._check_open()
-            if not is_storable_id(conversation_id):
-                return None
-            entry = self._live(file_name(conversation_id), now_key())
-            if entry is None:
-                return None
-            return StoredConversation(
-                _copy(entry.conversation), tuple(_copy(m) for m in entry.messages.values())
-            )
-
-    def load_window(
-        self,
-        conversation_id: str,
-        *,
-        last_messages: int | None = None,
-        last_turns: int | None = None,
-        keep_system: bool = True,
-    ) -> StoredConversation | None:
-        """See ``WindowedLoading``: the file is read whole (one file per conversation), then cut by the shared rule."""
-        check_window(last_messages, last_turns, keep_system)
-        stored = self.load(conversation_id)
-        if stored is None:
-            return None
-        return window_of(stored, last_messages=last_messages, last_turns=last_turns, keep_system=keep_system)
-
-    def get(self, conversation_id: str) -> ConversationRecord | None:
-        with self._lock:
-            self._check_open()
-            if not is_storable_id(conversation_id):
-                return None
-            entry = self._live(file_name(conversation_id), now_key())
-            return None if entry is None else _copy(entry.conversation)
-
-    def delete(self, conversation_id: str) -> bool:
-        with self._lock:
-            self._check_open()
-            if not is_storable_id(conversation_id):
-                return False
-            name = file_name(conversation_id)
-            try:
-                entry = self._read(name)
-                expired = entry is not None and is_expired(entry.expiry, now_key())
-            except (CorruptStorageError, SchemaVersionError):
-                expired = False  # a file that cannot be read can still be deleted
-            return self._remove(name) and not expired  # an expired file goes too, reported missing
-
-    def purge_expired(self) -> int:
-        """See ``qv_session_manager.protocol.Expiring``: delete the file of every conversation expired now."""
-        with self._lock:
-            self._check_open()
-            now = now_key()
-            return sum(
-                self._remove(file_name(entry.conversation.id)) for entry in self._all() if is_expired(entry.expiry, now)
-            )
-
-    def delete_message(self, conversation_id: str, message_id: str) -> bool:
-        with self._lock:
-            self._check_open()
-            if not is_storable_id(conversation_id) or not is_storable_id(message_id):
-                return False
-            entry = self._live(file_name(conversation_id), now_key())
-            if entry is None or message_id not in entry.messages:
-                return False
-            kept = [m for mid, m in entry.messages.items() if mid != message_id]
-            self._store(entry, entry.conversation, kept)
-            return True
-
-    def list(
-        self,
-        filter: ConversationFilter,
-        *,
-        limit: int | None = None,
-        offset: int = 0,
-        after: ConversationRecord | None = None,
-    ) -> list[ConversationRecord]:
-        with self._lock:
-            self._check_open()
-            records = [entry.conversation for entry in self._all_live()]
-        return [_copy(r) for r in reference_list(records, filter, limit=limit, offset=offset, after=after)]
-
-    def search(
-        self,
-        query: Query,
-        filter: ConversationFilter,
-        *,
-        order: SearchOrder = "recent",
-        limit: int | None = None,
-        offset: int = 0,
-        with_text: bool = False,
-    ) -> builtins.list[SearchHit]:
-        with self._lock:
-            self._check_open()
-            items = [
-                Searchable(
-                    entry.conversation,
-                    entry.title_tokens,
-                    [(mid, document, entry.messages[mid].content) for mid, document in entry.message_tokens.items()],
-                )
-                for entry in self._all_live()
-            ]
-        hits = reference_search(items, query, filter, order=order, limit=limit, offset=offset, with_text=with_text)
-        return [dataclass_replace(hit, conversation=_copy(hit.conversation)) for hit in hits]
-
-    def indexed_tokens(self) -> builtins.set[str]:
-        """See :class:`~qv_session_manager.protocol.IndexInspection`: the tokens of every file, expired ones too.
-
-        This store has no index apart from its files: tokens come from what they hold now.
-        """
-        with self._lock:
-            self._check_open()
-            held: builtins.set[str] = set()
-            for entry in self._all():
-                held.update(entry.title_tokens)
-                for document in entry.message_tokens.values():
-                    held.update(document)
-            return held
-
-    def close(self) -> None:
-        with self._lock:
-            self._closed = True
-            self._cache.clear()
