@@ -13,7 +13,7 @@ import pytest
 
 from qv_session_manager import open_store
 from qv_session_manager.plugins import pm
-from qv_session_manager.protocol import BulkSaving, Droppable, Expiring, WindowedLoading
+from qv_session_manager.protocol import Capability, offers
 from qv_session_manager.testing import StoreContract, managed_opener
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -41,7 +41,8 @@ class TestGuideExampleContract(StoreContract):
 def test_the_example_has_the_optional_sides_the_guide_names(tmp_path):
     store = kv_store.KeyValueStore(tmp_path / "sides.db")
     try:
-        assert all(isinstance(store, side) for side in (BulkSaving, WindowedLoading, Expiring, Droppable))
+        sides = (Capability.BULK_SAVING, Capability.WINDOWED_LOADING, Capability.PURGING, Capability.DROPPABLE)
+        assert all(offers(store, side) for side in sides)
     finally:
         store.close()
 

@@ -19,9 +19,10 @@ from qv_session_manager import (
 )
 from qv_session_manager.backends.sqlite import SQLiteStore
 from qv_session_manager.backends.sqlite import store as store_module
+from qv_session_manager.backends.sqlite.matching import to_fts5
 from qv_session_manager.backends.sqlite.rows import digest, index_body
 from qv_session_manager.protocol import Capability, ConversationFilter
-from qv_session_manager.query import parse, to_fts5
+from qv_session_manager.query import parse
 from qv_session_manager.testing.contract import conversation, message
 from qv_session_manager.text import tokens
 

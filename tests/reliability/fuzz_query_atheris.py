@@ -2,7 +2,7 @@
 
 Each input is decoded into an arbitrary string (lone surrogates included), parsed
 with :func:`qv_session_manager.query.parse` and compiled with
-:func:`~qv_session_manager.query.to_fts5`. The compiled expression must be accepted
+:func:`~qv_session_manager.backends.sqlite.matching.to_fts5`. The compiled expression must be accepted
 by SQLite FTS5 and select exactly the documents the parsed query's own matcher
 selects, over a few short documents indexed as the SQLite backend indexes them
 (:func:`~qv_session_manager.text.index_text`, ``ascii`` tokenizer). Any exception
@@ -21,7 +21,8 @@ import sys
 import atheris
 
 with atheris.instrument_imports():
-    from qv_session_manager.query import parse, to_fts5
+    from qv_session_manager.backends.sqlite.matching import to_fts5
+    from qv_session_manager.query import parse
     from qv_session_manager.text import index_text, tokens
 
 #: Short words, so that mutated inputs often match something.

@@ -5,7 +5,7 @@ A document (a message's content, a conversation's title) is tokenized by
 (``'tok':1,4 'other':2 ...``); PostgreSQL's parser, dictionaries and stemmer are
 never involved, so PostgreSQL sees exactly the tokens every other backend sees.
 A parsed :class:`~qv_session_manager.query.Query` is compiled into ``tsquery``
-text with the structure of :func:`~qv_session_manager.query.to_fts5`.
+text with the structure of :func:`~qv_session_manager.backends.sqlite.matching.to_fts5`.
 
 PostgreSQL's limits, and what this backend does about them:
 

@@ -25,7 +25,7 @@ from ...errors import (
 )
 from ...private_files import touch_private_file
 from ...protocol import Capability, ConversationFilter, SaveItem, SearchOrder
-from ...query import Query, bm25, to_fts5
+from ...query import Query, bm25
 from ...records import (
     ConversationRecord,
     MessageRecord,
@@ -49,6 +49,7 @@ from ...text import tokens
 from ...timeutil import time_key
 from . import cipher, schema
 from .errors import EncryptedOrCorruptError, translate
+from .matching import to_fts5
 from .rows import (
     CONVERSATION_COLUMNS,
     MESSAGE_COLUMNS,
