@@ -8,7 +8,7 @@ import re
 import threading
 import time
 from collections import defaultdict
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Hashable, Iterator, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import timedelta
 from typing import Any
@@ -272,6 +272,19 @@ class TornReplaceAcrossStores(SharedMemoryStore):
         super().save(conversation, [], replace=True)
         time.sleep(0.001)
         super().save(conversation, messages)
+
+
+class StaleRevisionAccepted(SharedMemoryStore):
+    """Conditional saves ignore ``expected``: a read-modify-write overwrites what another store object wrote."""
+
+    def save_revisioned(self, conversation: ConversationRecord, messages: Sequence[MessageRecord], *,
+                        replace: bool = False, expected: Hashable | None = None) -> Hashable | None:
+        return super().save_revisioned(conversation, messages, replace=replace)
+
+    def load(self, conversation_id: str) -> StoredConversation | None:
+        stored = super().load(conversation_id)
+        time.sleep(0.001)  # the window between reading and writing back that another store object writes in
+        return stored
 
 
 def opener(store: type[MemoryStore]) -> Callable[[str], MemoryStore]:

@@ -379,7 +379,7 @@ def test_two_stores_on_one_directory_see_each_other(directory: Path) -> None:
 
 def test_discovered_through_the_entry_point() -> None:
     backend = qv_session_manager.available_backends()["jsonl"]
-    assert backend.plugin == "jsonl" and backend.name == "jsonl"
+    assert backend.plugin == "qv-session-manager-jsonl" and backend.name == "jsonl"
     assert backend.open is open_url
 
 

@@ -373,8 +373,8 @@ def test_url_options_are_taken_out_and_the_rest_goes_to_libpq() -> None:
 
 def test_discovery_and_session_manager_end_to_end(postgres_url: str, schema: str, store_url: str) -> None:
     backends = available_backends()
-    assert backends["postgresql"].plugin == "postgres"
-    assert backends["postgres"].plugin == "postgres"
+    assert backends["postgresql"].plugin == "qv-session-manager-postgres"
+    assert backends["postgres"].plugin == "qv-session-manager-postgres"
     conversation = Conversation(title="Python Help", model_name="llama3", metadata={"topic": "python"})
     conversation.add_user_message("Explain Python lists to me!")
     conversation.add_assistant_message("Lists are ordered, mutable collections.")

@@ -9,7 +9,11 @@ the operations, which is all the protocol promises:
   saves that change its title without messages: in the end it holds exactly every
   appended message, each thread's in its order, and one of the written titles (a
   lost update, from reading and writing without a lock shared by both objects, drops
-  messages).
+  messages). Stores that offer them also change the title through ``save_many``, and
+  add some messages by a read-modify-write: ``save_revisioned`` gives a revision, the
+  pool is loaded, then saved with ``replace=True`` and ``expected=`` that revision.
+  That save must be refused when anything wrote in between, or it would drop the
+  other threads' messages.
 - ``hot0`` and ``hot1`` receive whole states (``save(replace=True)``), deletes and
   appends. Every state read during the run or at its end is one written state (its
   title names it) followed only by appended messages: never the messages of two
@@ -23,8 +27,9 @@ from __future__ import annotations
 import threading
 from collections.abc import Sequence
 from datetime import datetime
+from typing import cast
 
-from ..protocol import ConversationFilter, ConversationStore
+from ..protocol import Capability, ConversationFilter, ConversationStore, RevisionedSaving, offers
 from ..query import parse
 from ..records import ConversationRecord, MessageRecord, StoredConversation
 
@@ -75,6 +80,7 @@ class MultiStoreRun:
         self._guard = threading.Lock()
         self._pool_titles = {"pool start"}
         self._pool_ids: list[str] = []
+        self._pool_tried: set[str] = set()  # conditional writes attempted, saved or refused
         #: hot id -> title -> the message ids of the state saved with that title.
         self._states: dict[str, dict[str, tuple[str, ...]]] = {hot: {} for hot in HOT}
         self._tried: dict[str, set[str]] = {hot: set() for hot in HOT}  # appends attempted
@@ -103,7 +109,7 @@ class MultiStoreRun:
             for round in range(ROUNDS):
                 tag = f"w{number}r{round}"
                 store, other = self.stores[(number + round) % 2], self.stores[(number + round + 1) % 2]
-                self._pool_step(store, tag)
+                self._pool_step(store, tag, round)
                 hot = HOT[(number + round // 2) % 2]
                 operation = (number + round) % 3
                 if operation == 0:
@@ -121,14 +127,39 @@ class MultiStoreRun:
         with self._guard:
             self.errors.append(problem)
 
-    def _pool_step(self, store: ConversationStore, tag: str) -> None:
+    def _pool_step(self, store: ConversationStore, tag: str, round: int) -> None:
         message_id = f"{tag}p"
+        if round % 3 == 2 and offers(store, Capability.REVISIONED_SAVING):
+            self._pool_conditional(store, tag, message_id)
+        else:
+            with self._guard:
+                self._pool_ids.append(message_id)
+            if not store.append("pool", [_message(message_id)]):
+                self._fail(f"append to pool ({message_id}) returned False, but pool is never deleted")
         with self._guard:
-            self._pool_ids.append(message_id)
             self._pool_titles.add(f"pool {tag}")
-        if not store.append("pool", [_message(message_id)]):
-            self._fail(f"append to pool ({message_id}) returned False, but pool is never deleted")
-        store.save(_record("pool", f"pool {tag}"), [])  # a title change that must keep every message
+        title_change = _record("pool", f"pool {tag}")  # a title change that must keep every message
+        if round % 2 and offers(store, Capability.BULK_SAVING):
+            store.save_many([(title_change, [])])
+        else:
+            store.save(title_change, [])
+
+    def _pool_conditional(self, store: RevisionedSaving, tag: str, message_id: str) -> None:
+        """Read, then write back with one message more, only at the revision read."""
+        with self._guard:
+            self._pool_tried.add(message_id)
+            self._pool_titles.add(f"pool {tag}c")
+        revision = store.save_revisioned(_record("pool", f"pool {tag}c"), [])
+        stored = cast(ConversationStore, store).load("pool")
+        if stored is None:
+            self._fail("pool vanished during the run")
+            return
+        messages = [*stored.messages, _message(message_id)]
+        with self._guard:  # noted before the save: a reader may see it at once
+            self._pool_ids.append(message_id)
+        if store.save_revisioned(stored.conversation, messages, replace=True, expected=revision) is None:
+            with self._guard:
+                self._pool_ids.remove(message_id)
 
     def _replace(self, store: ConversationStore, hot: str, title: str, message_ids: tuple[str, ...]) -> None:
         with self._guard:  # noted first, so that a concurrent reader knows the state
@@ -195,7 +226,7 @@ class MultiStoreRun:
 
     def _check_index(self, *stores: ConversationStore) -> None:
         """Each message id ever written is found by its word exactly when it is stored, by both objects."""
-        everything = {"pool": set(self._pool_ids)}
+        everything = {"pool": set(self._pool_ids) | self._pool_tried}
         for hot in HOT:
             everything[hot] = {i for ids in self._states[hot].values() for i in ids} | self._tried[hot]
         for conversation_id, message_ids in everything.items():
