@@ -11,7 +11,9 @@ import json
 from typing import Any
 
 from qv_ollama_sdk.domain.models import Conversation, Message
+from rich import box
 from rich.console import Group, RenderableType
+from rich.markdown import Markdown
 from rich.table import Table
 from rich.text import Text
 
@@ -30,6 +32,41 @@ def conversation_table(rows: list[dict[str, Any]]) -> Table:
     table = Table("id", "title", "model", "updated", show_lines=False)
     for row in rows:
         table.add_row(plain(row["id"]), plain(row["title"] or ""), plain(row["model_name"] or ""), plain(row["updated_at"]))
+    return table
+
+
+#: How the list table shows each column: header, and whether it takes the width left over.
+LIST_HEADERS = {
+    "id": "id", "title": "title", "preview": "first message", "messages": "msgs", "model": "model",
+    "created": "created", "updated": "updated", "metadata": "metadata",
+}
+#: Columns the list table never lets shrink below their content (short ids, counts, times).
+FIXED_COLUMNS = frozenset({"id", "messages", "created", "updated"})
+
+
+def short_time(iso: str) -> str:
+    """``2025-01-30T12:00:00+00:00`` as ``2025-01-30 12:00`` (for tables; other formats keep the ISO string)."""
+    return iso[:16].replace("T", " ")
+
+
+def list_table(rows: list[dict[str, str]], columns: list[str], *, boxed: bool) -> Table:
+    """The rows (cells already one-line text) as a table that fits the console's width.
+
+    ``boxed`` draws a rule under the header (for a terminal); without it the
+    columns are aligned with spaces only. Fixed columns (ids, counts, times) keep
+    their width; title, preview, model and metadata are cut with an ellipsis.
+    """
+    table = Table(box=box.SIMPLE_HEAD if boxed else None, pad_edge=False, show_edge=False, header_style="bold")
+    for column in columns:
+        fixed = column in FIXED_COLUMNS
+        table.add_column(
+            LIST_HEADERS.get(column, column), no_wrap=True, overflow="ellipsis",
+            justify="right" if column == "messages" else "left",
+            ratio=None if fixed else (3 if column in ("title", "preview") else 1),
+            min_width=None if fixed else 5, max_width=None if fixed or column in ("title", "preview") else 24,
+        )
+    for row in rows:
+        table.add_row(*(plain(row[column], "dim" if row.get("_preview") and column == "title" else "") for column in columns))
     return table
 
 
@@ -58,9 +95,20 @@ def _role(message: Message) -> str:
     return getattr(message.role, "value", str(message.role))
 
 
-def transcript(conversation: Conversation) -> RenderableType:
+def body(content: str, *, markdown: bool) -> RenderableType:
+    """A message's content: rendered as Markdown (no links made clickable, control
+    characters escaped first, so nothing of it drives the terminal), else plain text."""
+    if markdown:
+        return Markdown(terminal_safe(content), hyperlinks=False)
+    return plain(content)
+
+
+def transcript(conversation: Conversation, *, markdown: bool = False, window: str = "") -> RenderableType:
     """A readable transcript: header, then each message with its role and time,
-    tool calls with their arguments, tool results with their call id, image counts."""
+    tool calls with their arguments, tool results with their call id, image counts.
+
+    ``markdown`` renders contents as Markdown (for a terminal); ``window`` names the
+    window shown (e.g. "the last 2 turns"): the message count is then the window's."""
     parts: list[RenderableType] = [
         Text.assemble(plain(conversation.title or "(untitled)", "bold"), plain(f"  {conversation.id}")),
         plain(
@@ -71,6 +119,8 @@ def transcript(conversation: Conversation) -> RenderableType:
     ]
     if conversation.metadata:
         parts.append(plain(f"metadata {json.dumps(conversation.metadata, ensure_ascii=False)}", style="dim"))
+    if window:
+        parts.append(plain(f"showing {window}; earlier messages are not shown", style="dim"))
     for message in conversation.messages:
         role = _role(message)
         heading = Text.assemble(
@@ -82,7 +132,7 @@ def transcript(conversation: Conversation) -> RenderableType:
             heading.append(f"  [{len(message.images)} image{'s' if len(message.images) != 1 else ''}]", style="blue")
         parts.append(heading)
         if message.content:
-            parts.append(plain(message.content))
+            parts.append(body(message.content, markdown=markdown and role != "tool"))
         for call in message.tool_calls or []:
             arguments = json.dumps(call.function.arguments, ensure_ascii=False)
             call_id = f" (id {call.id})" if call.id else ""
