@@ -29,7 +29,7 @@ from .formats import (
     split_columns,
 )
 from .ids import all_ids, resolve_id, short_ids
-from .paging import emit, emit_text, pager_option
+from .paging import emit, emit_text, pager_option, terminal_console
 from .render import conversation_dict, list_table, short_time, transcript
 
 #: How many conversations ``list`` shows unless told otherwise.
@@ -126,7 +126,8 @@ def list_command(
             row["id"] = shorter[row["id"]]
     cells = [{**{column: _table_cell(column, row[column]) for column in chosen}, "_preview": row["_preview"]}
              for row in data]
-    emit(list_table(cells, chosen, boxed=sys.stdout.isatty()), page=not no_pager)
+    width = terminal_console().width
+    emit(list_table(cells, chosen, styled=sys.stdout.isatty(), width=width), page=not no_pager)
 
 
 def _table_cell(column: str, value: object) -> str:

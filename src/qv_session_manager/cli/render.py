@@ -11,7 +11,6 @@ import json
 from typing import Any
 
 from qv_ollama_sdk.domain.models import Conversation, Message
-from rich import box
 from rich.console import Group, RenderableType
 from rich.markdown import Markdown
 from rich.table import Table
@@ -49,21 +48,30 @@ def short_time(iso: str) -> str:
     return iso[:16].replace("T", " ")
 
 
-def list_table(rows: list[dict[str, str]], columns: list[str], *, boxed: bool) -> Table:
-    """The rows (cells already one-line text) as a table that fits the console's width.
+def list_table(rows: list[dict[str, str]], columns: list[str], *, styled: bool, width: int) -> Table:
+    """The rows (cells already one-line text) as a table at most ``width`` characters wide.
 
-    ``boxed`` draws a rule under the header (for a terminal); without it the
-    columns are aligned with spaces only. Fixed columns (ids, counts, times) keep
-    their width; title, preview, model and metadata are cut with an ellipsis.
+    Columns are aligned with spaces, never box-drawn (so that the title keeps the
+    width); ``styled`` (for a terminal) sets the header in bold. Ids, counts and times keep their width;
+    model and metadata are cut at 18 characters, and title and preview share what
+    is left (at least 8 each), cut with an ellipsis.
     """
-    table = Table(box=box.SIMPLE_HEAD if boxed else None, pad_edge=False, show_edge=False, header_style="bold")
+    table = Table(box=None, pad_edge=False, show_edge=False, header_style="bold" if styled else "")
+    widths = {
+        column: max([len(LIST_HEADERS.get(column, column)), *(len(row[column]) for row in rows)]) for column in columns
+    }
+    flexible = [column for column in columns if column in ("title", "preview")]
     for column in columns:
-        fixed = column in FIXED_COLUMNS
+        if column not in FIXED_COLUMNS and column not in flexible:
+            widths[column] = min(widths[column], 18)
+    separators = 2 * (len(columns) - 1)
+    left = width - separators - sum(widths[column] for column in columns if column not in flexible)
+    for column in flexible:
+        widths[column] = max(8, min(widths[column], left // len(flexible)))
+    for column in columns:
         table.add_column(
-            LIST_HEADERS.get(column, column), no_wrap=True, overflow="ellipsis",
+            LIST_HEADERS.get(column, column), no_wrap=True, overflow="ellipsis", width=widths[column],
             justify="right" if column == "messages" else "left",
-            ratio=None if fixed else (3 if column in ("title", "preview") else 1),
-            min_width=None if fixed else 5, max_width=None if fixed or column in ("title", "preview") else 24,
         )
     for row in rows:
         table.add_row(*(plain(row[column], "dim" if row.get("_preview") and column == "title" else "") for column in columns))
@@ -113,7 +121,7 @@ def transcript(conversation: Conversation, *, markdown: bool = False, window: st
         Text.assemble(plain(conversation.title or "(untitled)", "bold"), plain(f"  {conversation.id}")),
         plain(
             f"model {conversation.model_name or '-'} · created {conversation.created_at.isoformat()}"
-            f" · updated {conversation.updated_at.isoformat()} · {len(conversation.messages)} messages",
+            f" · updated {conversation.updated_at.isoformat()} · {len(conversation.messages)} message{'' if len(conversation.messages) == 1 else 's'}",
             style="dim",
         ),
     ]

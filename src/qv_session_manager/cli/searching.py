@@ -39,7 +39,7 @@ from .browse import meta_option
 from .common import fail, open_manager, parse_meta, say
 from .formats import columns_option, format_option, json_text, pick_format, render_rows, split_columns
 from .ids import all_ids, short_ids
-from .paging import emit, emit_text, pager_option
+from .paging import emit, emit_text, pager_option, terminal_console
 from .render import highlighted, plain, short_time
 
 #: Marks the CLI asks search for; private-use characters, so they do not occur in chats.
@@ -167,18 +167,26 @@ def _nothing_hint(query_text: str) -> str:
     return "the query has no word to look for (punctuation alone matches nothing)"
 
 
-def _people_view(rows: list[dict[str, Any]], shorter: dict[str, str], total: int, offset: int) -> list[RenderableType]:
+def _people_view(
+    rows: list[dict[str, Any]], shorter: dict[str, str], total: int, offset: int, width: int
+) -> list[RenderableType]:
+    """The count line, then two lines a hit (id, time, model, title; the snippet), each cut to ``width``."""
     first, last = offset + 1, offset + len(rows)
     counted = f"{total} conversation{'s' if total != 1 else ''} match"
     parts: list[RenderableType] = [
         plain(f"{counted}; showing {first}-{last}" if rows and len(rows) < total else counted, "dim")
     ]
     for row in rows:
-        parts.append(Text.assemble(
-            plain(row["title"] or "(untitled)", "bold"), plain(f"  {shorter.get(row['id'], row['id'])}  "),
-            plain(short_time(row["updated_at"]), "dim"), plain(f"  {row['model_name'] or ''}", "dim"),
-        ))
-        parts.append(Text("  ").append_text(highlighted(row["snippet"], SEARCH_MARK)))
+        heading = Text.assemble(
+            plain(shorter.get(row["id"], row["id"]), "bold"), plain(f"  {short_time(row['updated_at'])}", "dim"),
+            plain(f"  {row['model_name']}" if row["model_name"] else "", "dim"), "  ",
+            plain(" ".join((row["title"] or "(untitled)").split()), "bold"),
+        )
+        line = Text("  ").append_text(highlighted(" ".join(row["snippet"].split()), SEARCH_MARK))
+        for text in (heading, line):
+            text.truncate(width, overflow="ellipsis")
+            text.no_wrap = True
+            parts.append(text)
     return parts
 
 
@@ -226,7 +234,8 @@ def search_command(
             say("no matches", err=False)
             return
         shorter = short_ids(all_ids(manager), [row["id"] for row in rows]) if sys.stdout.isatty() else {}
-        emit(*_people_view(rows, shorter, len(kept), offset), page=not no_pager)
+        width = terminal_console().width
+        emit(*_people_view(rows, shorter, len(kept), offset, width), page=not no_pager)
         return
     say(f"{len(kept)} conversation{'s' if len(kept) != 1 else ''} match")
     if chosen_format == "json" and not columns:
