@@ -44,7 +44,8 @@ def store(tmp_path: Path) -> Path:
                 Message(role=MessageRole.USER, content=f"How do I write python code for task {number}?\nmore",
                         created_at=moment),
                 Message(role=MessageRole.ASSISTANT, created_at=moment,
-                        content=f"# Answer {number}\n\nUse **bold** and [a link](http://e.vil/x) and `code`."),
+                        content=f"# Answer {number}\n\nUse **bold** and [a link](http://e.vil/x) and `code`.\n\n"
+                                "<div>html block</div>\n\n<!-- html comment -->"),
             ]
             manager.save_conversation(conversation)
         manager.save_conversation(hostile_conversation())
@@ -126,6 +127,7 @@ def test_show_renders_markdown_on_a_terminal_and_raw_text_with_raw(store: Path, 
     text = "\n".join(screen_lines(rendered))
     assert "Use bold and a link (http://e.vil/x) and code." in text  # Markdown rendered, link written out
     assert "**bold**" not in text and b"\x1b]8;" not in rendered  # no clickable (hidden) link
+    assert "<div>html block</div>" in text and "<!-- html comment -->" in text  # HTML hides nothing
     assert_terminal_safe(rendered)
     raw = "\n".join(screen_lines(on_terminal(store, "show", first, "--raw", rows=40)))
     assert "Use **bold** and [a link](http://e.vil/x) and `code`." in raw and "# Answer 29" in raw

@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
+from markdown_it import MarkdownIt
 from qv_ollama_sdk.domain.models import Conversation, Message
 from rich.console import Group, RenderableType
 from rich.markdown import Markdown
@@ -103,11 +104,22 @@ def _role(message: Message) -> str:
     return getattr(message.role, "value", str(message.role))
 
 
+class TextMarkdown(Markdown):
+    """rich's Markdown with raw HTML shown as text: rich would drop tags and whole HTML
+    blocks (``<div>...</div>``, comments), hiding stored text from the reader. Links
+    are never made clickable (the URL is written after the text)."""
+
+    def __init__(self, markup: str) -> None:
+        super().__init__("", hyperlinks=False)
+        self.markup = markup
+        self.parsed = MarkdownIt("commonmark", {"html": False}).enable("strikethrough").enable("table").parse(markup)
+
+
 def body(content: str, *, markdown: bool) -> RenderableType:
-    """A message's content: rendered as Markdown (no links made clickable, control
+    """A message's content: rendered as Markdown (:class:`TextMarkdown`, control
     characters escaped first, so nothing of it drives the terminal), else plain text."""
     if markdown:
-        return Markdown(terminal_safe(content), hyperlinks=False)
+        return TextMarkdown(terminal_safe(content))
     return plain(content)
 
 
