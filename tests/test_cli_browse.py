@@ -157,6 +157,7 @@ def test_prefix_errors() -> None:
 
 def test_every_id_argument_takes_a_unique_prefix(db: Path) -> None:
     assert json.loads(ok(db, "show", "ffff", "--json").stdout)["id"] == "ffff000001"
+    assert json.loads(ok(db, "show", "FFFF", "--json").stdout)["id"] == "ffff000001"  # in upper case too
     assert json.loads(ok(db, "show", "abcdef0022", "--json").stdout)["id"] == "abcdef0022"  # exact beats prefix
     after = ok(db, "list", "--after", "9999", "--json")  # list --after
     assert json.loads(after.stdout)[0]["id"] == "ffff000001"

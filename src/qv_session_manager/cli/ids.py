@@ -51,6 +51,9 @@ def matching_ids(ids: Sequence[str], prefix: str) -> list[str]:
 def resolve_id(manager: SessionManager, given: str, *, missing_ok: bool = False) -> str | None:
     """The stored id ``given`` names: itself when stored, else the one id it is a prefix of.
 
+    A prefix is compared exactly; only when no id starts with it is it tried in
+    lower case (UUIDs are stored in lower case, people may type them in upper case).
+
     Fails (``error: ...``, exit code 1) when no id starts with ``given`` (unless
     ``missing_ok``, which returns None then) and when several do; that error names
     the candidates (up to :data:`CANDIDATES_SHOWN`, then how many more). An empty
@@ -61,7 +64,8 @@ def resolve_id(manager: SessionManager, given: str, *, missing_ok: bool = False)
     record = manager._get(given)
     if record is not None:
         return record.id
-    candidates = matching_ids(all_ids(manager), given)
+    ids = all_ids(manager)
+    candidates = matching_ids(ids, given) or (matching_ids(ids, given.lower()) if given != given.lower() else [])
     if len(candidates) == 1:
         return candidates[0]
     if not candidates:
