@@ -220,6 +220,8 @@ def test_list_formats_and_columns(db: Path) -> None:
 def test_list_usage_errors(db: Path, tmp_path: Path) -> None:
     one_line_error(run(db, "list", "-c", "id,nope"), 2, "unknown column 'nope'")
     one_line_error(run(db, "list", "--json", "--format", "csv"), 2, "contradict")
+    one_line_error(run(db, "list", "--since", "yesterday"), 1, "--since takes an ISO date")
+    one_line_error(run(db, "list", "--until", "soon"), 1, "--until takes an ISO date")
     empty = tmp_path / "empty.db"
     SessionManager(db_path=empty).close()
     assert ok(empty, "list", "--format", "table").stdout == "no conversations\n"

@@ -13,10 +13,12 @@ from typing import Any
 import click
 
 from ..convert import conversation_to_record, message_to_record
+from ..errors import InvalidInputError
 from ..exchange.markdown import write_markdown
 from ..manager import SessionManager
 from ..records import StoredConversation
 from ..safe_text import terminal_safe
+from ..timeutil import time_range
 from .common import echo_json, fail, open_manager, parse_meta, say
 from .formats import (
     cell_text,
@@ -45,6 +47,15 @@ meta_option = click.option(
 )
 
 
+def check_bounds(since: str | None, until: str | None) -> None:
+    """Fail naming ``--since`` or ``--until`` when its value is not an ISO date or datetime."""
+    for option, bounds in (("--since", (since, None)), ("--until", (None, until))):
+        try:
+            time_range(*bounds)
+        except InvalidInputError:
+            fail(f"{option} takes an ISO date or datetime (2025-01-31, 2025-01-31T08:00), not {bounds[0] or bounds[1]!r}")
+
+
 def _preview(manager: SessionManager, conversation_id: str) -> tuple[str, int]:
     """The first user message as one line (cut to PREVIEW_LENGTH) and the number of messages: one ``load``."""
     stored = manager.store.load(conversation_id)
@@ -61,7 +72,7 @@ def list_rows(manager: SessionManager, rows: list[dict[str, Any]], columns: list
     ``title`` is the title, else the preview of the first user message (then the row
     has ``_preview`` set); times are ISO strings.
     """
-    loads = {"preview", "messages"} & set(columns) or ("title" in columns and any(not r["title"] for r in rows))
+    loads = bool({"preview", "messages"} & set(columns)) or ("title" in columns and any(not r["title"] for r in rows))
     result = []
     for row in rows:
         preview, count = _preview(manager, row["id"]) if loads else ("", 0)
@@ -107,6 +118,7 @@ def list_command(
     count = None if show_all else (DEFAULT_LIMIT if limit is None else limit)
     boundary = None if after is None else resolve_id(manager, after)
     if since is not None or until is not None:
+        check_bounds(since, until)
         rows = manager.search_by_time(since, until, limit=count, offset=offset, after=boundary, metadata=metadata)
     else:
         rows = manager.list_conversations(limit=count, offset=offset, after=boundary, metadata=metadata)

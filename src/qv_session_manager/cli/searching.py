@@ -35,7 +35,7 @@ from ..records import ROLES, SearchHit, check_metadata_filter
 from ..snippet import snippet
 from ..text import tokens
 from ..timeutil import time_range
-from .browse import meta_option
+from .browse import check_bounds, meta_option
 from .common import fail, open_manager, parse_meta, say
 from .formats import columns_option, format_option, json_text, pick_format, render_rows, split_columns
 from .ids import all_ids, short_ids
@@ -104,13 +104,9 @@ class Found:
 def time_filter(since: str | None, until: str | None, metadata: dict[str, Any] | None) -> ConversationFilter:
     """The filter for ``--since``/``--until`` (inclusive; a date-only ``--until`` is the whole day).
 
-    A bound that is not a date fails naming its option.
+    A bound that is not a date fails naming its option (:func:`.browse.check_bounds`).
     """
-    for option, bounds in (("--since", (since, None)), ("--until", (None, until))):
-        try:
-            time_range(*bounds)
-        except InvalidInputError:
-            fail(f"{option} takes an ISO date or datetime (2025-01-31, 2025-01-31T08:00), not {bounds[0] or bounds[1]!r}")
+    check_bounds(since, until)
     lower, upper = time_range(since, until)
     try:
         check_metadata_filter(metadata)
