@@ -151,3 +151,17 @@ def test_hostile_text_stays_escaped_in_the_new_outputs(store: Path) -> None:
 def test_a_dash_query_on_a_terminal(store: Path) -> None:
     output = on_terminal(store, "search", "-python")
     assert b"only exclusions" in output and b"no matches" in output
+
+
+def test_search_on_a_terminal_fits_80_columns_in_both_views(store: Path) -> None:
+    output = on_terminal(store, "search", "python", "-n", "3", rows=40)
+    people = screen_lines(output)
+    assert people[0] == "30 conversations match; showing 1-3" and len(people) == 7
+    assert all(len(line) <= 80 for line in people) and "How do I write python code for task 29" in people[2]
+    assert b"\x1b[1;7mpython\x1b[0m" in output  # the match highlighted
+    assert len(people[1].split()[0]) == 8  # a short id
+    picked = on_terminal(store, "search", "python", "-n", "3", "-c", "id,updated,title,snippet", rows=40)
+    lines = screen_lines(picked)
+    assert lines[1].split() == ["id", "updated", "title", "snippet"] and len(lines) == 5
+    assert all(len(line) <= 80 for line in lines) and "\ue000" not in "".join(lines)
+    assert b"\x1b[1m" in picked and b"2025-03-02 14:00" in picked

@@ -41,7 +41,9 @@ LIST_HEADERS = {
     "created": "created", "updated": "updated", "metadata": "metadata",
 }
 #: Columns the list table never lets shrink below their content (short ids, counts, times).
-FIXED_COLUMNS = frozenset({"id", "messages", "created", "updated"})
+FIXED_COLUMNS = frozenset({"id", "messages", "created", "updated", "score"})
+#: Columns that share the width left over.
+FLEXIBLE_COLUMNS = frozenset({"title", "preview", "snippet"})
 
 
 def short_time(iso: str) -> str:
@@ -53,15 +55,15 @@ def list_table(rows: list[dict[str, str]], columns: list[str], *, styled: bool, 
     """The rows (cells already one-line text) as a table at most ``width`` characters wide.
 
     Columns are aligned with spaces, never box-drawn (so that the title keeps the
-    width); ``styled`` (for a terminal) sets the header in bold. Ids, counts and times keep their width;
-    model and metadata are cut at 18 characters, and title and preview share what
-    is left (at least 8 each), cut with an ellipsis.
+    width); ``styled`` (for a terminal) sets the header in bold. Ids, counts,
+    scores and times keep their width; title, preview and snippet share what is
+    left (at least 8 each); other columns are cut at 18 characters, with an ellipsis.
     """
     table = Table(box=None, pad_edge=False, show_edge=False, header_style="bold" if styled else "")
     widths = {
         column: max([len(LIST_HEADERS.get(column, column)), *(len(row[column]) for row in rows)]) for column in columns
     }
-    flexible = [column for column in columns if column in ("title", "preview")]
+    flexible = [column for column in columns if column in FLEXIBLE_COLUMNS]
     for column in columns:
         if column not in FIXED_COLUMNS and column not in flexible:
             widths[column] = min(widths[column], 18)

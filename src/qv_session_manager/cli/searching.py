@@ -37,10 +37,10 @@ from ..text import tokens
 from ..timeutil import time_range
 from .browse import check_bounds, meta_option
 from .common import fail, open_manager, parse_meta, say
-from .formats import columns_option, format_option, json_text, pick_format, render_rows, split_columns
+from .formats import cell_text, columns_option, format_option, json_text, pick_format, render_rows, split_columns
 from .ids import all_ids, short_ids
 from .paging import emit, emit_text, pager_option, terminal_console
-from .render import highlighted, plain, short_time
+from .render import highlighted, list_table, plain, short_time
 
 #: Marks the CLI asks search for; private-use characters, so they do not occur in chats.
 SEARCH_MARK = ("\ue000", "\ue001")
@@ -163,15 +163,31 @@ def _nothing_hint(query_text: str) -> str:
     return "the query has no word to look for (punctuation alone matches nothing)"
 
 
+def _count_line(total: int, offset: int, shown: int) -> Text:
+    counted = f"{total} conversation{'s' if total != 1 else ''} match"
+    return plain(f"{counted}; showing {offset + 1}-{offset + shown}" if shown and shown < total else counted, "dim")
+
+
+def _table_cell(column: str, row: dict[str, Any], shorter: dict[str, str]) -> str:
+    """One cell of the columns table: short ids, short times, snippets without their marks."""
+    key = {"model": "model_name", "created": "created_at", "updated": "updated_at"}.get(column, column)
+    value = row.get(key)
+    if column == "id":
+        return cell_text(shorter.get(row["id"], row["id"]))
+    if column in ("created", "updated"):
+        return short_time(str(value))
+    if column == "snippet":
+        return cell_text(str(value).replace(SEARCH_MARK[0], "").replace(SEARCH_MARK[1], ""))
+    if column == "score" and isinstance(value, float):
+        return f"{value:.3g}"
+    return cell_text(value)
+
+
 def _people_view(
     rows: list[dict[str, Any]], shorter: dict[str, str], total: int, offset: int, width: int
 ) -> list[RenderableType]:
     """The count line, then two lines a hit (id, time, model, title; the snippet), each cut to ``width``."""
-    first, last = offset + 1, offset + len(rows)
-    counted = f"{total} conversation{'s' if total != 1 else ''} match"
-    parts: list[RenderableType] = [
-        plain(f"{counted}; showing {first}-{last}" if rows and len(rows) < total else counted, "dim")
-    ]
+    parts: list[RenderableType] = [_count_line(total, offset, len(rows))]
     for row in rows:
         heading = Text.assemble(
             plain(shorter.get(row["id"], row["id"]), "bold"), plain(f"  {short_time(row['updated_at'])}", "dim"),
@@ -231,7 +247,12 @@ def search_command(
             return
         shorter = short_ids(all_ids(manager), [row["id"] for row in rows]) if sys.stdout.isatty() else {}
         width = terminal_console().width
-        emit(*_people_view(rows, shorter, len(kept), offset, width), page=not no_pager)
+        if columns:  # the chosen columns as a table, like list's
+            cells = [{column: _table_cell(column, row, shorter) for column in chosen} for row in rows]
+            view: list[RenderableType] = [_count_line(len(kept), offset, len(rows))]
+            emit(*view, list_table(cells, chosen, styled=sys.stdout.isatty(), width=width), page=not no_pager)
+        else:
+            emit(*_people_view(rows, shorter, len(kept), offset, width), page=not no_pager)
         return
     say(f"{len(kept)} conversation{'s' if len(kept) != 1 else ''} match")
     if chosen_format == "json" and not columns:
