@@ -114,11 +114,11 @@ def list_command(
     chosen_format = pick_format(output_format, as_json)
     chosen = split_columns(columns, LIST_COLUMNS, LIST_DEFAULT)
     metadata = parse_meta(meta)
+    check_bounds(since, until)
     manager = open_manager(ctx)
     count = None if show_all else (DEFAULT_LIMIT if limit is None else limit)
     boundary = None if after is None else resolve_id(manager, after)
     if since is not None or until is not None:
-        check_bounds(since, until)
         rows = manager.search_by_time(since, until, limit=count, offset=offset, after=boundary, metadata=metadata)
     else:
         rows = manager.list_conversations(limit=count, offset=offset, after=boundary, metadata=metadata)
