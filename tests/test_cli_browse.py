@@ -312,3 +312,18 @@ def test_words_last_keeps_options_and_their_values() -> None:
     assert words_last(context, ["--limit=3", "-n3", "--recent", "-x"]) == ["--limit=3", "-n3", "--recent", "--", "-x"]
     assert words_last(context, ["a", "--", "-n", "--recent"]) == ["--", "a", "-n", "--recent"]
     assert words_last(context, ["--model", "-weird", "q"]) == ["--model", "-weird", "--", "q"]
+
+
+@given(st.lists(st.dictionaries(st.sampled_from(["a", "b"]), st.one_of(st.none(), st.integers(), st.text())), max_size=4))
+def test_every_format_keeps_control_characters_and_formulas_out(rows: list[dict[str, Any]]) -> None:
+    from qv_session_manager.exchange.csv_view import FORMULA_TRIGGERS
+    from qv_session_manager.safe_text import UNSAFE
+
+    for output_format in ("json", "jsonl", "csv", "tsv", "markdown"):
+        text = render_rows(rows, ["a", "b"], output_format)
+        assert UNSAFE.search(text) is None, output_format
+        if output_format == "tsv":  # one line a row, every cell safe in a spreadsheet
+            lines = text.splitlines()
+            assert len(lines) == len(rows) + 1
+            assert not any(cell.startswith(FORMULA_TRIGGERS) for line in lines[1:] for cell in line.split("\t"))
+    assert [row.get("a") for row in json.loads(render_rows(rows, ["a"], "json"))] == [row.get("a") for row in rows]
