@@ -242,10 +242,10 @@ def test_search_recent_and_limit(db: Path) -> None:
 
 
 def test_search_output_for_people(db: Path) -> None:
-    result = on(db, "search", "ownership")
+    result = on(db, "search", "ownership", "--format", "table")
     assert result.exit_code == 0
     assert "Rust ownership" in result.stdout and "\ue000" not in result.stdout and "**" not in result.stdout
-    assert "no matches" in on(db, "search", "zebra").stdout
+    assert "no matches" in on(db, "search", "zebra", "--format", "table").stdout
 
 
 def test_search_filters_on_metadata(db: Path) -> None:

@@ -23,11 +23,12 @@ from ..manager import URL_VARIABLE
 from ..redact import scrub
 from ..safe_text import terminal_safe
 from .admin import backends_command, delete_command, prune_command, stats_command
-from .browse import list_command, search_command, show_command
+from .browse import list_command, show_command
 from .common import Settings, UserError, noted_urls, say
 from .copying import copy_command
 from .doctor import doctor_command
 from .files import export_command, import_command
+from .searching import search_command
 
 __all__ = ["main"]
 

@@ -20,6 +20,7 @@ from ..safe_text import terminal_safe
 from ..timeutil import time_key, time_range
 from ..transfer import iter_stored
 from .common import fail, open_manager, say, shown_url, stdout_console
+from .ids import resolve_id
 from .render import conversation_table
 
 
@@ -29,11 +30,13 @@ from .render import conversation_table
 def delete_command(ctx: click.Context, conversation_ids: tuple[str, ...]) -> None:
     """Delete conversations with their messages and search entries.
 
-    Every id that exists is deleted; if any is missing, they are named and the
-    exit code is 1.
+    An ID may be a unique prefix; an ambiguous one stops the command before anything
+    is deleted. Every id that exists is deleted; if any is missing, they are named
+    and the exit code is 1.
     """
     manager = open_manager(ctx)
-    missing = [key for key in conversation_ids if not manager.delete_conversation(key)]
+    resolved = [(given, resolve_id(manager, given, missing_ok=True)) for given in conversation_ids]
+    missing = [given for given, key in resolved if key is None or not manager.delete_conversation(key)]
     deleted = len(conversation_ids) - len(missing)
     click.echo(f"deleted {deleted} conversation{'' if deleted == 1 else 's'}", err=True)
     if missing:
