@@ -38,9 +38,45 @@ class UnknownBackendError(SessionStoreError, LookupError):
     """No installed backend handles the requested name or URL scheme."""
 
 
-class BackendConflictError(SessionStoreError, RuntimeError):
+class PluginConflictError(SessionStoreError, RuntimeError):
+    """Two plugins claimed one name: the base of the backend and embedder conflicts."""
+
+
+class BackendConflictError(PluginConflictError):
     """Two plugins registered a backend under the same name or URL scheme, or two
     distributions declared the same ``qv_session_manager`` entry-point name."""
+
+
+class UnknownEmbedderError(SessionStoreError, LookupError):
+    """No installed embedder has the requested name (the message lists those installed)."""
+
+
+class EmbedderConflictError(PluginConflictError):
+    """Two plugins registered an embedder under the same name."""
+
+
+class EmbedderError(SessionStoreError):
+    """An embedder could not turn texts into vectors. The subclasses say why."""
+
+
+class EmbedderUnavailableError(EmbedderError, ConnectionError):
+    """The embedding server (Ollama) cannot be reached; the message says how to start or point at it."""
+
+
+class EmbeddingModelNotFoundError(EmbedderError, LookupError):
+    """The server has no such embedding model; the message names the command that pulls it."""
+
+
+class InvalidEmbeddingError(EmbedderError, ValueError):
+    """The model answered with vectors that break the embedder contract.
+
+    For example another dimension than the one recorded for the model (the model
+    behind the name changed), a wrong number of vectors, or non-finite values.
+    """
+
+
+class MissingDependencyError(SessionStoreError, ImportError):
+    """An optional feature needs a package that is not installed; the message names the extra to install."""
 
 
 class ConversationNotFoundError(SessionStoreError, LookupError):

@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING
 from pluggy import HookimplMarker, HookspecMarker
 
 if TYPE_CHECKING:
+    from .embedding.registry import Embedder
     from .registry import Backend
 
 hookspec = HookspecMarker("qv_session_manager")
@@ -17,3 +18,8 @@ hookimpl = HookimplMarker("qv_session_manager")
 @hookspec
 def register_backends(register: Callable[[Backend], None]) -> None:
     """Register storage backends: call ``register(Backend(...))`` once for each."""
+
+
+@hookspec
+def register_embedders(register: Callable[[Embedder], None]) -> None:
+    """Register embedders: call ``register(Embedder(...))`` once for each."""

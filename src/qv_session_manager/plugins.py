@@ -5,19 +5,24 @@ from __future__ import annotations
 import importlib
 import threading
 import warnings
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from importlib.metadata import EntryPoint, entry_points
+from typing import TypeVar
 
 import pluggy
 
 from . import hookspecs
-from .errors import BackendConflictError, PluginLoadWarning
+from .errors import BackendConflictError, PluginConflictError, PluginLoadWarning
 
 pm = pluggy.PluginManager("qv_session_manager")
 pm.add_hookspecs(hookspecs)
 
 GROUP = "qv_session_manager"
-BUILTIN_PLUGINS = ("qv_session_manager.backends.sqlite", "qv_session_manager.backends.memory")
+BUILTIN_PLUGINS = (
+    "qv_session_manager.backends.sqlite",
+    "qv_session_manager.backends.memory",
+    "qv_session_manager.embedding.builtin",
+)
 _loaded = False
 _lock = threading.Lock()
 
@@ -81,3 +86,55 @@ def _register(entry_point: EntryPoint) -> None:
             PluginLoadWarning,
             stacklevel=3,
         )
+
+
+T = TypeVar("T")
+
+
+def gather(
+    hook: str,
+    kind: type[T],
+    noun: str,
+    keys: Callable[[T], Iterable[str]],
+    stamp: Callable[[T, str], T],
+    conflict: type[PluginConflictError],
+) -> dict[str, T]:
+    """What every plugin registers through the hook named ``hook``, by each of its keys.
+
+    The one rule for backends and embedders alike: each plugin's hook is called with
+    a ``register`` function taking a ``kind`` (anything else is a TypeError, which
+    makes the plugin fail); ``stamp(item, plugin_name)`` records who offered it. A
+    plugin whose hook raises is skipped whole, with a :class:`PluginLoadWarning`. Two
+    plugins claiming one key raise ``conflict`` naming both (one plugin may register
+    one key twice: the later wins). ``noun`` names the kind in messages.
+    """
+    load_plugins()
+    table: dict[str, T] = {}
+    owner: dict[str, str] = {}
+    for impl in reversed(getattr(pm.hook, hook).get_hookimpls()):
+        offered: list[T] = []
+        plugin = impl.plugin_name
+
+        def register(item: T, plugin: str = plugin) -> None:
+            if not isinstance(item, kind):
+                raise TypeError(f"register() takes a {kind.__name__}, not {type(item).__name__}")
+            offered.append(stamp(item, plugin))
+
+        try:
+            impl.function(**{name: register for name in impl.argnames})
+        except Exception as exc:
+            warnings.warn(
+                f"qv_session_manager plugin {plugin!r} failed to register its {noun}s and was skipped: {exc!r}",
+                PluginLoadWarning,
+                stacklevel=3,
+            )
+            continue
+        for item in offered:
+            for key in keys(item):
+                if key in owner and owner[key] != plugin:
+                    raise conflict(
+                        f"{noun} {key!r} is registered by two plugins: {owner[key]!r} and {plugin!r}; "
+                        "uninstall one of them"
+                    )
+                table[key], owner[key] = item, plugin
+    return table

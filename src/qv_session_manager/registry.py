@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import warnings
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any
 
-from .errors import BackendConflictError, InvalidInputError, PluginLoadWarning, SessionStoreError, UnknownBackendError
-from .plugins import load_plugins, pm
+from .errors import BackendConflictError, InvalidInputError, SessionStoreError, UnknownBackendError
+from .plugins import gather
 from .protocol import ConversationStore
 from .redact import mask_url, scrub, scrub_exception
 
@@ -52,35 +51,14 @@ def available_backends() -> dict[str, Backend]:
     Raises BackendConflictError, naming both plugins, when two plugins claim one
     name or scheme. A plugin whose hook raises is skipped with a PluginLoadWarning.
     """
-    load_plugins()
-    table: dict[str, Backend] = {}
-    for impl in reversed(pm.hook.register_backends.get_hookimpls()):
-        offered: list[Backend] = []
-
-        def register(backend: Backend, plugin: str = impl.plugin_name) -> None:
-            if not isinstance(backend, Backend):
-                raise TypeError(f"register() takes a Backend, not {type(backend).__name__}")
-            offered.append(replace(backend, schemes=tuple(backend.schemes), plugin=plugin))
-
-        try:
-            impl.function(**{name: register for name in impl.argnames})
-        except Exception as exc:
-            warnings.warn(
-                f"qv_session_manager plugin {impl.plugin_name!r} failed to register its "
-                f"backends and was skipped: {exc!r}",
-                PluginLoadWarning,
-                stacklevel=2,
-            )
-            continue
-        for backend in offered:
-            for key in backend.keys:
-                if key in table and table[key].plugin != backend.plugin:
-                    raise BackendConflictError(
-                        f"backend {key!r} is registered by two plugins: "
-                        f"{table[key].plugin!r} and {backend.plugin!r}; uninstall one of them"
-                    )
-                table[key] = backend
-    return table
+    return gather(
+        "register_backends",
+        Backend,
+        "backend",
+        lambda backend: backend.keys,
+        lambda backend, plugin: replace(backend, schemes=tuple(backend.schemes), plugin=plugin),
+        BackendConflictError,
+    )
 
 
 def scheme_of(url: str) -> str:
