@@ -13,9 +13,21 @@ streams), choosing the answer from the request:
 - otherwise: ``"echo: <text> (<n> messages)"``, ``n`` counting the request's
   messages, so a test sees how much history the client sent.
 
-Streamed replies come one word per chunk. ``GET /`` and ``GET /api/tags`` answer as
-an empty Ollama would; anything else is a 404. Every chat request body is kept in
-:attr:`StandIn.requests`.
+Streamed replies come one word per chunk.
+
+It answers ``POST /api/embed`` as Ollama does, for the models of
+:data:`EMBED_MODELS` (name -> dimension and context, in tokens of the shared
+tokenizer): ``{"model", "embeddings": [[...], ...], "prompt_eval_count"}``, each
+vector the test-kit hash embedding of the text's tokens (deterministic, unit length,
+texts sharing words close). A text longer than the context is cut to it when
+``truncate`` is true or absent (Ollama's silent default) and refused with HTTP 400
+"the input length exceeds the context length" when it is false. An unknown model is
+a 404 "model ... not found, try pulling it first"; :data:`CHAT_MODEL` answers 400
+"does not support embeddings". Every embed request body is kept in
+:attr:`StandIn.embed_requests`.
+
+``GET /`` answers as Ollama does and ``GET /api/tags`` lists the embedding models;
+anything else is a 404. Every chat request body is kept in :attr:`StandIn.requests`.
 
 Run ``python tests/ollama_standin.py`` to serve until Ctrl-C (it prints the
 ``OLLAMA_HOST`` to use), e.g. for ``examples/ollama_chat.py``.
@@ -32,9 +44,17 @@ from typing import Any
 
 import pytest
 
+from qv_session_manager.testing.embedders import HashEmbedder
+from qv_session_manager.text import tokens
+
 FAIL = "please fail"
 FAIL_MIDWAY = "fail midway"
 CREATED_AT = "2025-01-20T12:00:00.000000Z"
+#: The embedding models the stand-in has "pulled": name -> (dimension, context in tokens).
+EMBED_MODELS: dict[str, tuple[int, int]] = {"nomic-embed-text": (48, 64), "all-minilm": (16, 32)}
+#: The chat model of the tests: it cannot embed.
+CHAT_MODEL = "standin-model"
+TOO_LONG = "the input length exceeds the context length"
 
 
 def environment(url: str) -> dict[str, str]:
@@ -81,6 +101,38 @@ def reply_for(request: Mapping[str, Any]) -> dict[str, Any]:
     return {"role": "assistant", "content": f"echo: {text} ({len(messages)} messages)"}
 
 
+def embed_model(name: str) -> tuple[int, int] | None:
+    """(dimension, context) of an embedding model, given with or without its ``:latest`` tag."""
+    base, _, tag = name.partition(":")
+    return EMBED_MODELS.get(base) if tag in ("", "latest") else None
+
+
+def embedding_of(text: str, dimension: int, context: int | None = None) -> list[float]:
+    """The stand-in's vector of ``text``: its first ``context`` tokens, hashed."""
+    words = tokens(text)[:context] if context is not None else tokens(text)
+    return HashEmbedder(dimension).embed([" ".join(words)])[0]
+
+
+def answer_embed(request: Mapping[str, Any]) -> tuple[int, dict[str, Any]]:
+    """(HTTP status, body) of the stand-in's answer to an ``/api/embed`` request."""
+    model = str(request.get("model", ""))
+    found = embed_model(model)
+    if found is None:
+        if model.partition(":")[0] == CHAT_MODEL:
+            return 400, {"error": f'"{model}" does not support embeddings'}
+        return 404, {"error": f'model "{model}" not found, try pulling it first'}
+    dimension, context = found
+    given = request.get("input", [])
+    texts = [given] if isinstance(given, str) else list(given)
+    truncate = request.get("truncate", True) is not False
+    if not truncate and any(len(tokens(text)) > context for text in texts):
+        return 400, {"error": TOO_LONG}
+    vectors = [embedding_of(text, dimension, context) for text in texts]
+    counted = sum(min(len(tokens(text)), context) for text in texts)
+    return 200, {"model": model, "embeddings": vectors, "total_duration": 1000, "load_duration": 10,
+                 "prompt_eval_count": counted}
+
+
 def _final(model: str) -> dict[str, Any]:
     return {
         "model": model, "created_at": CREATED_AT, "done": True, "done_reason": "stop",
@@ -125,15 +177,22 @@ class _Handler(BaseHTTPRequestHandler):
             self.end_headers()
             self.wfile.write(data)
         elif self.path == "/api/tags":
-            self._send_json(200, {"models": []})
+            models = [{"name": f"{name}:latest", "model": f"{name}:latest", "size": 1, "digest": "0" * 64}
+                      for name in EMBED_MODELS]
+            self._send_json(200, {"models": models})
         else:
             self._send_json(404, {"error": f"no route {self.path}"})
 
     def do_POST(self) -> None:  # noqa: N802 - http.server's naming
-        if self.path != "/api/chat":
+        if self.path not in ("/api/chat", "/api/embed"):
             self._send_json(404, {"error": f"no route {self.path}"})
             return
         request = json.loads(self.rfile.read(int(self.headers.get("Content-Length", "0"))) or b"{}")
+        if self.path == "/api/embed":
+            with self.server.lock:
+                self.server.embed_requests.append(request)
+            self._send_json(*answer_embed(request))
+            return
         with self.server.lock:
             self.server.requests.append(request)
         text = last_text(request.get("messages") or [])
@@ -166,6 +225,7 @@ class _Server(ThreadingHTTPServer):
         super().__init__(("127.0.0.1", 0), _Handler)
         self.lock = threading.Lock()
         self.requests: list[dict[str, Any]] = []
+        self.embed_requests: list[dict[str, Any]] = []
 
 
 class StandIn:
@@ -189,6 +249,12 @@ class StandIn:
         """A copy of the chat request bodies received so far, oldest first."""
         with self._server.lock:
             return list(self._server.requests)
+
+    @property
+    def embed_requests(self) -> list[dict[str, Any]]:
+        """A copy of the ``/api/embed`` request bodies received so far, oldest first."""
+        with self._server.lock:
+            return list(self._server.embed_requests)
 
     def start(self) -> StandIn:
         self._thread.start()

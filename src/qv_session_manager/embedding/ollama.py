@@ -168,7 +168,8 @@ class OllamaEmbedder:
                 f"Ollama model {self._model!r} refuses even a one-character piece as too long for its context; "
                 "check the model's num_ctx"
             ) from None
-        return [self._pieces([left], prefix)[0] + self._pieces([right], prefix)[0]]
+        first, second = self._pieces([left, right], prefix)
+        return [first + second]
 
     # -- one request -------------------------------------------------------------
 
