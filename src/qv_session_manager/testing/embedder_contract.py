@@ -97,7 +97,7 @@ class EmbedderContract:
 
     def test_a_bare_string_is_refused(self, embedder: TextEmbedder) -> None:
         with pytest.raises(InvalidInputError):
-            embedder.embed("a text, not a list of texts")  # type: ignore[arg-type]
+            embedder.embed("a text, not a list of texts")  # a str is a Sequence[str]: only the check refuses it
         with pytest.raises(InvalidInputError):
             embedder.embed([b"bytes"])  # type: ignore[list-item]
 
