@@ -247,6 +247,18 @@ def test_ollama_unreachable_says_how_to_start_it() -> None:
     assert "ollama serve" in str(caught.value) and url in str(caught.value)
 
 
+def test_ollama_silent_server_is_unavailable_after_the_timeout() -> None:
+    import socket
+
+    with socket.socket() as listener:  # accepts connections, never answers
+        listener.bind(("127.0.0.1", 0))
+        listener.listen()
+        host, port = listener.getsockname()[:2]
+        embedder = OllamaEmbedder("nomic-embed-text", host=f"http://{host}:{port}", timeout=0.3)
+        with pytest.raises(EmbedderUnavailableError, match="ollama serve"):
+            embedder.embed(["hello"])
+
+
 def test_ollama_model_not_pulled_names_the_pull_command(standin: StandIn) -> None:
     embedder = OllamaEmbedder("mxbai-embed-large", host=standin.url)
     with pytest.raises(EmbeddingModelNotFoundError) as caught:
@@ -486,3 +498,23 @@ def test_one_plugin_may_offer_backends_and_embedders(registered, tmp_path, monke
     finally:
         plugins.pm.unregister(name="ep-both")
         sys.modules.pop("qv_both_plugin", None)
+
+
+def test_the_readme_example_runs(standin: StandIn, monkeypatch: pytest.MonkeyPatch) -> None:
+    from pathlib import Path
+
+    monkeypatch.setenv("OLLAMA_HOST", standin.url)
+    readme = (Path(__file__).resolve().parent.parent / "README.md").read_text(encoding="utf-8")
+    section = readme.split("## Search by meaning", 1)[1]
+    code = section.split("```python\n", 1)[1].split("```", 1)[0]
+    namespace: dict = {}
+    exec(compile(code, "README.md", "exec"), namespace)
+    assert len(namespace["vectors"]) == 2 and len(namespace["query"]) == namespace["embedder"].dimension
+
+
+def test_the_package_exports_the_embedding_api() -> None:
+    import qv_session_manager
+
+    assert qv_session_manager.open_embedder is open_embedder
+    assert issubclass(qv_session_manager.EmbedderConflictError, qv_session_manager.PluginConflictError)
+    assert issubclass(qv_session_manager.BackendConflictError, qv_session_manager.PluginConflictError)
