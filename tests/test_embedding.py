@@ -468,7 +468,7 @@ def test_register_takes_only_an_embedder(registered) -> None:
 
     module.register_embedders = register_embedders  # type: ignore[attr-defined]
     registered(module)
-    with pytest.warns(PluginLoadWarning, match="takes a Embedder"):
+    with pytest.warns(PluginLoadWarning, match="takes Embedder objects"):
         available_embedders()
 
 

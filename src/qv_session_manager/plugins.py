@@ -117,7 +117,7 @@ def gather(
 
         def register(item: T, plugin: str = plugin) -> None:
             if not isinstance(item, kind):
-                raise TypeError(f"register() takes a {kind.__name__}, not {type(item).__name__}")
+                raise TypeError(f"register() takes {kind.__name__} objects, not {type(item).__name__}")
             offered.append(stamp(item, plugin))
 
         try:

@@ -208,7 +208,7 @@ class OllamaEmbedder:
             return EmbeddingModelNotFoundError(
                 f"Ollama at {self.host} has no model {self._model!r} ({reason}); pull it with `ollama pull {self._model}`"
             )
-        if "does not support" in lowered or "embedding" in lowered:
+        if "does not support" in lowered:
             return EmbedderError(
                 f"Ollama model {self._model!r} cannot embed ({reason}); use an embedding model, "
                 f"e.g. `ollama pull {DEFAULT_MODEL}` and 'ollama:{DEFAULT_MODEL}'"
