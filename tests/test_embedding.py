@@ -340,14 +340,11 @@ def test_wordllama_spec_names_the_dimension() -> None:
 
 @needs_wordllama
 def test_importing_wordllama_leaves_the_root_logger_alone() -> None:
-    import subprocess
-
     code = (
         "import logging\nfrom qv_session_manager.embedding import open_embedder\n"
         "open_embedder('wordllama')\nprint(len(logging.getLogger().handlers))"
     )
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
-    assert out.strip() == "0"
+    assert run_python(code) == "0"
 
 
 def test_wordllama_missing_names_the_extra(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -518,3 +515,29 @@ def test_the_package_exports_the_embedding_api() -> None:
     assert qv_session_manager.open_embedder is open_embedder
     assert issubclass(qv_session_manager.EmbedderConflictError, qv_session_manager.PluginConflictError)
     assert issubclass(qv_session_manager.BackendConflictError, qv_session_manager.PluginConflictError)
+
+
+def run_python(code: str) -> str:
+    import subprocess
+
+    return subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.strip()
+
+
+def test_listing_embedders_imports_neither_wordllama_nor_numpy() -> None:
+    code = (
+        "import sys\nimport qv_session_manager as q\nq.available_embedders()\n"
+        "print(sorted(m for m in ('wordllama', 'numpy') if m in sys.modules))"
+    )
+    assert run_python(code) == "[]"
+
+
+@needs_wordllama
+def test_wordllama_opens_and_embeds_with_the_network_closed() -> None:
+    code = (
+        "import socket\n"
+        "def refuse(*args, **kwargs):\n    raise OSError('network closed by the test')\n"
+        "socket.socket.connect = refuse\nsocket.create_connection = refuse\n"
+        "from qv_session_manager.embedding import open_embedder\n"
+        "print(len(open_embedder('wordllama').embed(['offline text'])[0]))"
+    )
+    assert run_python(code) == "256"
