@@ -42,7 +42,7 @@ Two clauses need more than the protocol's methods:
   :mod:`.multistore`: ``store_opener`` is called twice with the same name while both
   stores are open, and must then give two store objects on the same data.
 - Deleted text must leave the search index, which no search result can show. The
-  suite checks it when the store has ``indexed_tokens()`` (see
+  suite checks it when the store declares ``Capability.INDEX_INSPECTION`` (see
   :class:`~qv_session_manager.protocol.IndexInspection`) or the subclass overrides
   the ``indexed_tokens`` fixture; otherwise that clause skips, saying it is unchecked.
 """
@@ -585,7 +585,7 @@ class StoreContract:
     @staticmethod
     def bulk(store: ConversationStore) -> BulkSaving:
         if not offers(store, Capability.BULK_SAVING):
-            pytest.skip("the backend has no save_many (BulkSaving)")
+            pytest.skip("the backend does not declare Capability.BULK_SAVING (save_many)")
         return store
 
     def test_save_many_applies_pairs_like_saves_in_order(self, store: ConversationStore) -> None:
@@ -648,7 +648,7 @@ class StoreContract:
     @staticmethod
     def windowed(store: ConversationStore) -> WindowedLoading:
         if not offers(store, Capability.WINDOWED_LOADING):
-            pytest.skip("the backend has no load_window (WindowedLoading)")
+            pytest.skip("the backend does not declare Capability.WINDOWED_LOADING (load_window)")
         return store
 
     @staticmethod
@@ -1240,7 +1240,7 @@ class StoreContract:
         """contract purge_expired: removes exactly the expired conversations and says how many."""
         self.expiring(store)
         if not offers(store, Capability.PURGING):
-            pytest.skip("the backend has no purge_expired (Expiring)")
+            pytest.skip("the backend does not declare Capability.PURGING (purge_expired)")
         for index, when in enumerate(EXPIRED):
             store.save(conversation(f"gone{index}", title="purged words", metadata={EXPIRES_AT: when}),
                        [message("purged words")])
@@ -1326,8 +1326,8 @@ class StoreContract:
     ) -> None:
         """contract index: deleted, edited, replaced and expired text leaves the search index, not just the results."""
         if indexed_tokens is None:
-            pytest.skip("the backend has no indexed_tokens() (IndexInspection) and the test class overrides no "
-                        "indexed_tokens fixture: text that deletes leave in its search index is NOT checked")
+            pytest.skip("the backend does not declare Capability.INDEX_INSPECTION (indexed_tokens) and the test class "
+                        "overrides no indexed_tokens fixture: text that deletes leave in its search index is NOT checked")
         store.save(conversation("a", title="titlezulu"), [message("alphazulu keepzulu", id="m1"),
                                                          message("betazulu", id="m2"), message("dropzulu", id="m3")])
         store.save(conversation("b", title="otherzulu"), [message("keepzulu", id="m1")])

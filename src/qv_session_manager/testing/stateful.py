@@ -16,7 +16,7 @@ Conversation timestamps take only three instants (in varying offsets), so most
 listings and searches order tied rows and most time bounds fall exactly on a row;
 titles are drawn apart from ids, so a tie broken by anything but the id shows.
 Relevance searches check the backend's own order: scores descending, equal scores
-newest first. Stores with ``indexed_tokens`` (IndexInspection) are checked after
+newest first. Stores declaring ``Capability.INDEX_INSPECTION`` are checked after
 every step to index no token the reference no longer holds anywhere, and every
 token of a live document.
 """
