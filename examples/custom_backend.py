@@ -16,7 +16,7 @@ from qv_ollama_sdk.domain.models import Conversation
 
 from qv_session_manager import Backend, SessionManager, hookimpl, open_store
 from qv_session_manager.plugins import pm
-from qv_session_manager.protocol import ConversationFilter, SearchOrder
+from qv_session_manager.protocol import SIDE_METHODS, ConversationFilter, SearchOrder
 from qv_session_manager.query import Query
 from qv_session_manager.records import (
     ConversationRecord,
@@ -31,7 +31,8 @@ class AuditedStore:
 
     def __init__(self, inner_url: str) -> None:
         self.inner = open_store(inner_url)
-        self.capabilities = self.inner.capabilities
+        # The inner store's behaviours, none of its optional sides: this wrapper has no save_many.
+        self.capabilities = self.inner.capabilities - SIDE_METHODS.keys()
         self.audit: list[str] = []
 
     def save(self, conversation: ConversationRecord, messages: Sequence[MessageRecord], *, replace: bool = False) -> None:
