@@ -30,7 +30,7 @@ import builtins
 import copy
 import threading
 from collections.abc import Callable, Iterable, Iterator, Sequence
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass, field
 from dataclasses import replace as dataclass_replace
 from datetime import datetime
@@ -108,8 +108,12 @@ class HeldStore:
     It also has ``load_window``, ``purge_expired`` and ``indexed_tokens``, declared in
     ``capabilities``; a subclass adds ``PERSISTENT`` when its data survives ``close()``,
     and may add more sides of its own (the memory backend adds bulk and revisioned
-    saves with :meth:`_put`). ``lock`` serializes every call; stores that share data
-    (one directory) must share it.
+    saves with :meth:`_put`).
+
+    ``lock`` (default: a ``threading.RLock``) is held for every call; it must be
+    re-entrant. Store objects that share data must share it, and a store declaring
+    ``MULTI_PROCESS`` needs one that also excludes other processes (a thread lock
+    combined with the engine's own lock).
     """
 
     capabilities: frozenset[Capability] = frozenset({
@@ -117,7 +121,7 @@ class HeldStore:
         Capability.WINDOWED_LOADING, Capability.PURGING, Capability.INDEX_INSPECTION,
     })
 
-    def __init__(self, lock: Any = None) -> None:
+    def __init__(self, lock: AbstractContextManager[Any] | None = None) -> None:
         self._lock = threading.RLock() if lock is None else lock
         self._closed = False
 
@@ -188,7 +192,8 @@ class HeldStore:
 
         Stored messages keep their place and are updated by id; new ones follow in the
         order given; ``replace`` makes the messages exactly ``messages``. Tokens of
-        unchanged texts carry over. Call under the lock.
+        unchanged texts carry over. It calls ``_write`` once and reads nothing itself.
+        Call under the lock.
         """
         kept = {} if replace or previous is None else previous.messages
         merged = dict(kept)
