@@ -1,9 +1,10 @@
-"""``qv-sessions``: the command line of qv-session-manager (``pip install qv-session-manager[cli]``).
+"""``qv-sessions``: the command line of qv-session-manager (from a checkout: ``pip install -e ".[cli]"``).
 
-Every command works on the store named by ``--url``, else ``$QV_SESSION_MANAGER_URL``,
-else SessionManager's default file. User errors (bad URL, unknown backend, missing
-id, unreadable file, bad date) print one ``error: ...`` line on standard error and
-exit with code 1; usage errors exit with 2.
+Every command works on the store named by ``--url`` (before or after the command; a
+bare path is an SQLite file), else ``$QV_SESSION_MANAGER_URL``, else SessionManager's
+default file. Exit codes: 0 done, 1 an error (bad URL, unknown backend, missing id,
+unreadable file, bad date, a check that found a problem), printed as one
+``error: ...`` line on standard error that says what to do; 2 a usage error.
 
 Stored text is untrusted: every output path escapes control characters
 (:mod:`qv_session_manager.safe_text`), and store URLs are shown with their password
@@ -28,6 +29,7 @@ from .common import Settings, UserError, noted_urls, say
 from .copying import copy_command
 from .doctor import doctor_command
 from .files import export_command, import_command
+from .urls import URL_HELP, add_url_option
 
 __all__ = ["main"]
 
@@ -77,8 +79,9 @@ def _urls(ctx: click.Context) -> list[str]:
 @click.group(cls=_Commands, context_settings={"help_option_names": ["-h", "--help"]})
 @click.option(
     "--url", envvar=URL_VARIABLE, default=None, metavar="URL",
-    help=f"The store, e.g. sqlite:///chats.db or memory:// (default: ${URL_VARIABLE}, else ./session_manager.db).",
+    help=f"{URL_HELP} Default: ${URL_VARIABLE}, else ./session_manager.db.",
 )
+@click.version_option(package_name="qv-session-manager", prog_name="qv-sessions")
 @click.pass_context
 def main(ctx: click.Context, url: str | None) -> None:
     """Browse, search, move and maintain qv-session-manager conversation stores."""
@@ -90,3 +93,5 @@ for _command in (
     delete_command, prune_command, stats_command, backends_command, doctor_command,
 ):
     main.add_command(_command)
+    if _command not in (copy_command, backends_command):  # copy names its own stores; backends opens none
+        add_url_option(_command)
