@@ -24,6 +24,7 @@ from qv_session_manager.backends.sqlite import schema as sqlite_schema
 from qv_session_manager.cli import admin, common, copying, files, main, progress
 from qv_session_manager.cli.common import parse_meta
 from qv_session_manager.cli.render import conversation_dict, highlighted
+from qv_session_manager.cli.sizes import human_size
 from qv_session_manager.manager import URL_VARIABLE
 from qv_session_manager.records import StoredConversation
 from qv_session_manager.safe_text import terminal_safe
@@ -383,7 +384,7 @@ def test_stats_on_sqlite(db: Path) -> None:
     assert "conversations   4" in out and "messages        11" in out
     assert "oldest updated  2025-01-20T12:00:00" in out and "newest updated  2025-01-30T12:00:00" in out
     assert url_of(db) in out
-    assert f"{os.path.getsize(db)} bytes  {db}" in out
+    assert f"database file   {human_size(os.path.getsize(db))}  {db}" in out and "bytes" not in out
 
 
 def test_stats_on_an_empty_memory_store() -> None:

@@ -19,7 +19,7 @@ from typing import Any
 
 import click
 
-from ..errors import SessionStoreError
+from ..errors import ReadOnlyStorageError, SessionStoreError
 from ..manager import URL_VARIABLE
 from ..redact import scrub
 from ..safe_text import terminal_safe
@@ -32,6 +32,9 @@ from .files import export_command, import_command
 from .urls import URL_HELP, add_url_option
 
 __all__ = ["main"]
+
+#: What to do about a store that cannot be written, added to its error.
+READ_ONLY_FIX = "this user cannot write the store; run the command as one who can write the file and its directory"
 
 
 def describe(error: BaseException) -> str:
@@ -65,6 +68,9 @@ class _Commands(click.Group):
         except click.UsageError as error:
             # click quotes some arguments as typed (an unexpected extra argument, say).
             raise click.UsageError(terminal_safe(scrub(error.format_message(), _urls(ctx))), error.ctx) from None
+        except ReadOnlyStorageError as error:
+            say(f"error: {scrub(describe(error), _urls(ctx))}: {READ_ONLY_FIX}")
+            ctx.exit(1)
         except (SessionStoreError, OSError) as error:
             # The library masks URLs in its errors; this also covers what a plugin let through.
             say(f"error: {scrub(describe(error), _urls(ctx))}")

@@ -65,12 +65,14 @@ def export_command(
         raise click.UsageError("--csv-raw applies to --format csv only")
     metadata = parse_meta(meta)
     manager = open_manager(ctx)
-    total = len(manager.list_conversations(metadata=metadata)) if stderr_is_terminal() else None
+    # An export shown on the terminal is its own progress: a bar would be drawn over it.
+    show_progress = stderr_is_terminal() and not (destination == STDIO and sys.stdout.isatty())
+    total = len(manager.list_conversations(metadata=metadata)) if show_progress else None
     target: TextIO | str = destination
     if destination == STDIO:
         # On a terminal the export is for reading: its text must not drive the terminal.
         target = cast(TextIO, TerminalWriter(sys.stdout)) if sys.stdout.isatty() else sys.stdout
-    with progress_bar("exporting", total) as progress:
+    with progress_bar("exporting", total) if show_progress else contextlib.nullcontext() as progress:
         count = manager.export_conversations(
             target, format=cast(ExportFormat, chosen), metadata=metadata, progress=progress,
             csv_formulas="raw" if csv_raw else "escape",
