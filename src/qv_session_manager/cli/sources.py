@@ -79,6 +79,21 @@ def _size_of(stream: BinaryIO) -> int | None:
     return status.st_size if stat.S_ISREG(status.st_mode) else None
 
 
+def _head(stream: BinaryIO) -> bytes:
+    """The first bytes of ``stream``: up to the end of its first line, at most SNIFF_BYTES.
+
+    Reads what is there (``read1``) rather than waiting for SNIFF_BYTES, so a pipe that
+    delivers a few lines and then waits is imported as far as it goes.
+    """
+    head = b""
+    while b"\n" not in head and len(head) < SNIFF_BYTES:
+        chunk = stream.read1(SNIFF_BYTES - len(head)) if hasattr(stream, "read1") else stream.read(SNIFF_BYTES)
+        if not chunk:
+            break
+        head += chunk
+    return head
+
+
 def open_source(source: str) -> Source:
     """Open ``source`` (a path, or ``-`` for standard input) and read its first bytes.
 
@@ -95,7 +110,7 @@ def open_source(source: str) -> Source:
             raise StorageError(f"cannot open {source}: {exc.strerror or exc}") from exc
         where = source
     try:
-        head = stream.read(SNIFF_BYTES)
+        head = _head(stream)
     except OSError as exc:
         if owned is not None:
             owned.close()
