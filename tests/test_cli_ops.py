@@ -81,6 +81,20 @@ def test_url_after_the_command_and_bare_paths(db: Path, tmp_path: Path, monkeypa
     assert as_url("memory://") == "memory://" and as_url("postgresql:/x") == "postgresql:/x"
 
 
+def test_copy_takes_bare_paths_and_reads_a_source_it_cannot_write(
+    db: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    before = fingerprint(db)
+    monkeypatch.setattr(access, "writable", lambda path: path != str(db))
+    result = run("copy", str(db), str(tmp_path / "copy.db"))
+    assert result.exit_code == 0 and "verified 3 conversations" in result.stderr, result.output
+    assert titles_in(tmp_path / "copy.db") == titles_in(db) and fingerprint(db) == before
+
+
+def test_help_documents_the_exit_codes() -> None:
+    assert "Exit codes: 0 done, 1 an error" in " ".join(run("--help").stdout.split())
+
+
 def test_a_missing_store_says_how_to_name_or_create_one(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.chdir(tmp_path)
     monkeypatch.delenv(URL_VARIABLE, raising=False)

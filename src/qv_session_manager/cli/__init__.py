@@ -82,7 +82,11 @@ def _urls(ctx: click.Context) -> list[str]:
     return [*noted_urls(ctx), os.environ.get(URL_VARIABLE) or ""]
 
 
-@click.group(cls=_Commands, context_settings={"help_option_names": ["-h", "--help"]})
+@click.group(
+    cls=_Commands, context_settings={"help_option_names": ["-h", "--help"]},
+    epilog="Exit codes: 0 done, 1 an error (one 'error: ...' line saying what to do), 2 a usage error, "
+    "130 an import stopped with Ctrl-C.",
+)
 @click.option(
     "--url", envvar=URL_VARIABLE, default=None, metavar="URL",
     help=f"{URL_HELP} Default: ${URL_VARIABLE}, else ./session_manager.db.",
