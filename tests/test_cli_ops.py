@@ -14,6 +14,7 @@ from typing import Any
 import pytest
 from click.testing import CliRunner, Result
 from test_cli import assert_user_error, make_conversation, tool_conversation
+from test_cli_secrets import BROKEN_URLS, SECRET
 
 from qv_session_manager import SessionManager
 from qv_session_manager.backends.sqlite.schema import LATEST
@@ -89,6 +90,14 @@ def test_copy_takes_bare_paths_and_reads_a_source_it_cannot_write(
     result = run("copy", str(db), str(tmp_path / "copy.db"))
     assert result.exit_code == 0 and "verified 3 conversations" in result.stderr, result.output
     assert titles_in(tmp_path / "copy.db") == titles_in(db) and fingerprint(db) == before
+
+
+@pytest.mark.parametrize("url", BROKEN_URLS)
+def test_a_url_after_the_command_is_masked_too(url: str) -> None:
+    for command in (["list"], ["stats", "--json"], ["doctor"], ["export", "-"], ["search", "x"]):
+        result = CliRunner().invoke(main, [*command, "--url", url])
+        assert result.exit_code == 1 and "error: " in result.stderr, (command, result.output)
+        assert SECRET not in result.output, (command, result.output)
 
 
 def test_help_documents_the_exit_codes() -> None:

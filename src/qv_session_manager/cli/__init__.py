@@ -29,7 +29,7 @@ from .common import Settings, UserError, noted_urls, say
 from .copying import copy_command
 from .doctor import doctor_command
 from .files import export_command, import_command
-from .urls import URL_HELP, add_url_option
+from .urls import LOCAL_URL_KEY, URL_HELP, add_url_option
 
 __all__ = ["main"]
 
@@ -78,8 +78,9 @@ class _Commands(click.Group):
 
 
 def _urls(ctx: click.Context) -> list[str]:
-    """Every URL this invocation may quote in an error: those it opened and $QV_SESSION_MANAGER_URL."""
-    return [*noted_urls(ctx), os.environ.get(URL_VARIABLE) or ""]
+    """Every URL this invocation may quote in an error: those it opened, --url after the command
+    and $QV_SESSION_MANAGER_URL."""
+    return [*noted_urls(ctx), ctx.find_root().meta.get(LOCAL_URL_KEY) or "", os.environ.get(URL_VARIABLE) or ""]
 
 
 @click.group(
