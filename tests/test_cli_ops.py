@@ -191,7 +191,11 @@ def test_an_unknown_format_names_the_option_and_creates_nothing(tmp_path: Path) 
     empty = tmp_path / "empty.jsonl"
     empty.write_text("")
     one_line_error(run("--url", str(target), "import", str(empty)), "it is empty", "--format")
-    assert not target.exists() and sorted(path.name for path in tmp_path.iterdir()) == ["empty.jsonl", "notes.txt"]
+    table = tmp_path / "table.csv"
+    table.write_text("conversation_id,conversation_title\n")
+    one_line_error(run("--url", str(target), "import", str(table)), "cannot be imported", "export backup.jsonl")
+    assert not target.exists()
+    assert sorted(path.name for path in tmp_path.iterdir()) == ["empty.jsonl", "notes.txt", "table.csv"]
 
 
 def test_a_wrong_format_suggests_the_right_one_and_creates_nothing(db: Path, tmp_path: Path) -> None:

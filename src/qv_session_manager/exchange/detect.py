@@ -95,6 +95,12 @@ def import_format(where: str, head: bytes, asked: str | None) -> str:
     if asked is not None:
         return asked
     found = content_format(head)
+    view = extension_format(where)
+    if found is None and view in ("csv", "markdown"):
+        raise FormatDetectionError(
+            f"{where} is named as a {_NAMES[view]} file: CSV and Markdown exports are one-way views and cannot be "
+            "imported; import a JSON Lines or JSON export instead (qv-sessions export backup.jsonl)"
+        )
     if found is None:
         raise FormatDetectionError(
             f"cannot tell the format of {where} ({describe_start(head)}): "
