@@ -319,5 +319,6 @@ def test_explicit_read_only_urls(db: Path) -> None:
 def test_readable_url_only_changes_sqlite_files_that_cannot_be_written(db: Path, unwritable: None) -> None:
     assert access.readable_url(f"sqlite:///{db}") == f"sqlite:///{db}?mode=ro"
     assert access.readable_url(f"sqlite:///{db}?busy_timeout=1") == f"sqlite:///{db}?busy_timeout=1&mode=ro"
+    assert access.readable_url(f"sqlite:///{db}?") == f"sqlite:///{db}?mode=ro"
     for url in ("memory://", f"sqlite:///{db}.missing", "sqlite://", f"sqlite:///{db}?immutable=1"):
         assert access.readable_url(url) == url

@@ -37,7 +37,8 @@ def readable_url(url: str) -> str:
         return url
     if path is None or options & _ACCESS_OPTIONS or not os.path.exists(path) or writable(path):
         return url
-    return f"{url}{'&' if urlsplit(url).query else '?'}mode=ro"
+    query = urlsplit(url).query
+    return f"{url}&mode=ro" if query else f"{url.rstrip('?')}?mode=ro"
 
 
 def is_read_only(store: object) -> bool:
