@@ -27,6 +27,7 @@ from .admin import backends_command, delete_command, prune_command, stats_comman
 from .browse import list_command, search_command, show_command
 from .common import Settings, UserError, noted_urls, say
 from .copying import copy_command
+from .dates import add_date_checks
 from .doctor import doctor_command
 from .files import export_command, import_command
 from .urls import LOCAL_URL_KEY, URL_HELP, add_url_option
@@ -106,3 +107,4 @@ for _command in (
     main.add_command(_command)
     if _command not in (copy_command, backends_command):  # copy names its own stores; backends opens none
         add_url_option(_command)
+    add_date_checks(_command)

@@ -7,7 +7,6 @@ from rich.text import Text
 
 from ..protocol import SearchOrder
 from .common import echo_json, fail, open_manager, parse_meta, stdout_console
-from .dates import check_date
 from .render import conversation_dict, conversation_table, highlighted, plain, transcript
 
 #: Marks the CLI asks search for; private-use characters, so they do not occur in chats.
@@ -23,10 +22,8 @@ json_option = click.option("--json", "as_json", is_flag=True, help="Print JSON i
 @click.option("--limit", type=click.IntRange(min=0), default=None, help="At most this many conversations.")
 @click.option("--offset", type=click.IntRange(min=0), default=0, show_default=True, help="Skip this many first.")
 @click.option("--after", metavar="ID", default=None, help="Start after this conversation (keyset paging).")
-@click.option("--since", metavar="DATE", default=None, callback=check_date,
-              help="Updated at or after DATE (ISO date or datetime).")
-@click.option("--until", metavar="DATE", default=None, callback=check_date,
-              help="Updated at or before DATE (a date includes the whole day).")
+@click.option("--since", metavar="DATE", default=None, help="Updated at or after DATE (ISO date or datetime).")
+@click.option("--until", metavar="DATE", default=None, help="Updated at or before DATE (a date includes the whole day).")
 @meta_option
 @json_option
 @click.pass_context

@@ -1,4 +1,4 @@
-"""Date options (``--since``, ``--until``, ``--before``): checked when parsed, so errors name the option."""
+"""Date options (``--since``, ``--until``): checked when parsed, so errors name the option."""
 
 from __future__ import annotations
 
@@ -24,3 +24,14 @@ def check_date(ctx: click.Context, param: click.Parameter, value: str | None) ->
     except InvalidInputError:
         fail(f"{option} {value!r} is not a date: give {DATE_FORMS}")
     return value
+
+
+#: The date options :func:`add_date_checks` checks.
+DATE_OPTIONS = ("since", "until")
+
+
+def add_date_checks(command: click.Command) -> None:
+    """Give each ``--since``/``--until`` option of ``command`` that has no callback :func:`check_date`."""
+    for param in command.params:
+        if isinstance(param, click.Option) and param.name in DATE_OPTIONS and param.callback is None:
+            param.callback = check_date
