@@ -69,7 +69,10 @@ def decode(data: bytes) -> tuple[StoredConversation, str | None]:
 class KeyValueStore:
     """A ConversationStore (plus BulkSaving, WindowedLoading, Expiring, Droppable) over a key-value table."""
 
-    capabilities = frozenset({Capability.PERSISTENT, Capability.RELEVANCE, Capability.EXPIRY})
+    capabilities = frozenset({
+        Capability.PERSISTENT, Capability.RELEVANCE, Capability.EXPIRY,
+        Capability.BULK_SAVING, Capability.WINDOWED_LOADING, Capability.PURGING, Capability.DROPPABLE,
+    })
 
     def __init__(self, path: str | os.PathLike[str]) -> None:
         self.path = os.fspath(path)

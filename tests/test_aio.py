@@ -44,7 +44,7 @@ from qv_session_manager.async_protocol import (
 from qv_session_manager.backends.memory import MemoryStore
 from qv_session_manager.backends.sqlite import SQLiteStore
 from qv_session_manager.convert import conversation_to_record, message_to_record, record_to_conversation
-from qv_session_manager.protocol import BulkSaving, ConversationStore
+from qv_session_manager.protocol import Capability, ConversationStore, offers
 from qv_session_manager.records import StoredConversation
 from qv_session_manager.testing import strategies
 from qv_session_manager.testing.async_contract import AsyncStoreContract, LoopThread, blocking
@@ -118,7 +118,7 @@ def test_adapters_keep_optional_sides_visible() -> None:
     try:
         view = blocking(threaded, loop)
         assert isinstance(view, ConversationStore)
-        assert isinstance(view, BulkSaving)
+        assert offers(view, Capability.BULK_SAVING)
         assert view.capabilities == MemoryStore.capabilities
     finally:
         loop.stop()
@@ -194,16 +194,15 @@ def test_open_async_store_uses_the_plugins_opener(monkeypatch: pytest.MonkeyPatc
     opened: list[tuple[str, dict[str, Any]]] = []
     module = types.ModuleType("qv_test_async_plugin")
 
-    @hookimpl
-    def register_backends(register: Any) -> None:
-        register(Backend("asyncmem", lambda url, options: MemoryStore()))
-
     def open_async_url(url: str, options: dict[str, Any]) -> ThreadedStore:
         opened.append((url, dict(options)))
         return native_memory()
 
+    @hookimpl
+    def register_backends(register: Any) -> None:
+        register(Backend("asyncmem", lambda url, options: MemoryStore(), open_async=open_async_url))
+
     module.register_backends = register_backends  # type: ignore[attr-defined]
-    module.open_async_url = open_async_url  # type: ignore[attr-defined]
     plugins.pm.register(module, name=module.__name__)
     try:
         assert is_async_store(open_async_store("asyncmem://x", flag=1))

@@ -16,7 +16,7 @@ from qv_session_manager.backends.memory import MemoryStore
 from qv_session_manager.backends.sqlite import SQLiteStore
 from qv_session_manager.encryption import EncryptedStore, EncryptionKeyError
 from qv_session_manager.errors import InvalidInputError, StorageError
-from qv_session_manager.protocol import BulkSaving, Capability, ConversationFilter, ConversationStore
+from qv_session_manager.protocol import BulkSaving, Capability, ConversationFilter, ConversationStore, offers
 from qv_session_manager.query import parse
 from qv_session_manager.records import ConversationRecord, MessageRecord, StoredConversation, ToolCallRecord
 from qv_session_manager.testing import StoreContract, strategies
@@ -346,7 +346,7 @@ def test_save_many_exists_only_when_the_inner_store_has_it(tmp_path: Path) -> No
 
     assert isinstance(encrypted(MemoryStore()), BulkSaving)
     plain = encrypted(NoBulk())  # type: ignore[arg-type]
-    assert isinstance(plain, EncryptedStore) and not isinstance(plain, BulkSaving)
+    assert isinstance(plain, EncryptedStore) and not offers(plain, Capability.BULK_SAVING)
     plain.save(conversation("c"), [message("hi", id="m")])
     window = plain.load_window("c", last_messages=1)
     assert window is not None and window.messages[0].content == "hi"

@@ -28,16 +28,17 @@ from qv_session_manager import (
     ConversationFilter,
     ConversationRecord,
     EncryptionKeyError,
-    Expiring,
     ImportFormatError,
     InvalidInputError,
     SessionManager,
+    UnsupportedOperationError,
     retention,
 )
 from qv_session_manager.backends.memory import MemoryStore
 from qv_session_manager.backends.sqlite import SQLiteStore
 from qv_session_manager.backends.sqlite import schema as sqlite_schema
 from qv_session_manager.encryption import EncryptedStore
+from qv_session_manager.protocol import offers
 from qv_session_manager.query import parse
 from qv_session_manager.records import expiry_of, stored_expiry_key
 from qv_session_manager.testing import strategies
@@ -178,15 +179,18 @@ def test_a_store_without_the_capability_refuses_expiries_and_stays_unchanged() -
     report = manager.import_conversations(io.StringIO(document.getvalue()), on_error="skip")
     assert report.imported == 0 and len(report.skipped) == 1
     assert titles(manager) == ["plain"], "a refused expiry wrote nothing"
-    assert not isinstance(store, Expiring) and manager.purge_expired() == 0
+    assert not offers(store, Capability.PURGING) and manager.purge_expired() == 0
 
 
 def test_the_import_guard_keeps_bulk_saves_whole() -> None:
     assert isinstance(retention.guarded(MemoryStore()), MemoryStore), "a store with the capability is used as it is"
     guard = retention.guarded(WithoutExpiry())  # type: ignore[arg-type]
-    assert not hasattr(guard, "save_many"), "no bulk save appears that the store lacks"
+    assert not offers(guard, Capability.BULK_SAVING), "no bulk save is offered that the store lacks"
+    with pytest.raises(UnsupportedOperationError):
+        guard.save_many([])  # type: ignore[attr-defined]
     bulk = MemoryStore()
-    bulk.capabilities = frozenset()  # type: ignore[misc]
+    bulk.capabilities = MemoryStore.capabilities - {Capability.EXPIRY, Capability.PURGING}  # type: ignore[misc]
+    assert offers(retention.guarded(bulk), Capability.BULK_SAVING)
     guarded_bulk = retention.guarded(bulk)
     with pytest.raises(InvalidInputError):
         guarded_bulk.save_many([(conversation("a"), []), (conversation("b", metadata={EXPIRES_AT: "2999-01-01"}), [])])  # type: ignore[attr-defined]
@@ -358,7 +362,7 @@ def test_sqlite_stats_leave_expired_conversations_out(tmp_path: Path) -> None:
 def test_encrypted_store_keeps_the_expiry_in_the_clear_and_checks_it() -> None:
     inner = MemoryStore()
     store = EncryptedStore(inner, KEY, current="k1")
-    assert Capability.EXPIRY in store.capabilities and isinstance(store, Expiring)
+    assert Capability.EXPIRY in store.capabilities and offers(store, Capability.PURGING)
     record = conversation("c", metadata={EXPIRES_AT: "2999-01-01T00:00:00", "secret": "s"})
     store.save(record, [message("hello")])
     sealed = inner.get("c")
@@ -375,4 +379,7 @@ def test_encrypted_store_keeps_the_expiry_in_the_clear_and_checks_it() -> None:
     assert store.get("gone") is None and inner.get("gone") is None, "the inner store honours the clear expiry"
     assert [hit.conversation.id for hit in store.search(parse("bye"), ConversationFilter())] == []
     assert store.purge_expired() == 1
-    assert EncryptedStore(WithoutExpiry(), KEY, current="k1").purge_expired() == 0  # type: ignore[arg-type]
+    without = EncryptedStore(WithoutExpiry(), KEY, current="k1")  # type: ignore[arg-type]
+    assert not offers(without, Capability.PURGING) and SessionManager(store=without).purge_expired() == 0
+    with pytest.raises(UnsupportedOperationError):
+        without.purge_expired()

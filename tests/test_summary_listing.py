@@ -12,7 +12,7 @@ from qv_ollama_sdk.domain.models import Conversation
 
 from qv_session_manager import SessionManager
 from qv_session_manager.backends.sqlite import SQLiteStore
-from qv_session_manager.protocol import SummaryListing
+from qv_session_manager.protocol import Capability, offers
 from qv_session_manager.testing.stateful import run_comparison
 
 QUICK = Settings(max_examples=200, stateful_step_count=30, deadline=None, derandomize=True,
@@ -42,7 +42,7 @@ class HidesTitles(SQLiteStore):
 def test_the_sqlite_store_offers_summaries() -> None:
     store = SQLiteStore(":memory:")
     try:
-        assert isinstance(store, SummaryListing)
+        assert offers(store, Capability.SUMMARY_LISTING)
     finally:
         store.close()
 

@@ -10,7 +10,7 @@ import pytest
 
 from qv_session_manager import StorageError
 from qv_session_manager.backends.memory import MemoryStore
-from qv_session_manager.protocol import Droppable
+from qv_session_manager.protocol import Capability, offers
 from qv_session_manager.testing import managed_opener, openers
 
 pytest_plugins = ["pytester"]
@@ -98,7 +98,7 @@ def test_managed_opener_closes_every_store_then_drops_every_name() -> None:
     with managed_opener(lambda name: DroppableMemory(name, log)) as opener:
         first, again, other = opener("a"), opener("a"), opener("b")
         first.close()
-    assert isinstance(first, Droppable)
+    assert offers(first, Capability.DROPPABLE)
     for store in (first, again, other):
         with pytest.raises(StorageError):
             store.load("x")
@@ -122,7 +122,7 @@ def test_managed_opener_reopens_nothing_for_stores_without_drop() -> None:
 
     with managed_opener(open_) as opener:
         store = opener("a")
-    assert opened == ["a"] and not isinstance(store, Droppable)
+    assert opened == ["a"] and not offers(store, Capability.DROPPABLE)
     with pytest.raises(StorageError):
         store.load("x")
 

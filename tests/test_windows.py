@@ -13,7 +13,7 @@ from qv_session_manager import SessionManager
 from qv_session_manager.backends.memory import MemoryStore
 from qv_session_manager.backends.sqlite import SQLiteStore
 from qv_session_manager.errors import InvalidInputError
-from qv_session_manager.protocol import WindowedLoading
+from qv_session_manager.protocol import Capability, offers
 from qv_session_manager.records import ConversationRecord, MessageRecord, ToolCallRecord
 from qv_session_manager.rules import leading_system_count, window_indices, window_start
 
@@ -231,7 +231,7 @@ def manager(request, tmp_path):  # type: ignore[no-untyped-def]
         mgr = SessionManager(url="memory://")
     else:
         store = _PlainStore()
-        assert not isinstance(store, WindowedLoading)
+        assert not offers(store, Capability.WINDOWED_LOADING)
         mgr = SessionManager(store=store)  # type: ignore[arg-type]
     yield mgr
     mgr.close()

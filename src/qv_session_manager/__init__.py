@@ -21,10 +21,11 @@ from .errors import (
     StorageError,
     StorageFullError,
     UnknownBackendError,
+    UnsupportedOperationError,
 )
 from .hookspecs import hookimpl
 from .manager import EXPIRES_AT, FORKED_FROM, SessionManager
-from .protocol import BulkSaving, Capability, ConversationFilter, ConversationStore, Expiring
+from .protocol import BulkSaving, Capability, ConversationFilter, ConversationStore, Expiring, offers
 from .records import ConversationRecord, MessageRecord, SearchHit, StoredConversation, ToolCallRecord
 from .registry import Backend, available_backends, open_store
 from .transfer import CopyReport, copy_store
@@ -70,8 +71,10 @@ __all__ = [
     "StoredConversation",
     "ToolCallRecord",
     "UnknownBackendError",
+    "UnsupportedOperationError",
     "available_backends",
     "copy_store",
     "hookimpl",
+    "offers",
     "open_store",
 ]

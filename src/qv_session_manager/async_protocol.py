@@ -4,13 +4,10 @@ An async store has the methods of :class:`~qv_session_manager.protocol.Conversat
 as coroutines, with the same contracts (ordering, missing ids, errors, atomicity).
 Optional sides (``save_many``, ``load_window``...) are coroutines of the same names.
 
-A backend plugin offers an async store by defining, in the module it registers,
-
-    def open_async_url(url: str, options: Mapping[str, Any]) -> AsyncConversationStore | None
-
-next to its ``register_backends`` hook. :func:`open_async_store` finds it through
-the backend that handles the URL's scheme; returning None (for example when an
-optional dependency is missing) lets the caller use the sync store on threads.
+A backend offers an async store by registering ``Backend(..., open_async=opener)``,
+where ``opener(url, options)`` returns an async store, or None (for example when an
+optional dependency is missing) to let the caller use the sync store on threads.
+:func:`open_async_store` calls it for the backend that handles the URL's scheme.
 The PostgreSQL plugin does this.
 
 Adapters:
@@ -19,8 +16,9 @@ Adapters:
 - :class:`BlockingView` makes an async store a sync one, given a function that runs
   a coroutine to its end (a private event loop, or :func:`~.aio_bridge.suspend`).
 
-Both forward every public method of the wrapped store, so optional sides stay
-visible to ``isinstance(store, BulkSaving)`` and friends.
+Both forward every public method and the ``capabilities`` of the wrapped store, so
+the optional sides it declares stay usable through them (see
+:func:`~qv_session_manager.protocol.offers`).
 """
 
 from __future__ import annotations
@@ -171,17 +169,12 @@ def open_async_store(url: str, **options: Any) -> AsyncConversationStore | None:
     """The native async store for ``url``, or None when its backend offers none.
 
     The backend is the one :func:`~qv_session_manager.open_store` would choose; it
-    offers an async store when its plugin module defines ``open_async_url`` (see the
-    module docstring). None also for an unknown scheme: opening the sync store then
-    raises UnknownBackendError. Errors of the opener (bad options...) propagate.
+    offers an async store when it was registered with ``open_async`` (see the module
+    docstring). None also for an unknown scheme: opening the sync store then raises
+    UnknownBackendError. Errors of the opener (bad options...) propagate.
     """
-    from .plugins import pm
-
     backend = available_backends().get(scheme_of(url))
-    if backend is None:
+    if backend is None or backend.open_async is None:
         return None
-    opener = getattr(pm.get_plugin(backend.plugin), "open_async_url", None)
-    if opener is None:
-        return None
-    store = open_with(opener, url, options)
+    store = open_with(backend.open_async, url, options)
     return store if store is None or is_async_store(store) else None

@@ -72,17 +72,15 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from datetime import datetime
 from typing import Any
 
-from .errors import EncryptionKeyError, InvalidInputError, StorageError
+from .errors import EncryptionKeyError, InvalidInputError, StorageError, UnsupportedOperationError
 from .install_hints import install_hint
 from .protocol import (
-    BulkSaving,
     Capability,
     ConversationFilter,
     ConversationStore,
-    Expiring,
     SaveItem,
     SearchOrder,
-    WindowedLoading,
+    offers,
 )
 from .query import Query
 from .records import (
@@ -335,23 +333,20 @@ class EncryptedStore:
     :class:`~qv_session_manager.protocol.ConversationStore`; reads additionally
     raise :class:`EncryptionKeyError` when a stored value cannot be decrypted
     (unknown key id, wrong key, tampered or moved value). ``load_window`` is always
-    available (the inner store's when it has one, else load and cut); ``save_many``
-    exists exactly when the inner store has it, so bulk saves stay all or nothing.
+    available (the inner store's when it has one, else load and cut); ``save_many``,
+    ``purge_expired`` and ``drop`` are declared in ``capabilities`` exactly when the
+    inner store offers them, so bulk saves stay all or nothing.
     Bad ``keys`` or ``current`` raise InvalidInputError. The wrapper owns ``inner``:
     ``close()`` closes it.
     """
-
-    def __new__(cls, inner: ConversationStore, keys: Mapping[str, bytes], *, current: str) -> EncryptedStore:
-        if cls is EncryptedStore and isinstance(inner, BulkSaving):
-            cls = _BulkEncryptedStore
-        return super().__new__(cls)
 
     def __init__(self, inner: ConversationStore, keys: Mapping[str, bytes], *, current: str) -> None:
         self._inner = inner
         self._codec = _Codec(_Cipher(keys, current))
         self._closed = False
-        # The Python-side search ranks with BM25, whatever the inner store can do.
-        self.capabilities: frozenset[Capability] = frozenset(inner.capabilities) | {Capability.RELEVANCE}
+        offered = frozenset(capability for capability in _FORWARDED if offers(inner, capability))
+        # The Python-side search ranks with BM25 and windows are cut here when the inner store cannot.
+        self.capabilities: frozenset[Capability] = offered | {Capability.RELEVANCE, Capability.WINDOWED_LOADING}
 
     def _check_open(self) -> None:
         if self._closed:
@@ -414,7 +409,7 @@ class EncryptedStore:
         """See WindowedLoading; uses the inner store's window when it has one."""
         self._check_open()
         check_window(last_messages, last_turns, keep_system)
-        if isinstance(self._inner, WindowedLoading):
+        if offers(self._inner, Capability.WINDOWED_LOADING):
             stored = self._inner.load_window(
                 conversation_id, last_messages=last_messages, last_turns=last_turns, keep_system=keep_system
             )
@@ -501,9 +496,34 @@ class EncryptedStore:
 
     def purge_expired(self) -> int:
         """See :class:`~qv_session_manager.protocol.Expiring`: the inner store's purge (the expiry is in
-        the clear there); 0 when the inner store has none."""
+        the clear there); UnsupportedOperationError when the inner store has none."""
         self._check_open()
-        return self._inner.purge_expired() if isinstance(self._inner, Expiring) else 0
+        inner = self._inner
+        if not offers(inner, Capability.PURGING):
+            raise UnsupportedOperationError(f"{type(inner).__name__} has no purge_expired")
+        return inner.purge_expired()
+
+    def save_many(self, items: Iterable[SaveItem]) -> int:
+        """See BulkSaving: encrypt every pair first, then save them in one inner transaction (all or nothing).
+
+        Raises UnsupportedOperationError when the inner store has no ``save_many``
+        (this store then does not declare ``Capability.BULK_SAVING``).
+        """
+        self._check_open()
+        inner = self._inner
+        if not offers(inner, Capability.BULK_SAVING):
+            raise UnsupportedOperationError(f"{type(inner).__name__} has no save_many to save into")
+        sealed = [self._sealed(conversation, messages) for conversation, messages in checked_save_items(items)]
+        return inner.save_many(sealed)
+
+    def drop(self) -> None:
+        """See Droppable: drop the inner store; UnsupportedOperationError when it cannot be dropped."""
+        self._check_open()
+        inner = self._inner
+        if not offers(inner, Capability.DROPPABLE):
+            raise UnsupportedOperationError(f"{type(inner).__name__} cannot be dropped")
+        self._closed = True
+        inner.drop()
 
     def close(self) -> None:
         """Close the inner store; closing twice is harmless."""
@@ -511,13 +531,10 @@ class EncryptedStore:
         self._inner.close()
 
 
-class _BulkEncryptedStore(EncryptedStore):
-    """An EncryptedStore over an inner store with ``save_many`` (see BulkSaving)."""
-
-    def save_many(self, items: Iterable[SaveItem]) -> int:
-        """Encrypt every pair first, then save them in one inner transaction: all or nothing."""
-        self._check_open()
-        sealed = [self._sealed(conversation, messages) for conversation, messages in checked_save_items(items)]
-        inner = self._inner
-        assert isinstance(inner, BulkSaving)
-        return inner.save_many(sealed)
+#: The inner store's capabilities an EncryptedStore keeps: what it forwards as they are.
+#: Revisioned saves and summary listings are not forwarded (every save seals anew, and
+#: summaries would be built from ciphertext); index inspection would show ciphertext.
+_FORWARDED = (
+    Capability.PERSISTENT, Capability.MULTI_PROCESS, Capability.EXPIRY,
+    Capability.BULK_SAVING, Capability.PURGING, Capability.DROPPABLE,
+)

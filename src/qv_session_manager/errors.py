@@ -52,6 +52,16 @@ class ConversationNotFoundError(SessionStoreError, LookupError):
     """
 
 
+class UnsupportedOperationError(SessionStoreError, NotImplementedError):
+    """A wrapper's optional method was called, but the store it wraps does not offer that side.
+
+    Wrappers (``EncryptedStore``, ``ExpiryGuard``) define every optional method and
+    declare only the sides their inner store offers; calling an undeclared one
+    raises this instead of doing half of it. Check with
+    :func:`qv_session_manager.protocol.offers` first.
+    """
+
+
 class StorageError(SessionStoreError, OSError):
     """The storage engine failed to carry out an operation.
 

@@ -24,7 +24,6 @@ from .convert import (
 from .errors import ConversationNotFoundError, InvalidInputError
 from .exchange import CsvFormulas, ExportFormat, ImportFormat, ImportReport, OnConflict, OnError, export_to, import_into
 from .protocol import (
-    BulkSaving,
     Capability,
     ConversationFilter,
     ConversationStore,
@@ -33,7 +32,7 @@ from .protocol import (
     SearchOrder,
     SummaryListing,
     TimeField,
-    WindowedLoading,
+    offers,
 )
 from .query import parse
 from .records import EXPIRES_AT as EXPIRES_AT  # re-exported next to FORKED_FROM
@@ -90,22 +89,6 @@ def _messages(messages: Iterable[Message] | None, what: str) -> list[Message]:
         return list(messages)  # type: ignore[arg-type]
     except TypeError:
         raise InvalidInputError(f"{what} must be an iterable of Message, not {type(messages).__name__}") from None
-
-
-def _defined_by(cls: type, name: str) -> type | None:
-    return next((klass for klass in cls.__mro__ if name in vars(klass)), None)
-
-
-def _has_fast_path(store: object, side: type, fast: str, plain: str) -> bool:
-    """Whether calls of ``plain`` may go through the optional ``fast`` method of protocol ``side``:
-    the store's class defines ``fast``, and ``plain`` is not overridden below that class. A
-    subclass that overrides ``plain``, or a wrapper that sets methods on the instance, keeps
-    every call going through ``plain``."""
-    kind = type(store)
-    if not isinstance(store, side) or any(name in getattr(store, "__dict__", {}) for name in (plain, fast)):
-        return False
-    fast_class, plain_class = _defined_by(kind, fast), _defined_by(kind, plain)
-    return fast_class is not None and plain_class is not None and issubclass(fast_class, plain_class)
 
 
 class SessionManager:
@@ -233,9 +216,9 @@ class SessionManager:
         self._remember(record.id, None if revision is None else SavedState.of(revision, chosen, records))
 
     def _check_fast_paths(self, store: ConversationStore) -> None:
-        # isinstance on a runtime Protocol is slow: once per store
-        self._revisioned = _has_fast_path(store, RevisionedSaving, "save_revisioned", "save")
-        self._summarizes = _has_fast_path(store, SummaryListing, "list_summaries", "list")
+        # once per store: saves and listings are the hot paths
+        self._revisioned = offers(store, Capability.REVISIONED_SAVING)
+        self._summarizes = offers(store, Capability.SUMMARY_LISTING)
         self._checked_store = store
 
     def _remember(self, conversation_id: str, state: SavedState | None) -> None:
@@ -283,7 +266,7 @@ class SessionManager:
         return saved
 
     def _save_batch(self, batch: list[SaveItem]) -> int:
-        if isinstance(self.store, BulkSaving):
+        if offers(self.store, Capability.BULK_SAVING):
             return self.store.save_many(batch)
         for record, messages in batch:
             self.store.save(record, messages)
@@ -388,7 +371,7 @@ class SessionManager:
     ) -> Conversation | None:
         check_window(last_messages, last_turns, keep_system)
         for key in _lookup_ids(conversation_id):
-            if isinstance(self.store, WindowedLoading):
+            if offers(self.store, Capability.WINDOWED_LOADING):
                 stored = self.store.load_window(
                     key, last_messages=last_messages, last_turns=last_turns, keep_system=keep_system
                 )
@@ -596,7 +579,7 @@ class SessionManager:
         """Physically remove the expired conversations with their messages and search entries; return how many.
 
         Reads never show expired conversations anyway; this frees their space. 0 on a
-        store without ``purge_expired`` (the ``Expiring`` protocol).
+        store that does not declare ``Capability.PURGING`` (the ``Expiring`` side).
         """
         return retention.purge_expired(self.store)
 

@@ -13,17 +13,28 @@ from collections.abc import Hashable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from enum import Enum
-from typing import Any, Literal, Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Any, Literal, Protocol, overload, runtime_checkable
 
 from .query import Query
 from .records import ConversationRecord, MessageRecord, SearchHit, StoredConversation
+
+if TYPE_CHECKING:  # annotations only: the core needs nothing beyond the standard library at run time
+    from typing_extensions import TypeIs
 
 TimeField = Literal["updated_at", "created_at"]
 SearchOrder = Literal["recent", "relevance"]
 
 
 class Capability(str, Enum):
-    """Optional features a backend may declare in its ``capabilities`` set."""
+    """Optional features a backend may declare in its ``capabilities`` set.
+
+    The set is the one place a store says what it can do: the first four are
+    behaviours; the others are the optional sides below, each a method with the
+    contract of its protocol class. Callers use a side only when it is declared
+    (see :func:`offers`), so a wrapper forwards what its inner store can do by
+    forwarding (a part of) the inner set, without mirroring methods conditionally.
+    The conformance suite fails a store whose set and methods disagree.
+    """
 
     #: Data survives ``close()`` and a new store opened on the same URL sees it.
     PERSISTENT = "persistent"
@@ -33,6 +44,20 @@ class Capability(str, Enum):
     RELEVANCE = "relevance"
     #: Honours ``metadata["expires_at"]`` on every read (see "Expiry" in ConversationStore).
     EXPIRY = "expiry"
+    #: :class:`BulkSaving`: ``save_many``.
+    BULK_SAVING = "bulk_saving"
+    #: :class:`RevisionedSaving`: ``save_revisioned``.
+    REVISIONED_SAVING = "revisioned_saving"
+    #: :class:`SummaryListing`: ``list_summaries``.
+    SUMMARY_LISTING = "summary_listing"
+    #: :class:`WindowedLoading`: ``load_window``.
+    WINDOWED_LOADING = "windowed_loading"
+    #: :class:`Expiring`: ``purge_expired`` (declared with ``EXPIRY``).
+    PURGING = "purging"
+    #: :class:`Droppable`: ``drop``.
+    DROPPABLE = "droppable"
+    #: :class:`IndexInspection`: ``indexed_tokens``.
+    INDEX_INSPECTION = "index_inspection"
 
 
 @dataclass(frozen=True)
@@ -185,6 +210,8 @@ SaveItem = tuple[ConversationRecord, Sequence[MessageRecord]]
 class BulkSaving(Protocol):
     """An optional side of a store: saving many conversations in one transaction.
 
+    Declared as ``Capability.BULK_SAVING`` (see :func:`offers`).
+
     Stores that have it are used by :meth:`SessionManager.save_many
     <qv_session_manager.SessionManager.save_many>` and by copies; for other stores
     those fall back to one ``save`` per conversation.
@@ -203,6 +230,8 @@ class BulkSaving(Protocol):
 @runtime_checkable
 class RevisionedSaving(Protocol):
     """An optional side of a store: saves that name the revision they wrote, and conditional saves.
+
+    Declared as ``Capability.REVISIONED_SAVING`` (see :func:`offers`).
 
     :meth:`SessionManager.save_conversation
     <qv_session_manager.SessionManager.save_conversation>` uses it to send only the
@@ -234,6 +263,8 @@ class RevisionedSaving(Protocol):
 class SummaryListing(Protocol):
     """An optional side of a store: listings as the seed API's conversation dicts, built without records.
 
+    Declared as ``Capability.SUMMARY_LISTING`` (see :func:`offers`).
+
     :meth:`SessionManager.list_conversations
     <qv_session_manager.SessionManager.list_conversations>` and ``search_by_time`` use it
     when present (and when the store's class does not override ``list`` below the class
@@ -263,6 +294,8 @@ class SummaryListing(Protocol):
 @runtime_checkable
 class WindowedLoading(Protocol):
     """An optional side of a store: loading only the end of a long conversation.
+
+    Declared as ``Capability.WINDOWED_LOADING`` (see :func:`offers`).
 
     :meth:`SessionManager.load_conversation
     <qv_session_manager.SessionManager.load_conversation>` with ``last_messages`` or
@@ -297,6 +330,8 @@ class WindowedLoading(Protocol):
 class Expiring(Protocol):
     """An optional side of a store with ``Capability.EXPIRY``: physically removing expired conversations.
 
+    Declared as ``Capability.PURGING`` (see :func:`offers`).
+
     Reads already treat expired conversations as missing; this frees their space.
     :meth:`SessionManager.purge_expired <qv_session_manager.SessionManager.purge_expired>`
     uses it when present and returns 0 otherwise.
@@ -310,6 +345,8 @@ class Expiring(Protocol):
 @runtime_checkable
 class Droppable(Protocol):
     """An optional side of a store: deleting the store itself, not only what it holds.
+
+    Declared as ``Capability.DROPPABLE`` (see :func:`offers`).
 
     The conformance suite uses it to leave nothing behind on a server: after each
     test it opens every store name the test used once more and calls ``drop()`` (see
@@ -331,6 +368,8 @@ class Droppable(Protocol):
 class IndexInspection(Protocol):
     """An optional side of a store, for tests and diagnostics: what its search index still holds.
 
+    Declared as ``Capability.INDEX_INSPECTION`` (see :func:`offers`).
+
     The conformance suite (:mod:`qv_session_manager.testing`) uses it, when a store
     has it, to check that deleted and replaced text leaves the index, which no search
     result can show. Stores without it are not checked for that (the suite says so).
@@ -346,3 +385,70 @@ class IndexInspection(Protocol):
         be gone. It may read the whole index; raises StorageError after ``close()``.
         """
         ...
+
+
+# -- which sides a store offers ---------------------------------------------------
+
+#: The method each optional side adds to a store.
+SIDE_METHODS: Mapping[Capability, str] = {
+    Capability.BULK_SAVING: "save_many",
+    Capability.REVISIONED_SAVING: "save_revisioned",
+    Capability.SUMMARY_LISTING: "list_summaries",
+    Capability.WINDOWED_LOADING: "load_window",
+    Capability.PURGING: "purge_expired",
+    Capability.DROPPABLE: "drop",
+    Capability.INDEX_INSPECTION: "indexed_tokens",
+}
+
+#: Sides that are a faster form of a required method: used only where that method is not overridden.
+_FASTER_FORM_OF = {Capability.REVISIONED_SAVING: "save", Capability.SUMMARY_LISTING: "list"}
+
+
+def _defined_by(cls: type, name: str) -> type | None:
+    return next((klass for klass in cls.__mro__ if name in vars(klass)), None)
+
+
+@overload
+def offers(store: object, capability: Literal[Capability.BULK_SAVING]) -> TypeIs[BulkSaving]: ...
+@overload
+def offers(store: object, capability: Literal[Capability.REVISIONED_SAVING]) -> TypeIs[RevisionedSaving]: ...
+@overload
+def offers(store: object, capability: Literal[Capability.SUMMARY_LISTING]) -> TypeIs[SummaryListing]: ...
+@overload
+def offers(store: object, capability: Literal[Capability.WINDOWED_LOADING]) -> TypeIs[WindowedLoading]: ...
+@overload
+def offers(store: object, capability: Literal[Capability.PURGING]) -> TypeIs[Expiring]: ...
+@overload
+def offers(store: object, capability: Literal[Capability.DROPPABLE]) -> TypeIs[Droppable]: ...
+@overload
+def offers(store: object, capability: Literal[Capability.INDEX_INSPECTION]) -> TypeIs[IndexInspection]: ...
+@overload
+def offers(store: object, capability: Capability) -> bool: ...
+def offers(store: object, capability: Capability) -> bool:
+    """Whether ``store`` declares ``capability`` and, for an optional side, has its method.
+
+    A side that is a faster form of a required method (``save_revisioned`` of
+    ``save``, ``list_summaries`` of ``list``) counts only where that method is not
+    overridden below the class defining the side: a subclass that changes ``list``
+    keeps every listing going through its ``list``. Where either method is set on
+    the instance (adapters, test doubles), every call goes through the plain one.
+    Never raises: an object without ``capabilities`` offers nothing.
+    """
+    declared = getattr(store, "capabilities", None)
+    if not isinstance(declared, (set, frozenset)) or capability not in declared:
+        return False
+    method = SIDE_METHODS.get(capability)
+    if method is None:
+        return True
+    if not callable(getattr(store, method, None)):
+        return False
+    plain = _FASTER_FORM_OF.get(capability)
+    if plain is None:
+        return True
+    own = getattr(store, "__dict__", {})
+    if plain in own or method in own:
+        return False  # set per instance: no class tells which of the two was changed last
+    fast_class, plain_class = _defined_by(type(store), method), _defined_by(type(store), plain)
+    if fast_class is None or plain_class is None:
+        return fast_class is None and plain_class is None  # both come through __getattr__: one wrapped store
+    return issubclass(fast_class, plain_class)

@@ -4,13 +4,22 @@ from __future__ import annotations
 
 import warnings
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
-from typing import Any
+from dataclasses import dataclass, field, replace
+from typing import TYPE_CHECKING, Any
 
 from .errors import BackendConflictError, InvalidInputError, PluginLoadWarning, SessionStoreError, UnknownBackendError
 from .plugins import load_plugins, pm
 from .protocol import ConversationStore
 from .redact import mask_url, scrub, scrub_exception
+
+if TYPE_CHECKING:
+    from .async_protocol import AsyncConversationStore
+
+
+#: Opens a store from a URL and the keyword options given with it.
+Opener = Callable[[str, Mapping[str, Any]], "ConversationStore"]
+#: Opens a native async store, or returns None when it cannot (a missing optional dependency).
+AsyncOpener = Callable[[str, Mapping[str, Any]], "AsyncConversationStore | None"]
 
 
 @dataclass(frozen=True)
@@ -19,14 +28,18 @@ class Backend:
 
     ``open(url, options)`` returns a store; ``options`` are the keyword options
     given to :func:`open_store`. The backend is chosen by a URL whose scheme is
-    ``name`` or one of ``schemes``.
+    ``name`` or one of ``schemes``. ``open_async``, when given, takes the same
+    arguments and returns a native async store (see
+    :mod:`qv_session_manager.async_protocol`), or None to let async callers run the
+    sync store on threads. ``plugin`` is filled in at registration.
     """
 
     name: str
-    open: Callable[[str, Mapping[str, Any]], ConversationStore]
+    open: Opener
     schemes: tuple[str, ...] = ()
     description: str = ""
-    plugin: str = field(default="", compare=False)
+    open_async: AsyncOpener | None = field(default=None, kw_only=True)
+    plugin: str = field(default="", compare=False, kw_only=True)
 
     @property
     def keys(self) -> tuple[str, ...]:
@@ -47,7 +60,7 @@ def available_backends() -> dict[str, Backend]:
         def register(backend: Backend, plugin: str = impl.plugin_name) -> None:
             if not isinstance(backend, Backend):
                 raise TypeError(f"register() takes a Backend, not {type(backend).__name__}")
-            offered.append(Backend(backend.name, backend.open, tuple(backend.schemes), backend.description, plugin))
+            offered.append(replace(backend, schemes=tuple(backend.schemes), plugin=plugin))
 
         try:
             impl.function(**{name: register for name in impl.argnames})

@@ -13,8 +13,15 @@ from collections.abc import Iterable, Sequence
 from datetime import datetime
 from typing import Any
 
-from .errors import InvalidInputError
-from .protocol import BulkSaving, Capability, ConversationFilter, ConversationStore, Expiring, SaveItem, TimeField
+from .errors import InvalidInputError, UnsupportedOperationError
+from .protocol import (
+    Capability,
+    ConversationFilter,
+    ConversationStore,
+    SaveItem,
+    TimeField,
+    offers,
+)
 from .records import EXPIRES_AT, ConversationRecord, MessageRecord, check_datetime, fixed_offset
 from .rules import check_count, check_filter
 
@@ -68,8 +75,9 @@ def keep_newest(store: ConversationStore, count: int, field: TimeField = "update
 
 
 def purge_expired(store: ConversationStore) -> int:
-    """The store's ``purge_expired`` (see :class:`~qv_session_manager.protocol.Expiring`); 0 without one."""
-    return store.purge_expired() if isinstance(store, Expiring) else 0
+    """The store's ``purge_expired`` (see :class:`~qv_session_manager.protocol.Expiring`); 0 when it
+    does not declare ``Capability.PURGING``."""
+    return store.purge_expired() if offers(store, Capability.PURGING) else 0
 
 
 # -- expiry on the way in ---------------------------------------------------------------
@@ -109,28 +117,31 @@ class ExpiryGuard:
 
     For code that saves through a store directly (imports): the refusal is an
     InvalidInputError raised before anything is written, as for any unstorable record.
-    Every other call goes to the wrapped store.
+    It declares the wrapped store's capabilities; every other call goes to the
+    wrapped store. ``save_revisioned`` is never offered (see
+    :func:`~qv_session_manager.protocol.offers`): it would bypass the check.
     """
 
     def __init__(self, store: ConversationStore) -> None:
         self.wrapped = store
         self.capabilities = store.capabilities
-        if isinstance(store, BulkSaving):  # an instance attribute, so BulkSaving checks see it
-            self.save_many = self._save_many
 
     def save(self, conversation: ConversationRecord, messages: Sequence[MessageRecord], *, replace: bool = False) -> None:
         if isinstance(conversation, ConversationRecord):
             check_expiry_supported(self.wrapped, conversation)
         self.wrapped.save(conversation, messages, replace=replace)
 
-    def _save_many(self, items: Iterable[SaveItem]) -> int:
-        """Every item is checked, then the wrapped store's ``save_many`` (all or nothing, as before)."""
+    def save_many(self, items: Iterable[SaveItem]) -> int:
+        """Every item is checked, then the wrapped store's ``save_many`` (all or nothing, as before);
+        UnsupportedOperationError when it has none."""
+        wrapped = self.wrapped
+        if not offers(wrapped, Capability.BULK_SAVING):
+            raise UnsupportedOperationError(f"{type(wrapped).__name__} has no save_many")
         checked = list(items)
         for item in checked:
             if isinstance(item, tuple) and item and isinstance(item[0], ConversationRecord):
-                check_expiry_supported(self.wrapped, item[0])
-        assert isinstance(self.wrapped, BulkSaving)
-        return self.wrapped.save_many(checked)
+                check_expiry_supported(wrapped, item[0])
+        return wrapped.save_many(checked)
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self.wrapped, name)

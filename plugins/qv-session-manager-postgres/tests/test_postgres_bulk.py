@@ -27,7 +27,7 @@ from qv_session_manager import (
     MessageRecord,
     StorageBusyError,
 )
-from qv_session_manager.protocol import BulkSaving
+from qv_session_manager.protocol import Capability, offers
 from qv_session_manager.query import parse
 from qv_session_manager.testing import strategies
 from qv_session_manager_postgres import PostgresStore
@@ -128,7 +128,7 @@ _examples = itertools.count()
 def test_save_many_writes_the_rows_saves_in_order_write(make_store, postgres_url: str, schema_for,
                                                         monkeypatch) -> None:
     bulk, sequential = make_store("bulk"), make_store("sequential")
-    assert isinstance(bulk, BulkSaving)
+    assert offers(bulk, Capability.BULK_SAVING)
 
     @given(
         before=st.lists(_pair(), max_size=3),

@@ -62,7 +62,10 @@ def _checked_copy(record: _Record) -> _Record:
 class MemoryStore:
     """A :class:`~qv_session_manager.protocol.ConversationStore` held in memory."""
 
-    capabilities = frozenset({Capability.RELEVANCE, Capability.EXPIRY})
+    capabilities = frozenset({
+        Capability.RELEVANCE, Capability.EXPIRY, Capability.BULK_SAVING, Capability.REVISIONED_SAVING,
+        Capability.WINDOWED_LOADING, Capability.PURGING, Capability.INDEX_INSPECTION,
+    })
 
     def __init__(self) -> None:
         self._entries: dict[str, _Entry] = {}

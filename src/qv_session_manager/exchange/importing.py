@@ -15,7 +15,7 @@ from ..conflicts import (
     with_new_id,
 )
 from ..errors import ImportFormatError, InvalidInputError
-from ..protocol import BulkSaving, ConversationStore, SaveItem
+from ..protocol import Capability, ConversationStore, SaveItem, offers
 from ..records import StoredConversation
 from ..rules import check_positive_int
 from .jsonl import Entry
@@ -195,7 +195,7 @@ class _BatchSaver:
     def _bulk(self, run: list[_Write]) -> None:
         if not run:
             return
-        if isinstance(self.store, BulkSaving):
+        if offers(self.store, Capability.BULK_SAVING):
             items: list[SaveItem] = [(stored.conversation, stored.messages) for _, _, stored in run]
             try:
                 self.store.save_many(items)

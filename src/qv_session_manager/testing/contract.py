@@ -62,15 +62,15 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from ..errors import InvalidInputError, StorageError
+from ..errors import InvalidInputError, StorageError, UnsupportedOperationError
 from ..protocol import (
+    SIDE_METHODS,
     BulkSaving,
     Capability,
     ConversationFilter,
     ConversationStore,
-    Expiring,
-    IndexInspection,
     WindowedLoading,
+    offers,
 )
 from ..query import parse
 from ..records import (
@@ -208,6 +208,20 @@ HOSTILE_QUERIES = [
 ]
 
 
+def _call_harmlessly(store: ConversationStore, name: str) -> Any:
+    """Call the optional method ``name`` with arguments that change nothing a test relies on."""
+    calls: dict[str, Callable[[Any], Any]] = {
+        "save_many": lambda method: method([]),
+        "save_revisioned": lambda method: method(conversation("capability-probe"), []),
+        "list_summaries": lambda method: method(ConversationFilter()),
+        "load_window": lambda method: method("capability-probe", last_messages=1),
+        "purge_expired": lambda method: method(),
+        "drop": lambda method: method(),
+        "indexed_tokens": lambda method: method(),
+    }
+    return calls[name](getattr(store, name))
+
+
 class StoreContract:
     """Every contract of :class:`~qv_session_manager.protocol.ConversationStore`."""
 
@@ -261,12 +275,41 @@ class StoreContract:
         Override this fixture to inspect a backend from outside instead (its server's
         keys, its files) without adding a method to the store.
         """
-        return store.indexed_tokens if isinstance(store, IndexInspection) else None
+        return store.indexed_tokens if offers(store, Capability.INDEX_INSPECTION) else None
 
     @staticmethod
     def require(store: ConversationStore, capability: Capability) -> None:
         if capability not in store.capabilities:
             pytest.skip(f"the backend does not declare Capability.{capability.name}")
+
+    # -- capabilities ------------------------------------------------------------
+
+    def test_capabilities_name_the_methods_there_are(self, store: ConversationStore) -> None:
+        """contract capabilities: a declared side has its method; an undeclared side's method refuses to work.
+
+        Callers use a side only when it is declared (``offers``), so a method without
+        its capability is never called: either declare it, or (a wrapper whose inner
+        store lacks the side) raise UnsupportedOperationError from it.
+        """
+        declared = store.capabilities
+        assert isinstance(declared, frozenset) and all(isinstance(c, Capability) for c in declared), (
+            "contract capabilities: capabilities must be a frozenset of Capability members"
+        )
+        if Capability.PURGING in declared:
+            assert Capability.EXPIRY in declared, "contract capabilities: PURGING is declared with EXPIRY"
+        for capability, name in SIDE_METHODS.items():
+            method = getattr(store, name, None)
+            if capability in declared:
+                assert callable(method), (
+                    f"contract capabilities: Capability.{capability.name} is declared but the store has no {name}()"
+                )
+            elif method is not None:
+                with pytest.raises(UnsupportedOperationError):
+                    _call_harmlessly(store, name)
+                    pytest.fail(
+                        f"contract capabilities: {name}() works but Capability.{capability.name} is not declared; "
+                        "declare it, or nothing will ever call it"
+                    )
 
     # -- fidelity --------------------------------------------------------------
 
@@ -541,7 +584,7 @@ class StoreContract:
 
     @staticmethod
     def bulk(store: ConversationStore) -> BulkSaving:
-        if not isinstance(store, BulkSaving):
+        if not offers(store, Capability.BULK_SAVING):
             pytest.skip("the backend has no save_many (BulkSaving)")
         return store
 
@@ -604,7 +647,7 @@ class StoreContract:
 
     @staticmethod
     def windowed(store: ConversationStore) -> WindowedLoading:
-        if not isinstance(store, WindowedLoading):
+        if not offers(store, Capability.WINDOWED_LOADING):
             pytest.skip("the backend has no load_window (WindowedLoading)")
         return store
 
@@ -817,7 +860,7 @@ class StoreContract:
             "append(tool-call arguments)": lambda: store.append("kept", [changed_message()]),
             "append(message metadata)": lambda: store.append("kept", [changed_metadata()]),
         }
-        if isinstance(store, BulkSaving):
+        if offers(store, Capability.BULK_SAVING):
             calls["save_many(tool-call arguments)"] = lambda: store.save_many([(conversation("kept"), [changed_message()])])
         for label, call in calls.items():
             try:
@@ -1136,7 +1179,7 @@ class StoreContract:
             assert store.load(name) is None and store.get(name) is None, (
                 f"contract expiry: expires_at={when!r} is past, so load/get must give None"
             )
-            if isinstance(store, WindowedLoading):
+            if offers(store, Capability.WINDOWED_LOADING):
                 assert store.load_window(name, last_messages=1) is None, "contract expiry: load_window must give None"
             assert store.append(name, [message("more", id="c")]) is False, "contract expiry: append must give False"
             assert store.delete_message(name, "a") is False, "contract expiry: delete_message must give False"
@@ -1167,7 +1210,7 @@ class StoreContract:
     def test_saving_onto_an_expired_id_starts_fresh(self, store: ConversationStore) -> None:
         """contract expiry: save (and save_many) onto an expired id start a new conversation; nothing old reappears."""
         self.expiring(store)
-        names = ["single", "bulk"] if isinstance(store, BulkSaving) else ["single"]
+        names = ["single", "bulk"] if offers(store, Capability.BULK_SAVING) else ["single"]
         for name in names:
             store.save(conversation(name, title=f"ancient {name}", metadata={EXPIRES_AT: EXPIRED[0], "old": 1}),
                        [message("forgotten words", id="a"), message("more forgotten", id="b")])
@@ -1184,7 +1227,7 @@ class StoreContract:
         assert sorted(_found(store, "fresh")) == sorted(names) and sorted(_found(store, "brand")) == sorted(names)
         store.save(conversation("single", metadata={"new": 1}), [message("later", id="c")])
         assert _ids(store, "single") == ["b", "c"], "contract expiry: the fresh conversation keeps growing as usual"
-        if isinstance(store, BulkSaving):  # pairs apply in order: an expired pair restarts the next one
+        if offers(store, Capability.BULK_SAVING):  # pairs apply in order: an expired pair restarts the next one
             expired = conversation("inner", title="inner", metadata={EXPIRES_AT: EXPIRED[1]})
             store.save_many([(conversation("inner"), [message("first", id="a")]), (expired, [message(id="b")]),
                              (conversation("inner", title="again"), [message("second", id="c")])])
@@ -1196,7 +1239,7 @@ class StoreContract:
     def test_purge_expired(self, store: ConversationStore) -> None:
         """contract purge_expired: removes exactly the expired conversations and says how many."""
         self.expiring(store)
-        if not isinstance(store, Expiring):
+        if not offers(store, Capability.PURGING):
             pytest.skip("the backend has no purge_expired (Expiring)")
         for index, when in enumerate(EXPIRED):
             store.save(conversation(f"gone{index}", title="purged words", metadata={EXPIRES_AT: when}),
@@ -1243,7 +1286,7 @@ class StoreContract:
             changed.metadata[EXPIRES_AT] = bad  # changed after validation: the store must check again
             with pytest.raises(InvalidInputError):
                 store.save(changed, [message("two", id="b")])
-            if isinstance(store, BulkSaving):
+            if offers(store, Capability.BULK_SAVING):
                 with pytest.raises(InvalidInputError):
                     store.save_many([(conversation("other"), []), (changed, [])])
         assert store.load("c") == before and store.get("other") is None, (
@@ -1322,7 +1365,7 @@ class StoreContract:
              {"staletitlezulu", "stalezulu"}),
             ("delete of an expired conversation", lambda: store.delete("e2"), {"expiredzulu"}),
         ]
-        if isinstance(store, Expiring):
+        if offers(store, Capability.PURGING):
             store.save(conversation("e3", title="purgedtitlezulu", metadata=expired), [message("purgedzulu")])
             steps.append(("purge_expired", store.purge_expired, {"purgedtitlezulu", "purgedzulu"}))
         return steps

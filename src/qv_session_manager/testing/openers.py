@@ -13,7 +13,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from ..protocol import ConversationStore, Droppable
+from ..protocol import Capability, ConversationStore, offers
 from ..registry import open_store
 
 StoreOpener = Callable[[str], ConversationStore]
@@ -36,7 +36,7 @@ class ManagedOpener:
         store = self._opener(name)
         self.stores.append(store)
         self.names.setdefault(name)
-        self.droppable = self.droppable or isinstance(store, Droppable)
+        self.droppable = self.droppable or offers(store, Capability.DROPPABLE)
         return store
 
     def close_all(self) -> None:
@@ -50,7 +50,7 @@ class ManagedOpener:
         names, self.names = list(self.names), {}
         for name in names if self.droppable else ():
             store = self._opener(name)
-            if isinstance(store, Droppable):
+            if offers(store, Capability.DROPPABLE):
                 store.drop()
             else:
                 store.close()

@@ -42,15 +42,11 @@ from hypothesis.stateful import (
 from ..backends.memory import MemoryStore
 from ..convert import summary
 from ..protocol import (
-    BulkSaving,
     Capability,
     ConversationFilter,
     ConversationStore,
-    Expiring,
-    IndexInspection,
-    SummaryListing,
     TimeField,
-    WindowedLoading,
+    offers,
 )
 from ..query import parse
 from ..records import EXPIRES_AT, ConversationRecord, MessageRecord, SearchHit
@@ -172,7 +168,7 @@ class StoreComparison(RuleBasedStateMachine):
     @rule(batch=st.lists(st.tuples(_conversation(), _messages()), max_size=4), refused=st.integers(-1, 3))
     def save_many(self, batch: list[tuple[ConversationRecord, list[MessageRecord]]], refused: int) -> None:
         """A bulk save; with ``refused`` >= 0 that pair repeats a message id, so nothing may be written."""
-        if not isinstance(self.store, BulkSaving):
+        if not offers(self.store, Capability.BULK_SAVING):
             return
         batch = [(self._usable(record), messages) for record, messages in batch]
         if 0 <= refused < len(batch) and batch[refused][1]:
@@ -190,7 +186,7 @@ class StoreComparison(RuleBasedStateMachine):
     @invariant()
     def index_holds_no_deleted_text(self) -> None:
         """With IndexInspection: no token beyond what the reference stores, and every live one."""
-        if not isinstance(self.store, IndexInspection):
+        if not offers(self.store, Capability.INDEX_INSPECTION):
             return
         held = self.store.indexed_tokens()
         left = held - self.reference.indexed_tokens()
@@ -211,7 +207,7 @@ class StoreComparison(RuleBasedStateMachine):
                 documents += [tokens(m.content) for m in stored.messages]
         return documents
 
-    @precondition(lambda self: isinstance(self.store, WindowedLoading))
+    @precondition(lambda self: offers(self.store, Capability.WINDOWED_LOADING))
     @rule(conversation_id=CONVERSATION_IDS,
           size=st.one_of(st.fixed_dictionaries({"last_messages": st.integers(1, 7)}),
                          st.fixed_dictionaries({"last_turns": st.integers(1, 4)})),
@@ -244,7 +240,7 @@ class StoreComparison(RuleBasedStateMachine):
         self._same(f"list({filter}, limit={limit}, offset={offset})",
                    lambda store: store.list(filter, limit=limit, offset=offset))
 
-    @precondition(lambda self: isinstance(self.store, SummaryListing))
+    @precondition(lambda self: offers(self.store, Capability.SUMMARY_LISTING))
     @rule(filter=FILTERS, limit=st.one_of(st.none(), st.integers(0, 3)), offset=st.integers(0, 2),
           after_first=st.booleans())
     def list_summaries(self, filter: ConversationFilter, limit: int | None, offset: int, after_first: bool) -> None:
@@ -304,7 +300,7 @@ class StoreComparison(RuleBasedStateMachine):
                    lambda store: sorted(h.conversation.id for h in store.search(parsed, filter, order="relevance")))
         _check_relevance_order(self.store.search(parsed, filter, order="relevance"), filter, query)
 
-    @precondition(lambda self: isinstance(self.store, Expiring))
+    @precondition(lambda self: offers(self.store, Capability.PURGING))
     @rule()
     def purge_expired(self) -> None:
         """Removing the expired conversations: the same count, and (invariant) the same contents after."""

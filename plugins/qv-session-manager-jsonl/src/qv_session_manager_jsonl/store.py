@@ -311,7 +311,10 @@ class JsonlStore:
     (no ``MULTI_PROCESS`` capability).
     """
 
-    capabilities = frozenset({Capability.PERSISTENT, Capability.RELEVANCE, Capability.EXPIRY})
+    capabilities = frozenset({
+        Capability.PERSISTENT, Capability.RELEVANCE, Capability.EXPIRY,
+        Capability.WINDOWED_LOADING, Capability.PURGING, Capability.INDEX_INSPECTION,
+    })
 
     def __init__(self, directory: str | os.PathLike[str]) -> None:
         if not isinstance(directory, (str, os.PathLike)):

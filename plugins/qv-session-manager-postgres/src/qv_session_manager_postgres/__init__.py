@@ -21,13 +21,16 @@ The same names may be given as keyword options of ``open_store`` or
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import unquote, urlsplit, urlunsplit
 
 from qv_session_manager import Backend, InvalidInputError, hookimpl
 from qv_session_manager.redact import mask_url, scrub
 
 from .store import PostgresStore
+
+if TYPE_CHECKING:
+    from qv_session_manager.async_protocol import AsyncConversationStore
 
 __version__ = "0.1.0"
 __all__ = ["PostgresStore", "open_async_url", "open_url", "register_backends", "split_url", "store_settings"]
@@ -95,10 +98,10 @@ def store_settings(url: str, options: Mapping[str, Any]) -> tuple[str, dict[str,
     return conninfo, settings
 
 
-# -- the async store (qv_session_manager.async_protocol finds this function by name) --
+# -- the async store (registered as the backend's open_async) --
 
 
-def open_async_url(url: str, options: Mapping[str, Any]) -> Any:
+def open_async_url(url: str, options: Mapping[str, Any]) -> AsyncConversationStore | None:
     """An AsyncPostgresStore for the URL, or None when greenlet is missing (then threads serve).
 
     Takes the URL and options of :func:`open_url`.
@@ -121,5 +124,6 @@ def register_backends(register: Callable[[Backend], None]) -> None:
             open_url,
             schemes=("postgresql", "postgres"),
             description="PostgreSQL, shared by many processes, with GIN-indexed search",
+            open_async=open_async_url,
         )
     )

@@ -148,8 +148,8 @@ class AsyncPostgresStore:
         )
         self._pool_opened = False
         self._describe = f"PostgreSQL schema {schema!r}"
-        # Optional sides of the sync store (load_window...) as coroutines; instance
-        # attributes so that Protocol isinstance checks see them.
+        # Every optional side of the sync store (load_window...) as a coroutine, so that
+        # the capabilities copied from it hold here too.
         for name in dir(PostgresStore):
             if not name.startswith("_") and not hasattr(type(self), name) and callable(getattr(PostgresStore, name)):
                 setattr(self, name, self._forward(name))

@@ -328,9 +328,11 @@ class PostgresStore:
     StorageBusyError (seconds; 0 waits forever).
     """
 
-    capabilities = frozenset(
-        {Capability.PERSISTENT, Capability.MULTI_PROCESS, Capability.RELEVANCE, Capability.EXPIRY}
-    )
+    capabilities = frozenset({
+        Capability.PERSISTENT, Capability.MULTI_PROCESS, Capability.RELEVANCE, Capability.EXPIRY,
+        Capability.BULK_SAVING, Capability.REVISIONED_SAVING, Capability.SUMMARY_LISTING,
+        Capability.WINDOWED_LOADING, Capability.PURGING, Capability.DROPPABLE, Capability.INDEX_INSPECTION,
+    })
 
     def __init__(
         self,

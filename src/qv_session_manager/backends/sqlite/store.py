@@ -291,6 +291,13 @@ def _prepare_new(db: sqlite3.Connection) -> None:
     schema.migrate(db)
 
 
+#: What every SQLite store can do; files add PERSISTENT and MULTI_PROCESS.
+_SIDES = frozenset({
+    Capability.RELEVANCE, Capability.EXPIRY, Capability.BULK_SAVING, Capability.REVISIONED_SAVING,
+    Capability.SUMMARY_LISTING, Capability.WINDOWED_LOADING, Capability.PURGING, Capability.INDEX_INSPECTION,
+})
+
+
 class SQLiteStore:
     """A :class:`~qv_session_manager.protocol.ConversationStore` in one SQLite file.
 
@@ -394,10 +401,7 @@ class SQLiteStore:
         self._lock = threading.RLock()
         self._closed = False
         in_memory = path == ":memory:"
-        self.capabilities = frozenset(
-            {Capability.RELEVANCE, Capability.EXPIRY} if in_memory
-            else {Capability.RELEVANCE, Capability.EXPIRY, Capability.PERSISTENT, Capability.MULTI_PROCESS}
-        )
+        self.capabilities = _SIDES if in_memory else _SIDES | {Capability.PERSISTENT, Capability.MULTI_PROCESS}
         try:
             if self.read_only:
                 path = os.path.abspath(path)
