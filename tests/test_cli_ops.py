@@ -243,6 +243,12 @@ def test_export_follows_the_extension_or_refuses(db: Path, tmp_path: Path) -> No
     assert "(csv)" in raw.stderr
 
 
+def test_export_into_a_missing_directory_says_so(db: Path, tmp_path: Path) -> None:
+    one_line_error(run("--url", str(db), "export", str(tmp_path / "no" / "x.jsonl")),
+                   f"there is no directory {tmp_path / 'no'}", "create it first")
+    assert sorted(path.name for path in tmp_path.iterdir()) == ["chats.db"]
+
+
 def test_detection_rules() -> None:
     header = b'{"format":"qv-session-manager","version":1}'
     assert content_format(header + b"\n{...}\n") == "jsonl"

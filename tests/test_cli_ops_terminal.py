@@ -103,6 +103,12 @@ def test_progress_on_a_terminal_and_none_when_piped(store: Path, dump: Path, tmp
             assert mark.decode() not in result.stderr, (args, result.stderr)
 
 
+def test_an_export_shown_on_the_terminal_draws_no_bar_over_itself(store: Path) -> None:
+    output, status = on_terminal(["--url", str(store), "export", "-"])
+    assert status == 0 and b"exported 300 conversations to standard output" in output
+    assert b"exporting" not in output and "━".encode() not in output
+
+
 def test_an_import_from_a_pipe_shows_a_count(tmp_path: Path, dump: Path) -> None:
     pexpect = pytest.importorskip("pexpect")
     command = f"cat {dump} | {COMMAND} --url {tmp_path / 'x.db'} import - --batch-size 100"

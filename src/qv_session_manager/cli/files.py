@@ -63,6 +63,10 @@ def export_command(
     chosen = export_format(None if destination == STDIO else destination, format_ or ("csv" if csv_raw else None))
     if csv_raw and chosen != "csv":
         raise click.UsageError("--csv-raw applies to --format csv only")
+    if destination != STDIO:
+        folder = os.path.dirname(os.path.abspath(destination))
+        if not os.path.isdir(folder):
+            fail(f"cannot write {destination}: there is no directory {folder}; create it first or name another file")
     metadata = parse_meta(meta)
     manager = open_manager(ctx)
     # An export shown on the terminal is its own progress: a bar would be drawn over it.
