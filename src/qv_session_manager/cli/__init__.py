@@ -4,7 +4,8 @@ Every command works on the store named by ``--url`` (before or after the command
 bare path is an SQLite file), else ``$QV_SESSION_MANAGER_URL``, else SessionManager's
 default file. Exit codes: 0 done, 1 an error (bad URL, unknown backend, missing id,
 unreadable file, bad date, a check that found a problem), printed as one
-``error: ...`` line on standard error that says what to do; 2 a usage error.
+``error: ...`` line on standard error that says what to do; 2 a usage error; 130 an
+import stopped with Ctrl-C (its earlier batches stay saved).
 
 Stored text is untrusted: every output path escapes control characters
 (:mod:`qv_session_manager.safe_text`), and store URLs are shown with their password
