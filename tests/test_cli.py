@@ -21,9 +21,10 @@ from qv_session_manager import SessionManager, open_store
 from qv_session_manager.backends.memory import MemoryStore
 from qv_session_manager.backends.sqlite import SQLiteStore, maintenance
 from qv_session_manager.backends.sqlite import schema as sqlite_schema
-from qv_session_manager.cli import admin, common, copying, files, main
+from qv_session_manager.cli import admin, common, copying, files, main, progress
 from qv_session_manager.cli.common import parse_meta
 from qv_session_manager.cli.render import conversation_dict, highlighted
+from qv_session_manager.cli.sizes import human_size
 from qv_session_manager.manager import URL_VARIABLE
 from qv_session_manager.records import StoredConversation
 from qv_session_manager.safe_text import terminal_safe
@@ -383,7 +384,7 @@ def test_stats_on_sqlite(db: Path) -> None:
     assert "conversations   4" in out and "messages        11" in out
     assert "oldest updated  2025-01-20T12:00:00" in out and "newest updated  2025-01-30T12:00:00" in out
     assert url_of(db) in out
-    assert f"{os.path.getsize(db)} bytes  {db}" in out
+    assert f"database file   {human_size(os.path.getsize(db))}  {db}" in out and "bytes" not in out
 
 
 def test_stats_on_an_empty_memory_store() -> None:
@@ -550,7 +551,7 @@ def test_verify_names_missing_conversations(db: Path) -> None:
 def test_copy_draws_progress_only_on_a_terminal(db: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     quiet = run("copy", url_of(db), url_of(tmp_path / "a.db"))
     assert "copying" not in quiet.stderr
-    monkeypatch.setattr(common, "stderr_is_terminal", lambda: True)
+    monkeypatch.setattr(progress, "stderr_is_terminal", lambda: True)
     monkeypatch.setattr(copying, "stderr_is_terminal", lambda: True)
     drawn = run("copy", url_of(db), url_of(tmp_path / "b.db"))
     assert drawn.exit_code == 0
@@ -626,7 +627,7 @@ def test_export_to_an_unwritable_place_is_a_user_error(db: Path, tmp_path: Path)
 
 def test_export_draws_progress_only_on_a_terminal(db: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     assert "exporting" not in export_file(db, tmp_path / "quiet.jsonl").stderr
-    monkeypatch.setattr(common, "stderr_is_terminal", lambda: True)
+    monkeypatch.setattr(progress, "stderr_is_terminal", lambda: True)
     monkeypatch.setattr(files, "stderr_is_terminal", lambda: True)
     drawn = export_file(db, tmp_path / "drawn.jsonl")
     assert "exporting" in drawn.stderr and "4/4" in drawn.stderr
@@ -638,7 +639,7 @@ def test_export_draws_progress_only_on_a_terminal(db: Path, tmp_path: Path, monk
 @pytest.mark.parametrize(
     ("url", "fragment"),
     [
-        ("nonsense", "store URL"),
+        ("nonsense", "no database at nonsense"),  # a bare path is an SQLite file
         ("nosuch://x", "no backend"),
         ("sqlite://host/x.db", "sqlite:///"),
         ("memory://?x=1", "no options"),

@@ -31,6 +31,7 @@ from . import aio_bridge
 from .async_protocol import AsyncConversationStore, BlockingView, is_async_store, open_async_store
 from .errors import InvalidInputError
 from .exchange import CsvFormulas, ExportFormat, ImportFormat, ImportReport, OnConflict, OnError
+from .install_hints import install_hint
 from .manager import SessionManager, default_url
 from .protocol import ConversationStore, SearchOrder, TimeField
 from .timeutil import TimeBound
@@ -74,7 +75,7 @@ class AsyncSessionManager:
             url = url if url is not None else default_url()
             native = open_async_store(url, **options)
         if native is not None and not aio_bridge.available():
-            raise InvalidInputError("an async store needs the greenlet package: pip install 'qv-session-manager[async]'")
+            raise InvalidInputError(f"an async store needs the greenlet package: {install_hint('greenlet', 'async')}")
         self._executor: ThreadPoolExecutor | None = None
         if native is not None:
             view = cast(ConversationStore, BlockingView(native, aio_bridge.suspend))

@@ -73,6 +73,7 @@ from datetime import datetime
 from typing import Any
 
 from .errors import EncryptionKeyError, InvalidInputError, StorageError, UnsupportedOperationError
+from .install_hints import install_hint
 from .protocol import (
     Capability,
     ConversationFilter,
@@ -129,7 +130,7 @@ class _Cipher:
     def __init__(self, keys: Mapping[str, bytes], current: str) -> None:
         if AESGCM is None:
             raise InvalidInputError(
-                "EncryptedStore needs the 'cryptography' package: pip install 'qv-session-manager[encryption]'"
+                f"EncryptedStore needs the 'cryptography' package: {install_hint('cryptography', 'encryption')}"
             )
         if not isinstance(keys, Mapping) or not keys:
             raise InvalidInputError("keys must be a non-empty mapping of key id to 32-byte key")

@@ -12,7 +12,10 @@ from ..conflicts import ON_CONFLICT_CHOICES, OnConflict
 from ..protocol import ConversationFilter, ConversationStore
 from ..registry import open_store
 from ..transfer import CopyReport, copy_store, iter_stored
-from .common import note_url, progress_bar, require_existing, say, stderr_is_terminal
+from .access import readable_url
+from .common import note_url, require_existing, say
+from .progress import progress_bar, stderr_is_terminal
+from .urls import as_url
 
 
 @dataclass
@@ -71,10 +74,12 @@ def copy_command(ctx: click.Context, source_url: str, destination_url: str, on_c
     With the default, run it again to resume an interrupted copy or to catch up:
     nothing is duplicated. Exits with 1, listing them, when a conversation is
     missing in the destination afterwards or has a different number of messages.
-    The global --url is not used.
+    The global --url is not used; a bare path is an SQLite file, and a source this
+    process cannot write is read read-only.
     """
+    source_url, destination_url = as_url(source_url), as_url(destination_url)
     require_existing(note_url(ctx, source_url))
-    source = ctx.with_resource(closing(open_store(source_url)))
+    source = ctx.with_resource(closing(open_store(note_url(ctx, readable_url(source_url)))))
     destination = ctx.with_resource(closing(open_store(note_url(ctx, destination_url))))
     total = len(source.list(ConversationFilter())) if stderr_is_terminal() else None
     with progress_bar("copying", total) as progress:

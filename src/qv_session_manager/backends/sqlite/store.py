@@ -50,6 +50,7 @@ from ...timeutil import time_key
 from . import cipher, schema
 from .errors import EncryptedOrCorruptError, translate
 from .matching import to_fts5
+from .readonly import connect_read_only
 from .rows import (
     CONVERSATION_COLUMNS,
     MESSAGE_COLUMNS,
@@ -255,15 +256,17 @@ def _is_zero_length(path: str) -> bool:
         return False
 
 
-def _connect(driver: ModuleType, path: str, key_statement: str | None, busy_timeout: float) -> sqlite3.Connection:
-    """A connection to ``path``; with a key, keyed first and checked with one read.
+def _connect(
+    driver: ModuleType, path: str, key_statement: str | None, busy_timeout: float, *, uri: bool = False
+) -> sqlite3.Connection:
+    """A connection to ``path`` (a ``file:`` URI when ``uri``); with a key, keyed first and checked with one read.
 
     The key must come before any other statement. A key that does not open the
     file (SQLITE_NOTADB at the first read) raises EncryptedOrCorruptError, having
     written nothing.
     """
     db: sqlite3.Connection = driver.connect(
-        path, timeout=busy_timeout, isolation_level=None, check_same_thread=False
+        path, timeout=busy_timeout, isolation_level=None, check_same_thread=False, uri=uri
     )
     if key_statement is None:
         return db
@@ -332,6 +335,16 @@ class SQLiteStore:
     for or applies each step once, and a crash leaves the empty file or a complete
     earlier version that the next open finishes.
 
+    ``read_only=True`` (the URL's ``?mode=ro``) opens an existing file without write
+    access: nothing is created, migrated, indexed or purged, writes raise
+    ReadOnlyStorageError, and other processes' writes are seen as usual.
+    ``immutable=True`` (``?immutable=1``, implies read-only) also promises SQLite
+    that nothing changes the file while it is open (read-only media, a copy nobody
+    writes). A read-only store of a directory this process cannot write is read as
+    immutable when no WAL content waits (see :mod:`.readonly`); :attr:`read_only` and
+    :attr:`immutable` say how it was opened. A file that needs an upgrade cannot be
+    opened read-only (SchemaVersionError); a missing one raises StorageError.
+
     Raises CorruptStorageError for a non-empty file that is not SQLite (truncated,
     garbage, text) and SchemaVersionError for a newer or unknown schema; the file
     is left untouched.
@@ -349,7 +362,11 @@ class SQLiteStore:
         busy_timeout: float = 30.0,
         purge: Purge = "on_close",
         key: cipher.Key | None = None,
+        read_only: bool = False,
+        immutable: bool = False,
     ) -> None:
+        if not isinstance(read_only, bool) or not isinstance(immutable, bool):
+            raise InvalidInputError("read_only and immutable must be True or False")
         try:
             path = os.fspath(path)
         except TypeError:
@@ -369,18 +386,34 @@ class SQLiteStore:
         key_statement = None if key is None else cipher.key_statement(key)
         if key_statement is not None and path == ":memory:":
             raise InvalidInputError("an in-memory store has no file to encrypt: give no key for ':memory:'")
+        if (read_only or immutable) and path == ":memory:":
+            raise InvalidInputError("an in-memory store cannot be opened read-only (mode=ro, immutable=1)")
         driver = sqlite3 if key_statement is None else cipher.load_driver()
         self._driver = driver
         self.path = path
+        #: Whether the store was opened without write access (``read_only``/``immutable``).
+        self.read_only = read_only or immutable
+        #: Whether SQLite reads the file as immutable (asked for, or see :mod:`.readonly`).
+        self.immutable = immutable
         self._purge_at_once = purge == "immediate"
-        self._may_flush = True  # False once indexing failed because the file cannot be written
+        # False once indexing failed because the file cannot be written
+        self._may_flush = not self.read_only
         self._inserted = [0, 0]  # messages, conversations inserted since the last flush (see _flush_when_due)
         self._lock = threading.RLock()
         self._closed = False
         in_memory = path == ":memory:"
         self.capabilities = _SIDES if in_memory else _SIDES | {Capability.PERSISTENT, Capability.MULTI_PROCESS}
         try:
-            if not in_memory:
+            if self.read_only:
+                path = os.path.abspath(path)
+                if not os.path.exists(path):
+                    raise StorageError(f"no database at {path}: a read-only store is never created")
+                _check_header(path, keyed=key_statement is not None)
+                self._db, self.immutable = connect_read_only(
+                    lambda uri: _connect(driver, uri, key_statement, busy_timeout, uri=True),
+                    path, immutable=immutable, error=driver.Error,
+                )
+            elif not in_memory:
                 path = os.path.abspath(path)  # never let SQLite read 'file:...' as a URI
                 if os.path.exists(path):
                     if _is_zero_length(path):
@@ -390,7 +423,8 @@ class SQLiteStore:
                     _create_atomically(
                         path, lambda new: _connect(driver, new, key_statement, busy_timeout), _prepare_new
                     )
-            self._db = _connect(driver, path, key_statement, busy_timeout)
+            if not self.read_only:
+                self._db = _connect(driver, path, key_statement, busy_timeout)
         except (driver.Error, UnicodeDecodeError) as exc:
             raise translate(exc, f"opening {path}") from exc
         try:
@@ -401,9 +435,12 @@ class SQLiteStore:
             self._db.create_function("qv_metadata_matches", 2, _metadata_passes, deterministic=True)
             # Migrate (which first refuses newer or foreign schemas) before switching to
             # WAL: the switch rewrites the file header, and a refused file must stay untouched.
-            schema.migrate(self._db)
+            if self.read_only:
+                schema.check_readable(self._db)
+            else:
+                schema.migrate(self._db)
             self._inserted = [max(0, int(count)) for count in self._db.execute(_WAITING).fetchone()]
-            if self._db.execute("PRAGMA journal_mode").fetchone()[0] != "wal" and not in_memory:
+            if not (self.read_only or in_memory) and self._db.execute("PRAGMA journal_mode").fetchone()[0] != "wal":
                 self._db.execute("PRAGMA journal_mode = WAL")
         except BaseException as exc:
             self._db.close()
@@ -1170,7 +1207,8 @@ class SQLiteStore:
             if self._may_flush and self._rows_wait():
                 self._flush_waiting()  # so the next opener's searches use the index alone
             try:
-                self.purge()
+                if not self.read_only:
+                    self.purge()
             except StorageError as exc:  # e.g. a read-only file or a busy writer: purge another time
                 log.warning("could not purge deleted text while closing %s: %s", self.path, exc)
             self._closed = True
