@@ -24,6 +24,7 @@ from ..redact import scrub
 from ..safe_text import terminal_safe
 from .admin import backends_command, delete_command, prune_command, stats_command
 from .browse import list_command, show_command
+from .chatting import chat_command
 from .common import Settings, UserError, noted_urls, say
 from .copying import copy_command
 from .doctor import doctor_command
@@ -88,6 +89,6 @@ def main(ctx: click.Context, url: str | None) -> None:
 
 for _command in (
     list_command, show_command, search_command, export_command, import_command, copy_command,
-    delete_command, prune_command, stats_command, backends_command, doctor_command,
+    delete_command, prune_command, stats_command, backends_command, doctor_command, chat_command,
 ):
     main.add_command(_command)
