@@ -145,7 +145,7 @@ def describe_ollama_error(error: BaseException, model: str) -> str:
         if error.status_code == -1:
             return f"Ollama failed in the middle of the reply: {text}"
         return f"Ollama at {where} answered HTTP {error.status_code}: {text}"
-    if isinstance(error, ConnectionError):
+    if isinstance(error, (ConnectionError, httpx.ConnectError)):  # a stream's refused connection is httpx's
         return f"cannot reach Ollama at {where}: start it (`ollama serve`) or point OLLAMA_HOST at it"
     return f"the connection to Ollama at {where} failed: {' '.join(str(error).split()) or type(error).__name__}"
 
