@@ -47,6 +47,8 @@ pexpect = pytest.importorskip("pexpect")  # POSIX only
 COMMAND = str(Path(sys.executable).with_name("qv-sessions"))
 RICH_SEQUENCE = re.compile(rb"\x1b\[(?:\??[0-9;]*[mKAlhG])")
 PROMPT = "> "
+#: Real processes on pseudo-terminals (the quick tier deselects them).
+terminal = pytest.mark.slow
 BASE = datetime(2025, 3, 1, 9, 0, 0)
 #: How the hostile reply looks on the terminal: every control character escaped, markup as written.
 HOSTILE_SHOWN = "start \\x1b[2J \\x1b]0;PWNED\\x07 \\x9b31m\\u202e[red]x[/red] end"
@@ -133,6 +135,7 @@ def assert_terminal_safe(output: bytes) -> None:
 # -- new chats -------------------------------------------------------------------------
 
 
+@terminal
 def test_a_new_chat_streams_saves_every_turn_and_shows_in_list_and_show(standin: StandIn, db: Path) -> None:
     child = spawn(db, standin.url, "--model", "standin-model", "--system", "Be brief.")
     say_line(child, "hello")
@@ -157,6 +160,7 @@ def test_a_new_chat_streams_saves_every_turn_and_shows_in_list_and_show(standin:
     assert "echo: again (4 messages)" in real(db, "show", short, "--raw")
 
 
+@terminal
 def test_a_new_chat_uses_ollama_model_when_no_model_is_given(standin: StandIn, db: Path) -> None:
     env = {**terminal_env(standin.url), "OLLAMA_MODEL": "from-the-environment"}
     child = pexpect.spawn(COMMAND, ["--url", f"sqlite:///{db}", "chat"], env=env, dimensions=(24, 80), timeout=30)
@@ -168,6 +172,7 @@ def test_a_new_chat_uses_ollama_model_when_no_model_is_given(standin: StandIn, d
     assert standin.requests[-1]["model"] == "from-the-environment"
 
 
+@terminal
 def test_leaving_before_the_first_turn_stores_nothing(standin: StandIn, db: Path) -> None:
     child = spawn(db, standin.url, "-m", "standin-model")
     say_line(child, "/exit")
@@ -180,6 +185,7 @@ def test_leaving_before_the_first_turn_stores_nothing(standin: StandIn, db: Path
 # -- resuming ----------------------------------------------------------------------------
 
 
+@terminal
 def test_resume_by_prefix_shows_the_last_turns_and_continues_the_history(standin: StandIn, db: Path) -> None:
     conversation_id = seed(db, "old", 5, BASE)
     with SessionManager(db_path=db) as manager:
@@ -203,6 +209,7 @@ def test_resume_by_prefix_shows_the_last_turns_and_continues_the_history(standin
     assert [m.content for m in conversation.messages][10:] == ["more", "echo: more (11 messages)"]
 
 
+@terminal
 def test_last_resumes_the_most_recently_updated_conversation(standin: StandIn, db: Path) -> None:
     older = seed(db, "older", 2, BASE)
     newer = seed(db, "newer", 2, BASE + timedelta(hours=1))
@@ -219,6 +226,7 @@ def test_last_resumes_the_most_recently_updated_conversation(standin: StandIn, d
     assert len(rows(db, older)) == 4
 
 
+@terminal
 def test_model_on_resume_switches_the_model_and_records_it(standin: StandIn, db: Path) -> None:
     conversation_id = seed(db, "old", 1, BASE)
     child = spawn(db, standin.url, conversation_id[:10], "--model", "other-model")
@@ -235,6 +243,7 @@ def test_model_on_resume_switches_the_model_and_records_it(standin: StandIn, db:
 # -- Ctrl-C and errors -------------------------------------------------------------------
 
 
+@terminal
 def test_ctrl_c_mid_stream_drops_the_partial_reply_and_the_chat_goes_on(standin: StandIn, db: Path) -> None:
     child = spawn(db, standin.url, "-m", "standin-model")
     say_line(child, "hello")
@@ -257,6 +266,7 @@ def test_ctrl_c_mid_stream_drops_the_partial_reply_and_the_chat_goes_on(standin:
     ]
 
 
+@terminal
 def test_an_unreachable_server_gives_one_error_line_and_the_chat_goes_on(db: Path) -> None:
     with StandIn() as gone:
         url = gone.url  # a port that nothing serves once closed
@@ -275,6 +285,7 @@ def test_an_unreachable_server_gives_one_error_line_and_the_chat_goes_on(db: Pat
     assert rows(db) == [("user", "anyone there?")]  # autosave's rule: the unanswered message is kept
 
 
+@terminal
 def test_a_model_not_pulled_says_how_to_pull_it(standin: StandIn, db: Path) -> None:
     child = spawn(db, standin.url, "--model", MISSING_MODEL)
     say_line(child, "hi")
@@ -285,6 +296,7 @@ def test_a_model_not_pulled_says_how_to_pull_it(standin: StandIn, db: Path) -> N
     assert child.exitstatus == 1
 
 
+@terminal
 def test_a_stream_failing_midway_saves_the_message_alone_and_the_next_turn_works(standin: StandIn, db: Path) -> None:
     child = spawn(db, standin.url, "-m", "standin-model")
     say_line(child, FAIL_MIDWAY)
@@ -301,6 +313,7 @@ def test_a_stream_failing_midway_saves_the_message_alone_and_the_next_turn_works
 # -- hostile model output ----------------------------------------------------------------
 
 
+@terminal
 def test_hostile_model_output_stays_escaped_live_and_on_resume(standin: StandIn, db: Path) -> None:
     child = spawn(db, standin.url, "-m", "standin-model")
     say_line(child, HOSTILE)
