@@ -26,7 +26,8 @@ from qv_ollama_sdk.domain.models import Conversation, Message, MessageRole
 
 from qv_session_manager import SessionManager
 from qv_session_manager.cli import main
-from qv_session_manager.cli.turns import ReplyPrinter, SaveShield
+from qv_session_manager.cli.turns import ReplyPrinter, SaveShield, take_turn
+from qv_session_manager.errors import StorageError
 from qv_session_manager.ollama import autosave
 from qv_session_manager.safe_text import terminal_safe
 
@@ -385,6 +386,49 @@ def test_a_ctrl_c_during_a_save_waits_for_the_save_to_end(
                 pass
         assert saver.pending() == []
     assert rows(db) == [("user", "hello"), ("assistant", "echo: hello (1 messages)")]
+
+
+def test_a_failing_save_is_one_problem_and_the_next_turn_catches_up(
+    standin: StandIn, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    route_ollama(monkeypatch, standin.url)
+    with SessionManager(url="memory://") as manager:
+        client = OllamaChatClient(model_name="standin-model")
+        saver = autosave(client, manager)
+        assert take_turn(client, saver, "hello", sys.stdout).problem is None
+
+        def broken_append(*args: Any, **kwargs: Any) -> bool:
+            raise StorageError("disk on fire")
+
+        with monkeypatch.context() as patch:
+            patch.setattr(manager.store, "append", broken_append)
+            outcome = take_turn(client, saver, "lost?", sys.stdout)
+        assert outcome.answered and not outcome.stopped
+        assert outcome.problem == "saving failed: disk on fire; the unsaved messages go with the next turn"
+        assert [m.content for m in saver.pending()] == ["lost?", "echo: lost? (3 messages)"]
+
+        assert take_turn(client, saver, "back", sys.stdout).problem is None
+        stored = manager.load_conversation(saver.conversation_id)
+        assert stored is not None and [m.id for m in stored.messages] == [m.id for m in client.conversation.messages]
+    assert "echo: back (5 messages)" in capsys.readouterr().out
+
+
+@terminal
+def test_a_conversation_deleted_meanwhile_stops_the_chat(standin: StandIn, db: Path) -> None:
+    conversation_id = seed(db, "old", 1, BASE)
+    child = spawn(db, standin.url, conversation_id, "--turns", "0")
+    child.expect_exact(PROMPT)
+    with SessionManager(db_path=db) as manager:
+        assert manager.delete_conversation(conversation_id)
+    child.sendline("still there?")
+    child.expect(r"error: ([^\r\n]*)\r\n")
+    assert child.match.group(1).decode() == (
+        f"conversation {conversation_id} was deleted from the store meanwhile; the chat stops"
+    )
+    assert b"error:" not in finish(child)  # one line, nothing more
+    assert child.exitstatus == 1
+    with SessionManager(db_path=db) as manager:
+        assert manager.load_conversation(conversation_id) is None  # not recreated
 
 
 # -- usage -------------------------------------------------------------------------------

@@ -132,44 +132,47 @@ def chat_command(
     say(f"{state} {saver.conversation_id} with {client.conversation.model_name}; /exit or Ctrl-D to leave")
     _use_line_editing()
     with shield.active():
-        failed = _converse(client, saver)
-    ctx.exit(_finish(manager, saver, failed))
+        ending = _converse(client, saver)
+    ctx.exit(1 if ending == FATAL else _finish(manager, saver, failed=ending == FAILED))
 
 
-def _converse(client: OllamaChatClient, saver: AutoSave) -> bool:
-    """Read lines and take turns until the user leaves; True when the last turn failed."""
-    failed = False
+#: How a chat ended: the last turn went well (or none was taken), failed, or the chat could not go on.
+OK, FAILED, FATAL = "ok", "failed", "fatal"
+
+
+def _converse(client: OllamaChatClient, saver: AutoSave) -> str:
+    """Read lines and take turns until the user leaves; how it ended (OK, FAILED or FATAL)."""
+    ending = OK
     try:
         while True:
             try:
                 line = input(PROMPT)
             except EOFError:
                 click.echo()
-                return failed
+                return ending
             text = line.strip()
             if not text:
                 continue
             if text in EXIT_WORDS:
-                return failed
+                return ending
             if line.startswith("/") and " " not in text:
                 say(f"unknown command {text} (type /exit to leave; start a message with a space to send it as it is)")
                 continue
             outcome = take_turn(client, saver, line, sys.stdout)
-            if outcome.stopped:
-                kept = "the reply was complete and is saved" if outcome.answered else \
-                    "the partial reply is dropped; your message is saved"
-                say(f"stopped: {kept}")
+            if outcome.stopped and not outcome.fatal:
+                kept = "the reply was complete" if outcome.answered else "the partial reply is dropped"
+                say(f"stopped: {kept}{'; your message is saved' if outcome.saved else ''}")
             if outcome.problem is not None:
                 say(f"error: {outcome.problem}")
             if outcome.fatal:
-                return True
-            failed = outcome.problem is not None
+                return FATAL
+            ending = FAILED if outcome.problem is not None else OK
     except KeyboardInterrupt:  # Ctrl-C at the prompt (or between turns)
         click.echo()
-        return failed
+        return ending
 
 
-def _finish(manager: SessionManager, saver: AutoSave, failed: bool) -> int:
+def _finish(manager: SessionManager, saver: AutoSave, *, failed: bool) -> int:
     """Save what is left, say how to come back, and return the exit code."""
     if saver.pending():
         try:

@@ -121,13 +121,14 @@ class Outcome:
     ``answered``: the reply is complete in ``client.conversation``; ``stopped``: Ctrl-C
     ended it; ``problem``: one line saying what failed and what to do (None when
     nothing failed); ``fatal``: the chat cannot go on (the conversation was deleted
-    from the store meanwhile).
+    from the store meanwhile); ``saved``: the store holds every message of the client.
     """
 
     answered: bool
     stopped: bool = False
     problem: str | None = None
     fatal: bool = False
+    saved: bool = True
 
 
 def ollama_address() -> str:
@@ -179,7 +180,7 @@ def take_turn(client: OllamaChatClient, saver: AutoSave, text: str, out: TextIO)
     except KeyboardInterrupt:
         stopped = True
     except ConversationNotFoundError:
-        return Outcome(answered=False, problem=_deleted(saver), fatal=True)
+        return Outcome(answered=False, problem=_deleted(saver), fatal=True, saved=False)
     except SessionStoreError as error:
         save_error = error
     except OLLAMA_ERRORS as error:
@@ -190,7 +191,7 @@ def take_turn(client: OllamaChatClient, saver: AutoSave, text: str, out: TextIO)
         except KeyboardInterrupt:
             stopped = True
         except ConversationNotFoundError:
-            return Outcome(answered=False, problem=_deleted(saver), fatal=True)
+            return Outcome(answered=False, problem=_deleted(saver), fatal=True, saved=False)
         except SessionStoreError as error:
             save_error = error
     unsaved = bool(saver.pending())
@@ -201,7 +202,7 @@ def take_turn(client: OllamaChatClient, saver: AutoSave, text: str, out: TextIO)
     if unsaved:
         reason = describe_store_error(save_error) if save_error is not None else "the store refused the messages"
         problems.append(f"saving failed: {reason}; the unsaved messages go with the next turn")
-    return Outcome(answered=answered, stopped=stopped, problem="; ".join(problems) or None)
+    return Outcome(answered=answered, stopped=stopped, problem="; ".join(problems) or None, saved=not unsaved)
 
 
 def describe_store_error(error: SessionStoreError) -> str:
