@@ -337,7 +337,7 @@ def test_hostile_model_output_stays_escaped_live_and_on_resume(standin: StandIn,
     assert b"[red]x[/red]" in shown and b"\\x1b]0;PWNED\\x07" in shown
 
 
-@given(st.lists(st.text(alphabet=st.characters(codec="utf-8") | st.sampled_from("\x1b\x07\x9b\u202e\r\n\t[]/")),
+@given(st.lists(st.text(alphabet=st.characters(codec="utf-8") | st.sampled_from("\x1b\x07\x9b\u202e\ud800\udfff\r\n\t[]/")),
                 max_size=8))
 def test_chunks_are_escaped_as_the_whole_reply_would_be(chunks: list[str]) -> None:
     """Property: however a reply is cut, what is printed is terminal_safe of the whole (no escape is split)."""
