@@ -17,10 +17,12 @@ from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+import ollama
 import pytest
 from click.testing import CliRunner
 from hypothesis import given
 from hypothesis import strategies as st
+from pydantic_core import PydanticSerializationError
 from qv_ollama_sdk.client import OllamaChatClient
 from qv_ollama_sdk.domain.models import Conversation, Message, MessageRole
 
@@ -429,6 +431,38 @@ def test_a_conversation_deleted_meanwhile_stops_the_chat(standin: StandIn, db: P
     assert child.exitstatus == 1
     with SessionManager(db_path=db) as manager:
         assert manager.load_conversation(conversation_id) is None  # not recreated
+
+
+@pytest.mark.parametrize("raised", [
+    # What a Ctrl-C while the ollama client serializes the request becomes (seen on a terminal).
+    PydanticSerializationError("Error calling function `serialize_sequence_via_list`: KeyboardInterrupt: "),
+    KeyboardInterrupt(),
+    ValueError("something\nunexpected"),
+])
+def test_an_interrupt_or_error_before_the_first_chunk_keeps_the_message_and_the_chat(
+    standin: StandIn, monkeypatch: pytest.MonkeyPatch, raised: BaseException
+) -> None:
+    route_ollama(monkeypatch, standin.url)
+    with SessionManager(url="memory://") as manager:
+        client = OllamaChatClient(model_name="standin-model")
+        saver = autosave(client, manager)
+
+        def failing_chat(*args: Any, **kwargs: Any) -> Any:
+            raise raised
+
+        with monkeypatch.context() as patch:
+            patch.setattr(ollama, "chat", failing_chat)
+            outcome = take_turn(client, saver, "hello", sys.stdout)
+        if type(raised) is ValueError:
+            assert outcome.problem == ("the turn failed unexpectedly (ValueError: something); "
+                                       "your message is saved, type another message or /exit")
+            assert not outcome.stopped
+        else:
+            assert outcome.stopped and outcome.problem is None
+        assert not outcome.answered and outcome.saved
+        stored = manager.load_conversation(saver.conversation_id)
+        assert stored is not None and [m.content for m in stored.messages] == ["hello"]
+        assert take_turn(client, saver, "again", sys.stdout).answered  # the chat goes on
 
 
 # -- usage -------------------------------------------------------------------------------

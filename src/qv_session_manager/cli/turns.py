@@ -29,6 +29,7 @@ from typing import TextIO
 
 import httpx
 from ollama import ResponseError
+from pydantic_core import PydanticSerializationError
 from qv_ollama_sdk.client import OllamaChatClient
 from qv_ollama_sdk.domain.models import MessageRole
 
@@ -37,7 +38,7 @@ from ..ollama import AutoSave
 from ..redact import mask_url
 from ..safe_text import terminal_safe
 
-__all__ = ["Outcome", "ReplyPrinter", "SaveShield", "describe_ollama_error", "describe_store_error", "ollama_address", "take_turn"]
+__all__ = ["Outcome", "ReplyPrinter", "SaveShield", "describe_ollama_error", "describe_store_error", "is_wrapped_interrupt", "ollama_address", "take_turn"]
 
 #: What the ``ollama`` client raises when a turn fails on Ollama's side.
 OLLAMA_ERRORS = (ResponseError, ConnectionError, httpx.HTTPError)
@@ -183,8 +184,15 @@ def take_turn(client: OllamaChatClient, saver: AutoSave, text: str, out: TextIO)
         return Outcome(answered=False, problem=_deleted(saver), fatal=True, saved=False)
     except SessionStoreError as error:
         save_error = error
+    except BrokenPipeError:  # our own output went away (a ConnectionError too, but not Ollama's)
+        raise
     except OLLAMA_ERRORS as error:
         failure = describe_ollama_error(error, client.conversation.model_name)
+    except Exception as error:  # noqa: BLE001 - one line, never a traceback; the store is synced below
+        if is_wrapped_interrupt(error):
+            stopped = True
+        else:
+            failure = f"the turn failed unexpectedly ({type(error).__name__}: {_first_line(error)})"
     if saver.pending():  # a save failed (or was never reached): once more
         try:
             saver.sync()
@@ -205,9 +213,19 @@ def take_turn(client: OllamaChatClient, saver: AutoSave, text: str, out: TextIO)
     return Outcome(answered=answered, stopped=stopped, problem="; ".join(problems) or None, saved=not unsaved)
 
 
+def is_wrapped_interrupt(error: Exception) -> bool:
+    """True for a Ctrl-C that pydantic turned into an error: a KeyboardInterrupt raised while
+    the ``ollama`` client serializes the request comes out as a PydanticSerializationError."""
+    return isinstance(error, PydanticSerializationError) and "KeyboardInterrupt" in str(error)
+
+
 def describe_store_error(error: SessionStoreError) -> str:
     """The first line of a store error's message (its class name when it has none)."""
-    return str(error).splitlines()[0] if str(error) else type(error).__name__
+    return _first_line(error)
+
+
+def _first_line(error: BaseException) -> str:
+    return str(error).splitlines()[0] if str(error).strip() else type(error).__name__
 
 
 def _deleted(saver: AutoSave) -> str:
