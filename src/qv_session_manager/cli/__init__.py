@@ -26,6 +26,7 @@ from ..redact import scrub
 from ..safe_text import terminal_safe
 from .admin import backends_command, delete_command, prune_command, stats_command
 from .browse import list_command, show_command
+from .chatting import chat_command
 from .common import Settings, UserError, noted_urls, say
 from .copying import copy_command
 from .dates import add_date_checks
@@ -104,7 +105,7 @@ def main(ctx: click.Context, url: str | None) -> None:
 
 for _command in (
     list_command, show_command, search_command, export_command, import_command, copy_command,
-    delete_command, prune_command, stats_command, backends_command, doctor_command,
+    delete_command, prune_command, stats_command, backends_command, doctor_command, chat_command,
 ):
     main.add_command(_command)
     if _command not in (copy_command, backends_command):  # copy names its own stores; backends opens none
