@@ -220,8 +220,8 @@ def test_list_formats_and_columns(db: Path) -> None:
 def test_list_usage_errors(db: Path, tmp_path: Path) -> None:
     one_line_error(run(db, "list", "-c", "id,nope"), 2, "unknown column 'nope'")
     one_line_error(run(db, "list", "--json", "--format", "csv"), 2, "contradict")
-    one_line_error(run(db, "list", "--since", "yesterday"), 1, "--since takes an ISO date")
-    one_line_error(run(db, "list", "--until", "soon"), 1, "--until takes an ISO date")
+    one_line_error(run(db, "list", "--since", "yesterday"), 1, "--since 'yesterday' is not a date")
+    one_line_error(run(db, "list", "--until", "soon"), 1, "--until 'soon' is not a date")
     empty = tmp_path / "empty.db"
     SessionManager(db_path=empty).close()
     assert ok(empty, "list", "--format", "table").stdout == "no conversations\n"
@@ -284,8 +284,8 @@ def test_search_filters(db: Path) -> None:
 
 
 def test_search_bad_input(db: Path) -> None:
-    one_line_error(run(db, "search", "x", "--since", "yesterday"), 1, "--since takes an ISO date")
-    one_line_error(run(db, "search", "x", "--until", "soon"), 1, "--until takes an ISO date")
+    one_line_error(run(db, "search", "x", "--since", "yesterday"), 1, "--since 'yesterday' is not a date")
+    one_line_error(run(db, "search", "x", "--until", "soon"), 1, "--until 'soon' is not a date")
     one_line_error(run(db, "search", "x", "--role", "robot"), 2, "robot")
     one_line_error(run(db, "search"), 2, "QUERY")
 

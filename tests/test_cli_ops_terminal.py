@@ -183,7 +183,7 @@ def locked(store: Path, tmp_path: Path) -> Iterator[Path]:
 
 def test_every_reading_command_works_for_a_user_who_cannot_write(locked: Path, tmp_path: Path) -> None:
     before = locked.read_bytes()
-    listing = as_nobody(["list", "--json", "--url", str(locked)])
+    listing = as_nobody(["list", "--all", "--json", "--url", str(locked)])
     assert listing.returncode == 0, listing.stderr
     rows = json.loads(listing.stdout)
     assert len(rows) == 300

@@ -13,12 +13,10 @@ from typing import Any
 import click
 
 from ..convert import conversation_to_record, message_to_record
-from ..errors import InvalidInputError
 from ..exchange.markdown import write_markdown
 from ..manager import SessionManager
 from ..records import StoredConversation
 from ..safe_text import terminal_safe
-from ..timeutil import time_range
 from .common import echo_json, fail, open_manager, parse_meta, say
 from .formats import (
     cell_text,
@@ -45,15 +43,6 @@ meta_option = click.option(
     "--meta", "--metadata", "meta", multiple=True, metavar="KEY=VALUE",
     help="Only conversations whose metadata KEY equals VALUE (JSON when it parses, else a string). Repeatable.",
 )
-
-
-def check_bounds(since: str | None, until: str | None) -> None:
-    """Fail naming ``--since`` or ``--until`` when its value is not an ISO date or datetime."""
-    for option, bounds in (("--since", (since, None)), ("--until", (None, until))):
-        try:
-            time_range(*bounds)
-        except InvalidInputError:
-            fail(f"{option} takes an ISO date or datetime (2025-01-31, 2025-01-31T08:00), not {bounds[0] or bounds[1]!r}")
 
 
 def _preview(manager: SessionManager, conversation_id: str) -> tuple[str, int]:
@@ -114,7 +103,6 @@ def list_command(
     chosen_format = pick_format(output_format, as_json)
     chosen = split_columns(columns, LIST_COLUMNS, LIST_DEFAULT)
     metadata = parse_meta(meta)
-    check_bounds(since, until)
     manager = open_manager(ctx)
     count = None if show_all else (DEFAULT_LIMIT if limit is None else limit)
     boundary = None if after is None else resolve_id(manager, after)

@@ -35,7 +35,7 @@ from ..records import ROLES, SearchHit, check_metadata_filter
 from ..snippet import snippet
 from ..text import tokens
 from ..timeutil import time_range
-from .browse import check_bounds, meta_option
+from .browse import meta_option
 from .common import fail, open_manager, parse_meta, say
 from .formats import cell_text, columns_option, format_option, json_text, pick_format, render_rows, split_columns
 from .ids import all_ids, short_ids
@@ -104,9 +104,8 @@ class Found:
 def time_filter(since: str | None, until: str | None, metadata: dict[str, Any] | None) -> ConversationFilter:
     """The filter for ``--since``/``--until`` (inclusive; a date-only ``--until`` is the whole day).
 
-    A bound that is not a date fails naming its option (:func:`.browse.check_bounds`).
+    The bounds were checked when parsed, naming their option (:mod:`.dates`).
     """
-    check_bounds(since, until)
     lower, upper = time_range(since, until)
     try:
         check_metadata_filter(metadata)
