@@ -36,7 +36,7 @@ from qv_session_manager.exchange import (
     write_jsonl,
     write_markdown,
 )
-from qv_session_manager.protocol import ConversationFilter, ConversationStore, SaveItem
+from qv_session_manager.protocol import Capability, ConversationFilter, ConversationStore, SaveItem
 from qv_session_manager.records import ConversationRecord, MessageRecord, StoredConversation, ToolCallRecord
 from qv_session_manager.testing import strategies as gen
 from qv_session_manager.transfer import iter_stored
@@ -599,6 +599,8 @@ class LazyStream(io.TextIOBase):
 
 class SinkStore:
     """A bulk-saving store that only counts: what stays in memory is the importer's own."""
+
+    capabilities = frozenset({Capability.BULK_SAVING})
 
     def __init__(self) -> None:
         self.saved = 0

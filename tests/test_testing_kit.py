@@ -84,6 +84,8 @@ def test_the_kit_keeps_the_users_own_profile(monkeypatch: pytest.MonkeyPatch) ->
 class DroppableMemory(MemoryStore):
     """A memory store that records its drop in a shared log."""
 
+    capabilities = MemoryStore.capabilities | {Capability.DROPPABLE}
+
     def __init__(self, name: str, log: list[str]) -> None:
         super().__init__()
         self.name, self.log = name, log
@@ -153,6 +155,7 @@ from pathlib import Path
 import pytest
 
 from qv_session_manager.backends.sqlite import SQLiteStore
+from qv_session_manager.protocol import Capability
 from qv_session_manager.testing import StoreContract, managed_opener
 
 SERVER = Path(os.environ["KIT_SERVER_DIR"])
@@ -160,6 +163,10 @@ SERVER = Path(os.environ["KIT_SERVER_DIR"])
 
 class ServerStore(SQLiteStore):
     """A stand-in for a store on a server: one shared directory, a file per namespace."""
+
+    def __init__(self, path):
+        super().__init__(path)
+        self.capabilities = self.capabilities | {Capability.DROPPABLE}
 
     def drop(self) -> None:
         self.close()
