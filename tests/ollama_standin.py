@@ -101,8 +101,13 @@ def reply_for(request: Mapping[str, Any]) -> dict[str, Any]:
 
 def _final(model: str) -> dict[str, Any]:
     return {
-        "model": model, "created_at": CREATED_AT, "done": True, "done_reason": "stop",
-        "total_duration": 1000, "prompt_eval_count": 1, "eval_count": 1,
+        "model": model,
+        "created_at": CREATED_AT,
+        "done": True,
+        "done_reason": "stop",
+        "total_duration": 1000,
+        "prompt_eval_count": 1,
+        "eval_count": 1,
     }
 
 
@@ -114,14 +119,22 @@ def stream_chunks(request: Mapping[str, Any]) -> Iterator[dict[str, Any]]:
         yield {"model": model, "created_at": CREATED_AT, "message": reply, "done": False}
     elif reply["content"] == HOSTILE_REPLY:
         for piece in HOSTILE_CHUNKS:
-            yield {"model": model, "created_at": CREATED_AT, "message": {"role": "assistant", "content": piece},
-                   "done": False}
+            yield {
+                "model": model,
+                "created_at": CREATED_AT,
+                "message": {"role": "assistant", "content": piece},
+                "done": False,
+            }
     else:
         words = reply["content"].split(" ")
         for index, word in enumerate(words):
             piece = word if index == len(words) - 1 else word + " "
-            yield {"model": model, "created_at": CREATED_AT, "message": {"role": "assistant", "content": piece},
-                   "done": False}
+            yield {
+                "model": model,
+                "created_at": CREATED_AT,
+                "message": {"role": "assistant", "content": piece},
+                "done": False,
+            }
     yield {**_final(model), "message": {"role": "assistant", "content": ""}}
 
 

@@ -53,13 +53,19 @@ def tool_conversation() -> Conversation:
     call = ToolCall(function=Function(name="get_weather", arguments={"city": "Berlin"}), id="call-1")
     messages = [
         Message(role=MessageRole.SYSTEM, content="be brief", created_at=moment),
-        Message(role=MessageRole.USER, content="weather [bold]now[/bold]?", images=["aGk=", b"\x00\x01"], created_at=moment),
+        Message(
+            role=MessageRole.USER, content="weather [bold]now[/bold]?", images=["aGk=", b"\x00\x01"], created_at=moment
+        ),
         Message(role=MessageRole.ASSISTANT, content="", tool_calls=[call], created_at=moment),
         Message(role=MessageRole.TOOL, content="sunny, 21 C", tool_call_id="call-1", created_at=moment),
         Message(role=MessageRole.ASSISTANT, content="It is sunny.", created_at=moment),
     ]
     return Conversation(
-        title="Weather", model_name="gemma3:1b", messages=messages, created_at=moment, updated_at=moment,
+        title="Weather",
+        model_name="gemma3:1b",
+        messages=messages,
+        created_at=moment,
+        updated_at=moment,
         metadata={"topic": "weather", "n": 1},
     )
 
@@ -173,7 +179,12 @@ def test_list_on_memory_and_from_the_environment(db: Path) -> None:
 def test_parse_meta() -> None:
     assert parse_meta(()) is None
     assert parse_meta(("a=1", "b=true", "c=null", "d=x=y", "e=", 'f={"k": [1]}')) == {
-        "a": 1, "b": True, "c": None, "d": "x=y", "e": "", "f": {"k": [1]},
+        "a": 1,
+        "b": True,
+        "c": None,
+        "d": "x=y",
+        "e": "",
+        "f": {"k": [1]},
     }
 
 
@@ -237,7 +248,9 @@ def test_search_ranks_by_relevance_and_highlights(db: Path) -> None:
 
 def test_search_recent_and_limit(db: Path) -> None:
     assert titles(json.loads(on(db, "search", "about", "--recent", "--json").stdout)) == [
-        "Python dicts", "Rust ownership", "Python lists",
+        "Python dicts",
+        "Rust ownership",
+        "Python lists",
     ]
     assert len(json.loads(on(db, "search", "about", "--limit", "1", "--json").stdout)) == 1
 
@@ -261,7 +274,7 @@ def test_highlighted_keeps_the_text_and_styles_exactly_the_marked_parts(parts: l
     text = highlighted(snippet, mark)
     # Control characters are shown escaped, so stored text cannot drive the terminal.
     assert text.plain == terminal_safe("".join(piece for piece, _ in parts))
-    styled = "".join(text.plain[span.start:span.end] for span in text.spans)
+    styled = "".join(text.plain[span.start : span.end] for span in text.spans)
     assert styled == terminal_safe("".join(piece for piece, marked in parts if marked))
 
 
@@ -680,7 +693,11 @@ def cli_process(*args: str, input: str | None = None) -> subprocess.CompletedPro
     environment = {key: value for key, value in os.environ.items() if key != URL_VARIABLE}
     return subprocess.run(
         [sys.executable, "-m", "qv_session_manager.cli", *args],
-        input=input, capture_output=True, text=True, env=environment, timeout=120,
+        input=input,
+        capture_output=True,
+        text=True,
+        env=environment,
+        timeout=120,
     )
 
 
@@ -711,7 +728,9 @@ def test_a_reader_that_goes_away_ends_the_export_quietly(tmp_path: Path) -> None
     environment = {key: value for key, value in os.environ.items() if key != URL_VARIABLE}
     process = subprocess.Popen(
         [sys.executable, "-m", "qv_session_manager.cli", "--url", url_of(path), "export", "-"],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=environment,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        env=environment,
     )
     assert process.stdout is not None and process.stderr is not None
     process.stdout.readline()

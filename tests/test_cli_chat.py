@@ -69,16 +69,20 @@ def db(tmp_path: Path) -> Path:
 
 
 def terminal_env(url: str) -> dict[str, str]:
-    env = {key: value for key, value in os.environ.items()
-           if key not in ("COLUMNS", "LINES", "NO_COLOR", "PAGER", "QV_SESSION_MANAGER_URL", "OLLAMA_MODEL")}
+    env = {
+        key: value
+        for key, value in os.environ.items()
+        if key not in ("COLUMNS", "LINES", "NO_COLOR", "PAGER", "QV_SESSION_MANAGER_URL", "OLLAMA_MODEL")
+    }
     return {**env, **environment(url), "TERM": "xterm-256color"}
 
 
 def spawn(db: Path, url: str, *args: str) -> Any:
     """The real ``qv-sessions --url <db> chat ARGS`` on an 80x24 pseudo-terminal, talking to ``url``."""
     assert Path(COMMAND).exists(), f"{COMMAND} is not installed (pip install -e .)"
-    return pexpect.spawn(COMMAND, ["--url", f"sqlite:///{db}", "chat", *args], env=terminal_env(url),
-                         dimensions=(24, 80), timeout=30)
+    return pexpect.spawn(
+        COMMAND, ["--url", f"sqlite:///{db}", "chat", *args], env=terminal_env(url), dimensions=(24, 80), timeout=30
+    )
 
 
 def say_line(child: Any, text: str) -> None:
@@ -124,8 +128,14 @@ def seed(db: Path, name: str, turns: int, moment: datetime) -> str:
 
 def real(db: Path, *args: str) -> str:
     """Standard output of the real command run with a pipe (plain text)."""
-    finished = subprocess.run([COMMAND, "--url", f"sqlite:///{db}", *args], capture_output=True, text=True,
-                              timeout=60, check=True, env=terminal_env("http://127.0.0.1:9"))
+    finished = subprocess.run(
+        [COMMAND, "--url", f"sqlite:///{db}", *args],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+        env=terminal_env("http://127.0.0.1:9"),
+    )
     return finished.stdout
 
 
@@ -153,8 +163,11 @@ def test_a_new_chat_streams_saves_every_turn_and_shows_in_list_and_show(standin:
     assert child.exitstatus == 0
 
     assert rows(db) == [
-        ("system", "Be brief."), ("user", "hello"), ("assistant", "echo: hello (2 messages)"),
-        ("user", "again"), ("assistant", "echo: again (4 messages)"),
+        ("system", "Be brief."),
+        ("user", "hello"),
+        ("assistant", "echo: hello (2 messages)"),
+        ("user", "again"),
+        ("assistant", "echo: again (4 messages)"),
     ]
     assert [request["model"] for request in standin.requests] == ["standin-model"] * 2
     assert all(request["stream"] for request in standin.requests)  # replies are streamed
@@ -264,8 +277,11 @@ def test_ctrl_c_mid_stream_drops_the_partial_reply_and_the_chat_goes_on(standin:
     finish(child)
     assert child.exitstatus == 0
     assert rows(db) == [
-        ("user", "hello"), ("assistant", "echo: hello (1 messages)"), ("user", HOLD),
-        ("user", "after"), ("assistant", "echo: after (4 messages)"),
+        ("user", "hello"),
+        ("assistant", "echo: hello (1 messages)"),
+        ("user", HOLD),
+        ("user", "after"),
+        ("assistant", "echo: after (4 messages)"),
     ]
 
 
@@ -277,8 +293,10 @@ def test_an_unreachable_server_gives_one_error_line_and_the_chat_goes_on(db: Pat
     say_line(child, "anyone there?")
     child.expect(r"error: ([^\r\n]*)\r\n")
     line = child.match.group(1).decode()
-    assert line == (f"cannot reach Ollama at {url}: start it (`ollama serve`) or point OLLAMA_HOST at it; "
-                    "your message is saved, type another message or /exit")
+    assert line == (
+        f"cannot reach Ollama at {url}: start it (`ollama serve`) or point OLLAMA_HOST at it; "
+        "your message is saved, type another message or /exit"
+    )
     child.expect_exact(PROMPT)  # the chat goes on
     assert b"Traceback" not in bytes(child.before)
     child.sendeof()
@@ -339,10 +357,15 @@ def test_hostile_model_output_stays_escaped_live_and_on_resume(standin: StandIn,
     assert b"[red]x[/red]" in shown and b"\\x1b]0;PWNED\\x07" in shown
 
 
-@given(st.lists(st.text(alphabet=st.characters(codec="utf-8") | st.sampled_from("\x1b\x07\x9b\u202e\ud800\udfff\r\n\t[]/")),
-                max_size=8))
+@given(
+    st.lists(
+        st.text(alphabet=st.characters(codec="utf-8") | st.sampled_from("\x1b\x07\x9b\u202e\ud800\udfff\r\n\t[]/")),
+        max_size=8,
+    )
+)
 def test_chunks_are_escaped_as_the_whole_reply_would_be(chunks: list[str]) -> None:
     """Property: however a reply is cut, what is printed is terminal_safe of the whole (no escape is split)."""
+
     class Sink:
         def __init__(self) -> None:
             self.text = ""
@@ -433,12 +456,15 @@ def test_a_conversation_deleted_meanwhile_stops_the_chat(standin: StandIn, db: P
         assert manager.load_conversation(conversation_id) is None  # not recreated
 
 
-@pytest.mark.parametrize("raised", [
-    # What a Ctrl-C while the ollama client serializes the request becomes (seen on a terminal).
-    PydanticSerializationError("Error calling function `serialize_sequence_via_list`: KeyboardInterrupt: "),
-    KeyboardInterrupt(),
-    ValueError("something\nunexpected"),
-])
+@pytest.mark.parametrize(
+    "raised",
+    [
+        # What a Ctrl-C while the ollama client serializes the request becomes (seen on a terminal).
+        PydanticSerializationError("Error calling function `serialize_sequence_via_list`: KeyboardInterrupt: "),
+        KeyboardInterrupt(),
+        ValueError("something\nunexpected"),
+    ],
+)
 def test_an_interrupt_or_error_before_the_first_chunk_keeps_the_message_and_the_chat(
     standin: StandIn, monkeypatch: pytest.MonkeyPatch, raised: BaseException
 ) -> None:
@@ -454,8 +480,10 @@ def test_an_interrupt_or_error_before_the_first_chunk_keeps_the_message_and_the_
             patch.setattr(ollama, "chat", failing_chat)
             outcome = take_turn(client, saver, "hello", sys.stdout)
         if type(raised) is ValueError:
-            assert outcome.problem == ("the turn failed unexpectedly (ValueError: something); "
-                                       "your message is saved, type another message or /exit")
+            assert outcome.problem == (
+                "the turn failed unexpectedly (ValueError: something); "
+                "your message is saved, type another message or /exit"
+            )
             assert not outcome.stopped
         else:
             assert outcome.stopped and outcome.problem is None
@@ -468,13 +496,16 @@ def test_an_interrupt_or_error_before_the_first_chunk_keeps_the_message_and_the_
 # -- usage -------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize(("args", "code", "says"), [
-    (["chat", "abc", "--last"], 2, "give either ID or --last"),
-    (["chat", "abc", "--system", "x"], 2, "--system is for a new chat"),
-    (["chat", "--model", " "], 2, "an empty name names no model"),
-    (["chat", "--last"], 1, "error: no conversation to continue: the store is empty"),
-    (["chat", "nosuch"], 1, "error: no conversation 'nosuch'"),
-])
+@pytest.mark.parametrize(
+    ("args", "code", "says"),
+    [
+        (["chat", "abc", "--last"], 2, "give either ID or --last"),
+        (["chat", "abc", "--system", "x"], 2, "--system is for a new chat"),
+        (["chat", "--model", " "], 2, "an empty name names no model"),
+        (["chat", "--last"], 1, "error: no conversation to continue: the store is empty"),
+        (["chat", "nosuch"], 1, "error: no conversation 'nosuch'"),
+    ],
+)
 def test_usage_and_user_errors(db: Path, args: list[str], code: int, says: str) -> None:
     with SessionManager(db_path=db):
         pass  # an empty store

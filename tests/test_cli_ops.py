@@ -70,7 +70,10 @@ def test_version() -> None:
 
 
 def test_url_after_the_command_and_bare_paths(db: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    for args in (["list", "--json", "--url", str(db)], ["--url", "memory://", "list", "--json", "--url", f"sqlite:///{db}"]):
+    for args in (
+        ["list", "--json", "--url", str(db)],
+        ["--url", "memory://", "list", "--json", "--url", f"sqlite:///{db}"],
+    ):
         result = run(*args)
         assert result.exit_code == 0, result.output
         assert len(json.loads(result.stdout)) == 3
@@ -129,7 +132,14 @@ def test_stats_in_human_sizes_with_distinct_labels_and_as_json(db: Path) -> None
 
 def test_human_size() -> None:
     assert [human_size(n) for n in (0, 1023, 1024, 1536, 10 * 1024, 220274688, 5 * 1024**4)] == [
-        "0 B", "1023 B", "1.0 KiB", "1.5 KiB", "10 KiB", "210 MiB", "5.0 TiB"]
+        "0 B",
+        "1023 B",
+        "1.0 KiB",
+        "1.5 KiB",
+        "10 KiB",
+        "210 MiB",
+        "5.0 TiB",
+    ]
 
 
 def test_backends_json() -> None:
@@ -143,7 +153,9 @@ def test_doctor_json_healthy_and_broken(db: Path) -> None:
     assert healthy.exit_code == 0, healthy.output
     report = json.loads(healthy.stdout)
     assert report["ok"] and report["problems"] == [] and not report["read_only"]
-    assert {"check": "schema version", "status": "ok", "result": f"{LATEST} (current)", "details": []} in report["checks"]
+    assert {"check": "schema version", "status": "ok", "result": f"{LATEST} (current)", "details": []} in report[
+        "checks"
+    ]
     connection = sqlite3.connect(db)
     with connection:
         connection.execute("INSERT INTO message_index (rowid, body) VALUES (999999, 'ghost words')")
@@ -186,8 +198,9 @@ def test_an_unknown_format_names_the_option_and_creates_nothing(tmp_path: Path) 
     notes = tmp_path / "notes.txt"
     notes.write_text("hello\nworld\n")
     target = tmp_path / "new.db"
-    one_line_error(run("--url", str(target), "import", str(notes)), "cannot tell the format", "--format jsonl",
-                   "--format sharegpt")
+    one_line_error(
+        run("--url", str(target), "import", str(notes)), "cannot tell the format", "--format jsonl", "--format sharegpt"
+    )
     empty = tmp_path / "empty.jsonl"
     empty.write_text("")
     one_line_error(run("--url", str(target), "import", str(empty)), "it is empty", "--format")
@@ -202,11 +215,15 @@ def test_a_wrong_format_suggests_the_right_one_and_creates_nothing(db: Path, tmp
     sharegpt = tmp_path / "sharegpt.json"
     sharegpt.write_text(json.dumps([{"id": "a", "conversations": [{"from": "human", "value": "hi"}]}]))
     target = tmp_path / "new.db"
-    one_line_error(run("--url", str(target), "import", str(sharegpt), "--format", "jsonl"), "line 1",
-                   "looks like a ShareGPT file: give --format sharegpt")
+    one_line_error(
+        run("--url", str(target), "import", str(sharegpt), "--format", "jsonl"),
+        "line 1",
+        "looks like a ShareGPT file: give --format sharegpt",
+    )
     exported(db, tmp_path / "backup.json")
-    one_line_error(run("--url", str(target), "import", str(tmp_path / "backup.json"), "--format", "jsonl"),
-                   "give --format json")
+    one_line_error(
+        run("--url", str(target), "import", str(tmp_path / "backup.json"), "--format", "jsonl"), "give --format json"
+    )
     one_line_error(run("--url", str(target), "import", str(tmp_path / "missing.jsonl")), "missing.jsonl")
     assert not target.exists() and not any(path.name.startswith("new.db") for path in tmp_path.iterdir())
 
@@ -244,8 +261,11 @@ def test_export_follows_the_extension_or_refuses(db: Path, tmp_path: Path) -> No
 
 
 def test_export_into_a_missing_directory_says_so(db: Path, tmp_path: Path) -> None:
-    one_line_error(run("--url", str(db), "export", str(tmp_path / "no" / "x.jsonl")),
-                   f"there is no directory {tmp_path / 'no'}", "create it first")
+    one_line_error(
+        run("--url", str(db), "export", str(tmp_path / "no" / "x.jsonl")),
+        f"there is no directory {tmp_path / 'no'}",
+        "create it first",
+    )
     assert sorted(path.name for path in tmp_path.iterdir()) == ["chats.db"]
 
 
@@ -302,7 +322,9 @@ def test_a_read_only_store_still_shows_real_damage(db: Path, unwritable: None) -
         connection.execute("INSERT INTO message_index (rowid, body) VALUES (999999, 'ghost words')")
     connection.close()
     result = run("--url", str(db), "doctor")
-    assert result.exit_code == 1 and "search indexes: INCONSISTENT" in result.stdout and "message_index" in result.stdout
+    assert (
+        result.exit_code == 1 and "search indexes: INCONSISTENT" in result.stdout and "message_index" in result.stdout
+    )
 
 
 def test_writing_on_a_read_only_store_says_why_in_one_line(db: Path, unwritable: None) -> None:

@@ -52,7 +52,9 @@ def dump(tmp_path: Path) -> Path:
 @pytest.fixture
 def store(tmp_path: Path, dump: Path) -> Path:
     path = tmp_path / "chats.db"
-    result = subprocess.run([COMMAND, "--url", str(path), "import", str(dump)], capture_output=True, text=True, check=False)
+    result = subprocess.run(
+        [COMMAND, "--url", str(path), "import", str(dump)], capture_output=True, text=True, check=False
+    )
     assert result.returncode == 0, result.stderr
     return path
 
@@ -83,8 +85,10 @@ def test_progress_on_a_terminal_and_none_when_piped(store: Path, dump: Path, tmp
         (["--url", str(store), "export", str(tmp_path / "out.jsonl")], [b"exporting", b"300/300", b"ETA"]),
         (["copy", str(store), str(tmp_path / "copy.db")], [b"copying", b"300/300"]),
         (["--url", str(store), "doctor"], [b"checking the file's integrity", b"comparing the search indexes"]),
-        (["--url", str(tmp_path / "a.db"), "prune", "--keep-newest", "100", "--yes"],
-         [b"deleting 200 conversations", b"purging deleted text"]),
+        (
+            ["--url", str(tmp_path / "a.db"), "prune", "--keep-newest", "100", "--yes"],
+            [b"deleting 200 conversations", b"purging deleted text"],
+        ),
     ]
     for args, marks in cases:
         output, status = on_terminal(args)
@@ -92,8 +96,10 @@ def test_progress_on_a_terminal_and_none_when_piped(store: Path, dump: Path, tmp
         for mark in marks:
             assert mark in output, (args, mark, output)
     for number, (args, marks) in enumerate(cases):
-        args = [part.replace("a.db", f"p{number}.db").replace("copy.db", "pcopy.db").replace("out.jsonl", "p.jsonl")
-                for part in args]
+        args = [
+            part.replace("a.db", f"p{number}.db").replace("copy.db", "pcopy.db").replace("out.jsonl", "p.jsonl")
+            for part in args
+        ]
         if "prune" in args:
             args = ["--url", str(store), "prune", "--keep-newest", "100", "--yes"]
         result = piped(args)
@@ -125,8 +131,13 @@ def test_ctrl_c_during_an_import_keeps_whole_batches(tmp_path: Path, dump: Path)
     os.mkfifo(fifo)
     target = tmp_path / "interrupted.db"
     lines = dump.read_text(encoding="utf-8").splitlines(keepends=True)
-    child = pexpect.spawn("/bin/sh", ["-c", f"exec {COMMAND} --url {target} import - --batch-size 50 < {fifo}"],
-                          env=environment(), dimensions=(40, 120), timeout=120)
+    child = pexpect.spawn(
+        "/bin/sh",
+        ["-c", f"exec {COMMAND} --url {target} import - --batch-size 50 < {fifo}"],
+        env=environment(),
+        dimensions=(40, 120),
+        timeout=120,
+    )
     with fifo.open("w", encoding="utf-8") as feed:
         feed.write("".join(lines[:151]))  # the header and 150 conversations: three whole batches
         feed.flush()
@@ -142,7 +153,9 @@ def test_ctrl_c_during_an_import_keeps_whole_batches(tmp_path: Path, dump: Path)
     assert len(stored) == 150 and all(stored[key].messages == source[key].messages for key in stored)
     doctor = subprocess.run([COMMAND, "--url", str(target), "doctor"], capture_output=True, text=True, check=False)
     assert doctor.returncode == 0 and "no problems found" in doctor.stdout, doctor.stdout + doctor.stderr
-    again = subprocess.run([COMMAND, "--url", str(target), "import", str(dump)], capture_output=True, text=True, check=False)
+    again = subprocess.run(
+        [COMMAND, "--url", str(target), "import", str(dump)], capture_output=True, text=True, check=False
+    )
     assert "imported 150 conversations, skipped 150" in again.stderr, again.stderr  # the same import finishes it
 
 
@@ -187,8 +200,15 @@ def test_every_reading_command_works_for_a_user_who_cannot_write(locked: Path, t
     assert listing.returncode == 0, listing.stderr
     rows = json.loads(listing.stdout)
     assert len(rows) == 300
-    for args in (["show", rows[0]["id"]], ["search", "python"], ["stats"], ["export", "-"], ["doctor"],
-                 ["doctor", "--json"], ["stats", "--json"]):
+    for args in (
+        ["show", rows[0]["id"]],
+        ["search", "python"],
+        ["stats"],
+        ["export", "-"],
+        ["doctor"],
+        ["doctor", "--json"],
+        ["stats", "--json"],
+    ):
         result = as_nobody([*args, "--url", str(locked)])
         assert result.returncode == 0, (args, result.stdout, result.stderr)
         assert "readonly database" not in result.stdout + result.stderr, args

@@ -89,8 +89,14 @@ def test_mode_rwc_is_the_default(stored: Path) -> None:
         store.close()
 
 
-@pytest.mark.parametrize("change", ["PRAGMA user_version = 99", "UPDATE store_info SET value = '0' WHERE key = 'tokenizer_version'",
-                                    "PRAGMA user_version = 3"])
+@pytest.mark.parametrize(
+    "change",
+    [
+        "PRAGMA user_version = 99",
+        "UPDATE store_info SET value = '0' WHERE key = 'tokenizer_version'",
+        "PRAGMA user_version = 3",
+    ],
+)
 def test_a_file_needing_an_upgrade_or_newer_is_refused_untouched(stored: Path, change: str) -> None:
     connection = sqlite3.connect(stored)
     connection.execute(change)
@@ -112,14 +118,19 @@ def _fake_connect(opened: list[str], fail: bool) -> object:
         if fail and "immutable" not in uri:
             raise _NoSharedMemory("attempt to write a readonly database")
         return sqlite3.connect(":memory:")
+
     return connect
 
 
 def test_without_shared_memory_and_without_wal_content_the_file_is_read_as_immutable(tmp_path: Path) -> None:
     path = str(tmp_path / "x.db")
     opened: list[str] = []
-    db, immutable = readonly.connect_read_only(_fake_connect(opened, True), path, immutable=False,  # type: ignore[arg-type]
-                                              error=sqlite3.Error)
+    db, immutable = readonly.connect_read_only(
+        _fake_connect(opened, True),
+        path,
+        immutable=False,  # type: ignore[arg-type]
+        error=sqlite3.Error,
+    )
     db.close()
     assert immutable and opened == [readonly.file_uri(path, immutable=False), readonly.file_uri(path, immutable=True)]
     (tmp_path / "x.db-wal").write_bytes(b"frames")  # WAL content waits: immutable would miss it

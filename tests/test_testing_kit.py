@@ -20,8 +20,13 @@ pytestmark = pytest.mark.slow  # each test runs the kit in a pytest subprocess
 def test_the_suite_runs_against_a_url(pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("QV_SESSION_MANAGER_TEST_URL", "sqlite:///{tmp}/{name}.db")
     result = pytester.runpytest_subprocess(
-        "-q", "-p", "no:cacheprovider", "--pyargs", "qv_session_manager.testing.url_suite",
-        "-k", "test_data_survives_reopening or test_replace or test_delete",
+        "-q",
+        "-p",
+        "no:cacheprovider",
+        "--pyargs",
+        "qv_session_manager.testing.url_suite",
+        "-k",
+        "test_data_survives_reopening or test_replace or test_delete",
     )
     result.assert_outcomes(passed=4)
 
@@ -64,8 +69,12 @@ def profile_after_import(monkeypatch: pytest.MonkeyPatch, chosen: str | None, be
 
 @pytest.mark.parametrize(
     ("chosen", "expected"),
-    [("qv-default", "60 None True"), ("qv-ci", "150 None True"), ("qv-deep", "2000 None True"),
-     ("qv-no-shrink", "60 None False")],
+    [
+        ("qv-default", "60 None True"),
+        ("qv-ci", "150 None True"),
+        ("qv-deep", "2000 None True"),
+        ("qv-no-shrink", "60 None False"),
+    ],
 )
 def test_the_kit_ships_hypothesis_profiles_chosen_by_the_environment(
     monkeypatch: pytest.MonkeyPatch, chosen: str, expected: str

@@ -76,8 +76,11 @@ class Held:
 
 
 @contextmanager
-def translating(doing: str, catch: type[BaseException] | tuple[type[BaseException], ...],
-                translate: Callable[[Any, str], StorageError]) -> Iterator[None]:
+def translating(
+    doing: str,
+    catch: type[BaseException] | tuple[type[BaseException], ...],
+    translate: Callable[[Any, str], StorageError],
+) -> Iterator[None]:
     """Turn the engine's exceptions (``catch``) into ``translate(exc, doing)``; library errors pass untouched.
 
     For example ``with translating(f"reading {path}", OSError, to_storage_error): ...``.
@@ -99,7 +102,9 @@ def _listed(messages: Sequence[MessageRecord]) -> list[MessageRecord]:
     try:
         return list(messages)
     except TypeError:
-        raise InvalidInputError(f"messages must be a sequence of MessageRecord, not {type(messages).__name__}") from None
+        raise InvalidInputError(
+            f"messages must be a sequence of MessageRecord, not {type(messages).__name__}"
+        ) from None
 
 
 class HeldStore:
@@ -116,10 +121,15 @@ class HeldStore:
     combined with the engine's own lock).
     """
 
-    capabilities: frozenset[Capability] = frozenset({
-        Capability.RELEVANCE, Capability.EXPIRY,
-        Capability.WINDOWED_LOADING, Capability.PURGING, Capability.INDEX_INSPECTION,
-    })
+    capabilities: frozenset[Capability] = frozenset(
+        {
+            Capability.RELEVANCE,
+            Capability.EXPIRY,
+            Capability.WINDOWED_LOADING,
+            Capability.PURGING,
+            Capability.INDEX_INSPECTION,
+        }
+    )
 
     def __init__(self, lock: AbstractContextManager[Any] | None = None) -> None:
         self._lock = threading.RLock() if lock is None else lock
@@ -214,7 +224,8 @@ class HeldStore:
         known = source.message_tokens
         if known is not None and target.message_tokens is None:
             target.message_tokens = {
-                mid: known[mid] if mid in known and source.messages[mid].content == message.content
+                mid: known[mid]
+                if mid in known and source.messages[mid].content == message.content
                 else self._tokenize_message(message.content)
                 for mid, message in target.messages.items()
             }
@@ -345,10 +356,13 @@ class HeldStore:
             items = []
             for held in self._live_entries():
                 title, documents = self._documents(held)
-                items.append(Searchable(
-                    held.conversation, title,
-                    [(mid, documents[mid], message.content) for mid, message in held.messages.items()],
-                ))
+                items.append(
+                    Searchable(
+                        held.conversation,
+                        title,
+                        [(mid, documents[mid], message.content) for mid, message in held.messages.items()],
+                    )
+                )
         hits = reference_search(items, query, filter, order=order, limit=limit, offset=offset, with_text=with_text)
         return [dataclass_replace(hit, conversation=_copy(hit.conversation)) for hit in hits]
 

@@ -88,12 +88,16 @@ def _urls(ctx: click.Context) -> list[str]:
 
 
 @click.group(
-    cls=_Commands, context_settings={"help_option_names": ["-h", "--help"]},
+    cls=_Commands,
+    context_settings={"help_option_names": ["-h", "--help"]},
     epilog="Exit codes: 0 done, 1 an error (one 'error: ...' line saying what to do), 2 a usage error, "
     "130 an import stopped with Ctrl-C.",
 )
 @click.option(
-    "--url", envvar=URL_VARIABLE, default=None, metavar="URL",
+    "--url",
+    envvar=URL_VARIABLE,
+    default=None,
+    metavar="URL",
     help=f"{URL_HELP} Default: ${URL_VARIABLE}, else ./session_manager.db.",
 )
 @click.version_option(package_name="qv-session-manager", prog_name="qv-sessions")
@@ -104,8 +108,18 @@ def main(ctx: click.Context, url: str | None) -> None:
 
 
 for _command in (
-    list_command, show_command, search_command, export_command, import_command, copy_command,
-    delete_command, prune_command, stats_command, backends_command, doctor_command, chat_command,
+    list_command,
+    show_command,
+    search_command,
+    export_command,
+    import_command,
+    copy_command,
+    delete_command,
+    prune_command,
+    stats_command,
+    backends_command,
+    doctor_command,
+    chat_command,
 ):
     main.add_command(_command)
     if _command not in (copy_command, backends_command):  # copy names its own stores; backends opens none

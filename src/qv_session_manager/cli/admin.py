@@ -48,17 +48,32 @@ def delete_command(ctx: click.Context, conversation_ids: tuple[str, ...]) -> Non
 
 @click.command("prune")
 @click.option("--before", "before", metavar="DATE", help="Delete conversations last updated before DATE.")
-@click.option("--older-than", "older_than", metavar="DAYS", type=click.IntRange(min=0),
-              help="Delete conversations last updated more than DAYS days ago.")
-@click.option("--keep-newest", "keep_newest", metavar="N", type=click.IntRange(min=0),
-              help="Delete all but the N most recently updated conversations.")
+@click.option(
+    "--older-than",
+    "older_than",
+    metavar="DAYS",
+    type=click.IntRange(min=0),
+    help="Delete conversations last updated more than DAYS days ago.",
+)
+@click.option(
+    "--keep-newest",
+    "keep_newest",
+    metavar="N",
+    type=click.IntRange(min=0),
+    help="Delete all but the N most recently updated conversations.",
+)
 @click.option("--expired", is_flag=True, help="Remove expired conversations (metadata expires_at) for good.")
 @click.option("--yes", is_flag=True, help="Do not ask for confirmation.")
 @click.option("--dry-run", is_flag=True, help="Only list what would be deleted.")
 @click.pass_context
 def prune_command(
-    ctx: click.Context, before: str | None, older_than: int | None, keep_newest: int | None,
-    expired: bool, yes: bool, dry_run: bool,
+    ctx: click.Context,
+    before: str | None,
+    older_than: int | None,
+    keep_newest: int | None,
+    expired: bool,
+    yes: bool,
+    dry_run: bool,
 ) -> None:
     """Delete old conversations: before DATE, older than DAYS, beyond the newest N, expired.
 
@@ -132,8 +147,9 @@ def _doomed(manager: SessionManager, cutoff: datetime | None, keep_newest: int |
     if cutoff is not None:
         # search_by_time's end is inclusive; one microsecond earlier makes it "before".
         rows.update((row["id"], row) for row in manager.search_by_time(None, cutoff - timedelta(microseconds=1)))
-    return sorted(rows.values(), key=lambda row: (time_key(datetime.fromisoformat(row["updated_at"])), row["id"]),
-                  reverse=True)
+    return sorted(
+        rows.values(), key=lambda row: (time_key(datetime.fromisoformat(row["updated_at"])), row["id"]), reverse=True
+    )
 
 
 @click.command("stats")
@@ -146,11 +162,17 @@ def stats_command(ctx: click.Context, as_json: bool) -> None:
     counts = maintenance.counts(store) if isinstance(store, SQLiteStore) else _count_by_reading(manager.store)
     files = _files(store)
     if as_json:
-        echo_json({
-            "store": shown_url(ctx), "read_only": is_read_only(store), "conversations": counts.conversations,
-            "messages": counts.messages, "oldest_updated": counts.oldest, "newest_updated": counts.newest,
-            "files": [{"file": label, "path": path, "bytes": size} for label, path, size in files],
-        })
+        echo_json(
+            {
+                "store": shown_url(ctx),
+                "read_only": is_read_only(store),
+                "conversations": counts.conversations,
+                "messages": counts.messages,
+                "oldest_updated": counts.oldest,
+                "newest_updated": counts.newest,
+                "files": [{"file": label, "path": path, "bytes": size} for label, path, size in files],
+            }
+        )
         return
     lines = [
         ("store", shown_url(ctx) + ("  (read-only)" if is_read_only(store) else "")),
@@ -203,8 +225,13 @@ def backends_command(as_json: bool) -> None:
     """The installed backends: URL schemes, description, providing plugin and distribution."""
     unique = {backend.name: backend for backend in available_backends().values()}
     rows: list[dict[str, Any]] = [
-        {"name": name, "schemes": [f"{key}://" for key in unique[name].keys], "description": unique[name].description,
-         "plugin": unique[name].plugin, "distribution": distribution_of(unique[name])}
+        {
+            "name": name,
+            "schemes": [f"{key}://" for key in unique[name].keys],
+            "description": unique[name].description,
+            "plugin": unique[name].plugin,
+            "distribution": distribution_of(unique[name]),
+        }
         for name in sorted(unique)
     ]
     if as_json:

@@ -72,8 +72,9 @@ def _start(
 ) -> tuple[OllamaChatClient, AutoSave]:
     """The client for this chat, with autosave attached: resumed (after showing its end) or new."""
     if key is None:
-        client = OllamaChatClient(model_name=model or os.environ.get(MODEL_VARIABLE) or DEFAULT_MODEL,
-                                  system_message=system)
+        client = OllamaChatClient(
+            model_name=model or os.environ.get(MODEL_VARIABLE) or DEFAULT_MODEL, system_message=system
+        )
         return client, autosave(client, manager)
     _show_window(manager, key, turns)
     client = resume(manager, key, model_name=model)
@@ -97,15 +98,30 @@ def _pick(manager: SessionManager, conversation_id: str | None, resume_last: boo
 @click.command("chat")
 @click.argument("conversation_id", metavar="[ID]", required=False)
 @click.option("--last", "resume_last", is_flag=True, help="Continue the most recently updated conversation.")
-@click.option("-m", "--model", default=None, metavar="NAME",
-              help=f"The Ollama model. New chat: default ${MODEL_VARIABLE}, else {DEFAULT_MODEL}. "
-                   "Resumed: default the conversation's own; another name switches it.")
+@click.option(
+    "-m",
+    "--model",
+    default=None,
+    metavar="NAME",
+    help=f"The Ollama model. New chat: default ${MODEL_VARIABLE}, else {DEFAULT_MODEL}. "
+    "Resumed: default the conversation's own; another name switches it.",
+)
 @click.option("-s", "--system", default=None, metavar="TEXT", help="A system message (new chats only).")
-@click.option("--turns", type=click.IntRange(min=0), default=3, show_default=True, metavar="N",
-              help="On resume, show the last N turns first (0: none).")
+@click.option(
+    "--turns",
+    type=click.IntRange(min=0),
+    default=3,
+    show_default=True,
+    metavar="N",
+    help="On resume, show the last N turns first (0: none).",
+)
 @click.pass_context
 def chat_command(
-    ctx: click.Context, conversation_id: str | None, resume_last: bool, model: str | None, system: str | None,
+    ctx: click.Context,
+    conversation_id: str | None,
+    resume_last: bool,
+    model: str | None,
+    system: str | None,
     turns: int,
 ) -> None:
     """Chat with Ollama: continue conversation ID (a unique prefix will do), the newest with --last, or a new one.

@@ -32,9 +32,7 @@ class Verification:
         return not self.missing and not self.different
 
 
-def verify(
-    source: ConversationStore, destination: ConversationStore, report: CopyReport | None = None
-) -> Verification:
+def verify(source: ConversationStore, destination: ConversationStore, report: CopyReport | None = None) -> Verification:
     """Check that every conversation of ``source`` the copy wrote is in ``destination`` with as many messages.
 
     A conversation written under a new id is looked up under that id; one skipped
@@ -91,7 +89,9 @@ def copy_command(ctx: click.Context, source_url: str, destination_url: str, on_c
     for key, expected, found in result.different:
         say(f"mismatch: {key} has {expected} messages in the source, {found} in the destination")
     if not result.ok:
-        click.echo(f"error: {len(result.missing) + len(result.different)} of {result.checked} conversations differ", err=True)
+        click.echo(
+            f"error: {len(result.missing) + len(result.different)} of {result.checked} conversations differ", err=True
+        )
         ctx.exit(1)
     click.echo(f"verified {result.checked} conversation{'' if result.checked == 1 else 's'}", err=True)
 
@@ -99,7 +99,11 @@ def copy_command(ctx: click.Context, source_url: str, destination_url: str, on_c
 def copy_summary(report: CopyReport) -> str:
     """``copied N conversations``, then each other count that is not zero."""
     parts = [f"copied {report.copied} conversation{'' if report.copied == 1 else 's'}"]
-    for name, count in (("replaced", report.replaced), ("skipped", len(report.skipped)), ("renamed", len(report.renamed))):
+    for name, count in (
+        ("replaced", report.replaced),
+        ("skipped", len(report.skipped)),
+        ("renamed", len(report.renamed)),
+    ):
         if count:
             parts.append(f"{name} {count}")
     return ", ".join(parts)

@@ -45,7 +45,8 @@ class Report:
 @click.command("doctor")
 @click.option("--rebuild-index", is_flag=True, help="Rebuild the SQLite search indexes from the stored messages.")
 @click.option(
-    "--repair", is_flag=True,
+    "--repair",
+    is_flag=True,
     help="Remove messages of deleted conversations that an older program left in the file, and rewrite the "
     "file so deleted text leaves its free pages.",
 )
@@ -62,8 +63,10 @@ def doctor_command(ctx: click.Context, rebuild_index: bool, repair: bool, as_jso
     read_only = is_read_only(store)
     if read_only and (rebuild_index or repair):
         option = "--repair" if repair else "--rebuild-index"
-        fail(f"{option} needs write access and {shown_url(ctx)} is read-only here: run it as a user who can write "
-             "the file and its directory")
+        fail(
+            f"{option} needs write access and {shown_url(ctx)} is read-only here: run it as a user who can write "
+            "the file and its directory"
+        )
     report = Report(as_json)
     if not as_json:
         say(f"store: {shown_url(ctx)}", err=False)
@@ -75,8 +78,15 @@ def doctor_command(ctx: click.Context, rebuild_index: bool, repair: bool, as_jso
         _check_other(report, store, rebuild_index or repair)
     problems = report.problems
     if as_json:
-        echo_json({"store": shown_url(ctx), "read_only": read_only, "ok": not problems,
-                   "problems": problems, "checks": report.checks})
+        echo_json(
+            {
+                "store": shown_url(ctx),
+                "read_only": read_only,
+                "ok": not problems,
+                "problems": problems,
+                "checks": report.checks,
+            }
+        )
     if problems:
         click.echo(f"error: {len(problems)} problem{'' if len(problems) == 1 else 's'} found", err=True)
         ctx.exit(1)
@@ -113,8 +123,11 @@ def _check_leftovers(report: Report, store: SQLiteStore, repair: bool) -> None:
 def _check_sqlite(report: Report, store: SQLiteStore, rebuild_index: bool, repair: bool) -> None:
     version = maintenance.schema_version(store)
     current = version == LATEST
-    report.add("schema version", "ok" if current else "problem",
-               f"{version} ({'current' if current else f'this library writes {LATEST}'})")
+    report.add(
+        "schema version",
+        "ok" if current else "problem",
+        f"{version} ({'current' if current else f'this library writes {LATEST}'})",
+    )
     if not current:
         report.problems.append(f"schema version {version}")
     with spinner("checking the file's integrity"):
@@ -129,8 +142,9 @@ def _check_sqlite(report: Report, store: SQLiteStore, rebuild_index: bool, repai
     with spinner("comparing the search indexes with the stored text"):
         index = maintenance.index_problems(store)
     compared = " (compared with the stored text; FTS5's own check needs write access)" if store.read_only else ""
-    report.add("search indexes", "problem" if index else "ok",
-               f"{'INCONSISTENT' if index else 'consistent'}{compared}", index)
+    report.add(
+        "search indexes", "problem" if index else "ok", f"{'INCONSISTENT' if index else 'consistent'}{compared}", index
+    )
     report.problems.extend(index)
     if store.read_only:
         report.add("purge", "skipped", "skipped (read-only)")

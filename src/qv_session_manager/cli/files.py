@@ -40,11 +40,16 @@ ImportFormat = Literal["jsonl", "json", "sharegpt"]
 @click.command("export")
 @click.argument("destination", metavar="[FILE|-]", default=STDIO)
 @click.option(
-    "--format", "format_", type=click.Choice(list(EXPORT_FORMATS)), default=None,
+    "--format",
+    "format_",
+    type=click.Choice(list(EXPORT_FORMATS)),
+    default=None,
     help="jsonl, json, csv or markdown (default: from FILE's extension, else jsonl).",
 )
 @click.option(
-    "--csv-raw", "csv_raw", is_flag=True,
+    "--csv-raw",
+    "csv_raw",
+    is_flag=True,
     help="With --format csv: write cells as stored, without the ' put before = + - @ tab or CR (spreadsheet formulas).",
 )
 @meta_option
@@ -78,7 +83,10 @@ def export_command(
         target = cast(TextIO, TerminalWriter(sys.stdout)) if sys.stdout.isatty() else sys.stdout
     with progress_bar("exporting", total) if show_progress else contextlib.nullcontext() as progress:
         count = manager.export_conversations(
-            target, format=cast(ExportFormat, chosen), metadata=metadata, progress=progress,
+            target,
+            format=cast(ExportFormat, chosen),
+            metadata=metadata,
+            progress=progress,
             csv_formulas="raw" if csv_raw else "escape",
         )
     where = "standard output" if destination == STDIO else destination
@@ -88,7 +96,10 @@ def export_command(
 @click.command("import")
 @click.argument("source", metavar="FILE|-")
 @click.option(
-    "--format", "format_", type=click.Choice(list(IMPORT_FORMATS)), default=None,
+    "--format",
+    "format_",
+    type=click.Choice(list(IMPORT_FORMATS)),
+    default=None,
     help="jsonl, json or sharegpt (default: told from the content).",
 )
 @click.option("--skip-bad-lines", is_flag=True, help="Skip records that cannot be read instead of stopping.")

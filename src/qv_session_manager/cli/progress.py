@@ -42,8 +42,12 @@ def _progress(*columns: ProgressColumn | str, transient: bool = False) -> Progre
 
 def _known(count: ProgressColumn) -> tuple[ProgressColumn | str, ...]:
     return (
-        TextColumn("{task.description}"), BarColumn(), count, TaskProgressColumn(),
-        TextColumn("ETA"), TimeRemainingColumn(),
+        TextColumn("{task.description}"),
+        BarColumn(),
+        count,
+        TaskProgressColumn(),
+        TextColumn("ETA"),
+        TimeRemainingColumn(),
     )
 
 
@@ -79,7 +83,10 @@ def byte_bar(description: str, total: int | None) -> Iterator[tuple[Advance, Adv
             task = spinner.add_task(description, total=None)
             yield (lambda _read: None), (lambda done: spinner.update(task, completed=done))
         return
-    columns = (TextColumn("{task.description} ({task.fields[items]} so far)"), *_known(DownloadColumn(binary_units=True))[1:])
+    columns = (
+        TextColumn("{task.description} ({task.fields[items]} so far)"),
+        *_known(DownloadColumn(binary_units=True))[1:],
+    )
     with _progress(*columns) as bar:
         task = bar.add_task(description, total=max(total, 1), items=0)
         yield (lambda read: bar.update(task, completed=min(read, total))), (lambda done: bar.update(task, items=done))

@@ -38,7 +38,16 @@ from ..ollama import AutoSave
 from ..redact import mask_url
 from ..safe_text import terminal_safe
 
-__all__ = ["Outcome", "ReplyPrinter", "SaveShield", "describe_ollama_error", "describe_store_error", "is_wrapped_interrupt", "ollama_address", "take_turn"]
+__all__ = [
+    "Outcome",
+    "ReplyPrinter",
+    "SaveShield",
+    "describe_ollama_error",
+    "describe_store_error",
+    "is_wrapped_interrupt",
+    "ollama_address",
+    "take_turn",
+]
 
 #: What the ``ollama`` client raises when a turn fails on Ollama's side.
 OLLAMA_ERRORS = (ResponseError, ConnectionError, httpx.HTTPError)

@@ -20,8 +20,14 @@ SNIFF_BYTES = 1 << 16
 IMPORT_FORMATS = ("jsonl", "json", "sharegpt")
 EXPORT_FORMATS = ("jsonl", "json", "csv", "markdown")
 #: The extensions of the export formats (lower case); anything else means no format.
-EXTENSIONS = {".jsonl": "jsonl", ".ndjson": "jsonl", ".json": "json", ".csv": "csv", ".md": "markdown",
-              ".markdown": "markdown"}
+EXTENSIONS = {
+    ".jsonl": "jsonl",
+    ".ndjson": "jsonl",
+    ".json": "json",
+    ".csv": "csv",
+    ".md": "markdown",
+    ".markdown": "markdown",
+}
 _NAMES = {"jsonl": "JSON Lines", "json": "JSON", "csv": "CSV", "markdown": "Markdown", "sharegpt": "ShareGPT"}
 _HEADER = "qv-session-manager"
 

@@ -120,7 +120,9 @@ def open_url(url: str, options: Mapping[str, Any]) -> SQLiteStore:
         raise InvalidInputError(f"{url!r}: write sqlite:///relative.db, sqlite:////absolute/path.db or sqlite://")
     try:
         path = unquote(parts.path[1:], errors="strict") or ":memory:"
-        settings: dict[str, Any] = dict(parse_qsl(parts.query, keep_blank_values=True, strict_parsing=bool(parts.query)))
+        settings: dict[str, Any] = dict(
+            parse_qsl(parts.query, keep_blank_values=True, strict_parsing=bool(parts.query))
+        )
     except (UnicodeDecodeError, ValueError) as exc:
         raise InvalidInputError(f"{url!r} is not a valid SQLite URL: {exc}") from None
     if "key" in settings:  # the message leaves the URL out: it holds the key

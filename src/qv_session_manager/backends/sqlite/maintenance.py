@@ -24,12 +24,10 @@ from .store import _LIVE, SQLiteStore
 #: up to ``search_state.indexed_upto`` (newer rows wait for the index, see store.FLUSH_AT).
 INDEXES: dict[str, str] = {
     "message_index": (
-        "SELECT pk, content FROM messages"
-        " WHERE pk <= (SELECT indexed_upto FROM search_state WHERE kind = 'messages')"
+        "SELECT pk, content FROM messages WHERE pk <= (SELECT indexed_upto FROM search_state WHERE kind = 'messages')"
     ),
     "title_index": (
-        "SELECT pk, title FROM conversations"
-        " WHERE pk <= (SELECT indexed_upto FROM search_state WHERE kind = 'titles')"
+        "SELECT pk, title FROM conversations WHERE pk <= (SELECT indexed_upto FROM search_state WHERE kind = 'titles')"
     ),
 }
 #: Messages whose conversation is gone: left by a program that deleted conversations
@@ -174,7 +172,8 @@ def adopted_leftovers(store: SQLiteStore) -> list[Leftovers]:
             ).fetchall()
             first_own = max(key for key, position, _ in rows if position == 0)
             older = tuple(
-                key for key, _, created_at in rows
+                key
+                for key, _, created_at in rows
                 if key < first_own and time_key(parse_timestamp(created_at)) < created_key
             )
             if older:
@@ -229,9 +228,11 @@ def counts(store: SQLiteStore) -> Counts:
     live = {"now": now_key()}
     with store._transaction("counting conversations", write=False) as db:
         conversations = int(db.execute(f"SELECT count(*) FROM conversations c WHERE {_LIVE}", live).fetchone()[0])
-        messages = int(db.execute(
-            f"SELECT count(*) FROM messages m JOIN conversations c ON c.pk = m.conversation_pk WHERE {_LIVE}", live
-        ).fetchone()[0])
+        messages = int(
+            db.execute(
+                f"SELECT count(*) FROM messages m JOIN conversations c ON c.pk = m.conversation_pk WHERE {_LIVE}", live
+            ).fetchone()[0]
+        )
         edges = [
             db.execute(
                 f"SELECT updated_at FROM conversations c WHERE {_LIVE} ORDER BY updated_key {way}, id {way} LIMIT 1",

@@ -80,9 +80,7 @@ def _table_columns(db: sqlite3.Connection, table: str) -> list[str]:
 def _create_v1(db: sqlite3.Connection) -> None:
     for statement in _statements(SCHEMA_V1):
         db.execute(statement)
-    db.execute(
-        "INSERT INTO store_info (key, value) VALUES ('tokenizer_version', ?)", (str(TOKENIZER_VERSION),)
-    )
+    db.execute("INSERT INTO store_info (key, value) VALUES ('tokenizer_version', ?)", (str(TOKENIZER_VERSION),))
 
 
 def _object_or_empty(column: str) -> str:
@@ -229,9 +227,7 @@ def _migration_2(db: sqlite3.Connection) -> None:
     """
     db.execute("ALTER TABLE conversations ADD COLUMN expires_key TEXT")
     db.execute("CREATE INDEX conversations_by_expiry ON conversations (expires_key) WHERE expires_key IS NOT NULL")
-    db.create_function(
-        "qv_expiry_key", 1, lambda value: stored_expiry_key({EXPIRES_AT: value}), deterministic=True
-    )
+    db.create_function("qv_expiry_key", 1, lambda value: stored_expiry_key({EXPIRES_AT: value}), deterministic=True)
     db.execute(
         f"""UPDATE conversations SET expires_key = qv_expiry_key(json_extract(metadata, '$.{EXPIRES_AT}'))
             WHERE json_valid(metadata) AND json_type(metadata, '$.{EXPIRES_AT}') = 'text'"""

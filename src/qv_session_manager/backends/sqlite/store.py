@@ -117,7 +117,8 @@ def _changes(row: dict[str, Any], stored: tuple[Any, ...]) -> str:
     title's reindexing trigger fires for real changes alone.
     """
     changes = "".join(
-        f", {assignments}" for column, old, assignments in zip(_UPDATED_WITH, stored[1:], _ASSIGNMENTS)
+        f", {assignments}"
+        for column, old, assignments in zip(_UPDATED_WITH, stored[1:], _ASSIGNMENTS)
         if row[column] != old
     )
     if row["title"] != stored[0]:
@@ -170,10 +171,9 @@ def _matching_waiting_rows(waiting: list[Any], query: Query, relevance: bool) ->
                 term: sum(1 for _, document in documents if term.matches(document)) for term in query.terms()
             },
         }
-    return json.dumps([
-        [row[0], row[1], row[2], -bm25(query, document, **statistics) if relevance else 0]
-        for row, document in found
-    ])
+    return json.dumps(
+        [[row[0], row[1], row[2], -bm25(query, document, **statistics) if relevance else 0] for row, document in found]
+    )
 
 
 def _metadata_passes(stored: str, wanted: str) -> int:
@@ -293,10 +293,18 @@ def _prepare_new(db: sqlite3.Connection) -> None:
 
 
 #: What every SQLite store can do; files add PERSISTENT and MULTI_PROCESS.
-_SIDES = frozenset({
-    Capability.RELEVANCE, Capability.EXPIRY, Capability.BULK_SAVING, Capability.REVISIONED_SAVING,
-    Capability.SUMMARY_LISTING, Capability.WINDOWED_LOADING, Capability.PURGING, Capability.INDEX_INSPECTION,
-})
+_SIDES = frozenset(
+    {
+        Capability.RELEVANCE,
+        Capability.EXPIRY,
+        Capability.BULK_SAVING,
+        Capability.REVISIONED_SAVING,
+        Capability.SUMMARY_LISTING,
+        Capability.WINDOWED_LOADING,
+        Capability.PURGING,
+        Capability.INDEX_INSPECTION,
+    }
+)
 
 
 class SQLiteStore:
@@ -370,7 +378,9 @@ class SQLiteStore:
         try:
             path = os.fspath(path)
         except TypeError:
-            raise InvalidInputError(f"a database path must be a str or os.PathLike, not {type(path).__name__}") from None
+            raise InvalidInputError(
+                f"a database path must be a str or os.PathLike, not {type(path).__name__}"
+            ) from None
         if not isinstance(path, str) or not path or "\x00" in path:
             raise InvalidInputError(f"not a usable database path: {path!r}")
         if synchronous not in ("full", "normal"):
@@ -411,7 +421,9 @@ class SQLiteStore:
                 _check_header(path, keyed=key_statement is not None)
                 self._db, self.immutable = connect_read_only(
                     lambda uri: _connect(driver, uri, key_statement, busy_timeout, uri=True),
-                    path, immutable=immutable, error=driver.Error,
+                    path,
+                    immutable=immutable,
+                    error=driver.Error,
                 )
             elif not in_memory:
                 path = os.path.abspath(path)  # never let SQLite read 'file:...' as a URI
@@ -489,7 +501,8 @@ class SQLiteStore:
     def _live_row(db: sqlite3.Connection, columns: str, conversation_id: str) -> Any:
         """``columns`` of the conversation ``conversation_id`` (alias ``c``); None when it is missing or expired."""
         return db.execute(
-            f"SELECT {columns} FROM conversations c WHERE id = :id AND {_LIVE}", {"id": conversation_id, "now": now_key()}
+            f"SELECT {columns} FROM conversations c WHERE id = :id AND {_LIVE}",
+            {"id": conversation_id, "now": now_key()},
         ).fetchone()
 
     def _flush_when_due(self, db: sqlite3.Connection) -> None:
@@ -553,9 +566,7 @@ class SQLiteStore:
         """Save every pair in one transaction (see BulkSaving): one commit, one index flush."""
         prepared = []
         for conversation, messages in checked_save_items(items):
-            prepared.append(
-                (conversation, encode_conversation(conversation), [encode_message(m) for m in messages])
-            )
+            prepared.append((conversation, encode_conversation(conversation), [encode_message(m) for m in messages]))
         if not prepared:
             self._check_open()
             return 0
@@ -671,8 +682,14 @@ class SQLiteStore:
         updated = db.execute(
             f"UPDATE conversations SET next_position = :next_position, revision = :revision{_changes(row, stored)}"
             f" WHERE pk = :pk AND id = :id AND revision = :expected AND (expires_key IS NULL OR expires_key > :now)",
-            {**row, "pk": pk, "next_position": next_position, "revision": revision + 1, "expected": revision,
-             "now": now},
+            {
+                **row,
+                "pk": pk,
+                "next_position": next_position,
+                "revision": revision + 1,
+                "expected": revision,
+                "now": now,
+            },
         ).rowcount
         if not updated:
             raise _Stale
@@ -771,9 +788,7 @@ class SQLiteStore:
         self._inserted[0] += len(rows)
 
     @staticmethod
-    def _stored_messages(
-        db: sqlite3.Connection, pk: int, ids: list[str] | None
-    ) -> dict[str, tuple[int, int, bytes]]:
+    def _stored_messages(db: sqlite3.Connection, pk: int, ids: list[str] | None) -> dict[str, tuple[int, int, bytes]]:
         """id -> (pk, position, digest) of stored messages: all of them, or just ``ids``.
 
         Looking up only the given ids keeps an append O(1) however long the history.
@@ -956,9 +971,7 @@ class SQLiteStore:
         return StoredConversation(decode_conversation(found[1:]), tuple(map(decode_message, rows)))
 
     @staticmethod
-    def _window_tail(
-        db: sqlite3.Connection, pk: int, last_messages: int | None, last_turns: int | None
-    ) -> list[Any]:
+    def _window_tail(db: sqlite3.Connection, pk: int, last_messages: int | None, last_turns: int | None) -> list[Any]:
         """The window's rows (position, pk, message columns...) in stored order, read from the end."""
         wanted = last_messages if last_messages is not None else 4 * last_turns + 4  # type: ignore[operator]
         batch = max(8, min(wanted + 1, 1 << 40))
@@ -1102,7 +1115,8 @@ class SQLiteStore:
         message_id = message_at.format(column="id") if relevance else "page.message_id"
         text = (
             f"CASE WHEN page.position < 0 THEN page.title ELSE {message_at.format(column='content')} END"
-            if with_text else "NULL"
+            if with_text
+            else "NULL"
         )
         ranking = "rank, " if relevance else ""
         params.update(match=to_fts5(query), limit=-1 if limit is None else limit, offset=offset)
@@ -1163,11 +1177,11 @@ class SQLiteStore:
         # The page is cut first, so message ids and texts are looked up for its rows only.
         return f"""
             WITH matched (cpk, position, id, rank) AS (
-                SELECT m.conversation_pk, m.position, m.id, {'message_index.rank' if relevance else '0'}
+                SELECT m.conversation_pk, m.position, m.id, {"message_index.rank" if relevance else "0"}
                 FROM message_index JOIN messages m ON m.pk = message_index.rowid
                 WHERE message_index MATCH :match
                 UNION ALL
-                SELECT title_index.rowid, -1, NULL, {'title_index.rank' if relevance else '0'}
+                SELECT title_index.rowid, -1, NULL, {"title_index.rank" if relevance else "0"}
                 FROM title_index WHERE title_index MATCH :match
                 {waiting}
             ),
@@ -1193,7 +1207,9 @@ class SQLiteStore:
         held: builtins.set[str] = set()
         with self._transaction("reading the search index vocabulary", write=False) as db:
             for index in ("message_index", "title_index"):
-                db.execute(f"CREATE VIRTUAL TABLE IF NOT EXISTS temp.{index}_vocab USING fts5vocab(main, {index}, 'row')")
+                db.execute(
+                    f"CREATE VIRTUAL TABLE IF NOT EXISTS temp.{index}_vocab USING fts5vocab(main, {index}, 'row')"
+                )
                 held.update(term for (term,) in db.execute(f"SELECT term FROM temp.{index}_vocab"))
             for *_, text in db.execute(_WAITING_ROWS):
                 held.update(tokens(text))
