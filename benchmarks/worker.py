@@ -118,7 +118,7 @@ def file_size(path: str) -> dict:
 def round_slice(items: Sequence[T], round_number: int, rounds: int) -> Sequence[T]:
     """Round ``round_number`` of ``rounds`` near-equal consecutive parts of ``items``."""
     start = len(items) * round_number // rounds
-    return items[start: len(items) * (round_number + 1) // rounds]
+    return items[start : len(items) * (round_number + 1) // rounds]
 
 
 # -- opening stores ---------------------------------------------------------------
@@ -279,8 +279,13 @@ def bench_save_many(store: Any, conversations: Iterable[Conversation], batch_siz
         saved += count
         messages += sum(len(c.messages) for c in chunk)
     total = sum(times)
-    return {"batch_size": batch_size, "conversations": saved, "messages": messages, "total_s": total,
-            "messages_per_second": messages / total}
+    return {
+        "batch_size": batch_size,
+        "conversations": saved,
+        "messages": messages,
+        "total_s": total,
+        "messages_per_second": messages / total,
+    }
 
 
 def time_loads(store: Any, conversation_ids: Sequence[str]) -> list[float]:
@@ -390,7 +395,7 @@ def summarize_long_chat(times: list[float]) -> dict:
     windows = long_chat_windows(len(times))
     result: dict = {"turns": len(times), "all": summarize(times)}
     for name, (first, last) in windows.items():
-        result[name] = {**summarize(times[first - 1: last]), "turns": f"{first}-{last}"}
+        result[name] = {**summarize(times[first - 1 : last]), "turns": f"{first}-{last}"}
     result["last_over_first"] = result["last"]["median_ms"] / result["first"]["median_ms"]
     return result
 
@@ -534,8 +539,11 @@ class Bench:
             self.timings("time_search").extend(time_windows(self.store, share(plan.time_windows), self.hits))
             self.timings("list_all").extend(time_lists(self.store, len(share(range(plan.list_repeats)))))
         if self.system in RICH or self.system in FLOORS:
-            self.timings("search_top20").extend(time_searches(
-                self.store, queries, self.found("search_top20"), limit=20, order="relevance", snippets=True))
+            self.timings("search_top20").extend(
+                time_searches(
+                    self.store, queries, self.found("search_top20"), limit=20, order="relevance", snippets=True
+                )
+            )
             depths = share(plan.page_depths)
             self.timings("list_page_offset").extend(time_pages_offset(self.store, depths))
             self.timings("list_page_keyset").extend(time_pages_keyset(self.store, self.listed_ids, depths))
@@ -548,8 +556,15 @@ class Bench:
 
     def finish_reads(self) -> None:
         """Summaries of the read workloads; close; the database's size (exactly the corpus)."""
-        for name in ("load", "search_all", "time_search", "list_all", "search_top20", "list_page_offset",
-                     "list_page_keyset"):
+        for name in (
+            "load",
+            "search_all",
+            "time_search",
+            "list_all",
+            "search_top20",
+            "list_page_offset",
+            "list_page_keyset",
+        ):
             if self.times.get(name):
                 self.result[name] = summarize(self.times.pop(name))
         for section, found in self.per_query.items():
@@ -598,8 +613,12 @@ class Bench:
             self.delete_phase("many", share, close=round_number == rounds - 1)
         if round_number == rounds - 1:
             closes = {key: self.result.pop(key, None) for key in ("close_after_few_ms", "close_after_many_ms")}
-            self.result["delete"] = {**summarize(self.times.pop("delete")), **closes,
-                                     "few": len(self.plan.delete_few), "many": len(many)}
+            self.result["delete"] = {
+                **summarize(self.times.pop("delete")),
+                **closes,
+                "few": len(self.plan.delete_few),
+                "many": len(many),
+            }
 
     def delete_phase(self, name: str, ids: Sequence[str], close: bool) -> None:
         """Delete ``ids`` on the open store (opened if needed); with ``close``, time the close() after them."""
@@ -659,8 +678,14 @@ class Bench:
         if has_api("save_many") and os.path.exists(lines):
             progress(self.system, "import (save_many) ...")
             self.result["import"] = run_stream(
-                self.system, "import", "--db", os.path.join(self.args.db_dir, f"{self.system}-import.db"),
-                "--file", lines, "--batch-size", str(self.args.batch_size),
+                self.system,
+                "import",
+                "--db",
+                os.path.join(self.args.db_dir, f"{self.system}-import.db"),
+                "--file",
+                lines,
+                "--batch-size",
+                str(self.args.batch_size),
             )
 
     def step_finish(self, round_number: int, rounds: int) -> None:

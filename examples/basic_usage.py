@@ -35,10 +35,13 @@ def main() -> None:
         # Tool calls, tool results and images are stored too.
         weather = Conversation(title="Weather in Paris", metadata={"topic": "travel"})
         weather.add_user_message("How warm is it in Paris?")
-        weather.messages.append(Message(
-            role=MessageRole.ASSISTANT, content="",
-            tool_calls=[ToolCall(function=Function(name="get_weather", arguments={"city": "Paris"}), id="call_1")],
-        ))
+        weather.messages.append(
+            Message(
+                role=MessageRole.ASSISTANT,
+                content="",
+                tool_calls=[ToolCall(function=Function(name="get_weather", arguments={"city": "Paris"}), id="call_1")],
+            )
+        )
         weather.add_tool_message("18 °C, sunny", tool_call_id="call_1", function_name="get_weather")
         weather.add_assistant_message("It is 18 °C and sunny in Paris. Résumé: a nice day!")
         mgr.save_conversation(weather)

@@ -16,7 +16,7 @@ from qv_ollama_sdk.domain.models import Conversation
 
 from qv_session_manager import Backend, SessionManager, hookimpl, open_store
 from qv_session_manager.plugins import pm
-from qv_session_manager.protocol import ConversationFilter, SearchOrder
+from qv_session_manager.protocol import SIDE_METHODS, ConversationFilter, SearchOrder
 from qv_session_manager.query import Query
 from qv_session_manager.records import (
     ConversationRecord,
@@ -31,15 +31,19 @@ class AuditedStore:
 
     def __init__(self, inner_url: str) -> None:
         self.inner = open_store(inner_url)
-        self.capabilities = self.inner.capabilities
+        # The inner store's behaviours, none of its optional sides: this wrapper has no save_many.
+        self.capabilities = self.inner.capabilities - SIDE_METHODS.keys()
         self.audit: list[str] = []
 
-    def save(self, conversation: ConversationRecord, messages: Sequence[MessageRecord], *, replace: bool = False) -> None:
+    def save(
+        self, conversation: ConversationRecord, messages: Sequence[MessageRecord], *, replace: bool = False
+    ) -> None:
         self.inner.save(conversation, messages, replace=replace)
         self.audit.append(f"save {conversation.id} (+{len(messages)} messages)")
 
-    def append(self, conversation_id: str, messages: Sequence[MessageRecord], *,
-               updated_at: datetime | None = None) -> bool:
+    def append(
+        self, conversation_id: str, messages: Sequence[MessageRecord], *, updated_at: datetime | None = None
+    ) -> bool:
         appended = self.inner.append(conversation_id, messages, updated_at=updated_at)
         self.audit.append(f"append {conversation_id} (+{len(messages)} messages): {appended}")
         return appended
@@ -60,12 +64,26 @@ class AuditedStore:
     def get(self, conversation_id: str) -> ConversationRecord | None:
         return self.inner.get(conversation_id)
 
-    def list(self, filter: ConversationFilter, *, limit: int | None = None, offset: int = 0,
-             after: ConversationRecord | None = None) -> list[ConversationRecord]:
+    def list(
+        self,
+        filter: ConversationFilter,
+        *,
+        limit: int | None = None,
+        offset: int = 0,
+        after: ConversationRecord | None = None,
+    ) -> list[ConversationRecord]:
         return self.inner.list(filter, limit=limit, offset=offset, after=after)
 
-    def search(self, query: Query, filter: ConversationFilter, *, order: SearchOrder = "recent",
-               limit: int | None = None, offset: int = 0, with_text: bool = False) -> builtins.list[SearchHit]:
+    def search(
+        self,
+        query: Query,
+        filter: ConversationFilter,
+        *,
+        order: SearchOrder = "recent",
+        limit: int | None = None,
+        offset: int = 0,
+        with_text: bool = False,
+    ) -> builtins.list[SearchHit]:
         return self.inner.search(query, filter, order=order, limit=limit, offset=offset, with_text=with_text)
 
     def close(self) -> None:

@@ -43,18 +43,24 @@ def decode(data: bytes) -> Held:
     try:
         document = json.loads(data)
         fields = document["conversation"]
-        conversation = ConversationRecord.from_storage(**{
-            **fields,
-            "created_at": datetime.fromisoformat(fields["created_at"]),
-            "updated_at": datetime.fromisoformat(fields["updated_at"]),
-        })
+        conversation = ConversationRecord.from_storage(
+            **{
+                **fields,
+                "created_at": datetime.fromisoformat(fields["created_at"]),
+                "updated_at": datetime.fromisoformat(fields["updated_at"]),
+            }
+        )
         messages = {
-            item["id"]: MessageRecord(**{
-                **item,
-                "created_at": datetime.fromisoformat(item["created_at"]),
-                "images": None if item["images"] is None else codec.images_from_json(item["images"]),
-                "tool_calls": None if item["tool_calls"] is None else codec.tool_calls_from_json(item["tool_calls"]),
-            })
+            item["id"]: MessageRecord(
+                **{
+                    **item,
+                    "created_at": datetime.fromisoformat(item["created_at"]),
+                    "images": None if item["images"] is None else codec.images_from_json(item["images"]),
+                    "tool_calls": None
+                    if item["tool_calls"] is None
+                    else codec.tool_calls_from_json(item["tool_calls"]),
+                }
+            )
             for item in document["messages"]
         }
     except (ValueError, KeyError, TypeError) as exc:
@@ -132,8 +138,9 @@ class KeyValueStore(HeldStore):
 
     def save_many(self, items: Iterable[SaveItem]) -> int:
         """Every pair checked first, then all saved in one transaction (see BulkSaving)."""
-        admitted = [self._admitted(conversation, messages) for conversation, messages in
-                    records.checked_save_items(items)]
+        admitted = [
+            self._admitted(conversation, messages) for conversation, messages in records.checked_save_items(items)
+        ]
         with self._lock:
             self._check_open()
             with self._transaction(f"saving {len(admitted)} conversations"):

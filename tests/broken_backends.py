@@ -67,7 +67,9 @@ class DeleteLeavesMessages(MemoryStore):
             self._orphans[conversation_id] = list(stored.messages)
         return super().delete(conversation_id)
 
-    def save(self, conversation: ConversationRecord, messages: Sequence[MessageRecord], *, replace: bool = False) -> None:
+    def save(
+        self, conversation: ConversationRecord, messages: Sequence[MessageRecord], *, replace: bool = False
+    ) -> None:
         leftovers = self._orphans.pop(conversation.id, [])
         if leftovers and self.get(conversation.id) is None:
             super().save(conversation, leftovers)
@@ -77,7 +79,9 @@ class DeleteLeavesMessages(MemoryStore):
 class NonAtomicSave(MemoryStore):
     """Writes messages one at a time, so a failure half-way leaves half a save."""
 
-    def save(self, conversation: ConversationRecord, messages: Sequence[MessageRecord], *, replace: bool = False) -> None:
+    def save(
+        self, conversation: ConversationRecord, messages: Sequence[MessageRecord], *, replace: bool = False
+    ) -> None:
         super().save(conversation, [], replace=replace)
         for message in messages:
             super().save(conversation, [message])
@@ -86,12 +90,18 @@ class NonAtomicSave(MemoryStore):
 class RepeatingPages(MemoryStore):
     """Keyset paging that starts the next page at the cursor row itself."""
 
-    def list(self, filter: ConversationFilter, *, limit: int | None = None, offset: int = 0,
-             after: ConversationRecord | None = None) -> list[ConversationRecord]:
+    def list(
+        self,
+        filter: ConversationFilter,
+        *,
+        limit: int | None = None,
+        offset: int = 0,
+        after: ConversationRecord | None = None,
+    ) -> list[ConversationRecord]:
         rows = super().list(filter)
         if after is not None:
             ids = [row.id for row in rows]
-            rows = rows[ids.index(after.id):] if after.id in ids else rows
+            rows = rows[ids.index(after.id) :] if after.id in ids else rows
         end = None if limit is None else offset + limit
         return rows[offset:end]
 
@@ -103,13 +113,29 @@ def _by_time_then_title(record: ConversationRecord, field: str) -> tuple[str, st
 class TiesByTitle(MemoryStore):
     """Breaks ties of equal timestamps by descending title instead of descending id (lists and searches)."""
 
-    def list(self, filter: ConversationFilter, *, limit: int | None = None, offset: int = 0,
-             after: ConversationRecord | None = None) -> list[ConversationRecord]:
-        rows = sorted(super().list(filter, after=after), key=lambda r: _by_time_then_title(r, filter.field), reverse=True)
+    def list(
+        self,
+        filter: ConversationFilter,
+        *,
+        limit: int | None = None,
+        offset: int = 0,
+        after: ConversationRecord | None = None,
+    ) -> list[ConversationRecord]:
+        rows = sorted(
+            super().list(filter, after=after), key=lambda r: _by_time_then_title(r, filter.field), reverse=True
+        )
         return page(rows, limit, offset)
 
-    def search(self, query: Query, filter: ConversationFilter, *, order: SearchOrder = "recent",
-               limit: int | None = None, offset: int = 0, with_text: bool = False) -> list[SearchHit]:
+    def search(
+        self,
+        query: Query,
+        filter: ConversationFilter,
+        *,
+        order: SearchOrder = "recent",
+        limit: int | None = None,
+        offset: int = 0,
+        with_text: bool = False,
+    ) -> list[SearchHit]:
         hits = super().search(query, filter, order=order, with_text=with_text)
         if order == "recent":
             hits.sort(key=lambda hit: _by_time_then_title(hit.conversation, filter.field), reverse=True)
@@ -119,8 +145,16 @@ class TiesByTitle(MemoryStore):
 class RelevanceTiesByAscendingId(MemoryStore):
     """Orders relevance hits of equal score by ascending id, ignoring their timestamps."""
 
-    def search(self, query: Query, filter: ConversationFilter, *, order: SearchOrder = "recent",
-               limit: int | None = None, offset: int = 0, with_text: bool = False) -> list[SearchHit]:
+    def search(
+        self,
+        query: Query,
+        filter: ConversationFilter,
+        *,
+        order: SearchOrder = "recent",
+        limit: int | None = None,
+        offset: int = 0,
+        with_text: bool = False,
+    ) -> list[SearchHit]:
         hits = super().search(query, filter, order=order, with_text=with_text)
         if order == "relevance":
             hits.sort(key=lambda hit: (-(hit.score or 0.0), hit.conversation.id))
@@ -130,8 +164,14 @@ class RelevanceTiesByAscendingId(MemoryStore):
 class KeysetByUpdatedAt(MemoryStore):
     """Continues keyset pages after the cursor's updated_at, whatever field the listing orders by."""
 
-    def list(self, filter: ConversationFilter, *, limit: int | None = None, offset: int = 0,
-             after: ConversationRecord | None = None) -> list[ConversationRecord]:
+    def list(
+        self,
+        filter: ConversationFilter,
+        *,
+        limit: int | None = None,
+        offset: int = 0,
+        after: ConversationRecord | None = None,
+    ) -> list[ConversationRecord]:
         rows = super().list(filter)
         if after is not None:
             boundary = newest_first_key(after, "updated_at")
@@ -142,8 +182,16 @@ class KeysetByUpdatedAt(MemoryStore):
 class SearchEndInclusive(MemoryStore):
     """Treats the end of a search's time range as inclusive (listings get it right)."""
 
-    def search(self, query: Query, filter: ConversationFilter, *, order: SearchOrder = "recent",
-               limit: int | None = None, offset: int = 0, with_text: bool = False) -> list[SearchHit]:
+    def search(
+        self,
+        query: Query,
+        filter: ConversationFilter,
+        *,
+        order: SearchOrder = "recent",
+        limit: int | None = None,
+        offset: int = 0,
+        with_text: bool = False,
+    ) -> list[SearchHit]:
         if filter.end is not None:
             with contextlib.suppress(OverflowError):
                 filter = replace(filter, end=filter.end + timedelta(microseconds=1))
@@ -166,11 +214,22 @@ def _strict(term: Term) -> Term:
 class PrefixMissesExactWord(MemoryStore):
     """Matches ``pref*`` only against words longer than ``pref`` (a LIKE 'pref_%' mistake)."""
 
-    def search(self, query: Query, filter: ConversationFilter, *, order: SearchOrder = "recent",
-               limit: int | None = None, offset: int = 0, with_text: bool = False) -> list[SearchHit]:
-        strict = Query(tuple(
-            Alternative(tuple(map(_strict, a.required)), tuple(map(_strict, a.excluded))) for a in query.alternatives
-        ))
+    def search(
+        self,
+        query: Query,
+        filter: ConversationFilter,
+        *,
+        order: SearchOrder = "recent",
+        limit: int | None = None,
+        offset: int = 0,
+        with_text: bool = False,
+    ) -> list[SearchHit]:
+        strict = Query(
+            tuple(
+                Alternative(tuple(map(_strict, a.required)), tuple(map(_strict, a.excluded)))
+                for a in query.alternatives
+            )
+        )
         return super().search(strict, filter, order=order, limit=limit, offset=offset, with_text=with_text)
 
 
@@ -265,7 +324,9 @@ class LostUpdatesAcrossStores(SharedMemoryStore):
 class TornReplaceAcrossStores(SharedMemoryStore):
     """Replaces in two writes (the messages emptied, then the new ones), so another store object reads half a state."""
 
-    def save(self, conversation: ConversationRecord, messages: Sequence[MessageRecord], *, replace: bool = False) -> None:
+    def save(
+        self, conversation: ConversationRecord, messages: Sequence[MessageRecord], *, replace: bool = False
+    ) -> None:
         if not replace:
             super().save(conversation, messages)
             return
@@ -277,8 +338,14 @@ class TornReplaceAcrossStores(SharedMemoryStore):
 class StaleRevisionAccepted(SharedMemoryStore):
     """Conditional saves ignore ``expected``: a read-modify-write overwrites what another store object wrote."""
 
-    def save_revisioned(self, conversation: ConversationRecord, messages: Sequence[MessageRecord], *,
-                        replace: bool = False, expected: Hashable | None = None) -> Hashable | None:
+    def save_revisioned(
+        self,
+        conversation: ConversationRecord,
+        messages: Sequence[MessageRecord],
+        *,
+        replace: bool = False,
+        expected: Hashable | None = None,
+    ) -> Hashable | None:
         return super().save_revisioned(conversation, messages, replace=replace)
 
     def load(self, conversation_id: str) -> StoredConversation | None:

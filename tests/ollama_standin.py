@@ -10,6 +10,13 @@ streams), choosing the answer from the request:
 - the last user message is :data:`FAIL`: HTTP 500 with an ``error`` body;
 - the last user message is :data:`FAIL_MIDWAY` (streaming): two chunks, then an
   error line (Ollama's way of failing in the middle of a stream);
+- the last user message is :data:`HOLD` (streaming): the first chunks of the echo,
+  up to and including :data:`HELD_CHUNK`, then nothing until :meth:`StandIn.release`
+  (or ``close()``), then the rest: a reply to interrupt in the middle;
+- the last user message is :data:`HOSTILE` (streaming or not): the reply
+  :data:`HOSTILE_REPLY`, streamed as :data:`HOSTILE_CHUNKS` (escape sequences cut
+  across chunks);
+- the model is :data:`MISSING_MODEL`: HTTP 404, as Ollama answers for a model not pulled;
 - otherwise: ``"echo: <text> (<n> messages)"``, ``n`` counting the request's
   messages, so a test sees how much history the client sent.
 
@@ -49,6 +56,15 @@ from qv_session_manager.text import tokens
 
 FAIL = "please fail"
 FAIL_MIDWAY = "fail midway"
+HOLD = "hold the stream"
+#: The last chunk a held stream sends before waiting: "echo: hold the stream (n messages)" cut at words.
+HELD_CHUNK = "hold "
+HOSTILE = "be hostile"
+#: Clears the screen, retitles the window, a C1 CSI, a bidi override and rich markup,
+#: each escape sequence cut in two by the chunking.
+HOSTILE_CHUNKS = ("start \x1b", "[2J \x1b]0;PWN", "ED\x07 \x9b", "31m\u202e", "[red]x[/red] end")
+HOSTILE_REPLY = "".join(HOSTILE_CHUNKS)
+MISSING_MODEL = "not-pulled:latest"
 CREATED_AT = "2025-01-20T12:00:00.000000Z"
 #: The embedding models the stand-in has "pulled": name -> (dimension, context in tokens).
 EMBED_MODELS: dict[str, tuple[int, int]] = {"nomic-embed-text": (48, 64), "all-minilm": (16, 32)}
@@ -93,6 +109,8 @@ def reply_for(request: Mapping[str, Any]) -> dict[str, Any]:
         return {"role": "assistant", "content": f"The tool said: {messages[-1].get('content', '')}"}
     tools = request.get("tools") or []
     text = last_text(messages)
+    if text == HOSTILE:
+        return {"role": "assistant", "content": HOSTILE_REPLY}
     if tools:
         function = tools[0]["function"]
         parameters = (function.get("parameters") or {}).get("properties") or {}
@@ -129,14 +147,24 @@ def answer_embed(request: Mapping[str, Any]) -> tuple[int, dict[str, Any]]:
         return 400, {"error": TOO_LONG}
     vectors = [embedding_of(text, dimension, context) for text in texts]
     counted = sum(min(len(tokens(text)), context) for text in texts)
-    return 200, {"model": model, "embeddings": vectors, "total_duration": 1000, "load_duration": 10,
-                 "prompt_eval_count": counted}
+    return 200, {
+        "model": model,
+        "embeddings": vectors,
+        "total_duration": 1000,
+        "load_duration": 10,
+        "prompt_eval_count": counted,
+    }
 
 
 def _final(model: str) -> dict[str, Any]:
     return {
-        "model": model, "created_at": CREATED_AT, "done": True, "done_reason": "stop",
-        "total_duration": 1000, "prompt_eval_count": 1, "eval_count": 1,
+        "model": model,
+        "created_at": CREATED_AT,
+        "done": True,
+        "done_reason": "stop",
+        "total_duration": 1000,
+        "prompt_eval_count": 1,
+        "eval_count": 1,
     }
 
 
@@ -146,12 +174,24 @@ def stream_chunks(request: Mapping[str, Any]) -> Iterator[dict[str, Any]]:
     reply = reply_for(request)
     if "tool_calls" in reply:
         yield {"model": model, "created_at": CREATED_AT, "message": reply, "done": False}
+    elif reply["content"] == HOSTILE_REPLY:
+        for piece in HOSTILE_CHUNKS:
+            yield {
+                "model": model,
+                "created_at": CREATED_AT,
+                "message": {"role": "assistant", "content": piece},
+                "done": False,
+            }
     else:
         words = reply["content"].split(" ")
         for index, word in enumerate(words):
             piece = word if index == len(words) - 1 else word + " "
-            yield {"model": model, "created_at": CREATED_AT, "message": {"role": "assistant", "content": piece},
-                   "done": False}
+            yield {
+                "model": model,
+                "created_at": CREATED_AT,
+                "message": {"role": "assistant", "content": piece},
+                "done": False,
+            }
     yield {**_final(model), "message": {"role": "assistant", "content": ""}}
 
 
@@ -177,8 +217,10 @@ class _Handler(BaseHTTPRequestHandler):
             self.end_headers()
             self.wfile.write(data)
         elif self.path == "/api/tags":
-            models = [{"name": f"{name}:latest", "model": f"{name}:latest", "size": 1, "digest": "0" * 64}
-                      for name in EMBED_MODELS]
+            models = [
+                {"name": f"{name}:latest", "model": f"{name}:latest", "size": 1, "digest": "0" * 64}
+                for name in EMBED_MODELS
+            ]
             self._send_json(200, {"models": models})
         else:
             self._send_json(404, {"error": f"no route {self.path}"})
@@ -196,14 +238,16 @@ class _Handler(BaseHTTPRequestHandler):
         with self.server.lock:
             self.server.requests.append(request)
         text = last_text(request.get("messages") or [])
-        if text == FAIL:
+        if request.get("model") == MISSING_MODEL:
+            self._send_json(404, {"error": f"model '{MISSING_MODEL}' not found, try pulling it first"})
+        elif text == FAIL:
             self._send_json(500, {"error": "the stand-in was asked to fail"})
         elif request.get("stream"):
-            self._stream(request, fail_midway=text == FAIL_MIDWAY)
+            self._stream(request, fail_midway=text == FAIL_MIDWAY, hold=text == HOLD)
         else:
             self._send_json(200, {**_final(str(request.get("model", ""))), "message": reply_for(request)})
 
-    def _stream(self, request: Mapping[str, Any], *, fail_midway: bool) -> None:
+    def _stream(self, request: Mapping[str, Any], *, fail_midway: bool, hold: bool) -> None:
         # HTTP/1.0 without a length: the body ends when the connection closes, as a
         # chunked stream would for the client.
         self.send_response(200)
@@ -212,10 +256,15 @@ class _Handler(BaseHTTPRequestHandler):
         for index, chunk in enumerate(stream_chunks(request)):
             if fail_midway and index == 2:
                 chunk = {"error": "the stand-in failed in the middle of the stream"}
-            self.wfile.write(json.dumps(chunk).encode() + b"\n")
-            self.wfile.flush()
+            try:
+                self.wfile.write(json.dumps(chunk).encode() + b"\n")
+                self.wfile.flush()
+            except OSError:  # the client went away (a held stream it interrupted)
+                return
             if fail_midway and index == 2:
                 return
+            if hold and chunk.get("message", {}).get("content") == HELD_CHUNK:
+                self.server.released.wait()
 
 
 class _Server(ThreadingHTTPServer):
@@ -226,6 +275,7 @@ class _Server(ThreadingHTTPServer):
         self.lock = threading.Lock()
         self.requests: list[dict[str, Any]] = []
         self.embed_requests: list[dict[str, Any]] = []
+        self.released = threading.Event()
 
 
 class StandIn:
@@ -256,12 +306,17 @@ class StandIn:
         with self._server.lock:
             return list(self._server.embed_requests)
 
+    def release(self) -> None:
+        """Let held streams (:data:`HOLD`) go on, now and from now on."""
+        self._server.released.set()
+
     def start(self) -> StandIn:
         self._thread.start()
         return self
 
     def close(self) -> None:
-        """Stop serving and free the port. Closing twice is harmless."""
+        """Stop serving and free the port (held streams are released). Closing twice is harmless."""
+        self.release()
         if self._thread.is_alive():
             self._server.shutdown()
             self._thread.join()

@@ -111,11 +111,19 @@ def seed_python(directory: Path) -> Path:
     if _installed(python):
         return python
     try:
-        subprocess.run([sys.executable, "-m", "venv", "--clear", str(directory)], check=True, capture_output=True,
-                       timeout=BUILD_TIMEOUT)
+        subprocess.run(
+            [sys.executable, "-m", "venv", "--clear", str(directory)],
+            check=True,
+            capture_output=True,
+            timeout=BUILD_TIMEOUT,
+        )
         subprocess.run(
             [str(python), "-m", "pip", "install", "--quiet", "--disable-pip-version-check", SEED_REQUIREMENT],
-            check=True, capture_output=True, text=True, timeout=BUILD_TIMEOUT, env=_clean_env(),
+            check=True,
+            capture_output=True,
+            text=True,
+            timeout=BUILD_TIMEOUT,
+            env=_clean_env(),
         )
     except subprocess.CalledProcessError as exc:
         tail = (exc.stderr or "")[-600:] if isinstance(exc.stderr, str) else ""
@@ -135,7 +143,12 @@ def run_seed(python: Path, database: Path, *calls: list[Any]) -> list[dict[str, 
     """
     done = subprocess.run(
         [str(python), "-c", _DRIVER, str(database), json.dumps(calls)],
-        capture_output=True, text=True, timeout=120, cwd=database.parent, env=_clean_env(), check=False,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        cwd=database.parent,
+        env=_clean_env(),
+        check=False,
     )
     if done.returncode != 0:
         raise AssertionError(f"the 0.3.0 process failed ({done.returncode}):\n{done.stderr[-3000:]}")

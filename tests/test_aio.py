@@ -474,16 +474,24 @@ operations = st.lists(
         st.tuples(st.just("load_conversation"), st.sampled_from(IDS + ["invalid-id"])),
         st.tuples(st.just("resume_conversation"), st.sampled_from(IDS)),
         st.tuples(st.just("load_window"), st.sampled_from(IDS + ["missing"]), st.integers(0, 3)),  # 0: the error
-        st.tuples(st.just("list_conversations"), st.one_of(st.none(), st.integers(0, 3)),
-                  st.sampled_from([None, *IDS, "missing"])),
+        st.tuples(
+            st.just("list_conversations"),
+            st.one_of(st.none(), st.integers(0, 3)),
+            st.sampled_from([None, *IDS, "missing"]),
+        ),
         st.tuples(st.just("search_conversations"), strategies.queries, st.sampled_from(["recent", "relevance"])),
         st.tuples(st.just("search_by_time"), st.sampled_from([None, "2025-01-20", "not a date"])),
         st.tuples(st.just("iter_conversations"), st.integers(0, 3)),  # 0: the error
         # retention: expiries far from the real clock; "soon" and -1 are the errors
-        st.tuples(st.just("set_expiry"), st.sampled_from(IDS + ["missing"]),
-                  st.sampled_from([None, datetime(2000, 1, 1), datetime(2999, 1, 1), "soon"])),
-        st.tuples(st.just("delete_older_than"),
-                  st.sampled_from([datetime(2025, 1, 20, 12, 3), datetime(2000, 1, 1), "2025-01-20"])),
+        st.tuples(
+            st.just("set_expiry"),
+            st.sampled_from(IDS + ["missing"]),
+            st.sampled_from([None, datetime(2000, 1, 1), datetime(2999, 1, 1), "soon"]),
+        ),
+        st.tuples(
+            st.just("delete_older_than"),
+            st.sampled_from([datetime(2025, 1, 20, 12, 3), datetime(2000, 1, 1), "2025-01-20"]),
+        ),
         st.tuples(st.just("keep_newest"), st.integers(-1, 3)),
         st.tuples(st.just("purge_expired")),
     ),
@@ -552,13 +560,17 @@ async def _async_outcome(awaitable: Any) -> Any:
 def test_every_manager_method_has_an_async_namesake_with_its_signature() -> None:
     import inspect
 
-    public = [name for name in vars(SessionManager) if not name.startswith("_") and callable(getattr(SessionManager, name))]
+    public = [
+        name for name in vars(SessionManager) if not name.startswith("_") and callable(getattr(SessionManager, name))
+    ]
     assert {"set_expiry", "delete_older_than", "keep_newest", "purge_expired"} <= set(public)
     for name in public:
         sync_signature = inspect.signature(getattr(SessionManager, name))
         async_method = getattr(AsyncSessionManager, name, None)
         assert async_method is not None, f"AsyncSessionManager has no {name}"
-        assert list(inspect.signature(async_method).parameters.values()) == list(sync_signature.parameters.values()), name
+        assert list(inspect.signature(async_method).parameters.values()) == list(sync_signature.parameters.values()), (
+            name
+        )
         assert inspect.iscoroutinefunction(async_method) or name == "iter_conversations", name
 
 

@@ -25,8 +25,12 @@ def write_corpus(path: Path, conversations: int) -> None:
         turns = []
         for turn in range(2 + number % 5):
             word = WORDS[(number + turn) % len(WORDS)]
-            turns.append({"from": "human" if turn % 2 == 0 else "gpt",
-                          "value": f"message {turn} of chat {number} talks about {word}"})
+            turns.append(
+                {
+                    "from": "human" if turn % 2 == 0 else "gpt",
+                    "value": f"message {turn} of chat {number} talks about {word}",
+                }
+            )
         items.append({"id": f"chat-{number}", "conversations": turns})
     path.write_text(json.dumps(items), encoding="utf-8")
 
@@ -37,11 +41,36 @@ def test_quick_run_judges_every_goal_and_the_floors_agree(tmp_path: Path) -> Non
     write_corpus(corpus, 40)
     regimes = "disk,tmpfs" if os.path.isdir("/dev/shm") else "disk"
     command = [
-        sys.executable, str(REPO / "benchmarks" / "run.py"), "--quick", "--offline", "--corpus", str(corpus),
-        "--systems", "seed,ours,inline,batched,openai", "--where", regimes, "--disk-dir", str(tmp_path),
-        "--results-dir", str(tmp_path / "results"), "--conversations", "40", "--load-count", "10",
-        "--live-sample", "6", "--long-turns", "30", "--list-repeats", "3", "--time-windows", "3",
-        "--deletes", "5", "--rounds", "2",
+        sys.executable,
+        str(REPO / "benchmarks" / "run.py"),
+        "--quick",
+        "--offline",
+        "--corpus",
+        str(corpus),
+        "--systems",
+        "seed,ours,inline,batched,openai",
+        "--where",
+        regimes,
+        "--disk-dir",
+        str(tmp_path),
+        "--results-dir",
+        str(tmp_path / "results"),
+        "--conversations",
+        "40",
+        "--load-count",
+        "10",
+        "--live-sample",
+        "6",
+        "--long-turns",
+        "30",
+        "--list-repeats",
+        "3",
+        "--time-windows",
+        "3",
+        "--deletes",
+        "5",
+        "--rounds",
+        "2",
     ]
     done = subprocess.run(command, capture_output=True, text=True, timeout=120, check=False)
     assert done.returncode == 0, done.stdout + done.stderr

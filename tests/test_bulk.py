@@ -30,8 +30,15 @@ sdk_conversations = st.builds(
 def snapshot(manager: SessionManager) -> list[tuple[Any, ...]]:
     """Everything stored, comparable: each conversation with its messages as dicts."""
     return [
-        (c.id, c.title, c.model_name, c.created_at, c.updated_at, c.metadata,
-         [(m.to_db_dict(), m.images, m.tool_calls) for m in c.messages])
+        (
+            c.id,
+            c.title,
+            c.model_name,
+            c.created_at,
+            c.updated_at,
+            c.metadata,
+            [(m.to_db_dict(), m.images, m.tool_calls) for m in c.messages],
+        )
         for c in manager.iter_conversations()
     ]
 

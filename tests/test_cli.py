@@ -21,9 +21,10 @@ from qv_session_manager import SessionManager, open_store
 from qv_session_manager.backends.memory import MemoryStore
 from qv_session_manager.backends.sqlite import SQLiteStore, maintenance
 from qv_session_manager.backends.sqlite import schema as sqlite_schema
-from qv_session_manager.cli import admin, common, copying, files, main
+from qv_session_manager.cli import admin, common, copying, files, main, progress
 from qv_session_manager.cli.common import parse_meta
 from qv_session_manager.cli.render import conversation_dict, highlighted
+from qv_session_manager.cli.sizes import human_size
 from qv_session_manager.manager import URL_VARIABLE
 from qv_session_manager.records import StoredConversation
 from qv_session_manager.safe_text import terminal_safe
@@ -52,13 +53,19 @@ def tool_conversation() -> Conversation:
     call = ToolCall(function=Function(name="get_weather", arguments={"city": "Berlin"}), id="call-1")
     messages = [
         Message(role=MessageRole.SYSTEM, content="be brief", created_at=moment),
-        Message(role=MessageRole.USER, content="weather [bold]now[/bold]?", images=["aGk=", b"\x00\x01"], created_at=moment),
+        Message(
+            role=MessageRole.USER, content="weather [bold]now[/bold]?", images=["aGk=", b"\x00\x01"], created_at=moment
+        ),
         Message(role=MessageRole.ASSISTANT, content="", tool_calls=[call], created_at=moment),
         Message(role=MessageRole.TOOL, content="sunny, 21 C", tool_call_id="call-1", created_at=moment),
         Message(role=MessageRole.ASSISTANT, content="It is sunny.", created_at=moment),
     ]
     return Conversation(
-        title="Weather", model_name="gemma3:1b", messages=messages, created_at=moment, updated_at=moment,
+        title="Weather",
+        model_name="gemma3:1b",
+        messages=messages,
+        created_at=moment,
+        updated_at=moment,
         metadata={"topic": "weather", "n": 1},
     )
 
@@ -172,7 +179,12 @@ def test_list_on_memory_and_from_the_environment(db: Path) -> None:
 def test_parse_meta() -> None:
     assert parse_meta(()) is None
     assert parse_meta(("a=1", "b=true", "c=null", "d=x=y", "e=", 'f={"k": [1]}')) == {
-        "a": 1, "b": True, "c": None, "d": "x=y", "e": "", "f": {"k": [1]},
+        "a": 1,
+        "b": True,
+        "c": None,
+        "d": "x=y",
+        "e": "",
+        "f": {"k": [1]},
     }
 
 
@@ -236,7 +248,9 @@ def test_search_ranks_by_relevance_and_highlights(db: Path) -> None:
 
 def test_search_recent_and_limit(db: Path) -> None:
     assert titles(json.loads(on(db, "search", "about", "--recent", "--json").stdout)) == [
-        "Python dicts", "Rust ownership", "Python lists",
+        "Python dicts",
+        "Rust ownership",
+        "Python lists",
     ]
     assert len(json.loads(on(db, "search", "about", "--limit", "1", "--json").stdout)) == 1
 
@@ -260,7 +274,7 @@ def test_highlighted_keeps_the_text_and_styles_exactly_the_marked_parts(parts: l
     text = highlighted(snippet, mark)
     # Control characters are shown escaped, so stored text cannot drive the terminal.
     assert text.plain == terminal_safe("".join(piece for piece, _ in parts))
-    styled = "".join(text.plain[span.start:span.end] for span in text.spans)
+    styled = "".join(text.plain[span.start : span.end] for span in text.spans)
     assert styled == terminal_safe("".join(piece for piece, marked in parts if marked))
 
 
@@ -383,7 +397,7 @@ def test_stats_on_sqlite(db: Path) -> None:
     assert "conversations   4" in out and "messages        11" in out
     assert "oldest updated  2025-01-20T12:00:00" in out and "newest updated  2025-01-30T12:00:00" in out
     assert url_of(db) in out
-    assert f"{os.path.getsize(db)} bytes  {db}" in out
+    assert f"database file   {human_size(os.path.getsize(db))}  {db}" in out and "bytes" not in out
 
 
 def test_stats_on_an_empty_memory_store() -> None:
@@ -550,7 +564,7 @@ def test_verify_names_missing_conversations(db: Path) -> None:
 def test_copy_draws_progress_only_on_a_terminal(db: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     quiet = run("copy", url_of(db), url_of(tmp_path / "a.db"))
     assert "copying" not in quiet.stderr
-    monkeypatch.setattr(common, "stderr_is_terminal", lambda: True)
+    monkeypatch.setattr(progress, "stderr_is_terminal", lambda: True)
     monkeypatch.setattr(copying, "stderr_is_terminal", lambda: True)
     drawn = run("copy", url_of(db), url_of(tmp_path / "b.db"))
     assert drawn.exit_code == 0
@@ -626,7 +640,7 @@ def test_export_to_an_unwritable_place_is_a_user_error(db: Path, tmp_path: Path)
 
 def test_export_draws_progress_only_on_a_terminal(db: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     assert "exporting" not in export_file(db, tmp_path / "quiet.jsonl").stderr
-    monkeypatch.setattr(common, "stderr_is_terminal", lambda: True)
+    monkeypatch.setattr(progress, "stderr_is_terminal", lambda: True)
     monkeypatch.setattr(files, "stderr_is_terminal", lambda: True)
     drawn = export_file(db, tmp_path / "drawn.jsonl")
     assert "exporting" in drawn.stderr and "4/4" in drawn.stderr
@@ -638,7 +652,7 @@ def test_export_draws_progress_only_on_a_terminal(db: Path, tmp_path: Path, monk
 @pytest.mark.parametrize(
     ("url", "fragment"),
     [
-        ("nonsense", "store URL"),
+        ("nonsense", "no database at nonsense"),  # a bare path is an SQLite file
         ("nosuch://x", "no backend"),
         ("sqlite://host/x.db", "sqlite:///"),
         ("memory://?x=1", "no options"),
@@ -679,7 +693,11 @@ def cli_process(*args: str, input: str | None = None) -> subprocess.CompletedPro
     environment = {key: value for key, value in os.environ.items() if key != URL_VARIABLE}
     return subprocess.run(
         [sys.executable, "-m", "qv_session_manager.cli", *args],
-        input=input, capture_output=True, text=True, env=environment, timeout=120,
+        input=input,
+        capture_output=True,
+        text=True,
+        env=environment,
+        timeout=120,
     )
 
 
@@ -710,7 +728,9 @@ def test_a_reader_that_goes_away_ends_the_export_quietly(tmp_path: Path) -> None
     environment = {key: value for key, value in os.environ.items() if key != URL_VARIABLE}
     process = subprocess.Popen(
         [sys.executable, "-m", "qv_session_manager.cli", "--url", url_of(path), "export", "-"],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=environment,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        env=environment,
     )
     assert process.stdout is not None and process.stderr is not None
     process.stdout.readline()

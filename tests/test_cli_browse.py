@@ -33,11 +33,20 @@ BASE = datetime(2025, 2, 1, 8, 0, 0)
 BOX_DRAWING = {chr(code) for code in range(0x2500, 0x2580)}
 
 
-def chat(key: str, day: int, *, title: str | None = None, model: str = "llama3", user: str = "", answer: str = "",
-         metadata: dict[str, Any] | None = None) -> Conversation:
+def chat(
+    key: str,
+    day: int,
+    *,
+    title: str | None = None,
+    model: str = "llama3",
+    user: str = "",
+    answer: str = "",
+    metadata: dict[str, Any] | None = None,
+) -> Conversation:
     moment = BASE + timedelta(days=day)
-    conversation = Conversation(id=key, title=title, model_name=model, created_at=moment, updated_at=moment,
-                                metadata=metadata or {})
+    conversation = Conversation(
+        id=key, title=title, model_name=model, created_at=moment, updated_at=moment, metadata=metadata or {}
+    )
     conversation.messages = [
         Message(role=MessageRole.USER, content=user or f"question {key}", created_at=moment),
         Message(role=MessageRole.ASSISTANT, content=answer or f"answer {key}", created_at=moment),
@@ -52,14 +61,33 @@ def db(tmp_path: Path) -> Path:
     """Five conversations with ids that share prefixes, one untitled, varied models, roles and metadata."""
     path = tmp_path / "browse.db"
     with SessionManager(db_path=path) as manager:
-        manager.save_conversation(chat("abcdef0011", 0, title="Rust lifetimes", user="why rust lifetimes",
-                                       answer="python has none", metadata={"topic": "rust"}))
-        manager.save_conversation(chat("abcdef0022", 1, title="Python typing", model="qwen",
-                                       user="python typing", answer="use mypy", metadata={"topic": "python"}))
-        manager.save_conversation(chat("abcdef0022x", 2, title="=HYPERLINK(\"http://e.vil\")|pipe",
-                                       user="spreadsheet python", answer="cells"))
-        manager.save_conversation(chat("ffff000001", 3, user="How do I\nsort a dict in python?",
-                                       answer="sorted(d.items())"))
+        manager.save_conversation(
+            chat(
+                "abcdef0011",
+                0,
+                title="Rust lifetimes",
+                user="why rust lifetimes",
+                answer="python has none",
+                metadata={"topic": "rust"},
+            )
+        )
+        manager.save_conversation(
+            chat(
+                "abcdef0022",
+                1,
+                title="Python typing",
+                model="qwen",
+                user="python typing",
+                answer="use mypy",
+                metadata={"topic": "python"},
+            )
+        )
+        manager.save_conversation(
+            chat("abcdef0022x", 2, title='=HYPERLINK("http://e.vil")|pipe', user="spreadsheet python", answer="cells")
+        )
+        manager.save_conversation(
+            chat("ffff000001", 3, user="How do I\nsort a dict in python?", answer="sorted(d.items())")
+        )
         manager.save_conversation(chat("99990000aa", 4, title="Java streams", user="java streams", answer="map"))
     return path
 
@@ -195,9 +223,16 @@ def test_list_piped_is_tab_separated_with_title_or_preview_count_model_and_time(
     rows = tsv(ok(db, "list"))
     assert list(rows[0]) == ["id", "title", "messages", "model", "updated"]
     by_id = {row["id"]: row for row in rows}  # full ids: for programs
-    assert by_id["ffff000001"]["title"] == "How do I sort a dict in python?"  # untitled: the first user message, one line
-    assert by_id["abcdef0022"] == {"id": "abcdef0022", "title": "Python typing", "messages": "4", "model": "qwen",
-                                   "updated": "2025-02-02T08:00:00"}
+    assert (
+        by_id["ffff000001"]["title"] == "How do I sort a dict in python?"
+    )  # untitled: the first user message, one line
+    assert by_id["abcdef0022"] == {
+        "id": "abcdef0022",
+        "title": "Python typing",
+        "messages": "4",
+        "model": "qwen",
+        "updated": "2025-02-02T08:00:00",
+    }
     assert [row["id"] for row in rows] == [row["id"] for row in stored_rows(db)]  # newest first
 
 
@@ -208,10 +243,10 @@ def test_list_formats_and_columns(db: Path) -> None:
     lines = ok(db, "list", "--format", "jsonl").stdout.splitlines()
     assert [json.loads(line)["id"] for line in lines] == [row["id"] for row in stored_rows(db)]
     cells = list(csv.reader(io.StringIO(ok(db, "list", "--format", "csv", "-c", "id,title").stdout)))
-    assert cells[0] == ["id", "title"] and ["abcdef0022x", "'=HYPERLINK(\"http://e.vil\")|pipe"] in cells
+    assert cells[0] == ["id", "title"] and ["abcdef0022x", '\'=HYPERLINK("http://e.vil")|pipe'] in cells
     markdown = ok(db, "list", "--format", "markdown", "-c", "title,model").stdout.splitlines()
     assert markdown[:2] == ["| title | model |", "| --- | --- |"]
-    assert "| '=HYPERLINK(\"http://e.vil\")\\|pipe | llama3 |" in markdown
+    assert '| \'=HYPERLINK("http://e.vil")\\|pipe | llama3 |' in markdown
     table = ok(db, "list", "--format", "table").stdout
     assert not BOX_DRAWING & set(table) and "ffff0000 " in table and "ffff000001" not in table  # short ids
     assert "abcdef001 " in table and "abcdef0022x" in table
@@ -220,8 +255,8 @@ def test_list_formats_and_columns(db: Path) -> None:
 def test_list_usage_errors(db: Path, tmp_path: Path) -> None:
     one_line_error(run(db, "list", "-c", "id,nope"), 2, "unknown column 'nope'")
     one_line_error(run(db, "list", "--json", "--format", "csv"), 2, "contradict")
-    one_line_error(run(db, "list", "--since", "yesterday"), 1, "--since takes an ISO date")
-    one_line_error(run(db, "list", "--until", "soon"), 1, "--until takes an ISO date")
+    one_line_error(run(db, "list", "--since", "yesterday"), 1, "--since 'yesterday' is not a date")
+    one_line_error(run(db, "list", "--until", "soon"), 1, "--until 'soon' is not a date")
     empty = tmp_path / "empty.db"
     SessionManager(db_path=empty).close()
     assert ok(empty, "list", "--format", "table").stdout == "no conversations\n"
@@ -284,8 +319,8 @@ def test_search_filters(db: Path) -> None:
 
 
 def test_search_bad_input(db: Path) -> None:
-    one_line_error(run(db, "search", "x", "--since", "yesterday"), 1, "--since takes an ISO date")
-    one_line_error(run(db, "search", "x", "--until", "soon"), 1, "--until takes an ISO date")
+    one_line_error(run(db, "search", "x", "--since", "yesterday"), 1, "--since 'yesterday' is not a date")
+    one_line_error(run(db, "search", "x", "--until", "soon"), 1, "--until 'soon' is not a date")
     one_line_error(run(db, "search", "x", "--role", "robot"), 2, "robot")
     one_line_error(run(db, "search"), 2, "QUERY")
 
@@ -314,7 +349,9 @@ def test_words_last_keeps_options_and_their_values() -> None:
     assert words_last(context, ["--model", "-weird", "q"]) == ["--model", "-weird", "--", "q"]
 
 
-@given(st.lists(st.dictionaries(st.sampled_from(["a", "b"]), st.one_of(st.none(), st.integers(), st.text())), max_size=4))
+@given(
+    st.lists(st.dictionaries(st.sampled_from(["a", "b"]), st.one_of(st.none(), st.integers(), st.text())), max_size=4)
+)
 def test_every_format_keeps_control_characters_and_formulas_out(rows: list[dict[str, Any]]) -> None:
     from qv_session_manager.exchange.csv_view import FORMULA_TRIGGERS
     from qv_session_manager.safe_text import UNSAFE

@@ -41,11 +41,17 @@ def store(tmp_path: Path) -> Path:
             title = f"A conversation with a rather long title, number {number}" if number % 2 else None
             conversation = Conversation(title=title, model_name="llama3.2:latest", created_at=moment, updated_at=moment)
             conversation.messages = [
-                Message(role=MessageRole.USER, content=f"How do I write python code for task {number}?\nmore",
-                        created_at=moment),
-                Message(role=MessageRole.ASSISTANT, created_at=moment,
-                        content=f"# Answer {number}\n\nUse **bold** and [a link](http://e.vil/x) and `code`.\n\n"
-                                "<div>html block</div>\n\n<!-- html comment -->"),
+                Message(
+                    role=MessageRole.USER,
+                    content=f"How do I write python code for task {number}?\nmore",
+                    created_at=moment,
+                ),
+                Message(
+                    role=MessageRole.ASSISTANT,
+                    created_at=moment,
+                    content=f"# Answer {number}\n\nUse **bold** and [a link](http://e.vil/x) and `code`.\n\n"
+                    "<div>html block</div>\n\n<!-- html comment -->",
+                ),
             ]
             manager.save_conversation(conversation)
         manager.save_conversation(hostile_conversation())
@@ -60,8 +66,9 @@ def environment(**extra: str) -> dict[str, str]:
 def on_terminal(store: Path, *args: str, env: dict[str, str] | None = None, rows: int = 24) -> bytes:
     """Everything the real command writes to an 80-column pseudo-terminal of ``rows`` lines."""
     pexpect = pytest.importorskip("pexpect")  # POSIX only
-    child = pexpect.spawn(COMMAND, ["--url", f"sqlite:///{store}", *args], env=env or environment(),
-                          dimensions=(rows, 80), timeout=60)
+    child = pexpect.spawn(
+        COMMAND, ["--url", f"sqlite:///{store}", *args], env=env or environment(), dimensions=(rows, 80), timeout=60
+    )
     output: bytes = child.read()
     child.close()
     assert child.exitstatus == 0, (args, output)
@@ -95,8 +102,14 @@ def test_list_fits_80_columns_with_short_ids_and_styles(store: Path) -> None:
 
 
 def test_piped_output_is_plain_tab_separated_text(store: Path) -> None:
-    finished = subprocess.run([COMMAND, "--url", f"sqlite:///{store}", "list", "-n", "3"], capture_output=True,
-                              text=True, env=environment(), timeout=60, check=True)
+    finished = subprocess.run(
+        [COMMAND, "--url", f"sqlite:///{store}", "list", "-n", "3"],
+        capture_output=True,
+        text=True,
+        env=environment(),
+        timeout=60,
+        check=True,
+    )
     assert "\x1b" not in finished.stdout and not BOX_DRAWING & set(finished.stdout)
     header, first, *_ = finished.stdout.splitlines()
     assert header.split("\t") == ["id", "title", "messages", "model", "updated"]
@@ -136,9 +149,13 @@ def test_show_renders_markdown_on_a_terminal_and_raw_text_with_raw(store: Path, 
 def test_hostile_text_stays_escaped_in_the_new_outputs(store: Path) -> None:
     # The hostile conversation's content also holds rich markup and an OSC title sequence.
     for args in (
-        ["show", CONVERSATION_ID], ["show", CONVERSATION_ID, "--raw"], ["show", CONVERSATION_ID, "--format", "markdown"],
-        ["list", "--all", "--no-pager", "-c", "id,title,preview,model,metadata"], ["list", "--format", "markdown"],
-        ["list", "--format", "csv", "-c", "title,preview"], ["search", "hello", "--format", "tsv", "-c", "title,snippet"],
+        ["show", CONVERSATION_ID],
+        ["show", CONVERSATION_ID, "--raw"],
+        ["show", CONVERSATION_ID, "--format", "markdown"],
+        ["list", "--all", "--no-pager", "-c", "id,title,preview,model,metadata"],
+        ["list", "--format", "markdown"],
+        ["list", "--format", "csv", "-c", "title,preview"],
+        ["search", "hello", "--format", "tsv", "-c", "title,snippet"],
         ["search", "hello"],
     ):
         output = on_terminal(store, *args, rows=60)

@@ -40,8 +40,16 @@ BROKEN_URLS = [
 ]
 
 COMMANDS = [
-    ["list"], ["list", "--json"], ["show", "x"], ["search", "x"], ["export", "-"], ["import", "-"],
-    ["delete", "x"], ["prune", "--keep-newest", "0", "--yes"], ["stats"], ["doctor"],
+    ["list"],
+    ["list", "--json"],
+    ["show", "x"],
+    ["search", "x"],
+    ["export", "-"],
+    ["import", "-"],
+    ["delete", "x"],
+    ["prune", "--keep-newest", "0", "--yes"],
+    ["stats"],
+    ["doctor"],
 ]
 
 
@@ -105,7 +113,11 @@ class _Leaky(MemoryStore):
         self.url = url
 
     def list(
-        self, filter: ConversationFilter, *, limit: int | None = None, offset: int = 0,
+        self,
+        filter: ConversationFilter,
+        *,
+        limit: int | None = None,
+        offset: int = 0,
         after: ConversationRecord | None = None,
     ) -> list[ConversationRecord]:
         raise StorageError(f"lost the connection to {self.url}")

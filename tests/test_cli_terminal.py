@@ -118,7 +118,10 @@ def test_no_command_lets_a_control_character_of_the_data_through(store: Path, tm
 
 def test_the_transcript_shows_every_field_escaped_and_markup_literally(store: Path) -> None:
     output = run(["--url", f"sqlite:///{store}", "show", CONVERSATION_ID]).stdout
-    assert f"title{SHOWN}  id{SHOWN}" in output and f"result of tool call =HYPERLINK(\"http://e.vil\",\"x\")call{SHOWN}" in output
+    assert (
+        f"title{SHOWN}  id{SHOWN}" in output
+        and f'result of tool call =HYPERLINK("http://e.vil","x")call{SHOWN}' in output
+    )
     assert f"model{SHOWN}" in output and f"hello {SHOWN} world" in output and f"→ tool call tool{SHOWN}(" in output
     assert "result of tool call =HYPERLINK" in output and "[link=http://e.vil]y[/link]" in output
 
@@ -210,7 +213,10 @@ def tmux(tmp_path: Path) -> Iterator[Callable[..., subprocess.CompletedProcess[s
 def screen_after(tmux: Callable[..., subprocess.CompletedProcess[str]], script: Path) -> tuple[str, str]:
     """Run ``script`` in a fresh 250x60 tmux pane; the visible screen and the pane title once it is done."""
     script.write_text("unset COLUMNS LINES\n" + script.read_text(encoding="utf-8"), encoding="utf-8")
-    assert tmux("new-session", "-d", "-x", "250", "-y", "60", "-s", "safety", f"sh {shlex.quote(str(script))}").returncode == 0
+    assert (
+        tmux("new-session", "-d", "-x", "250", "-y", "60", "-s", "safety", f"sh {shlex.quote(str(script))}").returncode
+        == 0
+    )
     deadline = time.monotonic() + 40
     while time.monotonic() < deadline:
         screen = tmux("capture-pane", "-p", "-t", "safety").stdout
@@ -244,8 +250,9 @@ def test_the_screen_is_unchanged_in_a_real_terminal(store: Path, tmp_path: Path,
 def test_the_tmux_check_sees_an_attack(tmp_path: Path, tmux: Callable[..., object]) -> None:
     """The check above would catch raw output: printed as it is, the attack clears and retitles."""
     script = tmp_path / "raw.sh"
-    script.write_text(f"printf 'BEFORE-MARKER\\n'\nprintf '%s\\n' {shlex.quote(ATTACK)}\nprintf 'ALL-DONE\\n'\nsleep 30\n",
-                      encoding="utf-8")
+    script.write_text(
+        f"printf 'BEFORE-MARKER\\n'\nprintf '%s\\n' {shlex.quote(ATTACK)}\nprintf 'ALL-DONE\\n'\nsleep 30\n",
+        encoding="utf-8",
+    )
     screen, title = screen_after(tmux, script)  # type: ignore[arg-type]
     assert "BEFORE-MARKER" not in screen and "PWNED" in title
-

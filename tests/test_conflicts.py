@@ -101,8 +101,10 @@ def contents(stored: StoredConversation | None) -> list[str]:
 
 
 def sharegpt_item(original: Any, *texts: str) -> dict[str, Any]:
-    return {"id": original, "conversations": [{"from": "human" if i % 2 == 0 else "gpt", "value": t}
-                                              for i, t in enumerate(texts)]}
+    return {
+        "id": original,
+        "conversations": [{"from": "human" if i % 2 == 0 else "gpt", "value": t} for i, t in enumerate(texts)],
+    }
 
 
 #: Items: x (twice, different text), y, an empty item, x a third time, an item without turns key... (bad).
@@ -159,10 +161,16 @@ def test_sharegpt_repeats_renamed_keep_every_conversation_apart(store: Conversat
     stored = everything(store)
     assert (report.imported, report.replaced, report.renamed) == (3, 0, 3)
     assert len(stored) == report.imported + report.renamed == 6
-    assert sorted(map(contents, stored.values())) == sorted([
-        ["first A", "first B", "first C", "first D"], ["only y"], ["second A", "second B"], ["seven"],
-        ["third A"], ["seven as a string"],
-    ])
+    assert sorted(map(contents, stored.values())) == sorted(
+        [
+            ["first A", "first B", "first C", "first D"],
+            ["only y"],
+            ["second A", "second B"],
+            ["seven"],
+            ["third A"],
+            ["seven as a string"],
+        ]
+    )
     assert contents(stored[derived("x")])[0] == "first A", "the first one keeps its own id"
     renamed = [s for key, s in stored.items() if s.conversation.metadata["sharegpt_id"] == "x" and key != derived("x")]
     assert len(renamed) == 2 and all(uuid.UUID(s.conversation.id).version == 4 for s in renamed)
@@ -172,13 +180,16 @@ def test_sharegpt_repeat_fails_at_its_line_after_saving_what_came_before(store: 
     with pytest.raises(ImportFormatError, match="already stored") as caught:
         import_into(store, io.StringIO(sharegpt_text(SHAREGPT_ITEMS)), format="sharegpt", on_conflict="fail")
     assert caught.value.line == 4
-    assert sorted(map(contents, everything(store).values())) == [["first A", "first B", "first C", "first D"],
-                                                                  ["only y"]]
+    assert sorted(map(contents, everything(store).values())) == [
+        ["first A", "first B", "first C", "first D"],
+        ["only y"],
+    ]
 
 
 def test_fail_with_skip_lists_the_repeats_as_errors(store: ConversationStore) -> None:
-    report = import_into(store, io.StringIO(sharegpt_text(SHAREGPT_ITEMS)), format="sharegpt",
-                         on_conflict="fail", on_error="skip")
+    report = import_into(
+        store, io.StringIO(sharegpt_text(SHAREGPT_ITEMS)), format="sharegpt", on_conflict="fail", on_error="skip"
+    )
     assert report.imported == 3 and [line for line, _ in report.skipped] == [4, 5, 7, 8]
     assert "on_conflict='fail'" in report.skipped[0][1]
 
@@ -216,8 +227,10 @@ def export_text(format: str, conversations: list[StoredConversation]) -> str:
 
 def prepare(store: ConversationStore) -> None:
     """The destination holds 'shared' (three messages, one the file lacks) and 'mine'."""
-    for stored in (stored_conversation("shared", "old 0", "old 1", "old 2", title="stored"),
-                   stored_conversation("mine", "kept")):
+    for stored in (
+        stored_conversation("shared", "old 0", "old 1", "old 2", title="stored"),
+        stored_conversation("mine", "kept"),
+    ):
         store.save(stored.conversation, stored.messages)
 
 
@@ -229,7 +242,9 @@ FILE = [
 
 
 @pytest.mark.parametrize("format", ["jsonl", "json"])
-def test_taken_ids_are_skipped_by_default_and_the_stored_one_kept_exactly(store: ConversationStore, format: str) -> None:
+def test_taken_ids_are_skipped_by_default_and_the_stored_one_kept_exactly(
+    store: ConversationStore, format: str
+) -> None:
     prepare(store)
     before = everything(store)
     report = import_into(store, io.StringIO(export_text(format, FILE)), format=format)  # type: ignore[arg-type]
@@ -243,8 +258,13 @@ def test_taken_ids_are_skipped_by_default_and_the_stored_one_kept_exactly(store:
 @pytest.mark.parametrize("format", ["jsonl", "json"])
 def test_replace_makes_the_stored_conversation_exactly_the_files(store: ConversationStore, format: str) -> None:
     prepare(store)
-    report = import_into(store, io.StringIO(export_text(format, FILE)), format=format,  # type: ignore[arg-type]
-                         on_conflict="replace", batch_size=2)
+    report = import_into(
+        store,
+        io.StringIO(export_text(format, FILE)),
+        format=format,  # type: ignore[arg-type]
+        on_conflict="replace",
+        batch_size=2,
+    )
     assert (report.imported, report.replaced, report.renamed, report.skipped) == (2, 1, 0, [])
     shared = everything(store)["shared"]
     assert shared.conversation.title == "from the file"
@@ -255,8 +275,12 @@ def test_replace_makes_the_stored_conversation_exactly_the_files(store: Conversa
 def test_rename_keeps_both(store: ConversationStore, format: str) -> None:
     prepare(store)
     before = everything(store)
-    report = import_into(store, io.StringIO(export_text(format, FILE)), format=format,  # type: ignore[arg-type]
-                         on_conflict="rename")
+    report = import_into(
+        store,
+        io.StringIO(export_text(format, FILE)),
+        format=format,  # type: ignore[arg-type]
+        on_conflict="rename",
+    )
     assert (report.imported, report.replaced, report.renamed) == (2, 0, 1)
     after = everything(store)
     assert len(after) == 5 and after["shared"] == before["shared"]
@@ -269,8 +293,13 @@ def test_fail_refuses_the_taken_id_before_writing_it(store: ConversationStore, f
     prepare(store)
     before = everything(store)
     with pytest.raises(ImportFormatError) as caught:
-        import_into(store, io.StringIO(export_text(format, FILE)), format=format,  # type: ignore[arg-type]
-                    on_conflict="fail", batch_size=10)
+        import_into(
+            store,
+            io.StringIO(export_text(format, FILE)),
+            format=format,  # type: ignore[arg-type]
+            on_conflict="fail",
+            batch_size=10,
+        )
     assert caught.value.line == 3
     after = everything(store)
     assert after["shared"] == before["shared"]
@@ -380,12 +409,19 @@ def test_every_entry_is_counted_once_and_every_stored_conversation_is_one_entry_
     for key in existing:
         store.save(conversation(key, title="existing"), [message(f"existing {key}", id="m0")])
     entries = [  # message ids differ between entries, so a merge would show as a mixed list
-        StoredConversation(conversation(key, title=f"entry {index}"),
-                           (message(f"entry {index} a", id=f"e{index}a"), message(f"entry {index} b", id=f"e{index}b")))
+        StoredConversation(
+            conversation(key, title=f"entry {index}"),
+            (message(f"entry {index} a", id=f"e{index}a"), message(f"entry {index} b", id=f"e{index}b")),
+        )
         for index, key in enumerate(keys)
     ]
-    report = import_into(store, io.StringIO(export_text("jsonl", entries)), on_conflict=on_conflict,  # type: ignore[arg-type]
-                         on_error="skip", batch_size=batch_size)
+    report = import_into(
+        store,
+        io.StringIO(export_text("jsonl", entries)),
+        on_conflict=on_conflict,  # type: ignore[arg-type]
+        on_error="skip",
+        batch_size=batch_size,
+    )
     assert report.saved + len(report.skipped) == len(entries)
     stored = everything(store)
     assert len(stored) == len(existing) + report.imported + report.renamed
@@ -407,21 +443,25 @@ def test_cli_import_prints_the_counts_and_takes_on_conflict(tmp_path: Path) -> N
     url = f"sqlite:///{tmp_path / 'cli.db'}"
 
     def run(*args: str) -> Any:
-        return CliRunner().invoke(main, ["--url", url, "import", str(source), "--format", "sharegpt", *args],
-                                  catch_exceptions=False)
+        return CliRunner().invoke(
+            main, ["--url", url, "import", str(source), "--format", "sharegpt", *args], catch_exceptions=False
+        )
 
     first = run()
     assert first.exit_code == 0, first.output
     assert "imported 3 conversations, skipped 4, 1 without messages" in first.stderr
     assert "skipped line 4: a conversation with id" in first.stderr
     second = run("--on-conflict", "replace")
-    assert second.exit_code == 0 and "imported 0 conversations, skipped 1, replaced 6, 1 without messages" in second.stderr
+    assert (
+        second.exit_code == 0 and "imported 0 conversations, skipped 1, replaced 6, 1 without messages" in second.stderr
+    )
     third = run("--on-conflict", "rename", "--keep-empty")
     assert third.exit_code == 0 and "imported 1 conversation, renamed 6, 1 without messages" in third.stderr
     with SessionManager(url=url) as manager:
         assert len(manager.list_conversations()) == 3 + 1 + 6
     failed = run("--on-conflict", "fail")
-    assert failed.exit_code == 1 and failed.stderr.strip().splitlines()[-1].startswith("error: line 2:")
+    last = failed.stderr.strip().splitlines()[-1]
+    assert failed.exit_code == 1 and last.startswith("error: ") and "dump.json: line 2:" in last
     assert "Traceback" not in failed.output
 
 

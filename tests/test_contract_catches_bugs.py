@@ -21,9 +21,13 @@ settings.load_profile("catch")
 """
 
 
-def run_contract(pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch, store: str, names: list[str]) -> tuple[set[str], set[str]]:
+def run_contract(
+    pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch, store: str, names: list[str]
+) -> tuple[set[str], set[str]]:
     """Run the selected contract tests against ``store`` in a subprocess; (failed or erred, passed) names."""
-    pytester.makepyfile(test_contract_run=PROFILE + f"""
+    pytester.makepyfile(
+        test_contract_run=PROFILE
+        + f"""
 import pytest
 import broken_backends
 from qv_session_manager.backends.memory import MemoryStore
@@ -33,7 +37,8 @@ class TestRun(StoreContract):
     @pytest.fixture
     def store_opener(self):
         return broken_backends.opener({store})
-""")
+"""
+    )
     monkeypatch.setenv("PYTHONPATH", str(TESTS))
     result = pytester.runpytest_subprocess("-v", "-p", "no:cacheprovider", "-k", " or ".join(names))
 
@@ -46,6 +51,7 @@ class TestRun(StoreContract):
         }
 
     return named("FAILED") | named("ERROR"), named("PASSED")
+
 
 CASES = {
     "CaseSensitiveSearch": ["test_search_language", "test_state_machine_agrees_with_the_reference"],
@@ -63,10 +69,12 @@ CASES = {
     "PrefixMissesExactWord": ["test_search_language", "test_state_machine_agrees_with_the_reference"],
     "MessageFoldingOff": ["test_search_language", "test_state_machine_agrees_with_the_reference"],
     "ExpiredStillListed": [
-        "test_expired_conversations_are_missing_to_every_read", "test_state_machine_agrees_with_the_reference",
+        "test_expired_conversations_are_missing_to_every_read",
+        "test_state_machine_agrees_with_the_reference",
     ],
     "DeletedTextStaysIndexed": [
-        "test_removed_text_leaves_the_search_index", "test_state_machine_agrees_with_the_reference",
+        "test_removed_text_leaves_the_search_index",
+        "test_state_machine_agrees_with_the_reference",
     ],
     "UndeclaredBulkSaving": ["test_capabilities_name_the_methods_there_are"],
     "DeclaredWithoutMethod": ["test_capabilities_name_the_methods_there_are"],
@@ -88,8 +96,9 @@ def test_the_suite_catches(pytester: pytest.Pytester, monkeypatch: pytest.Monkey
 
 
 @pytest.mark.parametrize("reference", ["MemoryStore", SHARED_REFERENCE])
-def test_the_suite_passes_the_reference(pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch,
-                                        reference: str) -> None:
+def test_the_suite_passes_the_reference(
+    pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch, reference: str
+) -> None:
     """The broken cases fail because of their bugs: the unbroken references pass the same tests."""
     names = sorted({name for names in CASES.values() for name in names})
     failed, passed = run_contract(pytester, monkeypatch, reference, names)

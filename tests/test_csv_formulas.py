@@ -35,12 +35,22 @@ def raw_rows(manager: SessionManager) -> list[list[str]]:
             if message.tool_calls:
                 calls = json.dumps(
                     [{"name": call.name, "arguments": call.arguments, "id": call.id} for call in message.tool_calls],
-                    ensure_ascii=False, separators=(",", ":"),
+                    ensure_ascii=False,
+                    separators=(",", ":"),
                 )
-            rows.append([
-                stored.conversation.id, stored.conversation.title or "", message.id, str(position), message.role,
-                message.created_at.isoformat(), message.content, calls, message.tool_call_id or "",
-            ])
+            rows.append(
+                [
+                    stored.conversation.id,
+                    stored.conversation.title or "",
+                    message.id,
+                    str(position),
+                    message.role,
+                    message.created_at.isoformat(),
+                    message.content,
+                    calls,
+                    message.tool_call_id or "",
+                ]
+            )
     return rows
 
 
@@ -58,7 +68,11 @@ def read_csv(text: str) -> list[list[str]]:
 @pytest.fixture(params=["memory", "sqlite", "jsonl"])
 def manager(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[SessionManager]:
     """A store of each kind with one hostile conversation per formula trigger."""
-    urls = {"memory": "memory://", "sqlite": f"sqlite:///{tmp_path / 'chats.db'}", "jsonl": f"jsonl:///{tmp_path / 'chats'}"}
+    urls = {
+        "memory": "memory://",
+        "sqlite": f"sqlite:///{tmp_path / 'chats.db'}",
+        "jsonl": f"jsonl:///{tmp_path / 'chats'}",
+    }
     with SessionManager(url=urls[request.param]) as opened:
         for number, formula in enumerate(FORMULAS):
             opened.save_conversation(hostile_conversation(f"{formula}conversation-{number}", formula))
@@ -168,4 +182,3 @@ def test_a_neutralised_cell_never_starts_with_a_trigger_and_keeps_its_text(cell:
     guarded = neutralized(cell)
     assert not guarded.startswith(TRIGGERS)
     assert guarded == (("'" + cell) if cell.startswith(TRIGGERS) else cell)
-

@@ -216,7 +216,7 @@ def test_ollama_splits_a_text_past_the_context_and_pools_the_pieces(standin: Sta
     sent = embed_requests_since(standin, start)
     assert sent[0]["input"] == [text], "sent whole first, refused"
     pieces = [piece for request in sent[1:] for piece in request["input"]]
-    assert "".join(p for p in pieces if p in text) , "pieces are parts of the text"
+    assert "".join(p for p in pieces if p in text), "pieces are parts of the text"
     fitted = [request["input"] for request in sent]
     assert all(len(piece.split()) <= 32 for batch in fitted[-1:] for piece in batch)
     assert vector != embedding_of(text, 16, 32), "not the silently cut vector"
@@ -314,7 +314,8 @@ def test_wordllama_is_wordllamas_own_normalised_embedding() -> None:
     texts = ["hello world", "my car won't start", "Résumé 東京"]
     for dimension in (64, 256):
         model = wordllama.WordLlama.load(
-            cache_dir=Path(wordllama.__file__).parent, disable_download=True,
+            cache_dir=Path(wordllama.__file__).parent,
+            disable_download=True,
             trunc_dim=None if dimension == 256 else dimension,
         )
         ours = numpy.array(open_embedder(f"wordllama:{dimension}").embed(texts))
@@ -352,7 +353,7 @@ def test_wordllama_missing_names_the_extra(monkeypatch: pytest.MonkeyPatch) -> N
     with pytest.raises(MissingDependencyError) as caught:
         open_embedder("wordllama")
     assert isinstance(caught.value, ImportError)
-    assert 'pip install -e ".[semantic]"' in str(caught.value)
+    assert "pip install wordllama" in str(caught.value) and 'pip install -e ".[semantic]"' in str(caught.value)
 
 
 # -- the registry ---------------------------------------------------------------------
@@ -470,7 +471,8 @@ def test_register_takes_only_an_embedder(registered) -> None:
 
 
 def test_one_plugin_may_offer_backends_and_embedders(registered, tmp_path, monkeypatch) -> None:
-    (tmp_path / "qv_both_plugin.py").write_text(textwrap.dedent("""
+    (tmp_path / "qv_both_plugin.py").write_text(
+        textwrap.dedent("""
         from qv_session_manager import Backend, hookimpl
         from qv_session_manager.backends.memory import MemoryStore
         from qv_session_manager.embedding import Embedder
@@ -483,7 +485,8 @@ def test_one_plugin_may_offer_backends_and_embedders(registered, tmp_path, monke
         @hookimpl
         def register_embedders(register):
             register(Embedder("bothembed", lambda spec, options: HashEmbedder(6)))
-    """))
+    """)
+    )
     monkeypatch.syspath_prepend(str(tmp_path))
     monkeypatch.setattr(plugins, "_loaded", False)
     monkeypatch.setattr(plugins, "entry_points", lambda group: [EntryPoint("ep-both", "qv_both_plugin", group)])

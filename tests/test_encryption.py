@@ -63,10 +63,18 @@ SECRETS = {
 def secret_conversation() -> tuple[ConversationRecord, list[MessageRecord]]:
     record = conversation("secret", title=SECRETS["title"], metadata={"client": SECRETS["conversation metadata"]})
     sent = [
-        message(SECRETS["content"], id="m1", metadata={"ticket": SECRETS["message metadata"]},
-                images=(SECRETS["image"], SECRETS["bytes image"].encode())),
-        message(SECRETS["reply"], id="m2", role="assistant",
-                tool_calls=(ToolCallRecord(SECRETS["tool name"], {"street": SECRETS["tool argument"]}, "call_1"),)),
+        message(
+            SECRETS["content"],
+            id="m1",
+            metadata={"ticket": SECRETS["message metadata"]},
+            images=(SECRETS["image"], SECRETS["bytes image"].encode()),
+        ),
+        message(
+            SECRETS["reply"],
+            id="m2",
+            role="assistant",
+            tool_calls=(ToolCallRecord(SECRETS["tool name"], {"street": SECRETS["tool argument"]}, "call_1"),),
+        ),
     ]
     return record, sent
 
@@ -90,7 +98,9 @@ def test_sqlite_files_hold_no_plaintext(tmp_path: Path) -> None:
         for form in {secret.encode(), secret.encode("utf-16-le")}:
             assert form not in raw, f"the {what} is readable in the SQLite files"
     assert b"qvenc1:a:" in raw, "encrypted values must be stored as tokens"
-    assert_round_trip(store.load("secret"), StoredConversation(record, (*sent, message("appended Pemberly-fjord", id="m3"))))
+    assert_round_trip(
+        store.load("secret"), StoredConversation(record, (*sent, message("appended Pemberly-fjord", id="m3")))
+    )
     store.close()
 
 
@@ -120,7 +130,10 @@ def test_inner_store_sees_only_tokens() -> None:
     assert set(second.tool_calls[0].arguments) == {"qvenc1"} and second.tool_calls[0].id == "call_1"
     # What the threat model says stays visible, does.
     assert (raw.conversation.id, raw.conversation.model_name, [m.role for m in raw.messages]) == (
-        "secret", "llama3", ["user", "assistant"])
+        "secret",
+        "llama3",
+        ["user", "assistant"],
+    )
 
 
 def test_same_plaintext_encrypts_differently_each_time() -> None:
@@ -185,8 +198,11 @@ def test_wrong_key_under_the_same_id_raises_never_garbage() -> None:
     inner = MemoryStore()
     encrypted(inner).save(conversation("c", title="hello"), [message("text")])
     impostor = EncryptedStore(inner, {"a": KEY_B}, current="a")
-    for call in (lambda: impostor.load("c"), lambda: impostor.get("c"),
-                 lambda: impostor.search(parse("text"), ConversationFilter())):
+    for call in (
+        lambda: impostor.load("c"),
+        lambda: impostor.get("c"),
+        lambda: impostor.search(parse("text"), ConversationFilter()),
+    ):
         with pytest.raises(EncryptionKeyError) as info:
             call()
         assert isinstance(info.value, StorageError) and isinstance(info.value, PermissionError)
@@ -194,8 +210,14 @@ def test_wrong_key_under_the_same_id_raises_never_garbage() -> None:
 
 @pytest.mark.parametrize(
     ("keys", "current"),
-    [({}, "a"), ({"a": b"short"}, "a"), ({"a": KEY_A}, "b"), ({"a:b": KEY_A}, "a:b"), ({"": KEY_A}, ""),
-     ({"a": bytearray(KEY_A)}, "a")],
+    [
+        ({}, "a"),
+        ({"a": b"short"}, "a"),
+        ({"a": KEY_A}, "b"),
+        ({"a:b": KEY_A}, "a:b"),
+        ({"": KEY_A}, ""),
+        ({"a": bytearray(KEY_A)}, "a"),
+    ],
     ids=["no-keys", "short-key", "unknown-current", "colon-in-id", "empty-id", "not-bytes"],
 )
 def test_bad_keys_are_refused(keys: Any, current: str) -> None:
@@ -211,7 +233,7 @@ def _flip(token: str) -> str:
     prefix, key_id, payload = token.split(":")
     index = len(payload) // 2
     swapped = "A" if payload[index] != "A" else "B"
-    return f"{prefix}:{key_id}:{payload[:index]}{swapped}{payload[index + 1:]}"
+    return f"{prefix}:{key_id}:{payload[:index]}{swapped}{payload[index + 1 :]}"
 
 
 @pytest.mark.parametrize("make_inner", [MemoryStore, lambda: SQLiteStore(":memory:")], ids=["memory", "sqlite"])
@@ -233,7 +255,9 @@ def test_tampered_conversation_fields_raise(field: str) -> None:
     store.save(conversation("c", title="t", metadata={"k": "v"}), [])
     raw = inner.get("c")
     assert raw is not None and raw.title is not None
-    changed = {"title": _flip(raw.title)} if field == "title" else {"metadata": {"qvenc1": _flip(raw.metadata["qvenc1"])}}  # type: ignore[arg-type]
+    changed = (
+        {"title": _flip(raw.title)} if field == "title" else {"metadata": {"qvenc1": _flip(raw.metadata["qvenc1"])}}
+    )  # type: ignore[arg-type]
     inner.save(dataclasses.replace(raw, **changed), [])
     with pytest.raises(EncryptionKeyError):
         store.get("c")
@@ -321,8 +345,14 @@ def test_search_finds_decrypted_text_with_relevance() -> None:
 def test_metadata_filter_pages_over_decrypted_metadata() -> None:
     store = encrypted(MemoryStore())
     for i in range(6):
-        store.save(conversation(f"c{i}", updated=conversation().updated_at.replace(minute=i),
-                                metadata={"topic": "web" if i % 2 else "other"}), [])
+        store.save(
+            conversation(
+                f"c{i}",
+                updated=conversation().updated_at.replace(minute=i),
+                metadata={"topic": "web" if i % 2 else "other"},
+            ),
+            [],
+        )
     web = ConversationFilter(metadata={"topic": "web"})
     assert [r.id for r in store.list(web)] == ["c5", "c3", "c1"]
     assert [r.id for r in store.list(web, limit=1, offset=1)] == ["c3"]
@@ -369,8 +399,8 @@ def test_fresh_random_keys_work() -> None:
 
 def test_the_readme_example_runs(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     readme = (Path(__file__).resolve().parent.parent / "README.md").read_text(encoding="utf-8")
-    section = readme[readme.index("### Encryption at rest"):]
-    code = section[section.index("```python\n") + len("```python\n"):section.index("\n```\n")]
+    section = readme[readme.index("### Encryption at rest") :]
+    code = section[section.index("```python\n") + len("```python\n") : section.index("\n```\n")]
     monkeypatch.chdir(tmp_path)
     monkeypatch.setenv("CHAT_KEY_2025_01", "ab" * 32)
     namespace: dict[str, object] = {}

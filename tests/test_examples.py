@@ -13,7 +13,11 @@ def run_example(name: str, workdir: Path) -> subprocess.CompletedProcess[str]:
     """Run ``examples/<name>`` in ``workdir``; it must succeed and leave ``workdir`` empty."""
     result = subprocess.run(
         [sys.executable, str(EXAMPLES / name)],
-        capture_output=True, text=True, cwd=workdir, timeout=120, check=False,
+        capture_output=True,
+        text=True,
+        cwd=workdir,
+        timeout=120,
+        check=False,
     )
     assert result.returncode == 0, result.stderr
     assert list(workdir.iterdir()) == [], "the example must not write into the working directory"
@@ -34,7 +38,11 @@ def test_basic_usage_runs(tmp_path: Path) -> None:
 def test_custom_backend_runs(tmp_path: Path) -> None:
     result = subprocess.run(
         [sys.executable, str(EXAMPLES / "custom_backend.py")],
-        capture_output=True, text=True, cwd=tmp_path, timeout=120, check=False,
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
+        timeout=120,
+        check=False,
     )
     assert result.returncode == 0, result.stderr
     lines = result.stdout.splitlines()
@@ -55,7 +63,11 @@ def test_ollama_chat_runs_against_the_standin(tmp_path: Path) -> None:
     with StandIn() as standin:
         result = subprocess.run(
             [sys.executable, str(EXAMPLES / "ollama_chat.py"), "--model", "standin-model", "--url", url],
-            capture_output=True, text=True, cwd=tmp_path, timeout=120, check=False,
+            capture_output=True,
+            text=True,
+            cwd=tmp_path,
+            timeout=120,
+            check=False,
             env={**os.environ, **environment(standin.url)},
         )
         models = {request["model"] for request in standin.requests}
@@ -79,7 +91,11 @@ def test_ollama_chat_says_when_ollama_is_unreachable(tmp_path: Path) -> None:
         closed = standin.url  # nothing listens here once the stand-in is closed
     result = subprocess.run(
         [sys.executable, str(EXAMPLES / "ollama_chat.py"), "--url", f"sqlite:///{tmp_path / 'chats.db'}"],
-        capture_output=True, text=True, cwd=tmp_path, timeout=120, check=False,
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
+        timeout=120,
+        check=False,
         env={**os.environ, **environment(closed)},
     )
     assert result.returncode == 1

@@ -36,7 +36,7 @@ from qv_session_manager.exchange import (
     write_jsonl,
     write_markdown,
 )
-from qv_session_manager.protocol import ConversationFilter, ConversationStore, SaveItem
+from qv_session_manager.protocol import Capability, ConversationFilter, ConversationStore, SaveItem
 from qv_session_manager.records import ConversationRecord, MessageRecord, StoredConversation, ToolCallRecord
 from qv_session_manager.testing import strategies as gen
 from qv_session_manager.transfer import iter_stored
@@ -79,21 +79,37 @@ def rich_conversations() -> list[StoredConversation]:
     """Everything a record can carry: tool calls, both image kinds, naive and aware times, nested metadata."""
     first = StoredConversation(
         ConversationRecord(
-            id=str(uuid.UUID(int=1)), created_at=NAIVE, updated_at=NAIVE + timedelta(minutes=5),
-            title="Weather\nin Berlin", model_name="llama3",
+            id=str(uuid.UUID(int=1)),
+            created_at=NAIVE,
+            updated_at=NAIVE + timedelta(minutes=5),
+            title="Weather\nin Berlin",
+            model_name="llama3",
             metadata={"topic": "weather", "nested": {"list": [1, 1.0, -0.0, None, True, "ü"]}, "n": 2**53},
         ),
         (
             MessageRecord("m-system", "system", "Be brief.", NAIVE),
-            MessageRecord("m-user", "user", "Weather? \x00 東京 \u2028 end", NAIVE, images=("aGVsbG8=", b"\x00\xffpng")),
             MessageRecord(
-                "m-call", "assistant", "", NAIVE + timedelta(seconds=1),
-                tool_calls=(ToolCallRecord("get_weather", {"city": "Berlin", "days": [1, 2]}, "call-1"),
-                            ToolCallRecord("noop", {}, None)),
+                "m-user", "user", "Weather? \x00 東京 \u2028 end", NAIVE, images=("aGVsbG8=", b"\x00\xffpng")
+            ),
+            MessageRecord(
+                "m-call",
+                "assistant",
+                "",
+                NAIVE + timedelta(seconds=1),
+                tool_calls=(
+                    ToolCallRecord("get_weather", {"city": "Berlin", "days": [1, 2]}, "call-1"),
+                    ToolCallRecord("noop", {}, None),
+                ),
             ),
             MessageRecord("m-tool", "tool", '{"temp": 3}', NAIVE + timedelta(seconds=2), tool_call_id="call-1"),
-            MessageRecord("m-answer", "assistant", "3 °C, cloudy.", NAIVE + timedelta(seconds=2),
-                          metadata={"tokens": 12}, images=()),
+            MessageRecord(
+                "m-answer",
+                "assistant",
+                "3 °C, cloudy.",
+                NAIVE + timedelta(seconds=2),
+                metadata={"tokens": 12},
+                images=(),
+            ),
         ),
     )
     aware = datetime(2025, 1, 21, 9, 30, 0, 1, tzinfo=PLUS2)
@@ -102,8 +118,9 @@ def rich_conversations() -> list[StoredConversation]:
         (MessageRecord("only", "user", "hi", aware),),
     )
     empty = StoredConversation(
-        ConversationRecord(id="empty", created_at=NAIVE - timedelta(days=1), updated_at=NAIVE - timedelta(days=1),
-                           title=""),
+        ConversationRecord(
+            id="empty", created_at=NAIVE - timedelta(days=1), updated_at=NAIVE - timedelta(days=1), title=""
+        ),
         (),
     )
     return [first, second, empty]
@@ -163,7 +180,11 @@ def test_jsonl_lines_follow_the_documented_shape() -> None:
     user = value["messages"][1]
     assert list(user) == ["id", "role", "content", "created_at", "metadata", "images", "tool_calls", "tool_call_id"]
     assert user["images"] == ["aGVsbG8=", {"$bytes": "AP9wbmc="}]
-    assert value["messages"][2]["tool_calls"][0] == {"name": "get_weather", "arguments": {"city": "Berlin", "days": [1, 2]}, "id": "call-1"}
+    assert value["messages"][2]["tool_calls"][0] == {
+        "name": "get_weather",
+        "arguments": {"city": "Berlin", "days": [1, 2]},
+        "id": "call-1",
+    }
 
 
 def test_optional_keys_may_be_left_out() -> None:
@@ -209,8 +230,15 @@ BAD_MESSAGE = '{"id":"m1","role":"user","content":"x","created_at":"2025-01-20T1
 
 
 def bad(**changes: Any) -> str:
-    conversation = {"id": "bad", "title": None, "model_name": None, "created_at": "2025-01-20T12:00:00",
-                    "updated_at": "2025-01-20T12:00:00", "metadata": {}, "messages": [json.loads(BAD_MESSAGE)]}
+    conversation = {
+        "id": "bad",
+        "title": None,
+        "model_name": None,
+        "created_at": "2025-01-20T12:00:00",
+        "updated_at": "2025-01-20T12:00:00",
+        "metadata": {},
+        "messages": [json.loads(BAD_MESSAGE)],
+    }
     conversation.update(changes)
     return json.dumps(conversation)
 
@@ -261,8 +289,11 @@ def test_skip_reports_bad_lines_and_imports_the_rest(kind: str) -> None:
 
 
 def test_lone_surrogate_and_duplicate_ids_are_named_in_the_reason() -> None:
-    for kind, words in (("lone surrogate", "lone surrogate"), ("duplicate message ids", "twice"),
-                        ("unknown key", r"unknown keys \['extra'\]")):
+    for kind, words in (
+        ("lone surrogate", "lone surrogate"),
+        ("duplicate message ids", "twice"),
+        ("unknown key", r"unknown keys \['extra'\]"),
+    ):
         with pytest.raises(ImportFormatError, match=words):
             list(read_jsonl(io.StringIO(jsonl_text(BAD_LINES[kind]))))
 
@@ -324,8 +355,14 @@ def test_json_document_errors() -> None:
 def test_json_document_skips_bad_conversations_with_their_lines() -> None:
     text = (
         '{"format":"qv-session-manager","version":1,"conversations":[\n'
-        + line_of(GOOD_BEFORE) + ",\n" + BAD_LINES["wrong type"] + ",\n"
-        + BAD_LINES["duplicate JSON key"] + ",\n" + line_of(GOOD_AFTER) + "\n]}"
+        + line_of(GOOD_BEFORE)
+        + ",\n"
+        + BAD_LINES["wrong type"]
+        + ",\n"
+        + BAD_LINES["duplicate JSON key"]
+        + ",\n"
+        + line_of(GOOD_AFTER)
+        + "\n]}"
     )
     store = MemoryStore()
     report = import_into(store, Chunked(text, 9), format="json", on_error="skip")
@@ -341,7 +378,9 @@ def test_json_document_skips_bad_conversations_with_their_lines() -> None:
 class RefusingStore(MemoryStore):
     """A bulk-saving store that refuses the conversation ``refused``, as a stricter engine might."""
 
-    def save(self, conversation: ConversationRecord, messages: Sequence[MessageRecord], *, replace: bool = False) -> None:
+    def save(
+        self, conversation: ConversationRecord, messages: Sequence[MessageRecord], *, replace: bool = False
+    ) -> None:
         if conversation.id == "refused":
             raise InvalidInputError("this engine cannot store it")
         super().save(conversation, messages, replace=replace)
@@ -371,7 +410,9 @@ class PlainStore:
         self.inner = MemoryStore()
         self.saves = 0
 
-    def save(self, conversation: ConversationRecord, messages: Sequence[MessageRecord], *, replace: bool = False) -> None:
+    def save(
+        self, conversation: ConversationRecord, messages: Sequence[MessageRecord], *, replace: bool = False
+    ) -> None:
         self.saves += 1
         self.inner.save(conversation, messages, replace=replace)
 
@@ -385,7 +426,9 @@ def test_stores_without_bulk_saves_get_one_save_per_conversation() -> None:
     buffer.seek(0)
     store = PlainStore()
     assert import_into(store, buffer, batch_size=2).imported == 3  # type: ignore[arg-type]
-    assert store.saves == 3 and same(all_stored(store.inner), sorted(rich_conversations(), key=lambda s: s.conversation.id))
+    assert store.saves == 3 and same(
+        all_stored(store.inner), sorted(rich_conversations(), key=lambda s: s.conversation.id)
+    )
 
 
 def test_import_batches_report_progress_and_reimport_changes_nothing() -> None:
@@ -394,7 +437,9 @@ def test_import_batches_report_progress_and_reimport_changes_nothing() -> None:
     write_jsonl(conversations, buffer)
     manager = SessionManager(url="memory://")
     seen: list[int] = []
-    assert manager.import_conversations(io.StringIO(buffer.getvalue()), batch_size=2, progress=seen.append).imported == 5
+    assert (
+        manager.import_conversations(io.StringIO(buffer.getvalue()), batch_size=2, progress=seen.append).imported == 5
+    )
     assert seen == [2, 4, 5]
     before = all_stored(manager.store)
     again = manager.import_conversations(io.StringIO(buffer.getvalue()))
@@ -425,7 +470,9 @@ def test_export_to_a_path_is_atomic_and_filters_by_metadata(tmp_path: Path) -> N
     seen: list[int] = []
     assert manager.export_conversations(path, metadata={"topic": "weather"}, progress=seen.append) == 1
     assert seen == [1]
-    assert [stored.conversation.id for _, stored in read_jsonl(io.StringIO(path.read_text("utf-8")))] == [str(uuid.UUID(int=1))]
+    assert [stored.conversation.id for _, stored in read_jsonl(io.StringIO(path.read_text("utf-8")))] == [
+        str(uuid.UUID(int=1))
+    ]
     before = path.read_bytes()
 
     def fail(count: int) -> None:
@@ -463,7 +510,11 @@ def test_csv_has_one_row_per_message() -> None:
     assert [row["position"] for row in body[:5]] == ["0", "1", "2", "3", "4"]
     assert body[0]["conversation_title"] == "Weather\nin Berlin"
     assert body[1]["content"] == "Weather? \x00 東京 \u2028 end"
-    assert json.loads(body[2]["tool_calls"])[0] == {"name": "get_weather", "arguments": {"city": "Berlin", "days": [1, 2]}, "id": "call-1"}
+    assert json.loads(body[2]["tool_calls"])[0] == {
+        "name": "get_weather",
+        "arguments": {"city": "Berlin", "days": [1, 2]},
+        "id": "call-1",
+    }
     assert body[3]["tool_call_id"] == "call-1" and body[3]["role"] == "tool"
     assert body[5]["created_at"] == "2025-01-21T09:30:00.000001+02:00"
 
@@ -486,7 +537,9 @@ def test_markdown_transcript_shows_messages_tool_calls_and_results() -> None:
 
 def test_markdown_fences_cannot_be_closed_by_arguments() -> None:
     call = ToolCallRecord("f", {"code": "```rm```"})
-    stored = StoredConversation(ConversationRecord("c", NAIVE, NAIVE), (MessageRecord("m", "assistant", "", NAIVE, tool_calls=(call,)),))
+    stored = StoredConversation(
+        ConversationRecord("c", NAIVE, NAIVE), (MessageRecord("m", "assistant", "", NAIVE, tool_calls=(call,)),)
+    )
     buffer = io.StringIO()
     write_markdown([stored], buffer)
     assert "````json\n" in buffer.getvalue()
@@ -538,9 +591,14 @@ def test_sharegpt_torn_array_imports_complete_items(caplog: pytest.LogCaptureFix
     assert [m.role for m in first.messages] == ["system", "user", "assistant"]
     assert [m.id for m in first.messages] == [str(uuid.uuid5(conversation_id, str(i))) for i in range(3)]
     assert [m.created_at for m in first.messages] == [SHAREGPT_EPOCH + timedelta(seconds=i) for i in range(3)]
-    assert first.conversation.created_at == SHAREGPT_EPOCH and first.conversation.updated_at == SHAREGPT_EPOCH + timedelta(seconds=2)
+    assert (
+        first.conversation.created_at == SHAREGPT_EPOCH
+        and first.conversation.updated_at == SHAREGPT_EPOCH + timedelta(seconds=2)
+    )
     assert second.conversation.id == str(uuid.uuid5(SHAREGPT_NAMESPACE, "7"))
-    assert [(m.role, m.content, m.metadata) for m in second.messages] == [("user", "searched", {"sharegpt_from": "bing"})]
+    assert [(m.role, m.content, m.metadata) for m in second.messages] == [
+        ("user", "searched", {"sharegpt_from": "bing"})
+    ]
 
 
 def test_sharegpt_import_skips_bad_items_and_is_idempotent() -> None:
@@ -557,8 +615,15 @@ def test_sharegpt_import_skips_bad_items_and_is_idempotent() -> None:
 
 
 def test_sharegpt_complete_array_and_non_arrays() -> None:
-    assert [stored.conversation.metadata for _, stored in read_sharegpt(io.StringIO('[{"id":"x","conversations":[]}]'))] == [{"sharegpt_id": "x"}]
-    for text in ('{"id": 1}', "", '[{"id":"x","conversations":[]}] extra', '[{"id": "x" "conversations": []}, {"id": "y"}]'):
+    assert [
+        stored.conversation.metadata for _, stored in read_sharegpt(io.StringIO('[{"id":"x","conversations":[]}]'))
+    ] == [{"sharegpt_id": "x"}]
+    for text in (
+        '{"id": 1}',
+        "",
+        '[{"id":"x","conversations":[]}] extra',
+        '[{"id": "x" "conversations": []}, {"id": "y"}]',
+    ):
         with pytest.raises(ImportFormatError):
             list(read_sharegpt(io.StringIO(text)))
 
@@ -600,10 +665,14 @@ class LazyStream(io.TextIOBase):
 class SinkStore:
     """A bulk-saving store that only counts: what stays in memory is the importer's own."""
 
+    capabilities = frozenset({Capability.BULK_SAVING})
+
     def __init__(self) -> None:
         self.saved = 0
 
-    def save(self, conversation: ConversationRecord, messages: Sequence[MessageRecord], *, replace: bool = False) -> None:
+    def save(
+        self, conversation: ConversationRecord, messages: Sequence[MessageRecord], *, replace: bool = False
+    ) -> None:
         self.saved += 1
 
     def save_many(self, items: Iterable[SaveItem]) -> int:
@@ -619,8 +688,10 @@ def synthetic(count: int) -> Iterator[StoredConversation]:
     for index in range(count):
         yield StoredConversation(
             ConversationRecord(f"conversation-{index}", NAIVE, NAIVE, title=f"title {index}"),
-            tuple(MessageRecord(f"m{turn}", "user" if turn % 2 == 0 else "assistant", f"text {index} {turn} " * 8, NAIVE)
-                  for turn in range(4)),
+            tuple(
+                MessageRecord(f"m{turn}", "user" if turn % 2 == 0 else "assistant", f"text {index} {turn} " * 8, NAIVE)
+                for turn in range(4)
+            ),
         )
 
 
@@ -681,8 +752,8 @@ def test_export_of_a_generator_stays_in_bounded_memory() -> None:
 
 def test_the_readme_example_runs(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     readme = (Path(__file__).resolve().parent.parent / "README.md").read_text(encoding="utf-8")
-    section = readme[readme.index("### Export and import"):]
-    code = section[section.index("```python\n") + len("```python\n"):section.index("\n```\n")]
+    section = readme[readme.index("### Export and import") :]
+    code = section[section.index("```python\n") + len("```python\n") : section.index("\n```\n")]
     monkeypatch.chdir(tmp_path)
     (tmp_path / "sharegpt.json").write_text(SHAREGPT[: SHAREGPT.index('  {"id": "no-turns"')], encoding="utf-8")
     with SessionManager(url="memory://") as mgr:

@@ -71,8 +71,23 @@ def _cyclic() -> dict:
         lambda: conversation(updated=datetime.min.replace(tzinfo=timezone(timedelta(hours=1)))),
         lambda: message(at=datetime.max.replace(tzinfo=timezone(timedelta(hours=-1)))),
     ],
-    ids=["surrogate", "nan", "int-key", "tuple", "datetime", "role", "empty-id", "set-arg", "title-surrogate", "inf",
-         "int-beyond-64-bits", "too-deep", "cyclic", "before-utc-year-1", "after-utc-year-9999"],
+    ids=[
+        "surrogate",
+        "nan",
+        "int-key",
+        "tuple",
+        "datetime",
+        "role",
+        "empty-id",
+        "set-arg",
+        "title-surrogate",
+        "inf",
+        "int-beyond-64-bits",
+        "too-deep",
+        "cyclic",
+        "before-utc-year-1",
+        "after-utc-year-9999",
+    ],
 )
 def test_unstorable_records_are_refused_with_a_value_error(build) -> None:
     with pytest.raises(InvalidInputError) as caught:
@@ -93,19 +108,24 @@ def test_unstorable_sdk_message_leaves_stored_conversation_unchanged(manager: Se
     assert manager.load_conversation(str(conv.id)) == before
 
 
-
 @given(st.uuids())
 def test_loaded_uuid_ids_are_the_uuids_that_were_saved(value: uuid.UUID) -> None:
     """Loads rebuild stored canonical UUID text without uuid.UUID's parser: the result is the same UUID."""
     rebuilt = _sdk_id(str(value))
     assert type(rebuilt) is uuid.UUID
     assert (rebuilt, hash(rebuilt), str(rebuilt), rebuilt.version, rebuilt.is_safe) == (
-        value, hash(value), str(value), value.version, value.is_safe
+        value,
+        hash(value),
+        str(value),
+        value.version,
+        value.is_safe,
     )
     assert pickle.loads(pickle.dumps(rebuilt)) == value
 
 
-@pytest.mark.parametrize("stored", ["plain-id", "6F1D8A52-3C1B-4F0E-9D54-1B0B6A6C2F11", "{6f1d8a52-3c1b-4f0e-9d54-1b0b6a6c2f11}"])
+@pytest.mark.parametrize(
+    "stored", ["plain-id", "6F1D8A52-3C1B-4F0E-9D54-1B0B6A6C2F11", "{6f1d8a52-3c1b-4f0e-9d54-1b0b6a6c2f11}"]
+)
 def test_ids_stored_in_other_spellings_load_as_uuid_would_read_them(stored: str) -> None:
     try:
         expected: object = uuid.UUID(stored)

@@ -37,8 +37,10 @@ def _chat() -> Conversation:
 
 def _fields(conversation: Conversation) -> list[tuple[object, ...]]:
     """What a fork copies of each message: everything but the id."""
-    return [(m.role, m.content, m.images, m.created_at, m.metadata, m.tool_calls, m.tool_call_id)
-            for m in conversation.messages]
+    return [
+        (m.role, m.content, m.images, m.created_at, m.metadata, m.tool_calls, m.tool_call_id)
+        for m in conversation.messages
+    ]
 
 
 def test_fork_copies_history_up_to_the_message_with_new_ids(manager: SessionManager) -> None:
@@ -51,7 +53,8 @@ def test_fork_copies_history_up_to_the_message_with_new_ids(manager: SessionMana
     assert not {m.id for m in fork.messages} & {m.id for m in chat.messages}, "message ids must be new"
     assert fork.title == "Trip" and fork.model_name == "llama3"
     assert fork.metadata == {
-        "topic": "travel", "forked_from": {"conversation_id": str(chat.id), "message_id": str(at.id)}
+        "topic": "travel",
+        "forked_from": {"conversation_id": str(chat.id), "message_id": str(at.id)},
     }
     assert manager.load_conversation(str(fork.id)) == fork, "the fork is saved as returned"
     assert manager.load_conversation(str(chat.id)) == chat, "the original is unchanged"
@@ -64,7 +67,8 @@ def test_the_link_shows_in_listings_and_filters(manager: SessionManager) -> None
     listed = {item["id"]: item for item in manager.list_conversations()}
     assert listed[str(fork.id)]["title"] == "Paris only"
     assert listed[str(fork.id)]["metadata"]["forked_from"] == {
-        "conversation_id": str(chat.id), "message_id": str(chat.messages[1].id)
+        "conversation_id": str(chat.id),
+        "message_id": str(chat.messages[1].id),
     }
     assert "forked_from" not in listed[str(chat.id)]["metadata"]
     assert next(item["id"] for item in manager.list_conversations()) == str(fork.id), "a fork is newest"
@@ -85,9 +89,7 @@ def test_forking_a_fork_points_at_its_parent(manager: SessionManager) -> None:
     manager.save_conversation(chat)
     first = manager.fork_conversation(str(chat.id), str(chat.messages[-1].id))
     second = manager.fork_conversation(str(first.id), str(first.messages[0].id))
-    assert second.metadata["forked_from"] == {
-        "conversation_id": str(first.id), "message_id": str(first.messages[0].id)
-    }
+    assert second.metadata["forked_from"] == {"conversation_id": str(first.id), "message_id": str(first.messages[0].id)}
     assert _fields(second) == _fields(chat)[:1]
 
 

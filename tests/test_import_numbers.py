@@ -30,7 +30,9 @@ HEADER = '{"format":"qv-session-manager","version":1}'
 def _conversation(conversation_id: str, *, metadata: str = "{}", arguments: str = "{}") -> str:
     """One conversation object of the exchange format, on one line, with raw JSON spliced in."""
     tool_call = '{"name":"f","arguments":' + arguments + ',"id":null}'
-    message = '{"id":"m1","role":"assistant","content":"hi","created_at":"' + WHEN + '","tool_calls":[' + tool_call + "]}"
+    message = (
+        '{"id":"m1","role":"assistant","content":"hi","created_at":"' + WHEN + '","tool_calls":[' + tool_call + "]}"
+    )
     times = f'"created_at":"{WHEN}","updated_at":"{WHEN}"'
     return '{"id":"' + conversation_id + '",' + times + ',"metadata":' + metadata + ',"messages":[' + message + "]}"
 
@@ -113,7 +115,8 @@ def test_a_too_long_integer_is_one_error_line_in_the_cli(format: str, name: str,
     assert lines[-1].startswith("error: ") and "line 3" in lines[-1]
     assert "Traceback" not in result.output and HUGE not in result.output
     skipping = CliRunner().invoke(
-        main, ["--url", "memory://", "import", str(source), "--format", format, "--skip-bad-lines"],
+        main,
+        ["--url", "memory://", "import", str(source), "--format", format, "--skip-bad-lines"],
         catch_exceptions=False,
     )
     assert skipping.exit_code == 0, skipping.output
@@ -127,17 +130,24 @@ def test_a_too_long_integer_is_one_error_line_in_the_cli(format: str, name: str,
     format=st.sampled_from(["jsonl", "json", "sharegpt"]),
     where=st.sampled_from(["metadata", "arguments", "id"]),
 )
-def test_any_integer_over_the_limit_anywhere_is_a_typed_error(extra: int, negative: bool, format: str, where: str) -> None:
+def test_any_integer_over_the_limit_anywhere_is_a_typed_error(
+    extra: int, negative: bool, format: str, where: str
+) -> None:
     literal = ("-" if negative else "") + "1" * (sys.get_int_max_str_digits() + extra)
     if format == "sharegpt":
         bad = _sharegpt_item(literal) if where == "id" else '{"id":"x","n":[' + literal + '],"conversations":[]}'
         text = _sharegpt(bad)
     else:
-        bad = _conversation("bad", metadata='{"n":{"deep":[' + literal + "]}}") if where != "arguments" else (
-            _conversation("bad", arguments='{"x":' + literal + "}"))
+        bad = (
+            _conversation("bad", metadata='{"n":{"deep":[' + literal + "]}}")
+            if where != "arguments"
+            else (_conversation("bad", arguments='{"x":' + literal + "}"))
+        )
         text = (_jsonl if format == "jsonl" else _json)(bad)
     report = SessionManager(url="memory://").import_conversations(
-        io.StringIO(text), format=format, on_error="skip"  # type: ignore[arg-type]
+        io.StringIO(text),
+        format=format,
+        on_error="skip",  # type: ignore[arg-type]
     )
     assert report.imported == 2 and [line for line, _ in report.skipped] == [3]
 

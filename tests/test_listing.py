@@ -10,8 +10,7 @@ from qv_ollama_sdk.domain.models import Conversation
 from qv_session_manager import ConversationNotFoundError, InvalidInputError, SessionManager
 
 
-def save(manager: SessionManager, title: str, updated: datetime, created: datetime | None = None,
-         **metadata) -> str:
+def save(manager: SessionManager, title: str, updated: datetime, created: datetime | None = None, **metadata) -> str:
     conv = Conversation(title=title, metadata=metadata)
     conv.add_user_message(f"about {title}")
     conv.created_at = created or updated

@@ -78,7 +78,9 @@ def test_chat_saves_each_turn(standin: StandIn, manager: SessionManager, db: Pat
 
     assert client.chat("hello").content == "echo: hello (2 messages)"
     assert rows(stored(db, saver.conversation_id)) == [
-        ("system", "Be brief."), ("user", "hello"), ("assistant", "echo: hello (2 messages)"),
+        ("system", "Be brief."),
+        ("user", "hello"),
+        ("assistant", "echo: hello (2 messages)"),
     ]
     client.chat("again")
     after_two = stored(db, saver.conversation_id)
@@ -97,7 +99,9 @@ def test_nothing_is_written_before_the_first_turn(standin: StandIn, manager: Ses
 
     client.chat("first turn")
     assert rows(stored(db, saver.conversation_id))[:3] == [
-        ("system", "Be brief."), ("user", "written before attaching"), ("user", "first turn"),
+        ("system", "Be brief."),
+        ("user", "written before attaching"),
+        ("user", "first turn"),
     ]
 
 
@@ -114,7 +118,8 @@ def test_stream_chat_is_saved_when_exhausted(standin: StandIn, manager: SessionM
 
     assert "".join(pieces) == "echo: tell me more (4 messages)"
     assert rows(stored(db, saver.conversation_id)) == before + [
-        ("user", "tell me more"), ("assistant", "echo: tell me more (4 messages)"),
+        ("user", "tell me more"),
+        ("assistant", "echo: tell me more (4 messages)"),
     ]
 
 
@@ -140,13 +145,12 @@ def test_stream_stopped_early_saves_the_user_message(standin: StandIn, manager: 
     for _ in client.stream_chat("and now in full"):
         pass
     assert rows(stored(db, saver.conversation_id))[4:] == [
-        ("user", "and now in full"), ("assistant", "echo: and now in full (5 messages)"),
+        ("user", "and now in full"),
+        ("assistant", "echo: and now in full (5 messages)"),
     ]
 
 
-def test_break_in_a_for_loop_saves_when_the_stream_goes(
-    standin: StandIn, manager: SessionManager, db: Path
-) -> None:
+def test_break_in_a_for_loop_saves_when_the_stream_goes(standin: StandIn, manager: SessionManager, db: Path) -> None:
     client = new_client()
     saver = autosave(client, manager)
     for _ in client.stream_chat("stop me"):
@@ -169,8 +173,14 @@ def test_tool_call_turn_saves_tool_calls_and_results(standin: StandIn, manager: 
     user, assistant, tool = conversation.messages[1:]
     assert (user.role, user.content) == (MessageRole.USER, "Paris")
     assert assistant.role == MessageRole.ASSISTANT and assistant.tool_calls is not None
-    assert [(c.function.name, c.function.arguments) for c in assistant.tool_calls] == [("get_weather", {"city": "Paris"})]
-    assert (tool.role, tool.content, tool.metadata) == (MessageRole.TOOL, "sunny in Paris", {"function_name": "get_weather"})
+    assert [(c.function.name, c.function.arguments) for c in assistant.tool_calls] == [
+        ("get_weather", {"city": "Paris"})
+    ]
+    assert (tool.role, tool.content, tool.metadata) == (
+        MessageRole.TOOL,
+        "sunny in Paris",
+        {"function_name": "get_weather"},
+    )
     assert tool.tool_call_id == ""  # Ollama sends no call id; the SDK stores ""
     assert ids(conversation.messages) == ids(client.conversation.messages)
     # The model got the tool result before answering.
@@ -208,7 +218,9 @@ def test_resume_continues_the_same_conversation(standin: StandIn, db: Path) -> N
         assert resumed.chat("where were we?").content == "echo: where were we? (4 messages)"
         # The model received the stored history.
         assert [m["content"] for m in standin.requests[-1]["messages"][:3]] == [
-            "Be brief.", "hello", "echo: hello (2 messages)",
+            "Be brief.",
+            "hello",
+            "echo: hello (2 messages)",
         ]
 
     conversation = stored(db, conversation_id)
@@ -305,7 +317,10 @@ def test_a_failing_server_saves_only_the_unanswered_user_message(
     assert rows(stored(db, saver.conversation_id)) == rows(client.conversation)
 
     client.chat("retry")
-    assert rows(stored(db, saver.conversation_id))[-2:] == [("user", "retry"), ("assistant", "echo: retry (5 messages)")]
+    assert rows(stored(db, saver.conversation_id))[-2:] == [
+        ("user", "retry"),
+        ("assistant", "echo: retry (5 messages)"),
+    ]
 
 
 def test_a_stream_failing_midway_saves_only_the_user_message(
@@ -321,9 +336,7 @@ def test_a_stream_failing_midway_saves_only_the_user_message(
     assert rows(stored(db, saver.conversation_id)) == [("system", "Be brief."), ("user", FAIL_MIDWAY)]
 
 
-def test_a_failed_save_raises_after_the_turn_and_catches_up(
-    standin: StandIn, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def test_a_failed_save_raises_after_the_turn_and_catches_up(standin: StandIn, monkeypatch: pytest.MonkeyPatch) -> None:
     manager = SessionManager(url="memory://")
     client = new_client()
     saver = autosave(client, manager)
@@ -359,9 +372,7 @@ def test_a_conversation_deleted_meanwhile_is_not_recreated(standin: StandIn, man
     assert manager.load_conversation(saver.conversation_id) is None
 
 
-def test_another_conversation_assigned_to_the_client_is_saved_as_new(
-    standin: StandIn, manager: SessionManager
-) -> None:
+def test_another_conversation_assigned_to_the_client_is_saved_as_new(standin: StandIn, manager: SessionManager) -> None:
     client = new_client()
     saver = autosave(client, manager)
     client.chat("first conversation")
@@ -372,7 +383,8 @@ def test_another_conversation_assigned_to_the_client_is_saved_as_new(
 
     assert saver.conversation_id != first_id
     assert rows(manager.load_conversation(saver.conversation_id)) == [
-        ("user", "second conversation"), ("assistant", "echo: second conversation (1 messages)"),
+        ("user", "second conversation"),
+        ("assistant", "echo: second conversation (1 messages)"),
     ]
     assert len(rows(manager.load_conversation(first_id))) == 3
 

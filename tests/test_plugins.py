@@ -53,6 +53,7 @@ def registered():
 @pytest.fixture
 def fresh_discovery(monkeypatch):
     """Make load_plugins() run again with the entry points a test provides."""
+
     def use(points: list[EntryPoint]) -> None:
         monkeypatch.setattr(plugins, "_loaded", False)
         monkeypatch.setattr(plugins, "entry_points", lambda group: [p for p in points if p.group == group])
@@ -100,14 +101,16 @@ def test_unknown_scheme_lists_installed_backends() -> None:
 
 def _memory_plugin(tmp_path, monkeypatch, module: str, backend: str) -> None:
     """An importable plugin module ``module`` registering an in-memory backend named ``backend``."""
-    (tmp_path / f"{module}.py").write_text(textwrap.dedent(f"""
+    (tmp_path / f"{module}.py").write_text(
+        textwrap.dedent(f"""
         from qv_session_manager import Backend, hookimpl
         from qv_session_manager.backends.memory import MemoryStore
 
         @hookimpl
         def register_backends(register):
             register(Backend({backend!r}, lambda url, options: MemoryStore()))
-    """))
+    """)
+    )
     monkeypatch.syspath_prepend(str(tmp_path))
 
 
@@ -140,14 +143,18 @@ def test_a_plugin_whose_hook_raises_warns_and_is_skipped(registered) -> None:
     assert "half" not in table, "nothing of a failing plugin is registered"
 
 
-def test_a_plugin_whose_hook_does_not_match_the_spec_warns_and_is_skipped(fresh_discovery, tmp_path, monkeypatch) -> None:
-    (tmp_path / "qv_bad_signature.py").write_text(textwrap.dedent("""
+def test_a_plugin_whose_hook_does_not_match_the_spec_warns_and_is_skipped(
+    fresh_discovery, tmp_path, monkeypatch
+) -> None:
+    (tmp_path / "qv_bad_signature.py").write_text(
+        textwrap.dedent("""
         from qv_session_manager import hookimpl
 
         @hookimpl
         def register_backends(register, extra):
             pass
-    """))
+    """)
+    )
     monkeypatch.syspath_prepend(str(tmp_path))
     fresh_discovery([EntryPoint("ep-bad-signature", "qv_bad_signature", "qv_session_manager")])
     with pytest.warns(PluginLoadWarning, match="ep-bad-signature"):

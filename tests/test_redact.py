@@ -84,7 +84,7 @@ def test_scrub_leaves_no_trace_of_the_password(user: str, password: str, rest: s
 
 def test_scrub_masks_the_url_its_repr_and_its_secrets_alone() -> None:
     url = f"postgresql://app:{SECRET}%41@db/x"
-    message = f"cannot open {url!r}; token \"{SECRET}%41\" or decoded {SECRET}A; at {url}"
+    message = f'cannot open {url!r}; token "{SECRET}%41" or decoded {SECRET}A; at {url}'
     scrubbed = scrub(message, [url, None, ""])
     assert SECRET not in scrubbed
     assert "'postgresql://app:***@db/x'" in scrubbed and scrubbed.endswith("at postgresql://app:***@db/x")
@@ -186,9 +186,15 @@ def test_a_store_opened_with_a_password_does_not_show_it(caplog: pytest.LogCaptu
 @pytest.mark.parametrize(
     ("message", "scrubbed"),
     [
-        (f"Got unexpected extra argument (postgresql://app:{SECRET}@h/db).", "Got unexpected extra argument (postgresql://app:***@h/db)."),
+        (
+            f"Got unexpected extra argument (postgresql://app:{SECRET}@h/db).",
+            "Got unexpected extra argument (postgresql://app:***@h/db).",
+        ),
         (f"see 'mystore:/app:{SECRET}@h/db', then app:{SECRET}@h", "see 'mystore:/app:***@h/db', then app:***@h"),
-        ("error: line 2: bad value at sqlite:///chats.db?key_env=K", "error: line 2: bad value at sqlite:///chats.db?key_env=K"),
+        (
+            "error: line 2: bad value at sqlite:///chats.db?key_env=K",
+            "error: line 2: bad value at sqlite:///chats.db?key_env=K",
+        ),
     ],
 )
 def test_scrub_masks_urls_nobody_named_too(message: str, scrubbed: str) -> None:

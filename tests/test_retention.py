@@ -50,8 +50,9 @@ FUTURE = datetime(2999, 1, 1)
 KEY = {"k1": bytes(range(32))}
 
 
-def saved(manager: SessionManager, title: str, updated: datetime, created: datetime | None = None,
-          **metadata: Any) -> str:
+def saved(
+    manager: SessionManager, title: str, updated: datetime, created: datetime | None = None, **metadata: Any
+) -> str:
     chat = Conversation(title=title, model_name="llama3", metadata=dict(metadata))
     chat.add_user_message(f"about {title}")
     chat.updated_at = updated
@@ -144,7 +145,9 @@ def test_set_expiry_in_the_past_hides_the_conversation_until_purged(manager: Ses
     assert manager.load_conversation(kept) is not None
 
 
-@pytest.mark.parametrize("bad", ["2999-01-01", 1700000000, True, datetime.max.replace(tzinfo=timezone(-timedelta(hours=1)))])
+@pytest.mark.parametrize(
+    "bad", ["2999-01-01", 1700000000, True, datetime.max.replace(tzinfo=timezone(-timedelta(hours=1)))]
+)
 def test_set_expiry_refuses_what_is_not_a_datetime(manager: SessionManager, bad: Any) -> None:
     conversation_id = saved(manager, "chat", datetime(2025, 1, 20))
     before = manager.load_conversation(conversation_id)
@@ -212,8 +215,7 @@ def test_delete_older_than_deletes_exactly_what_is_strictly_before(field: str) -
             for index, (updated, created) in enumerate(times):
                 saved(manager, f"c{index}", updated, created)
             before = manager.list_conversations()
-            doomed = {row["id"] for row in before
-                      if time_key(datetime.fromisoformat(row[field])) < time_key(cutoff)}
+            doomed = {row["id"] for row in before if time_key(datetime.fromisoformat(row[field])) < time_key(cutoff)}
             assert manager.delete_older_than(cutoff, field=field) == len(doomed)  # type: ignore[arg-type]
             assert [row["id"] for row in manager.list_conversations()] == [
                 row["id"] for row in before if row["id"] not in doomed
@@ -258,10 +260,15 @@ def test_retention_reads_page_by_page(manager: SessionManager, monkeypatch: pyte
 @pytest.mark.parametrize(
     ("call", "arguments"),
     [
-        ("delete_older_than", ("2025-01-01",)), ("delete_older_than", (None,)),
+        ("delete_older_than", ("2025-01-01",)),
+        ("delete_older_than", (None,)),
         ("delete_older_than", (datetime(2025, 1, 1), "title")),
-        ("keep_newest", (-1,)), ("keep_newest", (True,)), ("keep_newest", (1.5,)), ("keep_newest", ("3",)),
-        ("keep_newest", (2**63,)), ("keep_newest", (1, "title")),
+        ("keep_newest", (-1,)),
+        ("keep_newest", (True,)),
+        ("keep_newest", (1.5,)),
+        ("keep_newest", ("3",)),
+        ("keep_newest", (2**63,)),
+        ("keep_newest", (1, "title")),
     ],
 )
 def test_bad_retention_arguments_change_nothing(manager: SessionManager, call: str, arguments: tuple[Any, ...]) -> None:
@@ -325,10 +332,25 @@ def _version_1_file(path: Path, metadata: dict[str, str]) -> None:
 
 def test_sqlite_upgrade_fills_the_expiry_column_from_metadata(tmp_path: Path) -> None:
     path = tmp_path / "v1.db"
-    _version_1_file(path, {"expired": "2000-01-01T00:00:00+01:00", "future": "2999-01-01T00:00:00",
-                           "zulu": "2999-01-01T00:00:00Z", "garbage": "soon", "number": 5, "none": None})  # type: ignore[dict-item]
+    _version_1_file(
+        path,
+        {
+            "expired": "2000-01-01T00:00:00+01:00",
+            "future": "2999-01-01T00:00:00",
+            "zulu": "2999-01-01T00:00:00Z",
+            "garbage": "soon",
+            "number": 5,
+            "none": None,
+        },
+    )  # type: ignore[dict-item]
     with SessionManager(db_path=path) as manager:
-        assert sorted(row["id"] for row in manager.list_conversations()) == ["future", "garbage", "none", "number", "zulu"]
+        assert sorted(row["id"] for row in manager.list_conversations()) == [
+            "future",
+            "garbage",
+            "none",
+            "number",
+            "zulu",
+        ]
         assert manager.load_conversation("expired") is None
         garbage = manager.load_conversation("garbage")
         assert garbage is not None and garbage.metadata[EXPIRES_AT] == "soon", "a value that does not parse is kept"
@@ -339,8 +361,13 @@ def test_sqlite_upgrade_fills_the_expiry_column_from_metadata(tmp_path: Path) ->
         keys = dict(db.execute("SELECT id, expires_key FROM conversations").fetchall())
     finally:
         db.close()
-    assert keys == {"future": "2999-01-01T00:00:00.000000", "zulu": "2999-01-01T00:00:00.000000",
-                    "garbage": None, "number": None, "none": None}
+    assert keys == {
+        "future": "2999-01-01T00:00:00.000000",
+        "zulu": "2999-01-01T00:00:00.000000",
+        "garbage": None,
+        "number": None,
+        "none": None,
+    }
 
 
 def test_sqlite_stats_leave_expired_conversations_out(tmp_path: Path) -> None:
@@ -349,8 +376,10 @@ def test_sqlite_stats_leave_expired_conversations_out(tmp_path: Path) -> None:
     store = SQLiteStore(tmp_path / "stats.db")
     try:
         store.save(conversation("live", updated=datetime(2025, 1, 2)), [message("a")])
-        store.save(conversation("gone", updated=datetime(2025, 1, 3), metadata={EXPIRES_AT: "2000-01-01"}),
-                   [message("b"), message("c")])
+        store.save(
+            conversation("gone", updated=datetime(2025, 1, 3), metadata={EXPIRES_AT: "2000-01-01"}),
+            [message("b"), message("c")],
+        )
         assert maintenance.counts(store) == maintenance.Counts(1, 1, "2025-01-02T00:00:00", "2025-01-02T00:00:00")
     finally:
         store.close()
@@ -369,8 +398,10 @@ def test_encrypted_store_keeps_the_expiry_in_the_clear_and_checks_it() -> None:
     assert sealed is not None and set(sealed.metadata) == {"qvenc1", EXPIRES_AT}
     assert sealed.metadata[EXPIRES_AT] == "2999-01-01T00:00:00" and "secret" not in json.dumps(sealed.metadata)
     assert store.get("c") == record, "callers get exactly the metadata they saved"
-    for tampered in ({**sealed.metadata, EXPIRES_AT: "2999-12-31T00:00:00"},
-                     {key: value for key, value in sealed.metadata.items() if key != EXPIRES_AT}):
+    for tampered in (
+        {**sealed.metadata, EXPIRES_AT: "2999-12-31T00:00:00"},
+        {key: value for key, value in sealed.metadata.items() if key != EXPIRES_AT},
+    ):
         inner.save(ConversationRecord(**{**sealed.__dict__, "metadata": tampered}), [])
         with pytest.raises(EncryptionKeyError, match="expiry"):
             store.get("c")

@@ -92,7 +92,12 @@ def test_the_pattern_matches_exactly_the_unsafe_characters() -> None:
         assert bool(UNSAFE.fullmatch(chr(code))) == is_unsafe(chr(code)), hex(code)
 
 
-@given(st.recursive(st.none() | st.booleans() | st.integers() | risky_text, lambda inner: st.lists(inner) | st.dictionaries(risky_text, inner)))
+@given(
+    st.recursive(
+        st.none() | st.booleans() | st.integers() | risky_text,
+        lambda inner: st.lists(inner) | st.dictionaries(risky_text, inner),
+    )
+)
 def test_json_safe_keeps_the_value_and_leaves_no_unsafe_character(value: object) -> None:
     document = json_safe(json.dumps(value, ensure_ascii=False, indent=2))
     assert json.loads(document) == value

@@ -22,8 +22,9 @@ class CountingStore(MemoryStore):
         super().__init__()
         self.sent: list[int] = []
 
-    def save_revisioned(self, conversation: Any, messages: Any, *, replace: bool = False,
-                        expected: Hashable | None = None) -> Hashable | None:
+    def save_revisioned(
+        self, conversation: Any, messages: Any, *, replace: bool = False, expected: Hashable | None = None
+    ) -> Hashable | None:
         self.sent.append(len(messages))
         return super().save_revisioned(conversation, messages, replace=replace, expected=expected)
 
@@ -151,8 +152,9 @@ def _equal_instants_taken_as_same(monkeypatch: pytest.MonkeyPatch) -> None:
 def _revision_not_checked(monkeypatch: pytest.MonkeyPatch) -> None:
     save = memory.MemoryStore.save_revisioned
 
-    def unconditional(self: Any, conversation: Any, messages: Any, *, replace: bool = False,
-                      expected: Hashable | None = None) -> Hashable | None:
+    def unconditional(
+        self: Any, conversation: Any, messages: Any, *, replace: bool = False, expected: Hashable | None = None
+    ) -> Hashable | None:
         return save(self, conversation, messages, replace=replace, expected=None)
 
     monkeypatch.setattr(memory.MemoryStore, "save_revisioned", unconditional)

@@ -37,10 +37,7 @@ def test_the_0_3_0_module_path_gives_the_same_class() -> None:
 def test_the_submodule_is_an_attribute_after_a_plain_import() -> None:
     """As in 0.3.0, ``import qv_session_manager`` binds ``qv_session_manager.session_manager``
     (checked in a fresh interpreter, where nothing imported the submodule first)."""
-    code = (
-        "import qv_session_manager as q; "
-        "assert q.session_manager.SessionManager is q.SessionManager; print('ok')"
-    )
+    code = "import qv_session_manager as q; assert q.session_manager.SessionManager is q.SessionManager; print('ok')"
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=False)
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip() == "ok"
@@ -61,7 +58,18 @@ def test_package_level_names_of_0_3_0() -> None:
 
 
 #: The public names of 0.3.0's session_manager module (it had no ``__all__``).
-MODULE_NAMES_0_3_0 = {"DB_SCHEMA", "SessionManager", "sqlite3", "uuid", "json", "datetime", "List", "Optional", "Dict", "Any"}
+MODULE_NAMES_0_3_0 = {
+    "DB_SCHEMA",
+    "SessionManager",
+    "sqlite3",
+    "uuid",
+    "json",
+    "datetime",
+    "List",
+    "Optional",
+    "Dict",
+    "Any",
+}
 
 
 def test_star_import_of_the_0_3_0_module() -> None:
@@ -119,7 +127,12 @@ def test_db_schema_is_the_0_3_0_layout(tmp_path: Path) -> None:
         db.close()
     assert _layout(ours) == _layout(theirs)
     assert [column[1] for column in _layout(ours)["conversations"][0]] == [
-        "id", "title", "model_name", "created_at", "updated_at", "metadata"
+        "id",
+        "title",
+        "model_name",
+        "created_at",
+        "updated_at",
+        "metadata",
     ]
 
 

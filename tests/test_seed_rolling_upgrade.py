@@ -93,8 +93,13 @@ def shared_file(request: pytest.FixtureRequest, tmp_path: Path, seed: Path) -> I
         with SessionManager(db_path=str(path)) as manager:
             manager.save_conversation(kept, kept.messages)
     else:
-        spec = {"id": str(kept.id), "title": kept.title, "model_name": kept.model_name, "metadata": kept.metadata,
-                "messages": [[m.role.value, m.content] for m in kept.messages]}
+        spec = {
+            "id": str(kept.id),
+            "title": kept.title,
+            "model_name": kept.model_name,
+            "metadata": kept.metadata,
+            "messages": [[m.role.value, m.content] for m in kept.messages],
+        }
         outcomes = run_seed(seed, path, ["open"], ["save", spec], ["list"])
         assert [row["id"] for row in _ok(outcomes[2])] == [str(kept.id)]
         with SessionManager(db_path=str(path)) as manager:
@@ -103,7 +108,9 @@ def shared_file(request: pytest.FixtureRequest, tmp_path: Path, seed: Path) -> I
     yield path, kept
 
 
-def test_a_conversation_deleted_by_0_3_0_never_shows_in_a_new_one(shared_file: tuple[Path, Conversation], seed: Path) -> None:
+def test_a_conversation_deleted_by_0_3_0_never_shows_in_a_new_one(
+    shared_file: tuple[Path, Conversation], seed: Path
+) -> None:
     """0.3.0 deletes a conversation (its connection has no foreign keys); this package then
     creates a new one. The deleted messages must not show in the new conversation, nor in
     search, nor stay as rows in the file."""
@@ -146,9 +153,15 @@ def test_what_0_3_0_can_and_cannot_do_with_an_upgraded_file(shared_file: tuple[P
     new_id = str(uuid.uuid4())
     new = {"id": new_id, "title": "Written by 0.3.0", "messages": [["user", "hello from the old service"]]}
     outcomes = run_seed(
-        seed, path,
-        ["open"], ["list"], ["time", "2000-01-01"], ["load", str(kept.id)], ["resume", str(kept.id)],
-        ["search", "printer"], ["save", new],
+        seed,
+        path,
+        ["open"],
+        ["list"],
+        ["time", "2000-01-01"],
+        ["load", str(kept.id)],
+        ["resume", str(kept.id)],
+        ["search", "printer"],
+        ["save", new],
     )
     opened, listed, timed, loaded, resumed, searched, saved = outcomes
     assert opened == {"ok": None}

@@ -70,7 +70,9 @@ def _demo_run(today: str) -> dict[str, Any]:
     shown["resumed"] = (last["content"][:50], last["role"])
     shown["today"] = len(mgr.search_by_time(start=today))
 
-    web = Conversation(model_name="llama3", title="JavaScript Basics", metadata={"topic": "web-dev", "level": "intermediate"})
+    web = Conversation(
+        model_name="llama3", title="JavaScript Basics", metadata={"topic": "web-dev", "level": "intermediate"}
+    )
     web.add_user_message("What are arrow functions?")
     web.add_assistant_message("A short syntax for functions: const add = (a, b) => a + b;")
     mgr.save_conversation(web, web.messages)
@@ -97,7 +99,11 @@ def test_the_0_3_0_demo_shows_what_it_showed(tmp_path: Path, monkeypatch: pytest
     assert shown["final"] == [("JavaScript Basics", today), ("Python Learning Help", today)]
     reloaded = shown["reloaded"]
     assert [m.role for m in reloaded.messages] == [
-        MessageRole.SYSTEM, MessageRole.USER, MessageRole.ASSISTANT, MessageRole.USER, MessageRole.ASSISTANT,
+        MessageRole.SYSTEM,
+        MessageRole.USER,
+        MessageRole.ASSISTANT,
+        MessageRole.USER,
+        MessageRole.ASSISTANT,
         MessageRole.USER,
     ]
     assert reloaded.messages[-2].content == "Use append(): my_list.append(4)"
@@ -173,7 +179,10 @@ def test_the_0_3_0_old_layout_test_on_a_mkstemp_path() -> None:
         loaded = mgr.load_conversation(str(conv.id))
         assert loaded is not None
         assert (loaded.id, loaded.title, loaded.model_name, len(loaded.messages)) == (
-            conv.id, "Backward Test", "gemma2:2b", 2
+            conv.id,
+            "Backward Test",
+            "gemma2:2b",
+            2,
         )
         mgr.close()
     finally:
@@ -200,8 +209,13 @@ class _Note:
         self.content = content
 
     def to_db_dict(self) -> dict[str, object]:
-        return {"id": self.identifier, "role": self.role, "content": self.content,
-                "created_at": "2025-01-20T10:00:00", "metadata": {"source": "note"}}
+        return {
+            "id": self.identifier,
+            "role": self.role,
+            "content": self.content,
+            "created_at": "2025-01-20T10:00:00",
+            "metadata": {"source": "note"},
+        }
 
 
 class _Thread:
@@ -211,8 +225,14 @@ class _Thread:
         self.identifier = str(uuid.uuid4())
 
     def to_db_dict(self) -> dict[str, object]:
-        return {"id": self.identifier, "title": "From notes", "model_name": "llama3",
-                "created_at": "2025-01-20T09:00:00", "updated_at": "2025-01-20T10:00:00", "metadata": {}}
+        return {
+            "id": self.identifier,
+            "title": "From notes",
+            "model_name": "llama3",
+            "created_at": "2025-01-20T09:00:00",
+            "updated_at": "2025-01-20T10:00:00",
+            "metadata": {},
+        }
 
 
 def test_objects_with_to_db_dict_are_saved_as_0_3_0_saved_them(tmp_path: Path) -> None:
@@ -227,7 +247,10 @@ def test_objects_with_to_db_dict_are_saved_as_0_3_0_saved_them(tmp_path: Path) -
         assert loaded.updated_at == datetime(2025, 1, 20, 10, 0)
         [message] = loaded.messages
         assert (str(message.id), message.role, message.content, message.metadata) == (
-            note.identifier, MessageRole.USER, "written from a plain object", {"source": "note"}
+            note.identifier,
+            MessageRole.USER,
+            "written from a plain object",
+            {"source": "note"},
         )
         assert [c["id"] for c in mgr.search_conversations("plain")] == [thread.identifier]
 

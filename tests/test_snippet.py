@@ -13,9 +13,9 @@ from qv_session_manager.text import fold, tokens
 MARK = ("\x02", "\x03")  # never produced by the text strategies below
 words = st.sampled_from(VOCABULARY[:6])
 documents = st.lists(st.one_of(words, st.sampled_from(["Résumé", "東京", "x" * 210, ",", "\n", "wörd"])), max_size=60)
-texts = st.lists(st.one_of(words, st.sampled_from([" ", ", ", ". ", "\n", "Résumé", "東京", "naïve"])), max_size=80).map(
-    "".join
-)
+texts = st.lists(
+    st.one_of(words, st.sampled_from([" ", ", ", ". ", "\n", "Résumé", "東京", "naïve"])), max_size=80
+).map("".join)
 
 
 @given(documents.map(lambda parts: tokens(" ".join(parts))), st.lists(words, min_size=1, max_size=3), st.booleans())

@@ -29,12 +29,15 @@ def _statements(store: SQLiteStore) -> list[str]:
     return seen
 
 
-def test_a_turn_against_the_latest_token_runs_the_floors_four_statements(stores: tuple[SQLiteStore, SQLiteStore]) -> None:
+def test_a_turn_against_the_latest_token_runs_the_floors_four_statements(
+    stores: tuple[SQLiteStore, SQLiteStore],
+) -> None:
     store, _ = stores
     token = store.save_revisioned(conversation("c"), [message("one", id="a")])
     seen = _statements(store)
-    newer = store.save_revisioned(conversation("c", updated=datetime(2030, 1, 1)), [message("two", id="b")],
-                                  expected=token)
+    newer = store.save_revisioned(
+        conversation("c", updated=datetime(2030, 1, 1)), [message("two", id="b")], expected=token
+    )
     store._db.set_trace_callback(None)
     assert newer is not None and newer != token
     assert [statement.split()[0] for statement in seen] == ["BEGIN", "INSERT", "UPDATE", "COMMIT"]
@@ -87,8 +90,9 @@ def test_a_turn_into_a_conversation_that_expired_is_refused(stores: tuple[SQLite
 
     store_module.now_key = after_expiry  # type: ignore[assignment]
     try:
-        refused = store.save_revisioned(conversation("c", metadata={EXPIRES_AT: soon}), [message("two", id="b")],
-                                        expected=token)
+        refused = store.save_revisioned(
+            conversation("c", metadata={EXPIRES_AT: soon}), [message("two", id="b")], expected=token
+        )
     finally:
         store_module.now_key = original  # type: ignore[assignment]
     assert refused is None
@@ -109,10 +113,13 @@ def test_tokens_the_store_did_not_give_never_write(stores: tuple[SQLiteStore, SQ
 def test_a_turn_that_resends_a_stored_message_rewrites_it_in_place(stores: tuple[SQLiteStore, SQLiteStore]) -> None:
     store, _ = stores
     token = store.save_revisioned(conversation("c"), [message("one", id="a"), message("two", id="b")])
-    newer = store.save_revisioned(conversation("c"), [message("one, edited", id="a"), message("three", id="c")],
-                                  expected=token)
+    newer = store.save_revisioned(
+        conversation("c"), [message("one, edited", id="a"), message("three", id="c")], expected=token
+    )
     assert newer is not None
     stored = store.load("c")
     assert stored is not None and [(m.id, m.content) for m in stored.messages] == [
-        ("a", "one, edited"), ("b", "two"), ("c", "three")
+        ("a", "one, edited"),
+        ("b", "two"),
+        ("c", "three"),
     ]

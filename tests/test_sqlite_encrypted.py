@@ -57,14 +57,24 @@ SEARCHABLE = [TITLE, CONTENT, REPLY, TOOL_RESULT]  # titles and message content 
 def secret_conversation() -> Conversation:
     call = ToolCall(function=Function(name=TOOL_NAME, arguments={"department": TOOL_ARGUMENT}), id="call-7")
     messages = [
-        Message(role=MessageRole.USER, content=f"tell me about {CONTENT} please", created_at=MOMENT,
-                metadata={"source": MESSAGE_META}),
+        Message(
+            role=MessageRole.USER,
+            content=f"tell me about {CONTENT} please",
+            created_at=MOMENT,
+            metadata={"source": MESSAGE_META},
+        ),
         Message(role=MessageRole.ASSISTANT, content="", tool_calls=[call], created_at=MOMENT),
         Message(role=MessageRole.TOOL, content=f"result {TOOL_RESULT}", tool_call_id="call-7", created_at=MOMENT),
         Message(role=MessageRole.ASSISTANT, content=f"the answer is {REPLY}", created_at=MOMENT),
     ]
-    return Conversation(title=f"About {TITLE}", model_name="llama3", messages=messages, created_at=MOMENT,
-                        updated_at=MOMENT, metadata={META_KEY: META_VALUE})
+    return Conversation(
+        title=f"About {TITLE}",
+        model_name="llama3",
+        messages=messages,
+        created_at=MOMENT,
+        updated_at=MOMENT,
+        metadata={META_KEY: META_VALUE},
+    )
 
 
 def files_of(path: Path) -> dict[str, bytes]:
@@ -153,8 +163,14 @@ def test_deleted_text_and_the_purge_at_close_on_an_encrypted_store(tmp_path: Pat
 
 
 @settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
-@given(secrets=st.lists(st.text(alphabet="abcdefghijklmnopqrstuvwxyz0123456789", min_size=12, max_size=24),
-                        min_size=3, max_size=3, unique=True))
+@given(
+    secrets=st.lists(
+        st.text(alphabet="abcdefghijklmnopqrstuvwxyz0123456789", min_size=12, max_size=24),
+        min_size=3,
+        max_size=3,
+        unique=True,
+    )
+)
 def test_any_saved_text_stays_out_of_the_files_and_is_found(tmp_path: Path, secrets: list[str]) -> None:
     """Property: whatever is saved as title, content and metadata value is found by
     search (or the metadata filter) and appears in none of the files."""
@@ -183,7 +199,7 @@ def test_a_raw_key_as_bytes_and_in_sqlcipher_notation_open_the_same_file(tmp_pat
 
 
 def test_a_passphrase_with_quotes_and_unicode_opens_only_with_itself(tmp_path: Path) -> None:
-    passphrase = "it's a \"long\" pass phrase, ключ"
+    passphrase = 'it\'s a "long" pass phrase, ключ'
     path = encrypted_file(tmp_path, passphrase)
     assert plaintext_in(files_of(path), PLAINTEXTS) == []
     with SessionManager(db_path=path, key=passphrase) as manager:
@@ -354,8 +370,15 @@ def test_a_key_written_into_the_url_is_refused_without_repeating_it(tmp_path: Pa
 
 @pytest.mark.parametrize(
     "query, options",
-    [("?key_env=A&encrypted=0", {}), ("?encrypted=maybe", {}), ("?key_env=1BAD", {}), ("?key_env=", {}),
-     ("?key_env=A", {"key": KEY}), ("", {"encrypted": "0", "key": KEY}), ("", {"encrypted": 1})],
+    [
+        ("?key_env=A&encrypted=0", {}),
+        ("?encrypted=maybe", {}),
+        ("?key_env=1BAD", {}),
+        ("?key_env=", {}),
+        ("?key_env=A", {"key": KEY}),
+        ("", {"encrypted": "0", "key": KEY}),
+        ("", {"encrypted": 1}),
+    ],
 )
 def test_contradicting_or_malformed_encryption_options_are_refused(
     tmp_path: Path, monkeypatch, query: str, options: dict
@@ -391,10 +414,12 @@ except InvalidInputError as error:
 
 
 def test_without_the_driver_a_keyed_store_names_the_extra_and_plain_stores_work(tmp_path: Path) -> None:
-    result = subprocess.run([sys.executable, "-c", _BLOCKED_DRIVER, str(tmp_path)],
-                            capture_output=True, text=True, timeout=120, check=False)
+    result = subprocess.run(
+        [sys.executable, "-c", _BLOCKED_DRIVER, str(tmp_path)], capture_output=True, text=True, timeout=120, check=False
+    )
     assert result.returncode == 0, result.stderr
-    assert result.stdout.startswith("refused:") and "qv-session-manager[sqlcipher]" in result.stdout
+    assert result.stdout.startswith("refused:") and "pip install sqlcipher3" in result.stdout
+    assert 'pip install -e ".[sqlcipher]"' in result.stdout  # the extra exists in a checkout, not on PyPI
     assert sorted(p.name for p in tmp_path.iterdir()) == ["plain.db"]
 
 
@@ -465,11 +490,10 @@ def test_concurrent_writers_on_one_encrypted_file_lose_nothing(tmp_path: Path) -
         second.close()
 
 
-
 def test_the_readme_example_runs(tmp_path: Path, monkeypatch) -> None:
     readme = (Path(__file__).resolve().parent.parent / "README.md").read_text(encoding="utf-8")
-    section = readme[readme.index("**The whole SQLite file.**"):]
-    code = section[section.index("```python\n") + len("```python\n"):section.index("\n```\n")]
+    section = readme[readme.index("**The whole SQLite file.**") :]
+    code = section[section.index("```python\n") + len("```python\n") : section.index("\n```\n")]
     monkeypatch.chdir(tmp_path)
     monkeypatch.setenv("CHATS_KEY_HEX", KEY.hex())
     monkeypatch.setenv("CHATS_KEY", f"x'{KEY.hex()}'")

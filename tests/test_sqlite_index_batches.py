@@ -121,7 +121,9 @@ def test_a_read_only_store_scans_waiting_rows(tmp_path: Path, monkeypatch: pytes
     reader = SQLiteStore(path)
     try:
         monkeypatch.setattr(
-            SQLiteStore, "_transaction", _refusing_writes(SQLiteStore._transaction)  # type: ignore[arg-type]
+            SQLiteStore,
+            "_transaction",
+            _refusing_writes(SQLiteStore._transaction),  # type: ignore[arg-type]
         )
         assert _hit_ids(reader, "parsnips") == [("c", "m")]
         assert reader._may_flush is False, "after a refused write the store stops trying"
@@ -261,10 +263,15 @@ def test_doctor_finds_and_repairs_messages_a_later_conversation_took_over(tmp_pa
     path = tmp_path / "leaked.db"
     db = _schema_2_file(path)
     _add(db, "kept", "2025-01-01T10:00:00", [("k", "kept words", "2025-01-01T10:00:00")])
-    freed = _add(db, "gone", "2025-01-02T10:00:00", [
-        ("g1", "private zqxjvadopted one", "2025-01-02T10:00:00"),
-        ("g2", "private zqxjvadopted two", "2025-01-02T10:01:00"),
-    ])
+    freed = _add(
+        db,
+        "gone",
+        "2025-01-02T10:00:00",
+        [
+            ("g1", "private zqxjvadopted one", "2025-01-02T10:00:00"),
+            ("g2", "private zqxjvadopted two", "2025-01-02T10:01:00"),
+        ],
+    )
     db.execute("DELETE FROM conversations WHERE id = 'gone'")
     assert _add(db, "heir", "2025-03-01T10:00:00", [("h", "my own message", "2025-03-01T10:00:00")]) == freed
     db.close()

@@ -43,15 +43,23 @@ def test_url_forms(tmp_path: Path, monkeypatch) -> None:
     finally:
         for store in (relative, absolute, in_memory):
             store.close()
-    bad_urls = ["sqlite:///x.db?journal=off", "sqlite://host/x.db", "sqlite:///", "sqlite:///a?b.db",
-                "sqlite:///f.db?foo", "sqlite:///%FF.db", "sqlite:///x.db?busy_timeout=inf",
-                "sqlite:///x.db?busy_timeout=-5", "sqlite:///x.db?busy_timeout=soon", "memory://x?foo=1"]
+    bad_urls = [
+        "sqlite:///x.db?journal=off",
+        "sqlite://host/x.db",
+        "sqlite:///",
+        "sqlite:///a?b.db",
+        "sqlite:///f.db?foo",
+        "sqlite:///%FF.db",
+        "sqlite:///x.db?busy_timeout=inf",
+        "sqlite:///x.db?busy_timeout=-5",
+        "sqlite:///x.db?busy_timeout=soon",
+        "memory://x?foo=1",
+    ]
     for url in bad_urls:
         with pytest.raises(InvalidInputError):
             open_store(url).close()
             pytest.fail(f"{url} must be refused")
-    for path, options in [(123, {}), ("x.db", {"foo": 1}), ("x.db", {"busy_timeout": float("nan")}),
-                          ("memory://", {})]:
+    for path, options in [(123, {}), ("x.db", {"foo": 1}), ("x.db", {"busy_timeout": float("nan")}), ("memory://", {})]:
         with pytest.raises(InvalidInputError):
             SessionManager(path, **options).close()  # type: ignore[arg-type]
             pytest.fail(f"SessionManager({path!r}, **{options}) must be refused")
@@ -95,14 +103,11 @@ def test_reads_use_indexes_not_scans(tmp_path: Path) -> None:
     try:
         load = plan(store, "SELECT id FROM messages WHERE conversation_pk = ? ORDER BY position, pk", (1,))
         assert "SCAN messages" not in load, load
-        listing = plan(
-            store, "SELECT id FROM conversations c ORDER BY c.updated_key DESC, c.id DESC LIMIT 20", ()
-        )
+        listing = plan(store, "SELECT id FROM conversations c ORDER BY c.updated_key DESC, c.id DESC LIMIT 20", ())
         assert "SCAN c USING INDEX conversations_by_updated" in listing or "COVERING INDEX" in listing, listing
         search = plan(
             store,
-            "SELECT m.pk FROM message_index JOIN messages m ON m.pk = message_index.rowid"
-            " WHERE message_index MATCH ?",
+            "SELECT m.pk FROM message_index JOIN messages m ON m.pk = message_index.rowid WHERE message_index MATCH ?",
             (to_fts5(parse("python")),),
         )
         assert "VIRTUAL TABLE INDEX" in search and "SCAN m " not in search + " ", search
@@ -245,7 +250,24 @@ _index_texts = st.one_of(
     st.text(alphabet=st.characters(blacklist_categories=("Cs",))),
     st.lists(
         st.sampled_from(
-            ["Hello", ", ", "_", "x" * 200, "Y" * 201, "é", "東京", "\x00", "42", "—", "“", "ß", "e\u0301", "²", "ǅ", "ｱ"]
+            [
+                "Hello",
+                ", ",
+                "_",
+                "x" * 200,
+                "Y" * 201,
+                "é",
+                "東京",
+                "\x00",
+                "42",
+                "—",
+                "“",
+                "ß",
+                "e\u0301",
+                "²",
+                "ǅ",
+                "ｱ",
+            ]
         )
     ).map("".join),
 )

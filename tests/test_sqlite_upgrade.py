@@ -46,7 +46,6 @@ from seed_layouts import OLD_DDL, SEED_DDL
 SEED_MODULE_PATH = Path("/tmp/seedpkg/qv_session_manager/qv_session_manager/session_manager.py")
 
 
-
 # -- the data --------------------------------------------------------------------------
 
 
@@ -78,22 +77,33 @@ def _uid(prefix: str) -> str:
 TIE = "2025-01-20T09:00:00.500000"
 
 RESUME = Conv(
-    id=_uid("c1"), title="Résumé review", model_name="gemma3:1b",
-    created_at="2025-01-20T09:00:00", updated_at="2025-01-20T09:05:00.123456",
+    id=_uid("c1"),
+    title="Résumé review",
+    model_name="gemma3:1b",
+    created_at="2025-01-20T09:00:00",
+    updated_at="2025-01-20T09:05:00.123456",
     metadata={"topic": "career", "language": "fr", "tags": ["cv", "emploi"], "rating": 4.5},
     messages=[
         # Three messages with one created_at: order must be insertion order, although
         # their ids sort the other way round.
         Msg(_uid("f3"), "system", "Tu es un conseiller d'orientation.", TIE),
-        Msg(_uid("b2"), "user", "Pouvez-vous relire mon Résumé ? Ça commence par « Naïve café ».", TIE,
-            {"source": "upload"}),
+        Msg(
+            _uid("b2"),
+            "user",
+            "Pouvez-vous relire mon Résumé ? Ça commence par « Naïve café ».",
+            TIE,
+            {"source": "upload"},
+        ),
         Msg(_uid("a1"), "assistant", "Bien sûr ! Envoyez-le-moi.", TIE),
         Msg(_uid("05"), "user", "Voilà, merci.", "2025-01-20T09:04:59"),
     ],
 )
 TOKYO = Conv(
-    id=_uid("c2"), title="旅行の相談", model_name="llama3",
-    created_at="2025-01-21T08:00:00+09:00", updated_at="2025-01-21T08:10:00+09:00",
+    id=_uid("c2"),
+    title="旅行の相談",
+    model_name="llama3",
+    created_at="2025-01-21T08:00:00+09:00",
+    updated_at="2025-01-21T08:10:00+09:00",
     metadata={"topic": "travel", "city": "東京"},
     messages=[
         # Inserted out of chronological order: created_at decides, as in the seed.
@@ -103,8 +113,11 @@ TOKYO = Conv(
     ],
 )
 JAVASCRIPT = Conv(
-    id=_uid("c3"), title="JavaScript Tutorial", model_name="mistral",
-    created_at="2025-01-19T10:00:00", updated_at="2025-01-19T10:00:02",
+    id=_uid("c3"),
+    title="JavaScript Tutorial",
+    model_name="mistral",
+    created_at="2025-01-19T10:00:00",
+    updated_at="2025-01-19T10:00:02",
     metadata={"topic": "web-development", "difficulty": "beginner", "language": "javascript"},
     messages=[
         Msg(_uid("e1"), "system", "You are an experienced web developer.", "2025-01-19T10:00:00.000001"),
@@ -112,14 +125,21 @@ JAVASCRIPT = Conv(
     ],
 )
 EMPTY = Conv(
-    id=_uid("c4"), title="Kubernetes notes", model_name="llama3",
-    created_at="2024-12-31T23:59:59.999999", updated_at="2024-12-31T23:59:59.999999",
-    metadata={}, messages=[],
+    id=_uid("c4"),
+    title="Kubernetes notes",
+    model_name="llama3",
+    created_at="2024-12-31T23:59:59.999999",
+    updated_at="2024-12-31T23:59:59.999999",
+    metadata={},
+    messages=[],
 )
 #: Saved, then deleted by the seed: its messages stay behind as orphans.
 DELETED = Conv(
-    id=_uid("c5"), title="Zebrafish genetics", model_name="llama3",
-    created_at="2025-01-22T12:00:00", updated_at="2025-01-22T12:00:01",
+    id=_uid("c5"),
+    title="Zebrafish genetics",
+    model_name="llama3",
+    created_at="2025-01-22T12:00:00",
+    updated_at="2025-01-22T12:00:01",
     metadata={"topic": "biology"},
     messages=[
         Msg(_uid("99"), "user", "Tell me about zebrafish fins.", "2025-01-22T12:00:00"),
@@ -134,12 +154,13 @@ CONVERSATIONS = [RESUME, TOKYO, JAVASCRIPT, EMPTY]
 ORPHAN_IDS = {m.id for m in DELETED.messages + STRAY}
 
 
-
 def _seed_written_timestamps() -> list[str]:
     convs = CONVERSATIONS + [DELETED]
-    return [t for c in convs for t in (c.created_at, c.updated_at)] + [
-        m.created_at for c in convs for m in c.messages
-    ] + [m.created_at for m in STRAY]
+    return (
+        [t for c in convs for t in (c.created_at, c.updated_at)]
+        + [m.created_at for c in convs for m in c.messages]
+        + [m.created_at for m in STRAY]
+    )
 
 
 # The seed stored datetime.isoformat() output, so every timestamp above is in that form.
@@ -172,8 +193,7 @@ def _insert_seed_style(db: sqlite3.Connection, conv: Conv, *, with_model_name: b
         )
     else:
         db.execute(
-            "INSERT OR REPLACE INTO conversations (id, title, created_at, updated_at, metadata)"
-            " VALUES (?, ?, ?, ?, ?)",
+            "INSERT OR REPLACE INTO conversations (id, title, created_at, updated_at, metadata) VALUES (?, ?, ?, ?, ?)",
             (conv.id, conv.title, conv.created_at, conv.updated_at, json.dumps(conv.metadata)),
         )
     for m in conv.messages:
@@ -394,6 +414,7 @@ def test_search_finds_migrated_text(seed_db):
     accents folded ('resume' finds 'Résumé') and CJK text ('東京')."""
     path, _ = seed_db
     with SessionManager(db_path=str(path)) as mgr:
+
         def ids(query: str) -> list[str]:
             return [c["id"] for c in mgr.search_conversations(query)]
 
@@ -470,14 +491,17 @@ def test_saving_to_a_migrated_conversation_appends(seed_db):
         mgr.save_conversation(conv, conv.messages)
 
         # Only the newest message, stamped earlier than everything stored: still appended.
-        late = Message(role=MessageRole.ASSISTANT, content="Avec plaisir, platypodes inclus.",
-                       created_at=datetime(2000, 1, 1))
+        late = Message(
+            role=MessageRole.ASSISTANT, content="Avec plaisir, platypodes inclus.", created_at=datetime(2000, 1, 1)
+        )
         mgr.save_conversation(conv, [late])
 
     with SessionManager(db_path=str(path)) as mgr:
         reloaded = mgr.load_conversation(RESUME.id)
         assert [str(m.id) for m in reloaded.messages] == [
-            *EXPECTED_ORDER[RESUME.id], str(conv.messages[-1].id), str(late.id)
+            *EXPECTED_ORDER[RESUME.id],
+            str(conv.messages[-1].id),
+            str(late.id),
         ]
         assert reloaded.messages[-2].content == "Une dernière question sur la lettre de motivation."
         assert reloaded.messages[-1].content == "Avec plaisir, platypodes inclus."
@@ -512,12 +536,17 @@ def _assert_refused_untouched(path: Path, error: type[Exception]) -> None:
 @pytest.mark.parametrize(
     "ddl",
     [
-        pytest.param("CREATE TABLE conversations (name TEXT, amount INTEGER);"
-                     "INSERT INTO conversations VALUES ('invoice', 42);", id="foreign-conversations"),
-        pytest.param("CREATE TABLE conversations (id TEXT PRIMARY KEY, title TEXT, created_at TEXT,"
-                     " updated_at TEXT, metadata TEXT);"
-                     "CREATE TABLE messages (id TEXT PRIMARY KEY, body TEXT);"
-                     "INSERT INTO messages VALUES ('m', 'x');", id="foreign-messages"),
+        pytest.param(
+            "CREATE TABLE conversations (name TEXT, amount INTEGER);INSERT INTO conversations VALUES ('invoice', 42);",
+            id="foreign-conversations",
+        ),
+        pytest.param(
+            "CREATE TABLE conversations (id TEXT PRIMARY KEY, title TEXT, created_at TEXT,"
+            " updated_at TEXT, metadata TEXT);"
+            "CREATE TABLE messages (id TEXT PRIMARY KEY, body TEXT);"
+            "INSERT INTO messages VALUES ('m', 'x');",
+            id="foreign-messages",
+        ),
     ],
 )
 def test_foreign_table_raises_schema_version_error_and_is_untouched(tmp_path, ddl):
@@ -570,13 +599,20 @@ def test_seed_metadata_that_is_not_an_object_becomes_empty(tmp_path: Path) -> No
     path = tmp_path / "null-metadata.db"
     db = sqlite3.connect(path)
     db.executescript(SEED_DDL)
-    rows = [("11111111-1111-4111-8111-111111111111", "null"), ("22222222-2222-4222-8222-222222222222", "[1, 2]"),
-            ("33333333-3333-4333-8333-333333333333", '{"kept": true}')]
+    rows = [
+        ("11111111-1111-4111-8111-111111111111", "null"),
+        ("22222222-2222-4222-8222-222222222222", "[1, 2]"),
+        ("33333333-3333-4333-8333-333333333333", '{"kept": true}'),
+    ]
     for conversation_id, metadata in rows:
-        db.execute("INSERT INTO conversations VALUES (?, 'title', 'llama3', '2025-01-20T10:00:00', "
-                   "'2025-01-20T10:00:00', ?)", (conversation_id, metadata))
-        db.execute("INSERT INTO messages VALUES (?, ?, 'user', 'hello there', '2025-01-20T10:00:00', 'null')",
-                   (conversation_id[::-1], conversation_id))
+        db.execute(
+            "INSERT INTO conversations VALUES (?, 'title', 'llama3', '2025-01-20T10:00:00', '2025-01-20T10:00:00', ?)",
+            (conversation_id, metadata),
+        )
+        db.execute(
+            "INSERT INTO messages VALUES (?, ?, 'user', 'hello there', '2025-01-20T10:00:00', 'null')",
+            (conversation_id[::-1], conversation_id),
+        )
     db.commit()
     db.close()
     with SessionManager(db_path=path) as manager:

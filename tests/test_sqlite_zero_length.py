@@ -41,9 +41,7 @@ def _use(path: str, **options: Any) -> Conversation:
     with SessionManager(db_path=path, **options) as manager:
         manager.save_conversation(conversation, conversation.messages)
         loaded = manager.load_conversation(str(conversation.id))
-        assert loaded is not None and [m.content for m in loaded.messages] == [
-            m.content for m in conversation.messages
-        ]
+        assert loaded is not None and [m.content for m in loaded.messages] == [m.content for m in conversation.messages]
         assert [c["id"] for c in manager.search_conversations("walruses")] == [str(conversation.id)]
     return conversation
 

@@ -15,8 +15,14 @@ from qv_session_manager.backends.sqlite import SQLiteStore
 from qv_session_manager.protocol import Capability, offers
 from qv_session_manager.testing.stateful import run_comparison
 
-QUICK = Settings(max_examples=200, stateful_step_count=30, deadline=None, derandomize=True,
-                 suppress_health_check=list(HealthCheck), phases=[Phase.explicit, Phase.reuse, Phase.generate])
+QUICK = Settings(
+    max_examples=200,
+    stateful_step_count=30,
+    deadline=None,
+    derandomize=True,
+    suppress_health_check=list(HealthCheck),
+    phases=[Phase.explicit, Phase.reuse, Phase.generate],
+)
 
 
 class NaiveTimestamps(SQLiteStore):

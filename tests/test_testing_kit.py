@@ -20,8 +20,13 @@ pytestmark = pytest.mark.slow  # each test runs the kit in a pytest subprocess
 def test_the_suite_runs_against_a_url(pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("QV_SESSION_MANAGER_TEST_URL", "sqlite:///{tmp}/{name}.db")
     result = pytester.runpytest_subprocess(
-        "-q", "-p", "no:cacheprovider", "--pyargs", "qv_session_manager.testing.url_suite",
-        "-k", "test_data_survives_reopening or test_replace or test_delete",
+        "-q",
+        "-p",
+        "no:cacheprovider",
+        "--pyargs",
+        "qv_session_manager.testing.url_suite",
+        "-k",
+        "test_data_survives_reopening or test_replace or test_delete",
     )
     result.assert_outcomes(passed=4)
 
@@ -64,8 +69,12 @@ def profile_after_import(monkeypatch: pytest.MonkeyPatch, chosen: str | None, be
 
 @pytest.mark.parametrize(
     ("chosen", "expected"),
-    [("qv-default", "60 None True"), ("qv-ci", "150 None True"), ("qv-deep", "2000 None True"),
-     ("qv-no-shrink", "60 None False")],
+    [
+        ("qv-default", "60 None True"),
+        ("qv-ci", "150 None True"),
+        ("qv-deep", "2000 None True"),
+        ("qv-no-shrink", "60 None False"),
+    ],
 )
 def test_the_kit_ships_hypothesis_profiles_chosen_by_the_environment(
     monkeypatch: pytest.MonkeyPatch, chosen: str, expected: str
@@ -83,6 +92,8 @@ def test_the_kit_keeps_the_users_own_profile(monkeypatch: pytest.MonkeyPatch) ->
 
 class DroppableMemory(MemoryStore):
     """A memory store that records its drop in a shared log."""
+
+    capabilities = MemoryStore.capabilities | {Capability.DROPPABLE}
 
     def __init__(self, name: str, log: list[str]) -> None:
         super().__init__()
@@ -153,6 +164,7 @@ from pathlib import Path
 import pytest
 
 from qv_session_manager.backends.sqlite import SQLiteStore
+from qv_session_manager.protocol import Capability
 from qv_session_manager.testing import StoreContract, managed_opener
 
 SERVER = Path(os.environ["KIT_SERVER_DIR"])
@@ -160,6 +172,10 @@ SERVER = Path(os.environ["KIT_SERVER_DIR"])
 
 class ServerStore(SQLiteStore):
     """A stand-in for a store on a server: one shared directory, a file per namespace."""
+
+    def __init__(self, path):
+        super().__init__(path)
+        self.capabilities = self.capabilities | {Capability.DROPPABLE}
 
     def drop(self) -> None:
         self.close()

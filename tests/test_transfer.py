@@ -18,8 +18,10 @@ def test_copy_is_complete_and_idempotent(tmp_path: Path) -> None:
     destination = MemoryStore()
     try:
         for index in range(25):
-            source.save(conversation(f"c{index:02d}", updated=minutes(index % 3)),
-                        [message(f"text {index} {turn}", id=f"m{turn}") for turn in range(index % 4)])
+            source.save(
+                conversation(f"c{index:02d}", updated=minutes(index % 3)),
+                [message(f"text {index} {turn}", id=f"m{turn}") for turn in range(index % 4)],
+            )
         assert copy_store(source, destination, page_size=7) == CopyReport(copied=25)
         listed = source.list(ConversationFilter())
         assert destination.list(ConversationFilter()) == listed

@@ -42,6 +42,7 @@ SIZES = st.one_of(
 
 def _valid_starts(roles: list[str], size: dict[str, int]) -> list[int]:
     """Every start giving a suffix of at least the requested size that does not begin on a tool message."""
+
     def big_enough(start: int) -> bool:
         if "last_messages" in size:
             return len(roles) - start >= size["last_messages"]
@@ -78,7 +79,7 @@ def test_a_tail_decides_exactly_when_it_holds_the_window(
     full = window_start(roles, **size)
     assert full is not None
     length = data.draw(st.integers(0, len(roles)))
-    partial = window_start(roles[len(roles) - length:], complete=length == len(roles), **size)
+    partial = window_start(roles[len(roles) - length :], complete=length == len(roles), **size)
     if length >= len(roles) - full:
         assert partial == full - (len(roles) - length)
     else:
@@ -96,11 +97,21 @@ def test_tool_results_stay_with_their_call() -> None:
     assert window_indices([], last_turns=3) == []
 
 
-@pytest.mark.parametrize("arguments", [
-    {}, {"last_messages": 1, "last_turns": 1}, {"last_messages": 0}, {"last_turns": -1},
-    {"last_messages": True}, {"last_messages": 1.5}, {"last_turns": "2"}, {"last_messages": 2**63},
-    {"last_messages": 1, "keep_system": None}, {"last_messages": 1, "keep_system": 1},
-])
+@pytest.mark.parametrize(
+    "arguments",
+    [
+        {},
+        {"last_messages": 1, "last_turns": 1},
+        {"last_messages": 0},
+        {"last_turns": -1},
+        {"last_messages": True},
+        {"last_messages": 1.5},
+        {"last_turns": "2"},
+        {"last_messages": 2**63},
+        {"last_messages": 1, "keep_system": None},
+        {"last_messages": 1, "keep_system": 1},
+    ],
+)
 def test_bad_window_arguments_are_refused(arguments: dict[str, object]) -> None:
     with pytest.raises(InvalidInputError):
         window_indices(["user"], **arguments)  # type: ignore[arg-type]
@@ -115,13 +126,23 @@ def _long_chat(count: int) -> list[MessageRecord]:
     """A system prompt, then turns of user, assistant with a tool call, tool result, answer."""
     messages = [MessageRecord(id="sys", role="system", content="Be brief.", created_at=T0)]
     kinds = [
-        ("user", None), ("assistant", (ToolCallRecord("get_weather", {"city": "Paris"}, "t"),)),
-        ("tool", None), ("assistant", None),
+        ("user", None),
+        ("assistant", (ToolCallRecord("get_weather", {"city": "Paris"}, "t"),)),
+        ("tool", None),
+        ("assistant", None),
     ]
     for index in range(count - 1):
         role, calls = kinds[index % 4]
-        messages.append(MessageRecord(id=f"m{index}", role=role, content=f"text {index}", created_at=T0,
-                                      tool_calls=calls, tool_call_id="t" if role == "tool" else None))
+        messages.append(
+            MessageRecord(
+                id=f"m{index}",
+                role=role,
+                content=f"text {index}",
+                created_at=T0,
+                tool_calls=calls,
+                tool_call_id="t" if role == "tool" else None,
+            )
+        )
     return messages
 
 
@@ -247,20 +268,30 @@ def test_load_conversation_windows(manager: SessionManager) -> None:
     manager.save_conversation(chat)
     key = str(chat.id).upper()  # any spelling of the id
     assert _contents(manager.load_conversation(key, last_messages=2)) == [
-        "You are a weather bot.", "And tomorrow?", "Sunny."
+        "You are a weather bot.",
+        "And tomorrow?",
+        "Sunny.",
     ]
     assert _contents(manager.load_conversation(key, last_messages=3, keep_system=False)) == [
-        "It is 18 degrees in Paris.", "And tomorrow?", "Sunny."
+        "It is 18 degrees in Paris.",
+        "And tomorrow?",
+        "Sunny.",
     ]
     # last 4 would start on the tool result: the assistant message that called the tool comes too
     window = manager.load_conversation(key, last_messages=4, keep_system=False)
     assert window is not None and window.messages[0].tool_calls is not None
     assert [m.role for m in window.messages] == [
-        MessageRole.ASSISTANT, MessageRole.TOOL, MessageRole.ASSISTANT, MessageRole.USER, MessageRole.ASSISTANT
+        MessageRole.ASSISTANT,
+        MessageRole.TOOL,
+        MessageRole.ASSISTANT,
+        MessageRole.USER,
+        MessageRole.ASSISTANT,
     ]
     assert _contents(manager.load_conversation(key, last_turns=2)) == _contents(chat)
     assert _contents(manager.load_conversation(key, last_turns=1)) == [
-        "You are a weather bot.", "And tomorrow?", "Sunny."
+        "You are a weather bot.",
+        "And tomorrow?",
+        "Sunny.",
     ]
     loaded = manager.load_conversation(key, last_turns=1)
     assert loaded is not None and loaded.id == chat.id and loaded.title == "Weather"
@@ -312,8 +343,9 @@ class _CuttingStore(MemoryStore):
     def load_window(self, conversation_id, *, last_messages=None, last_turns=None, keep_system=True):  # type: ignore[no-untyped-def]
         stored = self.load(conversation_id)
         if stored is None or last_messages is None:
-            return super().load_window(conversation_id, last_messages=last_messages, last_turns=last_turns,
-                                       keep_system=keep_system)
+            return super().load_window(
+                conversation_id, last_messages=last_messages, last_turns=last_turns, keep_system=keep_system
+            )
         return type(stored)(stored.conversation, stored.messages[-last_messages:])
 
 
@@ -327,9 +359,17 @@ def test_the_state_machine_catches_a_window_that_cuts_tool_results() -> None:
     # Derandomized: the machine has many rules, and a random run of a few hundred examples
     # sometimes missed the bug; a fixed sequence finds it every time (the search stops there).
     with pytest.raises(AssertionError, match="contract equivalence: load_window"):
-        run_comparison(lambda name: _CuttingStore(), settings(max_examples=1000, stateful_step_count=25,
-                                                              deadline=None, database=None, derandomize=True,
-                                                              phases=[Phase.generate]))
+        run_comparison(
+            lambda name: _CuttingStore(),
+            settings(
+                max_examples=1000,
+                stateful_step_count=25,
+                deadline=None,
+                database=None,
+                derandomize=True,
+                phases=[Phase.generate],
+            ),
+        )
 
 
 def test_the_readme_example_runs() -> None:

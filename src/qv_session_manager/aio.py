@@ -31,6 +31,7 @@ from . import aio_bridge
 from .async_protocol import AsyncConversationStore, BlockingView, is_async_store, open_async_store
 from .errors import InvalidInputError
 from .exchange import CsvFormulas, ExportFormat, ImportFormat, ImportReport, OnConflict, OnError
+from .install_hints import install_hint
 from .manager import SessionManager, default_url
 from .protocol import ConversationStore, SearchOrder, TimeField
 from .timeutil import TimeBound
@@ -74,13 +75,14 @@ class AsyncSessionManager:
             url = url if url is not None else default_url()
             native = open_async_store(url, **options)
         if native is not None and not aio_bridge.available():
-            raise InvalidInputError("an async store needs the greenlet package: pip install 'qv-session-manager[async]'")
+            raise InvalidInputError(f"an async store needs the greenlet package: {install_hint('greenlet', 'async')}")
         self._executor: ThreadPoolExecutor | None = None
         if native is not None:
             view = cast(ConversationStore, BlockingView(native, aio_bridge.suspend))
             # SessionManager checks the arguments (one of db_path/url/store, no options with a store).
-            self._sync = SessionManager(db_path, url=None if store is None else url, store=view,
-                                        **({} if store is None else options))
+            self._sync = SessionManager(
+                db_path, url=None if store is None else url, store=view, **({} if store is None else options)
+            )
         else:
             self._sync = SessionManager(db_path, url=url, store=cast(ConversationStore | None, store), **options)
             self._executor = ThreadPoolExecutor(thread_name_prefix="qv-session-manager")
@@ -213,8 +215,11 @@ class AsyncSessionManager:
     ) -> Conversation | None:
         """See :meth:`SessionManager.load_conversation`."""
         return await self._call(
-            self._sync.load_conversation, conversation_id,
-            last_messages=last_messages, last_turns=last_turns, keep_system=keep_system,
+            self._sync.load_conversation,
+            conversation_id,
+            last_messages=last_messages,
+            last_turns=last_turns,
+            keep_system=keep_system,
         )
 
     async def get_conversation_by_id(self, conversation_id: str) -> Conversation | None:
@@ -254,8 +259,9 @@ class AsyncSessionManager:
         metadata: Mapping[str, Any] | None = None,
     ) -> list[dict[str, Any]]:
         """See :meth:`SessionManager.list_conversations`."""
-        return await self._call(self._sync.list_conversations, limit=limit, offset=offset, after=after,
-                                metadata=metadata)
+        return await self._call(
+            self._sync.list_conversations, limit=limit, offset=offset, after=after, metadata=metadata
+        )
 
     async def search_by_time(
         self,
@@ -269,8 +275,16 @@ class AsyncSessionManager:
         metadata: Mapping[str, Any] | None = None,
     ) -> list[dict[str, Any]]:
         """See :meth:`SessionManager.search_by_time`."""
-        return await self._call(self._sync.search_by_time, start, end, field=field, limit=limit, offset=offset,
-                                after=after, metadata=metadata)
+        return await self._call(
+            self._sync.search_by_time,
+            start,
+            end,
+            field=field,
+            limit=limit,
+            offset=offset,
+            after=after,
+            metadata=metadata,
+        )
 
     async def search_conversations(
         self,
@@ -284,8 +298,16 @@ class AsyncSessionManager:
         mark: tuple[str, str] = ("**", "**"),
     ) -> list[dict[str, Any]]:
         """See :meth:`SessionManager.search_conversations`."""
-        return await self._call(self._sync.search_conversations, query, limit=limit, offset=offset, order=order,
-                                metadata=metadata, snippets=snippets, mark=mark)
+        return await self._call(
+            self._sync.search_conversations,
+            query,
+            limit=limit,
+            offset=offset,
+            order=order,
+            metadata=metadata,
+            snippets=snippets,
+            mark=mark,
+        )
 
     # -- export and import -----------------------------------------------------
 
@@ -302,8 +324,17 @@ class AsyncSessionManager:
 
         ``progress`` is called on that thread.
         """
-        return cast(int, await self._on_thread("export_conversations", destination, format=format,
-                                     metadata=metadata, progress=progress, csv_formulas=csv_formulas))
+        return cast(
+            int,
+            await self._on_thread(
+                "export_conversations",
+                destination,
+                format=format,
+                metadata=metadata,
+                progress=progress,
+                csv_formulas=csv_formulas,
+            ),
+        )
 
     async def import_conversations(
         self,
@@ -320,9 +351,19 @@ class AsyncSessionManager:
 
         ``progress`` is called on that thread.
         """
-        return cast(ImportReport, await self._on_thread("import_conversations", source, format=format,
-                                     batch_size=batch_size, on_error=on_error, on_conflict=on_conflict,
-                                     keep_empty=keep_empty, progress=progress))
+        return cast(
+            ImportReport,
+            await self._on_thread(
+                "import_conversations",
+                source,
+                format=format,
+                batch_size=batch_size,
+                on_error=on_error,
+                on_conflict=on_conflict,
+                keep_empty=keep_empty,
+                progress=progress,
+            ),
+        )
 
 
 class _AsyncIterator:

@@ -9,7 +9,7 @@ meanwhile) and switches into the function again with the result, or with the
 exception, raised where ``suspend`` was called. Cancellation of the driving task
 arrives the same way, as ``CancelledError`` at the pending ``suspend``.
 
-Needs the ``greenlet`` package (``pip install qv-session-manager[async]``);
+Needs the ``greenlet`` package (``pip install greenlet``; from a checkout ``pip install -e ".[async]"``);
 :func:`available` tells whether it is installed.
 """
 
@@ -18,6 +18,8 @@ from __future__ import annotations
 import contextvars
 from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
+
+from .install_hints import install_hint
 
 try:
     from greenlet import getcurrent, greenlet
@@ -48,7 +50,7 @@ async def run_bridged(function: Callable[..., T], /, *args: Any, **kwargs: Any) 
     when greenlet is not installed.
     """
     if _Bridge is None:
-        raise RuntimeError("native async stores need the greenlet package: pip install 'qv-session-manager[async]'")
+        raise RuntimeError(f"native async stores need the greenlet package: {install_hint('greenlet', 'async')}")
     bridge = _Bridge(function, getcurrent())
     bridge.gr_context = contextvars.copy_context()  # the caller's context variables, as a thread would get
     request: Any = bridge.switch(*args, **kwargs)

@@ -38,8 +38,7 @@ def loads(text: str | None) -> Any:
 def images_to_json(images: tuple[Image, ...]) -> list[Any]:
     """Images as JSON values: str as is, bytes as ``{"$bytes": "<base64>"}``."""
     return [
-        {"$bytes": base64.b64encode(image).decode("ascii")} if isinstance(image, bytes) else image
-        for image in images
+        {"$bytes": base64.b64encode(image).decode("ascii")} if isinstance(image, bytes) else image for image in images
     ]
 
 

@@ -63,7 +63,9 @@ def _role(value: Any) -> str:
 
 def tool_calls_to_records(calls: list[ToolCall]) -> tuple[ToolCallRecord, ...]:
     """Convert an SDK message's tool calls; raises InvalidInputError for anything not storable."""
-    return tuple(ToolCallRecord(name=call.function.name, arguments=call.function.arguments, id=call.id) for call in calls)
+    return tuple(
+        ToolCallRecord(name=call.function.name, arguments=call.function.arguments, id=call.id) for call in calls
+    )
 
 
 def message_to_record(message: Message) -> MessageRecord:

@@ -73,6 +73,7 @@ from datetime import datetime
 from typing import Any
 
 from .errors import EncryptionKeyError, InvalidInputError, StorageError, UnsupportedOperationError
+from .install_hints import install_hint
 from .protocol import (
     Capability,
     ConversationFilter,
@@ -129,7 +130,7 @@ class _Cipher:
     def __init__(self, keys: Mapping[str, bytes], current: str) -> None:
         if AESGCM is None:
             raise InvalidInputError(
-                "EncryptedStore needs the 'cryptography' package: pip install 'qv-session-manager[encryption]'"
+                f"EncryptedStore needs the 'cryptography' package: {install_hint('cryptography', 'encryption')}"
             )
         if not isinstance(keys, Mapping) or not keys:
             raise InvalidInputError("keys must be a non-empty mapping of key id to 32-byte key")
@@ -280,16 +281,22 @@ class _Codec:
         def at(field: str) -> bytes:
             return _place(conversation_id, message.id, field)
 
-        images = None if message.images is None else tuple(
-            image(each, at(_image_field(index, each))) for index, each in enumerate(message.images)
+        images = (
+            None
+            if message.images is None
+            else tuple(image(each, at(_image_field(index, each))) for index, each in enumerate(message.images))
         )
-        calls = None if message.tool_calls is None else tuple(
-            ToolCallRecord(
-                text(call.name, at(f"tool call {index} name")),
-                mapping(call.arguments, at(f"tool call {index} arguments")),
-                call.id,
+        calls = (
+            None
+            if message.tool_calls is None
+            else tuple(
+                ToolCallRecord(
+                    text(call.name, at(f"tool call {index} name")),
+                    mapping(call.arguments, at(f"tool call {index} arguments")),
+                    call.id,
+                )
+                for index, call in enumerate(message.tool_calls)
             )
-            for index, call in enumerate(message.tool_calls)
         )
         return dataclasses.replace(
             message,
@@ -486,11 +493,13 @@ class EncryptedStore:
             if stored is None:
                 continue
             plain = self._codec.open_stored(stored)
-            items.append(Searchable(
-                plain.conversation,
-                tokens(plain.conversation.title or ""),
-                [(m.id, tokens(m.content), m.content) for m in plain.messages],
-            ))
+            items.append(
+                Searchable(
+                    plain.conversation,
+                    tokens(plain.conversation.title or ""),
+                    [(m.id, tokens(m.content), m.content) for m in plain.messages],
+                )
+            )
         return reference_search(items, query, filter, order=order, limit=limit, offset=offset, with_text=with_text)
 
     def purge_expired(self) -> int:
@@ -534,6 +543,10 @@ class EncryptedStore:
 #: Revisioned saves and summary listings are not forwarded (every save seals anew, and
 #: summaries would be built from ciphertext); index inspection would show ciphertext.
 _FORWARDED = (
-    Capability.PERSISTENT, Capability.MULTI_PROCESS, Capability.EXPIRY,
-    Capability.BULK_SAVING, Capability.PURGING, Capability.DROPPABLE,
+    Capability.PERSISTENT,
+    Capability.MULTI_PROCESS,
+    Capability.EXPIRY,
+    Capability.BULK_SAVING,
+    Capability.PURGING,
+    Capability.DROPPABLE,
 )

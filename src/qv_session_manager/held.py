@@ -30,7 +30,7 @@ import builtins
 import copy
 import threading
 from collections.abc import Callable, Iterable, Iterator, Sequence
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass, field
 from dataclasses import replace as dataclass_replace
 from datetime import datetime
@@ -76,8 +76,11 @@ class Held:
 
 
 @contextmanager
-def translating(doing: str, catch: type[BaseException] | tuple[type[BaseException], ...],
-                translate: Callable[[Any, str], StorageError]) -> Iterator[None]:
+def translating(
+    doing: str,
+    catch: type[BaseException] | tuple[type[BaseException], ...],
+    translate: Callable[[Any, str], StorageError],
+) -> Iterator[None]:
     """Turn the engine's exceptions (``catch``) into ``translate(exc, doing)``; library errors pass untouched.
 
     For example ``with translating(f"reading {path}", OSError, to_storage_error): ...``.
@@ -99,7 +102,9 @@ def _listed(messages: Sequence[MessageRecord]) -> list[MessageRecord]:
     try:
         return list(messages)
     except TypeError:
-        raise InvalidInputError(f"messages must be a sequence of MessageRecord, not {type(messages).__name__}") from None
+        raise InvalidInputError(
+            f"messages must be a sequence of MessageRecord, not {type(messages).__name__}"
+        ) from None
 
 
 class HeldStore:
@@ -108,16 +113,25 @@ class HeldStore:
     It also has ``load_window``, ``purge_expired`` and ``indexed_tokens``, declared in
     ``capabilities``; a subclass adds ``PERSISTENT`` when its data survives ``close()``,
     and may add more sides of its own (the memory backend adds bulk and revisioned
-    saves with :meth:`_put`). ``lock`` serializes every call; stores that share data
-    (one directory) must share it.
+    saves with :meth:`_put`).
+
+    ``lock`` (default: a ``threading.RLock``) is held for every call; it must be
+    re-entrant. Store objects that share data must share it, and a store declaring
+    ``MULTI_PROCESS`` needs one that also excludes other processes (a thread lock
+    combined with the engine's own lock).
     """
 
-    capabilities: frozenset[Capability] = frozenset({
-        Capability.RELEVANCE, Capability.EXPIRY,
-        Capability.WINDOWED_LOADING, Capability.PURGING, Capability.INDEX_INSPECTION,
-    })
+    capabilities: frozenset[Capability] = frozenset(
+        {
+            Capability.RELEVANCE,
+            Capability.EXPIRY,
+            Capability.WINDOWED_LOADING,
+            Capability.PURGING,
+            Capability.INDEX_INSPECTION,
+        }
+    )
 
-    def __init__(self, lock: Any = None) -> None:
+    def __init__(self, lock: AbstractContextManager[Any] | None = None) -> None:
         self._lock = threading.RLock() if lock is None else lock
         self._closed = False
 
@@ -188,7 +202,8 @@ class HeldStore:
 
         Stored messages keep their place and are updated by id; new ones follow in the
         order given; ``replace`` makes the messages exactly ``messages``. Tokens of
-        unchanged texts carry over. Call under the lock.
+        unchanged texts carry over. It calls ``_write`` once and reads nothing itself.
+        Call under the lock.
         """
         kept = {} if replace or previous is None else previous.messages
         merged = dict(kept)
@@ -209,7 +224,8 @@ class HeldStore:
         known = source.message_tokens
         if known is not None and target.message_tokens is None:
             target.message_tokens = {
-                mid: known[mid] if mid in known and source.messages[mid].content == message.content
+                mid: known[mid]
+                if mid in known and source.messages[mid].content == message.content
                 else self._tokenize_message(message.content)
                 for mid, message in target.messages.items()
             }
@@ -340,10 +356,13 @@ class HeldStore:
             items = []
             for held in self._live_entries():
                 title, documents = self._documents(held)
-                items.append(Searchable(
-                    held.conversation, title,
-                    [(mid, documents[mid], message.content) for mid, message in held.messages.items()],
-                ))
+                items.append(
+                    Searchable(
+                        held.conversation,
+                        title,
+                        [(mid, documents[mid], message.content) for mid, message in held.messages.items()],
+                    )
+                )
         hits = reference_search(items, query, filter, order=order, limit=limit, offset=offset, with_text=with_text)
         return [dataclass_replace(hit, conversation=_copy(hit.conversation)) for hit in hits]
 

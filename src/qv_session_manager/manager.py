@@ -205,9 +205,7 @@ class SessionManager:
             if sent is not None:
                 records = [message_to_record(chosen[index]) for index in sent]
                 if not saved.moved(sent, records):
-                    revision = cast(RevisionedSaving, store).save_revisioned(
-                        record, records, expected=saved.revision
-                    )
+                    revision = cast(RevisionedSaving, store).save_revisioned(record, records, expected=saved.revision)
                     if revision is not None:
                         self._remember(record.id, saved.advanced(revision, chosen, sent, records))
                         return
@@ -357,9 +355,7 @@ class SessionManager:
         :meth:`load_conversation` does (leading system messages kept). Returns None
         when the conversation is missing or has no messages.
         """
-        conversation = self.load_conversation(
-            conversation_id, last_messages=last_messages, last_turns=last_turns
-        )
+        conversation = self.load_conversation(conversation_id, last_messages=last_messages, last_turns=last_turns)
         if conversation is None or not conversation.messages:
             return None
         return {"conversation": conversation, "last_message": conversation.messages[-1].to_db_dict()}
@@ -377,16 +373,16 @@ class SessionManager:
                 )
             else:
                 whole = self.store.load(key)
-                stored = None if whole is None else window_of(
-                    whole, last_messages=last_messages, last_turns=last_turns, keep_system=keep_system
+                stored = (
+                    None
+                    if whole is None
+                    else window_of(whole, last_messages=last_messages, last_turns=last_turns, keep_system=keep_system)
                 )
             if stored is not None:
                 return record_to_conversation(stored)
         return None
 
-    def fork_conversation(
-        self, conversation_id: str, at_message_id: str, *, title: str | None = None
-    ) -> Conversation:
+    def fork_conversation(self, conversation_id: str, at_message_id: str, *, title: str | None = None) -> Conversation:
         """Branch a conversation: save a copy of its history up to ``at_message_id`` and return it.
 
         The fork has a new conversation id and new message ids; messages keep their

@@ -78,7 +78,9 @@ class AutoSave:
     methods); calling either on the client or on this handle is the same.
     """
 
-    def __init__(self, client: OllamaChatClient, manager: SessionManager, *, stored: Conversation | None = None) -> None:
+    def __init__(
+        self, client: OllamaChatClient, manager: SessionManager, *, stored: Conversation | None = None
+    ) -> None:
         """Attach to ``client``. ``stored`` is the conversation as loaded from ``manager``:
         its messages count as saved already. Use :func:`autosave` or :func:`resume`."""
         self.client = client

@@ -198,7 +198,7 @@ class ConversationStore(Protocol):
         ...
 
     def close(self) -> None:
-        """Release resources. Closing twice is harmless; other calls after close fail."""
+        """Release resources. Closing twice is harmless; every other call afterwards raises StorageError."""
         ...
 
 

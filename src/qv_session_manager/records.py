@@ -48,8 +48,7 @@ def check_text(value: object, what: str, *, allow_none: bool = False) -> None:
             value.encode("utf-8")
         except UnicodeEncodeError as exc:
             raise InvalidInputError(
-                f"{what} contains a lone surrogate at index {exc.start} "
-                "(text must be valid Unicode)"
+                f"{what} contains a lone surrogate at index {exc.start} (text must be valid Unicode)"
             ) from None
 
 
@@ -222,7 +221,8 @@ class MessageRecord:
                     )
                 check_text(image, f"image {index} of message {self.id}")
         if self.tool_calls is not None and (
-            not isinstance(self.tool_calls, tuple) or not all(isinstance(call, ToolCallRecord) for call in self.tool_calls)
+            not isinstance(self.tool_calls, tuple)
+            or not all(isinstance(call, ToolCallRecord) for call in self.tool_calls)
         ):
             raise InvalidInputError("tool_calls must be a tuple of ToolCallRecord")
         check_text(self.tool_call_id, "tool_call_id", allow_none=True)
@@ -412,9 +412,7 @@ def check_metadata_filter(metadata: Mapping[str, Any] | None) -> None:
     for key, value in metadata.items():
         check_text(key, "metadata filter key")
         if value is not None and not isinstance(value, (str, int, float, bool)):
-            raise InvalidInputError(
-                f"metadata filter value for {key!r} must be str, int, float, bool or None"
-            )
+            raise InvalidInputError(f"metadata filter value for {key!r} must be str, int, float, bool or None")
         check_json(value, f"metadata filter value for {key!r}")
 
 

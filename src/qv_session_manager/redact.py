@@ -66,7 +66,7 @@ def mask_url(url: str) -> str:
         return f"<{type(url).__name__}>"
     span = _userinfo_span(url)
     if span is not None and span[1] > span[0]:
-        url = url[: span[0]] + MASK + url[span[1]:]
+        url = url[: span[0]] + MASK + url[span[1] :]
     return _PARAMETER.sub(lambda match: match.group(1) + match.group(2) + (MASK if match.group(3) else ""), url)
 
 
@@ -77,7 +77,7 @@ def secrets_of(url: str) -> list[str]:
     found: list[str] = []
     span = _userinfo_span(url)
     if span is not None:
-        found.append(url[span[0]:span[1]])
+        found.append(url[span[0] : span[1]])
     found.extend(match.group(3).strip("'") for match in _PARAMETER.finditer(url))
     variants = {variant for secret in found for variant in (secret, unquote(secret))}
     return sorted((variant for variant in variants if variant), key=len, reverse=True)

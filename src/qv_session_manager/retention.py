@@ -126,7 +126,9 @@ class ExpiryGuard:
         self.wrapped = store
         self.capabilities = store.capabilities
 
-    def save(self, conversation: ConversationRecord, messages: Sequence[MessageRecord], *, replace: bool = False) -> None:
+    def save(
+        self, conversation: ConversationRecord, messages: Sequence[MessageRecord], *, replace: bool = False
+    ) -> None:
         if isinstance(conversation, ConversationRecord):
             check_expiry_supported(self.wrapped, conversation)
         self.wrapped.save(conversation, messages, replace=replace)

@@ -203,8 +203,11 @@ def reference_search(
     if query.is_empty:
         return []
     hits = [
-        hit for item in items if passes(item.conversation, filter)
-        for hit in [_first_hit(item, query, with_text)] if hit is not None
+        hit
+        for item in items
+        if passes(item.conversation, filter)
+        for hit in [_first_hit(item, query, with_text)]
+        if hit is not None
     ]
     if order == "relevance":
         hits = _scored(hits, items, query)
@@ -222,8 +225,11 @@ def reference_search(
 
 def check_window(last_messages: object, last_turns: object, keep_system: object = True) -> None:
     """Raise InvalidInputError unless exactly one of the sizes is a positive int and keep_system a bool."""
-    given = [(name, value) for name, value in (("last_messages", last_messages), ("last_turns", last_turns))
-             if value is not None]
+    given = [
+        (name, value)
+        for name, value in (("last_messages", last_messages), ("last_turns", last_turns))
+        if value is not None
+    ]
     if len(given) != 1:
         raise InvalidInputError("give exactly one of last_messages and last_turns")
     name, value = given[0]

@@ -107,8 +107,10 @@ class _Slot(NamedTuple):
             and message.role is self.role
             and message.created_at is self.created_at
             and (message.content is self.content or (type(message.content) is str and message.content == self.content))
-            and (message.tool_call_id is self.tool_call_id
-                 or (type(message.tool_call_id) is str and message.tool_call_id == self.tool_call_id))
+            and (
+                message.tool_call_id is self.tool_call_id
+                or (type(message.tool_call_id) is str and message.tool_call_id == self.tool_call_id)
+            )
         ):
             return False
         metadata = message.metadata
@@ -126,7 +128,9 @@ class _Slot(NamedTuple):
             if not isinstance(images, list) or self.images is None or len(images) != len(self.images):
                 return False
             for image, saved in zip(images, self.images):
-                if not (image is saved or (type(image) in (str, bytes) and type(image) is type(saved) and image == saved)):
+                if not (
+                    image is saved or (type(image) in (str, bytes) and type(image) is type(saved) and image == saved)
+                ):
                     return False
         if message.tool_calls is None:
             return self.tool_calls is None
@@ -144,9 +148,7 @@ class SavedState:
     places: dict[str, int]  # stored id -> index in slots
 
     @classmethod
-    def of(
-        cls, revision: Hashable, messages: Sequence[Message], records: Sequence[MessageRecord]
-    ) -> SavedState | None:
+    def of(cls, revision: Hashable, messages: Sequence[Message], records: Sequence[MessageRecord]) -> SavedState | None:
         """The state after a full save; None when a message is not an SDK Message (not tracked)."""
         if not all(isinstance(message, Message) for message in messages):
             return None
@@ -162,7 +164,8 @@ class SavedState:
             return None
         try:
             return [
-                index for index, message in enumerate(messages)
+                index
+                for index, message in enumerate(messages)
                 if index >= len(slots) or not slots[index].holds(message)
             ]
         except (ValueError, TypeError, AttributeError, LookupError, RecursionError):

@@ -48,9 +48,7 @@ _WORD_CHAR = rf"(?![{_CJK_RANGES}])[^\W_]"
 # The capture group holds a token's first MAX_TOKEN_LENGTH characters and the rest of
 # the run is consumed unseen, so findall returns tokens already cut to length (the
 # lookbehind keeps that tail from following a CJK character).
-_TOKEN = re.compile(
-    rf"([{_CJK_RANGES}]|(?:{_WORD_CHAR}){{1,{MAX_TOKEN_LENGTH}}})(?:(?<![{_CJK_RANGES}]){_WORD_CHAR})*"
-)
+_TOKEN = re.compile(rf"([{_CJK_RANGES}]|(?:{_WORD_CHAR}){{1,{MAX_TOKEN_LENGTH}}})(?:(?<![{_CJK_RANGES}]){_WORD_CHAR})*")
 _ASCII_TOKEN = re.compile(rf"([a-z0-9]{{1,{MAX_TOKEN_LENGTH}}})[a-z0-9]*")
 
 

@@ -27,7 +27,15 @@ with atheris.instrument_imports():
 
 #: Short words, so that mutated inputs often match something.
 DOCUMENTS = [
-    "a b c", "ab abc abcd", "b a", "東京 の 天気", "Résumé straße", "x-y z_1 C++", "a a a b", "", "q",
+    "a b c",
+    "ab abc abcd",
+    "b a",
+    "東京 の 天気",
+    "Résumé straße",
+    "x-y z_1 C++",
+    "a a a b",
+    "",
+    "q",
 ]
 TOKENIZED = [tokens(document) for document in DOCUMENTS]
 
@@ -35,8 +43,9 @@ TOKENIZED = [tokens(document) for document in DOCUMENTS]
 def _index() -> sqlite3.Connection:
     db = sqlite3.connect(":memory:")
     db.execute("CREATE VIRTUAL TABLE docs USING fts5 (body, tokenize = 'ascii')")
-    db.executemany("INSERT INTO docs (rowid, body) VALUES (?, ?)",
-                   [(row, index_text(text)) for row, text in enumerate(DOCUMENTS)])
+    db.executemany(
+        "INSERT INTO docs (rowid, body) VALUES (?, ?)", [(row, index_text(text)) for row, text in enumerate(DOCUMENTS)]
+    )
     return db
 
 

@@ -57,16 +57,28 @@ def _new_messages(rng: random.Random, serial: int, count: int) -> list[MessageRe
 
 def _edited(rng: random.Random, message: MessageRecord, serial: int) -> MessageRecord:
     return MessageRecord(
-        message.id, message.role, _text(rng), message.created_at, metadata={"edited": serial},
-        images=message.images, tool_calls=message.tool_calls, tool_call_id=message.tool_call_id,
+        message.id,
+        message.role,
+        _text(rng),
+        message.created_at,
+        metadata={"edited": serial},
+        images=message.images,
+        tool_calls=message.tool_calls,
+        tool_call_id=message.tool_call_id,
     )
 
 
-def _record(rng: random.Random, conversation_id: str, serial: int, current: StoredConversation | None) -> ConversationRecord:
+def _record(
+    rng: random.Random, conversation_id: str, serial: int, current: StoredConversation | None
+) -> ConversationRecord:
     created = current.conversation.created_at if current is not None else _when(serial, rng)
     title = current.conversation.title if current is not None and rng.random() < 0.6 else _text(rng)[:80]
     return ConversationRecord(
-        conversation_id, created, _when(serial, rng), title=title, model_name=rng.choice((None, "llama3")),
+        conversation_id,
+        created,
+        _when(serial, rng),
+        title=title,
+        model_name=rng.choice((None, "llama3")),
         metadata={"serial": serial, "tag": rng.choice(WORDS)},
     )
 

@@ -35,7 +35,9 @@ AT = datetime(2025, 3, 1, 12, 0, 0)
 
 def record(conversation_id: str, *contents: str) -> StoredConversation:
     """A conversation with one message per content (ids ``<id>-<n>``)."""
-    conversation = ConversationRecord(id=conversation_id, created_at=AT, updated_at=AT, title=f"title {conversation_id}")
+    conversation = ConversationRecord(
+        id=conversation_id, created_at=AT, updated_at=AT, title=f"title {conversation_id}"
+    )
     messages = tuple(
         MessageRecord(id=f"{conversation_id}-{n}", role="user", content=content, created_at=AT)
         for n, content in enumerate(contents)

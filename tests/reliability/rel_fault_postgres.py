@@ -26,7 +26,9 @@ def server_binaries() -> str | None:
     pg_config = shutil.which("pg_config")
     if pg_config:
         try:
-            candidates.append(subprocess.run([pg_config, "--bindir"], capture_output=True, text=True, check=True).stdout.strip())
+            candidates.append(
+                subprocess.run([pg_config, "--bindir"], capture_output=True, text=True, check=True).stdout.strip()
+            )
         except (OSError, subprocess.CalledProcessError):
             pass
     candidates += sorted(

@@ -71,11 +71,20 @@ def corpus_conversations() -> list[Conversation]:
     made = []
     for index, (name, content) in enumerate(CORPUS.items()):
         at = BASE + timedelta(minutes=index)
-        conversation = Conversation(id=uuid.UUID(corpus_id(name)), title=corpus_title(name),
-                                    created_at=at, updated_at=at, metadata={"name": name})
+        conversation = Conversation(
+            id=uuid.UUID(corpus_id(name)),
+            title=corpus_title(name),
+            created_at=at,
+            updated_at=at,
+            metadata={"name": name},
+        )
         conversation.messages.append(
-            Message(role=MessageRole.USER, content=content, created_at=at,
-                    id=uuid.uuid5(uuid.NAMESPACE_URL, f"qvrel-inputs-{name}-message"))
+            Message(
+                role=MessageRole.USER,
+                content=content,
+                created_at=at,
+                id=uuid.uuid5(uuid.NAMESPACE_URL, f"qvrel-inputs-{name}-message"),
+            )
         )
         made.append(conversation)
     return made
@@ -124,10 +133,21 @@ BAD_VALUE = Rejected(InvalidInputError, ValueError)
 NOT_FOUND = Rejected(ConversationNotFoundError, LookupError)
 
 
-def conversation(title: str | None = "made by a case", *, updated: datetime = BASE, id: Any = None,
-                 metadata: Any = None, messages: Iterable[Message] = ()) -> Conversation:
-    made = Conversation(title=title, created_at=updated, updated_at=updated,
-                        metadata={} if metadata is None else metadata, messages=list(messages))
+def conversation(
+    title: str | None = "made by a case",
+    *,
+    updated: datetime = BASE,
+    id: Any = None,
+    metadata: Any = None,
+    messages: Iterable[Message] = (),
+) -> Conversation:
+    made = Conversation(
+        title=title,
+        created_at=updated,
+        updated_at=updated,
+        metadata={} if metadata is None else metadata,
+        messages=list(messages),
+    )
     if id is not None:
         made.id = id
     return made
@@ -168,13 +188,25 @@ def same_messages(got: Conversation | None, want: Conversation) -> None:
     """``got`` holds ``want``'s fields and messages (ids, roles, contents, times, metadata, tool calls)."""
     assert got is not None, "the saved conversation does not load"
     assert (got.title, got.metadata, got.created_at, got.updated_at) == (
-        want.title, want.metadata, want.created_at, want.updated_at
+        want.title,
+        want.metadata,
+        want.created_at,
+        want.updated_at,
     )
 
     def fields(m: Message) -> tuple[Any, ...]:
         calls = [(c.function.name, c.function.arguments, c.id) for c in m.tool_calls or []]
-        return (str(m.id), m.role, m.content, m.created_at, m.created_at.utcoffset(), m.metadata, calls,
-                m.tool_call_id, m.images)
+        return (
+            str(m.id),
+            m.role,
+            m.content,
+            m.created_at,
+            m.created_at.utcoffset(),
+            m.metadata,
+            calls,
+            m.tool_call_id,
+            m.images,
+        )
 
     assert [fields(m) for m in got.messages] == [fields(m) for m in want.messages]
 
@@ -294,12 +326,11 @@ SEARCH_CASES: list[tuple[int, Any, Check | Rejected]] = [
 
 
 def _search_cases() -> list[Case]:
-    cases = [
-        Case(number, f"search {query!r:.40}", search(query), expect) for number, query, expect in SEARCH_CASES
-    ]
+    cases = [Case(number, f"search {query!r:.40}", search(query), expect) for number, query, expect in SEARCH_CASES]
     cases += [
-        Case(13, "search relevance with snippets", search("a=b", order="relevance", snippets=True),
-             _network_with_marks),
+        Case(
+            13, "search relevance with snippets", search("a=b", order="relevance", snippets=True), _network_with_marks
+        ),
         Case(23, "search with a bad mark", search("python", snippets=True, mark="**"), BAD_VALUE),
         Case(23, "search with a bad order", search("python", order="random"), BAD_VALUE),
         Case(23, "search with limit -1", search("python", limit=-1), BAD_VALUE),
@@ -342,38 +373,59 @@ def _path_like_id(env: Env) -> tuple[Conversation | None, Conversation]:
 ID_CASES = [
     Case(24, "load 'not-a-uuid'", load("not-a-uuid"), equals(None)),
     Case(24, "delete 'not-a-uuid'", lambda env: env.manager.delete_conversation("not-a-uuid"), equals(False)),
-    Case(24, "delete_message of 'not-a-uuid'", lambda env: env.manager.delete_message("not-a-uuid", "x"), equals(False)),
+    Case(
+        24, "delete_message of 'not-a-uuid'", lambda env: env.manager.delete_message("not-a-uuid", "x"), equals(False)
+    ),
     Case(25, "load the upper-case UUID", load(LISTS.upper()), loads_title(corpus_title("lists"))),
     Case(25, "load the braced UUID", load("{" + LISTS + "}"), loads_title(corpus_title("lists"))),
     Case(25, "load the UUID without hyphens", load(LISTS.replace("-", "")), loads_title(corpus_title("lists"))),
     Case(25, "load the urn:uuid: form", load("urn:uuid:" + LISTS), loads_title(corpus_title("lists"))),
     Case(25, "load a uuid.UUID", load(uuid.UUID(LISTS)), loads_title(corpus_title("lists"))),
     Case(25, "load with a full-width digit", load(_full_width(LISTS)), loads_title(corpus_title("lists"))),
-    Case(25, "delete by the upper-case UUID",
-         lambda env: (env.manager.delete_conversation(LISTS.upper()), env.manager.load_conversation(LISTS)),
-         equals((True, None)), writes=True),
+    Case(
+        25,
+        "delete by the upper-case UUID",
+        lambda env: (env.manager.delete_conversation(LISTS.upper()), env.manager.load_conversation(LISTS)),
+        equals((True, None)),
+        writes=True,
+    ),
     Case(26, "load ''", load(""), equals(None)),
     Case(26, "load None", load(None), equals(None)),
     Case(26, "load 0", load(0), BAD_VALUE),
     Case(26, "delete ''", lambda env: env.manager.delete_conversation(""), equals(False)),
     Case(26, "delete 0", lambda env: env.manager.delete_conversation(0), BAD_VALUE),  # type: ignore[arg-type]
-    Case(27, "load \"' OR 1=1 --\"", load("' OR 1=1 --"), equals(None)),
-    Case(27, "delete \"' OR 1=1 --\"", lambda env: env.manager.delete_conversation("' OR 1=1 --"), equals(False)),
+    Case(27, 'load "\' OR 1=1 --"', load("' OR 1=1 --"), equals(None)),
+    Case(27, 'delete "\' OR 1=1 --"', lambda env: env.manager.delete_conversation("' OR 1=1 --"), equals(False)),
     Case(28, "save and load id '../../etc/passwd'", _path_like_id, _stays_inside, writes=True),
-    Case(29, "one message id in two conversations", _moved_message,
-         lambda result, env: (
-             _check(len(result[0]) == 1 and result[0] == result[1], f"both keep the message: {result}")
-         ), writes=True),
-    Case(30, "duplicate message ids in one save",
-         lambda env: env.manager.save_conversation(conversation(), [m := message("twice"), m]), BAD_VALUE),
+    Case(
+        29,
+        "one message id in two conversations",
+        _moved_message,
+        lambda result, env: _check(len(result[0]) == 1 and result[0] == result[1], f"both keep the message: {result}"),
+        writes=True,
+    ),
+    Case(
+        30,
+        "duplicate message ids in one save",
+        lambda env: env.manager.save_conversation(conversation(), [m := message("twice"), m]),
+        BAD_VALUE,
+    ),
     Case(31, "load an unknown id", load(str(uuid.uuid4())), equals(None)),
     Case(31, "delete an unknown id", lambda env: env.manager.delete_conversation(str(uuid.uuid4())), equals(False)),
-    Case(31, "delete an unknown message", lambda env: env.manager.delete_message(LISTS, str(uuid.uuid4())), equals(False)),
+    Case(
+        31, "delete an unknown message", lambda env: env.manager.delete_message(LISTS, str(uuid.uuid4())), equals(False)
+    ),
     Case(31, "resume an unknown id", lambda env: env.manager.resume_conversation(str(uuid.uuid4())), equals(None)),
-    Case(31, "add_messages to an unknown id",
-         lambda env: env.manager.add_messages(str(uuid.uuid4()), [message()]), NOT_FOUND),
+    Case(
+        31,
+        "add_messages to an unknown id",
+        lambda env: env.manager.add_messages(str(uuid.uuid4()), [message()]),
+        NOT_FOUND,
+    ),
     Case(31, "fork an unknown id", lambda env: env.manager.fork_conversation(str(uuid.uuid4()), "x"), NOT_FOUND),
-    Case(31, "page after an unknown id", lambda env: env.manager.list_conversations(after=str(uuid.uuid4())), NOT_FOUND),
+    Case(
+        31, "page after an unknown id", lambda env: env.manager.list_conversations(after=str(uuid.uuid4())), NOT_FOUND
+    ),
 ]
 
 
@@ -417,9 +469,14 @@ def _edited_first_keeps_place(env: Env) -> list[str]:
 
 def _clock_going_back(env: Env) -> list[str]:
     # Naive local times across a DST fall-back: 01:30, then 01:10 of the repeated hour.
-    made = conversation("dst", messages=[message("first", at=datetime(2024, 10, 27, 1, 30)),
-                                          message("second", at=datetime(2024, 10, 27, 1, 10, fold=1)),
-                                          message("third", at=datetime(2024, 10, 27, 1, 20))])
+    made = conversation(
+        "dst",
+        messages=[
+            message("first", at=datetime(2024, 10, 27, 1, 30)),
+            message("second", at=datetime(2024, 10, 27, 1, 10, fold=1)),
+            message("third", at=datetime(2024, 10, 27, 1, 20)),
+        ],
+    )
     env.manager.save_conversation(made)
     return [m.content for m in env.manager.load_conversation(str(made.id)).messages]  # type: ignore[union-attr]
 
@@ -436,8 +493,12 @@ def _no_deprecated_adapters(env: Env) -> list[str]:
 TIME_CASES = [
     Case(41, "naive bounds and timestamps compare as UTC", _naive_and_aware, equals(["aware", "naive"]), writes=True),
     Case(42, "offsets compare as instants", _offsets_compare_as_instants, equals(([], ["ten at +2"])), writes=True),
-    Case(43, "a 'Z' suffix on both bounds", between("2025-01-20T12:00:00Z", "2025-01-20T12:01:00z"),
-         finds("lists", "resume")),
+    Case(
+        43,
+        "a 'Z' suffix on both bounds",
+        between("2025-01-20T12:00:00Z", "2025-01-20T12:01:00z"),
+        finds("lists", "resume"),
+    ),
     Case(44, "start 'garbage'", between("garbage", None), BAD_VALUE),
     Case(44, "start '2024-13-45'", between("2024-13-45", None), BAD_VALUE),
     Case(44, "end 'zzz'", between("2024-01-01", "zzz"), BAD_VALUE),
@@ -448,25 +509,54 @@ TIME_CASES = [
     Case(46, "date.min to date.max", between(date.min, date.max), finds(*CORPUS)),
     Case(46, "'infinity'", between("infinity", None), BAD_VALUE),
     Case(46, "year 0", between("0000-01-01", None), BAD_VALUE),
-    Case(46, "save an aware datetime.max west of UTC",
-         lambda env: env.manager.save_conversation(conversation(updated=datetime.max.replace(tzinfo=MINUS5))),
-         BAD_VALUE),
-    Case(46, "save an aware datetime.min east of UTC",
-         lambda env: env.manager.save_conversation(conversation(updated=datetime.min.replace(tzinfo=PLUS2))),
-         BAD_VALUE),
-    Case(46, "a message at an aware datetime.max west of UTC",
-         lambda env: env.manager.save_conversation(conversation(), [message(at=datetime.max.replace(tzinfo=MINUS5))]),
-         BAD_VALUE),
-    Case(46, "save naive datetime.min and datetime.max",
-         lambda env: round_trip(conversation("extremes", updated=datetime.max,
-                                             messages=[message("oldest", at=datetime.min)]), env),
-         lambda result, env: None, writes=True),
-    Case(47, "equal timestamps keep their order, an edit keeps its place", _edited_first_keeps_place,
-         equals(["tie 0 edited", "tie 1", "tie 2", "tie 3", "tie 4", "tie 5"]), writes=True),
-    Case(48, "a clock going back keeps the saved order", _clock_going_back, equals(["first", "second", "third"]),
-         writes=True),
-    Case(49, "datetimes pass without deprecated sqlite3 adapters", _no_deprecated_adapters, equals(["adapters"]),
-         writes=True),
+    Case(
+        46,
+        "save an aware datetime.max west of UTC",
+        lambda env: env.manager.save_conversation(conversation(updated=datetime.max.replace(tzinfo=MINUS5))),
+        BAD_VALUE,
+    ),
+    Case(
+        46,
+        "save an aware datetime.min east of UTC",
+        lambda env: env.manager.save_conversation(conversation(updated=datetime.min.replace(tzinfo=PLUS2))),
+        BAD_VALUE,
+    ),
+    Case(
+        46,
+        "a message at an aware datetime.max west of UTC",
+        lambda env: env.manager.save_conversation(conversation(), [message(at=datetime.max.replace(tzinfo=MINUS5))]),
+        BAD_VALUE,
+    ),
+    Case(
+        46,
+        "save naive datetime.min and datetime.max",
+        lambda env: round_trip(
+            conversation("extremes", updated=datetime.max, messages=[message("oldest", at=datetime.min)]), env
+        ),
+        lambda result, env: None,
+        writes=True,
+    ),
+    Case(
+        47,
+        "equal timestamps keep their order, an edit keeps its place",
+        _edited_first_keeps_place,
+        equals(["tie 0 edited", "tie 1", "tie 2", "tie 3", "tie 4", "tie 5"]),
+        writes=True,
+    ),
+    Case(
+        48,
+        "a clock going back keeps the saved order",
+        _clock_going_back,
+        equals(["first", "second", "third"]),
+        writes=True,
+    ),
+    Case(
+        49,
+        "datetimes pass without deprecated sqlite3 adapters",
+        _no_deprecated_adapters,
+        equals(["adapters"]),
+        writes=True,
+    ),
 ]
 
 
@@ -475,8 +565,7 @@ TIME_CASES = [
 
 def _nul_everywhere(env: Env) -> list[str]:
     """Saved with NUL in the title and contents; which words after a NUL find it."""
-    made = conversation("head\x00tail", messages=[message("alpha\x00omega", tool_call_id="id\x00x"),
-                                                  message("\x00")])
+    made = conversation("head\x00tail", messages=[message("alpha\x00omega", tool_call_id="id\x00x"), message("\x00")])
     round_trip(made, env)
     return [q for q in ("omega", "tail") if env.names(env.manager.search_conversations(q)) == [str(made.id)]]
 
@@ -490,8 +579,12 @@ def _huge_message(env: Env) -> dict[str, Any]:
     made = conversation("huge", messages=[message(" ".join(words))])
     round_trip(made, env)
     found = {}
-    for label, query in (("first", words[0]), ("early", words[1000]), ("last", words[-1]),
-                         ("pair", f'"{words[5]} {words[6]}"')):
+    for label, query in (
+        ("first", words[0]),
+        ("early", words[1000]),
+        ("last", words[-1]),
+        ("pair", f'"{words[5]} {words[6]}"'),
+    ):
         found[label] = env.names(env.manager.search_conversations(query)) == [str(made.id)]
     return found
 
@@ -516,17 +609,25 @@ def _many_words(env: Env) -> list[bool]:
     filler = " ".join(f"w{i % 500}" for i in range(20_000))
     made = conversation("many words", messages=[message(f"{filler} needle haystack")])
     round_trip(made, env)
-    return [env.names(env.manager.search_conversations(q)) == [str(made.id)]
-            for q in ("needle", '"needle haystack"', '"w499 needle"')]
+    return [
+        env.names(env.manager.search_conversations(q)) == [str(made.id)]
+        for q in ("needle", '"needle haystack"', '"w499 needle"')
+    ]
 
 
 def _scripts(env: Env) -> list[bool]:
-    texts = ["東京は日本の首都です", "שלום עולם", unicodedata.normalize("NFD", "Ångström café"), "🧪🚀 emoji only",
-             "Z\u0351\u036b\u0343\u036a\u0302 zalgo"]
+    texts = [
+        "東京は日本の首都です",
+        "שלום עולם",
+        unicodedata.normalize("NFD", "Ångström café"),
+        "🧪🚀 emoji only",
+        "Z\u0351\u036b\u0343\u036a\u0302 zalgo",
+    ]
     made = conversation("scripts", messages=[message(text) for text in texts])
     round_trip(made, env)
-    return [env.names(env.manager.search_conversations(q)) == [str(made.id)]
-            for q in ("首都", "עולם", "angstrom", "CAFÉ")]
+    return [
+        env.names(env.manager.search_conversations(q)) == [str(made.id)] for q in ("首都", "עולם", "angstrom", "CAFÉ")
+    ]
 
 
 def _many_messages(env: Env) -> tuple[int, bool, bool]:
@@ -541,10 +642,16 @@ def _many_messages(env: Env) -> tuple[int, bool, bool]:
 
 
 def _tool_calls(env: Env) -> None:
-    call = ToolCall(function=Function(name="get_weather", arguments={"city": "Paris", "days": [1, 2], "x": None}),
-                    id="call_1")
-    made = conversation("tools", messages=[message("", role=MessageRole.ASSISTANT, tool_calls=[call]),
-                                           message("sunny", role=MessageRole.TOOL, tool_call_id="call_1")])
+    call = ToolCall(
+        function=Function(name="get_weather", arguments={"city": "Paris", "days": [1, 2], "x": None}), id="call_1"
+    )
+    made = conversation(
+        "tools",
+        messages=[
+            message("", role=MessageRole.ASSISTANT, tool_calls=[call]),
+            message("sunny", role=MessageRole.TOOL, tool_call_id="call_1"),
+        ],
+    )
     round_trip(made, env)
 
 
@@ -555,30 +662,55 @@ def _string_arguments(env: Env) -> None:
 
 CONTENT_CASES = [
     Case(50, "NUL in title, content and tool_call_id", _nul_everywhere, equals(["omega", "tail"]), writes=True),
-    Case(51, "a lone surrogate in content",
-         lambda env: env.manager.save_conversation(conversation(), [message("bad \ud800 text")]), BAD_VALUE),
-    Case(51, "a lone surrogate in the title",
-         lambda env: env.manager.save_conversation(conversation("bad \udfff title")), BAD_VALUE),
-    Case(51, "a lone surrogate in a stored conversation's new message",
-         lambda env: env.manager.add_messages(LISTS, [message("ok"), message("\ud800")]), BAD_VALUE),
+    Case(
+        51,
+        "a lone surrogate in content",
+        lambda env: env.manager.save_conversation(conversation(), [message("bad \ud800 text")]),
+        BAD_VALUE,
+    ),
+    Case(
+        51,
+        "a lone surrogate in the title",
+        lambda env: env.manager.save_conversation(conversation("bad \udfff title")),
+        BAD_VALUE,
+    ),
+    Case(
+        51,
+        "a lone surrogate in a stored conversation's new message",
+        lambda env: env.manager.add_messages(LISTS, [message("ok"), message("\ud800")]),
+        BAD_VALUE,
+    ),
     Case(52, "a huge message of distinct words", _huge_message, _huge_found, writes=True),
     Case(53, "a 3000-character word", _long_word, equals([True, True, True]), writes=True),
     Case(54, "more than 16,383 words", _many_words, equals([True, True, True]), writes=True),
     Case(55, "CJK, RTL, NFD, emoji and combining marks", _scripts, equals([True, True, True, True]), writes=True),
-    Case(55, "the corpus's RTL and emoji conversations load as saved",
-         lambda env: [env.manager.load_conversation(corpus_id(n)).messages[0].content  # type: ignore[union-attr]
-                      for n in ("rtl", "emoji")],
-         equals([CORPUS["rtl"], CORPUS["emoji"]])),
+    Case(
+        55,
+        "the corpus's RTL and emoji conversations load as saved",
+        lambda env: [
+            env.manager.load_conversation(corpus_id(n)).messages[0].content  # type: ignore[union-attr]
+            for n in ("rtl", "emoji")
+        ],
+        equals([CORPUS["rtl"], CORPUS["emoji"]]),
+    ),
     Case(56, "content None", lambda env: env.manager.save_conversation(conversation(), [message(None)]), BAD_VALUE),
     Case(56, "content bytes", lambda env: env.manager.save_conversation(conversation(), [message(b"x")]), BAD_VALUE),
     Case(56, "content int", lambda env: env.manager.save_conversation(conversation(), [message(123)]), BAD_VALUE),
     Case(56, "title bytes", lambda env: env.manager.save_conversation(conversation(b"t")), BAD_VALUE),  # type: ignore[arg-type]
-    Case(56, "empty content and a None title round-trip",
-         lambda env: round_trip(conversation(None, messages=[message("")]), env),
-         lambda result, env: _check(result.title is None and result.messages[0].content == "", repr(result)),
-         writes=True),
-    Case(57, "one conversation with very many messages", _many_messages,
-         equals((reliability_kit.budget(2_000, 100_000), True, True)), writes=True),
+    Case(
+        56,
+        "empty content and a None title round-trip",
+        lambda env: round_trip(conversation(None, messages=[message("")]), env),
+        lambda result, env: _check(result.title is None and result.messages[0].content == "", repr(result)),
+        writes=True,
+    ),
+    Case(
+        57,
+        "one conversation with very many messages",
+        _many_messages,
+        equals((reliability_kit.budget(2_000, 100_000), True, True)),
+        writes=True,
+    ),
     Case(58, "tool calls with dict arguments round-trip", _tool_calls, equals(None), writes=True),
     Case(58, "tool call arguments as a JSON string", _string_arguments, BAD_VALUE),
 ]
@@ -645,30 +777,56 @@ METADATA_CASES = [
     Case(60, "NaN", _with_metadata({"x": float("nan")}), BAD_VALUE),
     Case(60, "infinity", _with_metadata({"x": float("inf")}), BAD_VALUE),
     Case(60, "a message's -infinity", _message_metadata({"x": float("-inf")}), BAD_VALUE),
-    Case(60, "a NaN filter", lambda env: env.manager.search_conversations("x", metadata={"x": float("nan")}),
-         BAD_VALUE),
+    Case(
+        60, "a NaN filter", lambda env: env.manager.search_conversations("x", metadata={"x": float("nan")}), BAD_VALUE
+    ),
     Case(61, "an int key", _with_metadata({1: "x"}), BAD_VALUE),
     Case(61, "a None key", _with_metadata({None: 1}), BAD_VALUE),
     Case(61, "a tuple key", _with_metadata({(1, 2): 1}), BAD_VALUE),
     Case(62, "a tuple value", _with_metadata({"t": (1, 2)}), BAD_VALUE),
     Case(63, "a self-referencing dict", _with_metadata(_cyclic()), BAD_VALUE),
     Case(64, "5000-deep nesting", _with_metadata(_deep(5000)), BAD_VALUE),
-    Case(64, "100-deep nesting round-trips", lambda env: round_trip(conversation(metadata={"deep": _deep(99)}), env),
-         lambda result, env: None, writes=True),
-    Case(65, "NUL inside metadata strings", _metadata_round_trip({"k": "a\x00b", "k\x00": ["\x00"]}, "k"),
-         _found_by_filter, writes=True),
-    Case(65, "filters on keys and values holding NUL match exactly", _nul_filters,
-         equals([True, False, True, False, True]), writes=True),
+    Case(
+        64,
+        "100-deep nesting round-trips",
+        lambda env: round_trip(conversation(metadata={"deep": _deep(99)}), env),
+        lambda result, env: None,
+        writes=True,
+    ),
+    Case(
+        65,
+        "NUL inside metadata strings",
+        _metadata_round_trip({"k": "a\x00b", "k\x00": ["\x00"]}, "k"),
+        _found_by_filter,
+        writes=True,
+    ),
+    Case(
+        65,
+        "filters on keys and values holding NUL match exactly",
+        _nul_filters,
+        equals([True, False, True, False, True]),
+        writes=True,
+    ),
     Case(66, "an int of 2**63", _with_metadata({"big": 2**63}), BAD_VALUE),
     Case(66, "an int below -2**63", _message_metadata({"small": -(2**63) - 1}), BAD_VALUE),
-    Case(66, "the 64-bit extremes round-trip", _metadata_round_trip({"n": 2**63 - 1, "m": -(2**63)}, "n"),
-         _found_by_filter, writes=True),
+    Case(
+        66,
+        "the 64-bit extremes round-trip",
+        _metadata_round_trip({"n": 2**63 - 1, "m": -(2**63)}, "n"),
+        _found_by_filter,
+        writes=True,
+    ),
     Case(67, "metadata None", lambda env: env.manager.save_conversation(_none_metadata()), BAD_VALUE),
     Case(67, "metadata a list", _with_metadata(["a"]), BAD_VALUE),
     Case(67, "metadata a str", _with_metadata("a"), BAD_VALUE),
     Case(67, "a message's metadata a list", _message_metadata(["a"]), BAD_VALUE),
-    Case(68, "non-ASCII metadata round-trips and filters", _metadata_round_trip({"städt": "東京 ü 🚀"}, "städt"),
-         _found_by_filter, writes=True),
+    Case(
+        68,
+        "non-ASCII metadata round-trips and filters",
+        _metadata_round_trip({"städt": "東京 ü 🚀"}, "städt"),
+        _found_by_filter,
+        writes=True,
+    ),
 ]
 
 
@@ -734,28 +892,53 @@ PATH_CASES = [
     PathCase(32, "a text file as db_path", lambda d: SessionManager(db_path="passwd"), CORRUPT, "passwd"),
     PathCase(32, "a text file as sqlite URL", lambda d: SessionManager(url="sqlite:///passwd"), CORRUPT, "passwd"),
     PathCase(32, "a text file as jsonl directory", lambda d: SessionManager(url="jsonl:///passwd"), STORAGE, "passwd"),
-    PathCase(33, "':memory:' works for the store's lifetime", lambda d: SessionManager(db_path=":memory:"),
-             works_and_persists(":memory:", persists=False)),
-    PathCase(33, "'sqlite://' works in memory", lambda d: SessionManager(url="sqlite://"),
-             works_and_persists(":memory:", persists=False)),
+    PathCase(
+        33,
+        "':memory:' works for the store's lifetime",
+        lambda d: SessionManager(db_path=":memory:"),
+        works_and_persists(":memory:", persists=False),
+    ),
+    PathCase(
+        33,
+        "'sqlite://' works in memory",
+        lambda d: SessionManager(url="sqlite://"),
+        works_and_persists(":memory:", persists=False),
+    ),
     PathCase(33, "an empty db_path", lambda d: SessionManager(db_path=""), BAD_VALUE),
-    PathCase(34, "'file:x.db?mode=memory' is a plain file name",
-             lambda d: SessionManager(db_path="file:x.db?mode=memory"), works_and_persists("file:x.db?mode=memory")),
-    PathCase(34, "a sqlite URL with a foreign option", lambda d: SessionManager(url="sqlite:///x.db?mode=memory"),
-             BAD_VALUE),
+    PathCase(
+        34,
+        "'file:x.db?mode=memory' is a plain file name",
+        lambda d: SessionManager(db_path="file:x.db?mode=memory"),
+        works_and_persists("file:x.db?mode=memory"),
+    ),
+    PathCase(
+        34, "a sqlite URL with a foreign option", lambda d: SessionManager(url="sqlite:///x.db?mode=memory"), BAD_VALUE
+    ),
     PathCase(34, "a URL given as db_path", lambda d: SessionManager(db_path="memory://"), BAD_VALUE),
     PathCase(35, "a missing directory", lambda d: SessionManager(db_path="missing/x.db"), STORAGE),
     PathCase(35, "a directory as the database", lambda d: SessionManager(db_path="."), STORAGE),
-    PathCase(35, "jsonl creates a missing directory", lambda d: SessionManager(url="jsonl:///new/nested"), _jsonl_works),
-    PathCase(36, "a zero-length file opens as a new store", lambda d: SessionManager(url="sqlite:///empty.db"),
-             works_and_persists("empty.db")),
+    PathCase(
+        35, "jsonl creates a missing directory", lambda d: SessionManager(url="jsonl:///new/nested"), _jsonl_works
+    ),
+    PathCase(
+        36,
+        "a zero-length file opens as a new store",
+        lambda d: SessionManager(url="sqlite:///empty.db"),
+        works_and_persists("empty.db"),
+    ),
     PathCase(37, "a garbage file", lambda d: SessionManager(db_path="garbage.db"), CORRUPT, "garbage.db"),
     PathCase(39, "NUL in db_path", lambda d: SessionManager(db_path="a\x00b.db"), BAD_VALUE),
     PathCase(39, "NUL in a sqlite URL", lambda d: SessionManager(url="sqlite:///a%00b.db"), BAD_VALUE),
     PathCase(39, "NUL in a jsonl URL", lambda d: SessionManager(url="jsonl:///a%00b"), BAD_VALUE),
-    PathCase(39, "an unknown scheme", lambda d: SessionManager(url="nosuch:///x"), Rejected(UnknownBackendError, LookupError)),
-    PathCase(39, "PostgreSQL with an empty schema", lambda d: SessionManager(url="postgresql://127.0.0.1:1/x?schema="),
-             BAD_VALUE),
+    PathCase(
+        39, "an unknown scheme", lambda d: SessionManager(url="nosuch:///x"), Rejected(UnknownBackendError, LookupError)
+    ),
+    PathCase(
+        39,
+        "PostgreSQL with an empty schema",
+        lambda d: SessionManager(url="postgresql://127.0.0.1:1/x?schema="),
+        BAD_VALUE,
+    ),
     PathCase(35, "PostgreSQL nobody listens on", lambda d: SessionManager(url="postgresql://127.0.0.1:1/x"), STORAGE),
 ]
 

@@ -119,8 +119,13 @@ def edit_save(writer: int, round_: int, subset: list[str]) -> tuple[Conversation
         EDIT_ID, _BASE, at, title=f"writer {writer} round {round_}", metadata={"writer": writer, "round": round_}
     )
     messages = [
-        MessageRecord(message_id, "assistant", f"{message_id} as written by writer {writer} in round {round_}", at,
-                      metadata={"writer": writer})
+        MessageRecord(
+            message_id,
+            "assistant",
+            f"{message_id} as written by writer {writer} in round {round_}",
+            at,
+            metadata={"writer": writer},
+        )
         for message_id in subset
     ]
     if writer >= 0:

@@ -95,7 +95,9 @@ class Checker:
             else:
                 assert pending is not None, f"{log}: an acknowledgement without an intent"
                 answer = apply(self.model, pending)
-                assert answer == entry["ack"], f"the store answered {entry['ack']!r}, the reference {answer!r}: {pending}"
+                assert answer == entry["ack"], (
+                    f"the store answered {entry['ack']!r}, the reference {answer!r}: {pending}"
+                )
                 self.figures.operations_acknowledged += 1
                 pending = None
         return pending
@@ -136,8 +138,12 @@ class Checker:
         for query in queries:
             assert _hits(store, query) == _hits(self.model, query), f"search {query!r} differs from the reference"
 
-    def after_kill(self, log: Path, open_checked: Callable[[], ConversationStore],
-                   engine_checks: Callable[[ConversationStore], None]) -> None:
+    def after_kill(
+        self,
+        log: Path,
+        open_checked: Callable[[], ConversationStore],
+        engine_checks: Callable[[ConversationStore], None],
+    ) -> None:
         self.figures.kills += 1
         in_flight = self.replay(log)
         store = open_checked()
@@ -153,10 +159,15 @@ class Checker:
         self.figures.checks_passed += 1
 
 
-def kill_loop(tmp_path: Path, name: str, url: str, kills: int,
-              open_checked: Callable[[], ConversationStore],
-              engine_checks: Callable[[ConversationStore], None],
-              after_death: Callable[[], None] = lambda: None) -> None:
+def kill_loop(
+    tmp_path: Path,
+    name: str,
+    url: str,
+    kills: int,
+    open_checked: Callable[[], ConversationStore],
+    engine_checks: Callable[[ConversationStore], None],
+    after_death: Callable[[], None] = lambda: None,
+) -> None:
     """Start the writer ``kills`` times, SIGKILL it at a random moment, check after each kill."""
     seed = random.randrange(2**32)
     checker = Checker(seed)
@@ -164,7 +175,9 @@ def kill_loop(tmp_path: Path, name: str, url: str, kills: int,
     try:
         for kill in range(kills):
             log = tmp_path / f"operations{kill}.jsonl"
-            worker = spawn("rel_crash_writer.py", [url, str(log), str(seed + kill), str(kill)], tmp_path / "writer.stderr")
+            worker = spawn(
+                "rel_crash_writer.py", [url, str(log), str(seed + kill), str(kill)], tmp_path / "writer.stderr"
+            )
             wait_ready(worker)
             time.sleep(rng.uniform(0.0, MAX_KILL_DELAY))  # a random moment, not a timing assertion
             worker.process.kill()
@@ -190,8 +203,12 @@ def test_sqlite_writer_killed_at_random_moments(tmp_path: Path, synchronous: str
     path = tmp_path / "crash.db"
     url = f"sqlite:///{path}?synchronous={synchronous}&purge={purge}"
     kill_loop(
-        tmp_path, f"crash_sqlite_{synchronous}_{purge}", url, reliability_kit.budget(8, 200),
-        open_checked=lambda: SQLiteStore(path), engine_checks=_sqlite_checks,
+        tmp_path,
+        f"crash_sqlite_{synchronous}_{purge}",
+        url,
+        reliability_kit.budget(8, 200),
+        open_checked=lambda: SQLiteStore(path),
+        engine_checks=_sqlite_checks,
     )
 
 
@@ -216,6 +233,11 @@ def test_postgres_client_killed_at_random_moments(tmp_path: Path, postgres_url: 
         raise AssertionError("the server kept the killed client's session for a minute")
 
     kill_loop(
-        tmp_path, "crash_postgresql", f"{store_url}&application_name={application}", reliability_kit.budget(6, 100),
-        open_checked=lambda: open_store(store_url), engine_checks=lambda store: None, after_death=backends_gone,
+        tmp_path,
+        "crash_postgresql",
+        f"{store_url}&application_name={application}",
+        reliability_kit.budget(6, 100),
+        open_checked=lambda: open_store(store_url),
+        engine_checks=lambda store: None,
+        after_death=backends_gone,
     )

@@ -146,9 +146,22 @@ def test_a_full_disk_gives_storage_full_keeps_data_and_recovers_once_space_is_fr
     rounds = reliability_kit.budget(1, 5)
     script = 'mount -t tmpfs -o size=1m tmpfs "$1" || exit 97; shift; exec "$@"'
     completed = subprocess.run(
-        [*wrapper, "sh", "-c", script, "sh", str(mount_point), sys.executable, str(CHILD), "disk-full",
-         str(mount_point), str(rounds)],
-        capture_output=True, text=True, timeout=300,
+        [
+            *wrapper,
+            "sh",
+            "-c",
+            script,
+            "sh",
+            str(mount_point),
+            sys.executable,
+            str(CHILD),
+            "disk-full",
+            str(mount_point),
+            str(rounds),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
     )
     if completed.returncode == 97:
         pytest.skip(f"cannot mount a tmpfs here: {completed.stderr.strip()}")
@@ -532,8 +545,9 @@ class _Writer:
             if self.stop.is_set():
                 return
             message_id = uuid.uuid5(self.conversation.id, str(turn))
-            message = Message(role=MessageRole.USER, content=f"turn {turn}", id=message_id,
-                              created_at=datetime(2025, 1, 1, 12, 0, 0))
+            message = Message(
+                role=MessageRole.USER, content=f"turn {turn}", id=message_id, created_at=datetime(2025, 1, 1, 12, 0, 0)
+            )
             self.attempted.append(str(message_id))
             try:
                 self.manager.save_conversation(self.conversation, [message])
@@ -564,7 +578,9 @@ def test_writers_keep_saving_through_server_restarts(private_cluster: PrivateClu
     url = private_cluster.url
     patient = SessionManager(store=PostgresStore(url, schema="restart", max_size=2, timeout=60))
     impatient = SessionManager(store=PostgresStore(url, schema="restart", max_size=2, timeout=0.5))
-    writers = [_Writer(patient, f"patient{i}") for i in range(2)] + [_Writer(impatient, f"impatient{i}") for i in range(2)]
+    writers = [_Writer(patient, f"patient{i}") for i in range(2)] + [
+        _Writer(impatient, f"impatient{i}") for i in range(2)
+    ]
     restarts = reliability_kit.budget(1, 4)
     outage = 1.5
     recovery_seconds: list[float] = []

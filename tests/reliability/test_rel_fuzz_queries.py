@@ -72,43 +72,96 @@ def _message(conversation: str, index: int, content: str, **fields: Any) -> Mess
     return MessageRecord(id=f"{conversation}-m{index}", role=fields.pop("role", "user"), content=content, **fields)
 
 
-def _conversation(id: str, title: str | None, updated: datetime, contents: list[str],
-                  metadata: dict[str, Any] | None = None) -> StoredConversation:
-    record = ConversationRecord(id=id, title=title, model_name="llama3", created_at=NAIVE, updated_at=updated,
-                                metadata=metadata or {})
+def _conversation(
+    id: str, title: str | None, updated: datetime, contents: list[str], metadata: dict[str, Any] | None = None
+) -> StoredConversation:
+    record = ConversationRecord(
+        id=id, title=title, model_name="llama3", created_at=NAIVE, updated_at=updated, metadata=metadata or {}
+    )
     return StoredConversation(record, tuple(_message(id, i, text) for i, text in enumerate(contents)))
 
 
 def corpus() -> list[StoredConversation]:
     """A few conversations holding every kind of text the catalogue names, with tied update times."""
-    tool_call = _message("c-python", 9, "", role="assistant",
-                         tool_calls=(ToolCallRecord("get_weather", {"city": "Paris"}, "call-1"),))
-    python = _conversation("c-python", "Python Help", NAIVE, [
-        "Explain Python lists to me!", "Lists are ordered, mutable collections...", "the python -java question",
-    ], {"topic": "code"})
-    python = StoredConversation(python.conversation, (*python.messages, tool_call,
-                                                      _message("c-python", 10, '{"temp": 3}', role="tool",
-                                                               tool_call_id="call-1")))
+    tool_call = _message(
+        "c-python", 9, "", role="assistant", tool_calls=(ToolCallRecord("get_weather", {"city": "Paris"}, "call-1"),)
+    )
+    python = _conversation(
+        "c-python",
+        "Python Help",
+        NAIVE,
+        [
+            "Explain Python lists to me!",
+            "Lists are ordered, mutable collections...",
+            "the python -java question",
+        ],
+        {"topic": "code"},
+    )
+    python = StoredConversation(
+        python.conversation,
+        (*python.messages, tool_call, _message("c-python", 10, '{"temp": 3}', role="tool", tool_call_id="call-1")),
+    )
     return [
         python,
         # updated at the same instant as c-python (a naive time counts as UTC): ties go by id
-        _conversation("c-cjk", "東京の天気", NAIVE.replace(tzinfo=timezone.utc),
-                      ["東京の天気はどうですか", "日本の首都です", "テスト 한국어 텍스트"], {"topic": 1}),
-        _conversation("c-punct", None, NAIVE + timedelta(minutes=1), [
-            "C++ and C# are languages", "mail a.b@example.com or see http://x.com/path?q=1",
-            "ubuntu 20.04 on 10.0.0.1 at /etc/passwd", "50% off'; DROP TABLE t; --", "it's don't @nasa a=b",
-        ], {"topic": True}),
-        _conversation("c-fold", "Résumé", (NAIVE + timedelta(minutes=2)).replace(tzinfo=PLUS2), [
-            "Straße in München", "ÉCOLE école e\u0301cole", "ﬁnancial ＡＢＣ ½ ²", "the résumé is RÉSUMÉ",
-        ], {"topic": "code"}),
-        _conversation("c-ops", "OR AND NOT NEAR", NAIVE - timedelta(days=1), [
-            "multi-agent systems and multi agent ones", "title:python foo:bar", '"quoted" -minus *star ^caret',
-            "cats NOT dogs", "a OR b and c or d", "NEAR(a b) ( ) { } [ ] & | ! <-> :* \\",
-        ]),
-        _conversation("c-odd", "x\x00y", NAIVE + timedelta(minutes=3), [
-            "before\x00after", "\x01\x02 control \x1f chars\x7f", "line\nbreak\ttab\r\nend", "",
-            f"{LONG_WORD} and {LONG_WORD}tail", " ".join(["echo"] * 300) + " delta",
-        ]),
+        _conversation(
+            "c-cjk",
+            "東京の天気",
+            NAIVE.replace(tzinfo=timezone.utc),
+            ["東京の天気はどうですか", "日本の首都です", "テスト 한국어 텍스트"],
+            {"topic": 1},
+        ),
+        _conversation(
+            "c-punct",
+            None,
+            NAIVE + timedelta(minutes=1),
+            [
+                "C++ and C# are languages",
+                "mail a.b@example.com or see http://x.com/path?q=1",
+                "ubuntu 20.04 on 10.0.0.1 at /etc/passwd",
+                "50% off'; DROP TABLE t; --",
+                "it's don't @nasa a=b",
+            ],
+            {"topic": True},
+        ),
+        _conversation(
+            "c-fold",
+            "Résumé",
+            (NAIVE + timedelta(minutes=2)).replace(tzinfo=PLUS2),
+            [
+                "Straße in München",
+                "ÉCOLE école e\u0301cole",
+                "ﬁnancial ＡＢＣ ½ ²",
+                "the résumé is RÉSUMÉ",
+            ],
+            {"topic": "code"},
+        ),
+        _conversation(
+            "c-ops",
+            "OR AND NOT NEAR",
+            NAIVE - timedelta(days=1),
+            [
+                "multi-agent systems and multi agent ones",
+                "title:python foo:bar",
+                '"quoted" -minus *star ^caret',
+                "cats NOT dogs",
+                "a OR b and c or d",
+                "NEAR(a b) ( ) { } [ ] & | ! <-> :* \\",
+            ],
+        ),
+        _conversation(
+            "c-odd",
+            "x\x00y",
+            NAIVE + timedelta(minutes=3),
+            [
+                "before\x00after",
+                "\x01\x02 control \x1f chars\x7f",
+                "line\nbreak\ttab\r\nend",
+                "",
+                f"{LONG_WORD} and {LONG_WORD}tail",
+                " ".join(["echo"] * 300) + " delta",
+            ],
+        ),
         _conversation("c-long", "", NAIVE + timedelta(minutes=3), [LONG_DOCUMENT, "w1 w2 w3"]),
         _conversation("c-empty", None, NAIVE + timedelta(hours=1), []),
     ]
@@ -116,8 +169,11 @@ def corpus() -> list[StoredConversation]:
 
 CORPUS = corpus()
 SEARCHABLE = [
-    Searchable(stored.conversation, tokens(stored.conversation.title or ""),
-               [(m.id, tokens(m.content), m.content) for m in stored.messages])
+    Searchable(
+        stored.conversation,
+        tokens(stored.conversation.title or ""),
+        [(m.id, tokens(m.content), m.content) for m in stored.messages],
+    )
     for stored in CORPUS
 ]
 
@@ -125,33 +181,193 @@ SEARCHABLE = [
 
 #: The search queries of the bad-input catalogue (reliability anchors, section (b)).
 CATALOGUE = [
-    "", "   ", "\t\n", '"unbalanced', 'unbalanced"', '"', '""', '"""', "''", "it's", "don't use agents",
-    "a OR", "python AND", "python NOT", "OR", "AND", "NOT", "NOT python", "cats NOT dogs", "NEAR(", "NEAR(a b",
-    "multi-agent", "python -java", "-python", "*", "*thon", "title:python", "foo:bar", "http://x.com",
-    "^", "(", ")", "()", "{", "[", "C++", "C#", "a.b@example.com", "10.0.0.1", "ubuntu 20.04", "/etc/passwd",
-    "50%", "@nasa", "a=b", "'; DROP TABLE t; --", "%", "_", "\\", "\x00", "a\x00b", "alpha\x00zzzz", "\ud800",
-    "x" * 10_000, "東京", "resume", "RÉSUMÉ", "strasse", "the", "python asyncio", "a & | b", "(python", "!", "!!!",
-    "needle at the end", '"w299 needle"', "echo", '"echo echo" delta', LONG_WORD, LONG_WORD[:MAX_TOKEN_LENGTH] + "*",
-    "supercal*", "OR " * 300 + "python", "python " * (MAX_TERMS + 10) + "OR cats", "-python -cats",
+    "",
+    "   ",
+    "\t\n",
+    '"unbalanced',
+    'unbalanced"',
+    '"',
+    '""',
+    '"""',
+    "''",
+    "it's",
+    "don't use agents",
+    "a OR",
+    "python AND",
+    "python NOT",
+    "OR",
+    "AND",
+    "NOT",
+    "NOT python",
+    "cats NOT dogs",
+    "NEAR(",
+    "NEAR(a b",
+    "multi-agent",
+    "python -java",
+    "-python",
+    "*",
+    "*thon",
+    "title:python",
+    "foo:bar",
+    "http://x.com",
+    "^",
+    "(",
+    ")",
+    "()",
+    "{",
+    "[",
+    "C++",
+    "C#",
+    "a.b@example.com",
+    "10.0.0.1",
+    "ubuntu 20.04",
+    "/etc/passwd",
+    "50%",
+    "@nasa",
+    "a=b",
+    "'; DROP TABLE t; --",
+    "%",
+    "_",
+    "\\",
+    "\x00",
+    "a\x00b",
+    "alpha\x00zzzz",
+    "\ud800",
+    "x" * 10_000,
+    "東京",
+    "resume",
+    "RÉSUMÉ",
+    "strasse",
+    "the",
+    "python asyncio",
+    "a & | b",
+    "(python",
+    "!",
+    "!!!",
+    "needle at the end",
+    '"w299 needle"',
+    "echo",
+    '"echo echo" delta',
+    LONG_WORD,
+    LONG_WORD[:MAX_TOKEN_LENGTH] + "*",
+    "supercal*",
+    "OR " * 300 + "python",
+    "python " * (MAX_TERMS + 10) + "OR cats",
+    "-python -cats",
     # more distinct terms than MAX_TERMS (AND, OR, exclusions, phrases), the long document as one phrase
-    " ".join(f"w{i}" for i in range(MAX_TERMS + 50)), " OR ".join(f"w{i}" for i in range(MAX_TERMS + 50)),
-    " ".join(f"-w{i}" for i in range(MAX_TERMS - 1)) + " needle", " OR ".join(f'"w{i} w{i + 1}"' for i in range(300)),
-    " OR ".join(f"w{i} -w{i + 1} w{i + 2}*" for i in range(0, 600, 3)), '"' + LONG_DOCUMENT + '"',
+    " ".join(f"w{i}" for i in range(MAX_TERMS + 50)),
+    " OR ".join(f"w{i}" for i in range(MAX_TERMS + 50)),
+    " ".join(f"-w{i}" for i in range(MAX_TERMS - 1)) + " needle",
+    " OR ".join(f'"w{i} w{i + 1}"' for i in range(300)),
+    " OR ".join(f"w{i} -w{i + 1} w{i + 2}*" for i in range(0, 600, 3)),
+    '"' + LONG_DOCUMENT + '"',
 ]
 WORDS = [
-    "python", "Python", "lists", "list*", "pyth*", "東京", "東", "天気", "首都", "한국어", "テスト", "résumé", "resume",
-    "strasse", "munchen", "ecole", "abc", "financial", "12", "c", "a", "b", "d", "and", "or", "example", "com",
-    "20", "04", "10", "etc", "passwd", "50", "multi", "agent", "cats", "dogs", "echo", "delta", "before", "after",
-    "control", "x", "y", "the", "needle", "w1", "w299", "w7*", "supercal*", LONG_WORD, LONG_WORD + "tail", "java",
-    "temp", "tab", "end", "quoted", "star", "nothingmatches",
+    "python",
+    "Python",
+    "lists",
+    "list*",
+    "pyth*",
+    "東京",
+    "東",
+    "天気",
+    "首都",
+    "한국어",
+    "テスト",
+    "résumé",
+    "resume",
+    "strasse",
+    "munchen",
+    "ecole",
+    "abc",
+    "financial",
+    "12",
+    "c",
+    "a",
+    "b",
+    "d",
+    "and",
+    "or",
+    "example",
+    "com",
+    "20",
+    "04",
+    "10",
+    "etc",
+    "passwd",
+    "50",
+    "multi",
+    "agent",
+    "cats",
+    "dogs",
+    "echo",
+    "delta",
+    "before",
+    "after",
+    "control",
+    "x",
+    "y",
+    "the",
+    "needle",
+    "w1",
+    "w299",
+    "w7*",
+    "supercal*",
+    LONG_WORD,
+    LONG_WORD + "tail",
+    "java",
+    "temp",
+    "tab",
+    "end",
+    "quoted",
+    "star",
+    "nothingmatches",
 ]
 OPERATORS = [
-    "OR", "or", "AND", "NOT", "NEAR", "NEAR(", "-", "--", "*", "**", '"', "(", ")", "()", "^", ":", "{", "}", "[",
-    "]", "+", "&", "|", "!", "!!!", "<->", "<2>", ":*", "\\", "'", "''", "%", "_", ";", ",", ".", "@", "#", "=",
+    "OR",
+    "or",
+    "AND",
+    "NOT",
+    "NEAR",
+    "NEAR(",
+    "-",
+    "--",
+    "*",
+    "**",
+    '"',
+    "(",
+    ")",
+    "()",
+    "^",
+    ":",
+    "{",
+    "}",
+    "[",
+    "]",
+    "+",
+    "&",
+    "|",
+    "!",
+    "!!!",
+    "<->",
+    "<2>",
+    ":*",
+    "\\",
+    "'",
+    "''",
+    "%",
+    "_",
+    ";",
+    ",",
+    ".",
+    "@",
+    "#",
+    "=",
 ]
 ANY_CHARACTER = st.characters()  # every code point: lone surrogates, NUL and controls included
 _decorated = st.tuples(
-    st.sampled_from(["", "-", '"', '-"', "--", "*"]), st.sampled_from(WORDS),
+    st.sampled_from(["", "-", '"', '-"', "--", "*"]),
+    st.sampled_from(WORDS),
     st.sampled_from(["", "*", '"', '*"', ":*"]),
 ).map("".join)
 _piece = st.one_of(st.sampled_from(WORDS), st.sampled_from(OPERATORS), _decorated, st.text(ANY_CHARACTER, max_size=6))
@@ -165,8 +381,11 @@ QUERIES = st.one_of(
     st.text(ANY_CHARACTER, max_size=40),
     st.text(st.characters(whitelist_categories=("P", "S", "Z", "Cc", "Cf", "Cs")), max_size=30),
     st.tuples(_soup, st.integers(20, 120)).map(lambda pair: " ".join([pair[0]] * pair[1])),  # past MAX_TERMS
-    st.lists(st.tuples(st.sampled_from(["", "", "-", "OR ", '"', "*"]), st.integers(0, 320)),  # distinct terms
-             min_size=MAX_TERMS - 20, max_size=MAX_TERMS + 40).map(lambda ts: " ".join(f"{o}w{i}" for o, i in ts)),
+    st.lists(
+        st.tuples(st.sampled_from(["", "", "-", "OR ", '"', "*"]), st.integers(0, 320)),  # distinct terms
+        min_size=MAX_TERMS - 20,
+        max_size=MAX_TERMS + 40,
+    ).map(lambda ts: " ".join(f"{o}w{i}" for o, i in ts)),
     st.tuples(st.sampled_from(WORDS + OPERATORS), st.integers(200, 5_000)).map(lambda pair: pair[0] * pair[1]),
     st.sampled_from(CATALOGUE),
 )
@@ -179,8 +398,12 @@ METADATA = st.sampled_from([None, None, None, {"topic": "code"}, {"topic": 1}, {
 @pytest.fixture(scope="module", autouse=True)
 def _report(request: pytest.FixtureRequest) -> Iterator[None]:
     yield
-    rel_fuzz_report(request, "rel_fuzz_queries", COUNTS,
-                    {"examples_per_backend": EXAMPLES, "queries_per_example": QUERIES_PER_EXAMPLE})
+    rel_fuzz_report(
+        request,
+        "rel_fuzz_queries",
+        COUNTS,
+        {"examples_per_backend": EXAMPLES, "queries_per_example": QUERIES_PER_EXAMPLE},
+    )
 
 
 @pytest.fixture(params=REL_FUZZ_BACKENDS)
@@ -264,7 +487,10 @@ def test_the_atheris_harness_finds_no_query_fts5_compiles_wrongly(tmp_path: Path
         pytest.skip("atheris is not installed (pip install -e '.[fuzz]')")
     result = subprocess.run(
         [sys.executable, str(HARNESS), f"-runs={ATHERIS_RUNS}", f"-artifact_prefix={tmp_path}/"],
-        cwd=tmp_path, capture_output=True, text=True, timeout=3600,
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=3600,
     )
     assert result.returncode == 0, f"the harness found a failing input:\n{result.stderr[-5000:]}"
     done = re.search(r"Done (\d+) runs", result.stderr)

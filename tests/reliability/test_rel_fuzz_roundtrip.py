@@ -67,8 +67,26 @@ def moments(draw: st.DrawFn) -> datetime:
 
 
 #: Ids that are hard for file names (jsonl), case-blind systems or UUID parsing; any other text too.
-_ODD_IDS = [".", "..", "CON", "nul.txt", "a/b", "../x", "%2F", "Ab", "ab", " ", "\n", "é", "e\u0301", "x" * 300,
-            "東京" * 100, ".x.tmp", "x.jsonl", "urn:uuid:12345678-1234-5678-1234-567812345678"]
+_ODD_IDS = [
+    ".",
+    "..",
+    "CON",
+    "nul.txt",
+    "a/b",
+    "../x",
+    "%2F",
+    "Ab",
+    "ab",
+    " ",
+    "\n",
+    "é",
+    "e\u0301",
+    "x" * 300,
+    "東京" * 100,
+    ".x.tmp",
+    "x.jsonl",
+    "urn:uuid:12345678-1234-5678-1234-567812345678",
+]
 _ANY_ID_CHARACTER = st.characters(blacklist_categories=["Cs"], blacklist_characters="\x00")
 IDS = st.one_of(
     gen.ids, st.uuids().map(str), st.sampled_from(_ODD_IDS), st.text(_ANY_ID_CHARACTER, min_size=1, max_size=12)

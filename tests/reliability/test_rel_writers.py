@@ -164,8 +164,11 @@ def test_two_writers_editing_the_same_messages_last_writer_wins(target: Target, 
     try:
         store.save(*edit_save(-1, -1, EDITED_MESSAGE_IDS))
         workers = [
-            spawn("rel_writer_procs.py", ["edit", target.url(1), str(writer), str(rounds), str(seed)],
-                  tmp_path / f"editor{writer}.stderr")
+            spawn(
+                "rel_writer_procs.py",
+                ["edit", target.url(1), str(writer), str(rounds), str(seed)],
+                tmp_path / f"editor{writer}.stderr",
+            )
             for writer in (0, 1)
         ]
         release(workers)
@@ -176,7 +179,7 @@ def test_two_writers_editing_the_same_messages_last_writer_wins(target: Target, 
     assert stored is not None
     ids = [m.id for m in stored.messages]
     assert ids[: len(EDITED_MESSAGE_IDS)] == EDITED_MESSAGE_IDS, f"seed {seed}: edited messages moved"
-    new = ids[len(EDITED_MESSAGE_IDS):]
+    new = ids[len(EDITED_MESSAGE_IDS) :]
     assert len(new) == len(set(new)) == 2 * rounds, f"seed {seed}: a new message was lost or doubled"
     for writer in (0, 1):
         assert [i for i in new if i.startswith(f"new-{writer}-")] == [new_message_id(writer, r) for r in range(rounds)]

@@ -94,7 +94,9 @@ def test_files_are_human_readable_json_lines(store: JsonlStore, directory: Path)
         record(metadata={"topic": "Straße", "n": [1, 2.5]}, updated_at=datetime(2025, 1, 20, 14, tzinfo=plus_two)),
         [
             message("m1", "Wie geht's? 🙂\nZweite Zeile\u2028LS", images=("aGk=", b"\x89PNG\x00")),
-            message("m2", "", role="assistant", tool_calls=(ToolCallRecord("get_weather", {"city": "Köln"}, "call_1"),)),
+            message(
+                "m2", "", role="assistant", tool_calls=(ToolCallRecord("get_weather", {"city": "Köln"}, "call_1"),)
+            ),
             message("m3", "18 °C", role="tool", tool_call_id="call_1"),
         ],
     )
@@ -107,9 +109,13 @@ def test_files_are_human_readable_json_lines(store: JsonlStore, directory: Path)
     assert lines[-1] == b"" and len(lines) == 5, "one header line, one line per message, final newline"
     header, *messages = [json.loads(line) for line in lines[:-1]]
     assert header == {
-        "id": "c1", "title": "Grüße aus Köln", "model_name": "llama3",
-        "created_at": "2025-01-20T12:00:00", "updated_at": "2025-01-20T14:00:00+02:00",
-        "metadata": {"topic": "Straße", "n": [1, 2.5]}, "format": 1,
+        "id": "c1",
+        "title": "Grüße aus Köln",
+        "model_name": "llama3",
+        "created_at": "2025-01-20T12:00:00",
+        "updated_at": "2025-01-20T14:00:00+02:00",
+        "metadata": {"topic": "Straße", "n": [1, 2.5]},
+        "format": 1,
     }
     assert [m["id"] for m in messages] == ["m1", "m2", "m3"]
     assert messages[0]["images"] == ["aGk=", {"$bytes": "iVBORwA="}]
@@ -196,13 +202,19 @@ def test_a_failed_fsync_writes_nothing(store: JsonlStore, directory: Path, monke
 
 @pytest.mark.parametrize(
     "content",
-    [b"", b"not json at all\n", b'{"id": "c1", "title": \n', b"[1, 2]\n", b'{"id": "c1"}\n',
-     b"\xff\xfe garbage", b'{"id": "c1", "created_at": "yesterday", "updated_at": "x"}\n',
-     b'{"id": "c1", "created_at": "2025-01-20T12:00:00", "updated_at": "2025-01-20T12:00:00"}\n{"id": "m"}\n',
-     b'{"id": "c1", "created_at": "2025-01-20T12:00:00", "updated_at": "2025-01-20T12:00:00", "metadata": NaN}\n',
-     b"[" * 100_000 + b"\n"],
-    ids=["empty", "text", "truncated", "array", "missing-fields", "binary", "bad-time", "bad-message", "nan",
-         "deep"],
+    [
+        b"",
+        b"not json at all\n",
+        b'{"id": "c1", "title": \n',
+        b"[1, 2]\n",
+        b'{"id": "c1"}\n',
+        b"\xff\xfe garbage",
+        b'{"id": "c1", "created_at": "yesterday", "updated_at": "x"}\n',
+        b'{"id": "c1", "created_at": "2025-01-20T12:00:00", "updated_at": "2025-01-20T12:00:00"}\n{"id": "m"}\n',
+        b'{"id": "c1", "created_at": "2025-01-20T12:00:00", "updated_at": "2025-01-20T12:00:00", "metadata": NaN}\n',
+        b"[" * 100_000 + b"\n",
+    ],
+    ids=["empty", "text", "truncated", "array", "missing-fields", "binary", "bad-time", "bad-message", "nan", "deep"],
 )
 def test_corrupt_files_raise_corrupt_storage_error(store: JsonlStore, directory: Path, content: bytes) -> None:
     (directory / "c1.jsonl").write_bytes(content)
@@ -252,8 +264,13 @@ def test_a_newer_format_is_refused(store: JsonlStore, directory: Path) -> None:
 
 @pytest.mark.parametrize(
     ("code", "kind"),
-    [(errno.EACCES, ReadOnlyStorageError), (errno.EROFS, ReadOnlyStorageError), (errno.EPERM, ReadOnlyStorageError),
-     (errno.ENOSPC, StorageFullError), (errno.EIO, StorageError)],
+    [
+        (errno.EACCES, ReadOnlyStorageError),
+        (errno.EROFS, ReadOnlyStorageError),
+        (errno.EPERM, ReadOnlyStorageError),
+        (errno.ENOSPC, StorageFullError),
+        (errno.EIO, StorageError),
+    ],
 )
 def test_os_errors_are_translated(store: JsonlStore, monkeypatch, code: int, kind: type) -> None:
     real_open = os.open
@@ -271,8 +288,9 @@ def test_os_errors_are_translated(store: JsonlStore, monkeypatch, code: int, kin
     assert store.load("c1") is None
 
 
-@pytest.mark.skipif(os.name == "nt" or getattr(os, "geteuid", lambda: 0)() == 0,
-                    reason="needs POSIX permissions that apply (not root)")
+@pytest.mark.skipif(
+    os.name == "nt" or getattr(os, "geteuid", lambda: 0)() == 0, reason="needs POSIX permissions that apply (not root)"
+)
 def test_read_only_directory(store: JsonlStore, directory: Path) -> None:
     store.save(record(), [message("a")])
     directory.chmod(0o500)
@@ -300,9 +318,13 @@ def test_calls_after_close_raise_storage_error(directory: Path) -> None:
     store.close()
     store.close()  # harmless
     calls = [
-        lambda: store.save(record(), []), lambda: store.load("c1"), lambda: store.get("c1"),
-        lambda: store.delete("c1"), lambda: store.delete_message("c1", "a"),
-        lambda: store.list(ConversationFilter()), lambda: store.search(parse("hello"), ConversationFilter()),
+        lambda: store.save(record(), []),
+        lambda: store.load("c1"),
+        lambda: store.get("c1"),
+        lambda: store.delete("c1"),
+        lambda: store.delete_message("c1", "a"),
+        lambda: store.list(ConversationFilter()),
+        lambda: store.search(parse("hello"), ConversationFilter()),
         lambda: store.search(parse(""), ConversationFilter()),
     ]
     for call in calls:
@@ -315,9 +337,33 @@ def test_calls_after_close_raise_storage_error(directory: Path) -> None:
 
 
 HOSTILE_IDS = [
-    "a/b", "../escape", "..", ".", "../../etc/passwd", "/absolute", "back\\slash", "C:\\windows", "with space",
-    "東京の会話", "émoji 🙂", "Case", "case", "CASE", "con", "NUL", "-rf", ".hidden", "%2F", "+sha256-abc",
-    "x" * 5000, "y" * 199, "tab\there", "line\nbreak", "ünïcödé/../..", "a.jsonl", "a.jsonl.tmp",
+    "a/b",
+    "../escape",
+    "..",
+    ".",
+    "../../etc/passwd",
+    "/absolute",
+    "back\\slash",
+    "C:\\windows",
+    "with space",
+    "東京の会話",
+    "émoji 🙂",
+    "Case",
+    "case",
+    "CASE",
+    "con",
+    "NUL",
+    "-rf",
+    ".hidden",
+    "%2F",
+    "+sha256-abc",
+    "x" * 5000,
+    "y" * 199,
+    "tab\there",
+    "line\nbreak",
+    "ünïcödé/../..",
+    "a.jsonl",
+    "a.jsonl.tmp",
 ]
 
 
@@ -392,10 +438,16 @@ def test_urls(tmp_path: Path, monkeypatch) -> None:
     assert absolute.directory == str(tmp_path / "absolute")
     escaped = open_store("jsonl:///with%20space")
     assert escaped.directory == str(tmp_path / "with space")
-    assert relative.capabilities == frozenset({
-        Capability.PERSISTENT, Capability.RELEVANCE, Capability.EXPIRY,
-        Capability.WINDOWED_LOADING, Capability.PURGING, Capability.INDEX_INSPECTION,
-    })
+    assert relative.capabilities == frozenset(
+        {
+            Capability.PERSISTENT,
+            Capability.RELEVANCE,
+            Capability.EXPIRY,
+            Capability.WINDOWED_LOADING,
+            Capability.PURGING,
+            Capability.INDEX_INSPECTION,
+        }
+    )
     for store in (relative, absolute, escaped):
         store.close()
     for bad in ["jsonl://", "jsonl:///", "jsonl://host/dir", "jsonl:///dir?fsync=0", "jsonl:///dir#x"]:

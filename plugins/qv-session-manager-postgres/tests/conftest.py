@@ -79,9 +79,7 @@ def drop_schemas(url: str, prefix: str) -> None:
     with psycopg.connect(url, autocommit=True) as connection:
         names = [
             row[0]
-            for row in connection.execute(
-                "SELECT nspname FROM pg_namespace WHERE starts_with(nspname, %s)", (prefix,)
-            )
+            for row in connection.execute("SELECT nspname FROM pg_namespace WHERE starts_with(nspname, %s)", (prefix,))
         ]
         for name in names:
             connection.execute(f'DROP SCHEMA "{name}" CASCADE')  # type: ignore[arg-type]

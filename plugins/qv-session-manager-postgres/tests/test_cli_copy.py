@@ -31,7 +31,10 @@ def fill(path: Path) -> None:
                 moment = moment.replace(tzinfo=timezone(timedelta(hours=2)))
             call = ToolCall(function=Function(name="lookup", arguments={"q": ["a", 1, None]}), id=f"c{day}")
             conversation = Conversation(
-                title=f"chat {day} Straße", model_name="llama3", created_at=moment, updated_at=moment,
+                title=f"chat {day} Straße",
+                model_name="llama3",
+                created_at=moment,
+                updated_at=moment,
                 metadata={"day": day, "nested": {"x": [True, 1.5]}},
             )
             conversation.messages = [

@@ -91,7 +91,10 @@ def test_migrations_are_recorded_once(make_store, postgres_url: str, schema_for)
 def _spawn(*args: str) -> subprocess.Popen:
     return subprocess.Popen(
         [sys.executable, str(WORKERS), *args],
-        stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
     )
 
 
@@ -153,10 +156,19 @@ def test_nul_round_trips_in_every_text_and_json_field(make_store, postgres_url: 
         metadata={"key\x00": "value\x00", "plain": "\\0", "nested": {"\x00": ["\x00", 1.5]}},
     )
     sent = [
-        message("m1", "content\x00with NUL \\ and backslashes \\\\0", tool_call_id="call\x00id",
-                metadata={"\x00": None}, images=("image\x00str", b"\x00bytes\x00")),
-        message("m2", "", role="assistant",
-                tool_calls=(ToolCallRecord("fn\x00", {"arg\x00": "v\x00", "n": [None, True]}, "id\x00"),)),
+        message(
+            "m1",
+            "content\x00with NUL \\ and backslashes \\\\0",
+            tool_call_id="call\x00id",
+            metadata={"\x00": None},
+            images=("image\x00str", b"\x00bytes\x00"),
+        ),
+        message(
+            "m2",
+            "",
+            role="assistant",
+            tool_calls=(ToolCallRecord("fn\x00", {"arg\x00": "v\x00", "n": [None, True]}, "id\x00"),),
+        ),
         message("m3", "\x00"),
     ]
     store.save(nul_record, sent)
@@ -234,8 +246,24 @@ def raw_connection(postgres_url: str):
 
 _documents = st.lists(st.sampled_from(["alpha", "al", "beta", "be", "gamma", "東", "京", "x"]), max_size=12)
 _query_pieces = st.sampled_from(
-    ["alpha", "al*", "be*", "x", "東京", "-alpha", "-be*", "OR", '"alpha beta"', '"beta alpha', "alpha-be*",
-     "x-x-x", "-al-be", "gamma-alpha-al*", '-"x alpha"', "京東*"]
+    [
+        "alpha",
+        "al*",
+        "be*",
+        "x",
+        "東京",
+        "-alpha",
+        "-be*",
+        "OR",
+        '"alpha beta"',
+        '"beta alpha',
+        "alpha-be*",
+        "x-x-x",
+        "-al-be",
+        "gamma-alpha-al*",
+        '-"x alpha"',
+        "京東*",
+    ]
 )
 _queries = st.one_of(strategies.queries, st.lists(_query_pieces, min_size=1, max_size=6).map(" ".join))
 
@@ -282,15 +310,33 @@ def test_documents_past_the_position_limits_are_still_searched_exactly(make_stor
         "short": "needle in a haystack, the cat",
     }
     _compare_with_memory(
-        store, documents,
-        ['"needle haystack"', '"haystack needle"', "needle -haystack", '"the cat"', '"cat the"', "cat -needle",
-         "w499 final", '"w498 w499"', '"w499 w0"', "fin*", '"haystack fin*"', "the OR nothing", "w1 -the",
-         # phrases wider than any exact vector: only the inexact path can answer them
-         '"' + filler[: len(filler) - 200] + '"', '"w3 ' + filler[: len(filler) - 200] + '"',
-         'w1 -"' + filler[: len(filler) - 200] + '"'],
+        store,
+        documents,
+        [
+            '"needle haystack"',
+            '"haystack needle"',
+            "needle -haystack",
+            '"the cat"',
+            '"cat the"',
+            "cat -needle",
+            "w499 final",
+            '"w498 w499"',
+            '"w499 w0"',
+            "fin*",
+            '"haystack fin*"',
+            "the OR nothing",
+            "w1 -the",
+            # phrases wider than any exact vector: only the inexact path can answer them
+            '"' + filler[: len(filler) - 200] + '"',
+            '"w3 ' + filler[: len(filler) - 200] + '"',
+            'w1 -"' + filler[: len(filler) - 200] + '"',
+        ],
     )
-    exactness = sql(postgres_url, f'SELECT m.search_exact FROM "{schema_for("main")}".qv_messages m WHERE m.id = %s'
-                    " ORDER BY m.conversation_pk", "doc")
+    exactness = sql(
+        postgres_url,
+        f'SELECT m.search_exact FROM "{schema_for("main")}".qv_messages m WHERE m.id = %s ORDER BY m.conversation_pk',
+        "doc",
+    )
     assert [row[0] for row in exactness] == [False, False, True], "the first two must take the inexact path"
 
 
@@ -357,8 +403,11 @@ def test_url_options_are_taken_out_and_the_rest_goes_to_libpq() -> None:
     )
     assert conninfo == "postgresql://u:p%40ss@h:5433/db?sslmode=disable&application_name=a%2Bb"
     assert options == {"schema": "my schema", "pool_max_size": "8"}
-    for bad in ["postgresql:///test?pool_max_size=many", "postgresql:///test?schema=a&schema=b",
-                "postgresql:///test?lock_timeout=soon"]:
+    for bad in [
+        "postgresql:///test?pool_max_size=many",
+        "postgresql:///test?schema=a&schema=b",
+        "postgresql:///test?lock_timeout=soon",
+    ]:
         with pytest.raises(InvalidInputError):
             open_store(bad)
     with pytest.raises(InvalidInputError):
@@ -415,17 +464,26 @@ def test_calls_after_close_fail_and_closing_twice_is_harmless(make_store) -> Non
     store = make_store()
     store.close()
     store.close()
-    for call in [lambda: store.load("x"), lambda: store.save(record(), []), lambda: store.list(ConversationFilter()),
-                 lambda: store.search(parse("x"), ConversationFilter()), lambda: store.delete("x"),
-                 lambda: store.get("x"), lambda: store.delete_message("x", "y")]:
+    for call in [
+        lambda: store.load("x"),
+        lambda: store.save(record(), []),
+        lambda: store.list(ConversationFilter()),
+        lambda: store.search(parse("x"), ConversationFilter()),
+        lambda: store.delete("x"),
+        lambda: store.get("x"),
+        lambda: store.delete_message("x", "y"),
+    ]:
         with pytest.raises(StorageError):
             call()
 
 
 def test_newer_or_foreign_schemas_are_refused(make_store, postgres_url: str, schema_for) -> None:
     make_store("newer").close()
-    sql(postgres_url, f"""INSERT INTO "{schema_for('newer')}".qv_schema_migrations (version, description)
-                           VALUES (99, 'from the future')""")
+    sql(
+        postgres_url,
+        f"""INSERT INTO "{schema_for("newer")}".qv_schema_migrations (version, description)
+                           VALUES (99, 'from the future')""",
+    )
     with pytest.raises(SchemaVersionError):
         make_store("newer")
     sql(postgres_url, f'CREATE SCHEMA "{schema_for("foreign")}"')
@@ -437,7 +495,9 @@ def test_newer_or_foreign_schemas_are_refused(make_store, postgres_url: str, sch
 def test_read_only_sessions_read_but_refuse_writes(make_store, postgres_url: str, schema_for) -> None:
     writable = make_store("ro")
     writable.save(record(), [message("m", "kept")])
-    read_only_url = postgres_url + ("&" if "?" in postgres_url else "?") + "options=-c%20default_transaction_read_only%3Don"
+    read_only_url = (
+        postgres_url + ("&" if "?" in postgres_url else "?") + "options=-c%20default_transaction_read_only%3Don"
+    )
     read_only = PostgresStore(read_only_url, schema=schema_for("ro"))
     try:
         assert read_only.load("c1") == writable.load("c1")
@@ -573,7 +633,9 @@ def test_a_server_restart_loses_no_acknowledged_save(make_store, postgres_url: s
         version, name = cluster
         subprocess.run(
             ["pg_ctlcluster", "--skip-systemctl-redirect", version, name, "restart"],
-            check=True, capture_output=True, timeout=120,
+            check=True,
+            capture_output=True,
+            timeout=120,
         )
         count_after_restart = len(acknowledged)
         deadline = time.monotonic() + 30
@@ -600,8 +662,10 @@ def test_copy_from_sqlite(tmp_path, store_url) -> None:
     destination = open_store(store_url)
     try:
         for index in range(12):
-            source.save(conversation(f"c{index}", title=f"chat {index}"),
-                        [message(f"hello\x00 {index}", id=f"m{turn}") for turn in range(3)])
+            source.save(
+                conversation(f"c{index}", title=f"chat {index}"),
+                [message(f"hello\x00 {index}", id=f"m{turn}") for turn in range(3)],
+            )
         assert copy_store(source, destination, page_size=5).copied == 12
         assert copy_store(source, destination).replaced == 12
         records = source.list(ConversationFilter())

@@ -90,8 +90,11 @@ def observed(store: PostgresStore, ids: list[str]) -> tuple:
     """What a user of the store sees of ``ids``: loads, the listing, searches with text."""
     listed = [r.id for r in store.list(ConversationFilter()) if r.id in ids]
     searches = [
-        [(h.conversation.id, h.message_id, h.text, h.score)
-         for h in store.search(parse(word), ConversationFilter(), order=order, with_text=True) if h.conversation.id in ids]
+        [
+            (h.conversation.id, h.message_id, h.text, h.score)
+            for h in store.search(parse(word), ConversationFilter(), order=order, with_text=True)
+            if h.conversation.id in ids
+        ]
         for word in WORDS
         for order in ("recent", "relevance")
     ]
@@ -125,8 +128,7 @@ _examples = itertools.count()
 
 
 @pytest.mark.slow
-def test_save_many_writes_the_rows_saves_in_order_write(make_store, postgres_url: str, schema_for,
-                                                        monkeypatch) -> None:
+def test_save_many_writes_the_rows_saves_in_order_write(make_store, postgres_url: str, schema_for, monkeypatch) -> None:
     bulk, sequential = make_store("bulk"), make_store("sequential")
     assert offers(bulk, Capability.BULK_SAVING)
 
@@ -168,13 +170,33 @@ def test_save_many_writes_the_rows_saves_in_order_write(make_store, postgres_url
 
 def test_save_many_of_many_messages_by_copy_round_trips_any_text(make_store, postgres_url: str, schema_for) -> None:
     store = make_store()
-    odd = ["tab\there", "new\nline", "back\\slash \\. \\N", "\\.", "NUL\x00inside", "東京 résumé", "'quote' \"dq\"",
-           "\r\n", "", " ", "end\\"]
+    odd = [
+        "tab\there",
+        "new\nline",
+        "back\\slash \\. \\N",
+        "\\.",
+        "NUL\x00inside",
+        "東京 résumé",
+        "'quote' \"dq\"",
+        "\r\n",
+        "",
+        " ",
+        "end\\",
+    ]
     batch = [
-        (record(f"c{n}", title=f"chat {n} {odd[n % len(odd)]}", metadata={"n": n, "s": odd[n % len(odd)]}),
-         [message(f"m{k}", f"turn {k} of {n} {odd[(n + k) % len(odd)]} needle{n}", tool_call_id=odd[k % len(odd)],
-                  images=(odd[k % len(odd)], b"\x00\\\t"), metadata={"k": odd[k % len(odd)]})
-          for k in range(12)])
+        (
+            record(f"c{n}", title=f"chat {n} {odd[n % len(odd)]}", metadata={"n": n, "s": odd[n % len(odd)]}),
+            [
+                message(
+                    f"m{k}",
+                    f"turn {k} of {n} {odd[(n + k) % len(odd)]} needle{n}",
+                    tool_call_id=odd[k % len(odd)],
+                    images=(odd[k % len(odd)], b"\x00\\\t"),
+                    metadata={"k": odd[k % len(odd)]},
+                )
+                for k in range(12)
+            ],
+        )
         for n in range(30)
     ]
     assert len(batch) * 12 >= store_module.COPY_ROWS, "the batch must take the COPY path"
@@ -187,17 +209,22 @@ def test_save_many_of_many_messages_by_copy_round_trips_any_text(make_store, pos
         ("c12", "m3")
     ]
     assert len(store.search(parse("résumé"), ConversationFilter())) == 30  # every conversation has one
-    positions = sql(postgres_url, f'SELECT next_position, count(*) FROM "{schema_for("main")}".qv_conversations c '
-                    f'JOIN "{schema_for("main")}".qv_messages m ON m.conversation_pk = c.pk GROUP BY c.pk')
+    positions = sql(
+        postgres_url,
+        f'SELECT next_position, count(*) FROM "{schema_for("main")}".qv_conversations c '
+        f'JOIN "{schema_for("main")}".qv_messages m ON m.conversation_pk = c.pk GROUP BY c.pk',
+    )
     assert set(positions) == {(12, 12)}
 
 
 def test_search_finds_bulk_saved_text_and_titles(make_store) -> None:
     store = make_store()
-    store.save_many([
-        (record("one", title="Weather in Paris"), [message("a", "How warm is it? Résumé please")]),
-        (record("two", title=None), [message("a", "python lists"), message("b", "needle in a haystack")]),
-    ])
+    store.save_many(
+        [
+            (record("one", title="Weather in Paris"), [message("a", "How warm is it? Résumé please")]),
+            (record("two", title=None), [message("a", "python lists"), message("b", "needle in a haystack")]),
+        ]
+    )
     assert [h.conversation.id for h in store.search(parse("resume"), ConversationFilter())] == ["one"]
     assert [(h.conversation.id, h.message_id) for h in store.search(parse('"a haystack"'), ConversationFilter())] == [
         ("two", "b")
@@ -214,16 +241,26 @@ def test_the_same_conversation_twice_in_one_batch(make_store, postgres_url: str,
     store = make_store()
     store.save(record("c", title="first"), [message("s", "stored text"), message("t", "also stored")])
     (before_xmin,) = sql(postgres_url, f'SELECT xmin::text FROM "{schema_for("main")}".qv_messages WHERE id = %s', "s")
-    assert store.save_many([
-        (record("c", title="second"), [message("n", "new once"), message("s", "changed for a while")]),
-        (record("other"), [message("n", "another conversation")]),
-        (record("c", title="third"), [message("s", "stored text"), message("n", "new, then edited"),
-                                      message("o", "newest")]),
-    ]) == 3
+    assert (
+        store.save_many(
+            [
+                (record("c", title="second"), [message("n", "new once"), message("s", "changed for a while")]),
+                (record("other"), [message("n", "another conversation")]),
+                (
+                    record("c", title="third"),
+                    [message("s", "stored text"), message("n", "new, then edited"), message("o", "newest")],
+                ),
+            ]
+        )
+        == 3
+    )
     loaded = store.load("c")
     assert loaded is not None and loaded.conversation.title == "third"
     assert [(m.id, m.content) for m in loaded.messages] == [
-        ("s", "stored text"), ("t", "also stored"), ("n", "new, then edited"), ("o", "newest")
+        ("s", "stored text"),
+        ("t", "also stored"),
+        ("n", "new, then edited"),
+        ("o", "newest"),
     ]
     # Changed and changed back within the batch: the stored row is not rewritten at all.
     assert sql(postgres_url, f'SELECT xmin::text FROM "{schema_for("main")}".qv_messages WHERE id = %s', "s") == [
@@ -233,9 +270,12 @@ def test_the_same_conversation_twice_in_one_batch(make_store, postgres_url: str,
     assert store.search(parse("first OR second OR while"), ConversationFilter()) == []
     assert [h.message_id for h in store.search(parse("edited"), ConversationFilter())] == ["n"]
     assert store.search(parse('"new once"'), ConversationFilter()) == []
-    positions = sql(postgres_url, f'SELECT m.position FROM "{schema_for("main")}".qv_messages m '
-                    f'JOIN "{schema_for("main")}".qv_conversations c ON c.pk = m.conversation_pk '
-                    "WHERE c.id = 'c' ORDER BY 1")
+    positions = sql(
+        postgres_url,
+        f'SELECT m.position FROM "{schema_for("main")}".qv_messages m '
+        f'JOIN "{schema_for("main")}".qv_conversations c ON c.pk = m.conversation_pk '
+        "WHERE c.id = 'c' ORDER BY 1",
+    )
     assert [p[0] for p in positions] == [0, 1, 2, 3]
 
 
@@ -317,7 +357,7 @@ def test_a_failing_write_in_the_middle_writes_nothing(make_store, postgres_url: 
     ]
     with psycopg.connect(postgres_url) as blocker:
         blocker.execute(
-            f"""SELECT pk FROM "{schema_for('locked')}".qv_conversations WHERE id = 'b-locked' FOR UPDATE"""  # type: ignore[arg-type]
+            f"""SELECT pk FROM "{schema_for("locked")}".qv_conversations WHERE id = 'b-locked' FOR UPDATE"""  # type: ignore[arg-type]
         )
         with pytest.raises(StorageBusyError):
             store.save_many(batch)
@@ -327,8 +367,9 @@ def test_a_failing_write_in_the_middle_writes_nothing(make_store, postgres_url: 
     assert len(store.load("c-last").messages) == 100  # type: ignore[union-attr]
 
 
-def test_a_connection_killed_mid_save_many_reruns_the_whole_batch(make_store, postgres_url: str,
-                                                                  schema_for, monkeypatch) -> None:
+def test_a_connection_killed_mid_save_many_reruns_the_whole_batch(
+    make_store, postgres_url: str, schema_for, monkeypatch
+) -> None:
     store = make_store()
     store.save(record("c"), [message("a", "first")])
     original = PostgresStore._write
@@ -342,8 +383,10 @@ def test_a_connection_killed_mid_save_many_reruns_the_whole_batch(make_store, po
             cursor.execute("SELECT 1")  # ...and the connection is gone
 
     monkeypatch.setattr(PostgresStore, "_write", killed_while_writing)
-    batch = [(record("c", title="second"), [message("a", "edited"), message("b")]),
-             (record("d"), [message(f"m{n}") for n in range(70)])]
+    batch = [
+        (record("c", title="second"), [message("a", "edited"), message("b")]),
+        (record("d"), [message(f"m{n}") for n in range(70)]),
+    ]
     assert store.save_many(batch) == 2
     monkeypatch.undo()
     assert len(attempts) == 2, "the batch must run again, from the start, on a new connection"
@@ -395,8 +438,9 @@ def test_append_to_a_missing_conversation_writes_nothing(make_store, postgres_ur
     assert store.get("missing") is None
 
 
-def test_concurrent_appends_to_one_conversation_keep_every_message_in_order(make_store, postgres_url: str,
-                                                                             schema_for) -> None:
+def test_concurrent_appends_to_one_conversation_keep_every_message_in_order(
+    make_store, postgres_url: str, schema_for
+) -> None:
     store = make_store(max_size=4)
     store.save(record("shared"), [])
     writers, turns = 4, 30
@@ -458,8 +502,11 @@ def _plain_vector(document: list[str]) -> tuple[str, bool]:
     for index, token in enumerate(document, 1):
         positions.setdefault(token, []).append(index)
     size = sum(len(t.encode()) + len(t.encode()) % 2 + 2 + 2 * len(p) for t, p in positions.items())
-    if (len(document) <= MAX_POSITION and all(len(p) <= MAX_POSITIONS_PER_LEXEME for p in positions.values())
-            and size <= MAX_VECTOR_BYTES):
+    if (
+        len(document) <= MAX_POSITION
+        and all(len(p) <= MAX_POSITIONS_PER_LEXEME for p in positions.values())
+        and size <= MAX_VECTOR_BYTES
+    ):
         return " ".join(quote(t) + ":" + ",".join(str(i) for i in p) for t, p in positions.items()), True
     kept, total = [], 0
     for token in positions:
@@ -470,20 +517,26 @@ def _plain_vector(document: list[str]) -> tuple[str, bool]:
     return " ".join(kept), False
 
 
-@given(st.lists(st.one_of(st.sampled_from(["a", "ab", "é", "東", "x'y", "back\\slash"]), st.text(min_size=1)),
-                max_size=40),
-       st.sampled_from([1, 2, 300]))
+@given(
+    st.lists(
+        st.one_of(st.sampled_from(["a", "ab", "é", "東", "x'y", "back\\slash"]), st.text(min_size=1)), max_size=40
+    ),
+    st.sampled_from([1, 2, 300]),
+)
 @settings(max_examples=300)
 def test_the_vector_builder_follows_the_plain_rules(document: list[str], repeat: int) -> None:
     assert vector_of(document * repeat) == _plain_vector(document * repeat)
 
 
-@pytest.mark.parametrize("document", [
-    [f"w{i % 500}" for i in range(MAX_POSITION + 1)],  # past the last position
-    [f"w{i}" for i in range(MAX_POSITION)],  # at it
-    ["é" * 199 + str(i) for i in range(2_000)],  # the bound fails, the exact size passes
-    ["é" * 200 + str(i) for i in range(2_700)],  # past 1 MB: a prefix of the distinct tokens
-    [],
-])
+@pytest.mark.parametrize(
+    "document",
+    [
+        [f"w{i % 500}" for i in range(MAX_POSITION + 1)],  # past the last position
+        [f"w{i}" for i in range(MAX_POSITION)],  # at it
+        ["é" * 199 + str(i) for i in range(2_000)],  # the bound fails, the exact size passes
+        ["é" * 200 + str(i) for i in range(2_700)],  # past 1 MB: a prefix of the distinct tokens
+        [],
+    ],
+)
 def test_the_vector_builder_at_the_limits(document: list[str]) -> None:
     assert vector_of(document) == _plain_vector(document)

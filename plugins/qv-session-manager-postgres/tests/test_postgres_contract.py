@@ -27,4 +27,6 @@ class TestEncryptedPostgresContract(StoreContract):
         from qv_session_manager.encryption import EncryptedStore
 
         key = bytes(range(32))
-        return lambda name: EncryptedStore(PostgresStore(postgres_url, schema=schema_for(name)), {"k1": key}, current="k1")
+        return lambda name: EncryptedStore(
+            PostgresStore(postgres_url, schema=schema_for(name)), {"k1": key}, current="k1"
+        )

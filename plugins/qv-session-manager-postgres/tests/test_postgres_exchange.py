@@ -21,8 +21,14 @@ AWARE = datetime(2025, 1, 21, 9, 30, 0, 1, tzinfo=timezone(timedelta(hours=-9, m
 def conversations() -> list[StoredConversation]:
     return [
         StoredConversation(
-            ConversationRecord("c-naive", NAIVE, NAIVE, title="t", model_name="llama3",
-                               metadata={"nested": {"a": [1, 1.0, None, True]}, "n": 2**53}),
+            ConversationRecord(
+                "c-naive",
+                NAIVE,
+                NAIVE,
+                title="t",
+                model_name="llama3",
+                metadata={"nested": {"a": [1, 1.0, None, True]}, "n": 2**53},
+            ),
             (
                 MessageRecord("u", "user", "NUL \x00 and 東京", NAIVE, images=("aGk=", b"\x00\xff")),
                 MessageRecord("a", "assistant", "", NAIVE, tool_calls=(ToolCallRecord("f", {"x": [1]}, "call"),)),
@@ -70,7 +76,7 @@ def test_csv_export_from_postgres_neutralises_formulas_unless_raw(make_store: Ca
     hostile = StoredConversation(
         ConversationRecord("=cmd|' /C calc'!A0", NAIVE, NAIVE, title="+SUM(1)"),
         (
-            MessageRecord("@m", "user", "=HYPERLINK(\"http://e.vil\")", NAIVE),
+            MessageRecord("@m", "user", '=HYPERLINK("http://e.vil")', NAIVE),
             MessageRecord("-m", "assistant", "\tx", NAIVE, tool_calls=(ToolCallRecord("f", {"a": "=1"}, "\r=c"),)),
             MessageRecord("t", "tool", "fine", NAIVE, tool_call_id="\r=c"),
         ),

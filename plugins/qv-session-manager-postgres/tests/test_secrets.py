@@ -53,9 +53,18 @@ def test_every_command_runs_without_showing_the_password(
     caplog.set_level(logging.DEBUG)
     export = tmp_path / "out.jsonl"
     commands = [
-        ["list"], ["list", "--json"], ["search", "hello"], ["show", "missing"], ["stats"], ["doctor"],
-        ["export", str(export)], ["import", str(export)], ["export", "-", "--format", "csv"],
-        ["delete", "missing"], ["prune", "--keep-newest", "5", "--yes"], ["backends"],
+        ["list"],
+        ["list", "--json"],
+        ["search", "hello"],
+        ["show", "missing"],
+        ["stats"],
+        ["doctor"],
+        ["export", str(export)],
+        ["import", str(export)],
+        ["export", "-", "--format", "csv"],
+        ["delete", "missing"],
+        ["prune", "--keep-newest", "5", "--yes"],
+        ["backends"],
     ]
     for command in commands:
         result = run(["--url", secret_url, *command])

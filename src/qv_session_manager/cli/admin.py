@@ -19,9 +19,12 @@ from ..registry import Backend, available_backends
 from ..safe_text import terminal_safe
 from ..timeutil import time_key, time_range
 from ..transfer import iter_stored
-from .common import fail, open_manager, say, shown_url, stdout_console
+from .access import is_read_only
+from .common import echo_json, fail, open_manager, say, shown_url, stdout_console
 from .ids import resolve_id
+from .progress import spinner
 from .render import conversation_table
+from .sizes import human_size
 
 
 @click.command("delete")
@@ -45,17 +48,32 @@ def delete_command(ctx: click.Context, conversation_ids: tuple[str, ...]) -> Non
 
 @click.command("prune")
 @click.option("--before", "before", metavar="DATE", help="Delete conversations last updated before DATE.")
-@click.option("--older-than", "older_than", metavar="DAYS", type=click.IntRange(min=0),
-              help="Delete conversations last updated more than DAYS days ago.")
-@click.option("--keep-newest", "keep_newest", metavar="N", type=click.IntRange(min=0),
-              help="Delete all but the N most recently updated conversations.")
+@click.option(
+    "--older-than",
+    "older_than",
+    metavar="DAYS",
+    type=click.IntRange(min=0),
+    help="Delete conversations last updated more than DAYS days ago.",
+)
+@click.option(
+    "--keep-newest",
+    "keep_newest",
+    metavar="N",
+    type=click.IntRange(min=0),
+    help="Delete all but the N most recently updated conversations.",
+)
 @click.option("--expired", is_flag=True, help="Remove expired conversations (metadata expires_at) for good.")
 @click.option("--yes", is_flag=True, help="Do not ask for confirmation.")
 @click.option("--dry-run", is_flag=True, help="Only list what would be deleted.")
 @click.pass_context
 def prune_command(
-    ctx: click.Context, before: str | None, older_than: int | None, keep_newest: int | None,
-    expired: bool, yes: bool, dry_run: bool,
+    ctx: click.Context,
+    before: str | None,
+    older_than: int | None,
+    keep_newest: int | None,
+    expired: bool,
+    yes: bool,
+    dry_run: bool,
 ) -> None:
     """Delete old conversations: before DATE, older than DAYS, beyond the newest N, expired.
 
@@ -87,15 +105,19 @@ def prune_command(
         click.confirm(f"delete {what}?", abort=True, err=True)
     # The manager's methods decide what goes: the list above is what they would find now.
     deleted = 0
-    if cutoff is not None:
-        deleted += manager.delete_older_than(cutoff)
-    if keep_newest is not None:
-        deleted += manager.keep_newest(keep_newest)
+    with spinner(f"deleting {what}"):
+        if cutoff is not None:
+            deleted += manager.delete_older_than(cutoff)
+        if keep_newest is not None:
+            deleted += manager.keep_newest(keep_newest)
     if doomed or cutoff is not None or keep_newest is not None:
         click.echo(f"deleted {deleted} conversation{'' if deleted == 1 else 's'}", err=True)
     if expired:
-        purged = manager.purge_expired()
+        with spinner("removing expired conversations"):
+            purged = manager.purge_expired()
         click.echo(f"removed {purged} expired conversation{'' if purged == 1 else 's'}", err=True)
+    with spinner("purging deleted text from the search index"):
+        manager.close()  # closing purges: the time it takes is shown too
 
 
 def _cutoff(before: str | None, older_than: int | None) -> datetime | None:
@@ -125,30 +147,54 @@ def _doomed(manager: SessionManager, cutoff: datetime | None, keep_newest: int |
     if cutoff is not None:
         # search_by_time's end is inclusive; one microsecond earlier makes it "before".
         rows.update((row["id"], row) for row in manager.search_by_time(None, cutoff - timedelta(microseconds=1)))
-    return sorted(rows.values(), key=lambda row: (time_key(datetime.fromisoformat(row["updated_at"])), row["id"]),
-                  reverse=True)
+    return sorted(
+        rows.values(), key=lambda row: (time_key(datetime.fromisoformat(row["updated_at"])), row["id"]), reverse=True
+    )
 
 
 @click.command("stats")
+@click.option("--json", "as_json", is_flag=True, help="Print the numbers as one JSON object (sizes in bytes).")
 @click.pass_context
-def stats_command(ctx: click.Context) -> None:
-    """Numbers of conversations and messages, oldest and newest update, store URL and size."""
+def stats_command(ctx: click.Context, as_json: bool) -> None:
+    """Numbers of conversations and messages, oldest and newest update, store URL and file sizes."""
     manager = open_manager(ctx)
     store = manager.store
     counts = maintenance.counts(store) if isinstance(store, SQLiteStore) else _count_by_reading(manager.store)
+    files = _files(store)
+    if as_json:
+        echo_json(
+            {
+                "store": shown_url(ctx),
+                "read_only": is_read_only(store),
+                "conversations": counts.conversations,
+                "messages": counts.messages,
+                "oldest_updated": counts.oldest,
+                "newest_updated": counts.newest,
+                "files": [{"file": label, "path": path, "bytes": size} for label, path, size in files],
+            }
+        )
+        return
     lines = [
-        ("store", shown_url(ctx)),
+        ("store", shown_url(ctx) + ("  (read-only)" if is_read_only(store) else "")),
         ("conversations", str(counts.conversations)),
         ("messages", str(counts.messages)),
         ("oldest updated", counts.oldest or "-"),
         ("newest updated", counts.newest or "-"),
+        *((label, f"{human_size(size)}  {path}") for label, path, size in files),
     ]
-    if isinstance(store, SQLiteStore):
-        for path, size in maintenance.file_sizes(store).items():
-            lines.append(("file size", f"{size} bytes  {path}"))
     width = max(len(name) for name, _ in lines)
     for name, value in lines:
         say(f"{name:<{width}}  {value}", err=False)
+
+
+def _files(store: ConversationStore) -> list[tuple[str, str, int]]:
+    """(label, path, bytes) of an SQLite store's files: the database, then its write-ahead log."""
+    if not isinstance(store, SQLiteStore):
+        return []
+    return [
+        ("WAL file" if path.endswith("-wal") else "database file", path, size)
+        for path, size in maintenance.file_sizes(store).items()
+    ]
 
 
 def _count_by_reading(store: ConversationStore) -> maintenance.Counts:
@@ -174,13 +220,25 @@ def distribution_of(backend: Backend) -> str:
 
 
 @click.command("backends")
-def backends_command() -> None:
+@click.option("--json", "as_json", is_flag=True, help="Print a JSON list instead of a table.")
+def backends_command(as_json: bool) -> None:
     """The installed backends: URL schemes, description, providing plugin and distribution."""
-    table = Table("schemes", "description", "plugin", "distribution")
     unique = {backend.name: backend for backend in available_backends().values()}
-    for name in sorted(unique):
-        backend = unique[name]
-        schemes = ", ".join(f"{key}://" for key in backend.keys)
-        cells = (schemes, backend.description, backend.plugin, distribution_of(backend))
+    rows: list[dict[str, Any]] = [
+        {
+            "name": name,
+            "schemes": [f"{key}://" for key in unique[name].keys],
+            "description": unique[name].description,
+            "plugin": unique[name].plugin,
+            "distribution": distribution_of(unique[name]),
+        }
+        for name in sorted(unique)
+    ]
+    if as_json:
+        echo_json(rows)
+        return
+    table = Table("schemes", "description", "plugin", "distribution")
+    for row in rows:
+        cells = (", ".join(row["schemes"]), row["description"], row["plugin"], row["distribution"])
         table.add_row(*(Text(terminal_safe(cell)) for cell in cells))
     stdout_console().print(table)

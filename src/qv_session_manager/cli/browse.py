@@ -13,12 +13,10 @@ from typing import Any
 import click
 
 from ..convert import conversation_to_record, message_to_record
-from ..errors import InvalidInputError
 from ..exchange.markdown import write_markdown
 from ..manager import SessionManager
 from ..records import StoredConversation
 from ..safe_text import terminal_safe
-from ..timeutil import time_range
 from .common import echo_json, fail, open_manager, parse_meta, say
 from .formats import (
     cell_text,
@@ -42,18 +40,13 @@ LIST_COLUMNS = ("id", "title", "preview", "messages", "model", "created", "updat
 LIST_DEFAULT = ("id", "title", "messages", "model", "updated")
 
 meta_option = click.option(
-    "--meta", "--metadata", "meta", multiple=True, metavar="KEY=VALUE",
+    "--meta",
+    "--metadata",
+    "meta",
+    multiple=True,
+    metavar="KEY=VALUE",
     help="Only conversations whose metadata KEY equals VALUE (JSON when it parses, else a string). Repeatable.",
 )
-
-
-def check_bounds(since: str | None, until: str | None) -> None:
-    """Fail naming ``--since`` or ``--until`` when its value is not an ISO date or datetime."""
-    for option, bounds in (("--since", (since, None)), ("--until", (None, until))):
-        try:
-            time_range(*bounds)
-        except InvalidInputError:
-            fail(f"{option} takes an ISO date or datetime (2025-01-31, 2025-01-31T08:00), not {bounds[0] or bounds[1]!r}")
 
 
 def _preview(manager: SessionManager, conversation_id: str) -> tuple[str, int]:
@@ -76,31 +69,55 @@ def list_rows(manager: SessionManager, rows: list[dict[str, Any]], columns: list
     result = []
     for row in rows:
         preview, count = _preview(manager, row["id"]) if loads else ("", 0)
-        result.append({
-            "id": row["id"], "title": row["title"] or preview, "_preview": not row["title"], "preview": preview,
-            "messages": count, "model": row["model_name"] or "", "created": row["created_at"],
-            "updated": row["updated_at"], "metadata": row["metadata"],
-        })
+        result.append(
+            {
+                "id": row["id"],
+                "title": row["title"] or preview,
+                "_preview": not row["title"],
+                "preview": preview,
+                "messages": count,
+                "model": row["model_name"] or "",
+                "created": row["created_at"],
+                "updated": row["updated_at"],
+                "metadata": row["metadata"],
+            }
+        )
     return result
 
 
 @click.command("list")
-@click.option("-n", "--limit", type=click.IntRange(min=0), default=None,
-              help=f"At most this many conversations (default {DEFAULT_LIMIT}).")
+@click.option(
+    "-n",
+    "--limit",
+    type=click.IntRange(min=0),
+    default=None,
+    help=f"At most this many conversations (default {DEFAULT_LIMIT}).",
+)
 @click.option("--all", "show_all", is_flag=True, help="Every conversation (no limit).")
 @click.option("--offset", type=click.IntRange(min=0), default=0, show_default=True, help="Skip this many first.")
 @click.option("--after", metavar="ID", default=None, help="Start after this conversation (keyset paging).")
 @click.option("--since", metavar="DATE", default=None, help="Updated at or after DATE (ISO date or datetime).")
-@click.option("--until", metavar="DATE", default=None, help="Updated at or before DATE (a date includes the whole day).")
+@click.option(
+    "--until", metavar="DATE", default=None, help="Updated at or before DATE (a date includes the whole day)."
+)
 @meta_option
 @columns_option(LIST_COLUMNS, LIST_DEFAULT)
 @format_option
 @pager_option
 @click.pass_context
 def list_command(
-    ctx: click.Context, limit: int | None, show_all: bool, offset: int, after: str | None,
-    since: str | None, until: str | None, meta: tuple[str, ...], columns: tuple[str, ...],
-    output_format: str | None, as_json: bool, no_pager: bool,
+    ctx: click.Context,
+    limit: int | None,
+    show_all: bool,
+    offset: int,
+    after: str | None,
+    since: str | None,
+    until: str | None,
+    meta: tuple[str, ...],
+    columns: tuple[str, ...],
+    output_format: str | None,
+    as_json: bool,
+    no_pager: bool,
 ) -> None:
     """List conversations, most recently updated first (the newest 20 unless -n N or --all).
 
@@ -114,7 +131,6 @@ def list_command(
     chosen_format = pick_format(output_format, as_json)
     chosen = split_columns(columns, LIST_COLUMNS, LIST_DEFAULT)
     metadata = parse_meta(meta)
-    check_bounds(since, until)
     manager = open_manager(ctx)
     count = None if show_all else (DEFAULT_LIMIT if limit is None else limit)
     boundary = None if after is None else resolve_id(manager, after)
@@ -136,8 +152,9 @@ def list_command(
         shorter = short_ids(all_ids(manager), [row["id"] for row in data])
         for row in data:
             row["id"] = shorter[row["id"]]
-    cells = [{**{column: _table_cell(column, row[column]) for column in chosen}, "_preview": row["_preview"]}
-             for row in data]
+    cells = [
+        {**{column: _table_cell(column, row[column]) for column in chosen}, "_preview": row["_preview"]} for row in data
+    ]
     width = terminal_console().width
     emit(list_table(cells, chosen, styled=sys.stdout.isatty(), width=width), page=not no_pager)
 
@@ -158,19 +175,42 @@ def _window(last: int | None, turns: int | None) -> str:
 
 @click.command("show")
 @click.argument("conversation_id", metavar="ID")
-@click.option("--last", "last", type=click.IntRange(min=1), default=None, metavar="N",
-              help="Only the last N messages (and the leading system messages).")
-@click.option("--turns", "turns", type=click.IntRange(min=1), default=None, metavar="N",
-              help="Only the last N turns, from the N-th last user message on.")
+@click.option(
+    "--last",
+    "last",
+    type=click.IntRange(min=1),
+    default=None,
+    metavar="N",
+    help="Only the last N messages (and the leading system messages).",
+)
+@click.option(
+    "--turns",
+    "turns",
+    type=click.IntRange(min=1),
+    default=None,
+    metavar="N",
+    help="Only the last N turns, from the N-th last user message on.",
+)
 @click.option("--raw", is_flag=True, help="Plain text: no Markdown rendering, no colours.")
-@click.option("--format", "output_format", type=click.Choice(["transcript", "json", "markdown"]), default=None,
-              help="transcript (the default), json (the whole conversation) or markdown (as export writes it).")
+@click.option(
+    "--format",
+    "output_format",
+    type=click.Choice(["transcript", "json", "markdown"]),
+    default=None,
+    help="transcript (the default), json (the whole conversation) or markdown (as export writes it).",
+)
 @click.option("--json", "as_json", is_flag=True, help="Same as --format json.")
 @pager_option
 @click.pass_context
 def show_command(
-    ctx: click.Context, conversation_id: str, last: int | None, turns: int | None, raw: bool,
-    output_format: str | None, as_json: bool, no_pager: bool,
+    ctx: click.Context,
+    conversation_id: str,
+    last: int | None,
+    turns: int | None,
+    raw: bool,
+    output_format: str | None,
+    as_json: bool,
+    no_pager: bool,
 ) -> None:
     """Print one conversation: every message with its role, time, tool calls and results.
 
@@ -199,5 +239,6 @@ def show_command(
         emit_text(terminal_safe(text.getvalue()), page=not no_pager)
     else:
         markdown = sys.stdout.isatty() and not raw
-        emit(transcript(conversation, markdown=markdown, window=_window(last, turns)), page=not no_pager, styled=not raw)
-
+        emit(
+            transcript(conversation, markdown=markdown, window=_window(last, turns)), page=not no_pager, styled=not raw
+        )

@@ -1,4 +1,4 @@
-"""What every command shares: opening the store, user errors, JSON and progress output.
+"""What every command shares: opening the store, user errors, JSON output (progress: :mod:`.progress`).
 
 Everything a command prints that may hold stored or user-given text goes through
 :func:`say`, :func:`echo_json`, :func:`fail` or a rich ``Text`` built with
@@ -12,19 +12,18 @@ import base64
 import json
 import os
 import sys
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any, NoReturn
 
 import click
 from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from ..backends.sqlite.maintenance import file_of_url
-from ..manager import SessionManager, default_url
+from ..manager import URL_VARIABLE, SessionManager, default_url
 from ..redact import mask_url
 from ..safe_text import json_safe, terminal_safe
+from .access import readable_url
+from .urls import LOCAL_URL_KEY, as_url
 
 #: Key of the root context's ``meta`` listing the URLs a command opened (to mask in errors).
 URLS_KEY = "qv_session_manager.urls"
@@ -66,10 +65,11 @@ class Settings:
 
 
 def store_url(ctx: click.Context) -> str:
-    """The URL the command works on: --url, else $QV_SESSION_MANAGER_URL, else SessionManager's default."""
+    """The URL the command works on: --url (after the command, else before it), else
+    $QV_SESSION_MANAGER_URL, else SessionManager's default; a bare path means that SQLite file."""
     settings = ctx.find_object(Settings)
-    given = settings.url if settings is not None else None
-    return note_url(ctx, given or default_url())
+    given = ctx.find_root().meta.get(LOCAL_URL_KEY) or (settings.url if settings is not None else None)
+    return note_url(ctx, as_url(given) if given else default_url())
 
 
 def shown_url(ctx: click.Context) -> str:
@@ -81,11 +81,13 @@ def open_manager(ctx: click.Context, *, create: bool = False) -> SessionManager:
     """Open the store for this command; it is closed when the command ends.
 
     Unless ``create``, a missing SQLite file is a user error rather than a new empty
-    store, so a mistyped path does not leave an empty database behind.
+    store, so a mistyped path does not leave an empty database behind, and a file
+    this process cannot write is opened read-only (:mod:`.access`).
     """
     url = store_url(ctx)
     if not create:
         require_existing(url)
+        url = note_url(ctx, readable_url(url))
     return ctx.with_resource(SessionManager(url=url))
 
 
@@ -96,7 +98,10 @@ def require_existing(url: str) -> None:
     except ValueError:  # a URL that does not split: opening it reports it (masked)
         return
     if path is not None and not os.path.exists(path):
-        fail(f"no database at {path} (from {mask_url(url)})")
+        fail(
+            f"no database at {path} (from {mask_url(url)}): name the store with --url or ${URL_VARIABLE}, "
+            "or create it with 'qv-sessions import FILE'"
+        )
 
 
 def parse_meta(pairs: tuple[str, ...]) -> dict[str, Any] | None:
@@ -137,22 +142,3 @@ def echo_json(value: object) -> None:
 def stdout_console() -> Console:
     """A console on stdout; wide when piped so tables do not wrap ids (use --json to parse)."""
     return Console(width=None if sys.stdout.isatty() else 200, highlight=False)
-
-
-def stderr_is_terminal() -> bool:
-    return sys.stderr.isatty()
-
-
-@contextmanager
-def progress_bar(description: str, total: int | None) -> Iterator[Callable[[int], None] | None]:
-    """A callback setting how many items are done, drawing a bar on stderr.
-
-    Yields None (no bar, no output) when stderr is not a terminal, e.g. when piped.
-    """
-    if not stderr_is_terminal():
-        yield None
-        return
-    columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
-    with Progress(*columns, console=Console(stderr=True)) as bar:
-        task = bar.add_task(description, total=total)
-        yield lambda done: bar.update(task, completed=done)

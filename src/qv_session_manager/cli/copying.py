@@ -12,7 +12,10 @@ from ..conflicts import ON_CONFLICT_CHOICES, OnConflict
 from ..protocol import ConversationFilter, ConversationStore
 from ..registry import open_store
 from ..transfer import CopyReport, copy_store, iter_stored
-from .common import note_url, progress_bar, require_existing, say, stderr_is_terminal
+from .access import readable_url
+from .common import note_url, require_existing, say
+from .progress import progress_bar, stderr_is_terminal
+from .urls import as_url
 
 
 @dataclass
@@ -29,9 +32,7 @@ class Verification:
         return not self.missing and not self.different
 
 
-def verify(
-    source: ConversationStore, destination: ConversationStore, report: CopyReport | None = None
-) -> Verification:
+def verify(source: ConversationStore, destination: ConversationStore, report: CopyReport | None = None) -> Verification:
     """Check that every conversation of ``source`` the copy wrote is in ``destination`` with as many messages.
 
     A conversation written under a new id is looked up under that id; one skipped
@@ -71,10 +72,12 @@ def copy_command(ctx: click.Context, source_url: str, destination_url: str, on_c
     With the default, run it again to resume an interrupted copy or to catch up:
     nothing is duplicated. Exits with 1, listing them, when a conversation is
     missing in the destination afterwards or has a different number of messages.
-    The global --url is not used.
+    The global --url is not used; a bare path is an SQLite file, and a source this
+    process cannot write is read read-only.
     """
+    source_url, destination_url = as_url(source_url), as_url(destination_url)
     require_existing(note_url(ctx, source_url))
-    source = ctx.with_resource(closing(open_store(source_url)))
+    source = ctx.with_resource(closing(open_store(note_url(ctx, readable_url(source_url)))))
     destination = ctx.with_resource(closing(open_store(note_url(ctx, destination_url))))
     total = len(source.list(ConversationFilter())) if stderr_is_terminal() else None
     with progress_bar("copying", total) as progress:
@@ -86,7 +89,9 @@ def copy_command(ctx: click.Context, source_url: str, destination_url: str, on_c
     for key, expected, found in result.different:
         say(f"mismatch: {key} has {expected} messages in the source, {found} in the destination")
     if not result.ok:
-        click.echo(f"error: {len(result.missing) + len(result.different)} of {result.checked} conversations differ", err=True)
+        click.echo(
+            f"error: {len(result.missing) + len(result.different)} of {result.checked} conversations differ", err=True
+        )
         ctx.exit(1)
     click.echo(f"verified {result.checked} conversation{'' if result.checked == 1 else 's'}", err=True)
 
@@ -94,7 +99,11 @@ def copy_command(ctx: click.Context, source_url: str, destination_url: str, on_c
 def copy_summary(report: CopyReport) -> str:
     """``copied N conversations``, then each other count that is not zero."""
     parts = [f"copied {report.copied} conversation{'' if report.copied == 1 else 's'}"]
-    for name, count in (("replaced", report.replaced), ("skipped", len(report.skipped)), ("renamed", len(report.renamed))):
+    for name, count in (
+        ("replaced", report.replaced),
+        ("skipped", len(report.skipped)),
+        ("renamed", len(report.renamed)),
+    ):
         if count:
             parts.append(f"{name} {count}")
     return ", ".join(parts)

@@ -1,19 +1,37 @@
-"""export and import: conversations to and from files (the formats live in qv_session_manager.exchange)."""
+"""export and import: conversations to and from files (the formats live in qv_session_manager.exchange).
+
+Formats are told from the file: by its extension on export (``.csv`` is CSV, and a
+``--format`` that contradicts the extension is refused), by its content on import;
+an error that cannot tell names the ``--format`` to give. A command that fails
+leaves no file behind: an export is written atomically, and an import that created
+the store and saved nothing removes it again.
+"""
 
 from __future__ import annotations
 
+import contextlib
+import os
 import sys
+from collections.abc import Iterator
 from typing import Literal, TextIO, cast
 
 import click
 
+from ..backends.sqlite.maintenance import file_of_url
 from ..conflicts import ON_CONFLICT_CHOICES, OnConflict
+from ..errors import ImportFormatError, SessionStoreError
 from ..exchange import ImportReport
+from ..exchange.detect import EXPORT_FORMATS, IMPORT_FORMATS, export_format, hint, import_format
+from ..manager import SessionManager
 from ..safe_text import TerminalWriter
 from .browse import meta_option
-from .common import open_manager, parse_meta, progress_bar, say, stderr_is_terminal
+from .common import fail, note_url, open_manager, parse_meta, say, store_url
+from .progress import byte_bar, progress_bar, stderr_is_terminal
+from .sources import Source, open_source
 
 STDIO = "-"
+#: Exit code of a command interrupted with Ctrl-C (128 + SIGINT), as shells report it.
+INTERRUPTED = 130
 # The choices below, spelled as the manager's signatures type them.
 ExportFormat = Literal["jsonl", "json", "csv", "markdown"]
 ImportFormat = Literal["jsonl", "json", "sharegpt"]
@@ -22,42 +40,68 @@ ImportFormat = Literal["jsonl", "json", "sharegpt"]
 @click.command("export")
 @click.argument("destination", metavar="[FILE|-]", default=STDIO)
 @click.option(
-    "--format", "format_", type=click.Choice(["jsonl", "json", "csv", "markdown"]), default="jsonl", show_default=True
+    "--format",
+    "format_",
+    type=click.Choice(list(EXPORT_FORMATS)),
+    default=None,
+    help="jsonl, json, csv or markdown (default: from FILE's extension, else jsonl).",
 )
 @click.option(
-    "--csv-raw", "csv_raw", is_flag=True,
+    "--csv-raw",
+    "csv_raw",
+    is_flag=True,
     help="With --format csv: write cells as stored, without the ' put before = + - @ tab or CR (spreadsheet formulas).",
 )
 @meta_option
 @click.pass_context
-def export_command(ctx: click.Context, destination: str, format_: str, csv_raw: bool, meta: tuple[str, ...]) -> None:
+def export_command(
+    ctx: click.Context, destination: str, format_: str | None, csv_raw: bool, meta: tuple[str, ...]
+) -> None:
     """Write every conversation to FILE, or to standard output with - (the default).
 
-    Conversations come newest first. The count goes to standard error. CSV cells
-    that a spreadsheet would run as a formula get a leading ' unless --csv-raw. On a
-    terminal, standard output shows control characters escaped.
+    The format follows FILE's extension (.jsonl, .json, .csv, .md) unless --format
+    says otherwise; a --format that contradicts the extension is refused. Conversations
+    come newest first. The count goes to standard error. CSV cells that a spreadsheet
+    would run as a formula get a leading ' unless --csv-raw. On a terminal, standard
+    output shows control characters escaped.
     """
-    if csv_raw and format_ != "csv":
+    chosen = export_format(None if destination == STDIO else destination, format_ or ("csv" if csv_raw else None))
+    if csv_raw and chosen != "csv":
         raise click.UsageError("--csv-raw applies to --format csv only")
+    if destination != STDIO:
+        folder = os.path.dirname(os.path.abspath(destination))
+        if not os.path.isdir(folder):
+            fail(f"cannot write {destination}: there is no directory {folder}; create it first or name another file")
     metadata = parse_meta(meta)
     manager = open_manager(ctx)
-    total = len(manager.list_conversations(metadata=metadata)) if stderr_is_terminal() else None
+    # An export shown on the terminal is its own progress: a bar would be drawn over it.
+    show_progress = stderr_is_terminal() and not (destination == STDIO and sys.stdout.isatty())
+    total = len(manager.list_conversations(metadata=metadata)) if show_progress else None
     target: TextIO | str = destination
     if destination == STDIO:
         # On a terminal the export is for reading: its text must not drive the terminal.
         target = cast(TextIO, TerminalWriter(sys.stdout)) if sys.stdout.isatty() else sys.stdout
-    with progress_bar("exporting", total) as progress:
+    with progress_bar("exporting", total) if show_progress else contextlib.nullcontext() as progress:
         count = manager.export_conversations(
-            target, format=cast(ExportFormat, format_), metadata=metadata, progress=progress,
+            target,
+            format=cast(ExportFormat, chosen),
+            metadata=metadata,
+            progress=progress,
             csv_formulas="raw" if csv_raw else "escape",
         )
     where = "standard output" if destination == STDIO else destination
-    say(f"exported {count} conversation{'' if count == 1 else 's'} to {where}")
+    say(f"exported {count} conversation{'' if count == 1 else 's'} to {where} ({chosen})")
 
 
 @click.command("import")
 @click.argument("source", metavar="FILE|-")
-@click.option("--format", "format_", type=click.Choice(["jsonl", "json", "sharegpt"]), default="jsonl", show_default=True)
+@click.option(
+    "--format",
+    "format_",
+    type=click.Choice(list(IMPORT_FORMATS)),
+    default=None,
+    help="jsonl, json or sharegpt (default: told from the content).",
+)
 @click.option("--skip-bad-lines", is_flag=True, help="Skip records that cannot be read instead of stopping.")
 @click.option(
     "--on-conflict",
@@ -77,7 +121,7 @@ def export_command(ctx: click.Context, destination: str, format_: str, csv_raw: 
 def import_command(
     ctx: click.Context,
     source: str,
-    format_: str,
+    format_: str | None,
     skip_bad_lines: bool,
     on_conflict: str,
     keep_empty: bool,
@@ -85,27 +129,77 @@ def import_command(
 ) -> None:
     """Read conversations from FILE, or from standard input with -, and save them.
 
-    A conversation whose id is already stored, or repeats an earlier one of the
-    file, is skipped by default (--on-conflict); conversations are never merged. A
-    bad record stops the import with exit code 1 (batches before it stay saved)
-    unless --skip-bad-lines; every record not stored is listed on standard error,
-    then the counts: imported, skipped, replaced, renamed, without messages.
+    The format (JSON Lines or JSON export, ShareGPT) is told from the content unless
+    --format is given. A conversation whose id is already stored, or repeats an
+    earlier one of the file, is skipped by default (--on-conflict); conversations
+    are never merged. A bad record stops the import with exit code 1 (batches before
+    it stay saved) unless --skip-bad-lines; every record not stored is listed on
+    standard error, then the counts: imported, skipped, replaced, renamed, without
+    messages. Ctrl-C stops it with exit code 130, keeping the batches saved before
+    (run the same import again to finish: those are skipped). A store the import
+    created is removed again when the import fails before saving anything.
     """
-    manager = open_manager(ctx, create=True)
-    origin = sys.stdin if source == STDIO else source
-    with progress_bar("importing", None) as progress:
-        report = manager.import_conversations(
-            origin,
-            format=cast(ImportFormat, format_),
-            batch_size=batch_size,
-            on_error="skip" if skip_bad_lines else "raise",
-            on_conflict=cast(OnConflict, on_conflict),
-            keep_empty=True if keep_empty else None,
-            progress=progress,
-        )
+    opened = ctx.with_resource(_closing(open_source(source)))
+    chosen = import_format(opened.where, opened.head, format_)  # before the store is opened or created
+    saved = [0]
+    with _store_for_import(ctx) as manager, byte_bar("importing", opened.size) as progress:
+        if progress is not None:
+            opened.counter.on_read = progress[0]
+
+        def count(done: int) -> None:
+            saved[0] = done
+            if progress is not None:
+                progress[1](done)
+
+        try:
+            report = manager.import_conversations(
+                opened.text(),
+                format=cast(ImportFormat, chosen),
+                batch_size=batch_size,
+                on_error="skip" if skip_bad_lines else "raise",
+                on_conflict=cast(OnConflict, on_conflict),
+                keep_empty=True if keep_empty else None,
+                progress=count,
+            )
+        except ImportFormatError as error:
+            fail(f"{opened.where}: {error}{hint(opened.head, chosen) if format_ else ''}")
+        except KeyboardInterrupt:
+            say(f"interrupted: {saved[0]} conversations saved before; run the same import again to finish it")
+            ctx.exit(INTERRUPTED)
     for line, reason in report.skipped:
         say(f"skipped line {line}: {reason}")
     click.echo(import_summary(report), err=True)
+
+
+@contextlib.contextmanager
+def _closing(source: Source) -> Iterator[Source]:
+    try:
+        yield source
+    finally:
+        source.close()
+
+
+@contextlib.contextmanager
+def _store_for_import(ctx: click.Context) -> Iterator[SessionManager]:
+    """The store to import into, created if need be; one this created is removed if the import fails empty."""
+    url = store_url(ctx)
+    path = file_of_url(url)
+    created = path is not None and not os.path.exists(path)
+    manager = SessionManager(url=note_url(ctx, url))
+    try:
+        yield manager
+    except BaseException:
+        try:
+            empty = created and not manager.list_conversations(limit=1)
+        except SessionStoreError:
+            empty = False
+        manager.close()
+        if empty and path is not None:
+            for leftover in (path, path + "-wal", path + "-shm"):
+                with contextlib.suppress(FileNotFoundError):
+                    os.unlink(leftover)
+        raise
+    manager.close()
 
 
 def import_summary(report: ImportReport) -> str:

@@ -29,7 +29,14 @@ from ..exchange.csv_view import neutralized
 from ..safe_text import json_safe, terminal_safe
 
 __all__ = [
-    "FORMATS", "cell_text", "columns_option", "format_option", "json_lines", "json_text", "pick_format", "render_rows",
+    "FORMATS",
+    "cell_text",
+    "columns_option",
+    "format_option",
+    "json_lines",
+    "json_text",
+    "pick_format",
+    "render_rows",
     "split_columns",
 ]
 
@@ -40,7 +47,10 @@ F = TypeVar("F", bound=Callable[..., Any])
 def format_option(command: F) -> F:
     """``--format``, plus ``--json`` as its short form (kept from earlier versions)."""
     command = click.option(
-        "--format", "output_format", type=click.Choice(FORMATS), default=None,
+        "--format",
+        "output_format",
+        type=click.Choice(FORMATS),
+        default=None,
         help="Output format (default: table on a terminal, tsv when piped).",
     )(command)
     return click.option("--json", "as_json", is_flag=True, help="Same as --format json.")(command)
@@ -49,7 +59,11 @@ def format_option(command: F) -> F:
 def columns_option(available: Sequence[str], default: Sequence[str]) -> Callable[[F], F]:
     """``-c/--columns a,b``: which columns to print, of ``available`` (repeatable; commas or spaces)."""
     return click.option(
-        "-c", "--columns", "columns", multiple=True, metavar="COLS",
+        "-c",
+        "--columns",
+        "columns",
+        multiple=True,
+        metavar="COLS",
         help=f"Columns to print, comma-separated, of: {', '.join(available)} (default: {','.join(default)}).",
     )
 
@@ -63,7 +77,8 @@ def split_columns(given: tuple[str, ...], available: Sequence[str], default: Seq
     unknown = [name for name in names if name not in available]
     if unknown:
         raise click.BadParameter(
-            f"unknown column {terminal_safe(unknown[0])!r}; choose from {', '.join(available)}", param_hint="'-c/--columns'"
+            f"unknown column {terminal_safe(unknown[0])!r}; choose from {', '.join(available)}",
+            param_hint="'-c/--columns'",
         )
     return names or list(default)
 
@@ -117,6 +132,7 @@ def render_rows(rows: Sequence[dict[str, Any]], columns: Sequence[str], output_f
         return json_lines(picked)
     cells = [[neutralized(cell_text(row[column])) for column in columns] for row in picked]
     if output_format == "markdown":
+
         def line(values: Sequence[str]) -> str:
             return "| " + " | ".join(value.replace("\\", "\\\\").replace("|", "\\|") for value in values) + " |\n"
 

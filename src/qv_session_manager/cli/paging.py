@@ -27,7 +27,9 @@ F = TypeVar("F", bound=Callable[..., Any])
 def pager_option(command: F) -> F:
     """``--no-pager``: print everything straight to the terminal."""
     return click.option(
-        "--no-pager", "no_pager", is_flag=True,
+        "--no-pager",
+        "no_pager",
+        is_flag=True,
         help="Never page (by default output longer than the screen goes to $PAGER on a terminal).",
     )(command)
 

@@ -31,14 +31,22 @@ def conversation_table(rows: list[dict[str, Any]]) -> Table:
     """A table of conversation dicts: id, title, model, updated (in the order given)."""
     table = Table("id", "title", "model", "updated", show_lines=False)
     for row in rows:
-        table.add_row(plain(row["id"]), plain(row["title"] or ""), plain(row["model_name"] or ""), plain(row["updated_at"]))
+        table.add_row(
+            plain(row["id"]), plain(row["title"] or ""), plain(row["model_name"] or ""), plain(row["updated_at"])
+        )
     return table
 
 
 #: How the list table shows each column: header, and whether it takes the width left over.
 LIST_HEADERS = {
-    "id": "id", "title": "title", "preview": "first message", "messages": "msgs", "model": "model",
-    "created": "created", "updated": "updated", "metadata": "metadata",
+    "id": "id",
+    "title": "title",
+    "preview": "first message",
+    "messages": "msgs",
+    "model": "model",
+    "created": "created",
+    "updated": "updated",
+    "metadata": "metadata",
 }
 #: Columns the list table never lets shrink below their content (short ids, counts, times).
 FIXED_COLUMNS = frozenset({"id", "messages", "created", "updated", "score"})
@@ -73,11 +81,16 @@ def list_table(rows: list[dict[str, str]], columns: list[str], *, styled: bool, 
         widths[column] = max(8, min(widths[column], left // len(flexible)))
     for column in columns:
         table.add_column(
-            LIST_HEADERS.get(column, column), no_wrap=True, overflow="ellipsis", width=widths[column],
+            LIST_HEADERS.get(column, column),
+            no_wrap=True,
+            overflow="ellipsis",
+            width=widths[column],
             justify="right" if column == "messages" else "left",
         )
     for row in rows:
-        table.add_row(*(plain(row[column], "dim" if row.get("_preview") and column == "title" else "") for column in columns))
+        table.add_row(
+            *(plain(row[column], "dim" if row.get("_preview") and column == "title" else "") for column in columns)
+        )
     return table
 
 
@@ -174,5 +187,5 @@ def highlighted(snippet: str, mark: tuple[str, str]) -> Text:
             text.append(terminal_safe(rest))
             return text
         text.append(terminal_safe(rest[:start]))
-        text.append(terminal_safe(rest[start + len(opening):end]), style="bold reverse")
-        rest = rest[end + len(closing):]
+        text.append(terminal_safe(rest[start + len(opening) : end]), style="bold reverse")
+        rest = rest[end + len(closing) :]

@@ -35,7 +35,7 @@ from ..records import ROLES, SearchHit, check_metadata_filter
 from ..snippet import snippet
 from ..text import tokens
 from ..timeutil import time_range
-from .browse import check_bounds, meta_option
+from .browse import meta_option
 from .common import fail, open_manager, parse_meta, say
 from .formats import cell_text, columns_option, format_option, json_text, pick_format, render_rows, split_columns
 from .ids import all_ids, short_ids
@@ -48,7 +48,7 @@ SEARCH_MARK = ("\ue000", "\ue001")
 TEXT_MARK = ("**", "**")
 SEARCH_COLUMNS = ("id", "title", "model", "created", "updated", "score", "message_id", "snippet", "metadata")
 SEARCH_DEFAULT = ("id", "title", "updated", "snippet")
-_EXCLUSION = re.compile(r'(?:^|\s)-\S')
+_EXCLUSION = re.compile(r"(?:^|\s)-\S")
 
 
 class QueryCommand(click.Command):
@@ -77,12 +77,12 @@ class QueryCommand(click.Command):
             arg = args[index]
             name = arg.split("=", 1)[0]
             if arg == "--":
-                words.extend(args[index + 1:])
+                words.extend(args[index + 1 :])
                 break
             if arg in flags or (arg.startswith("--") and name in valued and "=" in arg):
                 options.append(arg)
             elif arg in valued:
-                options.extend(args[index:index + 2])
+                options.extend(args[index : index + 2])
                 index += 1
             elif not arg.startswith("--") and arg[:2] in valued and len(arg) > 2:  # -n5
                 options.append(arg)
@@ -104,9 +104,8 @@ class Found:
 def time_filter(since: str | None, until: str | None, metadata: dict[str, Any] | None) -> ConversationFilter:
     """The filter for ``--since``/``--until`` (inclusive; a date-only ``--until`` is the whole day).
 
-    A bound that is not a date fails naming its option (:func:`.browse.check_bounds`).
+    The bounds were checked when parsed, naming their option (:mod:`.dates`).
     """
-    check_bounds(since, until)
     lower, upper = time_range(since, until)
     try:
         check_metadata_filter(metadata)
@@ -135,8 +134,12 @@ def _document_text(manager: SessionManager, found: Found) -> str:
 
 
 def find(
-    manager: SessionManager, query: Query, filter: ConversationFilter, order: SearchOrder,
-    model: str | None, role: str | None,
+    manager: SessionManager,
+    query: Query,
+    filter: ConversationFilter,
+    order: SearchOrder,
+    model: str | None,
+    role: str | None,
 ) -> list[Found]:
     """Every hit passing the filters, in the search's order (see the module docstring for the cost)."""
     hits = manager.store.search(query, filter, order=order, limit=None, with_text=False)
@@ -146,7 +149,9 @@ def find(
     return kept
 
 
-def hit_row(manager: SessionManager, found: Found, query: Query, mark: tuple[str, str], order: SearchOrder) -> dict[str, Any]:
+def hit_row(
+    manager: SessionManager, found: Found, query: Query, mark: tuple[str, str], order: SearchOrder
+) -> dict[str, Any]:
     """The library's hit dict (``summary`` plus score, message_id, snippet) for one hit."""
     row = summary(found.hit.conversation)
     if order == "relevance":
@@ -158,8 +163,10 @@ def hit_row(manager: SessionManager, found: Found, query: Query, mark: tuple[str
 
 def _nothing_hint(query_text: str) -> str:
     if _EXCLUSION.search(query_text):
-        return ("the query has only exclusions (-word), which match nothing by design: "
-                "add a word to look for, e.g. 'python -java'")
+        return (
+            "the query has only exclusions (-word), which match nothing by design: "
+            "add a word to look for, e.g. 'python -java'"
+        )
     return "the query has no word to look for (punctuation alone matches nothing)"
 
 
@@ -190,8 +197,10 @@ def _people_view(
     parts: list[RenderableType] = [_count_line(total, offset, len(rows))]
     for row in rows:
         heading = Text.assemble(
-            plain(shorter.get(row["id"], row["id"]), "bold"), plain(f"  {short_time(row['updated_at'])}", "dim"),
-            plain(f"  {row['model_name']}" if row["model_name"] else "", "dim"), "  ",
+            plain(shorter.get(row["id"], row["id"]), "bold"),
+            plain(f"  {short_time(row['updated_at'])}", "dim"),
+            plain(f"  {row['model_name']}" if row["model_name"] else "", "dim"),
+            "  ",
             plain(" ".join((row["title"] or "(untitled)").split()), "bold"),
         )
         line = Text("  ").append_text(highlighted(" ".join(row["snippet"].split()), SEARCH_MARK))
@@ -208,19 +217,36 @@ def _people_view(
 @click.option("-n", "--limit", type=click.IntRange(min=0), default=20, show_default=True)
 @click.option("--offset", type=click.IntRange(min=0), default=0, show_default=True)
 @click.option("--since", metavar="DATE", default=None, help="Updated at or after DATE (ISO date or datetime).")
-@click.option("--until", metavar="DATE", default=None, help="Updated at or before DATE (a date includes the whole day).")
+@click.option(
+    "--until", metavar="DATE", default=None, help="Updated at or before DATE (a date includes the whole day)."
+)
 @click.option("--model", metavar="NAME", default=None, help="Only conversations with this model.")
-@click.option("--role", type=click.Choice(sorted(ROLES)), default=None,
-              help="Only where a message of this role matches (titles do not count).")
+@click.option(
+    "--role",
+    type=click.Choice(sorted(ROLES)),
+    default=None,
+    help="Only where a message of this role matches (titles do not count).",
+)
 @meta_option
 @columns_option(SEARCH_COLUMNS, SEARCH_DEFAULT)
 @format_option
 @pager_option
 @click.pass_context
 def search_command(
-    ctx: click.Context, query: tuple[str, ...], recent: bool, limit: int, offset: int, since: str | None,
-    until: str | None, model: str | None, role: str | None, meta: tuple[str, ...], columns: tuple[str, ...],
-    output_format: str | None, as_json: bool, no_pager: bool,
+    ctx: click.Context,
+    query: tuple[str, ...],
+    recent: bool,
+    limit: int,
+    offset: int,
+    since: str | None,
+    until: str | None,
+    model: str | None,
+    role: str | None,
+    meta: tuple[str, ...],
+    columns: tuple[str, ...],
+    output_format: str | None,
+    as_json: bool,
+    no_pager: bool,
 ) -> None:
     """Find conversations matching QUERY: words, "phrases", prefix*, -exclusions, OR.
 
@@ -240,7 +266,7 @@ def search_command(
         say(f"note: {_nothing_hint(query_text)}")
     kept = [] if parsed.is_empty else find(manager, parsed, filter, order, model, role)
     mark = SEARCH_MARK if chosen_format == "table" else TEXT_MARK
-    rows = [hit_row(manager, found, parsed, mark, order) for found in kept[offset:offset + limit]]
+    rows = [hit_row(manager, found, parsed, mark, order) for found in kept[offset : offset + limit]]
     if chosen_format == "table":
         if not kept:
             say("no matches", err=False)

@@ -5,7 +5,7 @@ through the ``register_embedders`` hook (see :mod:`qv_session_manager.hookspecs`
 as they offer backends; :func:`open_embedder` picks one by a spec string:
 ``"ollama:nomic-embed-text"``, ``"wordllama"``, ``"wordllama:128"``. Built in:
 ``ollama`` (:mod:`.ollama`, the user's own Ollama server) and ``wordllama``
-(:mod:`.wordllama`, offline, ``pip install "qv-session-manager[semantic]"``).
+(:mod:`.wordllama`, offline: ``pip install wordllama``, from a checkout ``pip install -e ".[semantic]"``).
 Deterministic embedders for tests live in :mod:`qv_session_manager.testing.embedders`.
 
 Vectors are not stored or searched yet: this is the interface later parts build on.

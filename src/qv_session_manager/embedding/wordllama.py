@@ -1,8 +1,8 @@
 """The offline embedder: WordLlama, whose weights ship inside its wheel (no server, no download).
 
 ``open_embedder("wordllama")`` (256 dimensions) or ``"wordllama:128"`` / ``"wordllama:64"``
-(its Matryoshka truncations). Needs ``pip install "qv-session-manager[semantic]"``
-(from a clone: ``pip install -e ".[semantic]"``); without it, opening raises
+(its Matryoshka truncations). Needs ``pip install wordllama`` (from a checkout of this
+repository: ``pip install -e ".[semantic]"``); without it, opening raises
 MissingDependencyError naming that command. WordLlama is imported only when the
 embedder is opened.
 
@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import InvalidInputError, MissingDependencyError
+from ..install_hints import install_hint
 from .protocol import Vector
 from .registry import split_spec
 from .vectors import checked_texts, finish
@@ -33,7 +34,7 @@ from .vectors import checked_texts, finish
 #: The dimensions the shipped weights offer (256, and its truncations).
 DIMENSIONS = (64, 128, 256)
 CONFIG = "l2_supercat"
-INSTALL_HINT = 'pip install "qv-session-manager[semantic]" (from a clone: pip install -e ".[semantic]")'
+INSTALL_HINT = install_hint("wordllama", "semantic")
 #: Tokens gathered at once when averaging a text: bounds the memory a long text takes.
 _SLICE = 8192
 
@@ -63,14 +64,18 @@ class WordLlamaEmbedder:
 
     def __init__(self, dimension: int = 256) -> None:
         if dimension not in DIMENSIONS:
-            raise InvalidInputError(f"wordllama offers the dimensions {', '.join(map(str, DIMENSIONS))}, not {dimension!r}")
+            raise InvalidInputError(
+                f"wordllama offers the dimensions {', '.join(map(str, DIMENSIONS))}, not {dimension!r}"
+            )
         wordllama = _import_wordllama()
         import numpy
 
         self._numpy = numpy
         shipped = Path(wordllama.__file__).parent
         trunc = None if dimension == 256 else dimension
-        model = wordllama.WordLlama.load(config=CONFIG, cache_dir=shipped, dim=256, trunc_dim=trunc, disable_download=True)
+        model = wordllama.WordLlama.load(
+            config=CONFIG, cache_dir=shipped, dim=256, trunc_dim=trunc, disable_download=True
+        )
         self._table = numpy.ascontiguousarray(model.embedding, dtype=numpy.float32)
         if self._table.shape[1] != dimension:
             self._table = numpy.ascontiguousarray(self._table[:, :dimension])

@@ -15,6 +15,5 @@ import sys
 def too_long_integer(digits: str) -> str:
     """Why an integer literal of ``digits`` was refused, without repeating the (huge) literal."""
     return (
-        f"an integer has {len(digits.lstrip('-'))} digits, more than the "
-        f"{sys.get_int_max_str_digits()} Python converts"
+        f"an integer has {len(digits.lstrip('-'))} digits, more than the {sys.get_int_max_str_digits()} Python converts"
     )

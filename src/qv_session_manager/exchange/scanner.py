@@ -85,7 +85,7 @@ class JsonScanner:
         if not text:
             self._eof = True
             return False
-        self._buffer = self._buffer[self._pos:] + text
+        self._buffer = self._buffer[self._pos :] + text
         self._pos = 0
         return True
 
@@ -133,7 +133,9 @@ class JsonScanner:
                 if exc.pos >= len(self._buffer.rstrip()) or exc.msg.startswith("Unterminated string"):
                     raise TruncatedError(line, f"the file ends inside a value ({exc.msg})") from None
                 where = self.line + self._buffer.count("\n", self._pos, exc.pos)
-                raise ImportFormatError(where, f"invalid JSON ({exc.msg}, in the value starting on line {line})") from None
+                raise ImportFormatError(
+                    where, f"invalid JSON ({exc.msg}, in the value starting on line {line})"
+                ) from None
             except RecursionError:
                 raise ImportFormatError(line, "invalid JSON (nested too deeply)") from None
             if end == len(self._buffer) and self._fill():

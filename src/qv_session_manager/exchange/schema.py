@@ -227,7 +227,7 @@ def _images(value: Any, what: str) -> tuple[Image, ...] | None:
             except (binascii.Error, ValueError):
                 raise _Refused(f"an image of {what} is not valid base64") from None
         elif not isinstance(item, str):
-            raise _Refused(f"an image of {what} must be a str or {{\"$bytes\": ...}}, not {_kind(item)}")
+            raise _Refused(f'an image of {what} must be a str or {{"$bytes": ...}}, not {_kind(item)}')
     return images_from_json(value)
 
 

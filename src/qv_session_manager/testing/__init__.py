@@ -30,5 +30,10 @@ register_profiles()
 load_chosen_profile()
 
 __all__ = [
-    "StoreComparison", "StoreContract", "StoreOpener", "assert_round_trip", "managed_opener", "run_comparison",
+    "StoreComparison",
+    "StoreContract",
+    "StoreOpener",
+    "assert_round_trip",
+    "managed_opener",
+    "run_comparison",
 ]

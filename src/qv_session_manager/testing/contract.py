@@ -42,7 +42,7 @@ Two clauses need more than the protocol's methods:
   :mod:`.multistore`: ``store_opener`` is called twice with the same name while both
   stores are open, and must then give two store objects on the same data.
 - Deleted text must leave the search index, which no search result can show. The
-  suite checks it when the store has ``indexed_tokens()`` (see
+  suite checks it when the store declares ``Capability.INDEX_INSPECTION`` (see
   :class:`~qv_session_manager.protocol.IndexInspection`) or the subclass overrides
   the ``indexed_tokens`` fixture; otherwise that clause skips, saying it is unchecked.
 """
@@ -98,26 +98,46 @@ EXPIRED = ("2000-01-01T00:00:00", "2000-06-01T12:00:00+02:00", "2001-01-01T00:00
 NOT_EXPIRED = "2999-01-01T00:00:00"
 #: ``metadata["expires_at"]`` values a record must refuse.
 BAD_EXPIRIES: tuple[Any, ...] = (
-    "soon", "", " ", "2025-13-01", 1700000000, None, True, ["2000-01-01"], {"at": "2000-01-01"},
+    "soon",
+    "",
+    " ",
+    "2025-13-01",
+    1700000000,
+    None,
+    True,
+    ["2000-01-01"],
+    {"at": "2000-01-01"},
     "9999-12-31T23:59:59-01:00",  # no UTC form
 )
 
 
-def conversation(id: str | None = None, *, title: str | None = "t", updated: datetime | None = None,
-                 created: datetime | None = None, metadata: dict[str, Any] | None = None) -> ConversationRecord:
+def conversation(
+    id: str | None = None,
+    *,
+    title: str | None = "t",
+    updated: datetime | None = None,
+    created: datetime | None = None,
+    metadata: dict[str, Any] | None = None,
+) -> ConversationRecord:
     """A conversation record with sensible defaults."""
     updated = updated or BASE
     return ConversationRecord(
-        id=f"auto-c{next(_serial)}" if id is None else id, title=title, model_name="llama3",
-        created_at=created or updated, updated_at=updated, metadata=metadata or {},
+        id=f"auto-c{next(_serial)}" if id is None else id,
+        title=title,
+        model_name="llama3",
+        created_at=created or updated,
+        updated_at=updated,
+        metadata=metadata or {},
     )
 
 
-def message(content: str = "hello", *, id: str | None = None, role: str = "user",
-            at: datetime | None = None, **fields: Any) -> MessageRecord:
+def message(
+    content: str = "hello", *, id: str | None = None, role: str = "user", at: datetime | None = None, **fields: Any
+) -> MessageRecord:
     """A message record with sensible defaults."""
-    return MessageRecord(id=f"m{next(_serial)}" if id is None else id, role=role, content=content,
-                         created_at=at or BASE, **fields)
+    return MessageRecord(
+        id=f"m{next(_serial)}" if id is None else id, role=role, content=content, created_at=at or BASE, **fields
+    )
 
 
 def minutes(n: int) -> datetime:
@@ -144,8 +164,10 @@ def assert_round_trip(got: StoredConversation | None, want: StoredConversation) 
         )
         for got_image, want_image in zip(got_message.images or (), want_message.images or ()):
             assert type(got_image) is type(want_image), "contract fidelity: str and bytes images must stay apart"
-    pairs = [(got.conversation.created_at, want.conversation.created_at),
-             (got.conversation.updated_at, want.conversation.updated_at)]
+    pairs = [
+        (got.conversation.created_at, want.conversation.created_at),
+        (got.conversation.updated_at, want.conversation.updated_at),
+    ]
     pairs += [(a.created_at, b.created_at) for a, b in zip(got.messages, want.messages)]
     for got_time, want_time in pairs:
         assert _instant_and_offset_kept(got_time, want_time), (
@@ -200,11 +222,45 @@ SEARCH_DOCUMENTS = {
 }
 
 HOSTILE_QUERIES = [
-    '"unbalanced', 'unbalanced"', '"', '""', "it's", "a OR", "python AND", "NOT python", "NEAR(", "NEAR(a b",
-    "title:python", "foo:bar", "http://x.com", "^python", "(python", "python)", "()", "{", "[", "C#", "*",
-    "-", "%", "_", "/etc/passwd", "'; DROP TABLE messages; --", "python\x00java", "\x00", "\ud800",
-    "a\udfffb", "x" * 100_000, " ".join(f"w{i}" for i in range(20_000)), "AND OR NOT NEAR", '"a" "b" OR OR -',
-    "*thon", "pyth**", "", "   ", "\t\n",
+    '"unbalanced',
+    'unbalanced"',
+    '"',
+    '""',
+    "it's",
+    "a OR",
+    "python AND",
+    "NOT python",
+    "NEAR(",
+    "NEAR(a b",
+    "title:python",
+    "foo:bar",
+    "http://x.com",
+    "^python",
+    "(python",
+    "python)",
+    "()",
+    "{",
+    "[",
+    "C#",
+    "*",
+    "-",
+    "%",
+    "_",
+    "/etc/passwd",
+    "'; DROP TABLE messages; --",
+    "python\x00java",
+    "\x00",
+    "\ud800",
+    "a\udfffb",
+    "x" * 100_000,
+    " ".join(f"w{i}" for i in range(20_000)),
+    "AND OR NOT NEAR",
+    '"a" "b" OR OR -',
+    "*thon",
+    "pyth**",
+    "",
+    "   ",
+    "\t\n",
 ]
 
 
@@ -243,7 +299,9 @@ class StoreContract:
         if not url:
             pytest.fail(f"StoreContract needs a store_opener fixture in the subclass, or {URL_VARIABLE} set to a URL")
         if "{name}" not in url:
-            pytest.fail(f"{URL_VARIABLE} must contain {{name}} so that each test gets its own stores: {mask_url(url)!r}")
+            pytest.fail(
+                f"{URL_VARIABLE} must contain {{name}} so that each test gets its own stores: {mask_url(url)!r}"
+            )
         with managed_opener(url_opener(url, tmp_path)) as opener:
             yield opener
 
@@ -318,8 +376,11 @@ class StoreContract:
         counter = itertools.count()
 
         @given(strategies.conversations(), strategies.message_lists())
-        @settings(max_examples=30, deadline=None,
-                  suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture])
+        @settings(
+            max_examples=30,
+            deadline=None,
+            suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture],
+        )
         def check(record: ConversationRecord, messages: list[MessageRecord]) -> None:
             store = store_opener(f"fidelity{next(counter)}")
             try:
@@ -345,13 +406,21 @@ class StoreContract:
     def test_fidelity_tool_calls_images_metadata_timestamps(self, store: ConversationStore) -> None:
         """contract fidelity: tool calls, tool_call_id, str/bytes images, nested JSON, offsets, microseconds."""
         plus_two = timezone(timedelta(hours=2))
-        record = conversation(created=datetime(2025, 1, 20, 10, 0, 0, 123456),
-                              updated=datetime(2025, 1, 20, 10, 0, 0, 1, tzinfo=plus_two),
-                              metadata={"nested": {"a": [1, 2.5, None, True, "ü"]}, "empty": {}})
+        record = conversation(
+            created=datetime(2025, 1, 20, 10, 0, 0, 123456),
+            updated=datetime(2025, 1, 20, 10, 0, 0, 1, tzinfo=plus_two),
+            metadata={"nested": {"a": [1, 2.5, None, True, "ü"]}, "empty": {}},
+        )
         sent = [
             message("look", images=("aGVsbG8=", b"\x89PNG\x00raw"), at=datetime(2025, 1, 20, 8, tzinfo=timezone.utc)),
-            message("", role="assistant", tool_calls=(ToolCallRecord("get_weather", {"city": "Paris"}, "call_1"),
-                                                     ToolCallRecord("noop", {}, None))),
+            message(
+                "",
+                role="assistant",
+                tool_calls=(
+                    ToolCallRecord("get_weather", {"city": "Paris"}, "call_1"),
+                    ToolCallRecord("noop", {}, None),
+                ),
+            ),
             message("18°C", role="tool", tool_call_id="call_1", metadata={"function_name": "get_weather"}),
             message("naive", at=datetime(2025, 1, 20, 10, 0, 0)),
         ]
@@ -369,8 +438,11 @@ class StoreContract:
         store.save(record, [sent])
         loaded = store.load(record.id)
         assert loaded is not None
-        for got, want in [(loaded.conversation.created_at, repeated_hour[0]),
-                          (loaded.conversation.updated_at, repeated_hour[1]), (loaded.messages[0].created_at, repeated_hour[1])]:
+        for got, want in [
+            (loaded.conversation.created_at, repeated_hour[0]),
+            (loaded.conversation.updated_at, repeated_hour[1]),
+            (loaded.messages[0].created_at, repeated_hour[1]),
+        ]:
             assert got.utcoffset() == want.utcoffset() and got.timestamp() == want.timestamp(), (
                 f"contract fidelity: {want} came back as {got}"
             )
@@ -543,8 +615,11 @@ class StoreContract:
         store.close()
         store.close()
         calls: dict[str, Callable[[], object]] = {
-            "load": lambda: store.load("c"), "get": lambda: store.get("c"), "delete": lambda: store.delete("c"),
-            "delete_message": lambda: store.delete_message("c", "m"), "list": lambda: store.list(ConversationFilter()),
+            "load": lambda: store.load("c"),
+            "get": lambda: store.get("c"),
+            "delete": lambda: store.delete("c"),
+            "delete_message": lambda: store.delete_message("c", "m"),
+            "list": lambda: store.list(ConversationFilter()),
             "search": lambda: store.search(parse("x"), ConversationFilter()),
             "search('')": lambda: store.search(parse(""), ConversationFilter()),
             "save": lambda: store.save(conversation("d"), []),
@@ -585,14 +660,15 @@ class StoreContract:
     @staticmethod
     def bulk(store: ConversationStore) -> BulkSaving:
         if not offers(store, Capability.BULK_SAVING):
-            pytest.skip("the backend has no save_many (BulkSaving)")
+            pytest.skip("the backend does not declare Capability.BULK_SAVING (save_many)")
         return store
 
     def test_save_many_applies_pairs_like_saves_in_order(self, store: ConversationStore) -> None:
         """contract save_many: each pair is saved as by save, in order; the count is returned."""
         first, second = conversation("first", title="alpha"), conversation("second", title="beta")
         count = self.bulk(store).save_many(
-            item for item in [
+            item
+            for item in [
                 (first, [message("one", id="a"), message("two", id="b")]),
                 (second, [message("needle", id="a")]),
                 (dataclasses.replace(first, title="gamma"), [message("two, edited", id="b"), message("three", id="c")]),
@@ -601,7 +677,9 @@ class StoreContract:
         assert count == 3, f"contract save_many: returned {count}, not the number of pairs"
         loaded = store.load("first")
         assert loaded is not None and [(m.id, m.content) for m in loaded.messages] == [
-            ("a", "one"), ("b", "two, edited"), ("c", "three")
+            ("a", "one"),
+            ("b", "two, edited"),
+            ("c", "three"),
         ], "contract save_many: a later pair must update an earlier one like a second save"
         assert loaded.conversation.title == "gamma", "contract save_many: conversation fields of the last pair win"
         assert _found(store, "needle") == ["second"] and _found(store, "gamma") == ["first"], (
@@ -648,7 +726,7 @@ class StoreContract:
     @staticmethod
     def windowed(store: ConversationStore) -> WindowedLoading:
         if not offers(store, Capability.WINDOWED_LOADING):
-            pytest.skip("the backend has no load_window (WindowedLoading)")
+            pytest.skip("the backend does not declare Capability.WINDOWED_LOADING (load_window)")
         return store
 
     @staticmethod
@@ -662,10 +740,14 @@ class StoreContract:
         """Two system prompts, a turn with a tool-call group (two results), then a plain turn."""
         call = (ToolCallRecord("get_weather", {"city": "Paris"}, "c1"), ToolCallRecord("get_time", {}, "c2"))
         messages = [
-            message("Be brief.", id="s0", role="system"), message("Use tools.", id="s1", role="system"),
-            message("weather?", id="u0"), message("", id="a0", role="assistant", tool_calls=call),
-            message("18", id="t0", role="tool", tool_call_id="c1"), message("noon", id="t1", role="tool", tool_call_id="c2"),
-            message("18 at noon", id="a1", role="assistant"), message("thanks", id="u1"),
+            message("Be brief.", id="s0", role="system"),
+            message("Use tools.", id="s1", role="system"),
+            message("weather?", id="u0"),
+            message("", id="a0", role="assistant", tool_calls=call),
+            message("18", id="t0", role="tool", tool_call_id="c1"),
+            message("noon", id="t1", role="tool", tool_call_id="c2"),
+            message("18 at noon", id="a1", role="assistant"),
+            message("thanks", id="u1"),
             message("welcome", id="a2", role="assistant"),
         ]
         store.save(conversation("w", metadata={"k": "v"}), messages)
@@ -689,7 +771,12 @@ class StoreContract:
             "contract load_window: last_turns starts at the N-th last user message"
         )
         everything = [m.id for m in messages]
-        covering: list[dict[str, Any]] = [{"last_turns": 2}, {"last_turns": 9}, {"last_messages": 9}, {"last_messages": 50}]
+        covering: list[dict[str, Any]] = [
+            {"last_turns": 2},
+            {"last_turns": 9},
+            {"last_messages": 9},
+            {"last_messages": 50},
+        ]
         for window_arguments in covering:
             assert self._window(store, **window_arguments) == everything, (
                 f"contract load_window: {window_arguments} covers the whole conversation, each message once"
@@ -716,7 +803,9 @@ class StoreContract:
         original = store.load("w")
         fork = SessionManager(store=store).fork_conversation("w", "t0")
         stored = store.load(str(fork.id))
-        assert stored is not None and stored.conversation.id != "w", "contract fork: the fork is a new, saved conversation"
+        assert stored is not None and stored.conversation.id != "w", (
+            "contract fork: the fork is a new, saved conversation"
+        )
         copied = [(m.role, m.content, m.tool_calls, m.tool_call_id, m.created_at) for m in messages[:6]]
         assert [(m.role, m.content, m.tool_calls, m.tool_call_id, m.created_at) for m in stored.messages] == copied, (
             "contract fork: the history up to the message, and a tool-call group's other results, in order"
@@ -739,8 +828,14 @@ class StoreContract:
         assert self._window(store, last_messages=8) == ["s0", "s1", "u0", "a0", "t0", "t1", "a1", "u1", "a2"], (
             "contract load_window: a system message inside the window must not appear twice"
         )
-        store.save(conversation("later"), [message("hi", id="u"), message("now formal", id="s", role="system"),
-                                           message("ok", id="a", role="assistant")])
+        store.save(
+            conversation("later"),
+            [
+                message("hi", id="u"),
+                message("now formal", id="s", role="system"),
+                message("ok", id="a", role="assistant"),
+            ],
+        )
         assert self._window(store, "later", last_messages=1) == ["a"], (
             "contract load_window: only system messages at the start are kept, not later ones"
         )
@@ -756,8 +851,14 @@ class StoreContract:
                 f"contract load_window: missing id {missing!r} must give None"
             )
         bad: list[dict[str, Any]] = [
-            {}, {"last_messages": 1, "last_turns": 1}, {"last_messages": 0}, {"last_turns": -2},
-            {"last_messages": True}, {"last_turns": 1.0}, {"last_messages": "3"}, {"last_messages": 2**63},
+            {},
+            {"last_messages": 1, "last_turns": 1},
+            {"last_messages": 0},
+            {"last_turns": -2},
+            {"last_messages": True},
+            {"last_turns": 1.0},
+            {"last_messages": "3"},
+            {"last_messages": 2**63},
             {"last_messages": 1, "keep_system": "yes"},
         ]
         for arguments in bad:
@@ -772,12 +873,17 @@ class StoreContract:
         """contract load_window: random conversations give rules.window_of of the whole conversation."""
         windowed = self.windowed(store)
         counter = itertools.count()
-        sizes = st.one_of(st.fixed_dictionaries({"last_messages": st.integers(1, 12)}),
-                          st.fixed_dictionaries({"last_turns": st.integers(1, 5)}))
+        sizes = st.one_of(
+            st.fixed_dictionaries({"last_messages": st.integers(1, 12)}),
+            st.fixed_dictionaries({"last_turns": st.integers(1, 5)}),
+        )
 
         @given(strategies.message_lists(max_size=10), sizes, st.booleans())
-        @settings(max_examples=40, deadline=None,
-                  suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture])
+        @settings(
+            max_examples=40,
+            deadline=None,
+            suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture],
+        )
         def check(messages: list[MessageRecord], size: dict[str, int], keep_system: bool) -> None:
             record = conversation(f"window{next(counter)}")
             store.save(record, messages)
@@ -818,7 +924,9 @@ class StoreContract:
             "list(metadata={'k': [...]})": lambda: store.list(ConversationFilter(metadata={"k": ["list"]})),
             "list(field='title')": lambda: store.list(ConversationFilter(field="title")),  # type: ignore[arg-type]
             "search(order='random')": lambda: store.search(
-                parse("x"), ConversationFilter(), order="random"  # type: ignore[arg-type]
+                parse("x"),
+                ConversationFilter(),
+                order="random",  # type: ignore[arg-type]
             ),
             "save('not a record')": lambda: store.save("not a record", []),  # type: ignore[arg-type]
             "save([...'not a message'])": lambda: store.save(conversation(), ["not a message"]),  # type: ignore[list-item]
@@ -830,7 +938,9 @@ class StoreContract:
                 continue
             pytest.fail(f"contract input: {label} must raise InvalidInputError")
 
-    @pytest.mark.parametrize("bad", ["lone \ud800 surrogate", {"a", "set"}, float("nan")], ids=["surrogate", "set", "nan"])
+    @pytest.mark.parametrize(
+        "bad", ["lone \ud800 surrogate", {"a", "set"}, float("nan")], ids=["surrogate", "set", "nan"]
+    )
     def test_records_changed_after_validation_are_refused(self, store: ConversationStore, bad: object) -> None:
         """contract input: metadata and tool-call arguments changed after their record was built are
         checked again by save, append and save_many (InvalidInputError), and nothing is written."""
@@ -861,7 +971,9 @@ class StoreContract:
             "append(message metadata)": lambda: store.append("kept", [changed_metadata()]),
         }
         if offers(store, Capability.BULK_SAVING):
-            calls["save_many(tool-call arguments)"] = lambda: store.save_many([(conversation("kept"), [changed_message()])])
+            calls["save_many(tool-call arguments)"] = lambda: store.save_many(
+                [(conversation("kept"), [changed_message()])]
+            )
         for label, call in calls.items():
             try:
                 call()
@@ -893,8 +1005,9 @@ class StoreContract:
     def filled(self, store: ConversationStore) -> ConversationStore:
         for index, (name, text) in enumerate(SEARCH_DOCUMENTS.items()):
             # Titles hold none of the query words: folding must be proven on message text.
-            store.save(conversation(name, title=f"conversation {_ORDINALS[index]}", updated=minutes(index)),
-                       [message(text)])
+            store.save(
+                conversation(name, title=f"conversation {_ORDINALS[index]}", updated=minutes(index)), [message(text)]
+            )
         return store
 
     @pytest.mark.parametrize(
@@ -958,8 +1071,10 @@ class StoreContract:
 
     def test_hit_names_its_document(self, store: ConversationStore) -> None:
         """contract search: a hit names the title, else the first matching message, and carries its text."""
-        store.save(conversation("c", title="plain title"),
-                   [message("nothing", id="a"), message("needle two", id="b"), message("needle three", id="c")])
+        store.save(
+            conversation("c", title="plain title"),
+            [message("nothing", id="a"), message("needle two", id="b"), message("needle three", id="c")],
+        )
         [hit] = store.search(parse("needle"), ConversationFilter(), with_text=True)
         assert (hit.message_id, hit.text) == ("b", "needle two"), (
             "contract search: the hit must name the first matching message in stored order"
@@ -972,8 +1087,9 @@ class StoreContract:
     def test_relevance_order(self, store: ConversationStore) -> None:
         """contract relevance: denser matches rank first; scores are positive and descending."""
         self.require(store, Capability.RELEVANCE)
-        store.save(conversation("weak", updated=minutes(5)),
-                   [message("needle " + " ".join(f"filler{i}" for i in range(200)))])
+        store.save(
+            conversation("weak", updated=minutes(5)), [message("needle " + " ".join(f"filler{i}" for i in range(200)))]
+        )
         store.save(conversation("strong", updated=minutes(1)), [message("needle needle needle")])
         store.save(conversation("none", updated=minutes(9)), [message("haystack")])
         hits = store.search(parse("needle"), ConversationFilter(), order="relevance")
@@ -1025,9 +1141,16 @@ class StoreContract:
         store.save(conversation("web", updated=minutes(1), metadata={"topic": "web", "level": 1}), [message("x")])
         store.save(conversation("flag", updated=minutes(2), metadata={"topic": "other", "level": True}), [message("x")])
         store.save(conversation("float", updated=minutes(3), metadata={"level": 1.0, "empty": None}), [message("x")])
-        cases: list[tuple[dict[str, Any], list[str]]] = [({"topic": "web"}, ["web"]), ({"level": 1}, ["float", "web"]), ({"level": True}, ["flag"]),
-                 ({"empty": None}, ["float"]), ({"missing": None}, []), ({"topic": "other", "level": True}, ["flag"]),
-                 ({"level": 0}, []), ({"level": "1"}, [])]
+        cases: list[tuple[dict[str, Any], list[str]]] = [
+            ({"topic": "web"}, ["web"]),
+            ({"level": 1}, ["float", "web"]),
+            ({"level": True}, ["flag"]),
+            ({"empty": None}, ["float"]),
+            ({"missing": None}, []),
+            ({"topic": "other", "level": True}, ["flag"]),
+            ({"level": 0}, []),
+            ({"level": "1"}, []),
+        ]
         for wanted, expected in cases:
             assert _listed(store, ConversationFilter(metadata=wanted)) == expected, f"contract filter: {wanted}"
             assert _found(store, "x", ConversationFilter(metadata=wanted)) == expected, f"contract filter: {wanted}"
@@ -1038,7 +1161,9 @@ class StoreContract:
         store.save(conversation("naive-10", updated=datetime(2025, 1, 20, 10)), [])
         store.save(conversation("aware-08z", updated=datetime(2025, 1, 20, 10, tzinfo=plus_two)), [])
         store.save(conversation("aware-12z", updated=datetime(2025, 1, 20, 12, tzinfo=utc)), [])
-        window = ConversationFilter(start=datetime(2025, 1, 20, 9, tzinfo=utc), end=datetime(2025, 1, 20, 12, tzinfo=utc))
+        window = ConversationFilter(
+            start=datetime(2025, 1, 20, 9, tzinfo=utc), end=datetime(2025, 1, 20, 12, tzinfo=utc)
+        )
         assert _listed(store, window) == ["naive-10"], "contract time: naive must compare as UTC; end is exclusive"
         edge = ConversationFilter(start=datetime(2025, 1, 20, 8), end=datetime(2025, 1, 20, 8, 0, 0, 1))
         assert _listed(store, edge) == ["aware-08z"], "contract time: start is inclusive, to the microsecond"
@@ -1061,13 +1186,23 @@ class StoreContract:
         neither order, so only descending ids give the expected order.
         """
         plus_two, minus_five = timezone(timedelta(hours=2)), timezone(timedelta(hours=-5))
-        same = [BASE, BASE.replace(tzinfo=timezone.utc), BASE.replace(tzinfo=timezone.utc).astimezone(plus_two),
-                BASE.replace(tzinfo=timezone.utc).astimezone(minus_five)]
+        same = [
+            BASE,
+            BASE.replace(tzinfo=timezone.utc),
+            BASE.replace(tzinfo=timezone.utc).astimezone(plus_two),
+            BASE.replace(tzinfo=timezone.utc).astimezone(minus_five),
+        ]
         for index, (name, title) in enumerate([("b", "zulu"), ("d", "yankee"), ("a", "whiskey"), ("c", "xray")]):
-            store.save(conversation(name, title=f"tie {title}", updated=same[index], created=same[-1 - index]),
-                       [message("tie words")])
-        store.save(conversation("old", title="tie victor", updated=minutes(-1), created=minutes(-1)), [message("tie words")])
-        store.save(conversation("new", title="tie alpha", updated=minutes(1), created=minutes(1)), [message("tie words")])
+            store.save(
+                conversation(name, title=f"tie {title}", updated=same[index], created=same[-1 - index]),
+                [message("tie words")],
+            )
+        store.save(
+            conversation("old", title="tie victor", updated=minutes(-1), created=minutes(-1)), [message("tie words")]
+        )
+        store.save(
+            conversation("new", title="tie alpha", updated=minutes(1), created=minutes(1)), [message("tie words")]
+        )
         return ["new", "d", "c", "b", "a", "old"]
 
     def test_ties_are_ordered_by_descending_id(self, store: ConversationStore) -> None:
@@ -1123,11 +1258,21 @@ class StoreContract:
         """contract paging: `after=` continues after the cursor by the listing's own field, with filters too."""
         # created_at and updated_at disagree, and each has ties.
         for index in range(8):
-            store.save(conversation(f"c{index}", updated=minutes(index % 3), created=minutes(7 - index // 2),
-                                    metadata={"even": index % 2 == 0}), [])
-        filters = [ConversationFilter(field=field, start=start, metadata=metadata)
-                   for field in ("updated_at", "created_at") for start in (None, minutes(1))
-                   for metadata in (None, {"even": True})]
+            store.save(
+                conversation(
+                    f"c{index}",
+                    updated=minutes(index % 3),
+                    created=minutes(7 - index // 2),
+                    metadata={"even": index % 2 == 0},
+                ),
+                [],
+            )
+        filters = [
+            ConversationFilter(field=field, start=start, metadata=metadata)
+            for field in ("updated_at", "created_at")
+            for start in (None, minutes(1))
+            for metadata in (None, {"even": True})
+        ]
         for filter in filters:
             for size in (1, 2, 3):
                 assert self._keyset(store, filter, size) == _listed(store, filter), (
@@ -1138,10 +1283,13 @@ class StoreContract:
         """contract time: a search's time range is half-open like a listing's: start inclusive, end exclusive."""
         utc, plus_two = timezone.utc, timezone(timedelta(hours=2))
         store.save(conversation("naive-10", title=None, updated=datetime(2025, 1, 20, 10)), [message("edge")])
-        store.save(conversation("aware-08z", title=None, updated=datetime(2025, 1, 20, 10, tzinfo=plus_two)),
-                   [message("edge")])
+        store.save(
+            conversation("aware-08z", title=None, updated=datetime(2025, 1, 20, 10, tzinfo=plus_two)), [message("edge")]
+        )
         store.save(conversation("aware-12z", title="edge", updated=datetime(2025, 1, 20, 12, tzinfo=utc)), [])
-        window = ConversationFilter(start=datetime(2025, 1, 20, 9, tzinfo=utc), end=datetime(2025, 1, 20, 12, tzinfo=utc))
+        window = ConversationFilter(
+            start=datetime(2025, 1, 20, 9, tzinfo=utc), end=datetime(2025, 1, 20, 12, tzinfo=utc)
+        )
         edge = ConversationFilter(start=datetime(2025, 1, 20, 8), end=datetime(2025, 1, 20, 8, 0, 0, 1))
         created = ConversationFilter(field="created_at", end=datetime(2025, 1, 20, 10, tzinfo=utc))
         for order in ("recent", "relevance"):
@@ -1170,9 +1318,12 @@ class StoreContract:
         gone = [f"gone{index}" for index in range(len(EXPIRED))]
         for index, when in enumerate(EXPIRED):
             # Newer than "kept" and matching in title and text: a listing that forgets expiry shows them first.
-            store.save(conversation(gone[index], title="needle title", updated=minutes(index + 1),
-                                    metadata={EXPIRES_AT: when, "k": "v"}),
-                       [message("needle text", id="a"), message("other", id="b")])
+            store.save(
+                conversation(
+                    gone[index], title="needle title", updated=minutes(index + 1), metadata={EXPIRES_AT: when, "k": "v"}
+                ),
+                [message("needle text", id="a"), message("other", id="b")],
+            )
         # Listings and searches first, while the expired rows are still stored (a delete would remove them).
         self._only_kept_is_listed_and_found(store, "while expired rows are stored")
         for name, when in zip(gone, EXPIRED):
@@ -1191,8 +1342,11 @@ class StoreContract:
 
     @staticmethod
     def _only_kept_is_listed_and_found(store: ConversationStore, when: str) -> None:
-        for filter in (ConversationFilter(), ConversationFilter(metadata={"k": "v"}),
-                       ConversationFilter(field="created_at", start=minutes(-60), end=minutes(60))):
+        for filter in (
+            ConversationFilter(),
+            ConversationFilter(metadata={"k": "v"}),
+            ConversationFilter(field="created_at", start=minutes(-60), end=minutes(60)),
+        ):
             assert _listed(store, filter) == ["kept"], (
                 f"contract expiry: {when}, list({filter}) shows an expired conversation"
             )
@@ -1212,8 +1366,10 @@ class StoreContract:
         self.expiring(store)
         names = ["single", "bulk"] if offers(store, Capability.BULK_SAVING) else ["single"]
         for name in names:
-            store.save(conversation(name, title=f"ancient {name}", metadata={EXPIRES_AT: EXPIRED[0], "old": 1}),
-                       [message("forgotten words", id="a"), message("more forgotten", id="b")])
+            store.save(
+                conversation(name, title=f"ancient {name}", metadata={EXPIRES_AT: EXPIRED[0], "old": 1}),
+                [message("forgotten words", id="a"), message("more forgotten", id="b")],
+            )
             fresh = conversation(name, title=f"fresh {name}", metadata={"new": 1})
             sent = message("brand new", id="b")
             if name == "bulk":
@@ -1229,8 +1385,13 @@ class StoreContract:
         assert _ids(store, "single") == ["b", "c"], "contract expiry: the fresh conversation keeps growing as usual"
         if offers(store, Capability.BULK_SAVING):  # pairs apply in order: an expired pair restarts the next one
             expired = conversation("inner", title="inner", metadata={EXPIRES_AT: EXPIRED[1]})
-            store.save_many([(conversation("inner"), [message("first", id="a")]), (expired, [message(id="b")]),
-                             (conversation("inner", title="again"), [message("second", id="c")])])
+            store.save_many(
+                [
+                    (conversation("inner"), [message("first", id="a")]),
+                    (expired, [message(id="b")]),
+                    (conversation("inner", title="again"), [message("second", id="c")]),
+                ]
+            )
             assert _ids(store, "inner") == ["c"], (
                 "contract expiry: in save_many, a pair after one that saved an expired record starts afresh"
             )
@@ -1240,10 +1401,12 @@ class StoreContract:
         """contract purge_expired: removes exactly the expired conversations and says how many."""
         self.expiring(store)
         if not offers(store, Capability.PURGING):
-            pytest.skip("the backend has no purge_expired (Expiring)")
+            pytest.skip("the backend does not declare Capability.PURGING (purge_expired)")
         for index, when in enumerate(EXPIRED):
-            store.save(conversation(f"gone{index}", title="purged words", metadata={EXPIRES_AT: when}),
-                       [message("purged words")])
+            store.save(
+                conversation(f"gone{index}", title="purged words", metadata={EXPIRES_AT: when}),
+                [message("purged words")],
+            )
         future = conversation("future", metadata={EXPIRES_AT: NOT_EXPIRED})
         plain = conversation("plain")
         store.save(future, [message("kept words", id="f")])
@@ -1266,7 +1429,9 @@ class StoreContract:
         store.save(record, sent)
         assert_round_trip(store.load("later"), StoredConversation(record, tuple(sent)))
         assert store.get("later") == record and _listed(store) == ["later"]
-        assert _found(store, "future") == ["later"] and _listed(store, ConversationFilter(metadata={"k": 1})) == ["later"]
+        assert _found(store, "future") == ["later"] and _listed(store, ConversationFilter(metadata={"k": 1})) == [
+            "later"
+        ]
         assert store.append("later", [message("third", id="c")]) is True
         assert store.delete_message("later", "b") is True and _ids(store, "later") == ["a", "c"]
         aware = conversation("aware", metadata={EXPIRES_AT: "2999-01-01T00:00:00+05:00"})
@@ -1326,10 +1491,14 @@ class StoreContract:
     ) -> None:
         """contract index: deleted, edited, replaced and expired text leaves the search index, not just the results."""
         if indexed_tokens is None:
-            pytest.skip("the backend has no indexed_tokens() (IndexInspection) and the test class overrides no "
-                        "indexed_tokens fixture: text that deletes leave in its search index is NOT checked")
-        store.save(conversation("a", title="titlezulu"), [message("alphazulu keepzulu", id="m1"),
-                                                         message("betazulu", id="m2"), message("dropzulu", id="m3")])
+            pytest.skip(
+                "the backend does not declare Capability.INDEX_INSPECTION (indexed_tokens) and the test class "
+                "overrides no indexed_tokens fixture: text that deletes leave in its search index is NOT checked"
+            )
+        store.save(
+            conversation("a", title="titlezulu"),
+            [message("alphazulu keepzulu", id="m1"), message("betazulu", id="m2"), message("dropzulu", id="m3")],
+        )
         store.save(conversation("b", title="otherzulu"), [message("keepzulu", id="m1")])
         live = {"titlezulu", "alphazulu", "keepzulu", "betazulu", "dropzulu", "otherzulu"}
         assert live <= indexed_tokens(), (
@@ -1337,13 +1506,22 @@ class StoreContract:
         )
         steps: list[tuple[str, Callable[[], object], set[str]]] = [
             ("delete_message", lambda: store.delete_message("a", "m1"), {"alphazulu"}),
-            ("saving an edited message", lambda: store.save(conversation("a", title="titlezulu"),
-                                                            [message("gammazulu", id="m2")]), {"betazulu"}),
+            (
+                "saving an edited message",
+                lambda: store.save(conversation("a", title="titlezulu"), [message("gammazulu", id="m2")]),
+                {"betazulu"},
+            ),
             ("saving a new title", lambda: store.save(conversation("a", title="newzulu"), []), {"titlezulu"}),
-            ("save(replace=True)", lambda: store.save(conversation("a", title="newzulu"),
-                                                      [message("deltazulu", id="m4")], replace=True),
-             {"gammazulu", "dropzulu"}),
-            ("an append editing a message", lambda: store.append("a", [message("epsilonzulu", id="m4")]), {"deltazulu"}),
+            (
+                "save(replace=True)",
+                lambda: store.save(conversation("a", title="newzulu"), [message("deltazulu", id="m4")], replace=True),
+                {"gammazulu", "dropzulu"},
+            ),
+            (
+                "an append editing a message",
+                lambda: store.append("a", [message("epsilonzulu", id="m4")]),
+                {"deltazulu"},
+            ),
             ("delete", lambda: store.delete("a"), {"newzulu", "epsilonzulu"}),
         ]
         if Capability.EXPIRY in store.capabilities:
@@ -1361,8 +1539,11 @@ class StoreContract:
         store.save(conversation("e1", title="staletitlezulu", metadata=expired), [message("stalezulu", id="x")])
         store.save(conversation("e2", metadata=expired), [message("expiredzulu", id="x")])
         steps: list[tuple[str, Callable[[], object], set[str]]] = [
-            ("a save onto an expired id", lambda: store.save(conversation("e1", title="freshzulu"), []),
-             {"staletitlezulu", "stalezulu"}),
+            (
+                "a save onto an expired id",
+                lambda: store.save(conversation("e1", title="freshzulu"), []),
+                {"staletitlezulu", "stalezulu"},
+            ),
             ("delete of an expired conversation", lambda: store.delete("e2"), {"expiredzulu"}),
         ]
         if offers(store, Capability.PURGING):

@@ -110,7 +110,9 @@ def _opener(kind: type[HashEmbedder]) -> Callable[[str, Mapping[str, Any]], Hash
         options = dict(options)
         if rest:
             if not rest.isdigit():
-                raise InvalidInputError(f"a {kind.name} spec looks like '{kind.name}' or '{kind.name}:64', not {spec!r}")
+                raise InvalidInputError(
+                    f"a {kind.name} spec looks like '{kind.name}' or '{kind.name}:64', not {spec!r}"
+                )
             options.setdefault("dimension", int(rest))
         return kind(**options)
 

@@ -190,7 +190,7 @@ class MultiStoreRun:
         problems = []
         if tuple(ids[: len(base)]) != base:
             problems.append(f"the state saved as {title!r} holds {list(base)}, but its messages are {ids}")
-        rest = ids[len(base):]
+        rest = ids[len(base) :]
         if not set(rest) <= appended or len(set(rest)) != len(rest):
             problems.append(f"after the state {title!r}, {rest} are not all distinct successful appends")
         elif not _in_thread_order(rest):

@@ -50,9 +50,27 @@ _ZONES = [None, timezone.utc, timezone(timedelta(hours=2)), timezone(timedelta(h
 _ROLES = [MessageRole.USER, MessageRole.ASSISTANT, MessageRole.SYSTEM, MessageRole.TOOL]
 #: Changes to the conversation object; after each one the run saves, most of the time.
 _CHANGES = [
-    "add", "add", "add", "edit_content", "same_text_copy", "metadata_set", "metadata_retype", "metadata_retype",
-    "metadata_replace", "tool_call", "tool_arguments", "images", "created_at_zone", "created_at_zone", "role",
-    "copy_message", "remove", "move", "repeat", "repeat", "title",
+    "add",
+    "add",
+    "add",
+    "edit_content",
+    "same_text_copy",
+    "metadata_set",
+    "metadata_retype",
+    "metadata_retype",
+    "metadata_replace",
+    "tool_call",
+    "tool_arguments",
+    "images",
+    "created_at_zone",
+    "created_at_zone",
+    "role",
+    "copy_message",
+    "remove",
+    "move",
+    "repeat",
+    "repeat",
+    "title",
 ]
 #: Saves, and writes by another manager.
 _WRITES = ["save", "save_replace", "save_tail", "other_append", "other_delete_message", "other_save", "other_delete"]
@@ -103,7 +121,9 @@ class _Run:
         except InvalidInputError as exc:
             assert expected_error is not None, f"mutated saves: the save was refused ({exc}), a full save is not"
         else:
-            assert expected_error is None, f"mutated saves: a full save refuses this ({expected_error}), the save did not"
+            assert expected_error is None, (
+                f"mutated saves: a full save refuses this ({expected_error}), the save did not"
+            )
         self.compare("after a save")
 
     def compare(self, when: str) -> None:
@@ -121,14 +141,18 @@ class _Run:
         if data.draw(st.booleans()):
             message.metadata = data.draw(st.dictionaries(_KEYS, _VALUES, max_size=2))
         if role is MessageRole.ASSISTANT and data.draw(st.booleans()):
-            message.tool_calls = [ToolCall(function=Function(name="lookup", arguments={"q": data.draw(_VALUES)}),
-                                           id=f"call{next(self.serial)}")]
+            message.tool_calls = [
+                ToolCall(
+                    function=Function(name="lookup", arguments={"q": data.draw(_VALUES)}), id=f"call{next(self.serial)}"
+                )
+            ]
         if role is MessageRole.TOOL:
             message.tool_call_id = f"call{next(self.serial)}"
         return message
 
     def step(self, data: st.DataObject, name: str) -> None:
         messages = self.conversation.messages
+
         def pick() -> int:  # called only when there are messages
             return data.draw(st.integers(0, len(messages) - 1))
 
@@ -139,7 +163,7 @@ class _Run:
         elif name == "save_replace":
             self.save(messages, replace=True)
         elif name == "save_tail":
-            self.save(messages[data.draw(st.integers(0, len(messages))):])
+            self.save(messages[data.draw(st.integers(0, len(messages))) :])
         elif name == "edit_content":
             messages[pick()].content = data.draw(strategies.prose)
         elif name == "same_text_copy":
@@ -154,8 +178,11 @@ class _Run:
             if isinstance(value, list):
                 metadata[key] = data.draw(st.sampled_from(_TWINS["list"]))
             elif isinstance(value, (int, float)) and value in (0, 1):
-                metadata[key] = data.draw(st.sampled_from([v for v in (*_TWINS[int(value)], int(value))
-                                                           if type(v) is not type(value) or v != value]))
+                metadata[key] = data.draw(
+                    st.sampled_from(
+                        [v for v in (*_TWINS[int(value)], int(value)) if type(v) is not type(value) or v != value]
+                    )
+                )
             else:
                 metadata[key] = data.draw(st.sampled_from([1, 0, [1]]))
         elif name == "metadata_replace":
@@ -184,7 +211,9 @@ class _Run:
             moment = message.created_at
             zone = data.draw(st.sampled_from(_ZONES[1:]))
             # The same instant in another zone: equal under ==, stored differently.
-            message.created_at = (moment.replace(tzinfo=timezone.utc) if moment.tzinfo is None else moment).astimezone(zone)
+            message.created_at = (moment.replace(tzinfo=timezone.utc) if moment.tzinfo is None else moment).astimezone(
+                zone
+            )
         elif name == "role":
             messages[pick()].role = data.draw(st.sampled_from(_ROLES))
         elif name == "copy_message":
@@ -241,8 +270,12 @@ def check_mutated_saves(
     steps = st.one_of(st.sampled_from(_CHANGES), st.sampled_from(_CHANGES), st.sampled_from(_WRITES))
 
     @given(data=st.data(), steps=st.lists(steps, min_size=4, max_size=30))
-    @settings(max_examples=max_examples, deadline=None, derandomize=derandomize,
-              suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture])
+    @settings(
+        max_examples=max_examples,
+        deadline=None,
+        derandomize=derandomize,
+        suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture],
+    )
     def check(data: st.DataObject, steps: list[str]) -> None:
         store = store_opener(f"mutated{next(counter)}-{uuid.uuid4().hex[:8]}")
         try:

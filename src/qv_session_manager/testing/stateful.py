@@ -16,7 +16,7 @@ Conversation timestamps take only three instants (in varying offsets), so most
 listings and searches order tied rows and most time bounds fall exactly on a row;
 titles are drawn apart from ids, so a tie broken by anything but the id shows.
 Relevance searches check the backend's own order: scores descending, equal scores
-newest first. Stores with ``indexed_tokens`` (IndexInspection) are checked after
+newest first. Stores declaring ``Capability.INDEX_INSPECTION`` are checked after
 every step to index no token the reference no longer holds anywhere, and every
 token of a live document.
 """
@@ -59,15 +59,26 @@ _names = itertools.count()
 # Half the time: no filter and a single word, so that searches and listings find things.
 FILTERS = st.one_of(st.just(ConversationFilter()), strategies.filters(strategies.tied_timestamps()))
 # Prefix terms that are whole vocabulary words too: `al*` must also find the word `al`.
-QUERIES = st.one_of(st.sampled_from(strategies.VOCABULARY), st.sampled_from(strategies.VOCABULARY),
-                    st.sampled_from([f"{word}*" for word in strategies.VOCABULARY]), strategies.queries)
+QUERIES = st.one_of(
+    st.sampled_from(strategies.VOCABULARY),
+    st.sampled_from(strategies.VOCABULARY),
+    st.sampled_from([f"{word}*" for word in strategies.VOCABULARY]),
+    strategies.queries,
+)
 # A third of the texts are one word, so equal documents (and equal relevance scores) are common.
 TEXTS = st.one_of(st.sampled_from(strategies.VOCABULARY), strategies.vocabulary_text, strategies.vocabulary_text)
 #: Expiries: none (most often), long expired, or far ahead; never close to the real clock.
-EXPIRIES = st.sampled_from([
-    None, None, None, "2000-01-01T00:00:00", "2000-01-01T08:30:00+02:00", "2999-01-01T00:00:00",
-    "2999-06-30T23:00:00-05:00",
-])
+EXPIRIES = st.sampled_from(
+    [
+        None,
+        None,
+        None,
+        "2000-01-01T00:00:00",
+        "2000-01-01T08:30:00+02:00",
+        "2999-01-01T00:00:00",
+        "2999-06-30T23:00:00-05:00",
+    ]
+)
 
 
 @st.composite
@@ -139,14 +150,15 @@ class StoreComparison(RuleBasedStateMachine):
     def fill(self, batch: list[tuple[ConversationRecord, list[MessageRecord]]]) -> None:
         for record, messages in batch:
             record = self._usable(record)
-            self._same(f"save({record.id}, {[m.id for m in messages]})",
-                       lambda store: store.save(record, messages))
+            self._same(f"save({record.id}, {[m.id for m in messages]})", lambda store: store.save(record, messages))
 
     @rule(record=_conversation(), messages=_messages(), replace=st.booleans())
     def save(self, record: ConversationRecord, messages: list[MessageRecord], replace: bool) -> None:
         record = self._usable(record)
-        self._same(f"save({record.id}, {[m.id for m in messages]}, replace={replace})",
-                   lambda store: store.save(record, messages, replace=replace))
+        self._same(
+            f"save({record.id}, {[m.id for m in messages]}, replace={replace})",
+            lambda store: store.save(record, messages, replace=replace),
+        )
 
     @rule(source=CONVERSATION_IDS, record=_conversation())
     def save_copy(self, source: str, record: ConversationRecord) -> None:
@@ -156,14 +168,21 @@ class StoreComparison(RuleBasedStateMachine):
             return
         record = dataclasses.replace(self._usable(record), title=stored.conversation.title)
         messages = list(stored.messages)
-        self._same(f"save({record.id}, a copy of {source}'s messages, replace=True)",
-                   lambda store: store.save(record, messages, replace=True))
+        self._same(
+            f"save({record.id}, a copy of {source}'s messages, replace=True)",
+            lambda store: store.save(record, messages, replace=True),
+        )
 
-    @rule(conversation_id=CONVERSATION_IDS, messages=_messages(),
-          updated_at=st.one_of(st.none(), strategies.tied_timestamps()))
+    @rule(
+        conversation_id=CONVERSATION_IDS,
+        messages=_messages(),
+        updated_at=st.one_of(st.none(), strategies.tied_timestamps()),
+    )
     def append(self, conversation_id: str, messages: list[MessageRecord], updated_at: Any) -> None:
-        self._same(f"append({conversation_id}, {[m.id for m in messages]}, updated_at={updated_at})",
-                   lambda store: store.append(conversation_id, messages, updated_at=updated_at))
+        self._same(
+            f"append({conversation_id}, {[m.id for m in messages]}, updated_at={updated_at})",
+            lambda store: store.append(conversation_id, messages, updated_at=updated_at),
+        )
 
     @rule(batch=st.lists(st.tuples(_conversation(), _messages()), max_size=4), refused=st.integers(-1, 3))
     def save_many(self, batch: list[tuple[ConversationRecord, list[MessageRecord]]], refused: int) -> None:
@@ -173,9 +192,9 @@ class StoreComparison(RuleBasedStateMachine):
         batch = [(self._usable(record), messages) for record, messages in batch]
         if 0 <= refused < len(batch) and batch[refused][1]:
             record, messages = batch[refused]
-            batch = [*batch[:refused], (record, [*messages, messages[0]]), *batch[refused + 1:]]
-        self._same(f"save_many({[(r.id, [m.id for m in ms]) for r, ms in batch]})",
-                   lambda store: store.save_many(iter(batch)))  # type: ignore[attr-defined]
+            batch = [*batch[:refused], (record, [*messages, messages[0]]), *batch[refused + 1 :]]
+        described = f"save_many({[(r.id, [m.id for m in ms]) for r, ms in batch]})"
+        self._same(described, lambda store: store.save_many(iter(batch)))  # type: ignore[attr-defined]
 
     @invariant()
     def same_contents(self) -> None:
@@ -208,20 +227,29 @@ class StoreComparison(RuleBasedStateMachine):
         return documents
 
     @precondition(lambda self: offers(self.store, Capability.WINDOWED_LOADING))
-    @rule(conversation_id=CONVERSATION_IDS,
-          size=st.one_of(st.fixed_dictionaries({"last_messages": st.integers(1, 7)}),
-                         st.fixed_dictionaries({"last_turns": st.integers(1, 4)})),
-          keep_system=st.booleans())
+    @rule(
+        conversation_id=CONVERSATION_IDS,
+        size=st.one_of(
+            st.fixed_dictionaries({"last_messages": st.integers(1, 7)}),
+            st.fixed_dictionaries({"last_turns": st.integers(1, 4)}),
+        ),
+        keep_system=st.booleans(),
+    )
     def load_window(self, conversation_id: str, size: dict[str, int], keep_system: bool) -> None:
         """A random window; the generated messages mix all roles, tool calls and tool results."""
-        self._same(f"load_window({conversation_id}, {size}, keep_system={keep_system})",
-                   lambda store: store.load_window(  # type: ignore[attr-defined]
-                       conversation_id, keep_system=keep_system, **size))
+        self._same(
+            f"load_window({conversation_id}, {size}, keep_system={keep_system})",
+            lambda store: store.load_window(  # type: ignore[attr-defined]
+                conversation_id, keep_system=keep_system, **size
+            ),
+        )
 
     @rule(conversation_id=CONVERSATION_IDS, message_id=MESSAGE_IDS)
     def delete_message(self, conversation_id: str, message_id: str) -> None:
-        self._same(f"delete_message({conversation_id}, {message_id})",
-                   lambda store: store.delete_message(conversation_id, message_id))
+        self._same(
+            f"delete_message({conversation_id}, {message_id})",
+            lambda store: store.delete_message(conversation_id, message_id),
+        )
 
     @rule(conversation_id=CONVERSATION_IDS)
     def delete(self, conversation_id: str) -> None:
@@ -232,17 +260,25 @@ class StoreComparison(RuleBasedStateMachine):
         """A conversation deleted and saved anew starts from the messages given, nothing of before."""
         record = self._usable(record)
         self._same(f"delete({record.id})", lambda store: store.delete(record.id))
-        self._same(f"save({record.id}, {[m.id for m in messages]}) after its delete",
-                   lambda store: store.save(record, messages))
+        self._same(
+            f"save({record.id}, {[m.id for m in messages]}) after its delete",
+            lambda store: store.save(record, messages),
+        )
 
     @rule(filter=FILTERS, limit=st.one_of(st.none(), st.integers(0, 3)), offset=st.integers(0, 2))
     def list(self, filter: ConversationFilter, limit: int | None, offset: int) -> None:
-        self._same(f"list({filter}, limit={limit}, offset={offset})",
-                   lambda store: store.list(filter, limit=limit, offset=offset))
+        self._same(
+            f"list({filter}, limit={limit}, offset={offset})",
+            lambda store: store.list(filter, limit=limit, offset=offset),
+        )
 
     @precondition(lambda self: offers(self.store, Capability.SUMMARY_LISTING))
-    @rule(filter=FILTERS, limit=st.one_of(st.none(), st.integers(0, 3)), offset=st.integers(0, 2),
-          after_first=st.booleans())
+    @rule(
+        filter=FILTERS,
+        limit=st.one_of(st.none(), st.integers(0, 3)),
+        offset=st.integers(0, 2),
+        after_first=st.booleans(),
+    )
     def list_summaries(self, filter: ConversationFilter, limit: int | None, offset: int, after_first: bool) -> None:
         """A store's own summaries equal summary() of the reference's records (SummaryListing)."""
         after = None
@@ -262,6 +298,7 @@ class StoreComparison(RuleBasedStateMachine):
     def keyset_pages(self, filter: ConversationFilter, size: int, field: TimeField) -> None:
         """Keyset pages, half of them by created_at (whose cursor must be compared by created_at)."""
         filter = dataclasses.replace(filter, field=field)
+
         def pages(store: ConversationStore) -> list[str]:
             seen: list[str] = []
             after = None
@@ -275,8 +312,7 @@ class StoreComparison(RuleBasedStateMachine):
 
         self._same(f"keyset pages of {size} over {filter}", pages)
 
-    @rule(query=QUERIES, filter=FILTERS, limit=st.one_of(st.none(), st.integers(0, 3)),
-          offset=st.integers(0, 2))
+    @rule(query=QUERIES, filter=FILTERS, limit=st.one_of(st.none(), st.integers(0, 3)), offset=st.integers(0, 2))
     def search(self, query: str, filter: ConversationFilter, limit: int | None, offset: int) -> None:
         parsed = parse(query)
 
@@ -296,8 +332,10 @@ class StoreComparison(RuleBasedStateMachine):
             query, filter = stored.messages[0].content, ConversationFilter(field=filter.field)
         parsed = parse(query)
         # Engines score slightly differently; the hit set must match, the order may differ.
-        self._same(f"search({query!r}, order='relevance') hit set",
-                   lambda store: sorted(h.conversation.id for h in store.search(parsed, filter, order="relevance")))
+        self._same(
+            f"search({query!r}, order='relevance') hit set",
+            lambda store: sorted(h.conversation.id for h in store.search(parsed, filter, order="relevance")),
+        )
         _check_relevance_order(self.store.search(parsed, filter, order="relevance"), filter, query)
 
     @precondition(lambda self: offers(self.store, Capability.PURGING))
@@ -326,7 +364,9 @@ def _check_relevance_order(hits: list[SearchHit], filter: ConversationFilter, qu
             f"after {before.conversation.id} (score {before.score})"
         )
         if before.score == after.score:
-            assert newest_first_key(before.conversation, filter.field) > newest_first_key(after.conversation, filter.field), (
+            assert newest_first_key(before.conversation, filter.field) > newest_first_key(
+                after.conversation, filter.field
+            ), (
                 f"contract relevance: {query!r}: {before.conversation.id} and {after.conversation.id} tie on score, "
                 f"so they must be newest first by {filter.field}, ties by descending id"
             )

@@ -12,14 +12,37 @@ from qv_session_manager.records import EXPIRES_AT, ROLES, ConversationRecord, Me
 # Any valid Unicode (no lone surrogates), including NUL, controls, CJK, combining marks.
 text = st.text(alphabet=st.characters(blacklist_categories=["Cs"]), max_size=40)
 words = st.sampled_from(
-    ["python", "Python", "lists", "résumé", "resume", "東京", "天気", "multi-agent", "C++",
-     "%", "_", "NOT", "OR", "and", "x\x00y", "Straße", "strasse", "ÉCOLE", "pyth", "py"]
+    [
+        "python",
+        "Python",
+        "lists",
+        "résumé",
+        "resume",
+        "東京",
+        "天気",
+        "multi-agent",
+        "C++",
+        "%",
+        "_",
+        "NOT",
+        "OR",
+        "and",
+        "x\x00y",
+        "Straße",
+        "strasse",
+        "ÉCOLE",
+        "pyth",
+        "py",
+    ]
 )
 prose = st.lists(st.one_of(words, text), max_size=8).map(" ".join)
 
 json_scalar = st.one_of(
-    st.none(), st.booleans(), st.integers(min_value=-(2**53), max_value=2**53),
-    st.floats(allow_nan=False, allow_infinity=False), text,
+    st.none(),
+    st.booleans(),
+    st.integers(min_value=-(2**53), max_value=2**53),
+    st.floats(allow_nan=False, allow_infinity=False),
+    text,
 )
 json_value = st.recursive(
     json_scalar,
@@ -31,7 +54,9 @@ metadata = st.dictionaries(text, json_value, max_size=4)
 #: timestamp (Hypothesis also tries string constants of the code, so it does find the key).
 conversation_metadata = st.dictionaries(text.filter(lambda key: key != EXPIRES_AT), json_value, max_size=4)
 
-offsets = st.sampled_from([None, timezone.utc, timezone(timedelta(hours=2)), timezone(timedelta(hours=-9, minutes=-30))])
+offsets = st.sampled_from(
+    [None, timezone.utc, timezone(timedelta(hours=2)), timezone(timedelta(hours=-9, minutes=-30))]
+)
 
 
 @st.composite
@@ -65,9 +90,12 @@ def tied_timestamps(draw: st.DrawFn) -> datetime:
 
 
 tool_calls = st.lists(
-    st.builds(ToolCallRecord, name=st.sampled_from(["get_weather", "search", "é"]),
-              arguments=st.dictionaries(text, json_value, max_size=3),
-              id=st.one_of(st.none(), st.text(min_size=1, max_size=8))),
+    st.builds(
+        ToolCallRecord,
+        name=st.sampled_from(["get_weather", "search", "é"]),
+        arguments=st.dictionaries(text, json_value, max_size=3),
+        id=st.one_of(st.none(), st.text(min_size=1, max_size=8)),
+    ),
     max_size=2,
 ).map(tuple)
 images = st.lists(st.one_of(st.binary(max_size=16), text), max_size=2).map(tuple)
@@ -112,7 +140,9 @@ _vocabulary_word = st.sampled_from(VOCABULARY)
 # Two parts vocabulary to one part arbitrary Unicode: matches are common, oddities still appear.
 vocabulary_text = st.lists(st.one_of(_vocabulary_word, _vocabulary_word, text), min_size=1, max_size=6).map(" ".join)
 query_pieces = st.one_of(
-    st.sampled_from(VOCABULARY + ["OR", "-alpha", "-beta", '"alpha beta"', '"beta', "al*", "de*", "東*", "-", "*", "%"]),
+    st.sampled_from(
+        VOCABULARY + ["OR", "-alpha", "-beta", '"alpha beta"', '"beta', "al*", "de*", "東*", "-", "*", "%"]
+    ),
     text,
 )
 queries = st.lists(query_pieces, max_size=5).map(" ".join)

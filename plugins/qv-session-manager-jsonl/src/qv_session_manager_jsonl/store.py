@@ -122,7 +122,7 @@ def _decode_image(item: Any) -> str | bytes:
         return item
     if isinstance(item, dict) and set(item) == {"$bytes"} and isinstance(item["$bytes"], str):
         return base64.b64decode(item["$bytes"], validate=True)
-    raise ValueError(f"an image must be a string or {{\"$bytes\": base64}}, not {item!r}")
+    raise ValueError(f'an image must be a string or {{"$bytes": base64}}, not {item!r}')
 
 
 def encode_conversation(record: ConversationRecord) -> dict[str, Any]:
@@ -211,7 +211,6 @@ def _decode(path: str, name: str, data: bytes) -> Held:
             f"{file_name(conversation.id)!r}; was the file renamed?"
         )
     return Held(conversation, messages, stored_expiry_key(conversation.metadata), extra=data)
-
 
 
 _locks: weakref.WeakValueDictionary[str, Any] = weakref.WeakValueDictionary()

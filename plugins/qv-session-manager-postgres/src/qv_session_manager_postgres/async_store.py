@@ -107,8 +107,15 @@ class _Bridged(PostgresStore):
         self._pool.close()
         self._async_run = run
 
-    def _run(self, doing: str, work: Callable[[psycopg.Cursor], T], *, write: bool, idempotent: bool = True,
-             transaction: bool = True) -> T:
+    def _run(
+        self,
+        doing: str,
+        work: Callable[[psycopg.Cursor], T],
+        *,
+        write: bool,
+        idempotent: bool = True,
+        transaction: bool = True,
+    ) -> T:
         return suspend(self._async_run(doing, work, write=write, idempotent=idempotent, transaction=transaction))  # type: ignore[no-any-return]
 
 
@@ -137,14 +144,29 @@ class AsyncPostgresStore:
     ) -> None:
         check_options(conninfo, schema, min_size, max_size, timeout, lock_timeout, connect_timeout)
         # The sync store connects, checks the encoding and migrates (its own pool stays empty).
-        self._sync = _Bridged(self._run, conninfo, schema=schema, min_size=0, max_size=max_size, timeout=timeout,
-                              lock_timeout=lock_timeout, connect_timeout=connect_timeout)
+        self._sync = _Bridged(
+            self._run,
+            conninfo,
+            schema=schema,
+            min_size=0,
+            max_size=max_size,
+            timeout=timeout,
+            lock_timeout=lock_timeout,
+            connect_timeout=connect_timeout,
+        )
         self.schema = schema
         connect_kwargs = connection_options(conninfo, connect_timeout)
         self._lock_timeout = f"{int(lock_timeout * 1000)}ms"
         self._pool = psycopg_pool.AsyncConnectionPool(
-            conninfo, min_size=min_size, max_size=max_size, kwargs=connect_kwargs, configure=self._configure,
-            check=_check_connection, timeout=float(timeout), name=f"qv-postgres-async-{schema}", open=False,
+            conninfo,
+            min_size=min_size,
+            max_size=max_size,
+            kwargs=connect_kwargs,
+            configure=self._configure,
+            check=_check_connection,
+            timeout=float(timeout),
+            name=f"qv-postgres-async-{schema}",
+            open=False,
         )
         self._pool_opened = False
         self._describe = f"PostgreSQL schema {schema!r}"
@@ -206,13 +228,15 @@ class AsyncPostgresStore:
             except (psycopg.Error, psycopg_pool.PoolTimeout, psycopg_pool.PoolClosed) as exc:
                 if isinstance(exc, psycopg_pool.PoolClosed) or self._sync._closed:
                     raise StorageError(f"{doing} failed: the store is closed") from exc
-                again = is_transient(exc) or (
-                    is_connection_failure(exc, connection) and (idempotent or not committing)
-                )
+                again = is_transient(exc) or (is_connection_failure(exc, connection) and (idempotent or not committing))
                 if again and attempt + 1 < ATTEMPTS:
                     log.warning(
                         "%s (%s): %s; running it again (attempt %d of %d)",
-                        doing, self._describe, str(exc).strip() or type(exc).__name__, attempt + 2, ATTEMPTS,
+                        doing,
+                        self._describe,
+                        str(exc).strip() or type(exc).__name__,
+                        attempt + 2,
+                        ATTEMPTS,
                     )
                     await asyncio.sleep(_BACKOFF[min(attempt, len(_BACKOFF) - 1)])
                     continue
@@ -266,8 +290,9 @@ class AsyncPostgresStore:
         offset: int = 0,
         with_text: bool = False,
     ) -> builtins.list[SearchHit]:
-        return await run_bridged(self._sync.search, query, filter, order=order, limit=limit, offset=offset,
-                                 with_text=with_text)
+        return await run_bridged(
+            self._sync.search, query, filter, order=order, limit=limit, offset=offset, with_text=with_text
+        )
 
     async def close(self) -> None:
         """Close the pool. Closing twice is harmless; other calls after close raise StorageError."""

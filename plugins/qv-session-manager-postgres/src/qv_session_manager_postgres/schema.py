@@ -107,14 +107,10 @@ def _migration_2(cursor: psycopg.Cursor, schema: str) -> None:
     """
     table = f"{schema}.qv_conversations"
     cursor.execute(f'ALTER TABLE {table} ADD COLUMN expires_key text COLLATE "C"')
-    cursor.execute(
-        f"CREATE INDEX qv_conversations_by_expiry ON {table} (expires_key) WHERE expires_key IS NOT NULL"
-    )
+    cursor.execute(f"CREATE INDEX qv_conversations_by_expiry ON {table} (expires_key) WHERE expires_key IS NOT NULL")
     # filter_doc holds every top-level scalar entry, so it names each candidate (a
     # non-scalar value could never parse anyway); the exact metadata text decides.
-    found = cursor.execute(
-        f"SELECT pk, metadata FROM {table} WHERE filter_doc ? %s", (EXPIRES_AT,)
-    ).fetchall()
+    found = cursor.execute(f"SELECT pk, metadata FROM {table} WHERE filter_doc ? %s", (EXPIRES_AT,)).fetchall()
     keys = []
     for pk, metadata in found:
         try:
@@ -130,9 +126,7 @@ def _migration_2(cursor: psycopg.Cursor, schema: str) -> None:
 
 def _migration_3(cursor: psycopg.Cursor, schema: str) -> None:
     """Revisions: a count of this library's writes to each conversation (see PostgresStore.save_revisioned)."""
-    cursor.execute(
-        f"ALTER TABLE {schema}.qv_conversations ADD COLUMN revision bigint NOT NULL DEFAULT 0"
-    )
+    cursor.execute(f"ALTER TABLE {schema}.qv_conversations ADD COLUMN revision bigint NOT NULL DEFAULT 0")
 
 
 #: MIGRATIONS[i] takes a schema from version i to version i + 1: (description, function).

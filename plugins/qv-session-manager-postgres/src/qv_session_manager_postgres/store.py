@@ -143,18 +143,37 @@ _Stamp = tuple[str | None, str | None]
 
 _Field = tuple[str, str, str]
 _CONVERSATION_FIELDS: tuple[_Field, ...] = (
-    ("id", "text", ""), ("id_key", "bytea", ""), ("title", "text", ""), ("model_name", "text", ""),
-    ("created_at", "text", ""), ("updated_at", "text", ""), ("created_key", "text", ""),
-    ("updated_key", "text", ""), ("metadata", "text", ""), ("filter_doc", "text", "::jsonb"),
-    ("escaped", "smallint", ""), ("title_tsv", "text", "::tsvector"), ("title_exact", "boolean", ""),
+    ("id", "text", ""),
+    ("id_key", "bytea", ""),
+    ("title", "text", ""),
+    ("model_name", "text", ""),
+    ("created_at", "text", ""),
+    ("updated_at", "text", ""),
+    ("created_key", "text", ""),
+    ("updated_key", "text", ""),
+    ("metadata", "text", ""),
+    ("filter_doc", "text", "::jsonb"),
+    ("escaped", "smallint", ""),
+    ("title_tsv", "text", "::tsvector"),
+    ("title_exact", "boolean", ""),
     ("expires_key", "text", ""),
 )
 #: In the order of :func:`_message_row`.
 _MESSAGE_FIELDS: tuple[_Field, ...] = (
-    ("id", "text", ""), ("id_key", "bytea", ""), ("role", "text", ""), ("content", "text", ""),
-    ("created_at", "text", ""), ("metadata", "text", ""), ("images", "text", ""), ("tool_calls", "text", ""),
-    ("tool_call_id", "text", ""), ("escaped", "smallint", ""), ("digest", "bytea", ""),
-    ("content_digest", "bytea", ""), ("content_tsv", "text", "::tsvector"), ("search_exact", "boolean", ""),
+    ("id", "text", ""),
+    ("id_key", "bytea", ""),
+    ("role", "text", ""),
+    ("content", "text", ""),
+    ("created_at", "text", ""),
+    ("metadata", "text", ""),
+    ("images", "text", ""),
+    ("tool_calls", "text", ""),
+    ("tool_call_id", "text", ""),
+    ("escaped", "smallint", ""),
+    ("digest", "bytea", ""),
+    ("content_digest", "bytea", ""),
+    ("content_tsv", "text", "::tsvector"),
+    ("search_exact", "boolean", ""),
 )
 _PK: _Field = ("pk", "bigint", "")
 _POSITION: _Field = ("position", "bigint", "")
@@ -184,8 +203,14 @@ def _values(fields: Sequence[_Field], alias: str) -> str:
     return ", ".join(f"{alias}.{name}{cast}" for name, _, cast in fields)
 
 
-def _rows(alias: str, fields: Sequence[_Field], rows: Sequence[Sequence[Any]], params: dict[str, Any],
-          *, ordinality: bool = False) -> str:
+def _rows(
+    alias: str,
+    fields: Sequence[_Field],
+    rows: Sequence[Sequence[Any]],
+    params: dict[str, Any],
+    *,
+    ordinality: bool = False,
+) -> str:
     """A FROM item ``alias(<fields>[, ordinality])`` holding ``rows`` (not empty).
 
     Its parameters are added to ``params``. A few rows go as ``VALUES`` of scalar
@@ -286,8 +311,13 @@ class _Merge:
 
 
 def check_options(
-    conninfo: str, schema: str, min_size: int, max_size: int,
-    timeout: float, lock_timeout: float, connect_timeout: float,
+    conninfo: str,
+    schema: str,
+    min_size: int,
+    max_size: int,
+    timeout: float,
+    lock_timeout: float,
+    connect_timeout: float,
 ) -> None:
     """Raise InvalidInputError unless the store options are usable (shared by the sync and async stores)."""
     if not isinstance(conninfo, str):
@@ -328,11 +358,21 @@ class PostgresStore:
     StorageBusyError (seconds; 0 waits forever).
     """
 
-    capabilities = frozenset({
-        Capability.PERSISTENT, Capability.MULTI_PROCESS, Capability.RELEVANCE, Capability.EXPIRY,
-        Capability.BULK_SAVING, Capability.REVISIONED_SAVING, Capability.SUMMARY_LISTING,
-        Capability.WINDOWED_LOADING, Capability.PURGING, Capability.DROPPABLE, Capability.INDEX_INSPECTION,
-    })
+    capabilities = frozenset(
+        {
+            Capability.PERSISTENT,
+            Capability.MULTI_PROCESS,
+            Capability.RELEVANCE,
+            Capability.EXPIRY,
+            Capability.BULK_SAVING,
+            Capability.REVISIONED_SAVING,
+            Capability.SUMMARY_LISTING,
+            Capability.WINDOWED_LOADING,
+            Capability.PURGING,
+            Capability.DROPPABLE,
+            Capability.INDEX_INSPECTION,
+        }
+    )
 
     def __init__(
         self,
@@ -423,13 +463,15 @@ class PostgresStore:
             except (psycopg.Error, psycopg_pool.PoolTimeout, psycopg_pool.PoolClosed) as exc:
                 if isinstance(exc, psycopg_pool.PoolClosed) or self._closed:
                     raise StorageError(f"{doing} failed: the store is closed") from exc
-                again = is_transient(exc) or (
-                    is_connection_failure(exc, connection) and (idempotent or not committing)
-                )
+                again = is_transient(exc) or (is_connection_failure(exc, connection) and (idempotent or not committing))
                 if again and attempt + 1 < ATTEMPTS:
                     log.warning(
                         "%s (%s): %s; running it again (attempt %d of %d)",
-                        doing, self._describe, str(exc).strip() or type(exc).__name__, attempt + 2, ATTEMPTS,
+                        doing,
+                        self._describe,
+                        str(exc).strip() or type(exc).__name__,
+                        attempt + 2,
+                        ATTEMPTS,
                     )
                     time.sleep(_BACKOFF[min(attempt, len(_BACKOFF) - 1)])
                     continue
@@ -511,8 +553,12 @@ class PostgresStore:
         # implicit transaction) locks the conversation, takes the positions and inserts; a
         # message already stored makes it fail whole, and the general path below takes over.
         try:
-            return self._run(doing, lambda cursor: self._append_new(cursor, conversation_id, encoded, stamp),
-                             write=True, transaction=False)
+            return self._run(
+                doing,
+                lambda cursor: self._append_new(cursor, conversation_id, encoded, stamp),
+                write=True,
+                transaction=False,
+            )
         except _AlreadyStored:
             pass
 
@@ -545,7 +591,10 @@ class PostgresStore:
         """
         s = self._s
         params: dict[str, Any] = {
-            "key": id_key(conversation_id), "updated_at": stamp[0], "updated_key": stamp[1], "now": now_key()
+            "key": id_key(conversation_id),
+            "updated_at": stamp[0],
+            "updated_key": stamp[1],
+            "now": now_key(),
         }
         if not encoded:
             if stamp[0] is None:
@@ -630,7 +679,9 @@ class PostgresStore:
 
     def _stored(self, cursor: psycopg.Cursor, pk: int, keys: list[bytes] | None) -> dict[bytes, _Stored]:
         """The stored messages of conversation ``pk`` with these id keys (None: all), by key."""
-        sql = f"SELECT id_key, pk, position, digest, content_digest FROM {self._s}.qv_messages WHERE conversation_pk = %s"
+        sql = (
+            f"SELECT id_key, pk, position, digest, content_digest FROM {self._s}.qv_messages WHERE conversation_pk = %s"
+        )
         if keys is None:
             found = cursor.execute(sql, (pk,)).fetchall()
         else:
@@ -665,8 +716,9 @@ class PostgresStore:
         latest = {row["id_key"]: row for row, _ in batch}
         rows = [latest[key] for key in sorted(latest)]
         params: dict[str, Any] = {"now": now}
-        source = _rows("v", _CONVERSATION_FIELDS, [[row[name] for name, _, _ in _CONVERSATION_FIELDS] for row in rows],
-                       params)
+        source = _rows(
+            "v", _CONVERSATION_FIELDS, [[row[name] for name, _, _ in _CONVERSATION_FIELDS] for row in rows], params
+        )
         upserted = cursor.execute(
             f"""INSERT INTO {s}.qv_conversations AS c ({_names(_CONVERSATION_FIELDS)})
                 SELECT {_values(_CONVERSATION_FIELDS, "v")} FROM {source}
@@ -677,7 +729,8 @@ class PostgresStore:
         if fresh:
             self._restart(cursor, [pk for key, pk, _ in upserted if bytes(key) in fresh])
         merges = {
-            bytes(key): _Merge(pk, 0 if bytes(key) in fresh else next_position, {}) for key, pk, next_position in upserted
+            bytes(key): _Merge(pk, 0 if bytes(key) in fresh else next_position, {})
+            for key, pk, next_position in upserted
         }
         # Stored messages: only conversations that ever had one (next_position > 0) can
         # hold any; for the others, new ones in particular, nothing is read.
@@ -728,8 +781,11 @@ class PostgresStore:
             parts.append(f"DELETE FROM {s}.qv_messages WHERE pk = ANY(%(doomed)b::bigint[])")
         for name, fields, rows in (
             ("u", _UPDATE_FIELDS, [(pk, position, *_message_row(e)[2:]) for pk, position, e in writes.updates]),
-            ("k", _KEEP_VECTOR_FIELDS, [(pk, position, *e.values, e.escaped, e.digest)
-                                        for pk, position, e in writes.updates_keeping_vector]),
+            (
+                "k",
+                _KEEP_VECTOR_FIELDS,
+                [(pk, position, *e.values, e.escaped, e.digest) for pk, position, e in writes.updates_keeping_vector],
+            ),
             ("p", _MOVE_FIELDS, writes.moves),
         ):
             if rows:
@@ -882,8 +938,12 @@ class PostgresStore:
                 ).fetchall()
                 newest_first += rows
                 tail = newest_first[::-1]
-                start = window_start([row[2] for row in tail], last_messages=last_messages,
-                                     last_turns=last_turns, complete=len(rows) < batch)
+                start = window_start(
+                    [row[2] for row in tail],
+                    last_messages=last_messages,
+                    last_turns=last_turns,
+                    complete=len(rows) < batch,
+                )
                 if start is not None:
                     break
                 batch = min(batch * 2, 1 << 40)
@@ -916,8 +976,7 @@ class PostgresStore:
         found = self._run(
             f"reading conversation {conversation_id}",
             lambda cursor: cursor.execute(
-                f"SELECT {CONVERSATION_COLUMNS} FROM {self._s}.qv_conversations c"
-                f" WHERE c.id_key = %(key)s AND {_LIVE}",
+                f"SELECT {CONVERSATION_COLUMNS} FROM {self._s}.qv_conversations c WHERE c.id_key = %(key)s AND {_LIVE}",
                 {"key": id_key(conversation_id), "now": now_key()},
             ).fetchone(),
             write=False,
@@ -937,10 +996,10 @@ class PostgresStore:
         conditions = [_LIVE]  # expired conversations never pass
         params: dict[str, Any] = {"now": now_key()}
         if filter.start is not None:
-            conditions.append(f"c.{key} >= %(start)s COLLATE \"C\"")
+            conditions.append(f'c.{key} >= %(start)s COLLATE "C"')
             params["start"] = time_key(filter.start)
         if filter.end is not None:
-            conditions.append(f"c.{key} < %(end)s COLLATE \"C\"")
+            conditions.append(f'c.{key} < %(end)s COLLATE "C"')
             params["end"] = time_key(filter.end)
         if filter.metadata:
             parts = []
@@ -948,9 +1007,7 @@ class PostgresStore:
                 escaped_name = escape(name)
                 parts.append(json.dumps(escaped_name, ensure_ascii=False) + ":" + filter_scalar(value))  # type: ignore[operator]  # check_filter: scalars only
                 if isinstance(value, str):
-                    conditions.append(
-                        f"(c.filter_doc ->> %(key{index})s) COLLATE \"C\" = %(value{index})s COLLATE \"C\""
-                    )
+                    conditions.append(f'(c.filter_doc ->> %(key{index})s) COLLATE "C" = %(value{index})s COLLATE "C"')
                     params[f"key{index}"] = escaped_name
                     params[f"value{index}"] = escape(value)
             conditions.append("c.filter_doc @> %(contains)s::jsonb")
@@ -994,7 +1051,9 @@ class PostgresStore:
         if after is not None:
             if not isinstance(after, ConversationRecord):
                 raise InvalidInputError(f"after must be a ConversationRecord, not {type(after).__name__}")
-            where += f' AND (c.{key} COLLATE "C", c.id COLLATE "C") < (%(after_key)s COLLATE "C", %(after_id)s COLLATE "C")'
+            where += (
+                f' AND (c.{key} COLLATE "C", c.id COLLATE "C") < (%(after_key)s COLLATE "C", %(after_id)s COLLATE "C")'
+            )
             params.update(after_key=time_key(getattr(after, filter.field)), after_id=after.id)
         sql = (
             f"SELECT {CONVERSATION_COLUMNS} FROM {self._s}.qv_conversations c WHERE {where}"
@@ -1002,7 +1061,9 @@ class PostgresStore:
         )
         params.update(limit=limit, offset=offset)
         return self._run(
-            "listing conversations", lambda cursor: cursor.execute(sql, params).fetchall(), write=False,
+            "listing conversations",
+            lambda cursor: cursor.execute(sql, params).fetchall(),
+            write=False,
             transaction=False,
         )
 
@@ -1036,20 +1097,20 @@ class PostgresStore:
         # 1. Documents whose vector is inexact (huge texts): select candidates with the
         #    looser query, then decide in Python with the reference matcher.
         candidates_sql = f"""
-            SELECT m.conversation_pk, m.position, m.content, m.escaped, {rank('m.content_tsv', '%(loose)s')}
+            SELECT m.conversation_pk, m.position, m.content, m.escaped, {rank("m.content_tsv", "%(loose)s")}
             FROM {s}.qv_messages m JOIN {s}.qv_conversations c ON c.pk = m.conversation_pk
             WHERE NOT m.search_exact AND m.content_tsv @@ %(loose)s::tsquery AND {where}
             UNION ALL
-            SELECT c.pk, -1, c.title, c.escaped, {rank('c.title_tsv', '%(loose)s')}
+            SELECT c.pk, -1, c.title, c.escaped, {rank("c.title_tsv", "%(loose)s")}
             FROM {s}.qv_conversations c
             WHERE NOT c.title_exact AND c.title_tsv @@ %(loose)s::tsquery AND {where}"""
         # 2. Exact vectors answer in SQL; the verified candidates join them. The hit is
         #    the title (position -1) or the first matching message; the score the best.
         exact_sql = (
-            f"""SELECT m.conversation_pk, m.position, {rank('m.content_tsv', '%(exact)s')}
+            f"""SELECT m.conversation_pk, m.position, {rank("m.content_tsv", "%(exact)s")}
                 FROM {s}.qv_messages m WHERE m.search_exact AND m.content_tsv @@ %(exact)s::tsquery
                 UNION ALL
-                SELECT c.pk, -1, {rank('c.title_tsv', '%(exact)s')}
+                SELECT c.pk, -1, {rank("c.title_tsv", "%(exact)s")}
                 FROM {s}.qv_conversations c WHERE c.title_exact AND c.title_tsv @@ %(exact)s::tsquery
                 UNION ALL"""
             if exact is not None

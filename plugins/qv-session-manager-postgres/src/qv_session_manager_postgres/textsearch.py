@@ -67,9 +67,11 @@ def vector_of(document: Sequence[str]) -> tuple[str, bool]:
         # A lexeme takes its UTF-8 bytes, a byte of padding when that is odd, 2 bytes of
         # header and 2 bytes per position. A character takes at most 4 bytes, so the bound
         # spares texts of ordinary size the exact sum.
-        if 4 * len(lexemes) + 3 * len(positions) + 2 * len(document) <= MAX_VECTOR_BYTES or sum(
-            (length := len(t.encode("utf-8"))) + (length & 1) + 2 + 2 * len(p) for t, p in positions.items()
-        ) <= MAX_VECTOR_BYTES:
+        if (
+            4 * len(lexemes) + 3 * len(positions) + 2 * len(document) <= MAX_VECTOR_BYTES
+            or sum((length := len(t.encode("utf-8"))) + (length & 1) + 2 + 2 * len(p) for t, p in positions.items())
+            <= MAX_VECTOR_BYTES
+        ):
             numbers = _NUMBERS
             if "'" in lexemes or "\\" in lexemes:
                 return " ".join([f"{quote(t)}:{','.join([numbers[i] for i in p])}" for t, p in positions.items()]), True

@@ -2,7 +2,9 @@
 
 An encrypted file (SQLCipher) is named by where its key is, never by the key:
 ``sqlite:///chats.db?key_env=MY_VARIABLE`` reads it from that environment variable,
-``sqlite:///chats.db?encrypted=1`` from ``QV_SESSION_MANAGER_SQLITE_KEY``. In Python
+``sqlite:///chats.db?encrypted=1`` from ``QV_SESSION_MANAGER_SQLITE_KEY``.
+``?mode=ro`` opens an existing file without write access and ``?immutable=1`` reads
+it as a file nothing changes (SQLite's own URI options; see SQLiteStore). In Python
 the key may also be given as the option ``key=`` (``open_store(url, key=...)``,
 ``SessionManager(url=..., key=...)`` or ``SessionManager(db_path=..., key=...)``).
 """
@@ -22,7 +24,9 @@ from .store import SQLiteStore
 __all__ = ["SQLiteStore", "open_path", "open_url"]
 
 
-_OPTIONS = {"synchronous", "busy_timeout", "purge", "key", "key_env", "encrypted"}
+_OPTIONS = {"synchronous", "busy_timeout", "purge", "key", "key_env", "encrypted", "mode", "immutable"}
+#: The values of ``mode``: SQLite's ``ro`` (read-only), and ``rwc``, the default (read-write, created when missing).
+_MODES = {"ro", "rwc"}
 _YES = {"1", "true", "yes", "on"}
 _NO = {"0", "false", "no", "off"}
 
@@ -56,9 +60,27 @@ def _key_of(options: Mapping[str, Any]) -> cipher.Key | None:
     return None
 
 
+def _flag(options: Mapping[str, Any], name: str) -> bool:
+    """A yes/no option given as a bool or as a word of a URL (``1``/``true``/``0``/``false``...)."""
+    value: Any = options.get(name, False)
+    if isinstance(value, str) and value.strip().lower() in _YES | _NO:
+        return value.strip().lower() in _YES
+    if not isinstance(value, bool):
+        raise InvalidInputError(f"{name} must be 1/true or 0/false, not {value!r}")
+    return value
+
+
+def _read_only(options: Mapping[str, Any]) -> bool:
+    mode = options.get("mode", "rwc")
+    if mode not in _MODES:
+        raise InvalidInputError(f"mode must be 'ro' (read-only) or 'rwc' (the default), not {mode!r}")
+    return bool(mode == "ro")
+
+
 def open_path(path: object, options: Mapping[str, Any]) -> SQLiteStore:
     """Open the SQLite file ``path`` with ``options`` (``synchronous``, ``busy_timeout``,
-    ``purge``; for an encrypted file ``key``, or ``key_env``/``encrypted`` naming where it is).
+    ``purge``, ``mode="ro"``, ``immutable``; for an encrypted file ``key``, or
+    ``key_env``/``encrypted`` naming where it is).
 
     Option values may be strings (from a URL). Raises InvalidInputError for unknown
     options and unusable values.
@@ -80,6 +102,8 @@ def open_path(path: object, options: Mapping[str, Any]) -> SQLiteStore:
         busy_timeout=timeout,
         purge=options.get("purge", "on_close"),
         key=_key_of(options),
+        read_only=_read_only(options),
+        immutable=_flag(options, "immutable"),
     )
 
 
@@ -87,6 +111,7 @@ def open_url(url: str, options: Mapping[str, Any]) -> SQLiteStore:
     """Open ``sqlite:///path`` the way SQLAlchemy spells it: three slashes then a
     relative path, four for an absolute one; ``sqlite://`` alone is in memory.
     ``?synchronous=normal&busy_timeout=5&purge=immediate`` in the URL set options too,
+    ``?mode=ro`` and ``?immutable=1`` open the file read-only,
     and ``?key_env=VARIABLE`` or ``?encrypted=1`` open an encrypted file. A key
     written into the URL itself is refused (URLs end up in logs and process lists).
     """
@@ -95,7 +120,9 @@ def open_url(url: str, options: Mapping[str, Any]) -> SQLiteStore:
         raise InvalidInputError(f"{url!r}: write sqlite:///relative.db, sqlite:////absolute/path.db or sqlite://")
     try:
         path = unquote(parts.path[1:], errors="strict") or ":memory:"
-        settings: dict[str, Any] = dict(parse_qsl(parts.query, keep_blank_values=True, strict_parsing=bool(parts.query)))
+        settings: dict[str, Any] = dict(
+            parse_qsl(parts.query, keep_blank_values=True, strict_parsing=bool(parts.query))
+        )
     except (UnicodeDecodeError, ValueError) as exc:
         raise InvalidInputError(f"{url!r} is not a valid SQLite URL: {exc}") from None
     if "key" in settings:  # the message leaves the URL out: it holds the key

@@ -24,11 +24,12 @@ from types import ModuleType
 from typing import Any, cast
 
 from ...errors import EncryptionKeyError, InvalidInputError
+from ...install_hints import install_hint
 
 #: The environment variable holding the key when a URL says ``?encrypted=1``.
 KEY_VARIABLE = "QV_SESSION_MANAGER_SQLITE_KEY"
 RAW_KEY_SIZE = 32
-EXTRA_HINT = "pip install 'qv-session-manager[sqlcipher]'"
+EXTRA_HINT = install_hint("sqlcipher3", "sqlcipher")
 
 Key = str | bytes
 

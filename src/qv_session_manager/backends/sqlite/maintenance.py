@@ -24,12 +24,10 @@ from .store import _LIVE, SQLiteStore
 #: up to ``search_state.indexed_upto`` (newer rows wait for the index, see store.FLUSH_AT).
 INDEXES: dict[str, str] = {
     "message_index": (
-        "SELECT pk, content FROM messages"
-        " WHERE pk <= (SELECT indexed_upto FROM search_state WHERE kind = 'messages')"
+        "SELECT pk, content FROM messages WHERE pk <= (SELECT indexed_upto FROM search_state WHERE kind = 'messages')"
     ),
     "title_index": (
-        "SELECT pk, title FROM conversations"
-        " WHERE pk <= (SELECT indexed_upto FROM search_state WHERE kind = 'titles')"
+        "SELECT pk, title FROM conversations WHERE pk <= (SELECT indexed_upto FROM search_state WHERE kind = 'titles')"
     ),
 }
 #: Messages whose conversation is gone: left by a program that deleted conversations
@@ -81,13 +79,16 @@ def index_problems(store: SQLiteStore) -> list[str]:
     Runs FTS5's own ``integrity-check`` on each index, then compares each index,
     token by token and row by row, with an index built afresh from the stored text
     in a temporary table (the indexes are contentless, so FTS5 alone cannot see an
-    entry that is missing, stale or left over). Changes nothing in the file.
+    entry that is missing, stale or left over). Changes nothing in the file. On a
+    read-only store FTS5's own check is left out (SQLite runs it as a write); the
+    comparison still finds every missing, stale or left-over entry.
     """
     problems: list[str] = []
-    with store._transaction("checking the search indexes", write=True) as db:
+    with store._transaction("checking the search indexes", write=not store.read_only) as db:
         for table, source in INDEXES.items():
             try:
-                db.execute(f"INSERT INTO {table} ({table}) VALUES ('integrity-check')")
+                if not store.read_only:
+                    db.execute(f"INSERT INTO {table} ({table}) VALUES ('integrity-check')")
             except store._driver.DatabaseError as exc:
                 problems.append(f"{table}: FTS5 integrity-check failed: {exc}")
                 continue
@@ -171,7 +172,8 @@ def adopted_leftovers(store: SQLiteStore) -> list[Leftovers]:
             ).fetchall()
             first_own = max(key for key, position, _ in rows if position == 0)
             older = tuple(
-                key for key, _, created_at in rows
+                key
+                for key, _, created_at in rows
                 if key < first_own and time_key(parse_timestamp(created_at)) < created_key
             )
             if older:
@@ -226,9 +228,11 @@ def counts(store: SQLiteStore) -> Counts:
     live = {"now": now_key()}
     with store._transaction("counting conversations", write=False) as db:
         conversations = int(db.execute(f"SELECT count(*) FROM conversations c WHERE {_LIVE}", live).fetchone()[0])
-        messages = int(db.execute(
-            f"SELECT count(*) FROM messages m JOIN conversations c ON c.pk = m.conversation_pk WHERE {_LIVE}", live
-        ).fetchone()[0])
+        messages = int(
+            db.execute(
+                f"SELECT count(*) FROM messages m JOIN conversations c ON c.pk = m.conversation_pk WHERE {_LIVE}", live
+            ).fetchone()[0]
+        )
         edges = [
             db.execute(
                 f"SELECT updated_at FROM conversations c WHERE {_LIVE} ORDER BY updated_key {way}, id {way} LIMIT 1",

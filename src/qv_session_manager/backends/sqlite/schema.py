@@ -80,9 +80,7 @@ def _table_columns(db: sqlite3.Connection, table: str) -> list[str]:
 def _create_v1(db: sqlite3.Connection) -> None:
     for statement in _statements(SCHEMA_V1):
         db.execute(statement)
-    db.execute(
-        "INSERT INTO store_info (key, value) VALUES ('tokenizer_version', ?)", (str(TOKENIZER_VERSION),)
-    )
+    db.execute("INSERT INTO store_info (key, value) VALUES ('tokenizer_version', ?)", (str(TOKENIZER_VERSION),))
 
 
 def _object_or_empty(column: str) -> str:
@@ -229,9 +227,7 @@ def _migration_2(db: sqlite3.Connection) -> None:
     """
     db.execute("ALTER TABLE conversations ADD COLUMN expires_key TEXT")
     db.execute("CREATE INDEX conversations_by_expiry ON conversations (expires_key) WHERE expires_key IS NOT NULL")
-    db.create_function(
-        "qv_expiry_key", 1, lambda value: stored_expiry_key({EXPIRES_AT: value}), deterministic=True
-    )
+    db.create_function("qv_expiry_key", 1, lambda value: stored_expiry_key({EXPIRES_AT: value}), deterministic=True)
     db.execute(
         f"""UPDATE conversations SET expires_key = qv_expiry_key(json_extract(metadata, '$.{EXPIRES_AT}'))
             WHERE json_valid(metadata) AND json_type(metadata, '$.{EXPIRES_AT}') = 'text'"""
@@ -406,6 +402,36 @@ def user_version(db: sqlite3.Connection) -> int:
     return int(db.execute("PRAGMA user_version").fetchone()[0])
 
 
+def _refuse_newer(version: int) -> None:
+    if version > LATEST:
+        raise SchemaVersionError(
+            f"the database has schema version {version}; this qv-session-manager "
+            f"understands up to {LATEST}. Upgrade qv-session-manager."
+        )
+
+
+def check_readable(db: sqlite3.Connection) -> None:
+    """For a connection that must not write: the file is at :data:`LATEST` with a current index.
+
+    Changes nothing. Raises SchemaVersionError for a newer schema, and for an older
+    one or a search index built by an older tokenizer (both need a write to bring
+    up to date: open the file once without ``mode=ro``/``immutable=1``).
+    """
+    version = user_version(db)
+    _refuse_newer(version)
+    if version < LATEST:
+        raise SchemaVersionError(
+            f"the database has schema version {version} and read-only access cannot upgrade it to {LATEST}; "
+            "open it once with write access"
+        )
+    row = db.execute("SELECT value FROM store_info WHERE key = 'tokenizer_version'").fetchone()
+    if row is None or row[0] != str(TOKENIZER_VERSION):
+        raise SchemaVersionError(
+            "the search index was built by an older qv-session-manager and read-only access cannot rebuild it; "
+            "open the file once with write access"
+        )
+
+
 def migrate(db: sqlite3.Connection) -> None:
     """Bring the database to :data:`LATEST`, one transaction per migration.
 
@@ -413,11 +439,7 @@ def migrate(db: sqlite3.Connection) -> None:
     """
     while True:
         version = user_version(db)
-        if version > LATEST:
-            raise SchemaVersionError(
-                f"the database has schema version {version}; this qv-session-manager "
-                f"understands up to {LATEST}. Upgrade qv-session-manager."
-            )
+        _refuse_newer(version)
         if version == LATEST:
             break
         db.execute("BEGIN IMMEDIATE")

@@ -50,6 +50,7 @@ from ...timeutil import time_key
 from . import cipher, schema
 from .errors import EncryptedOrCorruptError, translate
 from .matching import to_fts5
+from .readonly import connect_read_only
 from .rows import (
     CONVERSATION_COLUMNS,
     MESSAGE_COLUMNS,
@@ -116,7 +117,8 @@ def _changes(row: dict[str, Any], stored: tuple[Any, ...]) -> str:
     title's reindexing trigger fires for real changes alone.
     """
     changes = "".join(
-        f", {assignments}" for column, old, assignments in zip(_UPDATED_WITH, stored[1:], _ASSIGNMENTS)
+        f", {assignments}"
+        for column, old, assignments in zip(_UPDATED_WITH, stored[1:], _ASSIGNMENTS)
         if row[column] != old
     )
     if row["title"] != stored[0]:
@@ -169,10 +171,9 @@ def _matching_waiting_rows(waiting: list[Any], query: Query, relevance: bool) ->
                 term: sum(1 for _, document in documents if term.matches(document)) for term in query.terms()
             },
         }
-    return json.dumps([
-        [row[0], row[1], row[2], -bm25(query, document, **statistics) if relevance else 0]
-        for row, document in found
-    ])
+    return json.dumps(
+        [[row[0], row[1], row[2], -bm25(query, document, **statistics) if relevance else 0] for row, document in found]
+    )
 
 
 def _metadata_passes(stored: str, wanted: str) -> int:
@@ -255,15 +256,17 @@ def _is_zero_length(path: str) -> bool:
         return False
 
 
-def _connect(driver: ModuleType, path: str, key_statement: str | None, busy_timeout: float) -> sqlite3.Connection:
-    """A connection to ``path``; with a key, keyed first and checked with one read.
+def _connect(
+    driver: ModuleType, path: str, key_statement: str | None, busy_timeout: float, *, uri: bool = False
+) -> sqlite3.Connection:
+    """A connection to ``path`` (a ``file:`` URI when ``uri``); with a key, keyed first and checked with one read.
 
     The key must come before any other statement. A key that does not open the
     file (SQLITE_NOTADB at the first read) raises EncryptedOrCorruptError, having
     written nothing.
     """
     db: sqlite3.Connection = driver.connect(
-        path, timeout=busy_timeout, isolation_level=None, check_same_thread=False
+        path, timeout=busy_timeout, isolation_level=None, check_same_thread=False, uri=uri
     )
     if key_statement is None:
         return db
@@ -290,10 +293,18 @@ def _prepare_new(db: sqlite3.Connection) -> None:
 
 
 #: What every SQLite store can do; files add PERSISTENT and MULTI_PROCESS.
-_SIDES = frozenset({
-    Capability.RELEVANCE, Capability.EXPIRY, Capability.BULK_SAVING, Capability.REVISIONED_SAVING,
-    Capability.SUMMARY_LISTING, Capability.WINDOWED_LOADING, Capability.PURGING, Capability.INDEX_INSPECTION,
-})
+_SIDES = frozenset(
+    {
+        Capability.RELEVANCE,
+        Capability.EXPIRY,
+        Capability.BULK_SAVING,
+        Capability.REVISIONED_SAVING,
+        Capability.SUMMARY_LISTING,
+        Capability.WINDOWED_LOADING,
+        Capability.PURGING,
+        Capability.INDEX_INSPECTION,
+    }
+)
 
 
 class SQLiteStore:
@@ -332,6 +343,16 @@ class SQLiteStore:
     for or applies each step once, and a crash leaves the empty file or a complete
     earlier version that the next open finishes.
 
+    ``read_only=True`` (the URL's ``?mode=ro``) opens an existing file without write
+    access: nothing is created, migrated, indexed or purged, writes raise
+    ReadOnlyStorageError, and other processes' writes are seen as usual.
+    ``immutable=True`` (``?immutable=1``, implies read-only) also promises SQLite
+    that nothing changes the file while it is open (read-only media, a copy nobody
+    writes). A read-only store of a directory this process cannot write is read as
+    immutable when no WAL content waits (see :mod:`.readonly`); :attr:`read_only` and
+    :attr:`immutable` say how it was opened. A file that needs an upgrade cannot be
+    opened read-only (SchemaVersionError); a missing one raises StorageError.
+
     Raises CorruptStorageError for a non-empty file that is not SQLite (truncated,
     garbage, text) and SchemaVersionError for a newer or unknown schema; the file
     is left untouched.
@@ -349,11 +370,17 @@ class SQLiteStore:
         busy_timeout: float = 30.0,
         purge: Purge = "on_close",
         key: cipher.Key | None = None,
+        read_only: bool = False,
+        immutable: bool = False,
     ) -> None:
+        if not isinstance(read_only, bool) or not isinstance(immutable, bool):
+            raise InvalidInputError("read_only and immutable must be True or False")
         try:
             path = os.fspath(path)
         except TypeError:
-            raise InvalidInputError(f"a database path must be a str or os.PathLike, not {type(path).__name__}") from None
+            raise InvalidInputError(
+                f"a database path must be a str or os.PathLike, not {type(path).__name__}"
+            ) from None
         if not isinstance(path, str) or not path or "\x00" in path:
             raise InvalidInputError(f"not a usable database path: {path!r}")
         if synchronous not in ("full", "normal"):
@@ -369,18 +396,36 @@ class SQLiteStore:
         key_statement = None if key is None else cipher.key_statement(key)
         if key_statement is not None and path == ":memory:":
             raise InvalidInputError("an in-memory store has no file to encrypt: give no key for ':memory:'")
+        if (read_only or immutable) and path == ":memory:":
+            raise InvalidInputError("an in-memory store cannot be opened read-only (mode=ro, immutable=1)")
         driver = sqlite3 if key_statement is None else cipher.load_driver()
         self._driver = driver
         self.path = path
+        #: Whether the store was opened without write access (``read_only``/``immutable``).
+        self.read_only = read_only or immutable
+        #: Whether SQLite reads the file as immutable (asked for, or see :mod:`.readonly`).
+        self.immutable = immutable
         self._purge_at_once = purge == "immediate"
-        self._may_flush = True  # False once indexing failed because the file cannot be written
+        # False once indexing failed because the file cannot be written
+        self._may_flush = not self.read_only
         self._inserted = [0, 0]  # messages, conversations inserted since the last flush (see _flush_when_due)
         self._lock = threading.RLock()
         self._closed = False
         in_memory = path == ":memory:"
         self.capabilities = _SIDES if in_memory else _SIDES | {Capability.PERSISTENT, Capability.MULTI_PROCESS}
         try:
-            if not in_memory:
+            if self.read_only:
+                path = os.path.abspath(path)
+                if not os.path.exists(path):
+                    raise StorageError(f"no database at {path}: a read-only store is never created")
+                _check_header(path, keyed=key_statement is not None)
+                self._db, self.immutable = connect_read_only(
+                    lambda uri: _connect(driver, uri, key_statement, busy_timeout, uri=True),
+                    path,
+                    immutable=immutable,
+                    error=driver.Error,
+                )
+            elif not in_memory:
                 path = os.path.abspath(path)  # never let SQLite read 'file:...' as a URI
                 if os.path.exists(path):
                     if _is_zero_length(path):
@@ -390,7 +435,8 @@ class SQLiteStore:
                     _create_atomically(
                         path, lambda new: _connect(driver, new, key_statement, busy_timeout), _prepare_new
                     )
-            self._db = _connect(driver, path, key_statement, busy_timeout)
+            if not self.read_only:
+                self._db = _connect(driver, path, key_statement, busy_timeout)
         except (driver.Error, UnicodeDecodeError) as exc:
             raise translate(exc, f"opening {path}") from exc
         try:
@@ -401,9 +447,12 @@ class SQLiteStore:
             self._db.create_function("qv_metadata_matches", 2, _metadata_passes, deterministic=True)
             # Migrate (which first refuses newer or foreign schemas) before switching to
             # WAL: the switch rewrites the file header, and a refused file must stay untouched.
-            schema.migrate(self._db)
+            if self.read_only:
+                schema.check_readable(self._db)
+            else:
+                schema.migrate(self._db)
             self._inserted = [max(0, int(count)) for count in self._db.execute(_WAITING).fetchone()]
-            if self._db.execute("PRAGMA journal_mode").fetchone()[0] != "wal" and not in_memory:
+            if not (self.read_only or in_memory) and self._db.execute("PRAGMA journal_mode").fetchone()[0] != "wal":
                 self._db.execute("PRAGMA journal_mode = WAL")
         except BaseException as exc:
             self._db.close()
@@ -452,7 +501,8 @@ class SQLiteStore:
     def _live_row(db: sqlite3.Connection, columns: str, conversation_id: str) -> Any:
         """``columns`` of the conversation ``conversation_id`` (alias ``c``); None when it is missing or expired."""
         return db.execute(
-            f"SELECT {columns} FROM conversations c WHERE id = :id AND {_LIVE}", {"id": conversation_id, "now": now_key()}
+            f"SELECT {columns} FROM conversations c WHERE id = :id AND {_LIVE}",
+            {"id": conversation_id, "now": now_key()},
         ).fetchone()
 
     def _flush_when_due(self, db: sqlite3.Connection) -> None:
@@ -516,9 +566,7 @@ class SQLiteStore:
         """Save every pair in one transaction (see BulkSaving): one commit, one index flush."""
         prepared = []
         for conversation, messages in checked_save_items(items):
-            prepared.append(
-                (conversation, encode_conversation(conversation), [encode_message(m) for m in messages])
-            )
+            prepared.append((conversation, encode_conversation(conversation), [encode_message(m) for m in messages]))
         if not prepared:
             self._check_open()
             return 0
@@ -634,8 +682,14 @@ class SQLiteStore:
         updated = db.execute(
             f"UPDATE conversations SET next_position = :next_position, revision = :revision{_changes(row, stored)}"
             f" WHERE pk = :pk AND id = :id AND revision = :expected AND (expires_key IS NULL OR expires_key > :now)",
-            {**row, "pk": pk, "next_position": next_position, "revision": revision + 1, "expected": revision,
-             "now": now},
+            {
+                **row,
+                "pk": pk,
+                "next_position": next_position,
+                "revision": revision + 1,
+                "expected": revision,
+                "now": now,
+            },
         ).rowcount
         if not updated:
             raise _Stale
@@ -734,9 +788,7 @@ class SQLiteStore:
         self._inserted[0] += len(rows)
 
     @staticmethod
-    def _stored_messages(
-        db: sqlite3.Connection, pk: int, ids: list[str] | None
-    ) -> dict[str, tuple[int, int, bytes]]:
+    def _stored_messages(db: sqlite3.Connection, pk: int, ids: list[str] | None) -> dict[str, tuple[int, int, bytes]]:
         """id -> (pk, position, digest) of stored messages: all of them, or just ``ids``.
 
         Looking up only the given ids keeps an append O(1) however long the history.
@@ -919,9 +971,7 @@ class SQLiteStore:
         return StoredConversation(decode_conversation(found[1:]), tuple(map(decode_message, rows)))
 
     @staticmethod
-    def _window_tail(
-        db: sqlite3.Connection, pk: int, last_messages: int | None, last_turns: int | None
-    ) -> list[Any]:
+    def _window_tail(db: sqlite3.Connection, pk: int, last_messages: int | None, last_turns: int | None) -> list[Any]:
         """The window's rows (position, pk, message columns...) in stored order, read from the end."""
         wanted = last_messages if last_messages is not None else 4 * last_turns + 4  # type: ignore[operator]
         batch = max(8, min(wanted + 1, 1 << 40))
@@ -1065,7 +1115,8 @@ class SQLiteStore:
         message_id = message_at.format(column="id") if relevance else "page.message_id"
         text = (
             f"CASE WHEN page.position < 0 THEN page.title ELSE {message_at.format(column='content')} END"
-            if with_text else "NULL"
+            if with_text
+            else "NULL"
         )
         ranking = "rank, " if relevance else ""
         params.update(match=to_fts5(query), limit=-1 if limit is None else limit, offset=offset)
@@ -1126,11 +1177,11 @@ class SQLiteStore:
         # The page is cut first, so message ids and texts are looked up for its rows only.
         return f"""
             WITH matched (cpk, position, id, rank) AS (
-                SELECT m.conversation_pk, m.position, m.id, {'message_index.rank' if relevance else '0'}
+                SELECT m.conversation_pk, m.position, m.id, {"message_index.rank" if relevance else "0"}
                 FROM message_index JOIN messages m ON m.pk = message_index.rowid
                 WHERE message_index MATCH :match
                 UNION ALL
-                SELECT title_index.rowid, -1, NULL, {'title_index.rank' if relevance else '0'}
+                SELECT title_index.rowid, -1, NULL, {"title_index.rank" if relevance else "0"}
                 FROM title_index WHERE title_index MATCH :match
                 {waiting}
             ),
@@ -1156,7 +1207,9 @@ class SQLiteStore:
         held: builtins.set[str] = set()
         with self._transaction("reading the search index vocabulary", write=False) as db:
             for index in ("message_index", "title_index"):
-                db.execute(f"CREATE VIRTUAL TABLE IF NOT EXISTS temp.{index}_vocab USING fts5vocab(main, {index}, 'row')")
+                db.execute(
+                    f"CREATE VIRTUAL TABLE IF NOT EXISTS temp.{index}_vocab USING fts5vocab(main, {index}, 'row')"
+                )
                 held.update(term for (term,) in db.execute(f"SELECT term FROM temp.{index}_vocab"))
             for *_, text in db.execute(_WAITING_ROWS):
                 held.update(tokens(text))
@@ -1170,7 +1223,8 @@ class SQLiteStore:
             if self._may_flush and self._rows_wait():
                 self._flush_waiting()  # so the next opener's searches use the index alone
             try:
-                self.purge()
+                if not self.read_only:
+                    self.purge()
             except StorageError as exc:  # e.g. a read-only file or a busy writer: purge another time
                 log.warning("could not purge deleted text while closing %s: %s", self.path, exc)
             self._closed = True

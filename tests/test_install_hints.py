@@ -1,0 +1,23 @@
+"""Install hints in errors name what pip finds anywhere: the package, and the extra only for a checkout."""
+
+from __future__ import annotations
+
+import pytest
+
+from qv_session_manager import InvalidInputError, encryption
+from qv_session_manager.install_hints import install_hint
+
+
+def test_the_hint_names_the_package_and_the_checkout_extra() -> None:
+    assert install_hint("cryptography", "encryption") == (
+        'pip install cryptography (from a checkout of qv-session-manager: pip install -e ".[encryption]")'
+    )
+
+
+def test_encrypted_store_without_cryptography_says_what_to_install(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(encryption, "AESGCM", None)
+    with pytest.raises(InvalidInputError) as caught:
+        encryption.EncryptedStore(None, {"k": bytes(32)}, current="k")  # type: ignore[arg-type]
+    message = str(caught.value)
+    assert "pip install cryptography" in message and 'pip install -e ".[encryption]"' in message
+    assert "qv-session-manager[encryption]" not in message  # PyPI's 0.3.0 has no such extra
