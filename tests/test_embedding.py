@@ -173,6 +173,16 @@ def test_ollama_batches_and_probes_the_dimension_once(standin: StandIn) -> None:
     assert len(vectors) == 10
 
 
+def test_ollama_probes_once_when_threads_ask_at_once(standin: StandIn) -> None:
+    from concurrent.futures import ThreadPoolExecutor
+
+    embedder = OllamaEmbedder("all-minilm", host=standin.url)
+    start = len(standin.embed_requests)
+    with ThreadPoolExecutor(8) as pool_:
+        assert set(pool_.map(lambda _: embedder.dimension, range(8))) == {16}
+    assert len(embed_requests_since(standin, start)) == 1
+
+
 def test_ollama_records_the_dimension_from_the_first_answer(standin: StandIn) -> None:
     embedder = OllamaEmbedder("all-minilm", host=standin.url)
     start = len(standin.embed_requests)

@@ -85,7 +85,8 @@ class _TooLong(Exception):
 class OllamaEmbedder:
     """A :class:`~qv_session_manager.embedding.TextEmbedder` backed by Ollama (see the module doc).
 
-    Thread-safe: the dimension is learnt once under a lock; requests may overlap.
+    Thread-safe: the dimension is learnt once (one probe however many threads ask);
+    requests may overlap.
     """
 
     name = "ollama"
@@ -116,6 +117,7 @@ class OllamaEmbedder:
         self._expected = dimension
         self._dimension: int | None = None
         self._lock = threading.Lock()
+        self._probe_lock = threading.Lock()
         document, query = task_prefixes(self._model)
         self.document_prefix = document if document_prefix is None else document_prefix
         self.query_prefix = query if query_prefix is None else query_prefix
@@ -128,7 +130,9 @@ class OllamaEmbedder:
     def dimension(self) -> int:
         """The model's dimension: recorded from its first answer, probed once if asked before any."""
         if self._dimension is None:
-            self._request([self.document_prefix + PROBE_TEXT])
+            with self._probe_lock:  # one probe, however many threads ask at once
+                if self._dimension is None:
+                    self._request([self.document_prefix + PROBE_TEXT])
         assert self._dimension is not None
         return self._dimension
 
