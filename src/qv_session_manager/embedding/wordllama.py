@@ -7,8 +7,8 @@ MissingDependencyError naming that command. WordLlama is imported only when the
 embedder is opened.
 
 The model is static: a text's vector is the mean of its tokens' vectors. This module
-computes that mean itself from WordLlama's tokenizer and token table, token by token
-in float64 and over every token, rather than through ``WordLlama.embed``, because
+computes that mean itself from WordLlama's tokenizer (without padding) and token
+table, summed in float64 over every token, rather than through ``WordLlama.embed``, because
 that pads a batch to its longest text (a batch holding one huge text would take
 gigabytes) and sums in float32 over the padding (a text's vector would then depend
 on its batch). So a long text needs no chunking at all (it has no context limit and
@@ -29,7 +29,7 @@ from ..errors import InvalidInputError, MissingDependencyError
 from ..install_hints import install_hint
 from .protocol import Vector
 from .registry import split_spec
-from .vectors import checked_texts, finish
+from .vectors import checked_texts
 
 #: The dimensions the shipped weights offer (256, and its truncations).
 DIMENSIONS = (64, 128, 256)
@@ -80,6 +80,8 @@ class WordLlamaEmbedder:
         if self._table.shape[1] != dimension:
             self._table = numpy.ascontiguousarray(self._table[:, :dimension])
         self._tokenizer = model.tokenizer
+        # WordLlama pads a batch to its longest text; this instance's tokenizer is ours: no padding.
+        self._tokenizer.no_padding()
         self._dimension = dimension
         self._model = f"{CONFIG}-{dimension}"
 
@@ -98,14 +100,16 @@ class WordLlamaEmbedder:
             return []
         numpy = self._numpy
         last = self._table.shape[0] - 1
-        vectors: list[Vector] = []
-        for encoding in self._tokenizer.encode_batch(items, add_special_tokens=False):
+        totals = numpy.zeros((len(items), self._dimension), dtype=numpy.float64)
+        for row, encoding in enumerate(self._tokenizer.encode_batch(items, add_special_tokens=False)):
             ids = numpy.asarray(encoding.ids, dtype=numpy.int64)[numpy.asarray(encoding.attention_mask) == 1]
             numpy.clip(ids, 0, last, out=ids)
-            total = numpy.zeros(self._dimension, dtype=numpy.float64)
             for start in range(0, len(ids), _SLICE):
-                total += self._table[ids[start : start + _SLICE]].sum(axis=0, dtype=numpy.float64)
-            vectors.append(finish(total.tolist(), self._dimension, source="wordllama"))
+                totals[row] += self._table[ids[start : start + _SLICE]].sum(axis=0, dtype=numpy.float64)
+        # vectors.finish's rule (unit length, zeros kept, float32 values), in NumPy for speed.
+        norms = numpy.linalg.norm(totals, axis=1, keepdims=True)
+        unit = numpy.divide(totals, norms, out=numpy.zeros_like(totals), where=norms > 0)
+        vectors: list[Vector] = unit.astype(numpy.float32).astype(numpy.float64).tolist()
         return vectors
 
     def embed_queries(self, texts: Sequence[str]) -> list[Vector]:
