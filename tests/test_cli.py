@@ -346,6 +346,52 @@ def test_prune_keep_newest_lists_then_deletes_the_rest(db: Path) -> None:
     assert "nothing to prune" in on(db, "prune", "--keep-newest", "2", "--yes").stderr
 
 
+@pytest.fixture
+def many(tmp_path: Path) -> Path:
+    """An SQLite file with 30 conversations, "number 00" (oldest) to "number 29" (newest)."""
+    path = tmp_path / "many.db"
+    with SessionManager(db_path=path) as manager:
+        manager.save_many([make_conversation(f"number {n:02d}", n) for n in range(30)])
+    return path
+
+
+def test_prune_shows_the_first_rows_and_says_how_many_more(many: Path) -> None:
+    # --keep-newest 2 on 30: 28 go; the table shows the newest 20 of them, then the count of the rest.
+    dry = on(many, "prune", "--keep-newest", "2", "--dry-run")
+    assert dry.exit_code == 0
+    assert [n for n in range(30) if f"number {n:02d}" in dry.stdout] == list(range(8, 28))
+    assert "… and 8 more (--all lists them)" in dry.stderr
+    assert dry.stderr.rstrip().endswith("would delete 28 conversations (dry run)")
+    everything = on(many, "prune", "--keep-newest", "2", "--dry-run", "--all")
+    assert [n for n in range(30) if f"number {n:02d}" in everything.stdout] == list(range(28))
+    assert "more" not in everything.stderr and "would delete 28" in everything.stderr
+    asked = on(many, "prune", "--keep-newest", "2", input="n\n")  # the question comes after the same short table
+    assert (
+        "number 07" not in asked.stdout
+        and "… and 8 more" in asked.stderr
+        and "delete 28 conversations?" in asked.stderr
+    )
+    assert len(listed(many, "--all")) == 30
+
+
+@pytest.mark.parametrize("output_format", ["json", "jsonl", "tsv", "csv", "markdown"])
+def test_prune_with_a_format_prints_every_row_in_it(many: Path, output_format: str) -> None:
+    dry = on(many, "prune", "--keep-newest", "2", "--dry-run", "--format", output_format)
+    assert dry.exit_code == 0 and "more" not in dry.stderr and "would delete 28" in dry.stderr
+    assert [n for n in range(30) if f"number {n:02d}" in dry.stdout] == list(range(28))
+    if output_format == "json":
+        assert [row["title"] for row in json.loads(dry.stdout)][::27] == ["number 27", "number 00"]
+    if output_format == "jsonl":
+        assert len(dry.stdout.splitlines()) == 28 and json.loads(dry.stdout.splitlines()[0])["title"] == "number 27"
+    if output_format == "tsv":
+        assert dry.stdout.splitlines()[0] == "id\ttitle\tmodel\tupdated" and len(dry.stdout.splitlines()) == 29
+    assert (
+        on(many, "prune", "--keep-newest", "2", "--dry-run", "--json").stdout
+        == on(many, "prune", "--keep-newest", "2", "--dry-run", "--format", "json").stdout
+    )
+    assert on(many, "prune", "--keep-newest", "2", "--dry-run", "--json", "--format", "csv").exit_code == 2
+
+
 def test_prune_options_combine_each_conversation_once(db: Path) -> None:
     # --before takes the two oldest, --keep-newest 3 the oldest again: two in all.
     result = on(db, "prune", "--before", "2025-01-22", "--keep-newest", "3", "--yes")

@@ -165,6 +165,24 @@ def test_hostile_text_stays_escaped_in_the_new_outputs(store: Path) -> None:
     assert "".join(line.rstrip() for line in lines).count(SHOWN) >= 3  # title, id, content (lines wrap at 80)
 
 
+def test_untitled_search_hits_are_headed_by_their_first_message_escaped(store: Path) -> None:
+    from hostile import ATTACK
+
+    moment = BASE + timedelta(days=5)
+    untitled = Conversation(title=None, model_name="m", created_at=moment, updated_at=moment)
+    untitled.messages = [Message(role=MessageRole.USER, content=f"zebra {ATTACK} stripes", created_at=moment)]
+    with SessionManager(db_path=store) as manager:
+        manager.save_conversation(untitled)
+    output = on_terminal(store, "search", "python", "-n", "4", rows=40)
+    lines = screen_lines(output)
+    # Task 29 is titled, task 28 is not: its heading is its first user message, as in list.
+    assert "A conversation with a rather long" in lines[1] and "How do I write python code for tas" in lines[3]
+    assert "(untitled)" not in "".join(lines)
+    hostile = on_terminal(store, "search", "zebra", rows=40)
+    assert_terminal_safe(hostile)
+    assert "zebra \\x1b[2J" in screen_lines(hostile)[1]
+
+
 def test_a_dash_query_on_a_terminal(store: Path) -> None:
     output = on_terminal(store, "search", "-python")
     assert b"only exclusions" in output and b"no matches" in output

@@ -256,6 +256,31 @@ def test_model_on_resume_switches_the_model_and_records_it(standin: StandIn, db:
     assert conversation is not None and conversation.model_name == "other-model"
 
 
+@terminal
+def test_resuming_a_conversation_stored_without_a_model_uses_the_default_and_records_it(
+    standin: StandIn, db: Path, tmp_path: Path
+) -> None:
+    # ShareGPT imports store no model: the chat must not ask Ollama for model None.
+    sharegpt = tmp_path / "sharegpt.json"
+    sharegpt.write_text('[{"id": "a", "conversations": [{"from": "human", "value": "old question"}]}]')
+    real(db, "import", str(sharegpt))
+    env = {**terminal_env(standin.url), "OLLAMA_MODEL": "from-the-environment"}
+    child = pexpect.spawn(
+        COMMAND, ["--url", f"sqlite:///{db}", "chat", "--last"], env=env, dimensions=(24, 80), timeout=30
+    )
+    child.expect_exact(PROMPT)
+    assert b"with from-the-environment;" in bytes(child.before) and b"None" not in bytes(child.before)
+    child.sendline("hi")
+    child.expect_exact("echo: hi (2 messages)")
+    say_line(child, "/exit")
+    finish(child)
+    assert child.exitstatus == 0
+    assert standin.requests[-1]["model"] == "from-the-environment"
+    with SessionManager(db_path=db) as manager:
+        conversation = manager.load_conversation(only_id(manager))
+    assert conversation is not None and conversation.model_name == "from-the-environment"
+
+
 # -- Ctrl-C and errors -------------------------------------------------------------------
 
 

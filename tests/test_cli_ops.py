@@ -194,6 +194,24 @@ def test_import_tells_the_format_from_the_content(db: Path, tmp_path: Path) -> N
     assert piped.exit_code == 0 and "imported 3" in piped.stderr, piped.output
 
 
+def test_a_torn_sharegpt_file_imports_the_complete_items_and_names_the_torn_one(tmp_path: Path) -> None:
+    # The real ShareGPT V3 file ends inside its last item; an empty item is named with the option that keeps it.
+    torn = tmp_path / "torn.json"
+    torn.write_text(
+        '[\n{"id": "a", "conversations": [{"from": "human", "value": "hi"}]},\n'
+        '{"id": "empty", "conversations": []},\n'
+        '{"id": "b", "conversations": [{"from": "human", "value": "cut he'
+    )
+    result = run("--url", str(tmp_path / "torn.db"), "import", str(torn))
+    assert result.exit_code == 0, result.output
+    assert "the item starting on line 4 is incomplete and was not imported" in result.stderr
+    assert "skipped line 3: the conversation has no messages: not stored (--keep-empty stores it)" in result.stderr
+    assert "keep_empty=True" not in result.stderr
+    assert result.stderr.rstrip().endswith("imported 1 conversation, skipped 1, 1 without messages")
+    kept = run("--url", str(tmp_path / "kept.db"), "import", str(torn), "--keep-empty")
+    assert kept.stderr.rstrip().endswith("imported 2 conversations, 1 without messages"), kept.output
+
+
 def test_an_unknown_format_names_the_option_and_creates_nothing(tmp_path: Path) -> None:
     notes = tmp_path / "notes.txt"
     notes.write_text("hello\nworld\n")

@@ -36,6 +36,7 @@ from qv_session_manager.exchange import (
     write_jsonl,
     write_markdown,
 )
+from qv_session_manager.exchange.sharegpt import sharegpt_entries
 from qv_session_manager.protocol import Capability, ConversationFilter, ConversationStore, SaveItem
 from qv_session_manager.records import ConversationRecord, MessageRecord, StoredConversation, ToolCallRecord
 from qv_session_manager.testing import strategies as gen
@@ -580,9 +581,15 @@ SHAREGPT = """[
   {"id": "torn", "conversations": [{"from": "human", "value": "this item is cut of"""
 
 
+def test_sharegpt_torn_item_is_named_with_its_line(caplog: pytest.LogCaptureFixture) -> None:
+    read = [line for line, _ in sharegpt_entries(Chunked(SHAREGPT, 13))]
+    assert read == [2, 6, 7]  # "torn" (line 8) is cut inside its text
+    assert "the item starting on line 8 is incomplete and was not imported" in caplog.text
+
+
 def test_sharegpt_torn_array_imports_complete_items(caplog: pytest.LogCaptureFixture) -> None:
     read = list(read_sharegpt(Chunked(SHAREGPT[: SHAREGPT.index('  {"id": "no-turns"')], 13)))
-    assert "cut short" in caplog.text
+    assert "cut short at line 7 (no closing ']'); every item was read" in caplog.text
     assert [line for line, _ in read] == [2, 6]
     first, second = (stored for _, stored in read)
     conversation_id = uuid.uuid5(SHAREGPT_NAMESPACE, "a1")

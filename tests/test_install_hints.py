@@ -21,3 +21,14 @@ def test_encrypted_store_without_cryptography_says_what_to_install(monkeypatch: 
     message = str(caught.value)
     assert "pip install cryptography" in message and 'pip install -e ".[encryption]"' in message
     assert "qv-session-manager[encryption]" not in message  # PyPI's 0.3.0 has no such extra
+
+
+def test_the_testing_kit_names_the_install_that_works_from_a_checkout() -> None:
+    from pathlib import Path
+
+    import qv_session_manager.testing as kit
+
+    readme = (Path(__file__).resolve().parent.parent / "README.md").read_text(encoding="utf-8")
+    for text in (readme, kit.__doc__ or ""):
+        assert 'pip install -e ".[testing]"' in text
+        assert "pip install qv-session-manager[testing]" not in text  # PyPI's 0.3.0 has no such extra

@@ -21,10 +21,14 @@ from ..timeutil import time_key, time_range
 from ..transfer import iter_stored
 from .access import is_read_only
 from .common import echo_json, fail, open_manager, say, shown_url, stdout_console
+from .formats import format_option, json_lines, json_text, pick_format, render_rows
 from .ids import resolve_id
 from .progress import spinner
 from .render import conversation_table
 from .sizes import human_size
+
+#: How many of the conversations that go the prune table shows (--all: every one).
+PRUNE_SHOWN = 20
 
 
 @click.command("delete")
@@ -65,6 +69,13 @@ def delete_command(ctx: click.Context, conversation_ids: tuple[str, ...]) -> Non
 @click.option("--expired", is_flag=True, help="Remove expired conversations (metadata expires_at) for good.")
 @click.option("--yes", is_flag=True, help="Do not ask for confirmation.")
 @click.option("--dry-run", is_flag=True, help="Only list what would be deleted.")
+@click.option(
+    "--all",
+    "show_all",
+    is_flag=True,
+    help=f"List every conversation that goes (the table shows the first {PRUNE_SHOWN}).",
+)
+@format_option
 @click.pass_context
 def prune_command(
     ctx: click.Context,
@@ -74,6 +85,9 @@ def prune_command(
     expired: bool,
     yes: bool,
     dry_run: bool,
+    show_all: bool,
+    output_format: str | None,
+    as_json: bool,
 ) -> None:
     """Delete old conversations: before DATE, older than DAYS, beyond the newest N, expired.
 
@@ -82,17 +96,20 @@ def prune_command(
     combine: a conversation goes when any of them says so. Lists the conversations
     and asks first, unless --yes. Expired conversations are already hidden from
     every read, so --expired cannot list them and removes them without asking.
+    The table shows the first 20 conversations that go, then how many more;
+    --all lists them all, --format (or --json) prints them all in that format.
     """
     if before is not None and older_than is not None:
         raise click.UsageError("give --before or --older-than, not both")
     if before is None and older_than is None and keep_newest is None and not expired:
         raise click.UsageError("give --before, --older-than, --keep-newest or --expired")
+    chosen_format = pick_format(output_format, as_json) if output_format is not None or as_json else "table"
     cutoff = _cutoff(before, older_than)
     manager = open_manager(ctx)
     doomed = _doomed(manager, cutoff, keep_newest)
     what = f"{len(doomed)} conversation{'' if len(doomed) == 1 else 's'}"
     if doomed:
-        stdout_console().print(conversation_table(doomed))
+        _show_doomed(doomed, chosen_format, show_all)
     elif not expired:
         click.echo("nothing to prune", err=True)
         return
@@ -118,6 +135,23 @@ def prune_command(
         click.echo(f"removed {purged} expired conversation{'' if purged == 1 else 's'}", err=True)
     with spinner("purging deleted text from the search index"):
         manager.close()  # closing purges: the time it takes is shown too
+
+
+def _show_doomed(doomed: list[dict[str, Any]], chosen_format: str, show_all: bool) -> None:
+    """The conversations that go: in ``chosen_format`` all of them, as a table the first PRUNE_SHOWN unless ``show_all``."""
+    if chosen_format in ("json", "jsonl"):
+        click.echo(json_lines(doomed) if chosen_format == "jsonl" else json_text(doomed), nl=False)
+        return
+    if chosen_format != "table":
+        rows = [
+            {"id": r["id"], "title": r["title"], "model": r["model_name"], "updated": r["updated_at"]} for r in doomed
+        ]
+        click.echo(render_rows(rows, ["id", "title", "model", "updated"], chosen_format), nl=False)
+        return
+    shown = doomed if show_all else doomed[:PRUNE_SHOWN]
+    stdout_console().print(conversation_table(shown))
+    if len(shown) < len(doomed):
+        say(f"… and {len(doomed) - len(shown)} more (--all lists them)")
 
 
 def _cutoff(before: str | None, older_than: int | None) -> datetime | None:

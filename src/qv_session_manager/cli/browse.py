@@ -49,7 +49,7 @@ meta_option = click.option(
 )
 
 
-def _preview(manager: SessionManager, conversation_id: str) -> tuple[str, int]:
+def first_message(manager: SessionManager, conversation_id: str) -> tuple[str, int]:
     """The first user message as one line (cut to PREVIEW_LENGTH) and the number of messages: one ``load``."""
     stored = manager.store.load(conversation_id)
     if stored is None:  # deleted or expired since it was listed
@@ -68,7 +68,7 @@ def list_rows(manager: SessionManager, rows: list[dict[str, Any]], columns: list
     loads = bool({"preview", "messages"} & set(columns)) or ("title" in columns and any(not r["title"] for r in rows))
     result = []
     for row in rows:
-        preview, count = _preview(manager, row["id"]) if loads else ("", 0)
+        preview, count = first_message(manager, row["id"]) if loads else ("", 0)
         result.append(
             {
                 "id": row["id"],

@@ -78,6 +78,9 @@ def _start(
         return client, autosave(client, manager)
     _show_window(manager, key, turns)
     client = resume(manager, key, model_name=model)
+    if not client.conversation.model_name:  # stored without one (an import): as for a new chat, recorded as --model is
+        client.conversation.model_name = os.environ.get(MODEL_VARIABLE) or DEFAULT_MODEL
+        manager.save_conversation(client.conversation, [])
     saver = attached(client)
     assert saver is not None  # resume attaches autosave
     return client, saver
@@ -104,7 +107,8 @@ def _pick(manager: SessionManager, conversation_id: str | None, resume_last: boo
     default=None,
     metavar="NAME",
     help=f"The Ollama model. New chat: default ${MODEL_VARIABLE}, else {DEFAULT_MODEL}. "
-    "Resumed: default the conversation's own; another name switches it.",
+    "Resumed: default the conversation's own (one stored without a model, e.g. imported: as for a new chat); "
+    "another name switches it.",
 )
 @click.option("-s", "--system", default=None, metavar="TEXT", help="A system message (new chats only).")
 @click.option(

@@ -10,6 +10,7 @@ the store and saved nothing removes it again.
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
 import sys
 from collections.abc import Iterator
@@ -22,6 +23,7 @@ from ..conflicts import ON_CONFLICT_CHOICES, OnConflict
 from ..errors import ImportFormatError, SessionStoreError
 from ..exchange import ImportReport
 from ..exchange.detect import EXPORT_FORMATS, IMPORT_FORMATS, export_format, hint, import_format
+from ..exchange.importing import EMPTY_REASON
 from ..manager import SessionManager
 from ..safe_text import TerminalWriter
 from .browse import meta_option
@@ -35,6 +37,9 @@ INTERRUPTED = 130
 # The choices below, spelled as the manager's signatures type them.
 ExportFormat = Literal["jsonl", "json", "csv", "markdown"]
 ImportFormat = Literal["jsonl", "json", "sharegpt"]
+
+#: EMPTY_REASON as the command line says it (the library names its keep_empty argument).
+EMPTY_CLI_REASON = EMPTY_REASON.replace("keep_empty=True", "--keep-empty")
 
 
 @click.command("export")
@@ -140,6 +145,7 @@ def import_command(
     created is removed again when the import fails before saving anything.
     """
     opened = ctx.with_resource(_closing(open_source(source)))
+    ctx.with_resource(_warnings_said())  # e.g. a ShareGPT file cut short: the line of the item left out
     chosen = import_format(opened.where, opened.head, format_)  # before the store is opened or created
     saved = [0]
     with _store_for_import(ctx) as manager, byte_bar("importing", opened.size) as progress:
@@ -167,8 +173,27 @@ def import_command(
             say(f"interrupted: {saved[0]} conversations saved before; run the same import again to finish it")
             ctx.exit(INTERRUPTED)
     for line, reason in report.skipped:
-        say(f"skipped line {line}: {reason}")
+        say(f"skipped line {line}: {EMPTY_CLI_REASON if reason == EMPTY_REASON else reason}")
     click.echo(import_summary(report), err=True)
+
+
+class _SayWarnings(logging.Handler):
+    """Each warning the library logs, as one line on standard error (control characters escaped)."""
+
+    def emit(self, record: logging.LogRecord) -> None:
+        say(record.getMessage())
+
+
+@contextlib.contextmanager
+def _warnings_said() -> Iterator[None]:
+    """While the import runs, the library's warnings are lines of its output, whatever logging is set up."""
+    logger = logging.getLogger("qv_session_manager")
+    handler = _SayWarnings(logging.WARNING)
+    logger.addHandler(handler)
+    try:
+        yield
+    finally:
+        logger.removeHandler(handler)
 
 
 @contextlib.contextmanager

@@ -35,7 +35,7 @@ from ..records import ROLES, SearchHit, check_metadata_filter
 from ..snippet import snippet
 from ..text import tokens
 from ..timeutil import time_range
-from .browse import meta_option
+from .browse import first_message, meta_option
 from .common import fail, open_manager, parse_meta, say
 from .formats import cell_text, columns_option, format_option, json_text, pick_format, render_rows, split_columns
 from .ids import all_ids, short_ids
@@ -191,9 +191,17 @@ def _table_cell(column: str, row: dict[str, Any], shorter: dict[str, str]) -> st
 
 
 def _people_view(
-    rows: list[dict[str, Any]], shorter: dict[str, str], total: int, offset: int, width: int
+    rows: list[dict[str, Any]],
+    shorter: dict[str, str],
+    total: int,
+    offset: int,
+    width: int,
+    firsts: dict[str, str] | None = None,
 ) -> list[RenderableType]:
-    """The count line, then two lines a hit (id, time, model, title; the snippet), each cut to ``width``."""
+    """The count line, then two lines a hit (id, time, model, title; the snippet), each cut to ``width``.
+
+    An untitled hit shows its first user message from ``firsts`` (dim, as list does), else ``(untitled)``.
+    """
     parts: list[RenderableType] = [_count_line(total, offset, len(rows))]
     for row in rows:
         heading = Text.assemble(
@@ -201,7 +209,7 @@ def _people_view(
             plain(f"  {short_time(row['updated_at'])}", "dim"),
             plain(f"  {row['model_name']}" if row["model_name"] else "", "dim"),
             "  ",
-            plain(" ".join((row["title"] or "(untitled)").split()), "bold"),
+            _title(row, firsts or {}),
         )
         line = Text("  ").append_text(highlighted(" ".join(row["snippet"].split()), SEARCH_MARK))
         for text in (heading, line):
@@ -209,6 +217,13 @@ def _people_view(
             text.no_wrap = True
             parts.append(text)
     return parts
+
+
+def _title(row: dict[str, Any], firsts: dict[str, str]) -> Text:
+    if row["title"]:
+        return plain(" ".join(row["title"].split()), "bold")
+    first = firsts.get(row["id"], "")
+    return plain(first, "dim") if first else plain("(untitled)", "bold")
 
 
 @click.command("search", cls=QueryCommand)
@@ -278,7 +293,9 @@ def search_command(
             view: list[RenderableType] = [_count_line(len(kept), offset, len(rows))]
             emit(*view, list_table(cells, chosen, styled=sys.stdout.isatty(), width=width), page=not no_pager)
         else:
-            emit(*_people_view(rows, shorter, len(kept), offset, width), page=not no_pager)
+            # An untitled hit is headed by its first user message, as list shows it.
+            firsts = {row["id"]: first_message(manager, row["id"])[0] for row in rows if not row["title"]}
+            emit(*_people_view(rows, shorter, len(kept), offset, width, firsts), page=not no_pager)
         return
     say(f"{len(kept)} conversation{'s' if len(kept) != 1 else ''} match")
     if chosen_format == "json" and not columns:

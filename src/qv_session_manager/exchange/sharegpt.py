@@ -43,7 +43,8 @@ def sharegpt_entries(stream: TextIO) -> Iterator[Entry]:
 
     An item that is not a usable conversation is yielded as its ImportFormatError. A
     file cut short (inside an item, or without the closing ``]``) ends the reading
-    after the last complete item, with a warning logged; a syntax error elsewhere, or
+    after the last complete item, with a warning logged (naming the line of the
+    incomplete item, which is not imported); a syntax error elsewhere, or
     a file that is not an array, raises ImportFormatError.
     """
     scanner = JsonScanner(stream)
@@ -52,7 +53,14 @@ def sharegpt_entries(stream: TextIO) -> Iterator[Entry]:
     try:
         yield from array_items(scanner, sharegpt_conversation, "a JSON array of ShareGPT conversations")
     except TruncatedError as exc:
-        log.warning("the ShareGPT file is cut short at line %d; the items before it were read", exc.line)
+        if exc.reason.startswith("the file ends inside a value"):
+            log.warning(
+                "the ShareGPT file is cut short: the item starting on line %d is incomplete and was not imported;"
+                " the items before it were read",
+                exc.line,
+            )
+        else:
+            log.warning("the ShareGPT file is cut short at line %d (no closing ']'); every item was read", exc.line)
         return
     if scanner.peek() is not None:
         raise ImportFormatError(scanner.line, "extra data after the JSON array")

@@ -1,4 +1,7 @@
-"""The conformance kit for storage backends (``pip install qv-session-manager[testing]``).
+"""The conformance kit for storage backends (from a checkout: ``pip install -e ".[testing]"``).
+
+It needs pytest and Hypothesis (``pip install pytest hypothesis`` anywhere: the
+``testing`` extra is not in the 0.3.0 release on PyPI).
 
 Run every contract against your backend::
 
