@@ -181,6 +181,10 @@ class HeldStore:
         held = self._read(conversation_id)
         return None if held is None or is_expired(held.expiry, now) else held
 
+    def _found(self, conversation_id: str) -> Held | None:
+        """What a read by id sees now: the live conversation, None for a missing, expired or unstorable id."""
+        return self._live(conversation_id, now_key()) if is_storable_id(conversation_id) else None
+
     def _live_entries(self) -> list[Held]:
         """Every conversation not expired now (call under the lock)."""
         now = now_key()
@@ -209,7 +213,10 @@ class HeldStore:
         merged = dict(kept)
         for message in messages:
             merged[message.id] = message
-        held = Held(conversation, merged, expiry_key(conversation.metadata))
+        return self._store(previous, Held(conversation, merged, expiry_key(conversation.metadata)))
+
+    def _store(self, previous: Held | None, held: Held) -> Held:
+        """``_write(held)``, with the tokens ``previous`` had for unchanged texts kept on what is stored."""
         if previous is not None:
             self._carry_tokens(previous, held)
         stored = self._write(held)
@@ -270,7 +277,7 @@ class HeldStore:
     def load(self, conversation_id: str) -> StoredConversation | None:
         with self._lock:
             self._check_open()
-            held = self._live(conversation_id, now_key()) if is_storable_id(conversation_id) else None
+            held = self._found(conversation_id)
             if held is None:
                 return None
             return StoredConversation(_copy(held.conversation), tuple(_copy(m) for m in held.messages.values()))
@@ -287,7 +294,7 @@ class HeldStore:
         check_window(last_messages, last_turns, keep_system)
         with self._lock:
             self._check_open()
-            held = self._live(conversation_id, now_key()) if is_storable_id(conversation_id) else None
+            held = self._found(conversation_id)
             if held is None:
                 return None
             whole = StoredConversation(held.conversation, tuple(held.messages.values()))
@@ -297,7 +304,7 @@ class HeldStore:
     def get(self, conversation_id: str) -> ConversationRecord | None:
         with self._lock:
             self._check_open()
-            held = self._live(conversation_id, now_key()) if is_storable_id(conversation_id) else None
+            held = self._found(conversation_id)
             return None if held is None else _copy(held.conversation)
 
     def delete(self, conversation_id: str) -> bool:
@@ -321,11 +328,7 @@ class HeldStore:
             if held is None or message_id not in held.messages:
                 return False
             kept = {mid: m for mid, m in held.messages.items() if mid != message_id}
-            rest = Held(held.conversation, kept, held.expiry)
-            self._carry_tokens(held, rest)
-            stored = self._write(rest)
-            if stored is not rest:
-                self._carry_tokens(rest, stored)
+            self._store(held, Held(held.conversation, kept, held.expiry))
             return True
 
     def list(
