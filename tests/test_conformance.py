@@ -29,6 +29,16 @@ class TestSQLiteEncryptedContract(StoreContract):
 
 
 @pytest.mark.slow
+class TestSQLiteSecureDeleteContract(StoreContract):
+    """The whole contract through a driver whose SQLite has FTS5 secure-delete (3.42+)."""
+
+    @pytest.fixture
+    def store_opener(self, tmp_path):
+        pytest.importorskip("pysqlite3.dbapi2", reason="driver='pysqlite3' needs pysqlite3-binary")
+        return lambda name: SQLiteStore(tmp_path / f"{name}.db", driver="pysqlite3")
+
+
+@pytest.mark.slow
 class TestSQLiteInMemoryContract(StoreContract):
     @pytest.fixture
     def store_opener(self):

@@ -4,7 +4,8 @@ An encrypted file (SQLCipher) is named by where its key is, never by the key:
 ``sqlite:///chats.db?key_env=MY_VARIABLE`` reads it from that environment variable,
 ``sqlite:///chats.db?encrypted=1`` from ``QV_SESSION_MANAGER_SQLITE_KEY``.
 ``?mode=ro`` opens an existing file without write access and ``?immutable=1`` reads
-it as a file nothing changes (SQLite's own URI options; see SQLiteStore). In Python
+it as a file nothing changes (SQLite's own URI options; see SQLiteStore).
+``?driver=pysqlite3`` uses the ``pysqlite3`` module instead of the stdlib's. In Python
 the key may also be given as the option ``key=`` (``open_store(url, key=...)``,
 ``SessionManager(url=..., key=...)`` or ``SessionManager(db_path=..., key=...)``).
 """
@@ -24,7 +25,7 @@ from .store import SQLiteStore
 __all__ = ["SQLiteStore", "open_path", "open_url"]
 
 
-_OPTIONS = {"synchronous", "busy_timeout", "purge", "key", "key_env", "encrypted", "mode", "immutable"}
+_OPTIONS = {"synchronous", "busy_timeout", "purge", "key", "key_env", "encrypted", "mode", "immutable", "driver"}
 #: The values of ``mode``: SQLite's ``ro`` (read-only), and ``rwc``, the default (read-write, created when missing).
 _MODES = {"ro", "rwc"}
 _YES = {"1", "true", "yes", "on"}
@@ -79,7 +80,7 @@ def _read_only(options: Mapping[str, Any]) -> bool:
 
 def open_path(path: object, options: Mapping[str, Any]) -> SQLiteStore:
     """Open the SQLite file ``path`` with ``options`` (``synchronous``, ``busy_timeout``,
-    ``purge``, ``mode="ro"``, ``immutable``; for an encrypted file ``key``, or
+    ``purge``, ``mode="ro"``, ``immutable``, ``driver``; for an encrypted file ``key``, or
     ``key_env``/``encrypted`` naming where it is).
 
     Option values may be strings (from a URL). Raises InvalidInputError for unknown
@@ -104,6 +105,7 @@ def open_path(path: object, options: Mapping[str, Any]) -> SQLiteStore:
         key=_key_of(options),
         read_only=_read_only(options),
         immutable=_flag(options, "immutable"),
+        driver=options.get("driver"),
     )
 
 
@@ -111,7 +113,8 @@ def open_url(url: str, options: Mapping[str, Any]) -> SQLiteStore:
     """Open ``sqlite:///path`` the way SQLAlchemy spells it: three slashes then a
     relative path, four for an absolute one; ``sqlite://`` alone is in memory.
     ``?synchronous=normal&busy_timeout=5&purge=immediate`` in the URL set options too,
-    ``?mode=ro`` and ``?immutable=1`` open the file read-only,
+    ``?mode=ro`` and ``?immutable=1`` open the file read-only, ``?driver=pysqlite3``
+    talks to it through a newer SQLite (see :mod:`.drivers`),
     and ``?key_env=VARIABLE`` or ``?encrypted=1`` open an encrypted file. A key
     written into the URL itself is refused (URLs end up in logs and process lists).
     """

@@ -47,7 +47,7 @@ from ...rules import (
 )
 from ...text import tokens
 from ...timeutil import time_key
-from . import cipher, schema
+from . import cipher, drivers, schema, secure_index
 from .errors import EncryptedOrCorruptError, translate
 from .matching import to_fts5
 from .readonly import connect_read_only
@@ -320,12 +320,19 @@ class SQLiteStore:
     cannot write scans the waiting rows instead, with the same hits.
 
     Deleting removes rows and search entries at once (nothing finds deleted text
-    again) and ``secure_delete`` zeroes the freed pages, but FTS5 keeps the deleted
-    tokens in its index segments until they are merged. :meth:`purge` merges them
-    and empties the WAL, so no deleted text stays in the files. It costs time in
-    proportion to the whole index (about 0.25 s at 20k messages), so by default
-    (``purge="on_close"``) it runs once, in :meth:`close`, after deletes; with
-    ``purge="immediate"`` every delete purges before it returns.
+    again) and ``secure_delete`` zeroes the freed pages. :meth:`purge` then empties
+    the WAL, so no deleted text stays in the files; by default (``purge="on_close"``)
+    it runs once, in :meth:`close`, after deletes, and with ``purge="immediate"``
+    every delete purges before it returns. Where the driver's SQLite is 3.42 or later,
+    FTS5's secure-delete removes a deleted row's tokens from the index at once and a
+    purge costs in proportion to what was written since the last one. With an older
+    SQLite (this Python's own may be one; ``driver="pysqlite3"`` brings a newer one),
+    FTS5 keeps deleted tokens in its index segments until they are merged, and a purge
+    merges the whole index: about 0.25 s at 20k messages. Secure-delete is turned on
+    once and is one-way; see :mod:`.secure_index`.
+
+    ``driver`` names the DB-API module: ``"sqlite3"`` (the default) or ``"pysqlite3"``
+    (see :mod:`.drivers`); a key always means SQLCipher's.
 
     ``key`` encrypts the whole file with SQLCipher (the ``[sqlcipher]`` extra): a
     ``str`` passphrase, or ``bytes`` of 32 as a raw key (see
@@ -372,6 +379,7 @@ class SQLiteStore:
         key: cipher.Key | None = None,
         read_only: bool = False,
         immutable: bool = False,
+        driver: str | None = None,
     ) -> None:
         if not isinstance(read_only, bool) or not isinstance(immutable, bool):
             raise InvalidInputError("read_only and immutable must be True or False")
@@ -398,14 +406,16 @@ class SQLiteStore:
             raise InvalidInputError("an in-memory store has no file to encrypt: give no key for ':memory:'")
         if (read_only or immutable) and path == ":memory:":
             raise InvalidInputError("an in-memory store cannot be opened read-only (mode=ro, immutable=1)")
-        driver = sqlite3 if key_statement is None else cipher.load_driver()
-        self._driver = driver
+        driver_module = drivers.load_driver(driver, keyed=key_statement is not None)
+        self._driver = driver_module
+        engine = drivers.sqlite_version(driver_module)
         self.path = path
         #: Whether the store was opened without write access (``read_only``/``immutable``).
         self.read_only = read_only or immutable
         #: Whether SQLite reads the file as immutable (asked for, or see :mod:`.readonly`).
         self.immutable = immutable
         self._purge_at_once = purge == "immediate"
+        self._secure_index = False  # FTS5 secure-delete (see .secure_index), known once open
         # False once indexing failed because the file cannot be written
         self._may_flush = not self.read_only
         self._inserted = [0, 0]  # messages, conversations inserted since the last flush (see _flush_when_due)
@@ -420,10 +430,10 @@ class SQLiteStore:
                     raise StorageError(f"no database at {path}: a read-only store is never created")
                 _check_header(path, keyed=key_statement is not None)
                 self._db, self.immutable = connect_read_only(
-                    lambda uri: _connect(driver, uri, key_statement, busy_timeout, uri=True),
+                    lambda uri: _connect(driver_module, uri, key_statement, busy_timeout, uri=True),
                     path,
                     immutable=immutable,
-                    error=driver.Error,
+                    error=driver_module.Error,
                 )
             elif not in_memory:
                 path = os.path.abspath(path)  # never let SQLite read 'file:...' as a URI
@@ -433,11 +443,11 @@ class SQLiteStore:
                     _check_header(path, keyed=key_statement is not None)
                 else:
                     _create_atomically(
-                        path, lambda new: _connect(driver, new, key_statement, busy_timeout), _prepare_new
+                        path, lambda new: _connect(driver_module, new, key_statement, busy_timeout), _prepare_new
                     )
             if not self.read_only:
-                self._db = _connect(driver, path, key_statement, busy_timeout)
-        except (driver.Error, UnicodeDecodeError) as exc:
+                self._db = _connect(driver_module, path, key_statement, busy_timeout)
+        except (driver_module.Error, UnicodeDecodeError) as exc:
             raise translate(exc, f"opening {path}") from exc
         try:
             self._db.execute(f"PRAGMA busy_timeout = {int(busy_timeout * 1000)}")
@@ -447,16 +457,19 @@ class SQLiteStore:
             self._db.create_function("qv_metadata_matches", 2, _metadata_passes, deterministic=True)
             # Migrate (which first refuses newer or foreign schemas) before switching to
             # WAL: the switch rewrites the file header, and a refused file must stay untouched.
+            secure_index.check_readable(self._db, engine)
             if self.read_only:
                 schema.check_readable(self._db)
+                self._secure_index = secure_index.is_on(self._db)
             else:
                 schema.migrate(self._db)
+                self._secure_index = secure_index.turn_on(self._db, engine)
             self._inserted = [max(0, int(count)) for count in self._db.execute(_WAITING).fetchone()]
             if not (self.read_only or in_memory) and self._db.execute("PRAGMA journal_mode").fetchone()[0] != "wal":
                 self._db.execute("PRAGMA journal_mode = WAL")
         except BaseException as exc:
             self._db.close()
-            if isinstance(exc, (driver.Error, UnicodeDecodeError)):
+            if isinstance(exc, (driver_module.Error, UnicodeDecodeError)):
                 raise translate(exc, f"opening {path}") from exc
             raise
 
@@ -874,13 +887,13 @@ class SQLiteStore:
             return True
         return False
 
-    @staticmethod
-    def _merge_indexes(db: sqlite3.Connection) -> None:
-        # FTS5 keeps deleted tokens in old index segments until they are merged;
-        # merging everything means deleted text leaves the file (secure_delete
-        # then overwrites the freed pages).
-        db.execute("INSERT INTO message_index (message_index) VALUES ('optimize')")
-        db.execute("INSERT INTO title_index (title_index) VALUES ('optimize')")
+    def _merge_indexes(self, db: sqlite3.Connection) -> None:
+        # Without FTS5 secure-delete, deleted tokens stay in old index segments until
+        # they are merged; merging everything means deleted text leaves the file
+        # (secure_delete then overwrites the freed pages). With it, they are gone already.
+        if not self._secure_index:
+            db.execute("INSERT INTO message_index (message_index) VALUES ('optimize')")
+            db.execute("INSERT INTO title_index (title_index) VALUES ('optimize')")
         db.execute("DELETE FROM store_info WHERE key = 'purge_pending'")
 
     def purge(self) -> bool:
