@@ -129,9 +129,12 @@ def message_dict(row: tuple) -> dict:
 class FloorStore:
     """Bare sqlite3 with the seed API's method names; see the module docstring."""
 
-    def __init__(self, db_path: str, batched: bool) -> None:
+    def __init__(self, db_path: str, batched: bool, driver: str = "sqlite3") -> None:
         self.batched = batched
-        self.db = sqlite3.connect(db_path, isolation_level=None)
+        module: Any = sqlite3
+        if driver == "pysqlite3":  # the same SQLite as ours, for run.py --sqlite-driver pysqlite3
+            import pysqlite3.dbapi2 as module  # type: ignore[import-not-found,no-redef]
+        self.db = module.connect(db_path, isolation_level=None)
         self.db.execute("PRAGMA journal_mode = WAL")
         self.db.execute("PRAGMA synchronous = FULL")
         self.db.executescript(TABLES + (BATCHED_TRIGGERS if batched else INLINE_TRIGGERS))

@@ -493,6 +493,12 @@ def parse_args() -> argparse.Namespace:
     )
     parser.add_argument("--where", default="disk,tmpfs", help="regimes: disk, tmpfs or both (default disk,tmpfs)")
     parser.add_argument("--disk-dir", default="/tmp", help="a folder on the disk to measure (default /tmp)")
+    parser.add_argument(
+        "--sqlite-driver",
+        choices=("sqlite3", "pysqlite3"),
+        default="sqlite3",
+        help="the SQLite driver of ours and the floors (pysqlite3: a recent SQLite with FTS5 secure-delete)",
+    )
     parser.add_argument("--systems", help=f"comma-separated subset of {','.join(SYSTEMS)} (default: all)")
     parser.add_argument("--corpus", type=Path, help="a ShareGPT-shaped JSON file instead of the cached corpus")
     parser.add_argument(
@@ -562,12 +568,15 @@ def main() -> None:
         reprint(args.report, args.compare)
         return
     systems = choose_systems(args)
+    os.environ["QV_BENCH_SQLITE_DRIVER"] = args.sqlite_driver  # the workers inherit it
     pythons = interpreters(systems, args.offline)
     corpus = find_corpus(args)
     if {"ours", "postgres"} & set(pythons):
         check_ours()
     print(
-        f"systems: {', '.join(pythons)}; regimes: {', '.join(args.regimes)}; load average {load_average()}", flush=True
+        f"systems: {', '.join(pythons)}; regimes: {', '.join(args.regimes)}; "
+        f"SQLite driver of ours and the floors: {args.sqlite_driver}; load average {load_average()}",
+        flush=True,
     )
     regimes: dict[str, Any] = {}
     for regime in args.regimes:

@@ -52,6 +52,8 @@ BENCH_DIR = os.path.dirname(os.path.abspath(__file__))
 SYSTEMS = ("seed", "ours", "inline", "batched", "openai", "postgres")
 RICH = ("ours", "postgres")  # this project's richer API
 FLOORS = ("inline", "batched")  # bare sqlite3
+#: The SQLite driver ours and the floors use (run.py --sqlite-driver); the seed and OpenAI keep the stdlib's.
+SQLITE_DRIVER = os.environ.get("QV_BENCH_SQLITE_DRIVER", "sqlite3")
 #: The width of the long chat's windows (first, middle and last turns), in messages.
 LONG_CHAT_WINDOW = 100
 
@@ -138,7 +140,7 @@ def open_store(system: str, db_path: str) -> Any:
     if system in FLOORS:
         from floors import FloorStore
 
-        return FloorStore(db_path, batched=system == "batched")
+        return FloorStore(db_path, batched=system == "batched", driver=SQLITE_DRIVER)
     if system == "openai":
         from openai_store import OpenAIStore
 
@@ -147,6 +149,8 @@ def open_store(system: str, db_path: str) -> Any:
 
     if system == "postgres":
         return SessionManager(url=POSTGRES_URL, schema=postgres_schema(db_path))
+    if SQLITE_DRIVER != "sqlite3":
+        return SessionManager(db_path=db_path, driver=SQLITE_DRIVER)
     return SessionManager(db_path=db_path)
 
 
@@ -461,12 +465,22 @@ def make_plan(corpus: Corpus, args: argparse.Namespace) -> Plan:
     )
 
 
+def sqlite_module(system: str) -> Any:
+    """The DB-API module ``system`` talks to SQLite through."""
+    if system in (*FLOORS, "ours") and SQLITE_DRIVER == "pysqlite3":
+        import pysqlite3.dbapi2  # type: ignore[import-not-found]
+
+        return pysqlite3.dbapi2
+    return sqlite3
+
+
 def describe(system: str, corpus: Corpus) -> dict:
     """The run's facts: versions, corpus size, the imported package."""
     result: dict = {
         "system": system,
         "python": sys.version,
-        "sqlite_version": sqlite3.sqlite_version,
+        "sqlite_version": sqlite_module(system).sqlite_version,
+        "sqlite_driver": SQLITE_DRIVER if system in (*FLOORS, "ours") else "sqlite3",
         "corpus": corpus.summary(),
         "corpus_rss_mb": peak_rss_mb(),
     }

@@ -73,15 +73,21 @@ def test_deleted_text_leaves_the_files_and_only_an_old_sqlite_merges_the_index(t
     reopened.close()
 
 
-def test_secure_delete_removes_the_tokens_before_any_purge(tmp_path: Path) -> None:
-    """The index segments lose the row at the delete; only old WAL frames wait for the purge."""
-    store = _filled(tmp_path / "chats.db", "pysqlite3")
-    store._truncate_wal()  # the secret is in the database file now, not only in the WAL
-    assert SECRET.encode() in (tmp_path / "chats.db").read_bytes()
-    assert store.delete("gone") and store.delete_message("kept", "s")
-    store._truncate_wal()  # copies the pages without the text back, and nothing merged them
-    assert SECRET.encode() not in _file_bytes(tmp_path)
+@pytest.mark.parametrize("driver", ["sqlite3", "pysqlite3"])
+def test_deletes_leave_their_entries_to_the_purge_and_no_search_reaches_them(tmp_path: Path, driver: str) -> None:
+    store = _filled(tmp_path / "chats.db", driver)
+    store.save(conversation("late", title="late"), [message(f"{SECRET} unindexed")])  # waits for the index
+    assert store.delete("gone") and store.delete_message("kept", "s") and store.delete("late")
+    waiting = store._db.execute("SELECT kind, count(*) FROM index_removals GROUP BY kind ORDER BY kind").fetchall()
+    assert waiting == [("messages", 2), ("titles", 1)], "the unindexed row has no entry to remove"
+    for query in (SECRET, f"{SECRET}title", f"{SECRET}x", "the message", "too"):
+        assert [hit.conversation.id for hit in store.search(parse(query), ConversationFilter())] in ([], ["kept"])
+    assert not {SECRET, f"{SECRET}title", f"{SECRET}x"} & store.indexed_tokens()
+    assert store.purge() is True
+    assert store._db.execute("SELECT count(*) FROM index_removals").fetchone() == (0,)
+    assert store.purge() is False
     store.close()
+    assert SECRET.encode() not in _file_bytes(tmp_path)
 
 
 def test_an_older_file_with_a_pending_purge_gets_secure_delete_and_loses_its_leftovers(tmp_path: Path) -> None:
@@ -108,15 +114,25 @@ def test_an_sqlite_too_old_for_the_index_is_refused_and_the_file_left_as_it_was(
     with pytest.raises(SchemaVersionError):
         SessionManager(db_path=path)
     assert {p.name: p.read_bytes() for p in tmp_path.iterdir()} == before
-    if not options:  # another program on the old SQLite cannot delete insecurely either
-        other = sqlite3.connect(path)
-        with pytest.raises(sqlite3.DatabaseError, match="fts5"):
-            other.execute("DELETE FROM conversations WHERE id = 'gone'")
-        other.rollback()
-        other.close()
     again = SQLiteStore(path, driver="pysqlite3", **options)
     assert again.load("gone") is not None
     again.close()
+    if options:
+        return
+    # Another program on the old SQLite (0.3.0, the sqlite3 shell) can still delete: the
+    # triggers only record the entries, and the next purge removes them securely. It
+    # cannot edit indexed text, which would need the index: the edit fails, changing nothing.
+    other = sqlite3.connect(path, isolation_level=None)
+    with pytest.raises(sqlite3.DatabaseError, match="fts5"):
+        other.execute("UPDATE messages SET content = 'edited' WHERE id = 'k'")
+    other.execute("DELETE FROM conversations WHERE id = 'gone'")
+    other.execute("DELETE FROM messages WHERE id = 's'")
+    other.close()
+    newer = SQLiteStore(path, driver="pysqlite3")
+    assert newer.load("gone") is None and [m.content for m in newer.load("kept").messages] == ["keep me"]  # type: ignore[union-attr]
+    assert newer.purge() is True
+    newer.close()
+    assert SECRET.encode() not in _file_bytes(tmp_path)
 
 
 def test_the_driver_option_in_urls_and_its_errors(tmp_path: Path, monkeypatch) -> None:

@@ -21,13 +21,16 @@ from .rows import index_body, parse_timestamp
 from .store import _LIVE, SQLiteStore
 
 #: The search indexes and the SQL giving (rowid, text) of what each must hold: the rows
-#: up to ``search_state.indexed_upto`` (newer rows wait for the index, see store.FLUSH_AT).
+#: up to ``search_state.indexed_upto`` (newer rows wait for the index, see store.FLUSH_AT),
+#: and the entries of deleted rows that wait for the next purge (``index_removals``).
 INDEXES: dict[str, str] = {
     "message_index": (
         "SELECT pk, content FROM messages WHERE pk <= (SELECT indexed_upto FROM search_state WHERE kind = 'messages')"
+        " UNION ALL SELECT key, text FROM index_removals WHERE kind = 'messages'"
     ),
     "title_index": (
         "SELECT pk, title FROM conversations WHERE pk <= (SELECT indexed_upto FROM search_state WHERE kind = 'titles')"
+        " UNION ALL SELECT key, text FROM index_removals WHERE kind = 'titles'"
     ),
 }
 #: Messages whose conversation is gone: left by a program that deleted conversations

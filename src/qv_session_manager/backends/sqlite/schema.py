@@ -172,6 +172,8 @@ def fill_index(db: sqlite3.Connection) -> None:
     db.execute("UPDATE conversations SET title_body = qv_body_column(title)")
     db.execute("INSERT INTO message_index (message_index) VALUES ('delete-all')")
     db.execute("INSERT INTO title_index (title_index) VALUES ('delete-all')")
+    if db.execute("SELECT 1 FROM sqlite_master WHERE name = 'index_removals'").fetchone() is not None:
+        db.execute("DELETE FROM index_removals")  # schema 5: nothing left to remove from an empty index
     db.execute("INSERT OR REPLACE INTO search_state (kind, indexed_upto) VALUES ('messages', 0), ('titles', 0)")
     flush_index(db)
     db.execute(
@@ -393,8 +395,74 @@ def _migration_4(db: sqlite3.Connection) -> None:
     log.info("upgraded the database to schema 4 (time indexes that cover the expiry check)")
 
 
+#: Schema 5: a deleted row's search entries are removed at the next purge, not in the
+#: delete. ``index_removals`` holds what each removal needs (FTS5's contentless
+#: ``'delete'`` command takes the entry's body) and the text the entry came from (for
+#: doctor's comparison); until the purge, searches never reach those entries, because
+#: every search joins its index rows to the live rows and keys are never reused. An edit
+#: (UPDATE) still replaces its entry at once: the row keeps its key.
+REMOVAL_TRIGGERS = """
+CREATE TABLE index_removals (
+    kind TEXT NOT NULL,
+    key INTEGER NOT NULL,
+    body TEXT NOT NULL,
+    text TEXT,
+    PRIMARY KEY (kind, key)
+) WITHOUT ROWID;
+CREATE TRIGGER conversations_unindex AFTER DELETE ON conversations
+WHEN old.pk <= (SELECT indexed_upto FROM search_state WHERE kind = 'titles')
+    AND coalesce(old.title_body, old.title, '') <> '' BEGIN
+    INSERT OR REPLACE INTO index_removals (kind, key, body, text)
+        VALUES ('titles', old.pk, coalesce(old.title_body, old.title), old.title);
+END;
+CREATE TRIGGER messages_unindex AFTER DELETE ON messages
+WHEN old.pk <= (SELECT indexed_upto FROM search_state WHERE kind = 'messages')
+    AND coalesce(old.index_body, old.content) <> '' BEGIN
+    INSERT OR REPLACE INTO index_removals (kind, key, body, text)
+        VALUES ('messages', old.pk, coalesce(old.index_body, old.content), old.content);
+END
+"""
+
+
+def _migration_5(db: sqlite3.Connection) -> None:
+    """Schema 5: deletes leave their search entries to the next purge (see :data:`REMOVAL_TRIGGERS`).
+
+    A delete then costs what deleting the rows costs, and a purge removes the entries
+    of every delete since the last one together: with FTS5 secure-delete in time
+    proportional to how many there are (see :mod:`.secure_index`).
+    """
+    db.execute("DROP TRIGGER conversations_unindex")
+    db.execute("DROP TRIGGER messages_unindex")
+    for statement in _statements(REMOVAL_TRIGGERS):
+        db.execute(statement)
+    log.info("upgraded the database to schema 5 (search entries of deletes removed at the next purge)")
+
+
+def apply_removals(db: sqlite3.Connection) -> int:
+    """Remove from the search indexes the entries that deletes left (in the caller's write transaction).
+
+    Returns how many entries were removed. Without FTS5 secure-delete their tokens
+    stay in the index segments until the indexes are merged (see :mod:`.secure_index`).
+    """
+    removed = 0
+    for kind, (table, _) in PENDING.items():
+        rows = db.execute("SELECT key, body FROM index_removals WHERE kind = ? ORDER BY key", (kind,)).fetchall()
+        if rows:
+            db.executemany(f"INSERT INTO {table} ({table}, rowid, body) VALUES ('delete', ?, ?)", rows)
+            removed += len(rows)
+    if removed:
+        db.execute("DELETE FROM index_removals")
+    return removed
+
+
 #: MIGRATIONS[i] takes a database from version i to version i + 1.
-MIGRATIONS: list[Callable[[sqlite3.Connection], None]] = [_migration_1, _migration_2, _migration_3, _migration_4]
+MIGRATIONS: list[Callable[[sqlite3.Connection], None]] = [
+    _migration_1,
+    _migration_2,
+    _migration_3,
+    _migration_4,
+    _migration_5,
+]
 LATEST = len(MIGRATIONS)
 
 

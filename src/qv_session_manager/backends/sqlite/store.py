@@ -141,6 +141,10 @@ _METADATA_HAS_NUL = "instr(c.metadata, '\\u0000') > 0"
 
 
 #: The rows waiting for the search index: (conversation key, position or -1 for the title, message id, text).
+#: A row when a purge is due: entries of deleted rows wait in ``index_removals``, or an
+#: edit (or an older library) left tokens in the index segments (``purge_pending``).
+_PURGE_DUE = """SELECT 1 FROM store_info WHERE key = 'purge_pending'
+    UNION ALL SELECT 1 FROM index_removals LIMIT 1"""
 _WAITING_ROWS = """
     SELECT conversation_pk, position, id, content FROM messages
     WHERE pk > (SELECT indexed_upto FROM search_state WHERE kind = 'messages')
@@ -819,7 +823,7 @@ class SQLiteStore:
 
     @staticmethod
     def _remove_message(db: sqlite3.Connection, message_pk: int) -> None:
-        db.execute("DELETE FROM messages WHERE pk = ?", (message_pk,))  # the triggers remove its search entry
+        db.execute("DELETE FROM messages WHERE pk = ?", (message_pk,))  # the triggers record its search entry
 
     def delete(self, conversation_id: str) -> bool:
         if not is_storable_id(conversation_id):
@@ -843,8 +847,8 @@ class SQLiteStore:
     def _remove_conversation(db: sqlite3.Connection, pk: int) -> None:
         """Delete conversation ``pk`` (in the caller's transaction).
 
-        Its messages and every search entry go with it, through the schema's
-        triggers (see schema.SEARCH_TRIGGERS).
+        Its messages go with it, through the schema's triggers, which also record
+        their search entries for removal at the next purge (see schema.REMOVAL_TRIGGERS).
         """
         db.execute("DELETE FROM conversations WHERE pk = ?", (pk,))
 
@@ -879,18 +883,22 @@ class SQLiteStore:
     def _after_delete(self, db: sqlite3.Connection) -> bool:
         """With ``purge="immediate"``, purge now (in the delete's transaction); True if it did.
 
-        Otherwise the purge waits for :meth:`close` or :meth:`purge`: the triggers note
-        in the file that one is due whenever a delete removed search entries.
+        Otherwise the purge waits for :meth:`close` or :meth:`purge`: the triggers
+        leave in the file what the index still holds for the deleted rows.
         """
-        if self._purge_at_once:
-            self._merge_indexes(db)
+        if self._purge_at_once and db.execute(_PURGE_DUE).fetchone() is not None:
+            self._purge_index(db)
             return True
         return False
 
-    def _merge_indexes(self, db: sqlite3.Connection) -> None:
-        # Without FTS5 secure-delete, deleted tokens stay in old index segments until
-        # they are merged; merging everything means deleted text leaves the file
-        # (secure_delete then overwrites the freed pages). With it, they are gone already.
+    def _purge_index(self, db: sqlite3.Connection) -> None:
+        """Remove the deleted rows' entries from the search indexes, leaving no token of them.
+
+        Without FTS5 secure-delete, removed entries leave their tokens in old index
+        segments until they are merged, so both indexes are merged whole (secure_delete
+        then overwrites the freed pages). With it, the removals take the tokens along.
+        """
+        schema.apply_removals(db)
         if not self._secure_index:
             db.execute("INSERT INTO message_index (message_index) VALUES ('optimize')")
             db.execute("INSERT INTO title_index (title_index) VALUES ('optimize')")
@@ -899,17 +907,19 @@ class SQLiteStore:
     def purge(self) -> bool:
         """Remove what deletes left in the search index and the WAL; True if there was any.
 
-        Deletes since the last purge (by any process) are noted in the file, so a purge
-        due before a crash still happens at the next purge or close.
+        Deletes since the last purge (by any process, 0.3.0 and the sqlite3 shell
+        included) are recorded in the file by its triggers, so a purge due before a
+        crash still happens at the next purge or close. Costs time in proportion to the
+        deletes since the last purge where the driver's SQLite has FTS5 secure-delete,
+        and to the whole index where it does not (see the class docstring).
         """
-        pending = "SELECT 1 FROM store_info WHERE key = 'purge_pending'"
         with self._transaction("checking for deleted text", write=False) as db:
-            if db.execute(pending).fetchone() is None:
+            if db.execute(_PURGE_DUE).fetchone() is None:
                 return False  # a read only: stores that cannot be written close quietly
         with self._transaction("purging deleted text", write=True) as db:
-            due = db.execute(pending).fetchone() is not None
+            due = db.execute(_PURGE_DUE).fetchone() is not None
             if due:
-                self._merge_indexes(db)
+                self._purge_index(db)
         self._truncate_wal()
         return due
 
@@ -1214,16 +1224,24 @@ class SQLiteStore:
     def indexed_tokens(self) -> builtins.set[str]:
         """See :class:`~qv_session_manager.protocol.IndexInspection`: both FTS5 vocabularies and the waiting rows.
 
-        The vocabularies are read through ``fts5vocab`` tables, which count live
-        entries only: a purge is not needed for a removed entry to leave them.
+        The vocabularies are read through ``fts5vocab`` tables, entry by entry, leaving
+        out the entries of deleted rows that wait for the next purge (``index_removals``):
+        those rows are gone, and no search reaches their entries.
         """
         held: builtins.set[str] = set()
         with self._transaction("reading the search index vocabulary", write=False) as db:
-            for index in ("message_index", "title_index"):
+            for kind, (index, _) in schema.PENDING.items():
                 db.execute(
-                    f"CREATE VIRTUAL TABLE IF NOT EXISTS temp.{index}_vocab USING fts5vocab(main, {index}, 'row')"
+                    f"CREATE VIRTUAL TABLE IF NOT EXISTS temp.{index}_entries USING fts5vocab(main, {index}, 'instance')"
                 )
-                held.update(term for (term,) in db.execute(f"SELECT term FROM temp.{index}_vocab"))
+                held.update(
+                    term
+                    for (term,) in db.execute(
+                        f"""SELECT DISTINCT term FROM temp.{index}_entries
+                            WHERE doc NOT IN (SELECT key FROM index_removals WHERE kind = ?)""",
+                        (kind,),
+                    )
+                )
             for *_, text in db.execute(_WAITING_ROWS):
                 held.update(tokens(text))
         return held
