@@ -1095,58 +1095,69 @@ class PostgresStore:
             return f"ts_rank({column}, {tsquery}::tsquery, 1)" if relevance else "0::real"
 
         # 1. Documents whose vector is inexact (huge texts): select candidates with the
-        #    looser query, then decide in Python with the reference matcher.
+        #    looser query, then decide in Python with the reference matcher. The filter is
+        #    left to the query below: joined here, it made PostgreSQL scan every conversation.
         candidates_sql = f"""
-            SELECT m.conversation_pk, m.position, m.content, m.escaped, {rank("m.content_tsv", "%(loose)s")}
-            FROM {s}.qv_messages m JOIN {s}.qv_conversations c ON c.pk = m.conversation_pk
-            WHERE NOT m.search_exact AND m.content_tsv @@ %(loose)s::tsquery AND {where}
+            SELECT m.conversation_pk, m.position, m.id, m.content, m.escaped, {rank("m.content_tsv", "%(loose)s")}
+            FROM {s}.qv_messages m WHERE NOT m.search_exact AND m.content_tsv @@ %(loose)s::tsquery
             UNION ALL
-            SELECT c.pk, -1, c.title, c.escaped, {rank("c.title_tsv", "%(loose)s")}
-            FROM {s}.qv_conversations c
-            WHERE NOT c.title_exact AND c.title_tsv @@ %(loose)s::tsquery AND {where}"""
+            SELECT c.pk, -1, NULL, c.title, c.escaped, {rank("c.title_tsv", "%(loose)s")}
+            FROM {s}.qv_conversations c WHERE NOT c.title_exact AND c.title_tsv @@ %(loose)s::tsquery"""
         # 2. Exact vectors answer in SQL; the verified candidates join them. The hit is
         #    the title (position -1) or the first matching message; the score the best.
         exact_sql = (
-            f"""SELECT m.conversation_pk, m.position, {rank("m.content_tsv", "%(exact)s")}
+            f"""SELECT m.conversation_pk, m.position, m.id, {rank("m.content_tsv", "%(exact)s")}
                 FROM {s}.qv_messages m WHERE m.search_exact AND m.content_tsv @@ %(exact)s::tsquery
                 UNION ALL
-                SELECT c.pk, -1, {rank("c.title_tsv", "%(exact)s")}
+                SELECT c.pk, -1, NULL, {rank("c.title_tsv", "%(exact)s")}
                 FROM {s}.qv_conversations c WHERE c.title_exact AND c.title_tsv @@ %(exact)s::tsquery
                 UNION ALL"""
             if exact is not None
             else ""
         )
-        text_column = (
-            "CASE WHEN best.position < 0 THEN c.title ELSE m.content END, "
-            "CASE WHEN best.position < 0 THEN c.escaped ELSE m.escaped END"
-            if with_text
-            else "NULL, 0"
-        )
+        if with_text:
+            text_join = f"LEFT JOIN {s}.qv_messages m ON m.conversation_pk = best.cpk AND m.position = best.position"
+            text_column = (
+                "CASE WHEN best.position < 0 THEN c.title ELSE m.content END, "
+                "CASE WHEN best.position < 0 THEN c.escaped ELSE m.escaped END"
+            )
+        else:
+            text_join, text_column = "", "NULL, 0"
         ranking = "best.rank DESC, " if relevance else ""
+        # DISTINCT ON keeps each conversation's first hit (lowest position) with its id,
+        # so no second lookup of the message is needed unless its text is asked for.
         hits_sql = f"""
-            WITH matched (cpk, position, rank) AS (
+            WITH matched (cpk, position, message_id, rank) AS (
                 {exact_sql}
                 SELECT * FROM unnest(%(verified_pk)s::bigint[], %(verified_position)s::bigint[],
-                                     %(verified_rank)s::real[])
+                                     %(verified_id)s::text[], %(verified_rank)s::real[])
             ),
-            best (cpk, position, rank) AS (
-                SELECT cpk, min(position), max(rank) FROM matched GROUP BY cpk
+            best (cpk, position, message_id, rank) AS (
+                SELECT DISTINCT ON (cpk) cpk, position, message_id,
+                    {"max(rank) OVER (PARTITION BY cpk)" if relevance else "rank"}
+                FROM matched ORDER BY cpk, position
             )
-            SELECT {CONVERSATION_COLUMNS}, m.id, {text_column}, best.rank
+            SELECT {CONVERSATION_COLUMNS}, best.message_id, {text_column}, best.rank
             FROM best JOIN {s}.qv_conversations c ON c.pk = best.cpk
-            LEFT JOIN {s}.qv_messages m ON m.conversation_pk = best.cpk AND m.position = best.position
+            {text_join}
             WHERE {where}
             ORDER BY {ranking}{self._order(filter)}
             LIMIT %(limit)s OFFSET %(offset)s"""
 
         def work(cursor: psycopg.Cursor) -> Sequence[Any]:
-            verified: dict[str, Any] = {"verified_pk": [], "verified_position": [], "verified_rank": []}
+            verified: dict[str, Any] = {
+                "verified_pk": [],
+                "verified_position": [],
+                "verified_id": [],
+                "verified_rank": [],
+            }
             if loose is not None:
-                for cpk, position, text, escaped, score in cursor.execute(candidates_sql, params):
+                for cpk, position, message_id, text, escaped, score in cursor.execute(candidates_sql, params):
                     bit = TITLE if position < 0 else CONTENT
                     if query.matches(tokens(load_text(text, escaped, bit) or "")):
                         verified["verified_pk"].append(cpk)
                         verified["verified_position"].append(position)
+                        verified["verified_id"].append(message_id)
                         verified["verified_rank"].append(score)
             return cursor.execute(hits_sql, {**params, **verified}).fetchall()
 
