@@ -357,7 +357,7 @@ def test_sqlite_upgrade_fills_the_expiry_column_from_metadata(tmp_path: Path) ->
         assert manager.purge_expired() == 1
     db = sqlite3.connect(path)
     try:
-        assert db.execute("PRAGMA user_version").fetchone()[0] == sqlite_schema.LATEST == 5
+        assert db.execute("PRAGMA user_version").fetchone()[0] == sqlite_schema.LATEST == 6
         keys = dict(db.execute("SELECT id, expires_key FROM conversations").fetchall())
     finally:
         db.close()

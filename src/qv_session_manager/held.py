@@ -49,8 +49,27 @@ from .records import (
     expiry_key,
     is_storable_id,
 )
-from .rules import Searchable, check_window, is_expired, now_key, reference_list, reference_search, window_of
+from .rules import (
+    Searchable,
+    check_filter,
+    check_page,
+    check_window,
+    is_expired,
+    now_key,
+    passes,
+    reference_list,
+    reference_search,
+    window_of,
+)
 from .text import tokens
+from .vector_records import (
+    EmbeddingTask,
+    VectorSpace,
+    best_per_conversation,
+    checked_vector,
+    rank_conversations,
+    similarities,
+)
 
 __all__ = ["Held", "HeldStore", "translating"]
 
@@ -62,15 +81,18 @@ class Held:
     """One conversation as a :class:`HeldStore` holds it.
 
     ``messages`` map ids to records in stored order; ``expiry`` is the time key of
-    ``metadata["expires_at"]`` (None: never expires). The token fields are a cache
-    the store fills on first use (see :meth:`HeldStore._documents`); a backend may
-    keep its own data beside (``extra``: file bytes, say).
+    ``metadata["expires_at"]`` (None: never expires). ``vectors`` maps a
+    :attr:`VectorSpace.key <qv_session_manager.vector_records.VectorSpace.key>` to the
+    packed vectors of messages by id; a backend stores them with the rest. The token
+    fields are a cache the store fills on first use (see :meth:`HeldStore._documents`);
+    a backend may keep its own data beside (``extra``: file bytes, say).
     """
 
     conversation: ConversationRecord
     messages: dict[str, MessageRecord]
     expiry: str | None = None
     extra: Any = None
+    vectors: dict[str, dict[str, bytes]] = field(default_factory=dict)
     title_tokens: list[str] | None = field(default=None, repr=False)
     message_tokens: dict[str, list[str]] | None = field(default=None, repr=False)
 
@@ -96,6 +118,27 @@ def translating(
 
 def _copy(record: _R) -> _R:
     return copy.deepcopy(record)
+
+
+def _check_space(space: object) -> None:
+    if not isinstance(space, VectorSpace):
+        raise InvalidInputError(f"expected a VectorSpace, got {type(space).__name__}")
+
+
+def _vectors_kept(previous: Held, held: Held) -> dict[str, dict[str, bytes]]:
+    """``previous``'s vectors of the messages ``held`` still has with the same content."""
+    kept = {}
+    for key, by_id in previous.vectors.items():
+        same = {
+            mid: blob
+            for mid, blob in by_id.items()
+            if mid in held.messages
+            and mid in previous.messages
+            and held.messages[mid].content == previous.messages[mid].content
+        }
+        if same:
+            kept[key] = same
+    return kept
 
 
 def _listed(messages: Sequence[MessageRecord]) -> list[MessageRecord]:
@@ -128,6 +171,7 @@ class HeldStore:
             Capability.WINDOWED_LOADING,
             Capability.PURGING,
             Capability.INDEX_INSPECTION,
+            Capability.VECTOR_STORAGE,
         }
     )
 
@@ -216,9 +260,15 @@ class HeldStore:
         return self._store(previous, Held(conversation, merged, expiry_key(conversation.metadata)))
 
     def _store(self, previous: Held | None, held: Held) -> Held:
-        """``_write(held)``, with the tokens ``previous`` had for unchanged texts kept on what is stored."""
+        """``_write(held)``, with what ``previous`` had for unchanged texts kept: tokens, and vectors.
+
+        A message's vectors go when it goes or its content changes, so what is written
+        never holds a vector of text that is no longer stored.
+        """
         if previous is not None:
             self._carry_tokens(previous, held)
+            if not held.vectors:
+                held.vectors = _vectors_kept(previous, held)
         stored = self._write(held)
         if stored is not held:
             self._carry_tokens(held, stored)
@@ -381,6 +431,117 @@ class HeldStore:
                 for document in documents.values():
                     held_tokens.update(document)
             return held_tokens
+
+    # -- message vectors (protocol.VectorStorage) ---------------------------------------
+
+    def pending_embeddings(self, space: VectorSpace, *, limit: int) -> builtins.list[EmbeddingTask]:
+        """See :class:`~qv_session_manager.protocol.VectorStorage`: in the order ``_read_all`` gives."""
+        _check_space(space)
+        if not isinstance(limit, int) or isinstance(limit, bool) or limit < 1:
+            raise InvalidInputError(f"limit must be a positive int, not {limit!r}")
+        found: builtins.list[EmbeddingTask] = []
+        with self._lock:
+            self._check_open()
+            for held in self._live_entries():
+                done = held.vectors.get(space.key, {})
+                for mid, message in held.messages.items():
+                    if message.content and mid not in done:
+                        found.append(EmbeddingTask(held.conversation.id, mid, message.content))
+                        if len(found) == limit:
+                            return found
+        return found
+
+    def store_embeddings(self, space: VectorSpace, embedded: Sequence[tuple[EmbeddingTask, Sequence[float]]]) -> int:
+        """See :class:`~qv_session_manager.protocol.VectorStorage`: one ``_write`` per conversation."""
+        _check_space(space)
+        if isinstance(embedded, (str, bytes)) or not isinstance(embedded, Sequence):
+            raise InvalidInputError("store_embeddings takes a sequence of (EmbeddingTask, vector) pairs")
+        by_conversation: dict[str, builtins.list[tuple[EmbeddingTask, bytes]]] = {}
+        for item in embedded:
+            if not (isinstance(item, tuple) and len(item) == 2 and isinstance(item[0], EmbeddingTask)):
+                raise InvalidInputError("store_embeddings takes (EmbeddingTask, vector) pairs")
+            by_conversation.setdefault(item[0].conversation_id, []).append((item[0], checked_vector(item[1], space)))
+        stored = 0
+        with self._lock:
+            self._check_open()
+            now = now_key()
+            for conversation_id, items in by_conversation.items():
+                held = self._live(conversation_id, now) if is_storable_id(conversation_id) else None
+                if held is None:
+                    continue
+                fits = [
+                    (task.message_id, blob)
+                    for task, blob in items
+                    if task.message_id in held.messages and held.messages[task.message_id].content == task.text
+                ]
+                if fits:
+                    vectors = {key: dict(by_id) for key, by_id in held.vectors.items()}
+                    vectors.setdefault(space.key, {}).update(fits)
+                    self._store(held, dataclass_replace(held, vectors=vectors))
+                    stored += len(fits)
+        return stored
+
+    def vector_search(
+        self,
+        space: VectorSpace,
+        query: Sequence[float],
+        filter: ConversationFilter,
+        *,
+        limit: int | None = None,
+        offset: int = 0,
+    ) -> builtins.list[SearchHit]:
+        """See :class:`~qv_session_manager.protocol.VectorStorage`: exact, by the shared rule."""
+        _check_space(space)
+        checked_vector(query, space)
+        check_page(limit, offset)
+        check_filter(filter)
+        with self._lock:
+            self._check_open()
+            rows = [
+                (held.conversation, mid, by_id[mid])
+                for held in self._live_entries()
+                if passes(held.conversation, filter) and (by_id := held.vectors.get(space.key))
+                for mid, message in held.messages.items()
+                if mid in by_id and message.content
+            ]
+        scores = similarities([row[2] for row in rows], query, space.dimension)
+        records = {record.id: record for record, _, _ in rows}
+        best = best_per_conversation((record.id, mid, score) for (record, mid, _), score in zip(rows, scores))
+        ranked = rank_conversations(
+            [(records[cid], mid, score) for cid, (mid, score) in best.items()], filter.field, limit=limit, offset=offset
+        )
+        return [dataclass_replace(hit, conversation=_copy(hit.conversation)) for hit in ranked]
+
+    def embedding_counts(self, space: VectorSpace) -> tuple[int, int]:
+        """See :class:`~qv_session_manager.protocol.VectorStorage`."""
+        _check_space(space)
+        embedded = waiting = 0
+        with self._lock:
+            self._check_open()
+            for held in self._live_entries():
+                done = held.vectors.get(space.key, {})
+                for mid, message in held.messages.items():
+                    if message.content:
+                        if mid in done:
+                            embedded += 1
+                        else:
+                            waiting += 1
+        return embedded, waiting
+
+    def forget_embeddings(self, space: VectorSpace | None = None) -> int:
+        """See :class:`~qv_session_manager.protocol.VectorStorage`: one ``_write`` per conversation that had some."""
+        if space is not None:
+            _check_space(space)
+        removed = 0
+        with self._lock:
+            self._check_open()
+            for held in builtins.list(self._read_all()):
+                kept = {key: by_id for key, by_id in held.vectors.items() if space is not None and key != space.key}
+                gone = sum(len(by_id) for by_id in held.vectors.values()) - sum(len(by_id) for by_id in kept.values())
+                if gone:
+                    self._write(dataclass_replace(held, vectors=kept))
+                    removed += gone
+        return removed
 
     def purge_expired(self) -> int:
         """See :class:`~qv_session_manager.protocol.Expiring`: remove every conversation expired now."""

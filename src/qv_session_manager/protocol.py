@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any, Literal, Protocol, overload, runtime_chec
 
 from .query import Query
 from .records import ConversationRecord, MessageRecord, SearchHit, StoredConversation
+from .vector_records import EmbeddingTask, VectorSpace
 
 if TYPE_CHECKING:  # annotations only: the core needs nothing beyond the standard library at run time
     from typing_extensions import TypeIs
@@ -58,6 +59,9 @@ class Capability(str, Enum):
     DROPPABLE = "droppable"
     #: :class:`IndexInspection`: ``indexed_tokens``.
     INDEX_INSPECTION = "index_inspection"
+    #: :class:`VectorStorage`: ``pending_embeddings``, ``store_embeddings``, ``vector_search``,
+    #: ``embedding_counts``, ``forget_embeddings``.
+    VECTOR_STORAGE = "vector_storage"
 
 
 @dataclass(frozen=True)
@@ -387,6 +391,70 @@ class IndexInspection(Protocol):
         ...
 
 
+@runtime_checkable
+class VectorStorage(Protocol):
+    """An optional side of a store: message vectors, for search by meaning.
+
+    Declared as ``Capability.VECTOR_STORAGE`` (see :func:`offers`). The store keeps at
+    most one vector per message and :class:`~qv_session_manager.vector_records.VectorSpace`,
+    beside the message; the manager computes them (off the save path) and asks for them.
+
+    - A vector goes with the text it came from: deleting or replacing the message
+      (by ``save``, ``delete_message``, ``delete``, expiry's purge) removes it, and a
+      save that changes the message's content removes it too (the message is pending
+      again). Titles have no vectors.
+    - Expired conversations are missing here as everywhere: never pending, never found.
+    - Messages with empty content are never pending and never found.
+    - Raises InvalidInputError for an argument of the wrong type, and StorageError
+      after ``close()``; a refused call changes nothing.
+    """
+
+    def pending_embeddings(self, space: VectorSpace, *, limit: int) -> builtins.list[EmbeddingTask]:
+        """Up to ``limit`` (>= 1) messages of live conversations with content and no vector in ``space``.
+
+        In an order of the store's choosing; the same one while nothing changes, so a
+        caller that stores vectors for what it got moves on to the rest.
+        """
+        ...
+
+    def store_embeddings(self, space: VectorSpace, embedded: Sequence[tuple[EmbeddingTask, Sequence[float]]]) -> int:
+        """Store each vector for its task's message; return how many were stored.
+
+        A task whose message is gone, or holds another text now, is skipped (it is
+        pending again, or no more). A vector replaces one the message had in ``space``.
+        InvalidInputError, storing nothing, for a vector that is not ``space.dimension``
+        finite float32 values. All or nothing.
+        """
+        ...
+
+    def vector_search(
+        self,
+        space: VectorSpace,
+        query: Sequence[float],
+        filter: ConversationFilter,
+        *,
+        limit: int | None = None,
+        offset: int = 0,
+    ) -> builtins.list[SearchHit]:
+        """Conversations with a vector in ``space``, by their best message's similarity to ``query``.
+
+        The order and scores of :func:`~qv_session_manager.vector_records.rank_conversations`:
+        the score is the highest dot product of the conversation's message vectors with
+        ``query``; ``message_id`` names that message (the first in stored order among
+        equals), ``text`` is None. The filter applies before ranking; ``limit``/``offset``
+        page as in ``search``. InvalidInputError for a query of another dimension.
+        """
+        ...
+
+    def embedding_counts(self, space: VectorSpace) -> tuple[int, int]:
+        """(messages with a vector in ``space``, messages pending in it), over live conversations."""
+        ...
+
+    def forget_embeddings(self, space: VectorSpace | None = None) -> int:
+        """Remove every vector of ``space`` (None: of every space); return how many were removed."""
+        ...
+
+
 # -- which sides a store offers ---------------------------------------------------
 
 #: The method each optional side adds to a store.
@@ -398,6 +466,7 @@ SIDE_METHODS: Mapping[Capability, str] = {
     Capability.PURGING: "purge_expired",
     Capability.DROPPABLE: "drop",
     Capability.INDEX_INSPECTION: "indexed_tokens",
+    Capability.VECTOR_STORAGE: "vector_search",
 }
 
 #: Sides that are a faster form of a required method: used only where that method is not overridden.
@@ -422,6 +491,8 @@ def offers(store: object, capability: Literal[Capability.PURGING]) -> TypeIs[Exp
 def offers(store: object, capability: Literal[Capability.DROPPABLE]) -> TypeIs[Droppable]: ...
 @overload
 def offers(store: object, capability: Literal[Capability.INDEX_INSPECTION]) -> TypeIs[IndexInspection]: ...
+@overload
+def offers(store: object, capability: Literal[Capability.VECTOR_STORAGE]) -> TypeIs[VectorStorage]: ...
 @overload
 def offers(store: object, capability: Capability) -> bool: ...
 def offers(store: object, capability: Capability) -> bool:

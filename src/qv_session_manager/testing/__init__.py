@@ -22,7 +22,11 @@ Importing this package registers the kit's Hypothesis profiles (``qv-default``,
 
 import pytest
 
-pytest.register_assert_rewrite("qv_session_manager.testing.contract", "qv_session_manager.testing.stateful")
+pytest.register_assert_rewrite(
+    "qv_session_manager.testing.contract",
+    "qv_session_manager.testing.stateful",
+    "qv_session_manager.testing.vector_contract",
+)
 
 from .contract import StoreContract, assert_round_trip  # noqa: E402
 from .openers import StoreOpener, managed_opener  # noqa: E402

@@ -82,17 +82,18 @@ from ..records import (
 )
 from ..redact import mask_url
 from ..rules import window_of
+from ..vector_records import VectorSpace
 from . import strategies
 from .multistore import MultiStoreRun
 from .openers import StoreOpener, managed_opener, url_opener
+from .samples import BASE, conversation, message, minutes
 from .sdk_saves import check_mutated_saves
 from .stateful import run_comparison
+from .vector_contract import VectorClauses
 
 #: Names the store URL when a StoreContract subclass does not provide store_opener.
 URL_VARIABLE = "QV_SESSION_MANAGER_TEST_URL"
 
-BASE = datetime(2025, 1, 20, 12, 0, 0)
-_serial = itertools.count()
 #: Expiries far from any real clock: long past, and far ahead (naive, aware and "Z" spellings).
 EXPIRED = ("2000-01-01T00:00:00", "2000-06-01T12:00:00+02:00", "2001-01-01T00:00:00Z")
 NOT_EXPIRED = "2999-01-01T00:00:00"
@@ -109,39 +110,6 @@ BAD_EXPIRIES: tuple[Any, ...] = (
     {"at": "2000-01-01"},
     "9999-12-31T23:59:59-01:00",  # no UTC form
 )
-
-
-def conversation(
-    id: str | None = None,
-    *,
-    title: str | None = "t",
-    updated: datetime | None = None,
-    created: datetime | None = None,
-    metadata: dict[str, Any] | None = None,
-) -> ConversationRecord:
-    """A conversation record with sensible defaults."""
-    updated = updated or BASE
-    return ConversationRecord(
-        id=f"auto-c{next(_serial)}" if id is None else id,
-        title=title,
-        model_name="llama3",
-        created_at=created or updated,
-        updated_at=updated,
-        metadata=metadata or {},
-    )
-
-
-def message(
-    content: str = "hello", *, id: str | None = None, role: str = "user", at: datetime | None = None, **fields: Any
-) -> MessageRecord:
-    """A message record with sensible defaults."""
-    return MessageRecord(
-        id=f"m{next(_serial)}" if id is None else id, role=role, content=content, created_at=at or BASE, **fields
-    )
-
-
-def minutes(n: int) -> datetime:
-    return BASE + timedelta(minutes=n)
 
 
 def _instant_and_offset_kept(got: datetime, want: datetime) -> bool:
@@ -274,11 +242,12 @@ def _call_harmlessly(store: ConversationStore, name: str) -> Any:
         "purge_expired": lambda method: method(),
         "drop": lambda method: method(),
         "indexed_tokens": lambda method: method(),
+        "vector_search": lambda method: method(VectorSpace("probe", "probe", 2), [1.0, 0.0], ConversationFilter()),
     }
     return calls[name](getattr(store, name))
 
 
-class StoreContract:
+class StoreContract(VectorClauses):
     """Every contract of :class:`~qv_session_manager.protocol.ConversationStore`."""
 
     @pytest.fixture

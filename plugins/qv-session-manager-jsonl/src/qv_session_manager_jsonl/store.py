@@ -185,6 +185,37 @@ def _decode_message(data: dict[str, Any]) -> MessageRecord:
     )
 
 
+def _message_line(message: MessageRecord, vectors: dict[str, dict[str, bytes]]) -> dict[str, Any]:
+    """A message's JSON, with its vectors (space key -> base64 of the float32 values) when it has any."""
+    data = codec.message_to_json(message)
+    mine = {
+        key: base64.b64encode(by_id[message.id]).decode("ascii")
+        for key, by_id in vectors.items()
+        if message.id in by_id
+    }
+    if mine:
+        data["vectors"] = mine
+    return data
+
+
+def _decode_vectors(found: Any) -> dict[str, bytes]:
+    """A message line's ``vectors``: space key -> packed float32 values of the key's dimension."""
+    if found is None:
+        return {}
+    if not isinstance(found, dict):
+        raise ValueError("a message's vectors must be an object")
+    decoded = {}
+    for key, text in found.items():
+        if not isinstance(text, str):
+            raise ValueError(f"the vector of space {key!r} must be base64 text")
+        blob = base64.b64decode(text, validate=True)
+        dimension = key.rsplit("/", 1)[-1]
+        if not dimension.isdigit() or len(blob) != 4 * int(dimension):
+            raise ValueError(f"the vector of space {key!r} has {len(blob)} bytes")
+        decoded[key] = blob
+    return decoded
+
+
 # -- the store -----------------------------------------------------------------
 
 
@@ -195,11 +226,16 @@ def _decode(path: str, name: str, data: bytes) -> Held:
             raise ValueError("the file is empty")
         conversation = _decode_conversation(_object(lines[0], "line 1"))
         messages: dict[str, MessageRecord] = {}
+        vectors: dict[str, dict[str, bytes]] = {}
         for number, line in enumerate(lines[1:], start=2):
-            message = _decode_message(_object(line, f"line {number}"))
+            item = _object(line, f"line {number}")
+            found = item.pop("vectors", None)
+            message = _decode_message(item)
             if message.id in messages:
                 raise ValueError(f"message id {message.id!r} appears twice")
             messages[message.id] = message
+            for key, blob in _decode_vectors(found).items():
+                vectors.setdefault(key, {})[message.id] = blob
     except SchemaVersionError as exc:
         raise SchemaVersionError(f"{path}: {exc}") from None
     except (ValueError, KeyError, TypeError, AttributeError, RecursionError, binascii.Error) as exc:
@@ -210,7 +246,7 @@ def _decode(path: str, name: str, data: bytes) -> Held:
             f"{path} holds conversation {conversation.id!r}, whose file would be "
             f"{file_name(conversation.id)!r}; was the file renamed?"
         )
-    return Held(conversation, messages, stored_expiry_key(conversation.metadata), extra=data)
+    return Held(conversation, messages, stored_expiry_key(conversation.metadata), extra=data, vectors=vectors)
 
 
 _locks: weakref.WeakValueDictionary[str, Any] = weakref.WeakValueDictionary()
@@ -277,7 +313,7 @@ class JsonlStore(HeldStore):
         conversation = held.conversation
         try:
             lines = [_line(encode_conversation(conversation))]
-            lines.extend(_line(codec.message_to_json(message)) for message in held.messages.values())
+            lines.extend(_line(_message_line(message, held.vectors)) for message in held.messages.values())
             data = ("\n".join(lines) + "\n").encode("utf-8")
         except (TypeError, ValueError, RecursionError) as exc:  # a record's dict was mutated after it was checked
             raise InvalidInputError(f"conversation {conversation.id} cannot be written as JSON: {exc}") from None

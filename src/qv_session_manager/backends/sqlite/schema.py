@@ -455,6 +455,34 @@ def apply_removals(db: sqlite3.Connection) -> int:
     return removed
 
 
+#: Schema 6: message vectors for search by meaning (see protocol.VectorStorage). A vector
+#: goes with its message whatever deletes it (these triggers also run in 0.3.0's
+#: connections and the sqlite3 shell), and an edit of the content drops it.
+VECTOR_TABLES = """
+CREATE TABLE message_vectors (
+    space TEXT NOT NULL,
+    message_pk INTEGER NOT NULL,
+    vector BLOB NOT NULL,
+    PRIMARY KEY (space, message_pk)
+) WITHOUT ROWID;
+CREATE INDEX message_vectors_by_message ON message_vectors (message_pk);
+CREATE TRIGGER messages_drop_vectors AFTER DELETE ON messages BEGIN
+    DELETE FROM message_vectors WHERE message_pk = old.pk;
+END;
+CREATE TRIGGER messages_drop_stale_vectors AFTER UPDATE OF content ON messages
+WHEN old.content IS NOT new.content BEGIN
+    DELETE FROM message_vectors WHERE message_pk = old.pk;
+END
+"""
+
+
+def _migration_6(db: sqlite3.Connection) -> None:
+    """Schema 6: a table of message vectors (empty until something embeds the messages)."""
+    for statement in _statements(VECTOR_TABLES):
+        db.execute(statement)
+    log.info("upgraded the database to schema 6 (message vectors for search by meaning)")
+
+
 #: MIGRATIONS[i] takes a database from version i to version i + 1.
 MIGRATIONS: list[Callable[[sqlite3.Connection], None]] = [
     _migration_1,
@@ -462,6 +490,7 @@ MIGRATIONS: list[Callable[[sqlite3.Connection], None]] = [
     _migration_3,
     _migration_4,
     _migration_5,
+    _migration_6,
 ]
 LATEST = len(MIGRATIONS)
 

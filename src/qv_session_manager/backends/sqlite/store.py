@@ -47,7 +47,8 @@ from ...rules import (
 )
 from ...text import tokens
 from ...timeutil import time_key
-from . import cipher, drivers, schema, secure_index
+from ...vector_records import EmbeddingTask, VectorSpace, checked_vector
+from . import cipher, drivers, schema, secure_index, vectors
 from .errors import EncryptedOrCorruptError, translate
 from .matching import to_fts5
 from .readonly import connect_read_only
@@ -307,6 +308,7 @@ _SIDES = frozenset(
         Capability.WINDOWED_LOADING,
         Capability.PURGING,
         Capability.INDEX_INSPECTION,
+        Capability.VECTOR_STORAGE,
     }
 )
 
@@ -1220,6 +1222,53 @@ class SQLiteStore:
             SELECT page.id, page.title, page.model_name, page.created_at, page.updated_at, page.metadata,
                 CASE WHEN page.position < 0 THEN NULL ELSE {message_id} END, {text}, -page.rank
             FROM page ORDER BY {ranking}page.{key} DESC, page.id DESC"""
+
+    # -- message vectors (protocol.VectorStorage; the SQL is in .vectors) --------------
+
+    def pending_embeddings(self, space: VectorSpace, *, limit: int) -> builtins.list[EmbeddingTask]:
+        """See :class:`~qv_session_manager.protocol.VectorStorage`: in key order (oldest rows first)."""
+        vectors.check_space(space)
+        vectors.check_limit(limit)
+        with self._transaction("finding messages to embed", write=False) as db:
+            return vectors.pending(db, space, limit)
+
+    def store_embeddings(self, space: VectorSpace, embedded: Sequence[tuple[EmbeddingTask, Sequence[float]]]) -> int:
+        """See :class:`~qv_session_manager.protocol.VectorStorage`: one transaction."""
+        checked = vectors.check_tasks(vectors.check_space(space), embedded)
+        with self._transaction("storing message vectors", write=True) as db:
+            return vectors.store(db, space, checked)
+
+    def vector_search(
+        self,
+        space: VectorSpace,
+        query: Sequence[float],
+        filter: ConversationFilter,
+        *,
+        limit: int | None = None,
+        offset: int = 0,
+    ) -> builtins.list[SearchHit]:
+        """See :class:`~qv_session_manager.protocol.VectorStorage`: exact, over every vector of the space."""
+        vectors.check_space(space)
+        checked_vector(query, space)
+        check_page(limit, offset)
+        where, params = self._where(filter)
+        with self._transaction("searching by meaning", write=False) as db:
+            ranked = vectors.candidates(db, space, query, where, params, _TIME_FIELDS[filter.field])
+            end = None if limit is None else offset + limit
+            return vectors.hits(db, ranked[offset:end], decode_conversation, CONVERSATION_COLUMNS)
+
+    def embedding_counts(self, space: VectorSpace) -> tuple[int, int]:
+        """See :class:`~qv_session_manager.protocol.VectorStorage`."""
+        vectors.check_space(space)
+        with self._transaction("counting message vectors", write=False) as db:
+            return vectors.counts(db, space)
+
+    def forget_embeddings(self, space: VectorSpace | None = None) -> int:
+        """See :class:`~qv_session_manager.protocol.VectorStorage`."""
+        if space is not None:
+            vectors.check_space(space)
+        with self._transaction("removing message vectors", write=True) as db:
+            return vectors.forget(db, space)
 
     def indexed_tokens(self) -> builtins.set[str]:
         """See :class:`~qv_session_manager.protocol.IndexInspection`: both FTS5 vocabularies and the waiting rows.

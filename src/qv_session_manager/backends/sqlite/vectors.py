@@ -1,0 +1,130 @@
+"""The SQLite store's message vectors (:class:`~qv_session_manager.protocol.VectorStorage`).
+
+Vectors are float32 blobs in ``message_vectors`` (schema 6), keyed by space and
+message; triggers drop them with their message or its old content. A search reads the
+space's vectors of the conversations that pass the filter and ranks them in Python by
+the shared rule of :mod:`qv_session_manager.vector_records` (numpy when installed).
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Sequence
+from typing import Any
+
+from ...errors import InvalidInputError
+from ...records import SearchHit
+from ...rules import now_key
+from ...vector_records import (
+    EmbeddingTask,
+    VectorSpace,
+    best_per_conversation,
+    checked_vector,
+    ranked,
+    similarities,
+)
+
+_LIVE = "(c.expires_key IS NULL OR c.expires_key > :now)"
+_PENDING = f"""
+    SELECT c.id, m.id, m.content FROM messages m JOIN conversations c ON c.pk = m.conversation_pk
+    WHERE {_LIVE} AND m.content <> ''
+        AND NOT EXISTS (SELECT 1 FROM message_vectors v WHERE v.space = :space AND v.message_pk = m.pk)
+    ORDER BY m.pk LIMIT :limit"""
+_COUNTS = f"""
+    SELECT count(v.message_pk), count(*) - count(v.message_pk)
+    FROM messages m JOIN conversations c ON c.pk = m.conversation_pk
+    LEFT JOIN message_vectors v ON v.space = :space AND v.message_pk = m.pk
+    WHERE {_LIVE} AND m.content <> ''"""
+_TARGET = f"""
+    SELECT m.pk FROM messages m JOIN conversations c ON c.pk = m.conversation_pk
+    WHERE c.id = :conversation AND m.id = :message AND m.content = :text AND {_LIVE}"""
+
+
+def check_space(space: object) -> VectorSpace:
+    if not isinstance(space, VectorSpace):
+        raise InvalidInputError(f"expected a VectorSpace, got {type(space).__name__}")
+    return space
+
+
+def check_tasks(space: VectorSpace, embedded: object) -> list[tuple[EmbeddingTask, bytes]]:
+    """The (task, packed vector) pairs to store; InvalidInputError, before anything is written, for a bad one."""
+    if isinstance(embedded, (str, bytes)) or not isinstance(embedded, Sequence):
+        raise InvalidInputError("store_embeddings takes a sequence of (EmbeddingTask, vector) pairs")
+    checked = []
+    for item in embedded:
+        if not (isinstance(item, tuple) and len(item) == 2 and isinstance(item[0], EmbeddingTask)):
+            raise InvalidInputError("store_embeddings takes (EmbeddingTask, vector) pairs")
+        checked.append((item[0], checked_vector(item[1], space)))
+    return checked
+
+
+def check_limit(limit: object) -> int:
+    if not isinstance(limit, int) or isinstance(limit, bool) or limit < 1:
+        raise InvalidInputError(f"limit must be a positive int, not {limit!r}")
+    return limit
+
+
+def pending(db: sqlite3.Connection, space: VectorSpace, limit: int) -> list[EmbeddingTask]:
+    rows = db.execute(_PENDING, {"space": space.key, "limit": limit, "now": now_key()}).fetchall()
+    return [EmbeddingTask(conversation, message, text) for conversation, message, text in rows]
+
+
+def store(db: sqlite3.Connection, space: VectorSpace, embedded: list[tuple[EmbeddingTask, bytes]]) -> int:
+    """Write the vectors whose message still holds the task's text (in the caller's write transaction)."""
+    stored = 0
+    now = now_key()
+    for task, blob in embedded:
+        found = db.execute(
+            _TARGET, {"conversation": task.conversation_id, "message": task.message_id, "text": task.text, "now": now}
+        ).fetchone()
+        if found is not None:
+            db.execute("INSERT OR REPLACE INTO message_vectors VALUES (?, ?, ?)", (space.key, found[0], blob))
+            stored += 1
+    return stored
+
+
+def counts(db: sqlite3.Connection, space: VectorSpace) -> tuple[int, int]:
+    embedded, waiting = db.execute(_COUNTS, {"space": space.key, "now": now_key()}).fetchone()
+    return int(embedded), int(waiting)
+
+
+def forget(db: sqlite3.Connection, space: VectorSpace | None) -> int:
+    if space is None:
+        return int(db.execute("DELETE FROM message_vectors").rowcount)
+    return int(db.execute("DELETE FROM message_vectors WHERE space = ?", (space.key,)).rowcount)
+
+
+def candidates(
+    db: sqlite3.Connection, space: VectorSpace, query: Sequence[float], where: str, params: dict[str, Any], key: str
+) -> list[tuple[int, str, str, str, float]]:
+    """(conversation key, time key, id, best message id, score) of every conversation passing ``where``, ranked."""
+    rows = db.execute(
+        f"""SELECT c.pk, c.{key}, c.id, m.id, v.vector
+            FROM message_vectors v JOIN messages m ON m.pk = v.message_pk
+            JOIN conversations c ON c.pk = m.conversation_pk
+            WHERE v.space = :space AND m.content <> '' AND {where}
+            ORDER BY c.pk, m.position, m.pk""",
+        {**params, "space": space.key},
+    ).fetchall()
+    scores = similarities([row[4] for row in rows], query, space.dimension)
+    best = best_per_conversation(((row[0], row[1], row[2]), row[3], score) for row, score in zip(rows, scores))
+    return ranked(
+        [(pk, time, ident, message_id, score) for (pk, time, ident), (message_id, score) in best.items()],
+        lambda item: item[4],
+        lambda item: item[1],
+        lambda item: item[2],
+    )
+
+
+def hits(
+    db: sqlite3.Connection, page: list[tuple[int, str, str, str, float]], decode: Any, columns: str
+) -> list[SearchHit]:
+    """The page's SearchHits, its conversations read in one statement."""
+    if not page:
+        return []
+    marks = ",".join("?" * len(page))
+    rows = {
+        row[0]: row[1:]
+        for row in db.execute(f"SELECT pk, {columns} FROM conversations WHERE pk IN ({marks})", [p[0] for p in page])
+    }
+    return [SearchHit(decode(rows[pk]), message_id, None, score) for pk, _, _, message_id, score in page]

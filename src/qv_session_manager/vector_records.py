@@ -1,0 +1,151 @@
+"""What crosses the storage protocol for search by meaning: spaces, tasks and the ranking rule.
+
+Vectors are stored per message, in a :class:`VectorSpace`: one embedder's model at one
+dimension. Vectors of different spaces are never compared; a store may hold several
+spaces at once (a model change embeds everything again into the new space, and
+:meth:`~qv_session_manager.protocol.VectorStorage.forget_embeddings` drops the old one).
+
+Every backend ranks by the same rule, :func:`rank_conversations`: a conversation's
+score is the highest similarity (dot product of unit vectors, so their cosine) of its
+messages to the query, computed in float64 from the float32 values stored; ties go
+newest first by the filter's time field, then by descending id, as text searches do.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+import struct
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, TypeVar
+
+from .errors import InvalidInputError
+from .records import ConversationRecord, SearchHit
+from .timeutil import time_key
+
+if TYPE_CHECKING:
+    from .protocol import TimeField
+
+T = TypeVar("T")
+_NAME = re.compile(r"[^\x00-\x1f/]{1,200}")
+
+
+@dataclass(frozen=True)
+class VectorSpace:
+    """Which vectors may be compared: those of one embedder's model at one dimension.
+
+    ``embedder`` and ``model`` are non-empty texts without ``/`` or control
+    characters; ``dimension`` is 1 to 16,000. :attr:`key` names the space in storage.
+    """
+
+    embedder: str
+    model: str
+    dimension: int
+
+    def __post_init__(self) -> None:
+        for what, value in (("embedder", self.embedder), ("model", self.model)):
+            if not isinstance(value, str) or not _NAME.fullmatch(value):
+                raise InvalidInputError(f"a vector space's {what} must be 1-200 characters without '/', not {value!r}")
+        if not isinstance(self.dimension, int) or isinstance(self.dimension, bool) or not 1 <= self.dimension <= 16_000:
+            raise InvalidInputError(f"a vector space's dimension must be 1 to 16000, not {self.dimension!r}")
+
+    @property
+    def key(self) -> str:
+        """``embedder/model/dimension``: one text naming the space."""
+        return f"{self.embedder}/{self.model}/{self.dimension}"
+
+    @classmethod
+    def of(cls, embedder: Any) -> VectorSpace:
+        """The space of a :class:`~qv_session_manager.embedding.TextEmbedder`'s vectors."""
+        return cls(embedder.name, embedder.model, embedder.dimension)
+
+
+@dataclass(frozen=True)
+class EmbeddingTask:
+    """A stored message whose text has no vector in a space yet.
+
+    Given back with its vector to ``store_embeddings``, which stores the vector only if
+    the message still holds exactly ``text`` (an edit or delete in between skips it).
+    """
+
+    conversation_id: str
+    message_id: str
+    text: str
+
+
+def checked_vector(values: Sequence[float], space: VectorSpace) -> bytes:
+    """A vector as stored: ``dimension`` little-endian float32 values.
+
+    InvalidInputError for another length or a non-finite value.
+    """
+    if isinstance(values, (str, bytes)) or len(values) != space.dimension:
+        length = len(values) if not isinstance(values, (str, bytes)) else "a text"
+        raise InvalidInputError(f"a vector of space {space.key} needs {space.dimension} values, not {length}")
+    try:
+        packed = struct.pack(f"<{space.dimension}f", *values)
+    except (struct.error, TypeError, OverflowError):
+        raise InvalidInputError(f"a vector of space {space.key} must hold float32 numbers") from None
+    if not all(math.isfinite(v) for v in struct.unpack(f"<{space.dimension}f", packed)):
+        raise InvalidInputError(f"a vector of space {space.key} holds a non-finite value")
+    return packed
+
+
+def unpack(blob: bytes, dimension: int) -> tuple[float, ...]:
+    """The float32 values of a stored vector."""
+    return struct.unpack(f"<{dimension}f", blob)
+
+
+def similarities(blobs: Sequence[bytes], query: Sequence[float], dimension: int) -> list[float]:
+    """The dot product of each stored vector with ``query``, in float64 (numpy when installed).
+
+    ``query`` is rounded to float32 first, so every backend compares the same numbers.
+    """
+    if not blobs:
+        return []
+    packed_query = struct.pack(f"<{dimension}f", *query)
+    try:
+        import numpy
+    except ImportError:
+        q = struct.unpack(f"<{dimension}f", packed_query)
+        return [math.fsum(a * b for a, b in zip(unpack(blob, dimension), q)) for blob in blobs]
+    matrix = numpy.frombuffer(b"".join(blobs), dtype="<f4").reshape(len(blobs), dimension).astype(numpy.float64)
+    vector = numpy.frombuffer(packed_query, dtype="<f4").astype(numpy.float64)
+    return [float(value) for value in matrix @ vector]
+
+
+def best_per_conversation(scored: Iterable[tuple[Any, str, float]]) -> dict[Any, tuple[str, float]]:
+    """conversation -> (message id, score) of its best message; equal scores keep the first given."""
+    best: dict[Any, tuple[str, float]] = {}
+    for conversation, message_id, score in scored:
+        held = best.get(conversation)
+        if held is None or score > held[1]:
+            best[conversation] = (message_id, score)
+    return best
+
+
+def ranked(
+    items: Iterable[T], score: Callable[[T], float], time: Callable[[T], str], ident: Callable[[T], str]
+) -> list[T]:
+    """``items`` in the one order of vector searches: highest ``score`` first; equal scores
+    newest first by ``time`` (a :func:`~qv_session_manager.timeutil.time_key`), then by
+    descending ``ident``."""
+    ordered = sorted(items, key=ident, reverse=True)
+    ordered.sort(key=time, reverse=True)
+    ordered.sort(key=score, reverse=True)
+    return ordered
+
+
+def rank_conversations(
+    best: Iterable[tuple[ConversationRecord, str, float]],
+    field: TimeField,
+    *,
+    limit: int | None,
+    offset: int = 0,
+) -> list[SearchHit]:
+    """Hits ``(conversation, best message id, score)`` in the order of :func:`ranked`, the page cut afterwards."""
+    ordered = ranked(
+        best, lambda item: item[2], lambda item: time_key(getattr(item[0], field)), lambda item: item[0].id
+    )
+    end = None if limit is None else offset + limit
+    return [SearchHit(record, message_id, None, score) for record, message_id, score in ordered[offset:end]]
