@@ -489,6 +489,7 @@ class HeldStore:
         *,
         limit: int | None = None,
         offset: int = 0,
+        with_text: bool = False,
     ) -> builtins.list[SearchHit]:
         """See :class:`~qv_session_manager.protocol.VectorStorage`: exact, by the shared rule."""
         _check_space(space)
@@ -497,20 +498,29 @@ class HeldStore:
         check_filter(filter)
         with self._lock:
             self._check_open()
-            rows = [
-                (held.conversation, mid, by_id[mid])
+            found = [
+                (held.conversation, mid, message.content, by_id[mid])
                 for held in self._live_entries()
                 if passes(held.conversation, filter) and (by_id := held.vectors.get(space.key))
                 for mid, message in held.messages.items()
                 if mid in by_id and message.content
             ]
-        scores = similarities([row[2] for row in rows], query, space.dimension)
+        scores = similarities([item[3] for item in found], query, space.dimension)
+        rows = [(record, mid, content) for record, mid, content, _ in found]
         records = {record.id: record for record, _, _ in rows}
         best = best_per_conversation((record.id, mid, score) for (record, mid, _), score in zip(rows, scores))
         ranked = rank_conversations(
             [(records[cid], mid, score) for cid, (mid, score) in best.items()], filter.field, limit=limit, offset=offset
         )
-        return [dataclass_replace(hit, conversation=_copy(hit.conversation)) for hit in ranked]
+        texts = {(record.id, mid): message for record, mid, message in rows} if with_text else {}
+        return [
+            dataclass_replace(
+                hit,
+                conversation=_copy(hit.conversation),
+                text=texts[hit.conversation.id, hit.message_id] if with_text and hit.message_id else None,
+            )
+            for hit in ranked
+        ]
 
     def embedding_counts(self, space: VectorSpace) -> tuple[int, int]:
         """See :class:`~qv_session_manager.protocol.VectorStorage`."""

@@ -435,14 +435,16 @@ class VectorStorage(Protocol):
         *,
         limit: int | None = None,
         offset: int = 0,
+        with_text: bool = False,
     ) -> builtins.list[SearchHit]:
         """Conversations with a vector in ``space``, by their best message's similarity to ``query``.
 
         The order and scores of :func:`~qv_session_manager.vector_records.rank_conversations`:
         the score is the highest dot product of the conversation's message vectors with
         ``query``; ``message_id`` names that message (the first in stored order among
-        equals), ``text`` is None. The filter applies before ranking; ``limit``/``offset``
-        page as in ``search``. InvalidInputError for a query of another dimension.
+        equals), and ``text`` is its content with ``with_text``, else None. The filter
+        applies before ranking; ``limit``/``offset`` page as in ``search``.
+        InvalidInputError for a query of another dimension.
         """
         ...
 

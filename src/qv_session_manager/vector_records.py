@@ -28,6 +28,8 @@ if TYPE_CHECKING:
     from .protocol import TimeField
 
 T = TypeVar("T")
+K = TypeVar("K")
+M = TypeVar("M")
 _NAME = re.compile(r"[^\x00-\x1f/]{1,200}")
 
 
@@ -114,9 +116,9 @@ def similarities(blobs: Sequence[bytes], query: Sequence[float], dimension: int)
     return [float(value) for value in matrix @ vector]
 
 
-def best_per_conversation(scored: Iterable[tuple[Any, str, float]]) -> dict[Any, tuple[str, float]]:
-    """conversation -> (message id, score) of its best message; equal scores keep the first given."""
-    best: dict[Any, tuple[str, float]] = {}
+def best_per_conversation(scored: Iterable[tuple[K, M, float]]) -> dict[K, tuple[M, float]]:
+    """conversation -> (message, score) of its best message; equal scores keep the first given."""
+    best: dict[K, tuple[M, float]] = {}
     for conversation, message_id, score in scored:
         held = best.get(conversation)
         if held is None or score > held[1]:

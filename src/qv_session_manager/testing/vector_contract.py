@@ -84,6 +84,8 @@ class VectorClauses:
         expected = [query[1], (query[0] + query[1]) / math.sqrt(2), 0.0]
         assert [h.score for h in hits] == pytest.approx(expected, abs=1e-6), "contract vectors: scores are dot products"
         assert hits[0].conversation == store.get("a") and all(h.text is None for h in hits)
+        with_text = vs.vector_search(SPACE, query, ConversationFilter(), with_text=True)
+        assert [h.text for h in with_text] == ["ay", "bxy", "cz"], "contract vectors: with_text gives the best message"
         assert _hits(store, X, limit=1) == [("a", "1")] and _hits(store, X, limit=2, offset=1) == [
             ("b", "1"),
             ("c", "1"),

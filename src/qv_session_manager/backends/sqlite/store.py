@@ -1246,6 +1246,7 @@ class SQLiteStore:
         *,
         limit: int | None = None,
         offset: int = 0,
+        with_text: bool = False,
     ) -> builtins.list[SearchHit]:
         """See :class:`~qv_session_manager.protocol.VectorStorage`: exact, over every vector of the space."""
         vectors.check_space(space)
@@ -1255,7 +1256,7 @@ class SQLiteStore:
         with self._transaction("searching by meaning", write=False) as db:
             ranked = vectors.candidates(db, space, query, where, params, _TIME_FIELDS[filter.field])
             end = None if limit is None else offset + limit
-            return vectors.hits(db, ranked[offset:end], decode_conversation, CONVERSATION_COLUMNS)
+            return vectors.hits(db, ranked[offset:end], decode_conversation, CONVERSATION_COLUMNS, with_text)
 
     def embedding_counts(self, space: VectorSpace) -> tuple[int, int]:
         """See :class:`~qv_session_manager.protocol.VectorStorage`."""

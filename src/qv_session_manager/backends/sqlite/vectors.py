@@ -94,32 +94,36 @@ def forget(db: sqlite3.Connection, space: VectorSpace | None) -> int:
     return int(db.execute("DELETE FROM message_vectors WHERE space = ?", (space.key,)).rowcount)
 
 
+#: One conversation's best match: (conversation key, time key, id, message id, message key, score).
+Candidate = tuple[int, str, str, str, int, float]
+
+
 def candidates(
     db: sqlite3.Connection, space: VectorSpace, query: Sequence[float], where: str, params: dict[str, Any], key: str
-) -> list[tuple[int, str, str, str, float]]:
-    """(conversation key, time key, id, best message id, score) of every conversation passing ``where``, ranked."""
+) -> list[Candidate]:
+    """The best message of every conversation passing ``where``, ranked by the shared rule."""
     rows = db.execute(
-        f"""SELECT c.pk, c.{key}, c.id, m.id, v.vector
+        f"""SELECT c.pk, c.{key}, c.id, m.id, m.pk, v.vector
             FROM message_vectors v JOIN messages m ON m.pk = v.message_pk
             JOIN conversations c ON c.pk = m.conversation_pk
             WHERE v.space = :space AND m.content <> '' AND {where}
             ORDER BY c.pk, m.position, m.pk""",
         {**params, "space": space.key},
     ).fetchall()
-    scores = similarities([row[4] for row in rows], query, space.dimension)
-    best = best_per_conversation(((row[0], row[1], row[2]), row[3], score) for row, score in zip(rows, scores))
+    scores = similarities([row[5] for row in rows], query, space.dimension)
+    best = best_per_conversation(
+        ((row[0], row[1], row[2]), (row[3], row[4]), score) for row, score in zip(rows, scores)
+    )
     return ranked(
-        [(pk, time, ident, message_id, score) for (pk, time, ident), (message_id, score) in best.items()],
-        lambda item: item[4],
+        [(pk, time, ident, mid, mpk, score) for (pk, time, ident), ((mid, mpk), score) in best.items()],
+        lambda item: item[5],
         lambda item: item[1],
         lambda item: item[2],
     )
 
 
-def hits(
-    db: sqlite3.Connection, page: list[tuple[int, str, str, str, float]], decode: Any, columns: str
-) -> list[SearchHit]:
-    """The page's SearchHits, its conversations read in one statement."""
+def hits(db: sqlite3.Connection, page: list[Candidate], decode: Any, columns: str, with_text: bool) -> list[SearchHit]:
+    """The page's SearchHits, its conversations (and with ``with_text`` the messages' text) read in one statement each."""
     if not page:
         return []
     marks = ",".join("?" * len(page))
@@ -127,4 +131,11 @@ def hits(
         row[0]: row[1:]
         for row in db.execute(f"SELECT pk, {columns} FROM conversations WHERE pk IN ({marks})", [p[0] for p in page])
     }
-    return [SearchHit(decode(rows[pk]), message_id, None, score) for pk, _, _, message_id, score in page]
+    texts: dict[int, str] = {}
+    if with_text:
+        found = db.execute(f"SELECT pk, content FROM messages WHERE pk IN ({marks})", [p[4] for p in page])
+        texts = dict(found.fetchall())
+    return [
+        SearchHit(decode(rows[pk]), message_id, texts.get(message_pk), score)
+        for pk, _, _, message_id, message_pk, score in page
+    ]
