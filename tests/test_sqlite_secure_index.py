@@ -26,9 +26,9 @@ def _file_bytes(directory: Path) -> bytes:
     return b"".join(p.read_bytes() for p in sorted(directory.iterdir()) if p.name.startswith("chats.db"))
 
 
-def _filled(path: Path, driver: str) -> SQLiteStore:
+def _filled(path: Path, driver: str, size: int = 40) -> SQLiteStore:
     store = SQLiteStore(path, driver=driver)
-    for number in range(40):
+    for number in range(size):
         store.save(conversation(f"keep{number}", title=f"kept {number}"), [message(f"ordinary words {number} " * 20)])
     store.save(conversation("gone", title=f"a {SECRET}title"), [message(f"the {SECRET} message " * 10, id="m")])
     store.save(conversation("kept", title="kept"), [message("keep me", id="k"), message(f"{SECRET}x too", id="s")])
@@ -56,20 +56,46 @@ def test_an_older_sqlite_keeps_the_old_format(tmp_path: Path) -> None:
     store.close()
 
 
-@pytest.mark.parametrize("driver", ["sqlite3", "pysqlite3"])
-def test_deleted_text_leaves_the_files_and_only_an_old_sqlite_merges_the_index(tmp_path: Path, driver: str) -> None:
-    store = _filled(tmp_path / "chats.db", driver)
-    assert store.delete("gone") and store.delete_message("kept", "s")
-    assert store.search(parse(SECRET), ConversationFilter()) == []
+def _merged(store: SQLiteStore) -> bool:
+    """Close ``store``; whether its purge merged the index."""
     statements = _statements(store)
     store.close()
-    merged = any("'optimize'" in statement for statement in statements)
-    assert merged is (driver == "sqlite3" and STDLIB_IS_OLD), statements
-    assert SECRET.encode() not in _file_bytes(tmp_path), "the deleted text is still in the database or its WAL"
+    return any("'optimize'" in statement for statement in statements)
+
+
+@pytest.mark.parametrize("driver", ["sqlite3", "pysqlite3"])
+def test_few_deletes_are_purged_one_by_one_where_sqlite_can(tmp_path: Path, driver: str) -> None:
+    store = _filled(tmp_path / "chats.db", driver, size=200)
+    assert store.delete_message("kept", "s")
+    assert SECRET.encode() in _file_bytes(tmp_path)
+    assert _merged(store) is (driver == "sqlite3" and STDLIB_IS_OLD)
+    data = _file_bytes(tmp_path)
+    assert f"{SECRET}x".encode() not in data, "the deleted text is still in the database or its WAL"
+    assert SECRET.encode() in data, "the text of 'gone' is still stored"
     reopened = SQLiteStore(tmp_path / "chats.db", driver=driver)
-    assert reopened.load("gone") is None
     assert [m.id for m in reopened.load("kept").messages] == ["k"]  # type: ignore[union-attr]
-    assert len(reopened.list(ConversationFilter())) == 41
+    assert len(reopened.list(ConversationFilter())) == 202
+    assert secure_index.is_on(reopened._db) is (driver == "pysqlite3" or not STDLIB_IS_OLD)
+    reopened.close()
+
+
+@pytest.mark.parametrize("driver", ["sqlite3", "pysqlite3"])
+def test_many_deletes_are_purged_by_one_merge(tmp_path: Path, driver: str) -> None:
+    """Past 1 removal per REMOVAL_COST_IN_ENTRIES rows, merging the whole index is cheaper."""
+    store = _filled(tmp_path / "chats.db", driver)
+    for number in range(30):
+        assert store.delete(f"keep{number}")
+    assert store.delete("gone") and store.delete_message("kept", "s")
+    assert not secure_index.removals_are_few(store._db)
+    assert _merged(store) is True
+    assert SECRET.encode() not in _file_bytes(tmp_path)
+    reopened = SQLiteStore(tmp_path / "chats.db", driver=driver)
+    assert secure_index.is_on(reopened._db) is (driver == "pysqlite3" or not STDLIB_IS_OLD), (
+        "secure-delete is switched back on"
+    )
+    assert sorted(r.id for r in reopened.list(ConversationFilter())) == sorted(
+        ["kept"] + [f"keep{n}" for n in range(30, 40)]
+    )
     reopened.close()
 
 

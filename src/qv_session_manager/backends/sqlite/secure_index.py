@@ -99,3 +99,28 @@ def turn_on(db: sqlite3.Connection, version: tuple[int, int, int]) -> bool:
             db.execute("ROLLBACK")
         raise
     return True
+
+
+#: What one removal under secure-delete costs, in index entries merged in the same time:
+#: measured 0.7-0.9 ms a removal against 0.0045 ms an entry for ``optimize`` (ShareGPT,
+#: 21.6k and 129k messages, tmpfs, SQLite 3.51). Secure-delete's cost does not grow with
+#: the index; a merge's does.
+REMOVAL_COST_IN_ENTRIES = 160
+
+
+def removals_are_few(db: sqlite3.Connection) -> bool:
+    """Whether removing the waiting entries one by one is cheaper than merging the whole index.
+
+    The index size is estimated from the key counters (rows ever written, an upper bound).
+    """
+    waiting = db.execute("SELECT count(*) FROM index_removals").fetchone()[0]
+    written = db.execute(
+        "SELECT coalesce(sum(seq), 0) FROM sqlite_sequence WHERE name IN ('messages', 'conversations')"
+    ).fetchone()[0]
+    return int(waiting) * REMOVAL_COST_IN_ENTRIES <= int(written)
+
+
+def set_on(db: sqlite3.Connection, on: bool) -> None:
+    """Switch secure-delete for both indexes (in the caller's transaction; the format stays the newer one)."""
+    for index in INDEXES:
+        db.execute(f"INSERT INTO {index} ({index}, rank) VALUES ('secure-delete', ?)", (int(on),))
