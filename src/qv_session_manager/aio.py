@@ -29,10 +29,12 @@ from qv_ollama_sdk.domain.models import Conversation, Message
 
 from . import aio_bridge
 from .async_protocol import AsyncConversationStore, BlockingView, is_async_store, open_async_store
+from .embedding import TextEmbedder
 from .errors import InvalidInputError
 from .exchange import CsvFormulas, ExportFormat, ImportFormat, ImportReport, OnConflict, OnError
 from .install_hints import install_hint
 from .manager import SessionManager, default_url
+from .meaning import EmbeddingProgress, SearchMode, SearchResults
 from .protocol import ConversationStore, SearchOrder, TimeField
 from .timeutil import TimeBound
 
@@ -66,6 +68,7 @@ class AsyncSessionManager:
         *,
         url: str | None = None,
         store: ConversationStore | AsyncConversationStore | None = None,
+        embedder: str | TextEmbedder | None = None,
         **options: Any,
     ) -> None:
         native: AsyncConversationStore | None = None
@@ -81,10 +84,16 @@ class AsyncSessionManager:
             view = cast(ConversationStore, BlockingView(native, aio_bridge.suspend))
             # SessionManager checks the arguments (one of db_path/url/store, no options with a store).
             self._sync = SessionManager(
-                db_path, url=None if store is None else url, store=view, **({} if store is None else options)
+                db_path,
+                url=None if store is None else url,
+                store=view,
+                embedder=embedder,
+                **({} if store is None else options),
             )
         else:
-            self._sync = SessionManager(db_path, url=url, store=cast(ConversationStore | None, store), **options)
+            self._sync = SessionManager(
+                db_path, url=url, store=cast(ConversationStore | None, store), embedder=embedder, **options
+            )
             self._executor = ThreadPoolExecutor(thread_name_prefix="qv-session-manager")
         self._native = native
 
@@ -296,7 +305,8 @@ class AsyncSessionManager:
         metadata: Mapping[str, Any] | None = None,
         snippets: bool = False,
         mark: tuple[str, str] = ("**", "**"),
-    ) -> list[dict[str, Any]]:
+        mode: SearchMode = "text",
+    ) -> SearchResults:
         """See :meth:`SessionManager.search_conversations`."""
         return await self._call(
             self._sync.search_conversations,
@@ -307,7 +317,18 @@ class AsyncSessionManager:
             metadata=metadata,
             snippets=snippets,
             mark=mark,
+            mode=mode,
         )
+
+    async def index_embeddings(
+        self,
+        *,
+        batch_size: int = 32,
+        limit: int | None = None,
+        progress: Callable[[int, int], None] | None = None,
+    ) -> EmbeddingProgress:
+        """See :meth:`SessionManager.index_embeddings` (the embedder's own calls block while they run)."""
+        return await self._call(self._sync.index_embeddings, batch_size=batch_size, limit=limit, progress=progress)
 
     # -- export and import -----------------------------------------------------
 

@@ -36,7 +36,14 @@ from dataclasses import replace as dataclass_replace
 from datetime import datetime
 from typing import Any, TypeVar
 
-from .errors import CorruptStorageError, InvalidInputError, SchemaVersionError, SessionStoreError, StorageError
+from .errors import (
+    CorruptStorageError,
+    InvalidInputError,
+    SchemaVersionError,
+    SessionStoreError,
+    StorageError,
+    UnsupportedOperationError,
+)
 from .protocol import Capability, ConversationFilter, SearchOrder
 from .query import Query
 from .records import (
@@ -120,7 +127,12 @@ def _copy(record: _R) -> _R:
     return copy.deepcopy(record)
 
 
-def _check_space(space: object) -> None:
+def _check_space(store: HeldStore, space: object) -> None:
+    """Refuse a vector call on a store that does not declare vectors, or with something else than a space."""
+    if Capability.VECTOR_STORAGE not in store.capabilities:
+        raise UnsupportedOperationError(
+            f"{type(store).__name__} does not declare Capability.VECTOR_STORAGE: its primitives keep no Held.vectors"
+        )
     if not isinstance(space, VectorSpace):
         raise InvalidInputError(f"expected a VectorSpace, got {type(space).__name__}")
 
@@ -156,7 +168,9 @@ class HeldStore:
     It also has ``load_window``, ``purge_expired`` and ``indexed_tokens``, declared in
     ``capabilities``; a subclass adds ``PERSISTENT`` when its data survives ``close()``,
     and may add more sides of its own (the memory backend adds bulk and revisioned
-    saves with :meth:`_put`).
+    saves with :meth:`_put`). The message-vector side (``VECTOR_STORAGE``) is here too,
+    over :attr:`Held.vectors`; a subclass declares it once its primitives store and
+    read back that field.
 
     ``lock`` (default: a ``threading.RLock``) is held for every call; it must be
     re-entrant. Store objects that share data must share it, and a store declaring
@@ -171,7 +185,6 @@ class HeldStore:
             Capability.WINDOWED_LOADING,
             Capability.PURGING,
             Capability.INDEX_INSPECTION,
-            Capability.VECTOR_STORAGE,
         }
     )
 
@@ -436,7 +449,7 @@ class HeldStore:
 
     def pending_embeddings(self, space: VectorSpace, *, limit: int) -> builtins.list[EmbeddingTask]:
         """See :class:`~qv_session_manager.protocol.VectorStorage`: in the order ``_read_all`` gives."""
-        _check_space(space)
+        _check_space(self, space)
         if not isinstance(limit, int) or isinstance(limit, bool) or limit < 1:
             raise InvalidInputError(f"limit must be a positive int, not {limit!r}")
         found: builtins.list[EmbeddingTask] = []
@@ -453,7 +466,7 @@ class HeldStore:
 
     def store_embeddings(self, space: VectorSpace, embedded: Sequence[tuple[EmbeddingTask, Sequence[float]]]) -> int:
         """See :class:`~qv_session_manager.protocol.VectorStorage`: one ``_write`` per conversation."""
-        _check_space(space)
+        _check_space(self, space)
         if isinstance(embedded, (str, bytes)) or not isinstance(embedded, Sequence):
             raise InvalidInputError("store_embeddings takes a sequence of (EmbeddingTask, vector) pairs")
         by_conversation: dict[str, builtins.list[tuple[EmbeddingTask, bytes]]] = {}
@@ -492,7 +505,7 @@ class HeldStore:
         with_text: bool = False,
     ) -> builtins.list[SearchHit]:
         """See :class:`~qv_session_manager.protocol.VectorStorage`: exact, by the shared rule."""
-        _check_space(space)
+        _check_space(self, space)
         checked_vector(query, space)
         check_page(limit, offset)
         check_filter(filter)
@@ -524,7 +537,7 @@ class HeldStore:
 
     def embedding_counts(self, space: VectorSpace) -> tuple[int, int]:
         """See :class:`~qv_session_manager.protocol.VectorStorage`."""
-        _check_space(space)
+        _check_space(self, space)
         embedded = waiting = 0
         with self._lock:
             self._check_open()
@@ -540,8 +553,7 @@ class HeldStore:
 
     def forget_embeddings(self, space: VectorSpace | None = None) -> int:
         """See :class:`~qv_session_manager.protocol.VectorStorage`: one ``_write`` per conversation that had some."""
-        if space is not None:
-            _check_space(space)
+        _check_space(self, VectorSpace("any", "any", 1) if space is None else space)
         removed = 0
         with self._lock:
             self._check_open()

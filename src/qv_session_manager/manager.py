@@ -21,8 +21,10 @@ from .convert import (
     record_to_conversation,
     summary,
 )
+from .embedding import TextEmbedder, open_embedder
 from .errors import ConversationNotFoundError, InvalidInputError
 from .exchange import CsvFormulas, ExportFormat, ImportFormat, ImportReport, OnConflict, OnError, export_to, import_into
+from .meaning import EmbeddingProgress, SearchMode, SearchResults, check_mode, embed_pending, meaning_search
 from .protocol import (
     Capability,
     ConversationFilter,
@@ -38,7 +40,7 @@ from .query import parse
 from .records import EXPIRES_AT as EXPIRES_AT  # re-exported next to FORKED_FROM
 from .records import ConversationRecord, StoredConversation, check_metadata_filter
 from .registry import open_store
-from .rules import check_positive_int, check_window, window_of
+from .rules import check_page, check_positive_int, check_window, window_of
 from .save_tracking import SavedState, SavedStates
 from .snippet import snippet
 from .timeutil import TimeBound, time_key, time_range
@@ -112,6 +114,7 @@ class SessionManager:
         *,
         url: str | None = None,
         store: ConversationStore | None = None,
+        embedder: str | TextEmbedder | None = None,
         **options: Any,
     ) -> None:
         given = [name for name, value in (("db_path", db_path), ("url", url), ("store", store)) if value is not None]
@@ -129,6 +132,11 @@ class SessionManager:
             self.store = open_path(db_path, options)
         else:
             self.store = open_store(url if url is not None else default_url(), **options)
+        #: The embedder of searches by meaning (``embedder=``: a spec such as ``"wordllama"``
+        #: or ``"ollama:nomic-embed-text"``, or a TextEmbedder), or None.
+        self.embedder: TextEmbedder | None = open_embedder(embedder) if isinstance(embedder, str) else embedder
+        if self.embedder is not None and not isinstance(self.embedder, TextEmbedder):
+            raise InvalidInputError(f"embedder must be a spec string or a TextEmbedder, not {type(embedder).__name__}")
         self._saved = SavedStates()
         self._checked_store: object = None
         self._revisioned = False
@@ -646,8 +654,9 @@ class SessionManager:
         metadata: Mapping[str, Any] | None = None,
         snippets: bool = False,
         mark: tuple[str, str] = ("**", "**"),
-    ) -> list[dict[str, Any]]:
-        """Conversations whose title or a message matches ``query``.
+        mode: SearchMode = "text",
+    ) -> SearchResults:
+        """Conversations whose title or a message matches ``query``, by words or by meaning.
 
         The query language (words, "phrases", prefix*, -exclusion, OR) is described
         in :mod:`qv_session_manager.query`; every string is a valid query and an
@@ -656,25 +665,71 @@ class SessionManager:
         ``order="relevance"`` (each dict then has a ``score``). With
         ``snippets=True`` each dict also has ``snippet`` (text around the first
         match, matches wrapped in ``mark``) and ``message_id`` (None for a title match).
+
+        ``mode="semantic"`` ranks conversations by the meaning of their messages
+        (the manager's ``embedder``; see :meth:`index_embeddings`), ``"hybrid"`` fuses
+        that ranking with the text one (:func:`qv_session_manager.meaning.fuse`); both
+        are best first with a ``score`` whatever ``order`` says, and name the best
+        message. The result is a list with ``mode`` (the ranking used: ``"text"`` when
+        vectors could not be used), ``fallback`` (why) and ``pending`` (messages not
+        embedded yet); see :class:`~qv_session_manager.meaning.SearchResults`.
+        InvalidInputError for a semantic or hybrid search without an embedder.
         """
         if not (isinstance(mark, tuple) and len(mark) == 2 and all(isinstance(m, str) for m in mark)):
             raise InvalidInputError(f"mark must be a pair of strings, not {mark!r}")
+        mode = check_mode(mode)
         parsed = parse(query)
-        hits = self.store.search(
-            parsed,
-            ConversationFilter(metadata=metadata),
-            order=order,
-            limit=limit,
-            offset=offset,
-            with_text=snippets,
-        )
+        filter = ConversationFilter(metadata=metadata)
+        used, fallback, pending = mode, None, None
+        if mode == "text":
+            hits = self.store.search(parsed, filter, order=order, limit=limit, offset=offset, with_text=snippets)
+        else:
+            if self.embedder is None:
+                raise InvalidInputError(
+                    f"mode={mode!r} searches by meaning and needs an embedder: "
+                    "SessionManager(..., embedder='wordllama') or 'ollama:<model>'"
+                )
+            check_page(limit, offset)
+            hits, used, fallback, pending = meaning_search(
+                self.store,
+                self.embedder,
+                query,
+                parsed,
+                filter,
+                mode=mode,
+                limit=limit,
+                offset=offset,
+                with_text=snippets,
+            )
+        scored = order == "relevance" or mode != "text"
         results = []
         for hit in hits:
             item = summary(hit.conversation)
-            if order == "relevance":
+            if scored:
                 item["score"] = hit.score
             if snippets:
                 item["message_id"] = hit.message_id
                 item["snippet"] = snippet(hit.text or "", parsed, mark=mark)
             results.append(item)
-        return results
+        return SearchResults(results, mode=used, fallback=fallback, pending=pending)
+
+    def index_embeddings(
+        self,
+        *,
+        batch_size: int = 32,
+        limit: int | None = None,
+        progress: Callable[[int, int], None] | None = None,
+    ) -> EmbeddingProgress:
+        """Embed the messages that have no vector yet with the manager's ``embedder``.
+
+        Saves never embed (they stay as fast as without an embedder); call this after
+        saving, on a schedule, or from ``qv-sessions embed``. What is pending is read
+        from the store each time, so an interrupted run, a crash or a restart loses
+        nothing, and an edited message is embedded again. Returns how many were
+        embedded and how many are still pending. InvalidInputError without an embedder
+        or for a store that keeps no vectors; the embedder's errors
+        (EmbedderUnavailableError...) pass through, keeping what was stored before.
+        """
+        if self.embedder is None:
+            raise InvalidInputError("index_embeddings needs an embedder: SessionManager(..., embedder='wordllama')")
+        return embed_pending(self.store, self.embedder, batch_size=batch_size, limit=limit, progress=progress)

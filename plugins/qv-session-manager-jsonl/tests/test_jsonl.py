@@ -446,6 +446,7 @@ def test_urls(tmp_path: Path, monkeypatch) -> None:
             Capability.WINDOWED_LOADING,
             Capability.PURGING,
             Capability.INDEX_INSPECTION,
+            Capability.VECTOR_STORAGE,
         }
     )
     for store in (relative, absolute, escaped):

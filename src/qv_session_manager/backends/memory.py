@@ -24,7 +24,11 @@ from ..rules import now_key
 class MemoryStore(HeldStore):
     """A :class:`~qv_session_manager.protocol.ConversationStore` held in memory, with bulk and revisioned saves."""
 
-    capabilities = HeldStore.capabilities | {Capability.BULK_SAVING, Capability.REVISIONED_SAVING}
+    capabilities = HeldStore.capabilities | {
+        Capability.BULK_SAVING,
+        Capability.REVISIONED_SAVING,
+        Capability.VECTOR_STORAGE,
+    }
 
     def __init__(self) -> None:
         super().__init__()

@@ -274,7 +274,7 @@ class JsonlStore(HeldStore):
     :class:`~qv_session_manager.held.HeldStore`'s.
     """
 
-    capabilities = HeldStore.capabilities | {Capability.PERSISTENT}
+    capabilities = HeldStore.capabilities | {Capability.PERSISTENT, Capability.VECTOR_STORAGE}
 
     def __init__(self, directory: str | os.PathLike[str]) -> None:
         if not isinstance(directory, (str, os.PathLike)):

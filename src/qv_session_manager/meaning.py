@@ -1,0 +1,186 @@
+"""Search by meaning over any store with message vectors: the backlog, the searches, one fusion rule.
+
+The store keeps vectors (:class:`~qv_session_manager.protocol.VectorStorage`); this
+module decides what to embed and how rankings combine, the same for every backend:
+
+- :func:`embed_pending` embeds what the store reports pending, in batches, off the
+  save path. What is pending is derived from the stored data itself (a message
+  without a vector in the embedder's space), so nothing is lost across crashes or
+  restarts and a changed model simply has everything pending in its new space.
+- :func:`meaning_search` is ``mode="semantic"`` and ``mode="hybrid"``. Hybrid fuses
+  the text ranking (BM25 or the backend's relevance) and the vector ranking by
+  reciprocal rank fusion (:func:`fuse`). Where vectors cannot be used (no embedder
+  reachable, a store without vectors, nothing embedded yet) the search falls back to
+  text, and the result says so (:class:`SearchResults`).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any, Literal
+
+from .errors import EmbedderError, InvalidInputError
+from .protocol import Capability, ConversationFilter, ConversationStore, offers
+from .query import Query
+from .records import SearchHit
+from .timeutil import time_key
+from .vector_records import VectorSpace, ranked
+
+log = logging.getLogger("qv_session_manager")
+
+SearchMode = Literal["text", "semantic", "hybrid"]
+MODES: tuple[SearchMode, ...] = ("text", "semantic", "hybrid")
+#: Reciprocal rank fusion's constant: a hit at rank r adds 1 / (FUSION_K + r).
+FUSION_K = 60
+#: How many hits of each ranking take part in the fusion (more when a page reaches deeper),
+#: fixed so that pages within it are slices of one fused ranking.
+FUSION_DEPTH = 200
+
+
+class SearchResults(list[dict[str, Any]]):
+    """The result dicts of a search (a plain list to the seed API), with how they were found.
+
+    ``mode`` is the ranking used (``"text"`` when a semantic or hybrid search fell
+    back), ``fallback`` why it fell back (None when it did not), and ``pending`` how
+    many messages had no vector in the embedder's space (None for text searches).
+    """
+
+    mode: SearchMode
+    fallback: str | None
+    pending: int | None
+
+    def __init__(
+        self,
+        items: Sequence[dict[str, Any]] = (),
+        *,
+        mode: SearchMode = "text",
+        fallback: str | None = None,
+        pending: int | None = None,
+    ) -> None:
+        super().__init__(items)
+        self.mode, self.fallback, self.pending = mode, fallback, pending
+
+
+@dataclass(frozen=True)
+class EmbeddingProgress:
+    """What :func:`embed_pending` did: messages embedded now, and still pending after it."""
+
+    embedded: int
+    pending: int
+
+
+def check_mode(mode: object) -> SearchMode:
+    if mode not in MODES:
+        raise InvalidInputError(f"mode must be one of {', '.join(MODES)}, not {mode!r}")
+    return mode
+
+
+def embed_pending(
+    store: ConversationStore,
+    embedder: Any,
+    *,
+    batch_size: int = 32,
+    limit: int | None = None,
+    progress: Callable[[int, int], None] | None = None,
+) -> EmbeddingProgress:
+    """Embed up to ``limit`` (None: all) pending messages of ``store`` with ``embedder``, ``batch_size`` at a time.
+
+    Each batch is stored as soon as it is embedded, so an interruption keeps what was
+    done. ``progress(done, pending)`` is called after each batch. Raises
+    InvalidInputError for a store without vectors, and the embedder's errors
+    (EmbedderUnavailableError, EmbeddingModelNotFoundError) as they come; what was
+    stored before stays, and saves are never affected.
+    """
+    if not offers(store, Capability.VECTOR_STORAGE):
+        raise InvalidInputError(f"{type(store).__name__} keeps no message vectors")
+    for name, value, least in (("batch_size", batch_size, 1), ("limit", limit, 0)):
+        if value is not None and (not isinstance(value, int) or isinstance(value, bool) or value < least):
+            raise InvalidInputError(f"{name} must be an int of at least {least}, not {value!r}")
+    space = VectorSpace.of(embedder)
+    done = 0
+    while limit is None or done < limit:
+        wanted = batch_size if limit is None else min(batch_size, limit - done)
+        tasks = store.pending_embeddings(space, limit=wanted)
+        if not tasks:
+            break
+        vectors = embedder.embed([task.text for task in tasks])
+        stored = store.store_embeddings(space, list(zip(tasks, vectors)))
+        done += stored
+        if progress is not None:
+            progress(done, store.embedding_counts(space)[1])
+        if stored == 0:
+            break  # every task changed meanwhile: what is pending now waits for the next call
+    return EmbeddingProgress(done, store.embedding_counts(space)[1])
+
+
+def fuse(rankings: Sequence[Sequence[SearchHit]], field: str) -> list[SearchHit]:
+    """Reciprocal rank fusion of conversation rankings into one.
+
+    A conversation scores the sum of 1 / (FUSION_K + rank) over the rankings that hold
+    it (ranks from 1). Its hit (message id, text) is the one of the ranking where it
+    ranks best, the earlier ranking among equals. Equal scores go newest first by
+    ``field``, then by descending id (the rule of every search).
+    """
+    scores: dict[str, float] = {}
+    chosen: dict[str, tuple[int, SearchHit]] = {}
+    for ranking in rankings:
+        for rank, hit in enumerate(ranking, 1):
+            key = hit.conversation.id
+            scores[key] = scores.get(key, 0.0) + 1.0 / (FUSION_K + rank)
+            if key not in chosen or rank < chosen[key][0]:
+                chosen[key] = (rank, hit)
+    fused = [SearchHit(hit.conversation, hit.message_id, hit.text, scores[key]) for key, (_, hit) in chosen.items()]
+    return ranked(
+        fused,
+        lambda hit: hit.score or 0.0,
+        lambda hit: time_key(getattr(hit.conversation, field)),
+        lambda hit: hit.conversation.id,
+    )
+
+
+def meaning_search(
+    store: ConversationStore,
+    embedder: Any,
+    text: str,
+    query: Query,
+    filter: ConversationFilter,
+    *,
+    mode: SearchMode,
+    limit: int | None,
+    offset: int,
+    with_text: bool,
+) -> tuple[list[SearchHit], SearchMode, str | None, int | None]:
+    """A semantic or hybrid search: (hits, mode used, why it fell back, messages pending).
+
+    Falls back to the text ranking (by relevance) when the store keeps no vectors, the
+    embedder fails (unreachable, model missing: logged at WARNING), or nothing is
+    embedded in its space yet.
+    """
+
+    def text_ranking(depth: int | None, skip: int = 0) -> list[SearchHit]:
+        return store.search(query, filter, order="relevance", limit=depth, offset=skip, with_text=with_text)
+
+    if not offers(store, Capability.VECTOR_STORAGE):
+        reason = f"{type(store).__name__} keeps no message vectors"
+        return text_ranking(limit, offset), "text", reason, None
+    space = VectorSpace.of(embedder)
+    embedded, pending = store.embedding_counts(space)
+    if embedded == 0:
+        return text_ranking(limit, offset), "text", f"no message has a vector of {space.key} yet", pending
+    try:
+        (vector,) = embedder.embed_queries([text])
+    except EmbedderError as exc:
+        log.warning("searching by text only: the embedder failed: %s", exc)
+        return text_ranking(limit, offset), "text", str(exc), pending
+    if mode == "semantic":
+        hits = store.vector_search(space, vector, filter, limit=limit, offset=offset, with_text=with_text)
+        return hits, "semantic", None, pending
+    depth = None if limit is None else max(FUSION_DEPTH, offset + limit)
+    fused = fuse(
+        [text_ranking(depth), store.vector_search(space, vector, filter, limit=depth, with_text=with_text)],
+        filter.field,
+    )
+    end = None if limit is None else offset + limit
+    return fused[offset:end], "hybrid", None, pending
