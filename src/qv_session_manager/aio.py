@@ -69,6 +69,7 @@ class AsyncSessionManager:
         url: str | None = None,
         store: ConversationStore | AsyncConversationStore | None = None,
         embedder: str | TextEmbedder | None = None,
+        embed_in_background: bool = False,
         **options: Any,
     ) -> None:
         native: AsyncConversationStore | None = None
@@ -77,6 +78,11 @@ class AsyncSessionManager:
         elif store is None and db_path is None:
             url = url if url is not None else default_url()
             native = open_async_store(url, **options)
+        if native is not None and embed_in_background:
+            raise InvalidInputError(
+                "embed_in_background needs a store usable from a thread; with a native async store "
+                "call await index_embeddings() instead"
+            )
         if native is not None and not aio_bridge.available():
             raise InvalidInputError(f"an async store needs the greenlet package: {install_hint('greenlet', 'async')}")
         self._executor: ThreadPoolExecutor | None = None
@@ -88,11 +94,17 @@ class AsyncSessionManager:
                 url=None if store is None else url,
                 store=view,
                 embedder=embedder,
+                embed_in_background=embed_in_background,
                 **({} if store is None else options),
             )
         else:
             self._sync = SessionManager(
-                db_path, url=url, store=cast(ConversationStore | None, store), embedder=embedder, **options
+                db_path,
+                url=url,
+                store=cast(ConversationStore | None, store),
+                embedder=embedder,
+                embed_in_background=embed_in_background,
+                **options,
             )
             self._executor = ThreadPoolExecutor(thread_name_prefix="qv-session-manager")
         self._native = native

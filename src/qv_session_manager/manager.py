@@ -14,6 +14,7 @@ from typing import Any, TextIO, cast
 from qv_ollama_sdk.domain.models import Conversation, Message
 
 from . import retention
+from .background import BackgroundEmbedder
 from .convert import (
     canonical_id,
     conversation_to_record,
@@ -106,6 +107,12 @@ class SessionManager:
     else the SQLite file ``session_manager.db`` in the working directory (or the
     seed 0.3.0 default ``session_manager.sqlite3`` when only that one exists).
     ``options`` go to the backend (e.g. ``synchronous="normal"`` for SQLite).
+
+    ``embedder`` (a spec such as ``"wordllama"`` or ``"ollama:nomic-embed-text"``, or a
+    :class:`~qv_session_manager.embedding.TextEmbedder`) enables searches by meaning
+    (``search_conversations(mode=...)``) and :meth:`index_embeddings`. Saves never
+    embed; with ``embed_in_background=True`` a worker thread embeds what saves left
+    pending (see :mod:`qv_session_manager.background`), on stores that keep vectors.
     """
 
     def __init__(
@@ -115,6 +122,7 @@ class SessionManager:
         url: str | None = None,
         store: ConversationStore | None = None,
         embedder: str | TextEmbedder | None = None,
+        embed_in_background: bool = False,
         **options: Any,
     ) -> None:
         given = [name for name, value in (("db_path", db_path), ("url", url), ("store", store)) if value is not None]
@@ -137,6 +145,14 @@ class SessionManager:
         self.embedder: TextEmbedder | None = open_embedder(embedder) if isinstance(embedder, str) else embedder
         if self.embedder is not None and not isinstance(self.embedder, TextEmbedder):
             raise InvalidInputError(f"embedder must be a spec string or a TextEmbedder, not {type(embedder).__name__}")
+        if not isinstance(embed_in_background, bool):
+            raise InvalidInputError("embed_in_background must be True or False")
+        if embed_in_background and self.embedder is None:
+            raise InvalidInputError("embed_in_background needs an embedder: SessionManager(..., embedder='wordllama')")
+        #: The worker embedding after saves (``embed_in_background=True``), or None.
+        self.background: BackgroundEmbedder | None = None
+        if embed_in_background and offers(self.store, Capability.VECTOR_STORAGE):
+            self.background = BackgroundEmbedder(self.store, self.embedder)
         self._saved = SavedStates()
         self._checked_store: object = None
         self._revisioned = False
@@ -158,7 +174,9 @@ class SessionManager:
     # -- lifecycle -----------------------------------------------------------
 
     def close(self) -> None:
-        """Close the store. Closing twice is harmless."""
+        """Stop the background embedder (after its batch under way), then close the store. Closing twice is harmless."""
+        if self.background is not None:
+            self.background.close()
         self._saved.clear()
         self.store.close()
 
@@ -198,6 +216,11 @@ class SessionManager:
         costs what changed, not the whole history; the stored result is the same
         (see :mod:`qv_session_manager.save_tracking`).
         """
+        self._save(conversation, messages, replace)
+        if self.background is not None:
+            self.background.wake()
+
+    def _save(self, conversation: Conversation, messages: Iterable[Message] | None, replace: bool) -> None:
         record = conversation_to_record(conversation)
         retention.check_expiry_supported(self.store, record)
         chosen = conversation.messages if messages is None else _messages(messages, "messages")
@@ -273,10 +296,14 @@ class SessionManager:
 
     def _save_batch(self, batch: list[SaveItem]) -> int:
         if offers(self.store, Capability.BULK_SAVING):
-            return self.store.save_many(batch)
-        for record, messages in batch:
-            self.store.save(record, messages)
-        return len(batch)
+            saved = self.store.save_many(batch)
+        else:
+            for record, messages in batch:
+                self.store.save(record, messages)
+            saved = len(batch)
+        if self.background is not None:
+            self.background.wake()
+        return saved
 
     def add_messages(
         self, conversation_id: str, messages: Iterable[Message], *, updated_at: datetime | None = None
@@ -295,6 +322,8 @@ class SessionManager:
             newest = max((r.created_at for r in records), key=time_key)
         if not any(self.store.append(key, records, updated_at=newest) for key in _lookup_ids(conversation_id)):
             raise ConversationNotFoundError(f"no conversation {conversation_id!r} to add messages to")
+        if self.background is not None:
+            self.background.wake()
 
     def delete_conversation(self, conversation_id: str) -> bool:
         """Delete a conversation with its messages and search entries.
@@ -440,6 +469,8 @@ class SessionManager:
         messages = tuple(dataclass_replace(m, id=str(uuid.uuid4())) for m in original.messages[:end])
         retention.check_expiry_supported(self.store, fork)
         self.store.save(fork, messages)
+        if self.background is not None:
+            self.background.wake()
         return record_to_conversation(StoredConversation(fork, messages))
 
     def iter_conversations(
@@ -516,17 +547,21 @@ class SessionManager:
         ``json``/``sharegpt`` document, raises in both modes. ``progress`` is called
         with the running number saved after each batch.
         """
-        return import_into(
-            retention.guarded(self.store),  # an expiry the store would ignore is refused, as in saves
-            source,
-            format=format,
-            batch_size=batch_size,
-            message_limit=BATCH_MESSAGE_LIMIT,
-            on_error=on_error,
-            on_conflict=on_conflict,
-            keep_empty=keep_empty,
-            progress=progress,
-        )
+        try:
+            return import_into(
+                retention.guarded(self.store),  # an expiry the store would ignore is refused, as in saves
+                source,
+                format=format,
+                batch_size=batch_size,
+                message_limit=BATCH_MESSAGE_LIMIT,
+                on_error=on_error,
+                on_conflict=on_conflict,
+                keep_empty=keep_empty,
+                progress=progress,
+            )
+        finally:  # what the batches before an error saved is pending too
+            if self.background is not None:
+                self.background.wake()
 
     # -- retention and expiry (see README "Retention and expiry") --------------
 

@@ -458,6 +458,8 @@ def apply_removals(db: sqlite3.Connection) -> int:
 #: Schema 6: message vectors for search by meaning (see protocol.VectorStorage). A vector
 #: goes with its message whatever deletes it (these triggers also run in 0.3.0's
 #: connections and the sqlite3 shell), and an edit of the content drops it.
+#: ``store_info.vectors_version`` changes with every vector added or removed, by any
+#: process, so a copy of the vectors in memory knows when it is stale (see .vector_cache).
 VECTOR_TABLES = """
 CREATE TABLE message_vectors (
     space TEXT NOT NULL,
@@ -472,6 +474,13 @@ END;
 CREATE TRIGGER messages_drop_stale_vectors AFTER UPDATE OF content ON messages
 WHEN old.content IS NOT new.content BEGIN
     DELETE FROM message_vectors WHERE message_pk = old.pk;
+END;
+INSERT OR REPLACE INTO store_info (key, value) VALUES ('vectors_version', '0');
+CREATE TRIGGER message_vectors_added AFTER INSERT ON message_vectors BEGIN
+    UPDATE store_info SET value = CAST(value AS INTEGER) + 1 WHERE key = 'vectors_version';
+END;
+CREATE TRIGGER message_vectors_removed AFTER DELETE ON message_vectors BEGIN
+    UPDATE store_info SET value = CAST(value AS INTEGER) + 1 WHERE key = 'vectors_version';
 END
 """
 

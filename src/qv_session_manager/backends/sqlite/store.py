@@ -48,7 +48,7 @@ from ...rules import (
 from ...text import tokens
 from ...timeutil import time_key
 from ...vector_records import EmbeddingTask, VectorSpace, checked_vector
-from . import cipher, drivers, schema, secure_index, vectors
+from . import cipher, drivers, schema, secure_index, vector_cache, vectors
 from .errors import EncryptedOrCorruptError, translate
 from .matching import to_fts5
 from .readonly import connect_read_only
@@ -424,6 +424,7 @@ class SQLiteStore:
         self.immutable = immutable
         self._purge_at_once = purge == "immediate"
         self._secure_index = False  # FTS5 secure-delete (see .secure_index), known once open
+        self._vectors = vector_cache.VectorCache()
         # False once indexing failed because the file cannot be written
         self._may_flush = not self.read_only
         self._inserted = [0, 0]  # messages, conversations inserted since the last flush (see _flush_when_due)
@@ -1263,9 +1264,13 @@ class SQLiteStore:
         checked_vector(query, space)
         check_page(limit, offset)
         where, params = self._where(filter)
+        key = _TIME_FIELDS[filter.field]
+        end = None if limit is None else offset + limit
         with self._transaction("searching by meaning", write=False) as db:
-            ranked = vectors.candidates(db, space, query, where, params, _TIME_FIELDS[filter.field])
-            end = None if limit is None else offset + limit
+            if vector_cache.available():
+                ranked = vector_cache.search(db, self._vectors, space, query, where, params, key, end)
+            else:
+                ranked = vectors.candidates(db, space, query, where, params, key)
             return vectors.hits(db, ranked[offset:end], decode_conversation, CONVERSATION_COLUMNS, with_text)
 
     def embedding_counts(self, space: VectorSpace) -> tuple[int, int]:
@@ -1319,4 +1324,5 @@ class SQLiteStore:
             except StorageError as exc:  # e.g. a read-only file or a busy writer: purge another time
                 log.warning("could not purge deleted text while closing %s: %s", self.path, exc)
             self._closed = True
+            self._vectors.clear()
             self._db.close()

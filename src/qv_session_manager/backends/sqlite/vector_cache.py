@@ -1,0 +1,145 @@
+"""A space's vectors as one float32 matrix in memory, so a search reads no blob (needs numpy).
+
+The matrix holds every vector of the space with the keys of its message and
+conversation, grouped by conversation in stored message order. It is rebuilt when
+``store_info.vectors_version`` (bumped by triggers on every vector added or removed,
+in any process) differs from the one it was built at; saves that add no vector
+leave it valid. Filters are not cached: each search asks SQL which conversations
+pass, so expiry, time and metadata filters are always current.
+
+A search ranks in two steps: float32 matrix products choose the candidates (every
+conversation whose best score could reach the page), then the candidates' scores are
+computed exactly as the shared rule says (float64 from the float32 values, see
+:func:`~qv_session_manager.vector_records.similarities`) and ordered by
+:func:`~qv_session_manager.vector_records.ranked`.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+import threading
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from ...vector_records import VectorSpace, ranked
+
+#: float32 products of unit vectors are within this of the exact float64 score (scaled by
+#: the norms for others); candidates are taken that far below the page's last score, so
+#: the exact step sees every tie.
+_MARGIN = 1e-4
+
+
+@dataclass(frozen=True)
+class _Matrix:
+    version: str
+    matrix: Any  # numpy (rows, dimension) float32
+    message_pks: Any  # numpy int64, one per row
+    message_ids: list[str]
+    starts: Any  # numpy int64: first row of each conversation group
+    conversations: Any  # numpy int64: the conversation key of each group
+    largest_norm: float
+
+
+def available() -> bool:
+    """Whether numpy is installed (the ``[semantic]`` extra); without it searches read the blobs."""
+    try:
+        import numpy  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
+class VectorCache:
+    """The matrices of one store's spaces (one per space, replaced when stale); thread-safe."""
+
+    def __init__(self) -> None:
+        self._matrices: dict[str, _Matrix] = {}
+        self._lock = threading.Lock()
+
+    def matrix(self, db: sqlite3.Connection, space: VectorSpace) -> _Matrix | None:
+        """The current matrix of ``space`` (built when missing or stale), None when it has no vector."""
+        import numpy
+
+        (version,) = db.execute("SELECT value FROM store_info WHERE key = 'vectors_version'").fetchone()
+        with self._lock:
+            held = self._matrices.get(space.key)
+            if held is not None and held.version == version:
+                return held
+        rows = db.execute(
+            """SELECT m.conversation_pk, m.pk, m.id, v.vector FROM message_vectors v
+               JOIN messages m ON m.pk = v.message_pk
+               WHERE v.space = ? AND m.content <> '' ORDER BY m.conversation_pk, m.position, m.pk""",
+            (space.key,),
+        ).fetchall()
+        if not rows:
+            return None
+        matrix = numpy.frombuffer(b"".join(row[3] for row in rows), dtype="<f4").reshape(len(rows), space.dimension)
+        conversation_of_row = numpy.fromiter((row[0] for row in rows), dtype=numpy.int64, count=len(rows))
+        first = numpy.flatnonzero(numpy.r_[True, conversation_of_row[1:] != conversation_of_row[:-1]])
+        built = _Matrix(
+            version,
+            matrix,
+            numpy.fromiter((row[1] for row in rows), dtype=numpy.int64, count=len(rows)),
+            [row[2] for row in rows],
+            first,
+            conversation_of_row[first],
+            float(numpy.sqrt((matrix.astype(numpy.float64) ** 2).sum(axis=1).max())),
+        )
+        with self._lock:
+            self._matrices[space.key] = built
+        return built
+
+    def clear(self) -> None:
+        with self._lock:
+            self._matrices.clear()
+
+
+def search(
+    db: sqlite3.Connection,
+    cache: VectorCache,
+    space: VectorSpace,
+    query: Sequence[float],
+    where: str,
+    params: dict[str, Any],
+    key: str,
+    wanted: int | None,
+) -> list[tuple[int, str, str, str, int, float]]:
+    """The first ``wanted`` (None: all) conversations passing ``where``, ranked: the rows of vectors.candidates."""
+    import numpy
+
+    held = cache.matrix(db, space)
+    if held is None:
+        return []
+    allowed = numpy.fromiter(
+        (pk for (pk,) in db.execute(f"SELECT c.pk FROM conversations c WHERE {where}", params)), dtype=numpy.int64
+    )
+    vector32 = numpy.asarray(query, dtype=numpy.float32)
+    scores = held.matrix @ vector32
+    best = numpy.maximum.reduceat(scores, held.starts)
+    passing = numpy.isin(held.conversations, allowed)
+    groups = numpy.flatnonzero(passing)
+    if wanted is not None and wanted < len(groups):
+        cutoff = numpy.partition(best[groups], len(groups) - wanted)[len(groups) - wanted]
+        margin = _MARGIN * max(1.0, float(numpy.linalg.norm(vector32)) * held.largest_norm)
+        groups = groups[best[groups] >= cutoff - margin]
+    ends = numpy.r_[held.starts[1:], len(held.message_ids)]
+    vector64 = numpy.frombuffer(numpy.asarray(query, dtype="<f4").tobytes(), dtype="<f4").astype(numpy.float64)
+    chosen: dict[int, tuple[str, int, float]] = {}
+    for group in groups.tolist():
+        start, end = int(held.starts[group]), int(ends[group])
+        exact = held.matrix[start:end].astype(numpy.float64) @ vector64
+        row = start + int(numpy.argmax(exact))  # the first of equal scores: stored order
+        chosen[int(held.conversations[group])] = (held.message_ids[row], int(held.message_pks[row]), float(exact.max()))
+    if not chosen:
+        return []
+    facts: dict[int, tuple[str, str]] = {}
+    pks = list(chosen)
+    for index in range(0, len(pks), 500):
+        batch = pks[index : index + 500]
+        marks = ",".join("?" * len(batch))
+        for pk, time, ident in db.execute(f"SELECT pk, {key}, id FROM conversations WHERE pk IN ({marks})", batch):
+            facts[pk] = (time, ident)
+    rows = [(pk, *facts[pk], *chosen[pk]) for pk in pks if pk in facts]
+    ordered = ranked(rows, lambda item: item[5], lambda item: item[1], lambda item: item[2])
+    return ordered if wanted is None else ordered[:wanted]

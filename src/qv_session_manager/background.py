@@ -1,0 +1,93 @@
+"""Embedding off the save path: one worker thread that embeds what saves left pending.
+
+A save only wakes the worker (it never waits for an embedder). The worker embeds the
+store's pending messages in batches (:func:`qv_session_manager.meaning.embed_pending`),
+so the backlog is whatever the store reports: nothing to lose in a crash, and a
+restarted process carries on where the last one stopped. When the embedder fails
+(Ollama down, model not pulled) the failure is logged once at WARNING and the worker
+tries again later, waiting longer each time (up to :data:`LONGEST_WAIT`), or at the
+next save; the messages stay pending meanwhile, and text search is unaffected.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from typing import Any
+
+from .errors import SessionStoreError
+from .meaning import embed_pending
+from .protocol import ConversationStore
+
+log = logging.getLogger("qv_session_manager")
+
+#: Seconds before the first retry after a failure; each further failure doubles it.
+FIRST_WAIT = 5.0
+#: The longest wait between retries, in seconds.
+LONGEST_WAIT = 300.0
+
+
+class BackgroundEmbedder:
+    """Embeds ``store``'s pending messages with ``embedder`` on one daemon thread, ``batch_size`` at a time.
+
+    :meth:`wake` after writes; :meth:`wait_idle` blocks until nothing is pending or the
+    worker is waiting after a failure; :meth:`close` stops it after the batch under way.
+    ``last_error`` is the failure of the last attempt (None once one succeeds).
+    """
+
+    def __init__(self, store: ConversationStore, embedder: Any, *, batch_size: int = 32) -> None:
+        self._store = store
+        self._embedder = embedder
+        self._batch_size = batch_size
+        self._wakeup = threading.Event()
+        self._idle = threading.Event()
+        self._stopping = False
+        self.last_error: Exception | None = None
+        self._thread = threading.Thread(target=self._run, name="qv-session-manager-embedder", daemon=True)
+        self._thread.start()
+        self.wake()  # a backlog left by an earlier process
+
+    def wake(self) -> None:
+        """Ask the worker to look for pending messages (cheap: call it after every save)."""
+        self._idle.clear()
+        self._wakeup.set()
+
+    def wait_idle(self, timeout: float | None = None) -> bool:
+        """Wait until the worker has nothing to do (or failed and waits); False on timeout."""
+        return self._idle.wait(timeout)
+
+    def close(self, timeout: float = 30.0) -> None:
+        """Stop the worker after the batch under way (waiting at most ``timeout`` seconds)."""
+        self._stopping = True
+        self._wakeup.set()
+        self._thread.join(timeout)
+
+    def _run(self) -> None:
+        wait: float | None = None
+        while True:
+            self._wakeup.wait(wait)
+            self._wakeup.clear()
+            if self._stopping:
+                return
+            try:
+                while not self._stopping:
+                    done = embed_pending(
+                        self._store, self._embedder, batch_size=self._batch_size, limit=self._batch_size
+                    )
+                    if done.pending == 0 or done.embedded == 0:
+                        break
+            except Exception as exc:  # embedder and storage errors alike (a plugin's own too): retry later
+                if self.last_error is None:
+                    log.warning(
+                        "embedding in the background failed, will retry: %s",
+                        exc,
+                        exc_info=not isinstance(exc, SessionStoreError),
+                    )
+                self.last_error = exc
+                wait = FIRST_WAIT if wait is None else min(LONGEST_WAIT, wait * 2)
+            else:
+                if self.last_error is not None:
+                    log.info("embedding in the background works again")
+                self.last_error, wait = None, None
+            if not self._wakeup.is_set():
+                self._idle.set()

@@ -1,0 +1,81 @@
+"""SQLite's message vectors beyond the shared clauses: the in-memory matrix, and searching without numpy."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from qv_session_manager.backends.sqlite import SQLiteStore, vector_cache
+from qv_session_manager.protocol import ConversationFilter
+from qv_session_manager.testing.contract import conversation, message, minutes
+from qv_session_manager.vector_records import VectorSpace
+
+SPACE = VectorSpace("test", "hand", 2)
+
+
+def _embed(store: SQLiteStore, vectors: dict[str, tuple[float, float]]) -> None:
+    tasks = store.pending_embeddings(SPACE, limit=1000)
+    store.store_embeddings(SPACE, [(task, vectors[task.text]) for task in tasks if task.text in vectors])
+
+
+def _ranking(store: SQLiteStore, query: tuple[float, float], **kw) -> list[tuple[str, str | None, float | None]]:
+    return [
+        (h.conversation.id, h.message_id, h.score)
+        for h in store.vector_search(SPACE, query, ConversationFilter(), **kw)
+    ]
+
+
+def test_the_matrix_follows_other_writers_and_ignores_plain_saves(tmp_path: Path) -> None:
+    path = tmp_path / "v.db"
+    reader, writer = SQLiteStore(path), SQLiteStore(path)
+    reader.save(conversation("a"), [message("east", id="1")])
+    _embed(reader, {"east": (1.0, 0.0)})
+    assert _ranking(reader, (1.0, 0.0)) == [("a", "1", 1.0)]
+    built = reader._vectors._matrices[SPACE.key]
+    reader.save(conversation("a", title="renamed"), [message("east", id="1")])
+    reader.save(conversation("b"), [message("north", id="1")])
+    assert _ranking(reader, (1.0, 0.0)) == [("a", "1", 1.0)]
+    assert reader._vectors._matrices[SPACE.key] is built, "saves that add no vector keep the matrix"
+    _embed(writer, {"north": (0.0, 1.0)})  # another connection, as another process would
+    assert [c for c, _, _ in _ranking(reader, (0.0, 1.0))] == ["b", "a"]
+    assert writer.delete("b") is True
+    assert _ranking(reader, (0.0, 1.0)) == [("a", "1", 0.0)], "a delete elsewhere is seen at once"
+    writer.save(conversation("a"), [message("edited", id="1")])
+    assert _ranking(reader, (1.0, 0.0)) == [], "an edit elsewhere drops the vector"
+    reader.close()
+    writer.close()
+
+
+coordinate = st.sampled_from([-1.0, -0.5, 0.0, 0.5, 1.0, 0.3333333])
+
+
+@settings(max_examples=40, deadline=None)
+@given(
+    st.lists(st.lists(st.tuples(coordinate, coordinate), max_size=4), min_size=1, max_size=8),
+    st.tuples(coordinate, coordinate),
+    st.integers(1, 5),
+    st.integers(0, 3),
+)
+def test_the_matrix_and_the_blob_scan_give_the_same_page(
+    tmp_path_factory: pytest.TempPathFactory, plan, query, limit, offset
+) -> None:
+    store = SQLiteStore(tmp_path_factory.mktemp("v") / "v.db")
+    try:
+        for number, vectors in enumerate(plan):
+            texts = [f"c{number} m{index}" for index in range(len(vectors))]
+            store.save(conversation(f"c{number}", updated=minutes(number % 3)), [message(t, id=t) for t in texts])
+            _embed(store, dict(zip(texts, vectors)))
+        with_matrix = _ranking(store, query, limit=limit, offset=offset)
+        original = vector_cache.available
+        vector_cache.available = lambda: False  # type: ignore[assignment]
+        try:
+            scanned = _ranking(store, query, limit=limit, offset=offset)
+        finally:
+            vector_cache.available = original  # type: ignore[assignment]
+        assert [hit[:2] for hit in with_matrix] == [hit[:2] for hit in scanned]
+        assert [hit[2] for hit in with_matrix] == pytest.approx([hit[2] for hit in scanned], abs=1e-12)
+    finally:
+        store.close()
