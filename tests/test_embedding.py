@@ -515,11 +515,28 @@ def test_the_readme_example_runs(standin: StandIn, monkeypatch: pytest.MonkeyPat
 
     monkeypatch.setenv("OLLAMA_HOST", standin.url)
     readme = (Path(__file__).resolve().parent.parent / "README.md").read_text(encoding="utf-8")
-    section = readme.split("## Search by meaning", 1)[1]
+    section = readme.split("## Search by meaning", 1)[1].split("### Embedders", 1)[1]
     code = section.split("```python\n", 1)[1].split("```", 1)[0]
     namespace: dict = {}
     exec(compile(code, "README.md", "exec"), namespace)
     assert len(namespace["vectors"]) == 2 and len(namespace["query"]) == namespace["embedder"].dimension
+
+
+def test_the_search_by_meaning_example_runs(tmp_path, monkeypatch: pytest.MonkeyPatch, capsys) -> None:
+    from pathlib import Path
+
+    pytest.importorskip("wordllama", reason="the example uses the [semantic] extra's offline embedder")
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("QV_SESSION_MANAGER_URL", raising=False)
+    readme = (Path(__file__).resolve().parent.parent / "README.md").read_text(encoding="utf-8")
+    section = readme.split("## Search by meaning", 1)[1]
+    code = section.split("```python\n", 1)[1].split("```", 1)[0]
+    namespace: dict = {}
+    exec(compile(code, "README.md", "exec"), namespace)
+    namespace["manager"].close()
+    printed = capsys.readouterr().out.splitlines()
+    assert printed[0] == "hybrid None 0"
+    assert printed[1].startswith("garage The battery is flat and the engine does nothing")
 
 
 def test_the_package_exports_the_embedding_api() -> None:
