@@ -34,10 +34,12 @@ from .errors import (
 )
 from .hookspecs import hookimpl
 from .manager import EXPIRES_AT, FORKED_FROM, SessionManager
-from .protocol import BulkSaving, Capability, ConversationFilter, ConversationStore, Expiring, offers
+from .meaning import EmbeddingProgress, SearchResults
+from .protocol import BulkSaving, Capability, ConversationFilter, ConversationStore, Expiring, VectorStorage, offers
 from .records import ConversationRecord, MessageRecord, SearchHit, StoredConversation, ToolCallRecord
 from .registry import Backend, available_backends, open_store
 from .transfer import CopyReport, copy_store
+from .vector_records import EmbeddingTask, VectorSpace
 
 __version__ = "1.0.0.dev0"
 #: Kept from 0.3.0, whose package module defined it.
@@ -68,6 +70,8 @@ __all__ = [
     "EmbedderError",
     "EmbedderUnavailableError",
     "EmbeddingModelNotFoundError",
+    "EmbeddingProgress",
+    "EmbeddingTask",
     "EncryptionKeyError",
     "Expiring",
     "ImportFormatError",
@@ -80,6 +84,7 @@ __all__ = [
     "ReadOnlyStorageError",
     "SchemaVersionError",
     "SearchHit",
+    "SearchResults",
     "SessionManager",
     "SessionStoreError",
     "StorageBusyError",
@@ -91,6 +96,8 @@ __all__ = [
     "UnknownBackendError",
     "UnknownEmbedderError",
     "UnsupportedOperationError",
+    "VectorSpace",
+    "VectorStorage",
     "available_backends",
     "available_embedders",
     "copy_store",
