@@ -141,11 +141,11 @@ _WAITING = """SELECT
 _METADATA_HAS_NUL = "instr(c.metadata, '\\u0000') > 0"
 
 
-#: The rows waiting for the search index: (conversation key, position or -1 for the title, message id, text).
 #: A row when a purge is due: entries of deleted rows wait in ``index_removals``, or an
 #: edit (or an older library) left tokens in the index segments (``purge_pending``).
 _PURGE_DUE = """SELECT 1 FROM store_info WHERE key = 'purge_pending'
     UNION ALL SELECT 1 FROM index_removals LIMIT 1"""
+#: The rows waiting for the search index: (conversation key, position or -1 for the title, message id, text).
 _WAITING_ROWS = """
     SELECT conversation_pk, position, id, content FROM messages
     WHERE pk > (SELECT indexed_upto FROM search_state WHERE kind = 'messages')
