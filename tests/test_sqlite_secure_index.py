@@ -182,3 +182,18 @@ def test_an_encrypted_store_deletes_securely(tmp_path: Path) -> None:
     store.save(conversation("c"), [message("hello")])
     assert secure_index.is_on(store._db) is (drivers.sqlite_version(store._driver) >= secure_index.SINCE)
     store.close()
+
+
+@pytest.mark.parametrize("driver", ["sqlite3", "pysqlite3"])
+def test_doctor_counts_waiting_removals_as_sound(tmp_path: Path, driver: str) -> None:
+    from qv_session_manager.backends.sqlite import maintenance
+
+    store = _filled(tmp_path / "chats.db", driver)
+    store.save(conversation("folded", title="Ünïcode Tïtle"), [message("Straße — naïve café", id="u")])
+    assert store.search(parse("strasse"), ConversationFilter())  # indexes it
+    assert store.delete("gone") and store.delete("folded") and store.delete_message("kept", "s")
+    assert store._db.execute("SELECT count(*) FROM index_removals").fetchone()[0] == 5
+    assert maintenance.index_problems(store) == [], "entries waiting for the purge are expected"
+    assert store.purge() is True
+    assert maintenance.index_problems(store) == []
+    store.close()

@@ -26,11 +26,11 @@ from .store import _LIVE, SQLiteStore
 INDEXES: dict[str, str] = {
     "message_index": (
         "SELECT pk, content FROM messages WHERE pk <= (SELECT indexed_upto FROM search_state WHERE kind = 'messages')"
-        " UNION ALL SELECT key, text FROM index_removals WHERE kind = 'messages'"
+        " UNION ALL SELECT key, coalesce(text, body) FROM index_removals WHERE kind = 'messages'"
     ),
     "title_index": (
         "SELECT pk, title FROM conversations WHERE pk <= (SELECT indexed_upto FROM search_state WHERE kind = 'titles')"
-        " UNION ALL SELECT key, text FROM index_removals WHERE kind = 'titles'"
+        " UNION ALL SELECT key, coalesce(text, body) FROM index_removals WHERE kind = 'titles'"
     ),
 }
 #: Messages whose conversation is gone: left by a program that deleted conversations

@@ -397,8 +397,8 @@ def _migration_4(db: sqlite3.Connection) -> None:
 
 #: Schema 5: a deleted row's search entries are removed at the next purge, not in the
 #: delete. ``index_removals`` holds what each removal needs (FTS5's contentless
-#: ``'delete'`` command takes the entry's body) and the text the entry came from (for
-#: doctor's comparison); until the purge, searches never reach those entries, because
+#: ``'delete'`` command takes the entry's body) and, where the body differs from it, the
+#: text the entry came from (for doctor's comparison; NULL: the body); until the purge, searches never reach those entries, because
 #: every search joins its index rows to the live rows and keys are never reused. An edit
 #: (UPDATE) still replaces its entry at once: the row keeps its key.
 REMOVAL_TRIGGERS = """
@@ -413,13 +413,15 @@ CREATE TRIGGER conversations_unindex AFTER DELETE ON conversations
 WHEN old.pk <= (SELECT indexed_upto FROM search_state WHERE kind = 'titles')
     AND coalesce(old.title_body, old.title, '') <> '' BEGIN
     INSERT OR REPLACE INTO index_removals (kind, key, body, text)
-        VALUES ('titles', old.pk, coalesce(old.title_body, old.title), old.title);
+        VALUES ('titles', old.pk, coalesce(old.title_body, old.title),
+                CASE WHEN old.title_body IS NULL THEN NULL ELSE old.title END);
 END;
 CREATE TRIGGER messages_unindex AFTER DELETE ON messages
 WHEN old.pk <= (SELECT indexed_upto FROM search_state WHERE kind = 'messages')
     AND coalesce(old.index_body, old.content) <> '' BEGIN
     INSERT OR REPLACE INTO index_removals (kind, key, body, text)
-        VALUES ('messages', old.pk, coalesce(old.index_body, old.content), old.content);
+        VALUES ('messages', old.pk, coalesce(old.index_body, old.content),
+                CASE WHEN old.index_body IS NULL THEN NULL ELSE old.content END);
 END
 """
 
