@@ -65,7 +65,7 @@ def _merged(store: SQLiteStore) -> bool:
 
 @pytest.mark.parametrize("driver", ["sqlite3", "pysqlite3"])
 def test_few_deletes_are_purged_one_by_one_where_sqlite_can(tmp_path: Path, driver: str) -> None:
-    store = _filled(tmp_path / "chats.db", driver, size=200)
+    store = _filled(tmp_path / "chats.db", driver, size=500)
     assert store.delete_message("kept", "s")
     assert SECRET.encode() in _file_bytes(tmp_path)
     assert _merged(store) is (driver == "sqlite3" and STDLIB_IS_OLD)
@@ -74,7 +74,7 @@ def test_few_deletes_are_purged_one_by_one_where_sqlite_can(tmp_path: Path, driv
     assert SECRET.encode() in data, "the text of 'gone' is still stored"
     reopened = SQLiteStore(tmp_path / "chats.db", driver=driver)
     assert [m.id for m in reopened.load("kept").messages] == ["k"]  # type: ignore[union-attr]
-    assert len(reopened.list(ConversationFilter())) == 202
+    assert len(reopened.list(ConversationFilter())) == 502
     assert secure_index.is_on(reopened._db) is (driver == "pysqlite3" or not STDLIB_IS_OLD)
     reopened.close()
 

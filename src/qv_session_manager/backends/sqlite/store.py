@@ -332,7 +332,7 @@ class SQLiteStore:
     (``purge="on_close"``) it runs once, in :meth:`close`, after deletes; with
     ``purge="immediate"`` every delete purges before it returns. Where the driver's
     SQLite is 3.42 or later, FTS5's secure-delete removes each entry with its tokens: a
-    purge costs about 0.8 ms per deleted message whatever the index size, up to what
+    purge costs about 1-4 ms per deleted message whatever the index size, up to what
     merging the whole index costs (then it merges instead). With an older SQLite (this
     Python's own may be one; ``driver="pysqlite3"`` brings a newer one), FTS5 keeps
     removed tokens in its index segments until they are merged, and every purge
