@@ -105,6 +105,14 @@ def _decode(decoder: Callable[[Any], T], row: Any) -> T:
         raise CorruptStorageError(f"a stored row cannot be read back: {exc}") from exc
 
 
+def _words_only(query: Query) -> bool:
+    """Whether every alternative of ``query`` is single tokens (words, prefixes) and excludes nothing."""
+    return all(
+        not alternative.excluded and all(len(term.tokens) == 1 for term in alternative.required)
+        for alternative in query.alternatives
+    )
+
+
 def _check_connection(connection: psycopg.Connection) -> None:
     """The pool's check of a connection it hands out, without a round trip when it looks sound.
 
@@ -1115,6 +1123,17 @@ class PostgresStore:
             if exact is not None
             else ""
         )
+        # A query of single words without exclusions means the same on inexact vectors
+        # (their distinct tokens): they answer in SQL too, without reading their text.
+        loose_is_exact = loose is not None and _words_only(query)
+        if loose_is_exact:
+            exact_sql += f"""
+                SELECT m.conversation_pk, m.position, m.id, {rank("m.content_tsv", "%(loose)s")}
+                FROM {s}.qv_messages m WHERE NOT m.search_exact AND m.content_tsv @@ %(loose)s::tsquery
+                UNION ALL
+                SELECT c.pk, -1, NULL, {rank("c.title_tsv", "%(loose)s")}
+                FROM {s}.qv_conversations c WHERE NOT c.title_exact AND c.title_tsv @@ %(loose)s::tsquery
+                UNION ALL"""
         if with_text:
             text_join = f"LEFT JOIN {s}.qv_messages m ON m.conversation_pk = best.cpk AND m.position = best.position"
             text_column = (
@@ -1151,7 +1170,7 @@ class PostgresStore:
                 "verified_id": [],
                 "verified_rank": [],
             }
-            if loose is not None:
+            if loose is not None and not loose_is_exact:
                 for cpk, position, message_id, text, escaped, score in cursor.execute(candidates_sql, params):
                     bit = TITLE if position < 0 else CONTENT
                     if query.matches(tokens(load_text(text, escaped, bit) or "")):
