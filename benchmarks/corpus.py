@@ -83,6 +83,22 @@ def read_items(json_path: str, count: int | None) -> list[Item]:
     return items
 
 
+def _title_of(text: str, width: int = 60) -> str:
+    """The first ``width`` characters of ``text``, cut before a word that does not fit.
+
+    A word cut in two would give the title a token its message lacks ("healthcare"
+    -> "health"), which title-aware search finds and the floors, which search message
+    text only, do not.
+    """
+    if len(text) <= width:
+        return text
+    cut = text[: width + 1].rstrip()
+    if len(cut) <= width:
+        return cut
+    space = cut.rfind(" ", 0, width)
+    return cut[:space].rstrip() if space > 0 else cut[:width]
+
+
 def repetition_namespace(repetition: int) -> uuid.UUID:
     """The UUIDv5 namespace of one repetition (the first one keeps the original ids)."""
     return NAMESPACE if repetition == 0 else uuid.uuid5(NAMESPACE, f"repetition {repetition}")
@@ -146,7 +162,7 @@ class Corpus:
         return Conversation(
             id=conversation_id,
             model_name="llama3",
-            title=first_human[:60],
+            title=_title_of(first_human),
             messages=messages,
             created_at=started,
             updated_at=messages[-1].created_at,
