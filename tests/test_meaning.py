@@ -198,3 +198,38 @@ def test_fusion_scores_are_reciprocal_ranks(first: list[str], second: list[str])
     keys = [(-(hit.score or 0.0), hit.conversation.updated_at, hit.conversation.id) for hit in fused]
     for before, after in itertools.pairwise(keys):
         assert before[0] < after[0] or (before[0] == after[0] and (before[1], before[2]) >= (after[1], after[2]))
+
+
+def test_every_backend_finds_the_same_by_meaning(tmp_path) -> None:
+    """The same saves on SQLite and memory: semantic searches agree exactly, hybrid ones on the hits."""
+    managers = [
+        SessionManager(store=SQLiteStore(tmp_path / "a.db"), embedder=SynonymEmbedder()),
+        SessionManager(store=MemoryStore(), embedder=SynonymEmbedder()),
+    ]
+    texts = [
+        ("garage", "my automobile has a flat accumulator"),
+        ("cars", "car repair and battery care"),
+        ("cook", "a cheerful birthday cake"),
+        ("doc", "the physician said to mend it"),
+        ("same", "car repair and battery care"),
+    ]
+    conversations = []
+    for minute, (title, text) in enumerate(texts):
+        conversation = Conversation(title=title)
+        conversation.add_user_message(text)
+        conversation.updated_at = START + timedelta(minutes=minute % 3)
+        conversations.append(conversation)
+    for manager in managers:
+        for conversation in conversations:
+            manager.save_conversation(conversation)
+        manager.index_embeddings()
+    for query in ("dead car battery", "happy doctor", "repair"):
+        semantic = [m.search_conversations(query, mode="semantic", snippets=True) for m in managers]
+        assert [[(r["id"], r["message_id"]) for r in found] for found in semantic] == [
+            [(r["id"], r["message_id"]) for r in semantic[0]]
+        ] * 2
+        assert [r["score"] for r in semantic[1]] == pytest.approx([r["score"] for r in semantic[0]], abs=1e-9)
+        hybrid = [set(_ids(m.search_conversations(query, mode="hybrid"))) for m in managers]
+        assert hybrid[0] == hybrid[1]
+    for manager in managers:
+        manager.close()

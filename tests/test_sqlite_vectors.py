@@ -79,3 +79,24 @@ def test_the_matrix_and_the_blob_scan_give_the_same_page(
         assert [hit[2] for hit in with_matrix] == pytest.approx([hit[2] for hit in scanned], abs=1e-12)
     finally:
         store.close()
+
+
+def test_what_the_file_holds_of_a_vector(tmp_path: Path) -> None:
+    """A plain file holds the float32 values as they are; an SQLCipher file holds none in the clear."""
+    import struct
+
+    vector = (0.123456789, -0.987654321)
+    packed = struct.pack("<2f", *vector)
+    plain = SQLiteStore(tmp_path / "plain.db")
+    plain.save(conversation("c"), [message("text", id="1")])
+    _embed(plain, {"text": vector})
+    plain.close()
+    assert packed in (tmp_path / "plain.db").read_bytes()
+    pytest.importorskip("sqlcipher3", reason="needs the [sqlcipher] extra")
+    sealed = SQLiteStore(tmp_path / "sealed.db", key=bytes(32))
+    sealed.save(conversation("c"), [message("text", id="1")])
+    _embed(sealed, {"text": vector})
+    assert [h.conversation.id for h in sealed.vector_search(SPACE, vector, ConversationFilter())] == ["c"]
+    sealed.close()
+    data = b"".join(p.read_bytes() for p in tmp_path.iterdir() if p.name.startswith("sealed.db"))
+    assert packed not in data and b"text" not in data
