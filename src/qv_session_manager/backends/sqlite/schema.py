@@ -11,7 +11,8 @@ from __future__ import annotations
 
 import logging
 import sqlite3
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 
 from ...errors import SchemaVersionError
 from ...records import EXPIRES_AT, stored_expiry_key
@@ -540,6 +541,19 @@ def check_readable(db: sqlite3.Connection) -> None:
         )
 
 
+@contextmanager
+def immediate(db: sqlite3.Connection) -> Iterator[None]:
+    """A ``BEGIN IMMEDIATE`` transaction around the block: committed, or rolled back on any exception."""
+    db.execute("BEGIN IMMEDIATE")
+    try:
+        yield
+        db.execute("COMMIT")
+    except BaseException:
+        if db.in_transaction:
+            db.execute("ROLLBACK")
+        raise
+
+
 def migrate(db: sqlite3.Connection) -> None:
     """Bring the database to :data:`LATEST`, one transaction per migration.
 
@@ -550,16 +564,10 @@ def migrate(db: sqlite3.Connection) -> None:
         _refuse_newer(version)
         if version == LATEST:
             break
-        db.execute("BEGIN IMMEDIATE")
-        try:
+        with immediate(db):
             if user_version(db) == version:  # another process may have migrated meanwhile
                 MIGRATIONS[version](db)
                 db.execute(f"PRAGMA user_version = {version + 1}")
-            db.execute("COMMIT")
-        except BaseException:
-            if db.in_transaction:
-                db.execute("ROLLBACK")
-            raise
     _check_tokenizer(db)
 
 
@@ -567,11 +575,5 @@ def _check_tokenizer(db: sqlite3.Connection) -> None:
     row = db.execute("SELECT value FROM store_info WHERE key = 'tokenizer_version'").fetchone()
     if row is not None and row[0] == str(TOKENIZER_VERSION):
         return
-    db.execute("BEGIN IMMEDIATE")
-    try:
+    with immediate(db):
         fill_index(db)
-        db.execute("COMMIT")
-    except BaseException:
-        if db.in_transaction:
-            db.execute("ROLLBACK")
-        raise

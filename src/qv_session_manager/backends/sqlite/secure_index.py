@@ -19,6 +19,7 @@ from __future__ import annotations
 import sqlite3
 
 from ...errors import SchemaVersionError
+from .schema import immediate
 
 #: The first SQLite whose FTS5 has the ``secure-delete`` option.
 SINCE = (3, 42, 0)
@@ -82,8 +83,7 @@ def turn_on(db: sqlite3.Connection, version: tuple[int, int, int]) -> bool:
         return False
     if is_on(db):
         return True
-    db.execute("BEGIN IMMEDIATE")
-    try:
+    with immediate(db):
         if not is_on(db):
             if db.execute("SELECT 1 FROM store_info WHERE key = 'purge_pending'").fetchone() is not None:
                 for index in INDEXES:
@@ -93,11 +93,6 @@ def turn_on(db: sqlite3.Connection, version: tuple[int, int, int]) -> bool:
                 # Keys are AUTOINCREMENT from 1: no stored row is ever 0.
                 db.execute(f"INSERT INTO {index} (rowid, body) VALUES (0, 'x')")
                 db.execute(f"INSERT INTO {index} ({index}, rowid, body) VALUES ('delete', 0, 'x')")
-        db.execute("COMMIT")
-    except BaseException:
-        if db.in_transaction:
-            db.execute("ROLLBACK")
-        raise
     return True
 
 
