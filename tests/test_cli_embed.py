@@ -90,6 +90,16 @@ def test_embed_stores_every_pending_message_once_and_says_so(db: Path) -> None:
     assert again.exit_code == 0 and again.stderr == f"embedded 0 messages, 0 pending, in {SYNONYMS_SPACE}\n"
 
 
+def test_stats_counts_the_vectors_of_each_space(db: Path) -> None:
+    assert json.loads(on(db, "stats", "--json").stdout)["vectors"] == {}
+    assert "vectors         -" in on(db, "stats").stdout
+    on(db, "embed", "--embedder", "synonyms")
+    on(db, "embed", "--embedder", "hash", "--limit", "2")
+    assert json.loads(on(db, "stats", "--json").stdout)["vectors"] == {"hash/blake2b-tokens-64/64": 2, SYNONYMS_SPACE: 6}
+    assert f"vectors         2 in hash/blake2b-tokens-64/64, 6 in {SYNONYMS_SPACE}" in on(db, "stats").stdout
+    assert "vectors" not in json.loads(on(Path("memory://"), "stats", "--json").stdout), "SQLite files only"
+
+
 def test_embed_limit_and_batch_size(db: Path) -> None:
     result = on(db, "embed", "--embedder", "synonyms:32", "--limit", "4", "--batch-size", "3")
     assert result.exit_code == 0 and result.stderr == "embedded 4 messages, 2 pending, in synonyms/blake2b-synonyms-32/32\n"
