@@ -58,7 +58,7 @@ def db(tmp_path: Path) -> Path:
     return path
 
 
-def on(db: Path, *args: str, env: Mapping[str, str] | None = None) -> Result:
+def on(db: Path | str, *args: str, env: Mapping[str, str] | None = None) -> Result:
     return CliRunner().invoke(main, ["--url", str(db), *args], env=env, catch_exceptions=False)
 
 
@@ -97,7 +97,7 @@ def test_stats_counts_the_vectors_of_each_space(db: Path) -> None:
     on(db, "embed", "--embedder", "hash", "--limit", "2")
     assert json.loads(on(db, "stats", "--json").stdout)["vectors"] == {"hash/blake2b-tokens-64/64": 2, SYNONYMS_SPACE: 6}
     assert f"vectors         2 in hash/blake2b-tokens-64/64, 6 in {SYNONYMS_SPACE}" in on(db, "stats").stdout
-    assert "vectors" not in json.loads(on(Path("memory://"), "stats", "--json").stdout), "SQLite files only"
+    assert "vectors" not in json.loads(on("memory://", "stats", "--json").stdout), "SQLite files only"
 
 
 def test_embed_limit_and_batch_size(db: Path) -> None:
