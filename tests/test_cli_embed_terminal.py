@@ -154,8 +154,8 @@ def test_semantic_search_on_a_terminal_finds_a_synonym_and_escapes_text(tmp_path
     assert "garage" in lines[1] and lines[2].strip() == "my car will not start", lines
     for raw in (b"\x07", b"\x1b]", b"\x1b[2J", "\u202e".encode(), b"\xc2\x9b"):
         assert raw not in output, (raw, output)
-    text = piped("--url", str(path), "search", "automobile ignition")
-    assert text.stdout == "no matches\n", "no word of the query is stored"
+    text = piped("--url", str(path), "search", "--json", "automobile ignition")
+    assert text.returncode == 0 and text.stdout == "[]\n", "no word of the query is stored"
 
 
 def test_the_fallback_note_on_a_terminal_and_piped(store: Path) -> None:

@@ -20,6 +20,7 @@ from collections.abc import Callable
 from typing import Any, TypeVar
 
 import click
+from click.core import ParameterSource
 
 from ..embedding import TextEmbedder, open_embedder
 from ..protocol import Capability, offers
@@ -64,7 +65,7 @@ def open_spec(spec: str) -> TextEmbedder:
 
 def embed_again_hint(ctx: click.Context, spec: str) -> str:
     """The command to run to embed what is pending: with ``--embedder`` when it was given as an option."""
-    if ctx.get_parameter_source("embedder") == click.core.ParameterSource.COMMANDLINE:
+    if ctx.get_parameter_source("embedder") == ParameterSource.COMMANDLINE:
         return f"qv-sessions embed --embedder {shlex.quote(spec)}"
     return "qv-sessions embed"
 
