@@ -17,7 +17,6 @@ from typing import Any
 
 import pytest
 from click.testing import CliRunner, Result
-from hostile import ATTACK, hostile_conversation
 from test_cli import assert_user_error, make_conversation
 
 from qv_session_manager import SessionManager, plugins
@@ -29,6 +28,7 @@ from qv_session_manager.testing import embedders as test_embedders
 from qv_session_manager.testing.embedders import SynonymEmbedder
 from qv_session_manager.vector_records import VectorSpace
 
+from hostile import ATTACK, hostile_conversation
 from ollama_standin import StandIn, environment
 
 SYNONYMS_SPACE = "synonyms/blake2b-synonyms-64/64"
@@ -95,14 +95,20 @@ def test_stats_counts_the_vectors_of_each_space(db: Path) -> None:
     assert "vectors         -" in on(db, "stats").stdout
     on(db, "embed", "--embedder", "synonyms")
     on(db, "embed", "--embedder", "hash", "--limit", "2")
-    assert json.loads(on(db, "stats", "--json").stdout)["vectors"] == {"hash/blake2b-tokens-64/64": 2, SYNONYMS_SPACE: 6}
+    assert json.loads(on(db, "stats", "--json").stdout)["vectors"] == {
+        "hash/blake2b-tokens-64/64": 2,
+        SYNONYMS_SPACE: 6,
+    }
     assert f"vectors         2 in hash/blake2b-tokens-64/64, 6 in {SYNONYMS_SPACE}" in on(db, "stats").stdout
     assert "vectors" not in json.loads(on("memory://", "stats", "--json").stdout), "SQLite files only"
 
 
 def test_embed_limit_and_batch_size(db: Path) -> None:
     result = on(db, "embed", "--embedder", "synonyms:32", "--limit", "4", "--batch-size", "3")
-    assert result.exit_code == 0 and result.stderr == "embedded 4 messages, 2 pending, in synonyms/blake2b-synonyms-32/32\n"
+    assert (
+        result.exit_code == 0
+        and result.stderr == "embedded 4 messages, 2 pending, in synonyms/blake2b-synonyms-32/32\n"
+    )
     assert counts(db, SynonymEmbedder(32)) == (4, 2)
     for bad in (["--batch-size", "0"], ["--limit", "-1"]):
         assert on(db, "embed", "--embedder", "synonyms", *bad).exit_code == 2

@@ -19,7 +19,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from hostile import hostile_conversation
 
 from qv_session_manager import SessionManager
 from qv_session_manager.cli.embed import EMBEDDER_VARIABLE
@@ -28,6 +27,8 @@ from qv_session_manager.testing import embedders as test_embedders
 from qv_session_manager.testing.contract import BASE, conversation, message
 from qv_session_manager.testing.embedders import HashEmbedder
 from qv_session_manager.vector_records import VectorSpace
+
+from hostile import hostile_conversation
 
 pytestmark = pytest.mark.slow  # real processes on pseudo-terminals
 
@@ -147,7 +148,9 @@ def test_semantic_search_on_a_terminal_finds_a_synonym_and_escapes_text(tmp_path
     with SessionManager(db_path=path) as manager:
         manager.save_conversation(hostile_conversation())
     assert piped("--url", str(path), "embed", "--embedder", "synonyms").returncode == 0
-    output, status = on_terminal("--url", str(path), "search", "--mode", "semantic", "--embedder", "synonyms", "automobile ignition")
+    output, status = on_terminal(
+        "--url", str(path), "search", "--mode", "semantic", "--embedder", "synonyms", "automobile ignition"
+    )
     assert status == 0, output
     lines = STYLE.sub(b"", output).decode("utf-8").replace("\r\n", "\n").splitlines()
     assert lines[0] == "3 conversations match", lines
@@ -163,7 +166,10 @@ def test_the_fallback_note_on_a_terminal_and_piped(store: Path) -> None:
     output, status = on_terminal(*args)
     assert status == 0, output
     shown = b" ".join(STYLE.sub(b"", output).split())
-    assert f"note: searched by words, not by meaning (hybrid was asked): no message has a vector of {HASH_SPACE} yet".encode() in shown
+    assert (
+        f"note: searched by words, not by meaning (hybrid was asked): no message has a vector of {HASH_SPACE} yet".encode()
+        in shown
+    )
     assert b"note: 300 messages not embedded yet: run qv-sessions embed --embedder hash" in shown
     assert b"100 conversations match; showing 1-1" in shown
     result = piped(*args, "--format", "tsv")

@@ -106,7 +106,9 @@ def embed_command(ctx: click.Context, embedder: str | None, batch_size: int, lim
     manager = open_manager(ctx)
     store = manager.store
     if not offers(store, Capability.VECTOR_STORAGE):
-        fail(f"{shown_url(ctx)} keeps no message vectors: search by meaning needs a store that does, e.g. an SQLite file")
+        fail(
+            f"{shown_url(ctx)} keeps no message vectors: search by meaning needs a store that does, e.g. an SQLite file"
+        )
     manager.embedder = open_spec(spec)
     # Asks Ollama for the model's dimension: a server that is down stops the command here, in one line.
     space = VectorSpace.of(manager.embedder)

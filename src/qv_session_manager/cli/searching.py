@@ -198,9 +198,7 @@ def find_by_meaning(
             manager.store, manager.embedder, text, query, filter, mode=mode, limit=None, offset=0, with_text=True
         )
     kept = [
-        Found(hit, hit.message_id, hit.text)
-        for hit in hits
-        if model is None or hit.conversation.model_name == model
+        Found(hit, hit.message_id, hit.text) for hit in hits if model is None or hit.conversation.model_name == model
     ]
     return ByMeaning(kept, used, fallback, pending)
 

@@ -254,7 +254,10 @@ def vector_counts(store: SQLiteStore) -> dict[str, int]:
     """
     live = {"now": now_key()}
     with store._transaction("counting vectors", write=False) as db:
-        if db.execute("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'message_vectors'").fetchone() is None:
+        if (
+            db.execute("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'message_vectors'").fetchone()
+            is None
+        ):
             return {}
         rows = db.execute(
             "SELECT v.space, count(*) FROM message_vectors v JOIN messages m ON m.pk = v.message_pk "
