@@ -44,6 +44,8 @@ COMMANDS = [
     ["list", "--json"],
     ["show", "x"],
     ["search", "x"],
+    ["search", "--mode", "semantic", "--embedder", "hash", "x"],
+    ["embed", "--embedder", "hash"],
     ["export", "-"],
     ["import", "-"],
     ["delete", "x"],

@@ -77,6 +77,8 @@ def commands(store: Path, tmp_path: Path, bad_import: Path) -> list[list[str]]:
         ["--url", url, "search", "hello", "--recent"],
         ["--url", url, "search", "hello", "--json"],
         ["--url", url, "search", f"x{ATTACK}"],
+        ["--url", url, "search", "hello", "--mode", "hybrid", "--embedder", f"x{ATTACK}"],
+        ["--url", url, "embed", "--embedder", f"x{ATTACK}"],
         ["--url", url, "list", "--meta", f"key{ATTACK}=value{ATTACK}"],
         ["--url", url, "list", "--meta", f"bad{ATTACK}"],
         ["--url", url, "export", hostile_file, "--format", "markdown"],

@@ -117,6 +117,26 @@ def test_searches_fall_back_to_text_and_say_why(make_store: StoreFactory, caplog
     assert down.search_conversations("later", mode="hybrid").mode == "text"
 
 
+class _Unprobed(SynonymEmbedder):
+    """An Ollama-like embedder that learns its dimension from the server, which is down."""
+
+    @property
+    def dimension(self) -> int:
+        raise EmbedderUnavailableError("cannot reach Ollama at http://127.0.0.1:11434: run ollama serve")
+
+
+def test_a_dimension_that_cannot_be_learnt_falls_back_too(make_store: StoreFactory) -> None:
+    store = make_store()
+    battery = _chat(SessionManager(store=store), "garage", "the battery is dead")
+    down = SessionManager(store=store)
+    # Set after construction: before Python 3.12, the constructor's isinstance check reads dimension.
+    down.embedder = _Unprobed()
+    for mode in ("semantic", "hybrid"):
+        found = down.search_conversations("battery", mode=mode)  # type: ignore[arg-type]
+        assert found.mode == "text" and "ollama serve" in (found.fallback or "") and _ids(found) == [battery]
+        assert found.pending is None, "what is pending in a space of unknown dimension is unknown"
+
+
 def test_an_encrypted_store_keeps_no_vectors(tmp_path) -> None:
     inner = SQLiteStore(tmp_path / "sealed.db")
     sealed = EncryptedStore(inner, {"k": bytes(32)}, current="k")

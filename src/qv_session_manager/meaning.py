@@ -165,7 +165,11 @@ def meaning_search(
     if not offers(store, Capability.VECTOR_STORAGE):
         reason = f"{type(store).__name__} keeps no message vectors"
         return text_ranking(limit, offset), "text", reason, None
-    space = VectorSpace.of(embedder)
+    try:
+        space = VectorSpace.of(embedder)  # may ask the server for the model's dimension
+    except EmbedderError as exc:
+        log.warning("searching by text only: the embedder failed: %s", exc)
+        return text_ranking(limit, offset), "text", str(exc), None
     embedded, pending = store.embedding_counts(space)
     if embedded == 0:
         return text_ranking(limit, offset), "text", f"no message has a vector of {space.key} yet", pending

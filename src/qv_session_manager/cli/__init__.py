@@ -3,9 +3,13 @@
 Every command works on the store named by ``--url`` (before or after the command; a
 bare path is an SQLite file), else ``$QV_SESSION_MANAGER_URL``, else SessionManager's
 default file. Exit codes: 0 done, 1 an error (bad URL, unknown backend, missing id,
-unreadable file, bad date, a check that found a problem), printed as one
-``error: ...`` line on standard error that says what to do; 2 a usage error; 130 an
-import stopped with Ctrl-C (its earlier batches stay saved).
+unreadable file, bad date, a check that found a problem, an embedder that cannot be
+opened or reached), printed as one ``error: ...`` line on standard error that says
+what to do; 2 a usage error; 130 an import or an embed stopped with Ctrl-C (its
+earlier batches stay saved).
+
+``embed`` and ``search --mode semantic|hybrid`` take the embedder from ``--embedder``,
+else ``$QV_SESSION_MANAGER_EMBEDDER`` (:mod:`.embed`).
 
 Stored text is untrusted: every output path escapes control characters
 (:mod:`qv_session_manager.safe_text`), and store URLs are shown with their password
@@ -31,6 +35,7 @@ from .common import Settings, UserError, noted_urls, say
 from .copying import copy_command
 from .dates import add_date_checks
 from .doctor import doctor_command
+from .embed import EMBEDDER_VARIABLE, embed_command
 from .files import export_command, import_command
 from .searching import search_command
 from .urls import LOCAL_URL_KEY, URL_HELP, add_url_option
@@ -91,7 +96,8 @@ def _urls(ctx: click.Context) -> list[str]:
     cls=_Commands,
     context_settings={"help_option_names": ["-h", "--help"]},
     epilog="Exit codes: 0 done, 1 an error (one 'error: ...' line saying what to do), 2 a usage error, "
-    "130 an import stopped with Ctrl-C.",
+    f"130 an import or embed stopped with Ctrl-C. ${EMBEDDER_VARIABLE} names the embedder of embed and "
+    "search --mode semantic|hybrid when --embedder is not given.",
 )
 @click.option(
     "--url",
@@ -111,6 +117,7 @@ for _command in (
     list_command,
     show_command,
     search_command,
+    embed_command,
     export_command,
     import_command,
     copy_command,

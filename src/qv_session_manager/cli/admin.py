@@ -190,11 +190,17 @@ def _doomed(manager: SessionManager, cutoff: datetime | None, keep_newest: int |
 @click.option("--json", "as_json", is_flag=True, help="Print the numbers as one JSON object (sizes in bytes).")
 @click.pass_context
 def stats_command(ctx: click.Context, as_json: bool) -> None:
-    """Numbers of conversations and messages, oldest and newest update, store URL and file sizes."""
+    """Numbers of conversations and messages, oldest and newest update, store URL and file sizes.
+
+    For an SQLite file, also the messages with a vector ('qv-sessions embed') in each
+    vector space (embedder/model/dimension).
+    """
     manager = open_manager(ctx)
     store = manager.store
     counts = maintenance.counts(store) if isinstance(store, SQLiteStore) else _count_by_reading(manager.store)
     files = _files(store)
+    # Vectors by space: SQLite files only (one grouped count); other backends leave the key out.
+    vectors = maintenance.vector_counts(store) if isinstance(store, SQLiteStore) else None
     if as_json:
         echo_json(
             {
@@ -205,6 +211,7 @@ def stats_command(ctx: click.Context, as_json: bool) -> None:
                 "oldest_updated": counts.oldest,
                 "newest_updated": counts.newest,
                 "files": [{"file": label, "path": path, "bytes": size} for label, path, size in files],
+                **({"vectors": vectors} if vectors is not None else {}),
             }
         )
         return
@@ -216,6 +223,8 @@ def stats_command(ctx: click.Context, as_json: bool) -> None:
         ("newest updated", counts.newest or "-"),
         *((label, f"{human_size(size)}  {path}") for label, path, size in files),
     ]
+    if vectors is not None:
+        lines.append(("vectors", ", ".join(f"{count} in {space}" for space, count in vectors.items()) or "-"))
     width = max(len(name) for name, _ in lines)
     for name, value in lines:
         say(f"{name:<{width}}  {value}", err=False)

@@ -9,6 +9,13 @@ How it reads the store (the storage protocol only, so every backend works):
 - one ``load`` per hit shown that matched a message, for its snippet
   (:func:`qv_session_manager.snippet.snippet`).
 
+``--mode semantic`` ranks by meaning instead (the vectors ``qv-sessions embed`` stored,
+through :func:`qv_session_manager.meaning.meaning_search`, unlimited, so the total
+count is known), ``--mode hybrid`` fuses both rankings; ``--model`` and the time and
+metadata filters apply as for words. When vectors cannot be used the search is by
+words, and one note on standard error says why; another says how many messages are
+not embedded yet.
+
 Queries may start with ``-`` (an exclusion): a word that starts with ``-`` and is
 not one of search's own options is a query word (:class:`QueryCommand`), and
 ``--`` ends the options as usual. A query of exclusions alone matches nothing by
@@ -17,10 +24,13 @@ design (:mod:`qv_session_manager.query`); search says so.
 
 from __future__ import annotations
 
+import contextlib
+import logging
 import re
 import sys
+from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
 import click
 from rich.console import RenderableType
@@ -29,6 +39,7 @@ from rich.text import Text
 from ..convert import summary
 from ..errors import InvalidInputError
 from ..manager import SessionManager
+from ..meaning import MODES, SearchMode, meaning_search
 from ..protocol import ConversationFilter, SearchOrder
 from ..query import Query, parse
 from ..records import ROLES, SearchHit, check_metadata_filter
@@ -37,6 +48,7 @@ from ..text import tokens
 from ..timeutil import time_range
 from .browse import first_message, meta_option
 from .common import fail, open_manager, parse_meta, say
+from .embed import embed_again_hint, embedder_option, open_spec, required_spec
 from .formats import cell_text, columns_option, format_option, json_text, pick_format, render_rows, split_columns
 from .ids import all_ids, short_ids
 from .paging import emit, emit_text, pager_option, terminal_console
@@ -149,6 +161,57 @@ def find(
     return kept
 
 
+@contextlib.contextmanager
+def _fallback_unlogged() -> Iterator[None]:
+    """While searching by meaning, the library's warning about falling back is not printed:
+    the command's own note says the same (and Python would print it with no handler set)."""
+    logger = logging.getLogger("qv_session_manager")
+    handler = logging.NullHandler()
+    logger.addHandler(handler)
+    try:
+        yield
+    finally:
+        logger.removeHandler(handler)
+
+
+@dataclass(frozen=True)
+class ByMeaning:
+    """The hits of a semantic or hybrid search, the ranking used, why it fell back, what is pending."""
+
+    kept: list[Found]
+    used: SearchMode
+    fallback: str | None
+    pending: int | None
+
+
+def find_by_meaning(
+    manager: SessionManager,
+    text: str,
+    query: Query,
+    filter: ConversationFilter,
+    mode: SearchMode,
+    model: str | None,
+) -> ByMeaning:
+    """Every hit of a semantic or hybrid search (best first) passing the filters, with its best message's text."""
+    with _fallback_unlogged():
+        hits, used, fallback, pending = meaning_search(
+            manager.store, manager.embedder, text, query, filter, mode=mode, limit=None, offset=0, with_text=True
+        )
+    kept = [
+        Found(hit, hit.message_id, hit.text) for hit in hits if model is None or hit.conversation.model_name == model
+    ]
+    return ByMeaning(kept, used, fallback, pending)
+
+
+def _meaning_notes(ctx: click.Context, spec: str, mode: str, found: ByMeaning) -> None:
+    """One note when the search fell back to words (why), one when messages have no vector yet."""
+    if found.used == "text":
+        say(f"note: searched by words, not by meaning ({mode} was asked): {found.fallback}")
+    if found.pending:
+        noun = "message" if found.pending == 1 else "messages"
+        say(f"note: {found.pending} {noun} not embedded yet: run {embed_again_hint(ctx, spec)}")
+
+
 def hit_row(
     manager: SessionManager, found: Found, query: Query, mark: tuple[str, str], order: SearchOrder
 ) -> dict[str, Any]:
@@ -242,6 +305,14 @@ def _title(row: dict[str, Any], firsts: dict[str, str]) -> Text:
     default=None,
     help="Only where a message of this role matches (titles do not count).",
 )
+@click.option(
+    "--mode",
+    type=click.Choice(MODES),
+    default="text",
+    show_default=True,
+    help="text: by words; semantic: by meaning (the vectors of 'qv-sessions embed'); hybrid: both rankings fused.",
+)
+@embedder_option
 @meta_option
 @columns_option(SEARCH_COLUMNS, SEARCH_DEFAULT)
 @format_option
@@ -257,6 +328,8 @@ def search_command(
     until: str | None,
     model: str | None,
     role: str | None,
+    mode: str,
+    embedder: str | None,
     meta: tuple[str, ...],
     columns: tuple[str, ...],
     output_format: str | None,
@@ -269,8 +342,21 @@ def search_command(
     (search rust -java, search -- -java); a query of exclusions alone matches
     nothing. Prints how many conversations match in all, then each hit with a
     snippet of the matching text; ID columns show unique prefixes on a terminal.
+
+    --mode semantic finds conversations by meaning (run 'qv-sessions embed' first),
+    --mode hybrid ranks by words and meaning together; both need an embedder
+    (--embedder SPEC, else $QV_SESSION_MANAGER_EMBEDDER) and are best first. When
+    vectors cannot be used, a note on standard error says why and the search is by
+    words.
     """
     query_text = " ".join(query)
+    by_meaning = mode != "text"
+    spec = ""
+    if by_meaning:
+        for given, option in ((recent, "--recent"), (role is not None, "--role")):
+            if given:
+                raise click.UsageError(f"{option} applies to --mode text only")
+        spec = required_spec(embedder, f"search --mode {mode}")
     chosen_format = pick_format(output_format, as_json)
     chosen = split_columns(columns, SEARCH_COLUMNS, SEARCH_DEFAULT)
     filter = time_filter(since, until, parse_meta(meta))
@@ -279,7 +365,14 @@ def search_command(
     order: SearchOrder = "recent" if recent else "relevance"
     if parsed.is_empty:
         say(f"note: {_nothing_hint(query_text)}")
-    kept = [] if parsed.is_empty else find(manager, parsed, filter, order, model, role)
+        kept: list[Found] = []
+    elif by_meaning:
+        manager.embedder = open_spec(spec)
+        meaning = find_by_meaning(manager, query_text, parsed, filter, cast(SearchMode, mode), model)
+        _meaning_notes(ctx, spec, mode, meaning)
+        kept = meaning.kept
+    else:
+        kept = find(manager, parsed, filter, order, model, role)
     mark = SEARCH_MARK if chosen_format == "table" else TEXT_MARK
     rows = [hit_row(manager, found, parsed, mark, order) for found in kept[offset : offset + limit]]
     if chosen_format == "table":

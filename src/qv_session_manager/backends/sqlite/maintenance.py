@@ -247,6 +247,26 @@ def counts(store: SQLiteStore) -> Counts:
     return Counts(conversations, messages, oldest, newest)
 
 
+def vector_counts(store: SQLiteStore) -> dict[str, int]:
+    """Messages of live conversations with a vector, by vector space key (``embedder/model/dimension``).
+
+    One grouped count over the vectors; {} for a file without vectors (or from before schema 6).
+    """
+    live = {"now": now_key()}
+    with store._transaction("counting vectors", write=False) as db:
+        if (
+            db.execute("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'message_vectors'").fetchone()
+            is None
+        ):
+            return {}
+        rows = db.execute(
+            "SELECT v.space, count(*) FROM message_vectors v JOIN messages m ON m.pk = v.message_pk "
+            f"JOIN conversations c ON c.pk = m.conversation_pk WHERE {_LIVE} GROUP BY v.space ORDER BY v.space",
+            live,
+        ).fetchall()
+    return {str(space): int(count) for space, count in rows}
+
+
 def file_sizes(store: SQLiteStore) -> dict[str, int]:
     """Bytes on disk of the database file and its WAL (those that exist); {} in memory."""
     if store.path == ":memory:":
