@@ -253,3 +253,17 @@ def test_every_backend_finds_the_same_by_meaning(tmp_path) -> None:
         assert hybrid[0] == hybrid[1]
     for manager in managers:
         manager.close()
+
+
+def test_an_embedder_that_cannot_tell_its_dimension_yet_is_accepted() -> None:
+    """Opening a manager never asks the embedder anything (Ollama may be down until later)."""
+
+    class _Unreachable(SynonymEmbedder):
+        @property
+        def dimension(self) -> int:
+            raise EmbedderUnavailableError("cannot reach Ollama: run ollama serve")
+
+    manager = SessionManager(store=MemoryStore(), embedder=_Unreachable())
+    _chat(manager, "t", "words")
+    found = manager.search_conversations("words", mode="hybrid")
+    assert found.mode == "text" and "ollama serve" in (found.fallback or "") and len(found) == 1

@@ -143,7 +143,11 @@ class SessionManager:
         #: The embedder of searches by meaning (``embedder=``: a spec such as ``"wordllama"``
         #: or ``"ollama:nomic-embed-text"``, or a TextEmbedder), or None.
         self.embedder: TextEmbedder | None = open_embedder(embedder) if isinstance(embedder, str) else embedder
-        if self.embedder is not None and not isinstance(self.embedder, TextEmbedder):
+        # Not isinstance(TextEmbedder): on Python 3.11 that reads every property, and an
+        # Ollama embedder's ``dimension`` asks the server (which may be down) on first read.
+        if self.embedder is not None and not all(
+            callable(getattr(self.embedder, method, None)) for method in ("embed", "embed_queries")
+        ):
             raise InvalidInputError(f"embedder must be a spec string or a TextEmbedder, not {type(embedder).__name__}")
         if not isinstance(embed_in_background, bool):
             raise InvalidInputError("embed_in_background must be True or False")
