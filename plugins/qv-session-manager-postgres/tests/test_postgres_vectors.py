@@ -199,3 +199,25 @@ def test_thousands_of_vectors_rank_as_the_shared_rule(
             ], f"{vectors}: the ranking differs from the shared rule"
             assert [h.score for h in got] == pytest.approx([h.score for h in want], abs=1e-9)
             print(f"{vectors}: vector_search limit={limit} offset={offset} over 3000 vectors: {elapsed * 1000:.1f} ms")
+
+
+@pytest.mark.parametrize("vectors", ["auto", "exact"])
+def test_the_manager_searches_by_meaning(vectors: str, store_url: str) -> None:
+    """SessionManager over a PostgreSQL URL: index the pending messages, then search by meaning."""
+    from qv_ollama_sdk.domain.models import Conversation
+
+    from qv_session_manager import SessionManager
+    from qv_session_manager.testing.embedders import SynonymEmbedder
+
+    with SessionManager(url=f"{store_url}&vectors={vectors}", embedder=SynonymEmbedder()) as manager:
+        garage = Conversation(title="garage")
+        garage.add_user_message("my automobile has a flat accumulator")
+        baking = Conversation(title="baking")
+        baking.add_user_message("a cheerful birthday cake recipe")
+        for conversation in (garage, baking):
+            manager.save_conversation(conversation)
+        progress = manager.index_embeddings()
+        assert (progress.embedded, progress.pending) == (2, 0)
+        found = manager.search_conversations("car dead battery", mode="semantic", snippets=True)
+        assert found.mode == "semantic" and found[0]["id"] == str(garage.id)
+        assert found[0]["snippet"].startswith("my automobile")

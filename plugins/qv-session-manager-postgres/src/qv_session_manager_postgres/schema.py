@@ -169,7 +169,9 @@ def _pgvector_for_new_table(cursor: psycopg.Cursor, vectors: str) -> tuple[str, 
             try:
                 with cursor.connection.transaction():  # a savepoint: a refusal leaves the migration going
                     cursor.execute("SELECT pg_advisory_xact_lock(%s, hashtext('extension vector'))", (LOCK_CLASS,))
-                    cursor.execute("CREATE EXTENSION IF NOT EXISTS vector")
+                    # In public where it exists (never in a store's own schema, whose drop would take it along).
+                    public = cursor.execute("SELECT 1 FROM pg_namespace WHERE nspname = 'public'").fetchone()
+                    cursor.execute("CREATE EXTENSION IF NOT EXISTS vector" + (" SCHEMA public" if public else ""))
             except psycopg.Error as exc:  # not permitted, or created by another session meanwhile
                 log.warning("could not create the PostgreSQL extension vector: %s", str(exc).strip())
             found = find_extension(cursor)
