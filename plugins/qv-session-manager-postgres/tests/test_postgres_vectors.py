@@ -221,3 +221,19 @@ def test_the_manager_searches_by_meaning(vectors: str, store_url: str) -> None:
         found = manager.search_conversations("car dead battery", mode="semantic", snippets=True)
         assert found.mode == "semantic" and found[0]["id"] == str(garage.id)
         assert found[0]["snippet"].startswith("my automobile")
+
+
+@pytest.mark.parametrize("vectors", ["auto", "exact"])
+def test_space_names_with_quotes_percent_and_backslash(vectors: str, make_store) -> None:
+    """A space key goes into SQL as a constant (the partial index's condition): quoting must hold."""
+    store = make_store(vectors=vectors)
+    odd = VectorSpace("it's", "50%\\model", 2)
+    store.save(
+        ConversationRecord(id="c", created_at=AT, updated_at=AT),
+        [MessageRecord(id="m", role="user", content="text", created_at=AT)],
+    )
+    (task,) = store.pending_embeddings(odd, limit=5)
+    assert store.store_embeddings(odd, [(task, (0.6, 0.8))]) == 1
+    (hit,) = store.vector_search(odd, (1.0, 0.0), ConversationFilter(), limit=3)
+    assert hit.message_id == "m" and hit.score == pytest.approx(0.6, abs=1e-6)
+    assert store.forget_embeddings(odd) == 1 and store.embedding_counts(odd) == (0, 1)

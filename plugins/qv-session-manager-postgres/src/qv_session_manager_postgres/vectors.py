@@ -280,7 +280,9 @@ class VectorSql:
         n = space.dimension
         query_norm = math.sqrt(math.fsum(value * value for value in unpack(packed, n)))
         vector = f"{self._ext}.vector({n})"
-        space_condition = literal(space.key)
+        # A constant, not a parameter: the planner must see that the space's partial index
+        # covers the rows (psycopg reads ``%%`` of a statement with parameters as ``%``).
+        space_condition = literal(space.key).replace("%", "%%")
         sql = f"""SELECT m.conversation_pk,
                     (v.embedding::{vector}) OPERATOR({self._ext}.<#>) %(query)s::{vector} AS distance,
                     {self._ext}.vector_norm(v.embedding)
