@@ -237,3 +237,27 @@ def test_space_names_with_quotes_percent_and_backslash(vectors: str, make_store)
     (hit,) = store.vector_search(odd, (1.0, 0.0), ConversationFilter(), limit=3)
     assert hit.message_id == "m" and hit.score == pytest.approx(0.6, abs=1e-6)
     assert store.forget_embeddings(odd) == 1 and store.embedding_counts(odd) == (0, 1)
+
+
+@pytest.mark.parametrize("vectors", ["auto", "exact"])
+def test_ties_past_the_first_fetch_are_ranked_exactly(vectors: str, make_store) -> None:
+    """150 conversations scoring alike: the first fetch of nearest messages (64) cannot decide the
+    page, so the search fetches more; the page is the newest, by descending id, as the rule says."""
+    store = make_store(vectors=vectors)
+    flat = VectorSpace("test", "flat", 2)
+    items = []
+    for number in range(150):
+        stamp = AT + timedelta(minutes=number % 7)
+        items.append(
+            (
+                ConversationRecord(id=f"c{number:03}", created_at=stamp, updated_at=stamp),
+                [MessageRecord(id="m", role="user", content=f"text {number}", created_at=stamp)],
+            )
+        )
+    store.save_many(items)
+    tasks = store.pending_embeddings(flat, limit=500)
+    assert store.store_embeddings(flat, [(task, (0.0, 1.0)) for task in tasks]) == 150
+    want = sorted(items, key=lambda item: (item[0].updated_at, item[0].id), reverse=True)
+    got = store.vector_search(flat, (0.0, 1.0), ConversationFilter(), limit=5, offset=60)
+    assert [hit.conversation.id for hit in got] == [record.id for record, _ in want[60:65]]
+    assert all(hit.score == 1.0 for hit in got)
