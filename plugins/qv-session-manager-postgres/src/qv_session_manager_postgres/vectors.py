@@ -90,6 +90,9 @@ def check_tasks(space: VectorSpace, embedded: object) -> list[tuple[EmbeddingTas
     for item in embedded:
         if not (isinstance(item, tuple) and len(item) == 2 and isinstance(item[0], EmbeddingTask)):
             raise InvalidInputError("store_embeddings takes (EmbeddingTask, vector) pairs")
+        task = item[0]
+        if not all(isinstance(value, str) for value in (task.conversation_id, task.message_id, task.text)):
+            raise InvalidInputError("an EmbeddingTask holds a conversation id, a message id and a text (str)")
         checked.append((item[0], checked_vector(item[1], space)))
     return checked
 
