@@ -181,7 +181,9 @@ def _pgvector_for_new_table(cursor: psycopg.Cursor, vectors: str) -> tuple[str, 
                 "vectors='pgvector' needs the PostgreSQL extension vector (pgvector), which this server "
                 "does not have and could not install; use vectors='auto' or 'exact' to store vectors as bytea"
             )
-        log.warning("PostgreSQL has no extension vector (pgvector): message vectors are stored as bytea, ranked exactly")
+        log.warning(
+            "PostgreSQL has no extension vector (pgvector): message vectors are stored as bytea, ranked exactly"
+        )
     return found
 
 

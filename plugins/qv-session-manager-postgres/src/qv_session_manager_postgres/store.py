@@ -451,9 +451,7 @@ class PostgresStore:
 
     def _vector_sql(self, connection: psycopg.Connection, vectors: str) -> vector_module.VectorSql:
         """The vector statements for the layout the schema has (see the class docstring)."""
-        found = connection.execute(
-            f"SELECT value FROM {self._s}.qv_store_info WHERE key = 'vector_layout'"
-        ).fetchone()
+        found = connection.execute(f"SELECT value FROM {self._s}.qv_store_info WHERE key = 'vector_layout'").fetchone()
         extension = schema_module.find_extension(connection.cursor()) if found and found[0] == "pgvector" else None
         if found and found[0] == "pgvector" and extension is None:
             raise CorruptStorageError(f"{self._describe} stores pgvector vectors but the extension vector is gone")
