@@ -22,8 +22,8 @@ rule's answers. Searches run one of two ways (``PostgresStore.vectors``):
   read and ranked (each layout; pgvector's values are read by ``vector_send``).
 - ``"pgvector"``: the messages nearest the query come first by ``<#>`` (negative inner
   product) with a LIMIT, so PostgreSQL can answer from the space's HNSW index (with
-  ``hnsw.iterative_scan = relaxed_order`` on pgvector 0.8 or later, so filters do not
-  starve it); every vector of the conversations found is then read and ranked exactly,
+  ``hnsw.ef_search = 1000``, and ``hnsw.iterative_scan = relaxed_order`` on pgvector
+  0.8 or later, so filters do not starve it); every vector of the conversations found is then read and ranked exactly,
   and more candidates are fetched until the best conversations of the page are sure
   to outscore every message not fetched. Where PostgreSQL scans (small data, no index)
   this is the exact answer; through HNSW it is as complete as the index's recall.
