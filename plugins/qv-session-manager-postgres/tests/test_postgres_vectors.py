@@ -262,3 +262,20 @@ def test_ties_past_the_first_fetch_are_ranked_exactly(vectors: str, make_store) 
     got = store.vector_search(flat, (0.0, 1.0), ConversationFilter(), limit=5, offset=60)
     assert [hit.conversation.id for hit in got] == [record.id for record, _ in want[60:65]]
     assert all(hit.score == 1.0 for hit in got)
+
+
+def test_without_pgvector_auto_falls_back_to_bytea(
+    make_store, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A server where pgvector cannot be had (its lookup patched to find nothing): "auto" stores
+    bytea and says so in a warning, "pgvector" refuses to open, and the vector side still works."""
+    monkeypatch.setattr(schema_module, "find_extension", lambda cursor: None)
+    with pytest.raises(StorageError, match="pgvector"):
+        make_store("required", vectors="pgvector")
+    with caplog.at_level("WARNING", logger="qv_session_manager"):
+        store = make_store("fallback")
+    assert store.vectors == "exact" and store.vector_layout == "bytea"
+    assert any("bytea" in record.getMessage() for record in caplog.records)
+    fill(store, 4, 2)
+    assert store.embedding_counts(SPACE) == (8, 0)
+    assert len(store.vector_search(SPACE, unit(random.Random(5), SPACE.dimension), ConversationFilter(), limit=3)) == 3
