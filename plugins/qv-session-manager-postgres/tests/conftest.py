@@ -72,6 +72,40 @@ def postgres_url() -> str:
     return url
 
 
+def pgvector_missing(url: str) -> str | None:
+    """Why the server cannot give pgvector to a new schema, or None when it can."""
+    with psycopg.connect(url, connect_timeout=5, autocommit=True) as connection:
+        found = connection.execute("SELECT 1 FROM pg_available_extensions WHERE name = 'vector'").fetchone()
+    if found is None:
+        return "the PostgreSQL server has no extension vector (pgvector); bash .ci/pgvector builds and installs it"
+    return None
+
+
+@pytest.fixture(scope="session")
+def pgvector(postgres_url: str) -> None:
+    """Skip, or fail when servers are required (as in CI), unless the server offers pgvector."""
+    reason = pgvector_missing(postgres_url)
+    if reason is not None:
+        if os.environ.get(REQUIRE_VARIABLE) == "1":
+            pytest.fail(f"{reason} ({REQUIRE_VARIABLE}=1: servers are required, pgvector included)")
+        pytest.skip(reason)
+
+
+@pytest.fixture(scope="session")
+def vectors_option(postgres_url: str) -> str:
+    """The ``vectors`` option of the main suites: "pgvector" where the server has it.
+
+    Without it the suites run on the bytea layout ("auto"), unless servers are
+    required: then they fail, as a test needing pgvector must.
+    """
+    reason = pgvector_missing(postgres_url)
+    if reason is None:
+        return "pgvector"
+    if os.environ.get(REQUIRE_VARIABLE) == "1":
+        pytest.fail(f"{reason} ({REQUIRE_VARIABLE}=1: servers are required, pgvector included)")
+    return "auto"
+
+
 _serial = itertools.count()
 
 

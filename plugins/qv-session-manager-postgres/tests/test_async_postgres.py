@@ -13,7 +13,7 @@ import psycopg
 import pytest
 from qv_ollama_sdk.domain.models import Conversation
 
-from qv_session_manager import AsyncSessionManager, SessionManager, StorageError
+from qv_session_manager import AsyncSessionManager, ConversationFilter, SessionManager, StorageError
 from qv_session_manager.async_protocol import is_async_store, open_async_store
 from qv_session_manager.testing.async_contract import AsyncStoreContract
 from qv_session_manager_postgres import PostgresStore
@@ -145,3 +145,30 @@ def test_a_url_with_bad_options_fails_like_the_sync_one(store_url: str) -> None:
     with pytest.raises(ValueError) as async_error:
         AsyncSessionManager(url=url)
     assert type(async_error.value) is type(sync_error.value) and str(async_error.value) == str(sync_error.value)
+
+
+@pytest.mark.parametrize("vectors", ["exact", "auto"])
+def test_async_vectors_follow_the_sync_store(vectors: str, store_url: str, postgres_url: str, schema: str) -> None:
+    """The async store has the same vector side (coroutines) and layout as the sync one on its schema."""
+    from qv_session_manager.vector_records import VectorSpace
+
+    space = VectorSpace("test", "async", 2)
+    store = AsyncPostgresStore(postgres_url, schema=schema, vectors=vectors)
+    sync = PostgresStore(postgres_url, schema=schema)
+    try:
+        assert (store.vectors, store.vector_layout) == (
+            ("exact", "bytea") if vectors == "exact" else (sync.vectors, sync.vector_layout)
+        )
+        with SessionManager(url=store_url) as manager:
+            manager.save_conversation(chat("vectors", 1))
+
+        async def main() -> None:
+            (task,) = await store.pending_embeddings(space, limit=5)  # type: ignore[attr-defined]
+            assert await store.store_embeddings(space, [(task, (1.0, 0.0))]) == 1  # type: ignore[attr-defined]
+            await store.close()
+
+        asyncio.run(main())
+        (hit,) = sync.vector_search(space, (1.0, 0.0), ConversationFilter(), limit=1)
+        assert hit.score == 1.0 and hit.conversation.title == "vectors"
+    finally:
+        sync.close()

@@ -85,7 +85,13 @@ def test_migrations_are_recorded_once(make_store, postgres_url: str, schema_for)
     assert [row[0] for row in rows] == list(range(1, LATEST + 1))
     assert all(row[1] is not None and row[2] for row in rows)
     tables = sql(postgres_url, "SELECT tablename FROM pg_tables WHERE schemaname = %s ORDER BY 1", schema)
-    assert [t[0] for t in tables] == ["qv_conversations", "qv_messages", "qv_schema_migrations", "qv_store_info"]
+    assert [t[0] for t in tables] == [
+        "qv_conversations",
+        "qv_message_vectors",
+        "qv_messages",
+        "qv_schema_migrations",
+        "qv_store_info",
+    ]
 
 
 def _spawn(*args: str) -> subprocess.Popen:
@@ -554,7 +560,7 @@ def test_damaged_rows_and_tables_raise_storage_errors(make_store, postgres_url: 
     sql(postgres_url, f"""UPDATE "{schema}".qv_messages SET metadata = 'not json'""")
     with pytest.raises(CorruptStorageError):
         store.load("c1")
-    sql(postgres_url, f'DROP TABLE "{schema}".qv_messages')
+    sql(postgres_url, f'DROP TABLE "{schema}".qv_messages CASCADE')  # with the vectors' foreign key
     with pytest.raises(CorruptStorageError):
         store.load("c1")
     with pytest.raises(StorageError):

@@ -12,7 +12,9 @@ parameters and are removed before the rest goes to libpq:
 - ``schema`` (default ``public``): the PostgreSQL schema holding the tables;
 - ``pool_min_size`` / ``pool_max_size`` (default 1 / 4): connection pool size;
 - ``pool_timeout`` (default 30): seconds an operation waits for a usable connection;
-- ``lock_timeout`` (default 30): seconds a write waits for another writer's lock.
+- ``lock_timeout`` (default 30): seconds a write waits for another writer's lock;
+- ``vectors`` (default ``auto``): how message vectors are stored and searched,
+  ``auto``, ``pgvector`` or ``exact`` (see :class:`PostgresStore`).
 
 The same names may be given as keyword options of ``open_store`` or
 ``SessionManager``. See :class:`PostgresStore` and the README.
@@ -42,6 +44,7 @@ _OPTIONS: dict[str, tuple[str, Callable[[Any], Any]]] = {
     "pool_max_size": ("max_size", int),
     "pool_timeout": ("timeout", float),
     "lock_timeout": ("lock_timeout", float),
+    "vectors": ("vectors", str),
 }
 
 

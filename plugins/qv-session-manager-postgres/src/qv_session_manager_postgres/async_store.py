@@ -38,7 +38,7 @@ from qv_session_manager.query import Query
 from qv_session_manager.records import ConversationRecord, MessageRecord, SearchHit, StoredConversation
 
 from .errors import is_connection_failure, is_transient, translate
-from .store import _BACKOFF, ATTEMPTS, PostgresStore, _readable, check_options, connection_options
+from .store import _BACKOFF, ATTEMPTS, PostgresStore, _readable, check_options, check_vectors_option, connection_options
 
 T = TypeVar("T")
 log = logging.getLogger("qv_session_manager")
@@ -141,8 +141,10 @@ class AsyncPostgresStore:
         timeout: float = 30.0,
         lock_timeout: float = 30.0,
         connect_timeout: float = 10.0,
+        vectors: str = "auto",
     ) -> None:
         check_options(conninfo, schema, min_size, max_size, timeout, lock_timeout, connect_timeout)
+        check_vectors_option(vectors)
         # The sync store connects, checks the encoding and migrates (its own pool stays empty).
         self._sync = _Bridged(
             self._run,
@@ -153,8 +155,12 @@ class AsyncPostgresStore:
             timeout=timeout,
             lock_timeout=lock_timeout,
             connect_timeout=connect_timeout,
+            vectors=vectors,
         )
         self.schema = schema
+        #: As PostgresStore's: how vector searches run, and how the schema stores vectors.
+        self.vectors = self._sync.vectors
+        self.vector_layout = self._sync.vector_layout
         connect_kwargs = connection_options(conninfo, connect_timeout)
         self._lock_timeout = f"{int(lock_timeout * 1000)}ms"
         self._pool = psycopg_pool.AsyncConnectionPool(

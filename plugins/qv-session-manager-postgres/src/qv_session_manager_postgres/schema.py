@@ -22,7 +22,7 @@ import psycopg
 import psycopg.errors
 
 from qv_session_manager import codec
-from qv_session_manager.errors import SchemaVersionError
+from qv_session_manager.errors import SchemaVersionError, StorageError
 from qv_session_manager.records import EXPIRES_AT, stored_expiry_key
 from qv_session_manager.text import TOKENIZER_VERSION
 
@@ -93,13 +93,13 @@ INSERT INTO {s}.qv_store_info (key, value) VALUES ('tokenizer_version', '{tokeni
 """
 
 
-def _migration_1(cursor: psycopg.Cursor, schema: str) -> None:
+def _migration_1(cursor: psycopg.Cursor, schema: str, vectors: str) -> None:
     for statement in SCHEMA_V1.split(";"):
         if statement.strip():
             cursor.execute(statement.format(s=schema, tokenizer=TOKENIZER_VERSION))
 
 
-def _migration_2(cursor: psycopg.Cursor, schema: str) -> None:
+def _migration_2(cursor: psycopg.Cursor, schema: str, vectors: str) -> None:
     """Expiry: ``expires_key``, the time key of ``metadata["expires_at"]`` (NULL when none).
 
     Filled from the metadata already stored; a value that does not parse stays NULL
@@ -124,16 +124,95 @@ def _migration_2(cursor: psycopg.Cursor, schema: str) -> None:
         cursor.executemany(f"UPDATE {table} SET expires_key = %s WHERE pk = %s", keys)
 
 
-def _migration_3(cursor: psycopg.Cursor, schema: str) -> None:
+def _migration_3(cursor: psycopg.Cursor, schema: str, vectors: str) -> None:
     """Revisions: a count of this library's writes to each conversation (see PostgresStore.save_revisioned)."""
     cursor.execute(f"ALTER TABLE {schema}.qv_conversations ADD COLUMN revision bigint NOT NULL DEFAULT 0")
 
 
+#: The type of extension "vector" (pgvector) is written ``<its schema>.vector``; every
+#: name of pgvector is qualified so, whatever the connection's search_path.
+EXTENSION_LOOKUP = """SELECT n.nspname, e.extversion FROM pg_extension e
+    JOIN pg_namespace n ON n.oid = e.extnamespace WHERE e.extname = 'vector'"""
+
+VECTORS_TABLE = """
+CREATE TABLE {s}.qv_message_vectors (
+    space text COLLATE "C" NOT NULL,
+    message_pk bigint NOT NULL REFERENCES {s}.qv_messages (pk) ON DELETE CASCADE,
+    embedding {column} NOT NULL,
+    PRIMARY KEY (space, message_pk)
+);
+CREATE INDEX qv_message_vectors_by_message ON {s}.qv_message_vectors (message_pk)
+"""
+
+
+def find_extension(cursor: psycopg.Cursor) -> tuple[str, str] | None:
+    """(schema, version) of the pgvector extension installed in the database, or None."""
+    found = cursor.execute(EXTENSION_LOOKUP).fetchone()
+    return None if found is None else (str(found[0]), str(found[1]))
+
+
+def _pgvector_for_new_table(cursor: psycopg.Cursor, vectors: str) -> tuple[str, str] | None:
+    """The pgvector extension a new vectors table uses, installing it when allowed; None: bytea.
+
+    ``vectors`` is the store option: ``"exact"`` never uses it, ``"auto"`` uses it
+    when it is installed or ``CREATE EXTENSION vector`` succeeds (else falls back,
+    with a warning), ``"pgvector"`` requires it (StorageError otherwise).
+    """
+    if vectors == "exact":
+        return None
+    found = find_extension(cursor)
+    if found is None:
+        (available,) = cursor.execute(  # type: ignore[misc]
+            "SELECT count(*) FROM pg_available_extensions WHERE name = 'vector'"
+        ).fetchone()
+        if available:
+            try:
+                with cursor.connection.transaction():  # a savepoint: a refusal leaves the migration going
+                    cursor.execute("SELECT pg_advisory_xact_lock(%s, hashtext('extension vector'))", (LOCK_CLASS,))
+                    # In public where it exists (never in a store's own schema, whose drop would take it along).
+                    public = cursor.execute("SELECT 1 FROM pg_namespace WHERE nspname = 'public'").fetchone()
+                    cursor.execute("CREATE EXTENSION IF NOT EXISTS vector" + (" SCHEMA public" if public else ""))
+            except psycopg.Error as exc:  # not permitted, or created by another session meanwhile
+                log.warning("could not create the PostgreSQL extension vector: %s", str(exc).strip())
+            found = find_extension(cursor)
+    if found is None:
+        if vectors == "pgvector":
+            raise StorageError(
+                "vectors='pgvector' needs the PostgreSQL extension vector (pgvector), which this server "
+                "does not have and could not install; use vectors='auto' or 'exact' to store vectors as bytea"
+            )
+        log.warning(
+            "PostgreSQL has no extension vector (pgvector): message vectors are stored as bytea, ranked exactly"
+        )
+    return found
+
+
+def _migration_4(cursor: psycopg.Cursor, schema: str, vectors: str) -> None:
+    """Message vectors (protocol.VectorStorage): one row per (space, message), gone with its message.
+
+    The column is pgvector's ``vector`` (without a dimension: a space's dimension is in its
+    key, and an HNSW index per space casts to it) when the extension is there, else
+    ``bytea`` holding the little-endian float32 values. ``qv_store_info.vector_layout``
+    says which (``pgvector`` or ``bytea``); a schema keeps the layout it was made with.
+    """
+    extension = _pgvector_for_new_table(cursor, vectors)
+    column = "bytea" if extension is None else f"{quote_identifier(extension[0])}.vector"
+    for statement in VECTORS_TABLE.split(";"):
+        if statement.strip():
+            cursor.execute(statement.format(s=schema, column=column))
+    cursor.execute(
+        f"INSERT INTO {schema}.qv_store_info (key, value) VALUES ('vector_layout', %s)",
+        ("bytea" if extension is None else "pgvector",),
+    )
+
+
 #: MIGRATIONS[i] takes a schema from version i to version i + 1: (description, function).
-MIGRATIONS: list[tuple[str, Callable[[psycopg.Cursor, str], None]]] = [
+#: Each function takes (cursor, quoted schema, the store's ``vectors`` option).
+MIGRATIONS: list[tuple[str, Callable[[psycopg.Cursor, str, str], None]]] = [
     ("conversations, messages and their search vectors", _migration_1),
     ("conversation expiry (metadata expires_at)", _migration_2),
     ("conversation revisions", _migration_3),
+    ("message vectors for search by meaning", _migration_4),
 ]
 LATEST = len(MIGRATIONS)
 
@@ -169,8 +248,11 @@ def _check_not_newer(version: int, schema: str) -> None:
         )
 
 
-def migrate(connection: psycopg.Connection, schema_name: str) -> None:
+def migrate(connection: psycopg.Connection, schema_name: str, vectors: str = "auto") -> None:
     """Bring ``schema_name`` to :data:`LATEST` on an autocommit ``connection``.
+
+    ``vectors`` (the store option) decides the layout of the vectors table when
+    migration 4 creates it (see :func:`_migration_4`).
 
     Raises SchemaVersionError for a schema newer than this library, and lets
     psycopg errors through (the caller translates them).
@@ -191,7 +273,7 @@ def migrate(connection: psycopg.Connection, schema_name: str) -> None:
             _check_not_newer(version, schema)
             if version < LATEST:
                 description, apply = MIGRATIONS[version]
-                apply(cursor, schema)
+                apply(cursor, schema, vectors)
                 cursor.execute(
                     f"INSERT INTO {schema}.qv_schema_migrations (version, description) VALUES (%s, %s)",
                     (version + 1, description),
@@ -202,7 +284,7 @@ def migrate(connection: psycopg.Connection, schema_name: str) -> None:
 
 
 #: Every table a store creates, each after the tables that refer to it.
-TABLES = ("qv_messages", "qv_conversations", "qv_store_info", "qv_schema_migrations")
+TABLES = ("qv_message_vectors", "qv_messages", "qv_conversations", "qv_store_info", "qv_schema_migrations")
 
 
 def drop(cursor: psycopg.Cursor, schema_name: str) -> None:

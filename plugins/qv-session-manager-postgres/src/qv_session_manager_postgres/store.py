@@ -60,8 +60,10 @@ from qv_session_manager.redact import scrub, scrub_exception
 from qv_session_manager.rules import check_filter, check_order, check_page, check_window, now_key, window_start
 from qv_session_manager.text import tokens
 from qv_session_manager.timeutil import time_key
+from qv_session_manager.vector_records import EmbeddingTask, VectorSpace, checked_vector
 
 from . import schema as schema_module
+from . import vectors as vector_module
 from .errors import is_connection_failure, is_transient, translate
 from .rows import (
     CONTENT,
@@ -347,6 +349,17 @@ def check_options(
         raise InvalidInputError(f"not a valid PostgreSQL connection string: {scrub(str(exc), [conninfo])}") from None
 
 
+#: The values of the ``vectors`` option (see PostgresStore).
+VECTOR_OPTIONS = ("auto", "pgvector", "exact")
+
+
+def check_vectors_option(vectors: object) -> str:
+    """The ``vectors`` option, or InvalidInputError (shared by the sync and async stores)."""
+    if vectors not in VECTOR_OPTIONS:
+        raise InvalidInputError(f"vectors must be one of {', '.join(VECTOR_OPTIONS)}, not {vectors!r}")
+    return str(vectors)
+
+
 def connection_options(conninfo: str, connect_timeout: float) -> dict[str, Any]:
     """Keyword arguments of every connection: autocommit, and our connect timeout unless conninfo sets one."""
     options: dict[str, Any] = {"autocommit": True}
@@ -364,6 +377,18 @@ class PostgresStore:
     operation waits for a usable connection (also across a server restart),
     ``lock_timeout`` how long a write waits for a row lock before raising
     StorageBusyError (seconds; 0 waits forever).
+
+    Message vectors (:class:`~qv_session_manager.protocol.VectorStorage`, see
+    :mod:`.vectors`) are stored with pgvector when the server has it, else as bytea
+    (float32) ranked exactly in Python; both give the shared ranking rule's results.
+    ``vectors`` says which: ``"auto"`` (pgvector when the extension is installed or
+    ``CREATE EXTENSION vector`` succeeds, else bytea, with a warning), ``"pgvector"``
+    (StorageError without it), ``"exact"`` (a new schema stores bytea; any schema is
+    searched by reading every vector of the space). The layout is fixed when the
+    schema gets its vectors table; :attr:`vector_layout` (``"pgvector"`` or
+    ``"bytea"``) tells it, and :attr:`vectors` how searches run: ``"pgvector"`` (the
+    nearest messages by ``<#>``, through the space's HNSW index, then re-ranked
+    exactly) or ``"exact"``.
     """
 
     capabilities = frozenset(
@@ -379,6 +404,7 @@ class PostgresStore:
             Capability.PURGING,
             Capability.DROPPABLE,
             Capability.INDEX_INSPECTION,
+            Capability.VECTOR_STORAGE,
         }
     )
 
@@ -392,8 +418,10 @@ class PostgresStore:
         timeout: float = 30.0,
         lock_timeout: float = 30.0,
         connect_timeout: float = 10.0,
+        vectors: str = "auto",
     ) -> None:
         check_options(conninfo, schema, min_size, max_size, timeout, lock_timeout, connect_timeout)
+        check_vectors_option(vectors)
         self.schema = schema
         self._s = schema_module.quote_identifier(schema)
         self._timeout = float(timeout)
@@ -411,7 +439,8 @@ class PostgresStore:
                         f"the database uses the {encoding[0] if encoding else 'unknown'} encoding; "
                         "qv-session-manager-postgres needs a UTF8 database"
                     )
-                schema_module.migrate(connection, schema)
+                schema_module.migrate(connection, schema, vectors)
+                self._vectors = self._vector_sql(connection, vectors)
         except psycopg.Error as exc:
             scrub_exception(exc, [conninfo])
             raise translate(exc, f"opening {self._describe}") from exc
@@ -427,6 +456,24 @@ class PostgresStore:
             open=False,
         )
         self._pool.open(wait=False)
+
+    def _vector_sql(self, connection: psycopg.Connection, vectors: str) -> vector_module.VectorSql:
+        """The vector statements for the layout the schema has (see the class docstring)."""
+        found = connection.execute(f"SELECT value FROM {self._s}.qv_store_info WHERE key = 'vector_layout'").fetchone()
+        extension = schema_module.find_extension(connection.cursor()) if found and found[0] == "pgvector" else None
+        if found and found[0] == "pgvector" and extension is None:
+            raise CorruptStorageError(f"{self._describe} stores pgvector vectors but the extension vector is gone")
+        if vectors == "pgvector" and extension is None:
+            raise StorageError(
+                f"{self._describe} stores its message vectors as bytea (it was made without pgvector): "
+                "vectors='pgvector' cannot search it; open it with vectors='auto' or 'exact'"
+            )
+        sql = vector_module.VectorSql(self._s, extension, vectors)
+        #: How vector searches run: "pgvector" (nearest messages through HNSW, re-ranked exactly) or "exact".
+        self.vectors = sql.mode
+        #: How the schema stores message vectors: "pgvector" (type vector) or "bytea" (float32).
+        self.vector_layout = sql.layout
+        return sql
 
     def _configure(self, connection: psycopg.Connection) -> None:
         connection.execute("SELECT set_config('lock_timeout', %s, false)", (f"{self._lock_timeout_ms}ms",))
@@ -784,7 +831,10 @@ class PostgresStore:
                 f"""INSERT INTO {s}.qv_messages ({_names(_INSERT_FIELDS)})
                     SELECT {_values(_INSERT_FIELDS, "i")} FROM {source}"""
             )
-        if writes.doomed:
+        if writes.updates:  # a new content: the message's vectors came from the old one
+            params["stale"] = [pk for pk, _, _ in writes.updates]
+            parts.append(f"DELETE FROM {s}.qv_message_vectors WHERE message_pk = ANY(%(stale)b::bigint[])")
+        if writes.doomed:  # their vectors go by ON DELETE CASCADE
             params["doomed"] = writes.doomed
             parts.append(f"DELETE FROM {s}.qv_messages WHERE pk = ANY(%(doomed)b::bigint[])")
         for name, fields, rows in (
@@ -1199,6 +1249,94 @@ class PostgresStore:
         """
         self._run(f"dropping {self._describe}", lambda cursor: schema_module.drop(cursor, self.schema), write=True)
         self.close()
+
+    # -- message vectors (protocol.VectorStorage; the SQL is in .vectors) --------------
+
+    def pending_embeddings(self, space: VectorSpace, *, limit: int) -> builtins.list[EmbeddingTask]:
+        """See :class:`~qv_session_manager.protocol.VectorStorage`: in message key order (oldest rows first)."""
+        vector_module.check_space(space)
+        vector_module.check_limit(limit)
+        return self._run(
+            "finding messages to embed", lambda cursor: self._vectors.pending(cursor, space, limit), write=False
+        )
+
+    def store_embeddings(self, space: VectorSpace, embedded: Sequence[tuple[EmbeddingTask, Sequence[float]]]) -> int:
+        """See :class:`~qv_session_manager.protocol.VectorStorage`: one transaction.
+
+        With pgvector, the first call for a space on this store makes sure the space's
+        HNSW index exists (its own transaction, before); a role that may not create it
+        stores and searches without it (a warning says so).
+        """
+        checked = vector_module.check_tasks(vector_module.check_space(space), embedded)
+        self._check_open()
+        if space.key not in self._vectors.indexed:
+            self._index_space(space)
+        return self._run(
+            "storing message vectors", lambda cursor: self._vectors.store(cursor, space, checked), write=True
+        )
+
+    def _index_space(self, space: VectorSpace) -> None:
+        statement = self._vectors.index_statement(space)
+        if statement is not None:
+            name = f"{self._s}.{self._vectors.index_name(space)}"
+
+            def work(cursor: psycopg.Cursor) -> None:
+                (found,) = cursor.execute("SELECT to_regclass(%s) IS NOT NULL", (name,)).fetchone()  # type: ignore[misc]
+                if not found:  # the migrations' lock: one creator at a time
+                    cursor.execute(
+                        "SELECT pg_advisory_xact_lock(%s, hashtext(%s))", (schema_module.LOCK_CLASS, self.schema)
+                    )
+                    cursor.execute(statement)
+
+            try:
+                self._run(f"indexing vector space {space.key}", work, write=True)
+            except StorageError as exc:
+                if self._closed:
+                    raise
+                log.warning("no HNSW index for vector space %s (%s): searches scan it", space.key, exc)
+        self._vectors.indexed.add(space.key)
+
+    def vector_search(
+        self,
+        space: VectorSpace,
+        query: Sequence[float],
+        filter: ConversationFilter,
+        *,
+        limit: int | None = None,
+        offset: int = 0,
+        with_text: bool = False,
+    ) -> builtins.list[SearchHit]:
+        """See :class:`~qv_session_manager.protocol.VectorStorage`: one snapshot; how, see :attr:`vectors`.
+
+        Without a ``limit`` every conversation is ranked, so the search is exact either way.
+        """
+        vector_module.check_space(space)
+        checked_vector(query, space)
+        check_page(limit, offset)
+        where, params = self._where(filter)
+        key = _TIME_FIELDS[filter.field]
+        sql = self._vectors
+
+        def work(cursor: psycopg.Cursor) -> builtins.list[SearchHit]:
+            if sql.mode == "pgvector" and limit is not None:
+                ranking = sql.nearest(cursor, space, query, where, params, key, offset + limit)
+            else:
+                ranking = sql.exact(cursor, space, query, where, params, key)
+            end = None if limit is None else offset + limit
+            return sql.hits(cursor, ranking[offset:end], lambda row: _decode(decode_conversation, row), with_text)
+
+        return self._run("searching by meaning", work, write=False)
+
+    def embedding_counts(self, space: VectorSpace) -> tuple[int, int]:
+        """See :class:`~qv_session_manager.protocol.VectorStorage`."""
+        vector_module.check_space(space)
+        return self._run("counting message vectors", lambda cursor: self._vectors.counts(cursor, space), write=False)
+
+    def forget_embeddings(self, space: VectorSpace | None = None) -> int:
+        """See :class:`~qv_session_manager.protocol.VectorStorage`; the spaces' HNSW indexes stay."""
+        if space is not None:
+            vector_module.check_space(space)
+        return self._run("removing message vectors", lambda cursor: self._vectors.forget(cursor, space), write=True)
 
     def indexed_tokens(self) -> builtins.set[str]:
         """See :class:`~qv_session_manager.protocol.IndexInspection`: the lexemes of every stored vector.
