@@ -1,4 +1,4 @@
-"""Embedders: turning texts into vectors, for search by meaning (groundwork).
+"""Embedders: turning texts into vectors, for search by meaning.
 
 An embedder is any object with the :class:`TextEmbedder` shape. Plugins offer them
 through the ``register_embedders`` hook (see :mod:`qv_session_manager.hookspecs`),
@@ -8,7 +8,8 @@ as they offer backends; :func:`open_embedder` picks one by a spec string:
 (:mod:`.wordllama`, offline: ``pip install wordllama``, from a checkout ``pip install -e ".[semantic]"``).
 Deterministic embedders for tests live in :mod:`qv_session_manager.testing.embedders`.
 
-Vectors are not stored or searched yet: this is the interface later parts build on.
+Stores keep the vectors (:class:`~qv_session_manager.protocol.VectorStorage`) and
+:mod:`qv_session_manager.meaning` searches with them.
 """
 
 from .protocol import TextEmbedder, Vector
