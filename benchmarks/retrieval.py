@@ -320,7 +320,7 @@ def evaluate(searches: Searches, queries: list[dict[str, Any]]) -> dict[str, Any
     for turn, query in enumerate(queries):
         found: dict[str, list[tuple[str, float]]] = {}
         for mode in rotated(modes, turn):
-            found[mode], took = timed(lambda mode=mode: searches.run(mode, query))
+            found[mode], took = timed(lambda mode=mode, query=query: searches.run(mode, query))
             seconds[mode].append(took)
         relevant = set(query["relevant"])
         for mode in modes:
@@ -435,9 +435,7 @@ def diagnose(path: Path, space: VectorSpace, vector: Sequence[float], repeats: i
             best, took = timed(lambda triples=triples: best_per_conversation(triples))
             seconds.setdefault("python: best_per_conversation()", []).append(took)
             items = [(key, score) for key, (_, score) in best.items()]
-            _, took = timed(
-                lambda items=items: ranked(items, lambda i: i[1], lambda i: i[0][1], lambda i: i[0][2])
-            )
+            _, took = timed(lambda items=items: ranked(items, lambda i: i[1], lambda i: i[0][1], lambda i: i[0][2]))
             seconds.setdefault("python: ranked() of the conversations", []).append(took)
     db.close()
     return {name: spread(values) for name, values in seconds.items()}
@@ -448,10 +446,9 @@ def diagnose(path: Path, space: VectorSpace, vector: Sequence[float], repeats: i
 
 def build(manager: SessionManager, corpus: Corpus, path: Path, args: argparse.Namespace) -> dict[str, Any]:
     """Store and embed the corpus; time both and measure the index."""
-    conversations = [stored_conversation(corpus, number) for number in range(len(corpus))]
-    stored_messages = sum(len(c.messages) for c in conversations)
+    stored_messages = sum(len(item.turns) - opens_chat(corpus, n) for n, item in enumerate(corpus.items))
+    conversations = (stored_conversation(corpus, number) for number in range(len(corpus)))
     saved, save_seconds = timed(lambda: manager.save_many(conversations, batch_size=500))
-    del conversations
     before = file_bytes(path)
     chunks = []
     while True:
@@ -487,8 +484,12 @@ def build(manager: SessionManager, corpus: Corpus, path: Path, args: argparse.Na
 
 def embedder_alone(manager: SessionManager, corpus: Corpus, sample: int, batch: int) -> dict[str, Any]:
     """The embedder's own throughput on the first ``sample`` stored message texts (no store)."""
-    texts = [m.content for number in range(len(corpus)) for m in stored_conversation(corpus, number).messages]
-    texts = [text for text in texts if text][:sample]
+    texts: list[str] = []
+    for number, item in enumerate(corpus.items):
+        texts += [text for _, text in item.turns[opens_chat(corpus, number) :] if text]
+        if len(texts) >= sample:
+            break
+    texts = texts[:sample]
     assert manager.embedder is not None
     embed = manager.embedder.embed
     started = time.perf_counter()
