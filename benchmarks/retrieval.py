@@ -34,6 +34,7 @@ from __future__ import annotations
 import argparse
 import cProfile
 import gc
+import inspect
 import io
 import json
 import os
@@ -82,6 +83,8 @@ LABELS = {
     "floor": "numpy floor (matrix in memory, no database)",
     "floor_embed": "numpy floor + embedding the query",
 }
+#: index_embeddings' own batch size.
+DEFAULT_BATCH: int = inspect.signature(SessionManager.index_embeddings).parameters["batch_size"].default
 QUICK = {"conversations": "300", "queries": 40, "word_repeats": 1, "profile_searches": 2, "embedder_sample": 1000}
 
 
@@ -227,6 +230,26 @@ def table_bytes(path: Path, names: Sequence[str]) -> dict[str, int] | None:
     except sqlite3.OperationalError:
         return None
     return {name: int(size) for name, size in rows}
+
+
+def page_kinds(path: Path, name: str) -> dict[str, Any] | None:
+    """The page size, and the pages of one table by kind (dbstat: internal, leaf, overflow), with their payload."""
+    try:
+        with sqlite3.connect(path) as db:
+            (page_size,) = db.execute("PRAGMA page_size").fetchone()
+            rows = db.execute(
+                "SELECT pagetype, count(*), sum(pgsize), sum(payload), sum(unused) FROM dbstat WHERE name = ? "
+                "GROUP BY pagetype",
+                (name,),
+            ).fetchall()
+        db.close()
+    except sqlite3.OperationalError:
+        return None
+    kinds = {
+        kind: {"pages": pages, "bytes": size, "payload": payload, "unused": unused}
+        for kind, pages, size, payload, unused in rows
+    }
+    return {"page_size": page_size, "kinds": kinds}
 
 
 class Floor:
@@ -451,20 +474,29 @@ def build(manager: SessionManager, corpus: Corpus, path: Path, args: argparse.Na
     saved, save_seconds = timed(lambda: manager.save_many(conversations, batch_size=500))
     before = file_bytes(path)
     chunks = []
-    while True:
-        progress, took = timed(lambda: manager.index_embeddings(limit=args.embed_chunk, batch_size=args.embed_batch))
-        chunks.append({"embedded": progress.embedded, "seconds": took, "pending": progress.pending})
+    space = VectorSpace.of(manager.embedder)
+    pending = manager.store.embedding_counts(space)[1]
+    tail = args.default_batch_tail
+    while pending:
+        # The last ``tail`` messages go in the library's default batches, timed on their own.
+        batch, limit = (DEFAULT_BATCH, pending) if pending <= tail else (args.embed_batch, args.embed_chunk)
+        if pending > tail > 0:
+            limit = min(limit, pending - tail)
+        progress, took = timed(lambda batch=batch, limit=limit: manager.index_embeddings(limit=limit, batch_size=batch))
+        chunks.append(
+            {"embedded": progress.embedded, "seconds": took, "pending": progress.pending, "batch_size": batch}
+        )
         print(
-            f"  embedded {progress.embedded} in {took:.1f} s ({progress.embedded / took:,.0f} msgs/s), "
-            f"{progress.pending} pending",
+            f"  embedded {progress.embedded} in {took:.1f} s ({progress.embedded / took:,.0f} msgs/s, "
+            f"batches of {batch}), {progress.pending} pending",
             flush=True,
         )
-        if progress.embedded == 0 or progress.pending == 0:
+        pending = progress.pending
+        if progress.embedded == 0:
             break
     embedded = sum(chunk["embedded"] for chunk in chunks)
     embed_seconds = sum(chunk["seconds"] for chunk in chunks)
     after = file_bytes(path)
-    space = VectorSpace.of(manager.embedder)
     tables = table_bytes(path, ["message_vectors", "message_vectors_by_message"])
     return {
         "conversations_saved": saved,
@@ -478,6 +510,7 @@ def build(manager: SessionManager, corpus: Corpus, path: Path, args: argparse.Na
         "file_bytes_before_vectors": before,
         "file_bytes_after_vectors": after,
         "table_bytes": tables,
+        "vector_pages": page_kinds(path, "message_vectors"),
         "raw_vector_bytes": embedded * space.dimension * 4,
     }
 
@@ -556,14 +589,36 @@ def markdown(data: dict[str, Any]) -> str:
         lines += [
             f"| `index_embeddings` (batch {build_data['embed_batch_size']}) | {build_data['embedded']:,} messages in "
             f"{build_data['embed_seconds']:.1f} s = {build_data['embed_msgs_per_s']:,.0f} msgs/s |",
+            *chunk_lines(build_data),
             f"| the embedder alone (`embed`, no store) | {data['embedder_alone']['msgs_per_s']:,.0f} msgs/s |",
             f"| `message_vectors` table + its index (dbstat) | {tables.get('message_vectors', 0) / 2**20:.1f} MB + "
             f"{tables.get('message_vectors_by_message', 0) / 2**20:.1f} MB |",
+            *page_lines(build_data.get("vector_pages")),
             f"| raw float32 payload | {build_data['raw_vector_bytes'] / 2**20:.1f} MB |",
             f"| file growth | {growth / 2**20:.1f} MB ({build_data['file_bytes_before_vectors'] / 2**20:.1f} -> "
             f"{build_data['file_bytes_after_vectors'] / 2**20:.1f} MB) |",
         ]
     return "\n".join(lines)
+
+
+def chunk_lines(build_data: dict[str, Any]) -> list[str]:
+    """Each timed index_embeddings call: messages/s, so a slowdown as the store fills shows."""
+    rates = ", ".join(
+        f"{chunk['embedded'] / chunk['seconds']:,.0f} (batch {chunk.get('batch_size', build_data['embed_batch_size'])})"
+        for chunk in build_data["embed_chunks"]
+        if chunk["seconds"]
+    )
+    return [f"| each `index_embeddings` call, msgs/s in order | {rates} |"]
+
+
+def page_lines(pages: dict[str, Any] | None) -> list[str]:
+    if not pages:
+        return []
+    kinds = ", ".join(
+        f"{kind}: {numbers['pages']:,} pages, {numbers['payload'] / 2**20:.1f} MB payload"
+        for kind, numbers in sorted(pages["kinds"].items())
+    )
+    return [f"| `message_vectors` pages of {pages['page_size']:,} bytes | {kinds} |"]
 
 
 # -- the run -----------------------------------------------------------------------------
@@ -588,7 +643,15 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--word-repeats", type=int, help="rounds of the single-word latency queries (default 5)")
     parser.add_argument("--profile-searches", type=int, help="semantic searches profiled (default 5)")
     parser.add_argument("--embedder-sample", type=int, help="messages embedded without the store (default 5000)")
-    parser.add_argument("--embed-batch", type=int, default=32, help="index_embeddings batch_size (default 32)")
+    parser.add_argument(
+        "--embed-batch", type=int, default=DEFAULT_BATCH, help=f"index_embeddings batch_size (default {DEFAULT_BATCH})"
+    )
+    parser.add_argument(
+        "--default-batch-tail",
+        type=int,
+        default=0,
+        help=f"embed the last N messages in batches of {DEFAULT_BATCH} (the default), timed apart (default 0)",
+    )
     parser.add_argument("--embed-chunk", type=int, default=8192, help="messages per timed index_embeddings call")
     parser.add_argument("--corpus", type=Path, help="a ShareGPT-shaped JSON file instead of the cached corpus")
     parser.add_argument("--db-dir", type=Path, default=Path("/tmp"), help="where the SQLite file goes (default /tmp)")
