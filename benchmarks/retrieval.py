@@ -1,0 +1,750 @@
+"""Search by meaning, measured: retrieval quality and speed of text, semantic and hybrid search.
+
+Run it with the python where this project is installed with its ``[semantic]`` extra::
+
+    python benchmarks/retrieval.py --quick                  # smoke run: 300 conversations, 40 queries
+    python benchmarks/retrieval.py                          # the first 3,000 ShareGPT conversations
+    python benchmarks/retrieval.py --conversations all      # the whole corpus (17.5k conversations)
+
+The evaluation needs no hand labels (benchmarks/README.md, "Search by meaning"):
+every ShareGPT chat that starts with a user message is stored WITHOUT that opening
+question, and the question becomes a query whose relevant result is its own chat
+(any of the parts ShareGPT split it into). Queries are sampled with a fixed seed
+among the questions that are question-sized, unique among the opening questions,
+and whose exact token sequence appears in no stored message.
+
+One run, on one SQLite file (in ``--db-dir``, default ``/tmp``):
+
+1. stores the corpus with ``save_many`` and embeds it with ``index_embeddings``
+   (the offline WordLlama embedder), timing both, and measures the index size;
+2. runs every query in every mode (text as the library parses it, text with the
+   question's words OR-ed, semantic, hybrid, hybrid with OR-ed words), top 20,
+   the modes' order rotating from query to query: recall@10, MRR@10, and the
+   latencies;
+3. times top-20 searches for single common words (run.py's QUERIES) in the three
+   library modes, next to a bare numpy floor (the same float32 vectors as one
+   matrix in memory: one matrix-vector product, the best message per conversation,
+   argpartition), the stages of a semantic search on their own, and a cProfile
+   of a few semantic searches;
+4. prints the Markdown tables and writes ``benchmarks/results/retrieval-<timestamp>.json``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import cProfile
+import gc
+import inspect
+import io
+import json
+import os
+import pstats
+import random
+import shutil
+import sqlite3
+import statistics
+import sys
+import tempfile
+import time
+from collections import Counter
+from collections.abc import Callable, Sequence
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import numpy
+from qv_ollama_sdk.domain.models import Conversation, MessageRole
+
+from qv_session_manager import SessionManager
+from qv_session_manager.meaning import FUSION_DEPTH, fuse
+from qv_session_manager.protocol import ConversationFilter
+from qv_session_manager.query import parse
+from qv_session_manager.text import tokens
+from qv_session_manager.vector_records import VectorSpace, best_per_conversation, ranked, similarities
+
+from corpus import Corpus
+from run import QUERIES as WORDS
+
+BENCH_DIR = Path(__file__).resolve().parent
+CACHE_DIR = BENCH_DIR / ".cache"
+RESULTS_DIR = BENCH_DIR / "results"
+SEED = 20240101
+TOP = 20  # every search asks for this many conversations
+CUTOFF = 10  # recall@10 and MRR@10
+EMBEDDER = "wordllama"
+#: The evaluated rankings, in the order of the tables. "library" marks the search_conversations paths.
+MODES = ("text", "text_or", "semantic", "hybrid", "hybrid_or")
+LABELS = {
+    "text": "text (library default: every word required)",
+    "text_or": "text, the question's words OR-ed",
+    "semantic": "semantic (wordllama, 256 dimensions)",
+    "hybrid": "hybrid (library: the default text ranking + vectors, RRF)",
+    "hybrid_or": "hybrid, OR-ed text ranking + vectors (RRF)",
+    "floor": "numpy floor (matrix in memory, no database)",
+    "floor_embed": "numpy floor + embedding the query",
+}
+#: index_embeddings' own batch size.
+DEFAULT_BATCH: int = inspect.signature(SessionManager.index_embeddings).parameters["batch_size"].default
+QUICK = {"conversations": "300", "queries": 40, "word_repeats": 1, "profile_searches": 2, "embedder_sample": 1000}
+
+
+# -- the evaluation set --------------------------------------------------------------
+
+
+def chat_of(sharegpt_id: str) -> tuple[str, int]:
+    """ShareGPT splits long chats into parts ``<chat>_<n>``: (chat, part number; -1 when unsplit)."""
+    chat, _, part = sharegpt_id.rpartition("_")
+    return (chat, int(part)) if chat and part.isdigit() else (sharegpt_id, -1)
+
+
+def opens_chat(corpus: Corpus, number: int) -> bool:
+    """Whether conversation ``number`` is the start of a chat that opens with a user message."""
+    item = corpus.items[number]
+    return chat_of(item.sharegpt_id)[1] <= 0 and item.turns[0][0] == MessageRole.USER
+
+
+def stored_conversation(corpus: Corpus, number: int) -> Conversation:
+    """The conversation as stored: no title (it would repeat the opening question), and a
+    chat start without its opening user message."""
+    conversation = corpus.conversation(number)
+    conversation.title = None
+    if opens_chat(corpus, number):
+        conversation.messages = conversation.messages[1:]
+    return conversation
+
+
+def candidate_queries(corpus: Corpus, args: argparse.Namespace) -> tuple[list[int], dict[str, int]]:
+    """The conversations whose opening question may become a query, and how many each filter dropped."""
+    dropped: Counter[str] = Counter()
+    openings: dict[int, tuple[str, ...]] = {}
+    for number in range(len(corpus)):
+        if not opens_chat(corpus, number):
+            dropped["not the start of a chat opened by a user message"] += 1
+            continue
+        openings[number] = tuple(tokens(corpus.items[number].turns[0][1]))
+    repeated = Counter(openings.values())
+    kept = []
+    for number, words in openings.items():
+        remainder = corpus.items[number].turns[1:]
+        if len(words) < args.min_words:
+            dropped[f"fewer than {args.min_words} words"] += 1
+        elif len(words) > args.max_words:
+            dropped[f"more than {args.max_words} words"] += 1
+        elif repeated[words] > 1:
+            dropped["the same question opens another chat"] += 1
+        elif not any(text.strip() for _, text in remainder):
+            dropped["nothing stored after the question"] += 1
+        else:
+            kept.append(number)
+    return kept, dict(dropped)
+
+
+def phrase(words: Sequence[str]) -> str:
+    return '"' + " ".join(words) + '"'
+
+
+def or_query(words: Sequence[str]) -> str:
+    """The question's distinct words as alternatives (tokens are folded to lower case, so none reads as OR)."""
+    return " OR ".join(dict.fromkeys(words))
+
+
+def sample_queries(
+    manager: SessionManager, corpus: Corpus, candidates: list[int], count: int, dropped: dict[str, int]
+) -> list[dict[str, Any]]:
+    """``count`` queries drawn with a fixed seed; a question whose exact words appear in a stored
+    message (its own chat's or another's) is skipped and counted."""
+    order = list(candidates)
+    random.Random(SEED).shuffle(order)
+    by_chat: dict[str, list[str]] = {}
+    for number in range(len(corpus)):
+        by_chat.setdefault(chat_of(corpus.items[number].sharegpt_id)[0], []).append(corpus.conversation_id(number))
+    queries = []
+    leaked = 0
+    for number in order:
+        if len(queries) == count:
+            break
+        item = corpus.items[number]
+        words = tokens(item.turns[0][1])
+        if manager.search_conversations(phrase(words), limit=1):
+            leaked += 1
+            continue
+        queries.append(
+            {
+                "number": number,
+                "sharegpt_id": item.sharegpt_id,
+                "text": item.turns[0][1],
+                "words": len(words),
+                "or_text": or_query(words),
+                "own": corpus.conversation_id(number),
+                "relevant": by_chat[chat_of(item.sharegpt_id)[0]],
+            }
+        )
+    dropped["its words appear as a phrase in a stored message (among those drawn)"] = leaked
+    return queries
+
+
+# -- measuring --------------------------------------------------------------------------
+
+
+def percentile(values: Sequence[float], fraction: float) -> float:
+    ordered = sorted(values)
+    if not ordered:
+        return float("nan")
+    return ordered[min(len(ordered) - 1, round(fraction * (len(ordered) - 1)))]
+
+
+def spread(seconds: Sequence[float]) -> dict[str, float]:
+    """p50, p95 and mean in milliseconds."""
+    return {
+        "p50_ms": percentile(seconds, 0.5) * 1000,
+        "p95_ms": percentile(seconds, 0.95) * 1000,
+        "mean_ms": statistics.fmean(seconds) * 1000 if seconds else float("nan"),
+        "count": len(seconds),
+    }
+
+
+def timed(call: Callable[[], Any]) -> tuple[Any, float]:
+    started = time.perf_counter()
+    value = call()
+    return value, time.perf_counter() - started
+
+
+def file_bytes(path: Path) -> int:
+    """The database file after a checkpoint (plus whatever WAL is left)."""
+    with sqlite3.connect(path) as db:
+        db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+    db.close()
+    wal = Path(f"{path}-wal")
+    return path.stat().st_size + (wal.stat().st_size if wal.exists() else 0)
+
+
+def table_bytes(path: Path, names: Sequence[str]) -> dict[str, int] | None:
+    """Bytes of pages of each table or index (SQLite's dbstat; None where it is not compiled in)."""
+    try:
+        with sqlite3.connect(path) as db:
+            marks = ",".join("?" * len(names))
+            rows = db.execute(
+                f"SELECT name, sum(pgsize) FROM dbstat WHERE name IN ({marks}) GROUP BY name", list(names)
+            ).fetchall()
+        db.close()
+    except sqlite3.OperationalError:
+        return None
+    return {name: int(size) for name, size in rows}
+
+
+def page_kinds(path: Path, name: str) -> dict[str, Any] | None:
+    """The page size, and the pages of one table by kind (dbstat: internal, leaf, overflow), with their payload."""
+    try:
+        with sqlite3.connect(path) as db:
+            (page_size,) = db.execute("PRAGMA page_size").fetchone()
+            rows = db.execute(
+                "SELECT pagetype, count(*), sum(pgsize), sum(payload), sum(unused) FROM dbstat WHERE name = ? "
+                "GROUP BY pagetype",
+                (name,),
+            ).fetchall()
+        db.close()
+    except sqlite3.OperationalError:
+        return None
+    kinds = {
+        kind: {"pages": pages, "bytes": size, "payload": payload, "unused": unused}
+        for kind, pages, size, payload, unused in rows
+    }
+    return {"page_size": page_size, "kinds": kinds}
+
+
+class Floor:
+    """The same float32 vectors as one matrix in memory, ranked with numpy only."""
+
+    def __init__(self, path: Path, space: VectorSpace) -> None:
+        with sqlite3.connect(path) as db:
+            rows = db.execute(
+                """SELECT c.id, v.vector FROM message_vectors v JOIN messages m ON m.pk = v.message_pk
+                   JOIN conversations c ON c.pk = m.conversation_pk
+                   WHERE v.space = ? AND m.content <> '' ORDER BY c.pk, m.position""",
+                (space.key,),
+            ).fetchall()
+        db.close()
+        self.matrix = numpy.frombuffer(b"".join(row[1] for row in rows), dtype="<f4").reshape(len(rows), -1).copy()
+        firsts = [i for i, row in enumerate(rows) if i == 0 or rows[i - 1][0] != row[0]]
+        self.starts = numpy.asarray(firsts, dtype=numpy.intp)
+        self.ids = [rows[i][0] for i in firsts]
+
+    def top(self, vector: Sequence[float], count: int) -> list[tuple[str, float]]:
+        """The ``count`` conversations whose best message is most similar, best first, with that similarity."""
+        scores = self.matrix @ numpy.asarray(vector, dtype=numpy.float32)
+        best = numpy.maximum.reduceat(scores, self.starts)
+        count = min(count, len(best))
+        chosen = numpy.argpartition(-best, count - 1)[:count]
+        chosen = chosen[numpy.argsort(-best[chosen], kind="stable")]
+        return [(self.ids[i], float(best[i])) for i in chosen]
+
+
+class Searches:
+    """Every ranking of the benchmark over one manager, each giving (conversation id, score) best first."""
+
+    def __init__(self, manager: SessionManager, floor: Floor | None) -> None:
+        self.manager = manager
+        self.store: Any = manager.store
+        assert manager.embedder is not None
+        self.embedder = manager.embedder
+        self.space = VectorSpace.of(self.embedder)
+        self.filter = ConversationFilter()
+        self.floor = floor
+        self.fallbacks: Counter[str] = Counter()
+
+    def library(self, text: str, mode: str) -> list[tuple[str, float]]:
+        if mode == "text":
+            found = self.manager.search_conversations(text, order="relevance", limit=TOP)
+        else:
+            found = self.manager.search_conversations(text, mode=mode, limit=TOP)
+            if found.fallback is not None:
+                self.fallbacks[found.fallback] += 1
+        return [(item["id"], item["score"]) for item in found]
+
+    def hybrid_or(self, text: str, alternatives: str) -> list[tuple[str, float]]:
+        """meaning_search's hybrid with the OR-ed words as the text ranking (the question itself is embedded)."""
+        (vector,) = self.embedder.embed_queries([text])
+        depth = max(FUSION_DEPTH, TOP)
+        rankings = [
+            self.store.search(parse(alternatives), self.filter, order="relevance", limit=depth),
+            self.store.vector_search(self.space, vector, self.filter, limit=depth),
+        ]
+        return [(hit.conversation.id, hit.score or 0.0) for hit in fuse(rankings, self.filter.field)[:TOP]]
+
+    def floor_with_embedding(self, text: str) -> list[tuple[str, float]]:
+        assert self.floor is not None
+        (vector,) = self.embedder.embed_queries([text])
+        return self.floor.top(vector, TOP)
+
+    def run(self, mode: str, query: dict[str, Any]) -> list[tuple[str, float]]:
+        text = query["text"]
+        if mode == "text_or":
+            return self.library(query["or_text"], "text")
+        if mode == "hybrid_or":
+            return self.hybrid_or(text, query["or_text"])
+        if mode == "floor_embed":
+            return self.floor_with_embedding(text)
+        return self.library(text, mode)
+
+
+def rotated(modes: Sequence[str], turn: int) -> list[str]:
+    shift = turn % len(modes)
+    return [*modes[shift:], *modes[:shift]]
+
+
+def evaluate(searches: Searches, queries: list[dict[str, Any]]) -> dict[str, Any]:
+    """Every query in every mode (plus the floor), the order of modes rotating: quality and latency."""
+    modes = (*MODES, "floor_embed")
+    seconds: dict[str, list[float]] = {mode: [] for mode in modes}
+    ranks: dict[str, list[int | None]] = {mode: [] for mode in modes}
+    own_ranks: dict[str, list[int | None]] = {mode: [] for mode in modes}
+    answered: Counter[str] = Counter()
+    agree = 0
+    for turn, query in enumerate(queries):
+        found: dict[str, list[tuple[str, float]]] = {}
+        for mode in rotated(modes, turn):
+            found[mode], took = timed(lambda mode=mode, query=query: searches.run(mode, query))
+            seconds[mode].append(took)
+        relevant = set(query["relevant"])
+        for mode in modes:
+            ids = [ident for ident, _ in found[mode]]
+            answered[mode] += bool(ids)
+            ranks[mode].append(next((i for i, ident in enumerate(ids, 1) if ident in relevant), None))
+            own_ranks[mode].append(next((i for i, ident in enumerate(ids, 1) if ident == query["own"]), None))
+        agree += same_scores(found["floor_embed"][:CUTOFF], found["semantic"][:CUTOFF])
+    quality = {}
+    for mode in modes:
+        quality[mode] = {
+            **scores(ranks[mode], len(queries)),
+            "own_part_only": scores(own_ranks[mode], len(queries)),
+            "answered": answered[mode] / len(queries),
+        }
+    return {
+        "quality": quality,
+        "latency": {mode: spread(seconds[mode]) for mode in modes},
+        "floor_matches_semantic_top10": agree / len(queries),
+        "ranks": ranks,
+    }
+
+
+def same_scores(floor: list[tuple[str, float]], library: list[tuple[str, float]]) -> bool:
+    """Whether two rankings hold the same similarities (float32 against float64: to 1e-5), ties in any order."""
+    return len(floor) == len(library) and all(abs(a[1] - b[1]) <= 1e-5 for a, b in zip(floor, library))
+
+
+def scores(ranks: Sequence[int | None], count: int) -> dict[str, float]:
+    within = [rank for rank in ranks if rank is not None and rank <= CUTOFF]
+    return {
+        "recall@10": len(within) / count,
+        "mrr@10": sum(1 / rank for rank in within) / count,
+        "recall@20": sum(rank is not None for rank in ranks) / count,
+    }
+
+
+def word_latency(searches: Searches, repeats: int) -> dict[str, Any]:
+    """Top-20 searches for single common words: the three library modes, the floor, and a semantic search's stages."""
+    modes = ("text", "semantic", "hybrid", "floor", "floor_embed")
+    seconds: dict[str, list[float]] = {mode: [] for mode in modes}
+    stages: dict[str, list[float]] = {"embedding_counts": [], "embed_queries": [], "vector_search": []}
+    store, space, embedder, floor = searches.store, searches.space, searches.embedder, searches.floor
+    assert floor is not None
+    for mode in ("text", "semantic", "hybrid"):  # warm-up, untimed
+        searches.library(WORDS[0], mode)
+    turn = 0
+    for _ in range(repeats):
+        for word in WORDS:
+            (vector,) = embedder.embed_queries([word])
+            calls: dict[str, Callable[[], Any]] = {
+                "text": lambda word=word: searches.library(word, "text"),
+                "semantic": lambda word=word: searches.library(word, "semantic"),
+                "hybrid": lambda word=word: searches.library(word, "hybrid"),
+                "floor": lambda vector=vector: floor.top(vector, TOP),
+                "floor_embed": lambda word=word: searches.floor_with_embedding(word),
+            }
+            for mode in rotated(modes, turn):
+                seconds[mode].append(timed(calls[mode])[1])
+            stages["embedding_counts"].append(timed(lambda: store.embedding_counts(space))[1])
+            stages["embed_queries"].append(timed(lambda word=word: embedder.embed_queries([word]))[1])
+            stages["vector_search"].append(
+                timed(lambda vector=vector: store.vector_search(space, vector, searches.filter, limit=TOP))[1]
+            )
+            turn += 1
+    return {
+        "latency": {mode: spread(seconds[mode]) for mode in modes},
+        "semantic_stages": {stage: spread(values) for stage, values in stages.items()},
+    }
+
+
+def profile(searches: Searches, count: int) -> dict[str, str]:
+    """cProfile of ``count`` semantic top-20 searches (single words), by own time and by cumulative time."""
+    profiler = cProfile.Profile()
+    profiler.enable()
+    for word in WORDS[:count]:
+        searches.library(word, "semantic")
+    profiler.disable()
+    texts = {}
+    for key in ("tottime", "cumulative"):
+        out = io.StringIO()
+        pstats.Stats(profiler, stream=out).strip_dirs().sort_stats(key).print_stats(14)
+        texts[key] = out.getvalue()
+    return texts
+
+
+#: The vector rows a semantic search reads, with and without the test of the message's content
+#: (written here to time the steps apart; the library's query also applies the conversation filter).
+_JOINED = """SELECT c.pk, c.updated_key, c.id, m.id, m.pk, v.vector
+    FROM message_vectors v JOIN messages m ON m.pk = v.message_pk JOIN conversations c ON c.pk = m.conversation_pk
+    WHERE v.space = :space {test} ORDER BY c.pk, m.position, m.pk"""
+DIAGNOSIS = {
+    "sql: the space's vector blobs alone": "SELECT vector FROM message_vectors WHERE space = :space",
+    "sql: every message's content <> '' (count)": "SELECT count(*) FROM messages WHERE content <> ''",
+    "sql: vector rows joined, no content test": _JOINED.format(test=""),
+    "sql: vector rows joined, with content <> ''": _JOINED.format(test="AND m.content <> ''"),
+}
+
+
+def diagnose(path: Path, space: VectorSpace, vector: Sequence[float], repeats: int) -> dict[str, dict[str, float]]:
+    """Where a semantic search's time goes: its steps run apart, each ``repeats`` times (a separate connection)."""
+    seconds: dict[str, list[float]] = {}
+    with sqlite3.connect(path) as db:
+        for _ in range(repeats):
+            for name, sql in DIAGNOSIS.items():
+                rows, took = timed(lambda sql=sql: db.execute(sql, {"space": space.key}).fetchall())
+                seconds.setdefault(name, []).append(took)
+            blobs = [row[5] for row in rows]
+            scored, took = timed(lambda blobs=blobs: similarities(blobs, vector, space.dimension))
+            seconds.setdefault("python: similarities() (join, float64, matrix product, list)", []).append(took)
+            triples = (((row[0], row[1], row[2]), (row[3], row[4]), score) for row, score in zip(rows, scored))
+            best, took = timed(lambda triples=triples: best_per_conversation(triples))
+            seconds.setdefault("python: best_per_conversation()", []).append(took)
+            items = [(key, score) for key, (_, score) in best.items()]
+            _, took = timed(lambda items=items: ranked(items, lambda i: i[1], lambda i: i[0][1], lambda i: i[0][2]))
+            seconds.setdefault("python: ranked() of the conversations", []).append(took)
+    db.close()
+    return {name: spread(values) for name, values in seconds.items()}
+
+
+# -- building the store -----------------------------------------------------------------
+
+
+def build(manager: SessionManager, corpus: Corpus, path: Path, args: argparse.Namespace) -> dict[str, Any]:
+    """Store and embed the corpus; time both and measure the index."""
+    stored_messages = sum(len(item.turns) - opens_chat(corpus, n) for n, item in enumerate(corpus.items))
+    conversations = (stored_conversation(corpus, number) for number in range(len(corpus)))
+    saved, save_seconds = timed(lambda: manager.save_many(conversations, batch_size=500))
+    before = file_bytes(path)
+    chunks = []
+    space = VectorSpace.of(manager.embedder)
+    pending = manager.store.embedding_counts(space)[1]
+    tail = args.default_batch_tail
+    while pending:
+        # The last ``tail`` messages go in the library's default batches, timed on their own.
+        batch, limit = (DEFAULT_BATCH, pending) if pending <= tail else (args.embed_batch, args.embed_chunk)
+        if pending > tail > 0:
+            limit = min(limit, pending - tail)
+        progress, took = timed(lambda batch=batch, limit=limit: manager.index_embeddings(limit=limit, batch_size=batch))
+        chunks.append(
+            {"embedded": progress.embedded, "seconds": took, "pending": progress.pending, "batch_size": batch}
+        )
+        print(
+            f"  embedded {progress.embedded} in {took:.1f} s ({progress.embedded / took:,.0f} msgs/s, "
+            f"batches of {batch}), {progress.pending} pending",
+            flush=True,
+        )
+        pending = progress.pending
+        if progress.embedded == 0:
+            break
+    embedded = sum(chunk["embedded"] for chunk in chunks)
+    embed_seconds = sum(chunk["seconds"] for chunk in chunks)
+    after = file_bytes(path)
+    tables = table_bytes(path, ["message_vectors", "message_vectors_by_message"])
+    return {
+        "conversations_saved": saved,
+        "messages_stored": stored_messages,
+        "save_many_seconds": save_seconds,
+        "embedded": embedded,
+        "embed_seconds": embed_seconds,
+        "embed_msgs_per_s": embedded / embed_seconds if embed_seconds else None,
+        "embed_chunks": chunks,
+        "embed_batch_size": args.embed_batch,
+        "file_bytes_before_vectors": before,
+        "file_bytes_after_vectors": after,
+        "table_bytes": tables,
+        "vector_pages": page_kinds(path, "message_vectors"),
+        "raw_vector_bytes": embedded * space.dimension * 4,
+    }
+
+
+def embedder_alone(manager: SessionManager, corpus: Corpus, sample: int, batch: int) -> dict[str, Any]:
+    """The embedder's own throughput on the first ``sample`` stored message texts (no store)."""
+    texts: list[str] = []
+    for number, item in enumerate(corpus.items):
+        texts += [text for _, text in item.turns[opens_chat(corpus, number) :] if text]
+        if len(texts) >= sample:
+            break
+    texts = texts[:sample]
+    assert manager.embedder is not None
+    embed = manager.embedder.embed
+    started = time.perf_counter()
+    for start in range(0, len(texts), batch):
+        embed(texts[start : start + batch])
+    took = time.perf_counter() - started
+    return {"messages": len(texts), "seconds": took, "msgs_per_s": len(texts) / took if took else None}
+
+
+# -- reporting ---------------------------------------------------------------------------
+
+
+def markdown(data: dict[str, Any]) -> str:
+    build_data, quality, latency = data["build"], data["evaluation"]["quality"], data["evaluation"]["latency"]
+    words = data["words"]
+    corpus = data["corpus_summary"]
+    lines = [
+        f"Retrieval: {corpus['conversations']:,} conversations ({build_data['messages_stored']:,} messages "
+        f"stored), {data['query_count']} queries (seed {SEED}), top {TOP}, SQLite in {data['db_dir']}",
+        "",
+        "| ranking | recall@10 | MRR@10 | recall@20 | own part only: recall@10 | answered | top-20 p50 ms | p95 ms |",
+        "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
+    ]
+    for mode in (*MODES, "floor_embed"):
+        q, t = quality[mode], latency[mode]
+        lines.append(
+            f"| {LABELS[mode]} | {q['recall@10']:.3f} | {q['mrr@10']:.3f} | {q['recall@20']:.3f} | "
+            f"{q['own_part_only']['recall@10']:.3f} | {q['answered']:.0%} | {t['p50_ms']:.1f} | {t['p95_ms']:.1f} |"
+        )
+    wl, stages = words["latency"], words["semantic_stages"]
+    lines += [
+        "",
+        f"Top-20 latency, {len(WORDS)} single words x {data['arguments']['word_repeats']} "
+        f"(run.py's QUERIES), modes rotating:",
+        "",
+        "| search | p50 ms | p95 ms |",
+        "| --- | ---: | ---: |",
+    ]
+    for mode in ("text", "semantic", "hybrid", "floor", "floor_embed"):
+        lines.append(f"| {LABELS[mode]} | {wl[mode]['p50_ms']:.2f} | {wl[mode]['p95_ms']:.2f} |")
+    for stage, values in stages.items():
+        lines.append(f"| semantic stage: `{stage}` | {values['p50_ms']:.2f} | {values['p95_ms']:.2f} |")
+    lines += ["", "| a semantic search's steps, run apart | p50 ms |", "| --- | ---: |"]
+    lines += [f"| {name} | {values['p50_ms']:.1f} |" for name, values in data["diagnosis"].items()]
+    goals = data["goals"]
+    lines += [
+        "",
+        "| goal | measured | verdict |",
+        "| --- | ---: | --- |",
+        f"| hybrid top-20 p50 <= 2x text top-20 p50 (single words) | {goals['hybrid_vs_text']:.1f}x | "
+        f"{'MET' if goals['hybrid_vs_text'] <= 2 else 'MISSED'} |",
+        f"| the same on the evaluation questions | {goals['hybrid_vs_text_questions']:.1f}x | "
+        f"{'MET' if goals['hybrid_vs_text_questions'] <= 2 else 'MISSED'} |",
+        f"| vector part (`vector_search` p50) <= 1.3x the numpy floor p50 | {goals['vector_vs_floor']:.1f}x | "
+        f"{'MET' if goals['vector_vs_floor'] <= 1.3 else 'MISSED'} |",
+        "",
+        "| build | value |",
+        "| --- | ---: |",
+        f"| `save_many` | {build_data['save_many_seconds']:.1f} s |",
+    ]
+    if build_data.get("embed_seconds"):
+        tables = build_data["table_bytes"] or {}
+        growth = build_data["file_bytes_after_vectors"] - build_data["file_bytes_before_vectors"]
+        lines += [
+            f"| `index_embeddings` (batch {build_data['embed_batch_size']}) | {build_data['embedded']:,} messages in "
+            f"{build_data['embed_seconds']:.1f} s = {build_data['embed_msgs_per_s']:,.0f} msgs/s |",
+            *chunk_lines(build_data),
+            f"| the embedder alone (`embed`, no store) | {data['embedder_alone']['msgs_per_s']:,.0f} msgs/s |",
+            f"| `message_vectors` table + its index (dbstat) | {tables.get('message_vectors', 0) / 2**20:.1f} MB + "
+            f"{tables.get('message_vectors_by_message', 0) / 2**20:.1f} MB |",
+            *page_lines(build_data.get("vector_pages")),
+            f"| raw float32 payload | {build_data['raw_vector_bytes'] / 2**20:.1f} MB |",
+            f"| file growth | {growth / 2**20:.1f} MB ({build_data['file_bytes_before_vectors'] / 2**20:.1f} -> "
+            f"{build_data['file_bytes_after_vectors'] / 2**20:.1f} MB) |",
+        ]
+    return "\n".join(lines)
+
+
+def chunk_lines(build_data: dict[str, Any]) -> list[str]:
+    """Each timed index_embeddings call: messages/s, so a slowdown as the store fills shows."""
+    rates = ", ".join(
+        f"{chunk['embedded'] / chunk['seconds']:,.0f} (batch {chunk.get('batch_size', build_data['embed_batch_size'])})"
+        for chunk in build_data["embed_chunks"]
+        if chunk["seconds"]
+    )
+    return [f"| each `index_embeddings` call, msgs/s in order | {rates} |"]
+
+
+def page_lines(pages: dict[str, Any] | None) -> list[str]:
+    if not pages:
+        return []
+    kinds = ", ".join(
+        f"{kind}: {numbers['pages']:,} pages, {numbers['payload'] / 2**20:.1f} MB payload"
+        for kind, numbers in sorted(pages["kinds"].items())
+    )
+    return [f"| `message_vectors` pages of {pages['page_size']:,} bytes | {kinds} |"]
+
+
+# -- the run -----------------------------------------------------------------------------
+
+
+def find_corpus(given: Path | None) -> Path:
+    if given is not None:
+        return given.resolve()
+    cached = sorted((CACHE_DIR / "sharegpt").rglob("*.json"), key=lambda path: path.stat().st_size)
+    if not cached:
+        sys.exit(f"no ShareGPT corpus under {CACHE_DIR / 'sharegpt'}: run benchmarks/run.py once, or pass --corpus")
+    return cached[-1]
+
+
+def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--quick", action="store_true", help="smoke run: 300 conversations, 40 queries")
+    parser.add_argument("--conversations", help="the first N ShareGPT conversations, or all (default 3000)")
+    parser.add_argument("--queries", type=int, help="queries sampled (default 300)")
+    parser.add_argument("--min-words", type=int, default=4, help="shortest question kept, in words (default 4)")
+    parser.add_argument("--max-words", type=int, default=64, help="longest question kept, in words (default 64)")
+    parser.add_argument("--word-repeats", type=int, help="rounds of the single-word latency queries (default 5)")
+    parser.add_argument("--profile-searches", type=int, help="semantic searches profiled (default 5)")
+    parser.add_argument("--embedder-sample", type=int, help="messages embedded without the store (default 5000)")
+    parser.add_argument(
+        "--embed-batch", type=int, default=DEFAULT_BATCH, help=f"index_embeddings batch_size (default {DEFAULT_BATCH})"
+    )
+    parser.add_argument(
+        "--default-batch-tail",
+        type=int,
+        default=0,
+        help=f"embed the last N messages in batches of {DEFAULT_BATCH} (the default), timed apart (default 0)",
+    )
+    parser.add_argument("--embed-chunk", type=int, default=8192, help="messages per timed index_embeddings call")
+    parser.add_argument("--corpus", type=Path, help="a ShareGPT-shaped JSON file instead of the cached corpus")
+    parser.add_argument("--db-dir", type=Path, default=Path("/tmp"), help="where the SQLite file goes (default /tmp)")
+    parser.add_argument("--keep-db", action="store_true", help="keep the SQLite file")
+    parser.add_argument("--results-dir", type=Path, default=RESULTS_DIR, help="where the results JSON goes")
+    args = parser.parse_args(argv)
+    defaults = {"conversations": "3000", "queries": 300, "word_repeats": 5, "profile_searches": 5}
+    defaults["embedder_sample"] = 5000
+    for name, value in (QUICK if args.quick else defaults).items():
+        if getattr(args, name) is None:
+            setattr(args, name, value)
+    return args
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    started = time.perf_counter()
+    started_at = datetime.now()
+    args = parse_args(argv)
+    corpus_path = find_corpus(args.corpus)
+    count = None if args.conversations == "all" else int(args.conversations)
+    corpus = Corpus(str(corpus_path), count)
+    print(f"corpus: {corpus.summary()}; load average {os.getloadavg()[0]:.2f}", flush=True)
+    folder = Path(tempfile.mkdtemp(prefix="qv-retrieval-", dir=args.db_dir))
+    path = folder / "retrieval.db"
+    try:
+        manager = SessionManager(path, embedder=EMBEDDER)
+        build_data = build(manager, corpus, path, args)
+        print(f"  saved in {build_data['save_many_seconds']:.1f} s", flush=True)
+        candidates, dropped = candidate_queries(corpus, args)
+        queries = sample_queries(manager, corpus, candidates, args.queries, dropped)
+        if not queries:
+            sys.exit("no query survived the filters")
+        print(f"queries: {len(queries)} of {len(candidates)} candidates; dropped: {dropped}", flush=True)
+        assert manager.embedder is not None
+        floor = Floor(path, VectorSpace.of(manager.embedder))
+        searches = Searches(manager, floor)
+        gc.collect()
+        gc.freeze()
+        evaluation, took = timed(lambda: evaluate(searches, queries))
+        print(f"  evaluated in {took:.0f} s", flush=True)
+        words, took = timed(lambda: word_latency(searches, args.word_repeats))
+        print(f"  single-word latencies in {took:.0f} s", flush=True)
+        profiled = profile(searches, args.profile_searches)
+        (vector,) = manager.embedder.embed_queries([WORDS[0]])
+        diagnosis = diagnose(path, VectorSpace.of(manager.embedder), vector, args.word_repeats)
+        alone = embedder_alone(manager, corpus, args.embedder_sample, args.embed_batch)
+        manager.close()
+    finally:
+        if args.keep_db:
+            print(f"database kept: {path}")
+        else:
+            shutil.rmtree(folder, ignore_errors=True)
+    wl = words["latency"]
+    data = {
+        "started_at": started_at.isoformat(timespec="seconds"),
+        "arguments": {k: str(v) if isinstance(v, Path) else v for k, v in vars(args).items()},
+        "corpus": str(corpus_path),
+        "corpus_summary": corpus.summary(),
+        "db_dir": str(args.db_dir),
+        "embedder": EMBEDDER,
+        "candidates": len(candidates),
+        "dropped": dropped,
+        "query_count": len(queries),
+        "query_words": {"p50": percentile([q["words"] for q in queries], 0.5), "max": max(q["words"] for q in queries)},
+        "queries_with_split_siblings": sum(len(q["relevant"]) > 1 for q in queries),
+        "queries": [{k: q[k] for k in ("sharegpt_id", "text", "words", "relevant")} for q in queries],
+        "build": build_data,
+        "embedder_alone": alone,
+        "evaluation": evaluation,
+        "words": words,
+        "fallbacks": dict(searches.fallbacks),
+        "goals": {
+            "hybrid_vs_text": wl["hybrid"]["p50_ms"] / wl["text"]["p50_ms"],
+            "vector_vs_floor": words["semantic_stages"]["vector_search"]["p50_ms"] / wl["floor"]["p50_ms"],
+            "hybrid_vs_text_questions": evaluation["latency"]["hybrid"]["p50_ms"]
+            / evaluation["latency"]["text"]["p50_ms"],
+        },
+        "profile": profiled,
+        "diagnosis": diagnosis,
+        "load_average_end": os.getloadavg()[0],
+    }
+    data["wall_seconds"] = time.perf_counter() - started
+    table = markdown(data)
+    data["markdown"] = table
+    print("\n" + table + "\n")
+    print("cProfile of semantic searches, by own time:\n" + profiled["tottime"])
+    if searches.fallbacks:
+        print(f"fallbacks to text: {dict(searches.fallbacks)}")
+    args.results_dir.mkdir(parents=True, exist_ok=True)
+    output = args.results_dir / f"retrieval-{started_at.strftime('%Y%m%d-%H%M%S')}.json"
+    output.write_text(json.dumps(data, indent=2), encoding="utf-8")
+    print(f"results written to {output}; whole run {data['wall_seconds']:.0f} s, load average {os.getloadavg()[0]:.2f}")
+
+
+if __name__ == "__main__":
+    main()

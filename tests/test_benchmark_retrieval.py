@@ -1,0 +1,88 @@
+"""A smoke run of benchmarks/retrieval.py on a tiny made-up corpus: every step, no network.
+
+Needs the offline embedder (``pip install -e ".[semantic]"``); skipped without it.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parent.parent
+TOPICS = [
+    ("bake", "sourdough bread", "flour, water, salt and a lively starter"),
+    ("repair", "bicycle puncture", "tyre levers, a patch kit and a pump"),
+    ("learn", "python decorators", "functions wrapping functions with the @ syntax"),
+    ("plan", "week in lisbon", "trams, pastel de nata and the alfama quarter"),
+    ("train", "marathon beginner", "long slow runs, rest days and tapering"),
+    ("write", "cover letter", "a short opening, two achievements and a polite close"),
+    ("grow", "tomatoes indoors", "a sunny window, deep pots and regular feeding"),
+    ("configure", "nginx reverse proxy", "proxy_pass, upstream blocks and headers"),
+    ("explain", "photosynthesis", "chlorophyll turning light, water and carbon dioxide into sugar"),
+    ("budget", "monthly savings", "fixed costs first, then a share for an emergency fund"),
+]
+
+
+def write_corpus(path: Path) -> None:
+    """ShareGPT-shaped chats: a question, then answers that reword it; some chats are split in two parts."""
+    items = []
+    for number, (verb, thing, answer) in enumerate(TOPICS * 3):
+        round_ = number // len(TOPICS)
+        question = f"how should I {verb} my {thing} in round {round_} of chat {number}?"
+        turns = [
+            {"from": "human", "value": question},
+            {"from": "gpt", "value": f"For {thing} you mostly need {answer}."},
+            {"from": "human", "value": "thanks, anything else?"},
+            {"from": "gpt", "value": f"Practise often: {answer} gets easier every time."},
+        ]
+        items.append({"id": f"chat{number}_0", "conversations": turns})
+        if number % 4 == 0:
+            more = [{"from": "human", "value": f"more about {thing} please"}, {"from": "gpt", "value": answer}]
+            items.append({"id": f"chat{number}_4", "conversations": more})
+    path.write_text(json.dumps(items), encoding="utf-8")
+
+
+@pytest.mark.slow
+def test_quick_retrieval_run_reports_every_mode(tmp_path: Path) -> None:
+    pytest.importorskip("wordllama")
+    pytest.importorskip("numpy")
+    corpus = tmp_path / "corpus.json"
+    write_corpus(corpus)
+    command = [
+        sys.executable,
+        str(REPO / "benchmarks" / "retrieval.py"),
+        "--quick",
+        "--corpus",
+        str(corpus),
+        "--conversations",
+        "all",
+        "--queries",
+        "12",
+        "--db-dir",
+        str(tmp_path),
+        "--results-dir",
+        str(tmp_path / "results"),
+        "--embed-chunk",
+        "16",
+    ]
+    done = subprocess.run(command, capture_output=True, text=True, timeout=180, check=False)
+    assert done.returncode == 0, done.stdout + done.stderr
+    (output,) = (tmp_path / "results").glob("retrieval-*.json")
+    data = json.loads(output.read_text(encoding="utf-8"))
+    assert data["query_count"] == 12
+    assert data["queries_with_split_siblings"] > 0
+    quality = data["evaluation"]["quality"]
+    assert set(quality) == {"text", "text_or", "semantic", "hybrid", "hybrid_or", "floor_embed"}
+    for numbers in quality.values():
+        assert 0 <= numbers["mrr@10"] <= numbers["recall@10"] <= numbers["recall@20"] <= 1
+    # The answers reword their question: by meaning, most chats are found.
+    assert quality["semantic"]["recall@10"] >= 0.5
+    assert data["evaluation"]["floor_matches_semantic_top10"] == 1.0
+    assert data["build"]["embedded"] == data["build"]["messages_stored"]
+    assert not data["fallbacks"]
+    assert "| ranking | recall@10 |" in done.stdout
+    assert not list(tmp_path.glob("qv-retrieval-*")), "the database folder is removed"
