@@ -38,10 +38,13 @@ def finish(values: Iterable[float], dimension: int | None = None, *, source: str
         )
     if not all(math.isfinite(v) for v in raw):
         raise InvalidEmbeddingError(f"{source} returned a vector with non-finite values")
-    norm = math.sqrt(math.fsum(v * v for v in raw))
-    if norm == 0.0:
+    largest = max(abs(v) for v in raw)
+    if largest == 0.0:
         return [0.0] * len(raw)
-    return array("f", [v / norm for v in raw]).tolist()
+    # Scaled by the largest value first: squares of tiny values underflow, of huge ones overflow.
+    scaled = [v / largest for v in raw]
+    norm = math.sqrt(math.fsum(v * v for v in scaled))
+    return array("f", [v / norm for v in scaled]).tolist()
 
 
 def pool(parts: Sequence[tuple[Vector, float]]) -> Vector:
