@@ -216,7 +216,7 @@ def test_the_fallback_says_why_and_what_is_pending(db: Path) -> None:
     result = on(db, "search", "--mode", "hybrid", "--embedder", "synonyms", "--json", "car")
     assert [row["title"] for row in hits(result)] == ["garage"], "the text ranking, as a text search gives it"
     assert notes(result) == [
-        f"note: searched by words, not by meaning (hybrid was asked): no message has a vector of {SYNONYMS_SPACE} yet",
+        f"note: searched by words, not by meaning (hybrid was asked): no conversation passing the filter has a vector of {SYNONYMS_SPACE} yet",
         "note: 6 messages not embedded yet: run qv-sessions embed --embedder synonyms",
     ]
     assert "searching by text only" not in result.stderr, "the library's warning is not printed twice"

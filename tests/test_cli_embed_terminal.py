@@ -167,7 +167,7 @@ def test_the_fallback_note_on_a_terminal_and_piped(store: Path) -> None:
     assert status == 0, output
     shown = b" ".join(STYLE.sub(b"", output).split())
     assert (
-        f"note: searched by words, not by meaning (hybrid was asked): no message has a vector of {HASH_SPACE} yet".encode()
+        f"note: searched by words, not by meaning (hybrid was asked): no conversation passing the filter has a vector of {HASH_SPACE} yet".encode()
         in shown
     )
     assert b"note: 300 messages not embedded yet: run qv-sessions embed --embedder hash" in shown
@@ -175,7 +175,7 @@ def test_the_fallback_note_on_a_terminal_and_piped(store: Path) -> None:
     result = piped(*args, "--format", "tsv")
     assert result.returncode == 0, result.stderr
     assert result.stderr.splitlines()[:2] == [
-        f"note: searched by words, not by meaning (hybrid was asked): no message has a vector of {HASH_SPACE} yet",
+        f"note: searched by words, not by meaning (hybrid was asked): no conversation passing the filter has a vector of {HASH_SPACE} yet",
         "note: 300 messages not embedded yet: run qv-sessions embed --embedder hash",
     ]
     assert len(result.stdout.splitlines()) == 2 and "\x1b" not in result.stdout + result.stderr

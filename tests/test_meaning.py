@@ -105,7 +105,7 @@ def test_searches_fall_back_to_text_and_say_why(make_store: StoreFactory, caplog
     working = SessionManager(store=store, embedder=SynonymEmbedder())
     battery = _chat(working, "garage", "the battery is dead")
     none_yet = working.search_conversations("battery", mode="hybrid")
-    assert none_yet.mode == "text" and "no message has a vector" in (none_yet.fallback or "")
+    assert none_yet.mode == "text" and "no conversation passing the filter has a vector" in (none_yet.fallback or "")
     assert _ids(none_yet) == [battery] and none_yet.pending == 1
     working.index_embeddings()
     down = SessionManager(store=store, embedder=_Down())

@@ -100,3 +100,25 @@ def test_what_the_file_holds_of_a_vector(tmp_path: Path) -> None:
     sealed.close()
     data = b"".join(p.read_bytes() for p in tmp_path.iterdir() if p.name.startswith("sealed.db"))
     assert packed not in data and b"text" not in data
+
+
+def test_pending_starts_where_it_may_and_goes_back_when_vectors_go(tmp_path: Path) -> None:
+    """The pending scan skips embedded messages, yet an old edit or another store's forget is seen."""
+    path = tmp_path / "v.db"
+    store, other = SQLiteStore(path), SQLiteStore(path)
+    for number in range(5):
+        store.save(conversation(f"c{number}"), [message(f"text {number}", id="1")])
+    _embed(store, {f"text {number}": (1.0, 0.0) for number in range(5)})
+    assert store.pending_embeddings(SPACE, limit=10) == []
+    start = store._pending_from._starts[SPACE.key][1]
+    store.save(conversation("new"), [message("fresh", id="1")])
+    assert [t.text for t in store.pending_embeddings(SPACE, limit=10)] == ["fresh"]
+    assert store._pending_from._starts[SPACE.key][1] > start, "the scan no longer starts at the first message"
+    other.save(conversation("c0"), [message("edited long ago", id="1")])  # another process edits an old one
+    assert [t.text for t in store.pending_embeddings(SPACE, limit=10)] == ["edited long ago", "fresh"]
+    _embed(store, {"edited long ago": (0.0, 1.0), "fresh": (0.0, 1.0)})
+    assert store.pending_embeddings(SPACE, limit=10) == []
+    assert other.forget_embeddings(SPACE) == 6
+    assert len(store.pending_embeddings(SPACE, limit=10)) == 6, "another store's forget makes all pending again"
+    store.close()
+    other.close()

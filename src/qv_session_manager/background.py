@@ -1,7 +1,7 @@
 """Embedding off the save path: one worker thread that embeds what saves left pending.
 
 A save only wakes the worker (it never waits for an embedder). The worker embeds the
-store's pending messages in batches (:func:`qv_session_manager.meaning.embed_pending`),
+store's pending messages in batches (:func:`qv_session_manager.meaning.embed_batch`),
 so the backlog is whatever the store reports: nothing to lose in a crash, and a
 restarted process carries on where the last one stopped. When the embedder fails
 (Ollama down, model not pulled) the failure is logged once at WARNING and the worker
@@ -16,8 +16,9 @@ import threading
 from typing import Any
 
 from .errors import SessionStoreError
-from .meaning import embed_pending
-from .protocol import ConversationStore
+from .meaning import embed_batch
+from .protocol import VectorStorage
+from .vector_records import VectorSpace
 
 log = logging.getLogger("qv_session_manager")
 
@@ -35,7 +36,7 @@ class BackgroundEmbedder:
     ``last_error`` is the failure of the last attempt (None once one succeeds).
     """
 
-    def __init__(self, store: ConversationStore, embedder: Any, *, batch_size: int = 32) -> None:
+    def __init__(self, store: VectorStorage, embedder: Any, *, batch_size: int = 32) -> None:
         self._store = store
         self._embedder = embedder
         self._batch_size = batch_size
@@ -70,11 +71,10 @@ class BackgroundEmbedder:
             if self._stopping:
                 return
             try:
+                space = VectorSpace.of(self._embedder)  # may ask the server for the model's dimension
                 while not self._stopping:
-                    done = embed_pending(
-                        self._store, self._embedder, batch_size=self._batch_size, limit=self._batch_size
-                    )
-                    if done.pending == 0 or done.embedded == 0:
+                    found, stored = embed_batch(self._store, self._embedder, space, self._batch_size)
+                    if stored == 0 or found < self._batch_size:
                         break
             except Exception as exc:  # embedder and storage errors alike (a plugin's own too): retry later
                 if self.last_error is None:

@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from typing import Any, Literal
 
 from .errors import EmbedderError, InvalidInputError
-from .protocol import Capability, ConversationFilter, ConversationStore, offers
+from .protocol import Capability, ConversationFilter, ConversationStore, VectorStorage, offers
 from .query import Query
 from .records import SearchHit
 from .timeutil import time_key
@@ -44,12 +44,12 @@ class SearchResults(list[dict[str, Any]]):
 
     ``mode`` is the ranking used (``"text"`` when a semantic or hybrid search fell
     back), ``fallback`` why it fell back (None when it did not), and ``pending`` how
-    many messages had no vector in the embedder's space (None for text searches).
+    many messages have no vector in the embedder's space (None for text searches). It
+    is counted when first read, so searches that do not ask do not pay for the count.
     """
 
     mode: SearchMode
     fallback: str | None
-    pending: int | None
 
     def __init__(
         self,
@@ -57,10 +57,17 @@ class SearchResults(list[dict[str, Any]]):
         *,
         mode: SearchMode = "text",
         fallback: str | None = None,
-        pending: int | None = None,
+        pending: int | Callable[[], int] | None = None,
     ) -> None:
         super().__init__(items)
-        self.mode, self.fallback, self.pending = mode, fallback, pending
+        self.mode, self.fallback = mode, fallback
+        self._pending = pending
+
+    @property
+    def pending(self) -> int | None:
+        if callable(self._pending):
+            self._pending = self._pending()
+        return self._pending
 
 
 @dataclass(frozen=True)
@@ -77,6 +84,15 @@ def check_mode(mode: object) -> SearchMode:
     return mode
 
 
+def embed_batch(store: VectorStorage, embedder: Any, space: VectorSpace, batch_size: int) -> tuple[int, int]:
+    """Embed one batch of up to ``batch_size`` pending messages: (how many were pending in it, stored)."""
+    tasks = store.pending_embeddings(space, limit=batch_size)
+    if not tasks:
+        return 0, 0
+    vectors = embedder.embed([task.text for task in tasks])
+    return len(tasks), store.store_embeddings(space, list(zip(tasks, vectors)))
+
+
 def embed_pending(
     store: ConversationStore,
     embedder: Any,
@@ -88,10 +104,11 @@ def embed_pending(
     """Embed up to ``limit`` (None: all) pending messages of ``store`` with ``embedder``, ``batch_size`` at a time.
 
     Each batch is stored as soon as it is embedded, so an interruption keeps what was
-    done. ``progress(done, pending)`` is called after each batch. Raises
-    InvalidInputError for a store without vectors, and the embedder's errors
-    (EmbedderUnavailableError, EmbeddingModelNotFoundError) as they come; what was
-    stored before stays, and saves are never affected.
+    done. ``progress(done, pending)`` is called after each batch (``pending`` as
+    counted at the start, less what was done since). Raises InvalidInputError for a
+    store without vectors, and the embedder's errors (EmbedderUnavailableError,
+    EmbeddingModelNotFoundError) as they come; what was stored before stays, and saves
+    are never affected.
     """
     if not offers(store, Capability.VECTOR_STORAGE):
         raise InvalidInputError(f"{type(store).__name__} keeps no message vectors")
@@ -99,19 +116,16 @@ def embed_pending(
         if value is not None and (not isinstance(value, int) or isinstance(value, bool) or value < least):
             raise InvalidInputError(f"{name} must be an int of at least {least}, not {value!r}")
     space = VectorSpace.of(embedder)
+    waiting = store.embedding_counts(space)[1] if progress is not None else 0
     done = 0
     while limit is None or done < limit:
         wanted = batch_size if limit is None else min(batch_size, limit - done)
-        tasks = store.pending_embeddings(space, limit=wanted)
-        if not tasks:
-            break
-        vectors = embedder.embed([task.text for task in tasks])
-        stored = store.store_embeddings(space, list(zip(tasks, vectors)))
+        found, stored = embed_batch(store, embedder, space, wanted)
         done += stored
-        if progress is not None:
-            progress(done, store.embedding_counts(space)[1])
+        if progress is not None and found:
+            progress(done, max(0, waiting - done))
         if stored == 0:
-            break  # every task changed meanwhile: what is pending now waits for the next call
+            break  # nothing pending, or every task changed meanwhile: the next call sees what is pending now
     return EmbeddingProgress(done, store.embedding_counts(space)[1])
 
 
@@ -151,12 +165,13 @@ def meaning_search(
     limit: int | None,
     offset: int,
     with_text: bool,
-) -> tuple[list[SearchHit], SearchMode, str | None, int | None]:
-    """A semantic or hybrid search: (hits, mode used, why it fell back, messages pending).
+) -> tuple[list[SearchHit], SearchMode, str | None, Callable[[], int] | None]:
+    """A semantic or hybrid search: (hits, mode used, why it fell back, a count of the messages pending).
 
     Falls back to the text ranking (by relevance) when the store keeps no vectors, the
-    embedder fails (unreachable, model missing: logged at WARNING), or nothing is
-    embedded in its space yet.
+    embedder fails (unreachable, model missing: logged at WARNING), or no conversation
+    passing the filter has a vector in its space yet. The count is a function: counting
+    reads every message, so only callers that report it call it.
     """
 
     def text_ranking(depth: int | None, skip: int = 0) -> list[SearchHit]:
@@ -167,24 +182,24 @@ def meaning_search(
         return text_ranking(limit, offset), "text", reason, None
     try:
         space = VectorSpace.of(embedder)  # may ask the server for the model's dimension
-    except EmbedderError as exc:
-        log.warning("searching by text only: the embedder failed: %s", exc)
-        return text_ranking(limit, offset), "text", str(exc), None
-    embedded, pending = store.embedding_counts(space)
-    if embedded == 0:
-        return text_ranking(limit, offset), "text", f"no message has a vector of {space.key} yet", pending
-    try:
         (vector,) = embedder.embed_queries([text])
     except EmbedderError as exc:
         log.warning("searching by text only: the embedder failed: %s", exc)
-        return text_ranking(limit, offset), "text", str(exc), pending
-    if mode == "semantic":
-        hits = store.vector_search(space, vector, filter, limit=limit, offset=offset, with_text=with_text)
-        return hits, "semantic", None, pending
+        return text_ranking(limit, offset), "text", str(exc), None
+
+    def pending() -> int:
+        return store.embedding_counts(space)[1]
+
     depth = None if limit is None else max(FUSION_DEPTH, offset + limit)
-    fused = fuse(
-        [text_ranking(depth), store.vector_search(space, vector, filter, limit=depth, with_text=with_text)],
-        filter.field,
-    )
+    if mode == "semantic" and offset > 0:
+        hits = store.vector_search(space, vector, filter, limit=limit, offset=offset, with_text=with_text)
+        if hits:
+            return hits, "semantic", None, pending
+    meaning = store.vector_search(space, vector, filter, limit=depth, with_text=with_text)
+    if not meaning:  # no vector of this space passes the filter: what words find is all there is
+        reason = f"no conversation passing the filter has a vector of {space.key} yet"
+        return text_ranking(limit, offset), "text", reason, pending
     end = None if limit is None else offset + limit
-    return fused[offset:end], "hybrid", None, pending
+    if mode == "semantic":
+        return meaning[offset:end], "semantic", None, pending
+    return fuse([text_ranking(depth), meaning], filter.field)[offset:end], "hybrid", None, pending

@@ -28,7 +28,7 @@ import contextlib
 import logging
 import re
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any, cast
 
@@ -181,7 +181,7 @@ class ByMeaning:
     kept: list[Found]
     used: SearchMode
     fallback: str | None
-    pending: int | None
+    count_pending: Callable[[], int] | None
 
 
 def find_by_meaning(
@@ -207,9 +207,10 @@ def _meaning_notes(ctx: click.Context, spec: str, mode: str, found: ByMeaning) -
     """One note when the search fell back to words (why), one when messages have no vector yet."""
     if found.used == "text":
         say(f"note: searched by words, not by meaning ({mode} was asked): {found.fallback}")
-    if found.pending:
-        noun = "message" if found.pending == 1 else "messages"
-        say(f"note: {found.pending} {noun} not embedded yet: run {embed_again_hint(ctx, spec)}")
+    pending = found.count_pending() if found.count_pending is not None else 0
+    if pending:
+        noun = "message" if pending == 1 else "messages"
+        say(f"note: {pending} {noun} not embedded yet: run {embed_again_hint(ctx, spec)}")
 
 
 def hit_row(

@@ -425,6 +425,7 @@ class SQLiteStore:
         self._purge_at_once = purge == "immediate"
         self._secure_index = False  # FTS5 secure-delete (see .secure_index), known once open
         self._vectors = vector_cache.VectorCache()
+        self._pending_from = vectors.PendingFrom()
         # False once indexing failed because the file cannot be written
         self._may_flush = not self.read_only
         self._inserted = [0, 0]  # messages, conversations inserted since the last flush (see _flush_when_due)
@@ -1241,7 +1242,7 @@ class SQLiteStore:
         vectors.check_space(space)
         vectors.check_limit(limit)
         with self._transaction("finding messages to embed", write=False) as db:
-            return vectors.pending(db, space, limit)
+            return self._pending_from.pending(db, space, limit)
 
     def store_embeddings(self, space: VectorSpace, embedded: Sequence[tuple[EmbeddingTask, Sequence[float]]]) -> int:
         """See :class:`~qv_session_manager.protocol.VectorStorage`: one transaction."""
@@ -1284,7 +1285,8 @@ class SQLiteStore:
         if space is not None:
             vectors.check_space(space)
         with self._transaction("removing message vectors", write=True) as db:
-            return vectors.forget(db, space)
+            removed = vectors.forget(db, space)
+        return removed
 
     def indexed_tokens(self) -> builtins.set[str]:
         """See :class:`~qv_session_manager.protocol.IndexInspection`: both FTS5 vocabularies and the waiting rows.

@@ -66,22 +66,30 @@ class VectorCache:
             held = self._matrices.get(space.key)
             if held is not None and held.version == version:
                 return held
+        # Unordered: an ORDER BY would copy every blob into a sorter. Vectors exist only for
+        # messages with content (an edit to empty content drops its vector).
         rows = db.execute(
-            """SELECT m.conversation_pk, m.pk, m.id, v.vector FROM message_vectors v
-               JOIN messages m ON m.pk = v.message_pk
-               WHERE v.space = ? AND m.content <> '' ORDER BY m.conversation_pk, m.position, m.pk""",
+            """SELECT m.conversation_pk, m.position, m.pk, m.id, v.vector FROM message_vectors v
+               JOIN messages m ON m.pk = v.message_pk WHERE v.space = ?""",
             (space.key,),
         ).fetchall()
         if not rows:
             return None
-        matrix = numpy.frombuffer(b"".join(row[3] for row in rows), dtype="<f4").reshape(len(rows), space.dimension)
-        conversation_of_row = numpy.fromiter((row[0] for row in rows), dtype=numpy.int64, count=len(rows))
+        count = len(rows)
+        conversations = numpy.fromiter((row[0] for row in rows), dtype=numpy.int64, count=count)
+        message_pks = numpy.fromiter((row[2] for row in rows), dtype=numpy.int64, count=count)
+        order = numpy.lexsort(
+            (message_pks, numpy.fromiter((row[1] for row in rows), dtype=numpy.int64, count=count), conversations)
+        )
+        stacked = numpy.frombuffer(b"".join(row[4] for row in rows), dtype="<f4").reshape(count, space.dimension)
+        matrix = stacked[order]
+        conversation_of_row = conversations[order]
         first = numpy.flatnonzero(numpy.r_[True, conversation_of_row[1:] != conversation_of_row[:-1]])
         built = _Matrix(
             version,
             matrix,
-            numpy.fromiter((row[1] for row in rows), dtype=numpy.int64, count=len(rows)),
-            [row[2] for row in rows],
+            message_pks[order],
+            [rows[index][3] for index in order.tolist()],
             first,
             conversation_of_row[first],
             float(numpy.sqrt((matrix.astype(numpy.float64) ** 2).sum(axis=1).max())),

@@ -26,10 +26,12 @@ from ...vector_records import (
 
 _LIVE = "(c.expires_key IS NULL OR c.expires_key > :now)"
 _PENDING = f"""
-    SELECT c.id, m.id, m.content FROM messages m JOIN conversations c ON c.pk = m.conversation_pk
-    WHERE {_LIVE} AND m.content <> ''
+    SELECT m.pk, c.id, m.id, m.content FROM messages m JOIN conversations c ON c.pk = m.conversation_pk
+    WHERE m.pk >= :from AND {_LIVE} AND m.content <> ''
         AND NOT EXISTS (SELECT 1 FROM message_vectors v WHERE v.space = :space AND v.message_pk = m.pk)
     ORDER BY m.pk LIMIT :limit"""
+_EDITS = "SELECT value FROM store_info WHERE key = 'vectors_dropped'"
+_NEXT_KEY = "SELECT coalesce((SELECT seq FROM sqlite_sequence WHERE name = 'messages'), 0) + 1"
 _COUNTS = f"""
     SELECT count(v.message_pk), count(*) - count(v.message_pk)
     FROM messages m JOIN conversations c ON c.pk = m.conversation_pk
@@ -64,9 +66,26 @@ def check_limit(limit: object) -> int:
     return limit
 
 
-def pending(db: sqlite3.Connection, space: VectorSpace, limit: int) -> list[EmbeddingTask]:
-    rows = db.execute(_PENDING, {"space": space.key, "limit": limit, "now": now_key()}).fetchall()
-    return [EmbeddingTask(conversation, message, text) for conversation, message, text in rows]
+class PendingFrom:
+    """Where each space's pending messages start, so a batch does not rescan the embedded ones.
+
+    Below the key kept for a space every message has a vector or is not pending. New
+    messages get higher keys (one writer at a time, keys never reused), so only an
+    edit of an old message's content or forgetting vectors, by any process (both
+    counted in ``store_info.vectors_dropped``), moves the start back: then the scan
+    starts from the first message again.
+    """
+
+    def __init__(self) -> None:
+        self._starts: dict[str, tuple[str, int]] = {}
+
+    def pending(self, db: sqlite3.Connection, space: VectorSpace, limit: int) -> list[EmbeddingTask]:
+        (edits,) = db.execute(_EDITS).fetchone()
+        held = self._starts.get(space.key)
+        start = held[1] if held is not None and held[0] == edits else 0
+        rows = db.execute(_PENDING, {"space": space.key, "limit": limit, "now": now_key(), "from": start}).fetchall()
+        self._starts[space.key] = (edits, rows[0][0] if rows else int(db.execute(_NEXT_KEY).fetchone()[0]))
+        return [EmbeddingTask(conversation, message, text) for _, conversation, message, text in rows]
 
 
 def store(db: sqlite3.Connection, space: VectorSpace, embedded: list[tuple[EmbeddingTask, bytes]]) -> int:
@@ -90,8 +109,11 @@ def counts(db: sqlite3.Connection, space: VectorSpace) -> tuple[int, int]:
 
 def forget(db: sqlite3.Connection, space: VectorSpace | None) -> int:
     if space is None:
-        return int(db.execute("DELETE FROM message_vectors").rowcount)
-    return int(db.execute("DELETE FROM message_vectors WHERE space = ?", (space.key,)).rowcount)
+        removed = int(db.execute("DELETE FROM message_vectors").rowcount)
+    else:
+        removed = int(db.execute("DELETE FROM message_vectors WHERE space = ?", (space.key,)).rowcount)
+    db.execute("UPDATE store_info SET value = CAST(value AS INTEGER) + 1 WHERE key = 'vectors_dropped'")
+    return removed
 
 
 #: One conversation's best match: (conversation key, time key, id, message id, message key, score).
