@@ -1269,7 +1269,8 @@ class SQLiteStore:
         end = None if limit is None else offset + limit
         with self._transaction("searching by meaning", write=False) as db:
             if vector_cache.available():
-                ranked = vector_cache.search(db, self._vectors, space, query, where, params, key, end)
+                everything = filter.start is None and filter.end is None and not filter.metadata
+                ranked = vector_cache.search(db, self._vectors, space, query, where, params, key, end, everything)
             else:
                 ranked = vectors.candidates(db, space, query, where, params, key)
             return vectors.hits(db, ranked[offset:end], decode_conversation, CONVERSATION_COLUMNS, with_text)

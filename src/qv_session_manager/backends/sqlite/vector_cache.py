@@ -112,20 +112,31 @@ def search(
     params: dict[str, Any],
     key: str,
     wanted: int | None,
+    everything: bool = False,
 ) -> list[tuple[int, str, str, str, int, float]]:
-    """The first ``wanted`` (None: all) conversations passing ``where``, ranked: the rows of vectors.candidates."""
+    """The first ``wanted`` (None: all) conversations passing ``where``, ranked: the rows of vectors.candidates.
+
+    ``everything``: the filter keeps every conversation that has not expired (no time
+    range, no metadata), so the conversations are not read to know which pass.
+    """
     import numpy
 
     held = cache.matrix(db, space)
     if held is None:
         return []
-    allowed = numpy.fromiter(
-        (pk for (pk,) in db.execute(f"SELECT c.pk FROM conversations c WHERE {where}", params)), dtype=numpy.int64
-    )
+    if everything:  # only expiry filters: the few expired conversations are left out
+        expired = db.execute(
+            "SELECT pk FROM conversations WHERE expires_key IS NOT NULL AND expires_key <= :now", params
+        ).fetchall()
+        passing = ~numpy.isin(held.conversations, numpy.array([pk for (pk,) in expired], dtype=numpy.int64))
+    else:
+        allowed = numpy.fromiter(
+            (pk for (pk,) in db.execute(f"SELECT c.pk FROM conversations c WHERE {where}", params)), dtype=numpy.int64
+        )
+        passing = numpy.isin(held.conversations, allowed)
     vector32 = numpy.asarray(query, dtype=numpy.float32)
     scores = held.matrix @ vector32
     best = numpy.maximum.reduceat(scores, held.starts)
-    passing = numpy.isin(held.conversations, allowed)
     groups = numpy.flatnonzero(passing)
     if wanted is not None and wanted < len(groups):
         cutoff = numpy.partition(best[groups], len(groups) - wanted)[len(groups) - wanted]
