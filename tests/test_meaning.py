@@ -267,3 +267,13 @@ def test_an_embedder_that_cannot_tell_its_dimension_yet_is_accepted() -> None:
     _chat(manager, "t", "words")
     found = manager.search_conversations("words", mode="hybrid")
     assert found.mode == "text" and "ollama serve" in (found.fallback or "") and len(found) == 1
+
+
+def test_a_semantic_page_past_the_end_is_empty_not_a_fallback(manager: SessionManager, chats: dict[str, str]) -> None:
+    manager.index_embeddings()
+    whole = manager.search_conversations("car battery", mode="semantic")
+    assert len(whole) == 3
+    past = manager.search_conversations("car battery", mode="semantic", limit=5, offset=10)
+    assert past == [] and past.mode == "semantic" and past.fallback is None
+    second = manager.search_conversations("car battery", mode="semantic", limit=1, offset=1)
+    assert _ids(second) == _ids(whole)[1:2]

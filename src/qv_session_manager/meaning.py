@@ -190,16 +190,15 @@ def meaning_search(
     def pending() -> int:
         return store.embedding_counts(space)[1]
 
-    depth = None if limit is None else max(FUSION_DEPTH, offset + limit)
-    if mode == "semantic" and offset > 0:
+    reason = f"no conversation passing the filter has a vector of {space.key} yet"
+    if mode == "semantic":
         hits = store.vector_search(space, vector, filter, limit=limit, offset=offset, with_text=with_text)
-        if hits:
-            return hits, "semantic", None, pending
+        if hits or (offset > 0 and store.vector_search(space, vector, filter, limit=1)):
+            return hits, "semantic", None, pending  # a page past the end is empty, not a fallback
+        return text_ranking(limit, offset), "text", reason, pending
+    depth = None if limit is None else max(FUSION_DEPTH, offset + limit)
     meaning = store.vector_search(space, vector, filter, limit=depth, with_text=with_text)
     if not meaning:  # no vector of this space passes the filter: what words find is all there is
-        reason = f"no conversation passing the filter has a vector of {space.key} yet"
         return text_ranking(limit, offset), "text", reason, pending
     end = None if limit is None else offset + limit
-    if mode == "semantic":
-        return meaning[offset:end], "semantic", None, pending
     return fuse([text_ranking(depth), meaning], filter.field)[offset:end], "hybrid", None, pending
