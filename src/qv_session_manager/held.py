@@ -73,6 +73,9 @@ from .vector_records import (
     EmbeddingTask,
     VectorSpace,
     best_per_conversation,
+    check_limit,
+    check_space,
+    checked_embeddings,
     checked_vector,
     rank_conversations,
     similarities,
@@ -133,8 +136,7 @@ def _check_space(store: HeldStore, space: object) -> None:
         raise UnsupportedOperationError(
             f"{type(store).__name__} does not declare Capability.VECTOR_STORAGE: its primitives keep no Held.vectors"
         )
-    if not isinstance(space, VectorSpace):
-        raise InvalidInputError(f"expected a VectorSpace, got {type(space).__name__}")
+    check_space(space)
 
 
 def _vectors_kept(previous: Held, held: Held) -> dict[str, dict[str, bytes]]:
@@ -450,8 +452,7 @@ class HeldStore:
     def pending_embeddings(self, space: VectorSpace, *, limit: int) -> builtins.list[EmbeddingTask]:
         """See :class:`~qv_session_manager.protocol.VectorStorage`: in the order ``_read_all`` gives."""
         _check_space(self, space)
-        if not isinstance(limit, int) or isinstance(limit, bool) or limit < 1:
-            raise InvalidInputError(f"limit must be a positive int, not {limit!r}")
+        check_limit(limit)
         found: builtins.list[EmbeddingTask] = []
         with self._lock:
             self._check_open()
@@ -467,13 +468,9 @@ class HeldStore:
     def store_embeddings(self, space: VectorSpace, embedded: Sequence[tuple[EmbeddingTask, Sequence[float]]]) -> int:
         """See :class:`~qv_session_manager.protocol.VectorStorage`: one ``_write`` per conversation."""
         _check_space(self, space)
-        if isinstance(embedded, (str, bytes)) or not isinstance(embedded, Sequence):
-            raise InvalidInputError("store_embeddings takes a sequence of (EmbeddingTask, vector) pairs")
         by_conversation: dict[str, builtins.list[tuple[EmbeddingTask, bytes]]] = {}
-        for item in embedded:
-            if not (isinstance(item, tuple) and len(item) == 2 and isinstance(item[0], EmbeddingTask)):
-                raise InvalidInputError("store_embeddings takes (EmbeddingTask, vector) pairs")
-            by_conversation.setdefault(item[0].conversation_id, []).append((item[0], checked_vector(item[1], space)))
+        for task, blob in checked_embeddings(space, embedded):
+            by_conversation.setdefault(task.conversation_id, []).append((task, blob))
         stored = 0
         with self._lock:
             self._check_open()

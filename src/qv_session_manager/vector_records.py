@@ -93,6 +93,39 @@ def checked_vector(values: Sequence[float], space: VectorSpace) -> bytes:
     return packed
 
 
+def check_space(space: object) -> VectorSpace:
+    """``space`` itself; InvalidInputError when it is not a VectorSpace."""
+    if not isinstance(space, VectorSpace):
+        raise InvalidInputError(f"expected a VectorSpace, got {type(space).__name__}")
+    return space
+
+
+def check_limit(limit: object) -> int:
+    """``limit`` itself; InvalidInputError unless it is an int of at least 1."""
+    if not isinstance(limit, int) or isinstance(limit, bool) or limit < 1:
+        raise InvalidInputError(f"limit must be a positive int, not {limit!r}")
+    return limit
+
+
+def checked_embeddings(space: VectorSpace, embedded: object) -> list[tuple[EmbeddingTask, bytes]]:
+    """The (task, packed vector) pairs of a ``store_embeddings`` call, every one checked before any is written.
+
+    InvalidInputError for something that is not a sequence of (EmbeddingTask, vector)
+    pairs, a task whose fields are not text, or a vector :func:`checked_vector` refuses.
+    """
+    if isinstance(embedded, (str, bytes)) or not isinstance(embedded, Sequence):
+        raise InvalidInputError("store_embeddings takes a sequence of (EmbeddingTask, vector) pairs")
+    checked = []
+    for item in embedded:
+        if not (isinstance(item, tuple) and len(item) == 2 and isinstance(item[0], EmbeddingTask)):
+            raise InvalidInputError("store_embeddings takes (EmbeddingTask, vector) pairs")
+        task = item[0]
+        if not all(isinstance(value, str) for value in (task.conversation_id, task.message_id, task.text)):
+            raise InvalidInputError("an EmbeddingTask holds a conversation id, a message id and a text (str)")
+        checked.append((task, checked_vector(item[1], space)))
+    return checked
+
+
 def unpack(blob: bytes, dimension: int) -> tuple[float, ...]:
     """The float32 values of a stored vector."""
     return struct.unpack(f"<{dimension}f", blob)

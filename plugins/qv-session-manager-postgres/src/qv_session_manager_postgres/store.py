@@ -60,7 +60,14 @@ from qv_session_manager.redact import scrub, scrub_exception
 from qv_session_manager.rules import check_filter, check_order, check_page, check_window, now_key, window_start
 from qv_session_manager.text import tokens
 from qv_session_manager.timeutil import time_key
-from qv_session_manager.vector_records import EmbeddingTask, VectorSpace, checked_vector
+from qv_session_manager.vector_records import (
+    EmbeddingTask,
+    VectorSpace,
+    check_limit,
+    check_space,
+    checked_embeddings,
+    checked_vector,
+)
 
 from . import schema as schema_module
 from . import vectors as vector_module
@@ -1254,8 +1261,8 @@ class PostgresStore:
 
     def pending_embeddings(self, space: VectorSpace, *, limit: int) -> builtins.list[EmbeddingTask]:
         """See :class:`~qv_session_manager.protocol.VectorStorage`: in message key order (oldest rows first)."""
-        vector_module.check_space(space)
-        vector_module.check_limit(limit)
+        check_space(space)
+        check_limit(limit)
         return self._run(
             "finding messages to embed", lambda cursor: self._vectors.pending(cursor, space, limit), write=False
         )
@@ -1267,7 +1274,7 @@ class PostgresStore:
         HNSW index exists (its own transaction, before); a role that may not create it
         stores and searches without it (a warning says so).
         """
-        checked = vector_module.check_tasks(vector_module.check_space(space), embedded)
+        checked = checked_embeddings(check_space(space), embedded)
         self._check_open()
         if space.key not in self._vectors.indexed:
             self._index_space(space)
@@ -1310,7 +1317,7 @@ class PostgresStore:
 
         Without a ``limit`` every conversation is ranked, so the search is exact either way.
         """
-        vector_module.check_space(space)
+        check_space(space)
         checked_vector(query, space)
         check_page(limit, offset)
         where, params = self._where(filter)
@@ -1329,13 +1336,13 @@ class PostgresStore:
 
     def embedding_counts(self, space: VectorSpace) -> tuple[int, int]:
         """See :class:`~qv_session_manager.protocol.VectorStorage`."""
-        vector_module.check_space(space)
+        check_space(space)
         return self._run("counting message vectors", lambda cursor: self._vectors.counts(cursor, space), write=False)
 
     def forget_embeddings(self, space: VectorSpace | None = None) -> int:
         """See :class:`~qv_session_manager.protocol.VectorStorage`; the spaces' HNSW indexes stay."""
         if space is not None:
-            vector_module.check_space(space)
+            check_space(space)
         return self._run("removing message vectors", lambda cursor: self._vectors.forget(cursor, space), write=True)
 
     def indexed_tokens(self) -> builtins.set[str]:

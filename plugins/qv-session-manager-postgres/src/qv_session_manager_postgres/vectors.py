@@ -39,7 +39,6 @@ from typing import Any
 
 import psycopg
 
-from qv_session_manager.errors import InvalidInputError
 from qv_session_manager.records import SearchHit
 from qv_session_manager.rules import now_key
 from qv_session_manager.vector_records import (
@@ -73,33 +72,6 @@ MAX_FETCH = 200_000
 
 #: One conversation's best match: (conversation key, time key, id, message id, message key, score).
 Candidate = tuple[int, str, str, str, int, float]
-
-
-def check_space(space: object) -> VectorSpace:
-    if not isinstance(space, VectorSpace):
-        raise InvalidInputError(f"expected a VectorSpace, got {type(space).__name__}")
-    return space
-
-
-def check_limit(limit: object) -> int:
-    if not isinstance(limit, int) or isinstance(limit, bool) or limit < 1:
-        raise InvalidInputError(f"limit must be a positive int, not {limit!r}")
-    return limit
-
-
-def check_tasks(space: VectorSpace, embedded: object) -> list[tuple[EmbeddingTask, bytes]]:
-    """The (task, packed vector) pairs to store; InvalidInputError, before anything is written, for a bad one."""
-    if isinstance(embedded, (str, bytes)) or not isinstance(embedded, Sequence):
-        raise InvalidInputError("store_embeddings takes a sequence of (EmbeddingTask, vector) pairs")
-    checked = []
-    for item in embedded:
-        if not (isinstance(item, tuple) and len(item) == 2 and isinstance(item[0], EmbeddingTask)):
-            raise InvalidInputError("store_embeddings takes (EmbeddingTask, vector) pairs")
-        task = item[0]
-        if not all(isinstance(value, str) for value in (task.conversation_id, task.message_id, task.text)):
-            raise InvalidInputError("an EmbeddingTask holds a conversation id, a message id and a text (str)")
-        checked.append((item[0], checked_vector(item[1], space)))
-    return checked
 
 
 def literal(text: str) -> str:

@@ -47,7 +47,14 @@ from ...rules import (
 )
 from ...text import tokens
 from ...timeutil import time_key
-from ...vector_records import EmbeddingTask, VectorSpace, checked_vector
+from ...vector_records import (
+    EmbeddingTask,
+    VectorSpace,
+    check_limit,
+    check_space,
+    checked_embeddings,
+    checked_vector,
+)
 from . import cipher, drivers, schema, secure_index, vector_cache, vectors
 from .errors import EncryptedOrCorruptError, translate
 from .matching import to_fts5
@@ -1239,14 +1246,14 @@ class SQLiteStore:
 
     def pending_embeddings(self, space: VectorSpace, *, limit: int) -> builtins.list[EmbeddingTask]:
         """See :class:`~qv_session_manager.protocol.VectorStorage`: in key order (oldest rows first)."""
-        vectors.check_space(space)
-        vectors.check_limit(limit)
+        check_space(space)
+        check_limit(limit)
         with self._transaction("finding messages to embed", write=False) as db:
             return self._pending_from.pending(db, space, limit)
 
     def store_embeddings(self, space: VectorSpace, embedded: Sequence[tuple[EmbeddingTask, Sequence[float]]]) -> int:
         """See :class:`~qv_session_manager.protocol.VectorStorage`: one transaction."""
-        checked = vectors.check_tasks(vectors.check_space(space), embedded)
+        checked = checked_embeddings(check_space(space), embedded)
         with self._transaction("storing message vectors", write=True) as db:
             return vectors.store(db, space, checked)
 
@@ -1261,7 +1268,7 @@ class SQLiteStore:
         with_text: bool = False,
     ) -> builtins.list[SearchHit]:
         """See :class:`~qv_session_manager.protocol.VectorStorage`: exact, over every vector of the space."""
-        vectors.check_space(space)
+        check_space(space)
         checked_vector(query, space)
         check_page(limit, offset)
         where, params = self._where(filter)
@@ -1277,14 +1284,14 @@ class SQLiteStore:
 
     def embedding_counts(self, space: VectorSpace) -> tuple[int, int]:
         """See :class:`~qv_session_manager.protocol.VectorStorage`."""
-        vectors.check_space(space)
+        check_space(space)
         with self._transaction("counting message vectors", write=False) as db:
             return vectors.counts(db, space)
 
     def forget_embeddings(self, space: VectorSpace | None = None) -> int:
         """See :class:`~qv_session_manager.protocol.VectorStorage`."""
         if space is not None:
-            vectors.check_space(space)
+            check_space(space)
         with self._transaction("removing message vectors", write=True) as db:
             removed = vectors.forget(db, space)
         return removed

@@ -12,14 +12,12 @@ import sqlite3
 from collections.abc import Sequence
 from typing import Any
 
-from ...errors import InvalidInputError
 from ...records import SearchHit
 from ...rules import now_key
 from ...vector_records import (
     EmbeddingTask,
     VectorSpace,
     best_per_conversation,
-    checked_vector,
     ranked,
     similarities,
 )
@@ -40,30 +38,6 @@ _COUNTS = f"""
 _TARGET = f"""
     SELECT m.pk FROM messages m JOIN conversations c ON c.pk = m.conversation_pk
     WHERE c.id = :conversation AND m.id = :message AND m.content = :text AND {_LIVE}"""
-
-
-def check_space(space: object) -> VectorSpace:
-    if not isinstance(space, VectorSpace):
-        raise InvalidInputError(f"expected a VectorSpace, got {type(space).__name__}")
-    return space
-
-
-def check_tasks(space: VectorSpace, embedded: object) -> list[tuple[EmbeddingTask, bytes]]:
-    """The (task, packed vector) pairs to store; InvalidInputError, before anything is written, for a bad one."""
-    if isinstance(embedded, (str, bytes)) or not isinstance(embedded, Sequence):
-        raise InvalidInputError("store_embeddings takes a sequence of (EmbeddingTask, vector) pairs")
-    checked = []
-    for item in embedded:
-        if not (isinstance(item, tuple) and len(item) == 2 and isinstance(item[0], EmbeddingTask)):
-            raise InvalidInputError("store_embeddings takes (EmbeddingTask, vector) pairs")
-        checked.append((item[0], checked_vector(item[1], space)))
-    return checked
-
-
-def check_limit(limit: object) -> int:
-    if not isinstance(limit, int) or isinstance(limit, bool) or limit < 1:
-        raise InvalidInputError(f"limit must be a positive int, not {limit!r}")
-    return limit
 
 
 class PendingFrom:
