@@ -171,6 +171,34 @@ def ranked(
     return ordered
 
 
+#: One conversation's best match in a backend's search:
+#: (conversation key, time key, conversation id, best message id, its key, score).
+Candidate = tuple[int, str, str, str, int, float]
+
+
+def ranked_candidates(candidates: Iterable[Candidate]) -> list[Candidate]:
+    """``candidates`` in the order of :func:`ranked` (score, then time key, then id)."""
+    return ranked(candidates, lambda item: item[5], lambda item: item[1], lambda item: item[2])
+
+
+def best_candidates(
+    rows: Sequence[tuple[int, str, str, str, int, bytes]], query: Sequence[float], dimension: int
+) -> list[Candidate]:
+    """Each conversation's best message among ``rows``, ranked: the search over stored vectors.
+
+    ``rows`` are (conversation key, time key, conversation id, message id, message key,
+    packed vector), each conversation's messages in stored order (the first of equal
+    scores names the hit).
+    """
+    scores = similarities([row[5] for row in rows], query, dimension)
+    best = best_per_conversation(
+        ((row[0], row[1], row[2]), (row[3], row[4]), score) for row, score in zip(rows, scores)
+    )
+    return ranked_candidates(
+        (pk, time, ident, mid, mpk, score) for (pk, time, ident), ((mid, mpk), score) in best.items()
+    )
+
+
 def rank_conversations(
     best: Iterable[tuple[ConversationRecord, str, float]],
     field: TimeField,

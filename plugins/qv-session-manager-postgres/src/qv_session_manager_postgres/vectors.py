@@ -42,12 +42,11 @@ import psycopg
 from qv_session_manager.records import SearchHit
 from qv_session_manager.rules import now_key
 from qv_session_manager.vector_records import (
+    Candidate,
     EmbeddingTask,
     VectorSpace,
-    best_per_conversation,
+    best_candidates,
     checked_vector,
-    ranked,
-    similarities,
     unpack,
 )
 
@@ -69,9 +68,6 @@ FETCH_FACTOR = 4
 EF_SEARCH = 1000
 #: Beyond this many candidate messages a search reads the whole space instead.
 MAX_FETCH = 200_000
-
-#: One conversation's best match: (conversation key, time key, id, message id, message key, score).
-Candidate = tuple[int, str, str, str, int, float]
 
 
 def literal(text: str) -> str:
@@ -223,19 +219,8 @@ class VectorSql:
             {**params, "space": space.key, "only": only},
         ).fetchall()
         if self._ext:
-            blobs = [_from_send(bytes(row[5]), space.dimension) for row in rows]
-        else:
-            blobs = [bytes(row[5]) for row in rows]
-        scores = similarities(blobs, query, space.dimension)
-        best = best_per_conversation(
-            ((row[0], row[1], row[2]), (row[3], row[4]), score) for row, score in zip(rows, scores)
-        )
-        return ranked(
-            [(pk, time, ident, mid, mpk, score) for (pk, time, ident), ((mid, mpk), score) in best.items()],
-            lambda item: item[5],
-            lambda item: item[1],
-            lambda item: item[2],
-        )
+            rows = [(*row[:5], _from_send(bytes(row[5]), space.dimension)) for row in rows]
+        return best_candidates([(*row[:5], bytes(row[5])) for row in rows], query, space.dimension)
 
     def nearest(
         self,

@@ -22,7 +22,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from ...vector_records import VectorSpace, ranked
+from ...vector_records import Candidate, VectorSpace, ranked_candidates
 
 #: float32 products of unit vectors are within this of the exact float64 score (scaled by
 #: the norms for others); candidates are taken that far below the page's last score, so
@@ -113,7 +113,7 @@ def search(
     key: str,
     wanted: int | None,
     everything: bool = False,
-) -> list[tuple[int, str, str, str, int, float]]:
+) -> list[Candidate]:
     """The first ``wanted`` (None: all) conversations passing ``where``, ranked: the rows of vectors.candidates.
 
     ``everything``: the filter keeps every conversation that has not expired (no time
@@ -159,6 +159,5 @@ def search(
         marks = ",".join("?" * len(batch))
         for pk, time, ident in db.execute(f"SELECT pk, {key}, id FROM conversations WHERE pk IN ({marks})", batch):
             facts[pk] = (time, ident)
-    rows = [(pk, *facts[pk], *chosen[pk]) for pk in pks if pk in facts]
-    ordered = ranked(rows, lambda item: item[5], lambda item: item[1], lambda item: item[2])
+    ordered = ranked_candidates((pk, *facts[pk], *chosen[pk]) for pk in pks if pk in facts)
     return ordered if wanted is None else ordered[:wanted]

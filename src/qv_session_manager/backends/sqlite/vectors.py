@@ -14,13 +14,7 @@ from typing import Any
 
 from ...records import SearchHit
 from ...rules import now_key
-from ...vector_records import (
-    EmbeddingTask,
-    VectorSpace,
-    best_per_conversation,
-    ranked,
-    similarities,
-)
+from ...vector_records import Candidate, EmbeddingTask, VectorSpace, best_candidates
 
 _LIVE = "(c.expires_key IS NULL OR c.expires_key > :now)"
 _PENDING = f"""
@@ -90,14 +84,10 @@ def forget(db: sqlite3.Connection, space: VectorSpace | None) -> int:
     return removed
 
 
-#: One conversation's best match: (conversation key, time key, id, message id, message key, score).
-Candidate = tuple[int, str, str, str, int, float]
-
-
 def candidates(
     db: sqlite3.Connection, space: VectorSpace, query: Sequence[float], where: str, params: dict[str, Any], key: str
 ) -> list[Candidate]:
-    """The best message of every conversation passing ``where``, ranked by the shared rule."""
+    """The best message of every conversation passing ``where``, ranked by the shared rule (no numpy needed)."""
     rows = db.execute(
         f"""SELECT c.pk, c.{key}, c.id, m.id, m.pk, v.vector
             FROM message_vectors v JOIN messages m ON m.pk = v.message_pk
@@ -106,16 +96,7 @@ def candidates(
             ORDER BY c.pk, m.position, m.pk""",
         {**params, "space": space.key},
     ).fetchall()
-    scores = similarities([row[5] for row in rows], query, space.dimension)
-    best = best_per_conversation(
-        ((row[0], row[1], row[2]), (row[3], row[4]), score) for row, score in zip(rows, scores)
-    )
-    return ranked(
-        [(pk, time, ident, mid, mpk, score) for (pk, time, ident), ((mid, mpk), score) in best.items()],
-        lambda item: item[5],
-        lambda item: item[1],
-        lambda item: item[2],
-    )
+    return best_candidates(rows, query, space.dimension)
 
 
 def hits(db: sqlite3.Connection, page: list[Candidate], decode: Any, columns: str, with_text: bool) -> list[SearchHit]:
