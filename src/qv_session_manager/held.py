@@ -130,13 +130,15 @@ def _copy(record: _R) -> _R:
     return copy.deepcopy(record)
 
 
-def _check_space(store: HeldStore, space: object) -> None:
-    """Refuse a vector call on a store that does not declare vectors, or with something else than a space."""
+def _check_space(store: HeldStore, space: object, *, optional: bool = False) -> None:
+    """Refuse a vector call on a store that does not declare vectors, or with something else than a
+    space (None too, when ``optional``)."""
     if Capability.VECTOR_STORAGE not in store.capabilities:
         raise UnsupportedOperationError(
             f"{type(store).__name__} does not declare Capability.VECTOR_STORAGE: its primitives keep no Held.vectors"
         )
-    check_space(space)
+    if not (optional and space is None):
+        check_space(space)
 
 
 def _vectors_kept(previous: Held, held: Held) -> dict[str, dict[str, bytes]]:
@@ -550,7 +552,7 @@ class HeldStore:
 
     def forget_embeddings(self, space: VectorSpace | None = None) -> int:
         """See :class:`~qv_session_manager.protocol.VectorStorage`: one ``_write`` per conversation that had some."""
-        _check_space(self, VectorSpace("any", "any", 1) if space is None else space)
+        _check_space(self, space, optional=True)
         removed = 0
         with self._lock:
             self._check_open()
