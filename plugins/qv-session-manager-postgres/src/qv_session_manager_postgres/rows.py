@@ -127,6 +127,8 @@ def filter_document(metadata: Mapping[str, Any]) -> str:
 # -- records ------------------------------------------------------------------------
 
 CONVERSATION_COLUMNS = "c.id, c.title, c.model_name, c.created_at, c.updated_at, c.metadata, c.escaped"
+#: A conversation ``c`` not expired at the parameter ``now`` (see Capability.EXPIRY).
+LIVE = '(c.expires_key IS NULL OR c.expires_key > %(now)s COLLATE "C")'
 MESSAGE_COLUMNS = "m.id, m.role, m.content, m.created_at, m.metadata, m.images, m.tool_calls, m.tool_call_id, m.escaped"
 
 

@@ -75,6 +75,7 @@ from .errors import is_connection_failure, is_transient, translate
 from .rows import (
     CONTENT,
     CONVERSATION_COLUMNS,
+    LIVE,
     MESSAGE_COLUMNS,
     TITLE,
     EncodedMessage,
@@ -93,8 +94,6 @@ T = TypeVar("T")
 log = logging.getLogger("qv_session_manager")
 
 _TIME_FIELDS = {"updated_at": "updated_key", "created_at": "created_key"}
-#: A conversation ``c`` not expired at the parameter ``now`` (see Capability.EXPIRY).
-_LIVE = '(c.expires_key IS NULL OR c.expires_key > %(now)s COLLATE "C")'
 #: What the upsert leaves in ``next_position`` of a row that had expired: the save
 #: then removes its messages (see PostgresStore._restart) before writing its own.
 _EXPIRED = -1
@@ -571,7 +570,7 @@ class PostgresStore:
         def work(cursor: psycopg.Cursor) -> tuple[int, int] | None:
             if expected is not None:
                 found = cursor.execute(
-                    f"SELECT pk, revision FROM {self._s}.qv_conversations c WHERE id_key = %(id_key)s AND {_LIVE}"
+                    f"SELECT pk, revision FROM {self._s}.qv_conversations c WHERE id_key = %(id_key)s AND {LIVE}"
                     " FOR UPDATE",
                     {"id_key": row["id_key"], "now": now_key()},
                 ).fetchone()
@@ -629,7 +628,7 @@ class PostgresStore:
             table = f"{self._s}.qv_conversations c"
             sql = (
                 f"UPDATE {table} SET revision = revision + 1, {_SET_TIME}"
-                f" WHERE id_key = %(key)s AND {_LIVE} RETURNING pk, next_position"
+                f" WHERE id_key = %(key)s AND {LIVE} RETURNING pk, next_position"
             )
             found = cursor.execute(
                 sql, {"key": id_key(conversation_id), "updated_at": stamp[0], "updated_key": stamp[1], "now": now_key()}
@@ -660,11 +659,11 @@ class PostgresStore:
         }
         if not encoded:
             if stamp[0] is None:
-                sql = f"SELECT pk FROM {s}.qv_conversations c WHERE id_key = %(key)s AND {_LIVE}"
+                sql = f"SELECT pk FROM {s}.qv_conversations c WHERE id_key = %(key)s AND {LIVE}"
             else:
                 sql = (
                     f"UPDATE {s}.qv_conversations c SET revision = revision + 1, {_SET_TIME}"
-                    f" WHERE id_key = %(key)s AND {_LIVE} RETURNING pk"
+                    f" WHERE id_key = %(key)s AND {LIVE} RETURNING pk"
                 )
             return cursor.execute(sql, params).fetchone() is not None
         params["count"] = len(encoded)
@@ -674,7 +673,7 @@ class PostgresStore:
                 f"""WITH c AS (
                         UPDATE {s}.qv_conversations c
                         SET next_position = next_position + %(count)s::bigint, revision = revision + 1, {_SET_TIME}
-                        WHERE id_key = %(key)s AND {_LIVE}
+                        WHERE id_key = %(key)s AND {LIVE}
                         RETURNING pk, next_position - %(count)s::bigint AS first
                     )
                     INSERT INTO {s}.qv_messages (conversation_pk, position, {_names(_MESSAGE_FIELDS)})
@@ -880,7 +879,7 @@ class PostgresStore:
         def work(cursor: psycopg.Cursor) -> bool:
             # An expired conversation is removed too, but reported missing.
             cursor.execute(
-                f"DELETE FROM {self._s}.qv_conversations c WHERE id_key = %(key)s RETURNING {_LIVE}",
+                f"DELETE FROM {self._s}.qv_conversations c WHERE id_key = %(key)s RETURNING {LIVE}",
                 {"key": id_key(conversation_id), "now": now_key()},
             )
             found = cursor.fetchone()
@@ -898,7 +897,7 @@ class PostgresStore:
             # revision counts the write (saves that skip unchanged messages rely on it).
             found = cursor.execute(
                 f"UPDATE {self._s}.qv_conversations c SET revision = revision + 1"
-                f" WHERE id_key = %(key)s AND {_LIVE} RETURNING pk",
+                f" WHERE id_key = %(key)s AND {LIVE} RETURNING pk",
                 {"key": id_key(conversation_id), "now": now_key()},
             ).fetchone()
             if found is None:
@@ -939,7 +938,7 @@ class PostgresStore:
         def work(cursor: psycopg.Cursor) -> tuple[Any, Sequence[Any]] | None:
             found = cursor.execute(
                 f"SELECT c.pk, {CONVERSATION_COLUMNS} FROM {self._s}.qv_conversations c"
-                f" WHERE c.id_key = %(key)s AND {_LIVE}",
+                f" WHERE c.id_key = %(key)s AND {LIVE}",
                 {"key": key, "now": now_key()},
             ).fetchone()
             if found is None:
@@ -983,7 +982,7 @@ class PostgresStore:
         def work(cursor: psycopg.Cursor) -> tuple[Any, list[Any]] | None:
             found = cursor.execute(
                 f"SELECT c.pk, {CONVERSATION_COLUMNS} FROM {self._s}.qv_conversations c"
-                f" WHERE c.id_key = %(key)s AND {_LIVE}",
+                f" WHERE c.id_key = %(key)s AND {LIVE}",
                 {"key": key, "now": now_key()},
             ).fetchone()
             if found is None:
@@ -1041,7 +1040,7 @@ class PostgresStore:
         found = self._run(
             f"reading conversation {conversation_id}",
             lambda cursor: cursor.execute(
-                f"SELECT {CONVERSATION_COLUMNS} FROM {self._s}.qv_conversations c WHERE c.id_key = %(key)s AND {_LIVE}",
+                f"SELECT {CONVERSATION_COLUMNS} FROM {self._s}.qv_conversations c WHERE c.id_key = %(key)s AND {LIVE}",
                 {"key": id_key(conversation_id), "now": now_key()},
             ).fetchone(),
             write=False,
@@ -1058,7 +1057,7 @@ class PostgresStore:
         """
         check_filter(filter)
         key = _TIME_FIELDS[filter.field]
-        conditions = [_LIVE]  # expired conversations never pass
+        conditions = [LIVE]  # expired conversations never pass
         params: dict[str, Any] = {"now": now_key()}
         if filter.start is not None:
             conditions.append(f'c.{key} >= %(start)s COLLATE "C"')

@@ -50,11 +50,9 @@ from qv_session_manager.vector_records import (
     unpack,
 )
 
-from .rows import CONTENT, CONVERSATION_COLUMNS, id_key, load_text, store_text
+from .rows import CONTENT, CONVERSATION_COLUMNS, LIVE, id_key, load_text, store_text
 from .schema import quote_identifier
 
-#: A conversation ``c`` not expired at the parameter ``now`` (as the store's reads).
-_LIVE = '(c.expires_key IS NULL OR c.expires_key > %(now)s COLLATE "C")'
 #: pgvector builds HNSW indexes of ``vector`` up to this dimension.
 HNSW_MAX_DIMENSION = 2000
 #: The first ordered fetch of a pgvector search takes this many messages at least, and
@@ -109,7 +107,7 @@ class VectorSql:
         rows = cursor.execute(
             f"""SELECT c.id, m.id, m.content, m.escaped
                 FROM {self._s}.qv_messages m JOIN {self._s}.qv_conversations c ON c.pk = m.conversation_pk
-                WHERE {_LIVE} AND m.content <> '' AND NOT EXISTS (
+                WHERE {LIVE} AND m.content <> '' AND NOT EXISTS (
                     SELECT 1 FROM {self._s}.qv_message_vectors v
                     WHERE v.space = %(space)s COLLATE "C" AND v.message_pk = m.pk)
                 ORDER BY m.pk LIMIT %(limit)s""",
@@ -153,7 +151,7 @@ class VectorSql:
                     AS t(conversation_key, message_key, content, bit, embedding)
                 JOIN {self._s}.qv_conversations c ON c.id_key = t.conversation_key
                 JOIN {self._s}.qv_messages m ON m.conversation_pk = c.pk AND m.id_key = t.message_key
-                WHERE {_LIVE} AND t.content <> '' AND m.content = t.content AND (m.escaped & 1) = t.bit
+                WHERE {LIVE} AND t.content <> '' AND m.content = t.content AND (m.escaped & 1) = t.bit
                 ON CONFLICT (space, message_pk) DO UPDATE SET embedding = EXCLUDED.embedding""",
             {"space": space.key, "now": now_key(), **dict(zip("cmtbe", columns))},
         )
@@ -164,7 +162,7 @@ class VectorSql:
             f"""SELECT count(v.message_pk), count(*) - count(v.message_pk)
                 FROM {self._s}.qv_messages m JOIN {self._s}.qv_conversations c ON c.pk = m.conversation_pk
                 LEFT JOIN {self._s}.qv_message_vectors v ON v.space = %(space)s COLLATE "C" AND v.message_pk = m.pk
-                WHERE {_LIVE} AND m.content <> ''""",
+                WHERE {LIVE} AND m.content <> ''""",
             {"space": space.key, "now": now_key()},
         ).fetchone()
         assert found is not None

@@ -17,8 +17,8 @@ from ...rules import now_key
 from ...timeutil import time_key
 from . import schema
 from .errors import translate
-from .rows import index_body, parse_timestamp
-from .store import _LIVE, SQLiteStore
+from .rows import LIVE, index_body, parse_timestamp
+from .store import SQLiteStore
 
 #: The search indexes and the SQL giving (rowid, text) of what each must hold: the rows
 #: up to ``search_state.indexed_upto`` (newer rows wait for the index, see store.FLUSH_AT),
@@ -230,15 +230,15 @@ def counts(store: SQLiteStore) -> Counts:
     """
     live = {"now": now_key()}
     with store._transaction("counting conversations", write=False) as db:
-        conversations = int(db.execute(f"SELECT count(*) FROM conversations c WHERE {_LIVE}", live).fetchone()[0])
+        conversations = int(db.execute(f"SELECT count(*) FROM conversations c WHERE {LIVE}", live).fetchone()[0])
         messages = int(
             db.execute(
-                f"SELECT count(*) FROM messages m JOIN conversations c ON c.pk = m.conversation_pk WHERE {_LIVE}", live
+                f"SELECT count(*) FROM messages m JOIN conversations c ON c.pk = m.conversation_pk WHERE {LIVE}", live
             ).fetchone()[0]
         )
         edges = [
             db.execute(
-                f"SELECT updated_at FROM conversations c WHERE {_LIVE} ORDER BY updated_key {way}, id {way} LIMIT 1",
+                f"SELECT updated_at FROM conversations c WHERE {LIVE} ORDER BY updated_key {way}, id {way} LIMIT 1",
                 live,
             ).fetchone()
             for way in ("ASC", "DESC")
@@ -261,7 +261,7 @@ def vector_counts(store: SQLiteStore) -> dict[str, int]:
             return {}
         rows = db.execute(
             "SELECT v.space, count(*) FROM message_vectors v JOIN messages m ON m.pk = v.message_pk "
-            f"JOIN conversations c ON c.pk = m.conversation_pk WHERE {_LIVE} GROUP BY v.space ORDER BY v.space",
+            f"JOIN conversations c ON c.pk = m.conversation_pk WHERE {LIVE} GROUP BY v.space ORDER BY v.space",
             live,
         ).fetchall()
     return {str(space): int(count) for space, count in rows}

@@ -76,6 +76,8 @@ def digest(role: str, content: str | None, *rest: Any) -> bytes:
 
 MESSAGE_COLUMNS = "id, role, content, created_at, metadata, images, tool_calls, tool_call_id"
 CONVERSATION_COLUMNS = "id, title, model_name, created_at, updated_at, metadata"
+#: The condition of a conversation ``c`` that has not expired at the parameter ``:now`` (see Capability.EXPIRY).
+LIVE = "(c.expires_key IS NULL OR c.expires_key > :now)"
 
 
 def encode_message(message: MessageRecord) -> tuple[Any, ...]:

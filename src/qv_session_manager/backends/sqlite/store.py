@@ -61,6 +61,7 @@ from .matching import to_fts5
 from .readonly import connect_read_only
 from .rows import (
     CONVERSATION_COLUMNS,
+    LIVE,
     MESSAGE_COLUMNS,
     body_column,
     decode_conversation,
@@ -75,12 +76,10 @@ log = logging.getLogger("qv_session_manager")
 Synchronous = Literal["full", "normal"]
 Purge = Literal["on_close", "immediate"]
 _TIME_FIELDS = {"updated_at": "updated_key", "created_at": "created_key"}
-#: The condition of a conversation ``c`` that has not expired at the parameter ``:now`` (see Capability.EXPIRY).
-_LIVE = "(c.expires_key IS NULL OR c.expires_key > :now)"
 _LOAD = f"""SELECT {", ".join(f"c.{name}" for name in CONVERSATION_COLUMNS.split(", "))},
     {", ".join(f"m.{name}" for name in MESSAGE_COLUMNS.split(", "))}
     FROM conversations c LEFT JOIN messages m ON m.conversation_pk = c.pk
-    WHERE c.id = :id AND {_LIVE} ORDER BY m.position, m.pk"""
+    WHERE c.id = :id AND {LIVE} ORDER BY m.position, m.pk"""
 _ID_BATCH = 500  # ids per IN (...) lookup, well below SQLite's variable limit
 #: Conversation columns a save rewrites only when they changed, and what it then sets.
 _UPDATED_WITH = ("model_name", "created_at", "updated_at", "metadata", "expires_key")
@@ -531,7 +530,7 @@ class SQLiteStore:
     def _live_row(db: sqlite3.Connection, columns: str, conversation_id: str) -> Any:
         """``columns`` of the conversation ``conversation_id`` (alias ``c``); None when it is missing or expired."""
         return db.execute(
-            f"SELECT {columns} FROM conversations c WHERE id = :id AND {_LIVE}",
+            f"SELECT {columns} FROM conversations c WHERE id = :id AND {LIVE}",
             {"id": conversation_id, "now": now_key()},
         ).fetchone()
 
@@ -844,7 +843,7 @@ class SQLiteStore:
             return False
         with self._transaction(f"deleting conversation {conversation_id}", write=True) as db:
             found = db.execute(
-                f"SELECT pk, {_LIVE} FROM conversations c WHERE id = :id",
+                f"SELECT pk, {LIVE} FROM conversations c WHERE id = :id",
                 {"id": conversation_id, "now": now_key()},
             ).fetchone()
             if found is None:
@@ -881,7 +880,7 @@ class SQLiteStore:
         with self._transaction(f"deleting message {message_id}", write=True) as db:
             found = db.execute(
                 f"""SELECT m.pk, c.pk FROM messages m JOIN conversations c ON c.pk = m.conversation_pk
-                   WHERE c.id = :id AND m.id = :message_id AND {_LIVE}""",
+                   WHERE c.id = :id AND m.id = :message_id AND {LIVE}""",
                 {"id": conversation_id, "message_id": message_id, "now": now_key()},
             ).fetchone()
             if found is None:
@@ -1057,7 +1056,7 @@ class SQLiteStore:
         """
         check_filter(filter)
         key = _TIME_FIELDS[filter.field]
-        conditions = [_LIVE]
+        conditions = [LIVE]
         params: dict[str, Any] = {"now": now_key()}
         if filter.start is not None:
             conditions.append(f"c.{key} >= :start")

@@ -15,11 +15,11 @@ from typing import Any
 from ...records import SearchHit
 from ...rules import now_key
 from ...vector_records import Candidate, EmbeddingTask, VectorSpace, best_candidates
+from .rows import LIVE
 
-_LIVE = "(c.expires_key IS NULL OR c.expires_key > :now)"
 _PENDING = f"""
     SELECT m.pk, c.id, m.id, m.content FROM messages m JOIN conversations c ON c.pk = m.conversation_pk
-    WHERE m.pk >= :from AND {_LIVE} AND m.content <> ''
+    WHERE m.pk >= :from AND {LIVE} AND m.content <> ''
         AND NOT EXISTS (SELECT 1 FROM message_vectors v WHERE v.space = :space AND v.message_pk = m.pk)
     ORDER BY m.pk LIMIT :limit"""
 _EDITS = "SELECT value FROM store_info WHERE key = 'vectors_dropped'"
@@ -28,10 +28,10 @@ _COUNTS = f"""
     SELECT count(v.message_pk), count(*) - count(v.message_pk)
     FROM messages m JOIN conversations c ON c.pk = m.conversation_pk
     LEFT JOIN message_vectors v ON v.space = :space AND v.message_pk = m.pk
-    WHERE {_LIVE} AND m.content <> ''"""
+    WHERE {LIVE} AND m.content <> ''"""
 _TARGET = f"""
     SELECT m.pk FROM messages m JOIN conversations c ON c.pk = m.conversation_pk
-    WHERE c.id = :conversation AND m.id = :message AND m.content = :text AND {_LIVE}"""
+    WHERE c.id = :conversation AND m.id = :message AND m.content = :text AND {LIVE}"""
 
 
 class PendingFrom:
