@@ -81,6 +81,22 @@ def test_hybrid_search_fuses_words_and_meaning(manager: SessionManager, chats: d
     assert hybrid[0]["score"] == pytest.approx(1 / (FUSION_K + 1) + 1 / (FUSION_K + 1 + semantic.index(chats["start"])))
 
 
+def test_hybrid_ranks_words_by_any_of_them(manager: SessionManager, chats: dict[str, str]) -> None:
+    """A question's words are rarely all in one message: hybrid's word ranking holds a chat with any of them."""
+    manager.index_embeddings()
+    question = "start baking something cheerful"
+    assert manager.search_conversations(question) == [], "no chat has every word"
+    hybrid = manager.search_conversations(question, mode="hybrid")
+    by_words = _ids(manager.search_conversations("start OR baking OR something OR cheerful", order="relevance"))
+    by_meaning = _ids(manager.search_conversations(question, mode="semantic"))
+    assert set(by_words) == {chats["start"], chats["cake"]}
+    expected = {
+        chat: sum(1 / (FUSION_K + 1 + ranking.index(chat)) for ranking in (by_words, by_meaning) if chat in ranking)
+        for chat in chats.values()
+    }
+    assert {item["id"]: item["score"] for item in hybrid} == pytest.approx(expected)
+
+
 def test_the_backlog_is_read_from_the_store(manager: SessionManager, chats: dict[str, str]) -> None:
     assert manager.index_embeddings(limit=1).embedded == 1
     assert manager.index_embeddings(batch_size=2).pending == 0

@@ -8,7 +8,8 @@ module decides what to embed and how rankings combine, the same for every backen
   without a vector in the embedder's space), so nothing is lost across crashes or
   restarts and a changed model simply has everything pending in its new space.
 - :func:`meaning_search` is ``mode="semantic"`` and ``mode="hybrid"``. Hybrid fuses
-  the text ranking (BM25 or the backend's relevance) and the vector ranking by
+  the text ranking (BM25 or the backend's relevance) of any of the query's words
+  (:meth:`~qv_session_manager.query.Query.loosened`) and the vector ranking by
   reciprocal rank fusion (:func:`fuse`). Where vectors cannot be used (no embedder
   reachable, a store without vectors, nothing embedded yet) the search falls back to
   text, and the result says so (:class:`SearchResults`).
@@ -32,8 +33,12 @@ log = logging.getLogger("qv_session_manager")
 
 SearchMode = Literal["text", "semantic", "hybrid"]
 MODES: tuple[SearchMode, ...] = ("text", "semantic", "hybrid")
-#: Reciprocal rank fusion's constant: a hit at rank r adds 1 / (FUSION_K + r).
-FUSION_K = 60
+#: Reciprocal rank fusion's constant: a hit at rank r adds 1 / (FUSION_K + r). Chosen by
+#: benchmarks/fusion.py over 10, 30, 60 (the literature's usual value) and 100, and over
+#: weighted variants and min-max score mixing: 10, both rankings weighted alike, had the
+#: best recall@10 on the half of the questions it was chosen on and beat either ranking
+#: alone on the other half, at 3,000 and at 17,545 ShareGPT chats (benchmarks/README.md).
+FUSION_K = 10
 #: How many hits of each ranking take part in the fusion (more when a page reaches deeper),
 #: fixed so that pages within it are slices of one fused ranking.
 FUSION_DEPTH = 200
@@ -174,8 +179,8 @@ def meaning_search(
     reads every message, so only callers that report it call it.
     """
 
-    def text_ranking(depth: int | None, skip: int = 0) -> list[SearchHit]:
-        return store.search(query, filter, order="relevance", limit=depth, offset=skip, with_text=with_text)
+    def text_ranking(depth: int | None, skip: int = 0, words: Query = query) -> list[SearchHit]:
+        return store.search(words, filter, order="relevance", limit=depth, offset=skip, with_text=with_text)
 
     if not offers(store, Capability.VECTOR_STORAGE):
         reason = f"{type(store).__name__} keeps no message vectors"
@@ -201,4 +206,9 @@ def meaning_search(
     if not meaning:  # no vector of this space passes the filter: what words find is all there is
         return text_ranking(limit, offset), "text", reason, pending
     end = None if limit is None else offset + limit
-    return fuse([text_ranking(depth), meaning], filter.field)[offset:end], "hybrid", None, pending
+    return (
+        fuse([text_ranking(depth, words=query.loosened()), meaning], filter.field)[offset:end],
+        "hybrid",
+        None,
+        pending,
+    )

@@ -103,6 +103,21 @@ class Query:
                 seen.setdefault(term)
         return list(seen)
 
+    def loosened(self) -> Query:
+        """The query with its words made alternatives: a document matches when it holds any
+        positive term of an alternative and none of that alternative's exclusions.
+
+        ``a b -c OR d`` becomes ``a -c OR b -c OR d``; phrases and prefixes stay whole
+        terms. Hybrid search ranks words this way, as keyword engines rank a question:
+        a whole question rarely has all its words in one message.
+        """
+        loose = {
+            Alternative((term,), alternative.excluded): None
+            for alternative in self.alternatives
+            for term in alternative.required
+        }
+        return Query(tuple(loose))
+
     def positive_terms(self) -> list[Term]:
         """Every distinct positive term, in query order (used for highlighting)."""
         seen: dict[Term, None] = {}

@@ -142,16 +142,27 @@ def search(
         cutoff = numpy.partition(best[groups], len(groups) - wanted)[len(groups) - wanted]
         margin = _MARGIN * max(1.0, float(numpy.linalg.norm(vector32)) * held.largest_norm)
         groups = groups[best[groups] >= cutoff - margin]
-    ends = numpy.r_[held.starts[1:], len(held.message_ids)]
-    vector64 = numpy.frombuffer(numpy.asarray(query, dtype="<f4").tobytes(), dtype="<f4").astype(numpy.float64)
-    chosen: dict[int, tuple[str, int, float]] = {}
-    for group in groups.tolist():
-        start, end = int(held.starts[group]), int(ends[group])
-        exact = held.matrix[start:end].astype(numpy.float64) @ vector64
-        row = start + int(numpy.argmax(exact))  # the first of equal scores: stored order
-        chosen[int(held.conversations[group])] = (held.message_ids[row], int(held.message_pks[row]), float(exact.max()))
-    if not chosen:
+    if not len(groups):
         return []
+    # The candidates' rows, group after group, scored exactly in one product.
+    starts = held.starts[groups]
+    lengths = numpy.r_[held.starts[1:], len(held.message_ids)][groups] - starts
+    offsets = numpy.cumsum(lengths) - lengths
+    rows = numpy.arange(int(lengths.sum())) + numpy.repeat(starts - offsets, lengths)
+    vector64 = numpy.frombuffer(numpy.asarray(query, dtype="<f4").tobytes(), dtype="<f4").astype(numpy.float64)
+    exact = held.matrix[rows].astype(numpy.float64) @ vector64
+    maxima = numpy.maximum.reduceat(exact, offsets)
+    at_maximum = numpy.flatnonzero(exact == numpy.repeat(maxima, lengths))
+    best_rows = rows[at_maximum[numpy.searchsorted(at_maximum, offsets)]]  # the first of equal scores: stored order
+    chosen: dict[int, tuple[str, int, float]] = {
+        conversation: (held.message_ids[row], message_pk, score)
+        for conversation, row, message_pk, score in zip(
+            held.conversations[groups].tolist(),
+            best_rows.tolist(),
+            held.message_pks[best_rows].tolist(),
+            maxima.tolist(),
+        )
+    }
     facts: dict[int, tuple[str, str]] = {}
     pks = list(chosen)
     for index in range(0, len(pks), 500):
