@@ -8,7 +8,7 @@ on a store that ``retrieval.py --keep-db`` left behind (the same corpus and size
 
 It samples the evaluation questions as retrieval.py does (same seed), takes for each
 the two rankings hybrid search fuses, 200 deep (the words ranked by relevance, any of
-them: ``Query.loosened``; the vectors by cosine), and scores every candidate rule by
+them but the store's common ones: ``meaning.word_ranking_query``; the vectors by cosine), and scores every candidate rule by
 recall@10 and MRR@10 on two halves of the questions: the rule is chosen on the first
 half (even draws) and confirmed on the second (odd draws), so a rule that only fits
 the noise of one sample shows it.
@@ -30,7 +30,7 @@ from pathlib import Path
 from typing import Any
 
 from qv_session_manager import SessionManager
-from qv_session_manager.meaning import FUSION_DEPTH, FUSION_K, fuse
+from qv_session_manager.meaning import FUSION_DEPTH, FUSION_K, fuse, word_ranking_query
 from qv_session_manager.protocol import ConversationFilter
 from qv_session_manager.query import parse
 from qv_session_manager.records import SearchHit
@@ -85,7 +85,7 @@ RULES: dict[str, Rule] = {
     LIBRARY: library,
     "words only": lambda words, meaning: [hit.conversation.id for hit in words],
     "vectors only": lambda words, meaning: [hit.conversation.id for hit in meaning],
-    **{f"rrf k={k} w={w}": rrf(k, w) for k in (10, 30, FUSION_K, 100) for w in (1.0, 1.5, 2.0, 3.0)},
+    **{f"rrf k={k} w={w}": rrf(k, w) for k in (10, 30, 60, 100) for w in (1.0, 1.5, 2.0, 3.0)},
     **{f"mix a={a}": mix(a) for a in (0.3, 0.5, 0.7)},
 }
 
@@ -99,8 +99,8 @@ def study(manager: SessionManager, queries: list[dict[str, Any]]) -> dict[str, A
     started = time.perf_counter()
     for query in queries:
         (vector,) = manager.embedder.embed_queries([query["text"]])
-        loosened = parse(query["text"]).loosened()
-        words = store.search(loosened, everything, order="relevance", limit=FUSION_DEPTH)
+        words_query = word_ranking_query(store, parse(query["text"]))
+        words = store.search(words_query, everything, order="relevance", limit=FUSION_DEPTH)
         meaning = store.vector_search(space, vector, everything, limit=FUSION_DEPTH)
         rankings.append((words, meaning))
     seconds = time.perf_counter() - started

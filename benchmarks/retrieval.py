@@ -78,8 +78,8 @@ LABELS = {
     "text": "text (library default: every word required)",
     "text_or": "text, the question's words OR-ed",
     "semantic": "semantic (wordllama, 256 dimensions)",
-    "hybrid": "hybrid (library: the default text ranking + vectors, RRF)",
-    "hybrid_or": "hybrid, OR-ed text ranking + vectors (RRF)",
+    "hybrid": "hybrid (library: any of the words but the common ones, + vectors, RRF)",
+    "hybrid_or": "hybrid, the question's words OR-ed + vectors (RRF)",
     "floor": "numpy floor (matrix in memory, no database)",
     "floor_embed": "numpy floor + embedding the query",
 }

@@ -86,3 +86,34 @@ def test_quick_retrieval_run_reports_every_mode(tmp_path: Path) -> None:
     assert not data["fallbacks"]
     assert "| ranking | recall@10 |" in done.stdout
     assert not list(tmp_path.glob("qv-retrieval-*")), "the database folder is removed"
+
+
+@pytest.mark.slow
+def test_fusion_study_scores_every_rule_on_a_kept_store(tmp_path: Path) -> None:
+    pytest.importorskip("wordllama")
+    pytest.importorskip("numpy")
+    corpus = tmp_path / "corpus.json"
+    write_corpus(corpus)
+    results = tmp_path / "results"
+    common = ["--corpus", str(corpus), "--conversations", "all", "--queries", "12", "--results-dir", str(results)]
+    kept = [*common, "--quick", "--db-dir", str(tmp_path), "--keep-db", "--embed-chunk", "16"]
+    retrieval = [sys.executable, str(REPO / "benchmarks" / "retrieval.py"), *kept]
+    done = subprocess.run(retrieval, capture_output=True, text=True, timeout=180, check=False)
+    assert done.returncode == 0, done.stdout + done.stderr
+    (database,) = tmp_path.glob("qv-retrieval-*/retrieval.db")
+    fusion = [sys.executable, str(REPO / "benchmarks" / "fusion.py"), "--db", str(database), *common]
+    done = subprocess.run(fusion, capture_output=True, text=True, timeout=180, check=False)
+    assert done.returncode == 0, done.stdout + done.stderr
+    (retrieval_output,) = results.glob("retrieval-*.json")
+    (fusion_output,) = results.glob("fusion-*.json")
+    library = json.loads(retrieval_output.read_text(encoding="utf-8"))["evaluation"]["quality"]["hybrid"]
+    study = json.loads(fusion_output.read_text(encoding="utf-8"))
+    assert study["queries"] == 12
+    rules = study["rules"]
+    assert {"words only", "vectors only", "mix a=0.5"} <= set(rules) and len(rules) == 22
+    (library_rule,) = [name for name in rules if name.startswith("library:")]
+    assert rules[library_rule]["all"]["recall@10"] == library["recall@10"], "the study scores the library's rule"
+    for by_half in rules.values():
+        assert set(by_half) == {"first half (choose)", "second half (confirm)", "all"}
+        assert all(0 <= numbers["mrr@10"] <= numbers["recall@10"] <= 1 for numbers in by_half.values())
+    assert "| rule |" in done.stdout

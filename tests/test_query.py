@@ -51,3 +51,27 @@ def test_words_become_alternatives_keeping_phrases_and_exclusions() -> None:
         (Alternative((car,), (dead,)), Alternative((phrase,), (dead,)), Alternative((battery,)))
     )
     assert parse("car").loosened() == parse("car")
+
+
+@given(queries, st.sets(st.sampled_from(WORDS)))
+def test_loosening_leaves_out_the_given_single_words_unless_nothing_is_left(text: str, common: set[str]) -> None:
+    loosened = parse(text).loosened()
+    kept = [a for a in loosened.alternatives if a.required[0].single_token not in common]
+    assert parse(text).loosened(common).alternatives == (tuple(kept) or loosened.alternatives)
+
+
+@given(queries)
+def test_single_tokens_are_the_positive_one_word_terms(text: str) -> None:
+    query = parse(text)
+    expected = [t.tokens[0] for t in query.positive_terms() if len(t.tokens) == 1 and not t.prefix]
+    assert query.single_tokens() == list(dict.fromkeys(expected))
+    assert not set(query.single_tokens()) & {"-" + word for word in WORDS}
+
+
+def test_phrases_and_prefixes_are_never_left_out() -> None:
+    query = parse('car "car battery" car*')
+    assert query.single_tokens() == ["car"]
+    assert [a.required[0] for a in query.loosened({"car"}).alternatives] == [
+        Term(("car", "battery")),
+        Term(("car",), prefix=True),
+    ]

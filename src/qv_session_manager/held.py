@@ -29,6 +29,7 @@ from __future__ import annotations
 import builtins
 import copy
 import threading
+from collections import Counter
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass, field
@@ -189,6 +190,7 @@ class HeldStore:
             Capability.WINDOWED_LOADING,
             Capability.PURGING,
             Capability.INDEX_INSPECTION,
+            Capability.TOKEN_COUNTING,
         }
     )
 
@@ -435,6 +437,24 @@ class HeldStore:
                 )
         hits = reference_search(items, query, filter, order=order, limit=limit, offset=offset, with_text=with_text)
         return [dataclass_replace(hit, conversation=_copy(hit.conversation)) for hit in hits]
+
+    def common_tokens(self, tokens: Sequence[str], *, share: float, minimum: int) -> builtins.set[str]:
+        """See :class:`~qv_session_manager.protocol.TokenCounting`: counted exactly over every
+        held message, expired ones too (the held texts are the only index)."""
+        if isinstance(tokens, str) or not all(isinstance(token, str) for token in tokens):
+            raise InvalidInputError("tokens must be a sequence of strs")
+        wanted = set(tokens)
+        holding: Counter[str] = Counter()
+        messages = 0
+        with self._lock:
+            self._check_open()
+            for held in self._read_all():
+                _, documents = self._documents(held)
+                messages += len(documents)
+                for document in documents.values():
+                    holding.update(wanted.intersection(document))
+        bound = max(minimum, int(share * messages))
+        return {token for token, count in holding.items() if count > bound}
 
     def indexed_tokens(self) -> builtins.set[str]:
         """See :class:`~qv_session_manager.protocol.IndexInspection`: the tokens of every held

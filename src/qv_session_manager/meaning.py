@@ -9,7 +9,7 @@ module decides what to embed and how rankings combine, the same for every backen
   restarts and a changed model simply has everything pending in its new space.
 - :func:`meaning_search` is ``mode="semantic"`` and ``mode="hybrid"``. Hybrid fuses
   the text ranking (BM25 or the backend's relevance) of any of the query's words
-  (:meth:`~qv_session_manager.query.Query.loosened`) and the vector ranking by
+  (:func:`word_ranking_query`) and the vector ranking by
   reciprocal rank fusion (:func:`fuse`). Where vectors cannot be used (no embedder
   reachable, a store without vectors, nothing embedded yet) the search falls back to
   text, and the result says so (:class:`SearchResults`).
@@ -39,6 +39,14 @@ MODES: tuple[SearchMode, ...] = ("text", "semantic", "hybrid")
 #: best recall@10 on the half of the questions it was chosen on and beat either ranking
 #: alone on the other half, at 3,000 and at 17,545 ShareGPT chats (benchmarks/README.md).
 FUSION_K = 10
+#: Hybrid's word ranking leaves out a single word that more than COMMON_SHARE of the
+#: stored messages hold, once that is more than COMMON_MINIMUM messages (stores that
+#: count them: Capability.TOKEN_COUNTING). Such words weigh almost nothing in BM25 and
+#: make up most of its cost: on 120k ShareGPT messages, leaving out the words of over
+#: 5% of them took a question's word ranking from 254 to 35 ms p50 at the same recall
+#: (benchmarks/README.md, "Search by meaning").
+COMMON_SHARE = 0.05
+COMMON_MINIMUM = 1000
 #: How many hits of each ranking take part in the fusion (more when a page reaches deeper),
 #: fixed so that pages within it are slices of one fused ranking.
 FUSION_DEPTH = 200
@@ -159,6 +167,14 @@ def fuse(rankings: Sequence[Sequence[SearchHit]], field: str) -> list[SearchHit]
     )
 
 
+def word_ranking_query(store: ConversationStore, query: Query) -> Query:
+    """Hybrid's word query: :meth:`Query.loosened`, without the store's common words (see COMMON_SHARE)."""
+    words = query.single_tokens()
+    if not words or not offers(store, Capability.TOKEN_COUNTING):
+        return query.loosened()
+    return query.loosened(store.common_tokens(words, share=COMMON_SHARE, minimum=COMMON_MINIMUM))
+
+
 def meaning_search(
     store: ConversationStore,
     embedder: Any,
@@ -207,7 +223,7 @@ def meaning_search(
         return text_ranking(limit, offset), "text", reason, pending
     end = None if limit is None else offset + limit
     return (
-        fuse([text_ranking(depth, words=query.loosened()), meaning], filter.field)[offset:end],
+        fuse([text_ranking(depth, words=word_ranking_query(store, query)), meaning], filter.field)[offset:end],
         "hybrid",
         None,
         pending,

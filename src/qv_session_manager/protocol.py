@@ -62,6 +62,8 @@ class Capability(str, Enum):
     #: :class:`VectorStorage`: ``pending_embeddings``, ``store_embeddings``, ``vector_search``,
     #: ``embedding_counts``, ``forget_embeddings``.
     VECTOR_STORAGE = "vector_storage"
+    #: :class:`TokenCounting`: ``common_tokens``.
+    TOKEN_COUNTING = "token_counting"
 
 
 @dataclass(frozen=True)
@@ -392,6 +394,26 @@ class IndexInspection(Protocol):
 
 
 @runtime_checkable
+class TokenCounting(Protocol):
+    """An optional side of a store: which words most messages hold, so that hybrid search
+    can leave them out of its word ranking (they cost the most and weigh the least).
+
+    Declared as ``Capability.TOKEN_COUNTING`` (see :func:`offers`).
+    """
+
+    def common_tokens(self, tokens: Sequence[str], *, share: float, minimum: int) -> builtins.set[str]:
+        """Those of ``tokens`` (as :func:`qv_session_manager.text.tokens` gives them) that
+        more than ``max(minimum, share x the messages stored)`` messages hold.
+
+        A store may count from its search index: the stored messages include expired
+        ones not purged yet, and rows a read-only store could not index yet are not
+        counted. Counting stops at the bound, so the cost does not grow with the store.
+        Raises InvalidInputError for tokens that are not strs.
+        """
+        ...
+
+
+@runtime_checkable
 class VectorStorage(Protocol):
     """An optional side of a store: message vectors, for search by meaning.
 
@@ -469,6 +491,7 @@ SIDE_METHODS: Mapping[Capability, str] = {
     Capability.DROPPABLE: "drop",
     Capability.INDEX_INSPECTION: "indexed_tokens",
     Capability.VECTOR_STORAGE: "vector_search",
+    Capability.TOKEN_COUNTING: "common_tokens",
 }
 
 #: Sides that are a faster form of a required method: used only where that method is not overridden.
@@ -495,6 +518,8 @@ def offers(store: object, capability: Literal[Capability.DROPPABLE]) -> TypeIs[D
 def offers(store: object, capability: Literal[Capability.INDEX_INSPECTION]) -> TypeIs[IndexInspection]: ...
 @overload
 def offers(store: object, capability: Literal[Capability.VECTOR_STORAGE]) -> TypeIs[VectorStorage]: ...
+@overload
+def offers(store: object, capability: Literal[Capability.TOKEN_COUNTING]) -> TypeIs[TokenCounting]: ...
 @overload
 def offers(store: object, capability: Capability) -> bool: ...
 def offers(store: object, capability: Capability) -> bool:

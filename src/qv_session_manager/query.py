@@ -25,7 +25,7 @@ from __future__ import annotations
 
 import math
 import re
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 from functools import lru_cache
 
@@ -59,6 +59,11 @@ class Term:
             if all(document[start + i] == word for i, word in enumerate(head)):
                 found.append(start)
         return found
+
+    @property
+    def single_token(self) -> str | None:
+        """The term's token when it is one whole word (no phrase, no prefix), else None."""
+        return self.tokens[0] if len(self.tokens) == 1 and not self.prefix else None
 
     def occurrences(self, document: Sequence[str]) -> int:
         """How many times this term occurs in a tokenized document."""
@@ -103,20 +108,26 @@ class Query:
                 seen.setdefault(term)
         return list(seen)
 
-    def loosened(self) -> Query:
+    def loosened(self, leaving_out: Collection[str] = ()) -> Query:
         """The query with its words made alternatives: a document matches when it holds any
         positive term of an alternative and none of that alternative's exclusions.
 
         ``a b -c OR d`` becomes ``a -c OR b -c OR d``; phrases and prefixes stay whole
         terms. Hybrid search ranks words this way, as keyword engines rank a question:
-        a whole question rarely has all its words in one message.
+        a whole question rarely has all its words in one message. Single-word terms
+        whose token is in ``leaving_out`` are dropped, unless no term would be left.
         """
         loose = {
             Alternative((term,), alternative.excluded): None
             for alternative in self.alternatives
             for term in alternative.required
         }
-        return Query(tuple(loose))
+        kept = tuple(alternative for alternative in loose if alternative.required[0].single_token not in leaving_out)
+        return Query(kept or tuple(loose))
+
+    def single_tokens(self) -> list[str]:
+        """The token of every positive term that is one whole word (no phrase, no prefix), in query order."""
+        return list(dict.fromkeys(t.single_token for t in self.positive_terms() if t.single_token is not None))
 
     def positive_terms(self) -> list[Term]:
         """Every distinct positive term, in query order (used for highlighting)."""

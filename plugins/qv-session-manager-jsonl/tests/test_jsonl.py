@@ -446,6 +446,7 @@ def test_urls(tmp_path: Path, monkeypatch) -> None:
             Capability.WINDOWED_LOADING,
             Capability.PURGING,
             Capability.INDEX_INSPECTION,
+            Capability.TOKEN_COUNTING,
             Capability.VECTOR_STORAGE,
         }
     )

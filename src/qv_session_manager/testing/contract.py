@@ -89,6 +89,7 @@ from .openers import StoreOpener, managed_opener, url_opener
 from .samples import BASE, conversation, message, minutes
 from .sdk_saves import check_mutated_saves
 from .stateful import run_comparison
+from .token_contract import TokenCountingClauses
 from .vector_contract import VectorClauses
 
 #: Names the store URL when a StoreContract subclass does not provide store_opener.
@@ -247,7 +248,7 @@ def _call_harmlessly(store: ConversationStore, name: str) -> Any:
     return calls[name](getattr(store, name))
 
 
-class StoreContract(VectorClauses):
+class StoreContract(VectorClauses, TokenCountingClauses):
     """Every contract of :class:`~qv_session_manager.protocol.ConversationStore`."""
 
     @pytest.fixture

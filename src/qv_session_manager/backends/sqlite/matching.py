@@ -11,6 +11,11 @@ def _fts5_term(term: Term) -> str:
     return phrase + " *" if term.prefix else phrase
 
 
+def term_match(token: str) -> str:
+    """The FTS5 MATCH form of one token; any str is safe (quotes are doubled)."""
+    return '"' + token.replace('"', '""') + '"'
+
+
 def to_fts5(query: Query) -> str:
     """Compile a non-empty query into SQLite FTS5 MATCH syntax over indexed tokens."""
     if query.is_empty:

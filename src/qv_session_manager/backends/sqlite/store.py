@@ -57,7 +57,7 @@ from ...vector_records import (
 )
 from . import cipher, drivers, schema, secure_index, vector_cache, vectors
 from .errors import EncryptedOrCorruptError, translate
-from .matching import to_fts5
+from .matching import term_match, to_fts5
 from .readonly import connect_read_only
 from .rows import (
     CONVERSATION_COLUMNS,
@@ -315,6 +315,7 @@ _SIDES = frozenset(
         Capability.PURGING,
         Capability.INDEX_INSPECTION,
         Capability.VECTOR_STORAGE,
+        Capability.TOKEN_COUNTING,
     }
 )
 
@@ -1240,6 +1241,32 @@ class SQLiteStore:
             SELECT page.id, page.title, page.model_name, page.created_at, page.updated_at, page.metadata,
                 CASE WHEN page.position < 0 THEN NULL ELSE {message_id} END, {text}, -page.rank
             FROM page ORDER BY {ranking}page.{key} DESC, page.id DESC"""
+
+    def common_tokens(self, tokens: Sequence[str], *, share: float, minimum: int) -> builtins.set[str]:
+        """See :class:`~qv_session_manager.protocol.TokenCounting`: counted in the message index
+        (where deleted rows count until the next purge), after indexing the rows waiting
+        for it where the store can be written."""
+        if isinstance(tokens, str) or not all(isinstance(token, str) for token in tokens):
+            raise InvalidInputError("tokens must be a sequence of strs")
+        self._check_open()
+        if self._may_flush and self._rows_wait():
+            self._flush_waiting()
+        common: builtins.set[str] = set()
+        with self._transaction("counting words", write=False) as db:
+            (messages,) = db.execute("SELECT count(*) FROM messages").fetchone()
+            bound = max(minimum, int(share * messages))
+            if messages <= bound:
+                return common
+            for token in dict.fromkeys(tokens):
+                if not token:
+                    continue
+                (holding,) = db.execute(
+                    "SELECT count(*) FROM (SELECT 1 FROM message_index WHERE message_index MATCH :match LIMIT :bound + 1)",
+                    {"match": term_match(token), "bound": bound},
+                ).fetchone()
+                if holding > bound:
+                    common.add(token)
+        return common
 
     # -- message vectors (protocol.VectorStorage; the SQL is in .vectors) --------------
 
