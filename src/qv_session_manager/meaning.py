@@ -18,9 +18,10 @@ module decides what to embed and how rankings combine, the same for every backen
 from __future__ import annotations
 
 import logging
+import threading
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any, Literal, TypeVar, cast
 
 from .errors import EmbedderError, InvalidInputError
 from .protocol import Capability, ConversationFilter, ConversationStore, VectorStorage, offers
@@ -30,6 +31,7 @@ from .timeutil import time_key
 from .vector_records import VectorSpace, ranked
 
 log = logging.getLogger("qv_session_manager")
+T = TypeVar("T")
 
 SearchMode = Literal["text", "semantic", "hybrid"]
 MODES: tuple[SearchMode, ...] = ("text", "semantic", "hybrid")
@@ -218,13 +220,40 @@ def meaning_search(
             return hits, "semantic", None, pending  # a page past the end is empty, not a fallback
         return text_ranking(limit, offset), "text", reason, pending
     depth = None if limit is None else max(FUSION_DEPTH, offset + limit)
+    words = in_thread(lambda: text_ranking(depth, words=word_ranking_query(store, query)))
     meaning = store.vector_search(space, vector, filter, limit=depth, with_text=with_text)
+    by_words = words()  # raises what the word ranking raised
     if not meaning:  # no vector of this space passes the filter: what words find is all there is
         return text_ranking(limit, offset), "text", reason, pending
     end = None if limit is None else offset + limit
-    return (
-        fuse([text_ranking(depth, words=word_ranking_query(store, query)), meaning], filter.field)[offset:end],
-        "hybrid",
-        None,
-        pending,
-    )
+    return fuse([by_words, meaning], filter.field)[offset:end], "hybrid", None, pending
+
+
+def in_thread(call: Callable[[], T]) -> Callable[[], T]:
+    """Start ``call`` in a new thread; the function returned waits for it and returns its
+    result or raises its exception.
+
+    Hybrid search ranks words this way while the calling thread ranks vectors: on
+    PostgreSQL the two run on two connections, on SQLite the vector products run
+    outside the store's lock. A thread per search, not a pool: nothing outlives the
+    search, and a forked process starts clean.
+    """
+    outcome: list[Any] = []
+
+    def run() -> None:
+        try:
+            outcome.append((True, call()))
+        except BaseException as exc:  # handed to the caller, which re-raises it
+            outcome.append((False, exc))
+
+    thread = threading.Thread(target=run, name="qv-session-manager-words", daemon=True)
+    thread.start()
+
+    def result() -> T:
+        thread.join()
+        succeeded, value = outcome[0]
+        if not succeeded:
+            raise value
+        return cast(T, value)
+
+    return result

@@ -1300,12 +1300,19 @@ class SQLiteStore:
         where, params = self._where(filter)
         key = _TIME_FIELDS[filter.field]
         end = None if limit is None else offset + limit
-        with self._transaction("searching by meaning", write=False) as db:
-            if vector_cache.available():
-                everything = filter.start is None and filter.end is None and not filter.metadata
-                ranked = vector_cache.search(db, self._vectors, space, query, where, params, key, end, everything)
-            else:
+        if not vector_cache.available():
+            with self._transaction("searching by meaning", write=False) as db:
                 ranked = vectors.candidates(db, space, query, where, params, key)
+                return vectors.hits(db, ranked[offset:end], decode_conversation, CONVERSATION_COLUMNS, with_text)
+        everything = filter.start is None and filter.end is None and not filter.metadata
+        with self._transaction("searching by meaning", write=False) as db:
+            prepared = vector_cache.prepare(db, self._vectors, space, where, params, everything)
+        chosen = {} if prepared is None else vector_cache.rank(prepared, query, end)  # outside the lock
+        with self._transaction("searching by meaning", write=False) as db:
+            if prepared is not None and not vector_cache.current(db, prepared):
+                prepared = vector_cache.prepare(db, self._vectors, space, where, params, everything)
+                chosen = {} if prepared is None else vector_cache.rank(prepared, query, end)
+            ranked = vector_cache.finish(db, chosen, where, params, key, end)
             return vectors.hits(db, ranked[offset:end], decode_conversation, CONVERSATION_COLUMNS, with_text)
 
     def embedding_counts(self, space: VectorSpace) -> tuple[int, int]:

@@ -12,6 +12,13 @@ conversation whose best score could reach the page), then the candidates' scores
 computed exactly as the shared rule says (float64 from the float32 values, see
 :func:`~qv_session_manager.vector_records.similarities`) and ordered by
 :func:`~qv_session_manager.vector_records.ranked`.
+
+The products need no database, so the store runs them outside its lock
+(:func:`prepare` under it, :func:`rank` outside, :func:`finish` under it again), and
+another thread's search or save proceeds meanwhile: hybrid search ranks words while
+the vectors are ranked. If a vector was added or removed in between, the store ranks
+again under the lock; conversations changed in between are checked against the
+filter again when their facts are read.
 """
 
 from __future__ import annotations
@@ -103,18 +110,23 @@ class VectorCache:
             self._matrices.clear()
 
 
-def search(
+@dataclass(frozen=True)
+class Prepared:
+    """What a search reads under the store's lock: the space's matrix and which of its groups pass the filter."""
+
+    held: _Matrix
+    passing: Any  # numpy bool, one per conversation group
+
+
+def prepare(
     db: sqlite3.Connection,
     cache: VectorCache,
     space: VectorSpace,
-    query: Sequence[float],
     where: str,
     params: dict[str, Any],
-    key: str,
-    wanted: int | None,
     everything: bool = False,
-) -> list[Candidate]:
-    """The first ``wanted`` (None: all) conversations passing ``where``, ranked: the rows of vectors.candidates.
+) -> Prepared | None:
+    """The matrix of ``space`` and the groups passing ``where``; None when the space has no vector.
 
     ``everything``: the filter keeps every conversation that has not expired (no time
     range, no metadata), so the conversations are not read to know which pass.
@@ -123,7 +135,7 @@ def search(
 
     held = cache.matrix(db, space)
     if held is None:
-        return []
+        return None
     if everything:  # only expiry filters: the few expired conversations are left out
         expired = db.execute(
             "SELECT pk FROM conversations WHERE expires_key IS NOT NULL AND expires_key <= :now", params
@@ -134,16 +146,32 @@ def search(
             (pk for (pk,) in db.execute(f"SELECT c.pk FROM conversations c WHERE {where}", params)), dtype=numpy.int64
         )
         passing = numpy.isin(held.conversations, allowed)
+    return Prepared(held, passing)
+
+
+def current(db: sqlite3.Connection, prepared: Prepared) -> bool:
+    """Whether no vector was added or removed since ``prepared`` was read."""
+    (version,) = db.execute("SELECT value FROM store_info WHERE key = 'vectors_version'").fetchone()
+    return bool(version == prepared.held.version)
+
+
+def rank(prepared: Prepared, query: Sequence[float], wanted: int | None) -> dict[int, tuple[str, int, float]]:
+    """conversation key -> (message id, message key, exact score) of the candidates for the first
+    ``wanted`` (None: all) places. Reads no database: it runs outside the store's lock, and
+    numpy's products let other threads run meanwhile."""
+    import numpy
+
+    held = prepared.held
     vector32 = numpy.asarray(query, dtype=numpy.float32)
     scores = held.matrix @ vector32
     best = numpy.maximum.reduceat(scores, held.starts)
-    groups = numpy.flatnonzero(passing)
+    groups = numpy.flatnonzero(prepared.passing)
     if wanted is not None and wanted < len(groups):
         cutoff = numpy.partition(best[groups], len(groups) - wanted)[len(groups) - wanted]
         margin = _MARGIN * max(1.0, float(numpy.linalg.norm(vector32)) * held.largest_norm)
         groups = groups[best[groups] >= cutoff - margin]
     if not len(groups):
-        return []
+        return {}
     # The candidates' rows, group after group, scored exactly in one product.
     starts = held.starts[groups]
     lengths = numpy.r_[held.starts[1:], len(held.message_ids)][groups] - starts
@@ -154,7 +182,7 @@ def search(
     maxima = numpy.maximum.reduceat(exact, offsets)
     at_maximum = numpy.flatnonzero(exact == numpy.repeat(maxima, lengths))
     best_rows = rows[at_maximum[numpy.searchsorted(at_maximum, offsets)]]  # the first of equal scores: stored order
-    chosen: dict[int, tuple[str, int, float]] = {
+    return {
         conversation: (held.message_ids[row], message_pk, score)
         for conversation, row, message_pk, score in zip(
             held.conversations[groups].tolist(),
@@ -163,12 +191,25 @@ def search(
             maxima.tolist(),
         )
     }
+
+
+def finish(
+    db: sqlite3.Connection,
+    chosen: dict[int, tuple[str, int, float]],
+    where: str,
+    params: dict[str, Any],
+    key: str,
+    wanted: int | None,
+) -> list[Candidate]:
+    """The chosen conversations that pass ``where`` now, ranked: the rows of vectors.candidates."""
     facts: dict[int, tuple[str, str]] = {}
     pks = list(chosen)
     for index in range(0, len(pks), 500):
         batch = pks[index : index + 500]
-        marks = ",".join("?" * len(batch))
-        for pk, time, ident in db.execute(f"SELECT pk, {key}, id FROM conversations WHERE pk IN ({marks})", batch):
+        named = {f"pk{number}": pk for number, pk in enumerate(batch)}
+        marks = ",".join(f":{name}" for name in named)
+        sql = f"SELECT c.pk, c.{key}, c.id FROM conversations c WHERE c.pk IN ({marks}) AND {where}"
+        for pk, time, ident in db.execute(sql, {**params, **named}):
             facts[pk] = (time, ident)
     ordered = ranked_candidates((pk, *facts[pk], *chosen[pk]) for pk in pks if pk in facts)
     return ordered if wanted is None else ordered[:wanted]
