@@ -16,7 +16,7 @@ from qv_session_manager.backends.memory import MemoryStore
 from qv_session_manager.backends.sqlite import SQLiteStore
 from qv_session_manager.embedding import Vector
 from qv_session_manager.encryption import EncryptedStore
-from qv_session_manager.errors import EmbedderUnavailableError
+from qv_session_manager.errors import EmbedderUnavailableError, StorageError
 from qv_session_manager.meaning import FUSION_K, SearchResults, fuse
 from qv_session_manager.protocol import ConversationStore
 from qv_session_manager.records import ConversationRecord, SearchHit
@@ -293,3 +293,18 @@ def test_a_semantic_page_past_the_end_is_empty_not_a_fallback(manager: SessionMa
     assert past == [] and past.mode == "semantic" and past.fallback is None
     second = manager.search_conversations("car battery", mode="semantic", limit=1, offset=1)
     assert _ids(second) == _ids(whole)[1:2]
+
+
+def test_a_failing_word_ranking_fails_the_hybrid_search() -> None:
+    """The words are ranked in another thread: what fails there reaches the caller, typed."""
+
+    class Failing(MemoryStore):
+        def search(self, *args: object, **kwargs: object) -> list[SearchHit]:
+            raise StorageError("the word index is unreadable")
+
+    with SessionManager(store=Failing(), embedder=SynonymEmbedder()) as manager:
+        _chat(manager, "garage", "my automobile has a flat accumulator")
+        manager.index_embeddings()
+        with pytest.raises(StorageError, match="unreadable"):
+            manager.search_conversations("car", mode="hybrid")
+        assert manager.search_conversations("car", mode="semantic").mode == "semantic"

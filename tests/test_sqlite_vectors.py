@@ -121,3 +121,49 @@ def test_pending_starts_where_it_may_and_goes_back_when_vectors_go(tmp_path: Pat
     assert len(store.pending_embeddings(SPACE, limit=10)) == 6, "another store's forget makes all pending again"
     store.close()
     other.close()
+
+
+def _during_ranking(monkeypatch: pytest.MonkeyPatch, change) -> list[int]:  # type: ignore[no-untyped-def]
+    """Run ``change`` the first time the products run (outside the store's lock); returns a call count."""
+    calls = [0]
+    rank = vector_cache.rank
+
+    def ranking_with_a_write(*args, **kwargs):  # type: ignore[no-untyped-def]
+        calls[0] += 1
+        if calls[0] == 1:
+            change()
+        return rank(*args, **kwargs)
+
+    monkeypatch.setattr(vector_cache, "rank", ranking_with_a_write)
+    return calls
+
+
+def test_a_vector_added_while_ranking_is_ranked_again_under_the_lock(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    store = SQLiteStore(tmp_path / "v.db")
+    store.save(conversation("a"), [message("east", id="1")])
+    store.save(conversation("b"), [message("north", id="1")])
+    _embed(store, {"east": (1.0, 0.0)})
+    calls = _during_ranking(monkeypatch, lambda: _embed(store, {"north": (0.0, 1.0)}))
+    assert [c for c, _, _ in _ranking(store, (0.0, 1.0))] == ["b", "a"]
+    assert calls[0] == 2, "the new vector made the search rank again"
+    store.close()
+
+
+def test_conversations_changed_while_ranking_are_checked_against_the_filter_again(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    store = SQLiteStore(tmp_path / "v.db")
+    for name, minute in (("a", 1), ("b", 2), ("c", 3)):
+        store.save(conversation(name, updated=minutes(minute), metadata={"keep": True}), [message(name, id="1")])
+    _embed(store, {"a": (1.0, 0.0), "b": (0.5, 0.5), "c": (0.0, 1.0)})
+
+    def change() -> None:
+        store.save(conversation("b", updated=minutes(2), metadata={"keep": False}), [message("b", id="1")])
+
+    calls = _during_ranking(monkeypatch, change)
+    kept = ConversationFilter(metadata={"keep": True})
+    hits = store.vector_search(SPACE, (1.0, 0.0), kept)
+    assert [h.conversation.id for h in hits] == ["a", "c"] and calls[0] == 1, "no vector changed: one ranking"
+    store.close()
