@@ -14,6 +14,7 @@ from pathlib import Path
 NAMES = {
     "seed": "0.3.0",
     "ours": "ours",
+    "ours_embedding": "ours+embedder",
     "inline": "floor inline",
     "batched": "floor batched",
     "openai": "OpenAI",
@@ -61,9 +62,9 @@ class Row:
     goal: Goal | None = None
 
 
-ALL_SEED_API = "seed,ours,inline,batched,postgres"
-SAVE = "seed,ours,postgres,inline,batched,openai"  # the floors and OpenAI append the newest message here
-APPEND = "ours,postgres,inline,batched,openai"
+ALL_SEED_API = "seed,ours,ours_embedding,inline,batched,postgres"
+SAVE = "seed,ours,ours_embedding,postgres,inline,batched,openai"  # the floors and OpenAI append the newest message
+APPEND = "ours,ours_embedding,postgres,inline,batched,openai"
 
 #: The seed-API rows; the floors and SQLiteSession append the newest message where ours saves all.
 SEED_ROWS = [
@@ -155,13 +156,16 @@ SEED_ROWS += [
         Goal("floor", 1.25),
     ),
     Row(
-        "close() after N/5 deletes", "ms", False, paths("ours,inline,batched,postgres", "delete", "close_after_few_ms")
+        "close() after N/5 deletes",
+        "ms",
+        False,
+        paths("ours,ours_embedding,inline,batched,postgres", "delete", "close_after_few_ms"),
     ),
     Row(
         "close() after N deletes",
         "ms",
         False,
-        paths("ours,inline,batched,postgres", "delete", "close_after_many_ms"),
+        paths("ours,ours_embedding,inline,batched,postgres", "delete", "close_after_many_ms"),
         Goal("proportional", 4.0),
     ),
 ]
@@ -202,6 +206,13 @@ RICH_ROWS = [
     Row("database size (corpus only)", "MB", False, paths(RICH + ",seed,openai", "file_size", "total_bytes")),
     Row("whole worker (incl. the corpus in memory)", "peak RSS MB", False, paths(RICH + ",seed,openai", "peak_rss_mb")),
 ]
+
+#: "Save-path speed unchanged with an embedder attached": ours_embedding ÷ ours, per seed-API row.
+EMBEDDING_LIMIT = 1.10
+#: The rows judged against that limit: medians (and bulk's msgs/s), which have a value per round.
+EMBEDDING_JUDGED_UNITS = ("median ms", "msgs/s")
+#: Where a row's per-round values are, next to its value (their spread is the row's noise).
+ROUND_VALUES = {"median_ms": "round_medians_ms", "messages_per_second": "round_rates"}
 
 # -- numbers ----------------------------------------------------------------------
 
@@ -269,6 +280,97 @@ def judge_close(results: dict) -> tuple[float | None, bool | None]:
     return growth, growth >= 4.0
 
 
+def round_spread(row: Row, result: dict | None) -> tuple[float, float] | None:
+    """ours' own rounds of a row, as time ratios to the row's value: (the fastest round, the slowest)."""
+    path = row.where.get("ours")
+    if path is None or path[-1] not in ROUND_VALUES:
+        return None
+    value = lookup(result, path)
+    rounds: object = result
+    for key in (*path[:-1], ROUND_VALUES[path[-1]]):
+        rounds = rounds.get(key) if isinstance(rounds, dict) else None
+    if not value or not isinstance(rounds, list) or len(rounds) < 2:
+        return None
+    ratios = [r / value if not row.higher_is_better else value / r for r in rounds if r]
+    return (min(ratios), max(ratios)) if ratios else None
+
+
+def embedding_table(results: dict) -> list[dict]:
+    """Every seed-API row of ours with and without the background embedder: ratio, ours' rounds, verdict.
+
+    Judged (<= EMBEDDING_LIMIT) where the row is a median or bulk's rate; not judged when
+    the embedder embedded nothing in this run (then nothing competed with the saves).
+    """
+    worked = bool(results.get("ours_embedding", {}).get("embedding", {}).get("texts_embedded"))
+    table = []
+    for row in SEED_ROWS:
+        if "ours_embedding" not in row.where or row.unit == "ratio":
+            continue
+        values = row_values(row, results)
+        ours, embedding = values.get("ours"), values.get("ours_embedding")
+        ratio = time_ratio(embedding, ours, row.higher_is_better)
+        judged = row.unit in EMBEDDING_JUDGED_UNITS
+        met = None if ratio is None or not worked else ratio <= EMBEDDING_LIMIT
+        table.append(
+            {
+                "workload": f"embedder attached: {row.label}",
+                "unit": row.unit,
+                "values": {"ours": ours, "ours_embedding": embedding},
+                "ours_rounds": round_spread(row, results.get("ours")),
+                "goal": f"<= {EMBEDDING_LIMIT:g}x ours" if judged else "",
+                "goal_ratio": ratio,
+                "verdict": verdict_text(met) if judged else "",
+            }
+        )
+    return table
+
+
+def print_embedding_table(table: list[dict], results: dict) -> None:
+    header = [
+        "workload",
+        "unit",
+        "ours",
+        "ours+embedder",
+        "ours+embedder/ours",
+        "ours' rounds / ours",
+        "goal",
+        "verdict",
+    ]
+    lines = []
+    for entry in table:
+        spread = entry["ours_rounds"]
+        lines.append(
+            [
+                entry["workload"].removeprefix("embedder attached: "),
+                entry["unit"],
+                number(entry["values"]["ours"]),
+                number(entry["values"]["ours_embedding"]),
+                number(entry["goal_ratio"]),
+                f"{number(spread[0])}-{number(spread[1])}" if spread else "-",
+                entry["goal"],
+                entry["verdict"],
+            ]
+        )
+    print_grid(header, lines)
+    embedding = results.get("ours_embedding", {}).get("embedding", {})
+    stores = embedding.get("stores", {})
+    print(
+        f"the background thread ({embedding.get('embedder', '?')}) embedded {embedding.get('texts_embedded', 0)} "
+        f"messages in {embedding.get('embed_calls', 0)} calls ({embedding.get('embed_seconds', 0.0):.2f} s inside "
+        f"embed); at the end {embedding.get('embedded', 0)} messages had a vector and {embedding.get('pending', 0)} "
+        f"were pending (embedded / pending: "
+        + "; ".join(f"{when} {c['embedded']} / {c['pending']}" for when, c in stores.items())
+        + ")"
+    )
+    if embedding.get("park_timeouts"):
+        print(f"WARNING: the background thread did not stop between steps {embedding['park_timeouts']} times")
+    if not embedding.get("texts_embedded"):
+        print(
+            "WARNING: the background embedder embedded nothing in this run: nothing competed with ours+embedder's "
+            "calls, so these rows say nothing about an embedder attached (not judged)"
+        )
+
+
 def number(value: float | None) -> str:
     if value is None:
         return "-"
@@ -331,6 +433,7 @@ def seed_table(results: dict, present: list[str]) -> list[dict]:
 
 
 def print_seed_table(table: list[dict], present: list[str]) -> None:
+    """The seed-API table (ours+embedder's column too; its ratios are in the embedder table)."""
     others = [o for o in ("inline", "batched", "seed", "openai") if o in present]
     header = [
         "workload",
@@ -475,11 +578,18 @@ def print_goal_summary(tables: dict[str, list[dict]]) -> list[dict]:
         ]
         for s in summary
     ]
-    print("\ngoals of the seed API (issue 14), ours judged in each regime:")
+    attached = [s for s in summary if s["workload"].startswith("embedder attached: ")]
+    also = " and with an embedder attached (ours+embedder ÷ ours)" if attached else ""
+    print(f"\ngoals of the seed API (issue 14){also}, ours judged in each regime:")
     print_grid(header, lines, left=3)
     met = sum(s[f"{r} verdict"] == "MET" for s in summary for r in regimes)
     missed = sum(s[f"{r} verdict"] == "MISSED" for s in summary for r in regimes)
-    print(f"{met} MET, {missed} MISSED")
+    print(f"{met} MET, {missed} MISSED", end="")
+    if attached:
+        attached_met = sum(s[f"{r} verdict"] == "MET" for s in attached for r in regimes)
+        attached_missed = sum(s[f"{r} verdict"] == "MISSED" for s in attached for r in regimes)
+        print(f" (of them with an embedder attached: {attached_met} MET, {attached_missed} MISSED)", end="")
+    print()
     return summary
 
 
@@ -496,6 +606,7 @@ def print_report(regimes: dict, args: argparse.Namespace, corpus: Path, queries:
     """Print every table of every regime and the goal summary; returns what goes in the JSON."""
     seed_tables: dict[str, list[dict]] = {}
     rich_tables: dict[str, list[dict]] = {}
+    embedding_tables: dict[str, list[dict]] = {}
     for regime, outcome in regimes.items():
         results = outcome["systems"]
         if not results:
@@ -505,6 +616,15 @@ def print_report(regimes: dict, args: argparse.Namespace, corpus: Path, queries:
         print(f"\nseed API, {regime}:")
         seed_tables[regime] = seed_table(results, present)
         print_seed_table(seed_tables[regime], present)
+        if "ours_embedding" in results:
+            print(
+                f"\nseed API with an embedder attached, {regime}: ours+embedder = ours with embedder='wordllama', "
+                "embed_in_background=True (its thread runs during ours+embedder's own steps only); "
+                f"goal: median <= {EMBEDDING_LIMIT:g}x ours; \"ours' rounds\": ours' fastest and slowest round "
+                "÷ ours' value (the noise):"
+            )
+            embedding_tables[regime] = embedding_table(results)
+            print_embedding_table(embedding_tables[regime], results)
         print(f"\nricher API and the rest, {regime} (not judged; --compare shows changes against an earlier run):")
         rich_tables[regime] = rich_table(results, present)
         print_rich_table(rich_tables[regime], present)
@@ -512,13 +632,22 @@ def print_report(regimes: dict, args: argparse.Namespace, corpus: Path, queries:
         print_queries(results, present, queries)
     print()
     print(LEGEND)
-    summary = print_goal_summary(seed_tables) if seed_tables else []
+    goal_tables = dict(seed_tables)
+    if embedding_tables:  # the same rows in every regime (n/a where ours+embedder did not run)
+        for regime, results in ((r, o["systems"]) for r, o in regimes.items() if r in seed_tables):
+            goal_tables[regime] = seed_tables[regime] + embedding_tables.get(regime, embedding_table(results))
+    summary = print_goal_summary(goal_tables) if goal_tables else []
     if args.compare:
         print_comparison(
             {**{f"{r} seed": t for r, t in seed_tables.items()}, **{f"{r} rich": t for r, t in rich_tables.items()}},
             args.compare,
         )
-    return {"summary": summary, "seed_tables": seed_tables, "rich_tables": rich_tables}
+    return {
+        "summary": summary,
+        "seed_tables": seed_tables,
+        "rich_tables": rich_tables,
+        "embedding_tables": embedding_tables,
+    }
 
 
 def print_comparison(tables: dict[str, list[dict]], path: Path) -> None:

@@ -75,7 +75,7 @@ QUERIES = [
     "server",
 ]
 
-SYSTEMS = ("seed", "ours", "inline", "batched", "openai", "postgres")
+SYSTEMS = ("seed", "ours", "ours_embedding", "inline", "batched", "openai", "postgres")
 #: Where each regime puts its databases (disk: --disk-dir).
 TMPFS_DIR = "/dev/shm"
 REGIMES = ("disk", "tmpfs")
@@ -203,8 +203,19 @@ def postgres_problem() -> str | None:
     return done.stdout.strip() or None
 
 
+def embedder_problem() -> str | None:
+    """Why ours_embedding cannot run here (its embedder, the [semantic] extra, is missing), or None."""
+    code = "from qv_session_manager.embedding import open_embedder; open_embedder('wordllama')"
+    done = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, cwd=tempfile.gettempdir(), check=False
+    )
+    if done.returncode != 0:
+        return (done.stderr.strip().splitlines() or [f"exit status {done.returncode}"])[-1]
+    return None
+
+
 def choose_systems(args: argparse.Namespace) -> list[str]:
-    """The systems asked for, minus postgres (with a note) when it cannot run."""
+    """The systems asked for, minus postgres and ours_embedding (with a note) when they cannot run."""
     scale_default = ["ours", "inline", "batched"]
     asked = args.systems.split(",") if args.systems else (scale_default if args.scale else list(SYSTEMS))
     unknown = set(asked) - set(SYSTEMS)
@@ -215,6 +226,11 @@ def choose_systems(args: argparse.Namespace) -> list[str]:
         if problem:
             print(f"note: skipping the postgres column: {problem}", flush=True)
             asked.remove("postgres")
+    if "ours_embedding" in asked:
+        problem = embedder_problem()
+        if problem:
+            print(f"note: skipping ours_embedding (pip install -e '.[semantic]' for wordllama): {problem}", flush=True)
+            asked.remove("ours_embedding")
     return [s for s in SYSTEMS if s in asked]
 
 
@@ -444,7 +460,7 @@ def check_modules(results: dict, pythons: dict[str, Path]) -> None:
             found = Path(results[system]["module_file"]).resolve()
             if pythons[system].parent.parent.resolve() not in found.parents:
                 sys.exit(f"the {system} worker imported {found}, not its venv's package")
-    for system in ("ours", "postgres"):
+    for system in ("ours", "ours_embedding", "postgres"):
         if system in results:
             found = Path(results[system]["module_file"]).resolve()
             if REPO_DIR not in found.parents:
@@ -571,7 +587,7 @@ def main() -> None:
     os.environ["QV_BENCH_SQLITE_DRIVER"] = args.sqlite_driver  # the workers inherit it
     pythons = interpreters(systems, args.offline)
     corpus = find_corpus(args)
-    if {"ours", "postgres"} & set(pythons):
+    if {"ours", "ours_embedding", "postgres"} & set(pythons):
         check_ours()
     print(
         f"systems: {', '.join(pythons)}; regimes: {', '.join(args.regimes)}; "

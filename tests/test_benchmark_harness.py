@@ -1,11 +1,14 @@
 """A smoke run of benchmarks/run.py on a tiny made-up corpus: every step, both regimes, no network.
 
 ``--offline`` keeps the harness from building the 0.3.0 and OpenAI venvs: where they
-are not built yet, their systems are skipped and the harness says so.
+are not built yet, their systems are skipped and the harness says so. ``ours_embedding``
+(ours with a background WordLlama embedder) runs when the [semantic] extra is
+installed; without it the harness skips that system with a note, and so does this test.
 """
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import os
 import subprocess
@@ -15,6 +18,7 @@ from pathlib import Path
 import pytest
 
 REPO = Path(__file__).resolve().parent.parent
+HAS_WORDLLAMA = importlib.util.find_spec("wordllama") is not None
 WORDS = ["python", "error", "function", "recipe", "history", "marketing", "database", "story", "music"]
 
 
@@ -48,7 +52,7 @@ def test_quick_run_judges_every_goal_and_the_floors_agree(tmp_path: Path) -> Non
         "--corpus",
         str(corpus),
         "--systems",
-        "seed,ours,inline,batched,openai",
+        "seed,ours,ours_embedding,inline,batched,openai",
         "--where",
         regimes,
         "--disk-dir",
@@ -87,3 +91,22 @@ def test_quick_run_judges_every_goal_and_the_floors_agree(tmp_path: Path) -> Non
     verdicts = {row[f"{regime} verdict"] for row in report["goals"]["summary"] for regime in regimes.split(",")}
     assert verdicts <= {"MET", "MISSED", "n/a"} and verdicts & {"MET", "MISSED"}
     assert "goals of the seed API" in done.stdout
+    attached = [row for row in report["goals"]["summary"] if row["workload"].startswith("embedder attached: ")]
+    if not HAS_WORDLLAMA:
+        assert "note: skipping ours_embedding" in done.stdout
+        assert not attached
+        return
+    assert "seed API with an embedder attached" in done.stdout
+    for regime in regimes.split(","):
+        embedding = report["regimes"][regime]["systems"]["ours_embedding"]["embedding"]
+        assert embedding["texts_embedded"] > 0 and embedding["park_timeouts"] == 0
+        assert embedding["embedded"] + embedding["pending"] > 0
+        assert (
+            report["regimes"][regime]["systems"]["ours_embedding"]["hits_after_live"]
+            == (report["regimes"][regime]["systems"]["ours"]["hits_after_live"])
+        )
+    assert {row[f"{regime} verdict"] for row in attached if row["goal"] for regime in regimes.split(",")} <= {
+        "MET",
+        "MISSED",
+    }
+    assert attached and all(row["goal"] == "<= 1.1x ours" for row in attached if row["goal"])
