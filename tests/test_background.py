@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from collections.abc import Callable, Sequence
 
 import pytest
 from qv_ollama_sdk.domain.models import Conversation
 
-from qv_session_manager import InvalidInputError, SessionManager
+from qv_session_manager import InvalidInputError, SessionManager, background
 from qv_session_manager.backends.memory import MemoryStore
 from qv_session_manager.embedding import Vector
 from qv_session_manager.encryption import EncryptedStore
@@ -105,3 +106,41 @@ def test_background_embedding_is_checked_and_needs_vectors() -> None:
         assert manager.background is None, "a store without vectors gets no worker"
         _save(manager, "still saved")
         assert len(manager.list_conversations()) == 1
+
+
+class _Slow(SynonymEmbedder):
+    """Takes ``seconds`` per batch and records when it ran."""
+
+    def __init__(self, seconds: float) -> None:
+        super().__init__()
+        self.seconds = seconds
+        self.busy = 0.0
+
+    def embed(self, texts: Sequence[str]) -> list[Vector]:
+        started = time.monotonic()
+        time.sleep(self.seconds)
+        vectors = super().embed(texts)
+        self.busy += time.monotonic() - started
+        return vectors
+
+
+def test_the_worker_gives_way_to_a_stream_of_saves_and_catches_up_in_the_pause() -> None:
+    """While saves come without a pause the worker embeds a small share of the time; a pause lets it finish."""
+    embedder = _Slow(0.02)
+    with SessionManager(store=MemoryStore(), embedder=embedder, embed_in_background=True) as manager:
+        assert manager.background is not None
+        manager.background._batch_size = 1  # one message a batch: many batches to schedule
+        started = time.monotonic()
+        while time.monotonic() - started < 0.6:  # saves with no pause (far below QUIET_SECONDS apart)
+            _save(manager, "my car is dead")
+            time.sleep(0.01)
+        streaming = time.monotonic() - started
+        assert background.BUSY_SHARE == 0.1
+        assert embedder.busy <= streaming * 0.3 + embedder.seconds, (
+            "the worker took more than its share while saves went on"
+        )
+        embedded, pending = _counts(manager)
+        assert embedded > 0, "the worker still made progress"
+        assert pending > 0
+        assert manager.background.wait_idle(30)
+        assert _counts(manager)[1] == 0, "the pause after the stream let it embed the rest"
