@@ -362,6 +362,14 @@ def print_embedding_table(table: list[dict], results: dict) -> None:
         + "; ".join(f"{when} {c['embedded']} / {c['pending']}" for when, c in stores.items())
         + ")"
     )
+    print(
+        f"untimed between steps, the thread finished what each step left pending in "
+        f"{embedding.get('drain_seconds', 0.0):.2f} s in all"
+    )
+    if embedding.get("drain_timeouts"):
+        print(
+            f"WARNING: the background thread did not finish within a step's pause {embedding['drain_timeouts']} times"
+        )
     if embedding.get("park_timeouts"):
         print(f"WARNING: the background thread did not stop between steps {embedding['park_timeouts']} times")
     if not embedding.get("texts_embedded"):

@@ -61,6 +61,8 @@ OURS_SQLITE = ("ours", "ours_embedding")
 EMBEDDER_SPEC = "wordllama"
 #: Longest wait for the background embedder to park between steps, in seconds.
 PARK_TIMEOUT = 30.0
+#: The longest untimed wait for the background embedder to finish what a step left pending (seconds).
+DRAIN_TIMEOUT = 300.0
 FLOORS = ("inline", "batched")  # bare sqlite3
 #: The SQLite driver ours and the floors use (run.py --sqlite-driver); the seed and OpenAI keep the stdlib's.
 SQLITE_DRIVER = os.environ.get("QV_BENCH_SQLITE_DRIVER", "sqlite3")
@@ -184,6 +186,8 @@ class EmbedderGate:
         self.texts = 0
         self.seconds = 0.0
         self.park_timeouts = 0
+        self.drain_seconds = 0.0
+        self.drain_timeouts = 0
 
     def embed(self, texts: Sequence[str]) -> list[list[float]]:
         if not self._open.is_set():
@@ -205,6 +209,15 @@ class EmbedderGate:
 
     def resume(self) -> None:
         self._open.set()
+
+    def drain(self) -> None:
+        """Untimed, at the end of a step: let the threads embed what the step left pending, as
+        an app's pauses between bursts of saves would (the saves of the step ran meanwhile)."""
+        started = time.perf_counter()
+        for manager in self.managers:
+            if manager.background is not None and not manager.background.wait_idle(DRAIN_TIMEOUT):
+                self.drain_timeouts += 1
+        self.drain_seconds += time.perf_counter() - started
 
     def pause(self) -> None:
         """Close the gate and wait until every open manager's thread is idle or waits at it."""
@@ -228,6 +241,8 @@ class EmbedderGate:
             "texts_embedded": self.texts,
             "embed_seconds": self.seconds,
             "park_timeouts": self.park_timeouts,
+            "drain_seconds": self.drain_seconds,
+            "drain_timeouts": self.drain_timeouts,
         }
 
 
@@ -880,6 +895,8 @@ class Bench:
             EMBEDDER.resume()
         try:
             getattr(self, f"step_{step}")(round_number, rounds)
+            if EMBEDDER is not None:
+                EMBEDDER.drain()
         finally:
             if EMBEDDER is not None:
                 EMBEDDER.pause()
