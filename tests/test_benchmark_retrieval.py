@@ -46,12 +46,18 @@ def write_corpus(path: Path) -> None:
     path.write_text(json.dumps(items), encoding="utf-8")
 
 
-@pytest.mark.slow
-def test_quick_retrieval_run_reports_every_mode(tmp_path: Path) -> None:
+@pytest.fixture
+def corpus(tmp_path: Path) -> Path:
+    """The made-up corpus as a file; skips without the offline embedder."""
     pytest.importorskip("wordllama")
     pytest.importorskip("numpy")
-    corpus = tmp_path / "corpus.json"
-    write_corpus(corpus)
+    path = tmp_path / "corpus.json"
+    write_corpus(path)
+    return path
+
+
+@pytest.mark.slow
+def test_quick_retrieval_run_reports_every_mode(tmp_path: Path, corpus: Path) -> None:
     command = [
         sys.executable,
         str(REPO / "benchmarks" / "retrieval.py"),
@@ -89,11 +95,7 @@ def test_quick_retrieval_run_reports_every_mode(tmp_path: Path) -> None:
 
 
 @pytest.mark.slow
-def test_fusion_study_scores_every_rule_on_a_kept_store(tmp_path: Path) -> None:
-    pytest.importorskip("wordllama")
-    pytest.importorskip("numpy")
-    corpus = tmp_path / "corpus.json"
-    write_corpus(corpus)
+def test_fusion_study_scores_every_rule_on_a_kept_store(tmp_path: Path, corpus: Path) -> None:
     results = tmp_path / "results"
     common = ["--corpus", str(corpus), "--conversations", "all", "--queries", "12", "--results-dir", str(results)]
     kept = [*common, "--quick", "--db-dir", str(tmp_path), "--keep-db", "--embed-chunk", "16"]
