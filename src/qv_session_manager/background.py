@@ -12,7 +12,8 @@ The worker gives way to saves. A batch shares the store (its lock, its connectio
 commit) and the interpreter with the saves, so a save that arrives while a batch runs
 waits for it. The worker therefore runs a batch once saves have paused for
 :data:`QUIET_SECONDS` (a chat saves a message every few seconds: the backlog goes in
-the pauses), and while saves keep coming without a pause it spends at most
+the pauses; the first batch after a wake waits that long at most), and while saves
+keep coming without a pause it spends at most
 :data:`BUSY_SHARE` of the time embedding (after a batch that took *t*, it rests
 *t* x (1 - share) / share), so a stream of saves slows down by about that share at
 worst and the backlog still shrinks.
@@ -109,6 +110,9 @@ class BackgroundEmbedder:
             self._wakeup.clear()
             if self._stopping:
                 return
+            # Woken by a save, which may be the first of a stream: the first batch, too,
+            # waits for a pause or rests QUIET_SECONDS first.
+            self._rested_at = max(self._rested_at, time.monotonic() + QUIET_SECONDS)
             try:
                 space = VectorSpace.of(self._embedder)  # may ask the server for the model's dimension
                 while not self._stopping:
