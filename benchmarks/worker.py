@@ -167,11 +167,12 @@ class EmbedderGate:
     run.py runs one step in one worker at a time. The background thread would go on
     embedding after a step, while run.py times the next system: that would slow the
     other systems down and give the embedder free time that a saving app does not
-    give it. So between steps the worker pauses it (:meth:`pause`): the thread stops at its
-    next ``embed`` call (after the batch under way is stored) and waits there until
-    :meth:`resume` at the next step. While a step runs, the thread competes for the
-    GIL and the CPU with the timed calls, which is what ``ours_embedding`` measures.
-    It also counts what it embedded and how long that took.
+    give it. So at the end of a step the worker first lets the thread finish what the
+    step left pending (:meth:`drain`, untimed, as an app's pauses would), then pauses
+    it (:meth:`pause`): the thread stops at its next ``embed`` call and waits there
+    until :meth:`resume` at the next step. While a step runs, the thread competes for
+    the store, the GIL and the CPU with the timed calls, which is what
+    ``ours_embedding`` measures. It also counts what it embedded and how long that took.
     """
 
     def __init__(self, embedder: Any) -> None:

@@ -62,6 +62,7 @@ from .rules import (
     check_filter,
     check_page,
     check_window,
+    common_bound,
     is_expired,
     now_key,
     passes,
@@ -441,8 +442,7 @@ class HeldStore:
     def common_tokens(self, tokens: Sequence[str], *, share: float, minimum: int) -> builtins.set[str]:
         """See :class:`~qv_session_manager.protocol.TokenCounting`: counted exactly over every
         held message, expired ones too (the held texts are the only index)."""
-        if isinstance(tokens, str) or not all(isinstance(token, str) for token in tokens):
-            raise InvalidInputError("tokens must be a sequence of strs")
+        common_bound(tokens, share, minimum, 0)  # the arguments' checks, before any reading
         wanted = set(tokens)
         holding: Counter[str] = Counter()
         messages = 0
@@ -453,7 +453,7 @@ class HeldStore:
                 messages += len(documents)
                 for document in documents.values():
                     holding.update(wanted.intersection(document))
-        bound = max(minimum, int(share * messages))
+        bound = common_bound(tokens, share, minimum, messages)
         return {token for token, count in holding.items() if count > bound}
 
     def indexed_tokens(self) -> builtins.set[str]:

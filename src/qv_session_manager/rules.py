@@ -8,7 +8,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime, timezone
-from typing import Any, TypeVar
+from typing import Any, TypeVar, cast
 
 from .errors import InvalidInputError
 from .protocol import ConversationFilter
@@ -38,6 +38,23 @@ def check_positive_int(value: object, name: str) -> None:
     """Raise InvalidInputError unless ``value`` is an int of at least 1 (not a bool)."""
     if isinstance(value, bool) or not isinstance(value, int) or value < 1:
         raise InvalidInputError(f"{name} must be a positive int, not {value!r}")
+
+
+def common_bound(tokens: object, share: object, minimum: object, messages: int) -> int:
+    """The arguments of ``TokenCounting.common_tokens`` checked, and its bound: a token is
+    common when more than this many of the ``messages`` stored messages hold it.
+
+    Raises InvalidInputError unless ``tokens`` is a sequence of strs (not a str),
+    ``share`` a number from 0 to 1, and ``minimum`` a count.
+    """
+    if isinstance(tokens, (str, bytes)) or not isinstance(tokens, Sequence):
+        raise InvalidInputError(f"tokens must be a sequence of strs, not {type(tokens).__name__}")
+    if not all(isinstance(token, str) for token in tokens):
+        raise InvalidInputError("tokens must all be strs")
+    if isinstance(share, bool) or not isinstance(share, (int, float)) or not 0 <= share <= 1:
+        raise InvalidInputError(f"share must be a number from 0 to 1, not {share!r}")
+    check_count(minimum, "minimum")
+    return max(cast(int, minimum), int(share * messages))
 
 
 def check_count(value: object, name: str) -> None:

@@ -54,9 +54,18 @@ class TokenCountingClauses:
 
         check()
 
-    def test_common_tokens_refuses_what_is_not_tokens(self, store: ConversationStore) -> None:
-        """contract words: a str or non-str tokens are an InvalidInputError."""
+    def test_common_tokens_refuses_bad_arguments(self, store: ConversationStore) -> None:
+        """contract words: tokens that are a str or hold a non-str, a share outside 0..1, a minimum that is
+        not a count: each an InvalidInputError."""
         counting = _counting(store)
-        for bad in ("car", ["car", 3]):
+        store.save(conversation("c"), [message("the car")])
+        for bad in ("car", b"car", ["car", 3], None):
             with pytest.raises(InvalidInputError):
                 counting.common_tokens(bad, share=0.1, minimum=0)  # type: ignore[arg-type]
+        for share in (-0.1, 1.5, "half", True, float("nan")):
+            with pytest.raises(InvalidInputError):
+                counting.common_tokens(["car"], share=share, minimum=0)  # type: ignore[arg-type]
+        for minimum in (-1, 1.5, None, True):
+            with pytest.raises(InvalidInputError):
+                counting.common_tokens(["car"], share=0.1, minimum=minimum)  # type: ignore[arg-type]
+        assert counting.common_tokens(["car"], share=0.0, minimum=0) == {"car"}

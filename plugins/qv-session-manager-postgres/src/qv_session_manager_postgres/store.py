@@ -57,7 +57,15 @@ from qv_session_manager.records import (
     is_storable_id,
 )
 from qv_session_manager.redact import scrub, scrub_exception
-from qv_session_manager.rules import check_filter, check_order, check_page, check_window, now_key, window_start
+from qv_session_manager.rules import (
+    check_filter,
+    check_order,
+    check_page,
+    check_window,
+    common_bound,
+    now_key,
+    window_start,
+)
 from qv_session_manager.text import tokens
 from qv_session_manager.timeutil import time_key
 from qv_session_manager.vector_records import (
@@ -1364,14 +1372,13 @@ class PostgresStore:
     def common_tokens(self, tokens: Sequence[str], *, share: float, minimum: int) -> builtins.set[str]:
         """See :class:`~qv_session_manager.protocol.TokenCounting`: counted on the content
         vectors' GIN index, each count stopping past the bound."""
-        if isinstance(tokens, str) or not all(isinstance(token, str) for token in tokens):
-            raise InvalidInputError("tokens must be a sequence of strs")
+        common_bound(tokens, share, minimum, 0)  # the arguments' checks, before any reading
         self._check_open()
         table = f"{self._s}.qv_messages"
 
         def work(cursor: psycopg.Cursor) -> builtins.set[str]:
             (messages,) = cursor.execute(f"SELECT count(*) FROM {table}").fetchone() or (0,)
-            bound = max(minimum, int(share * messages))
+            bound = common_bound(tokens, share, minimum, messages)
             common: builtins.set[str] = set()
             if messages <= bound:
                 return common

@@ -42,6 +42,7 @@ from ...rules import (
     check_order,
     check_page,
     check_window,
+    common_bound,
     now_key,
     window_start,
 )
@@ -1246,15 +1247,14 @@ class SQLiteStore:
         """See :class:`~qv_session_manager.protocol.TokenCounting`: counted in the message index
         (where deleted rows count until the next purge), after indexing the rows waiting
         for it where the store can be written."""
-        if isinstance(tokens, str) or not all(isinstance(token, str) for token in tokens):
-            raise InvalidInputError("tokens must be a sequence of strs")
+        common_bound(tokens, share, minimum, 0)  # the arguments' checks, before any reading
         self._check_open()
         if self._may_flush and self._rows_wait():
             self._flush_waiting()
         common: builtins.set[str] = set()
         with self._transaction("counting words", write=False) as db:
             (messages,) = db.execute("SELECT count(*) FROM messages").fetchone()
-            bound = max(minimum, int(share * messages))
+            bound = common_bound(tokens, share, minimum, messages)
             if messages <= bound:
                 return common
             for token in dict.fromkeys(tokens):
