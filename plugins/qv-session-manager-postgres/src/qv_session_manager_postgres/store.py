@@ -43,6 +43,7 @@ import psycopg.errors
 import psycopg_pool
 from psycopg import IsolationLevel
 
+from qv_session_manager import rules
 from qv_session_manager.errors import CorruptStorageError, InvalidInputError, StorageError
 from qv_session_manager.protocol import Capability, ConversationFilter, SaveItem, SearchOrder
 from qv_session_manager.query import Query
@@ -57,15 +58,7 @@ from qv_session_manager.records import (
     is_storable_id,
 )
 from qv_session_manager.redact import scrub, scrub_exception
-from qv_session_manager.rules import (
-    check_filter,
-    check_order,
-    check_page,
-    check_window,
-    common_bound,
-    now_key,
-    window_start,
-)
+from qv_session_manager.rules import check_filter, check_order, check_page, check_window, now_key, window_start
 from qv_session_manager.text import tokens
 from qv_session_manager.timeutil import time_key
 from qv_session_manager.vector_records import (
@@ -1372,13 +1365,13 @@ class PostgresStore:
     def common_tokens(self, tokens: Sequence[str], *, share: float, minimum: int) -> builtins.set[str]:
         """See :class:`~qv_session_manager.protocol.TokenCounting`: counted on the content
         vectors' GIN index, each count stopping past the bound."""
-        common_bound(tokens, share, minimum, 0)  # the arguments' checks, before any reading
+        rules.common_bound(tokens, share, minimum, 0)  # the arguments' checks, before any reading
         self._check_open()
         table = f"{self._s}.qv_messages"
 
         def work(cursor: psycopg.Cursor) -> builtins.set[str]:
             (messages,) = cursor.execute(f"SELECT count(*) FROM {table}").fetchone() or (0,)
-            bound = common_bound(tokens, share, minimum, messages)
+            bound = rules.common_bound(tokens, share, minimum, messages)
             common: builtins.set[str] = set()
             if messages <= bound:
                 return common
