@@ -5,6 +5,7 @@ Run it with the python where this project is installed with its ``[semantic]`` e
     python benchmarks/retrieval.py --quick                  # smoke run: 300 conversations, 40 queries
     python benchmarks/retrieval.py                          # the first 3,000 ShareGPT conversations
     python benchmarks/retrieval.py --conversations all      # the whole corpus (17.5k conversations)
+    python benchmarks/retrieval.py --url postgresql://127.0.0.1/test   # the same on PostgreSQL
 
 The evaluation needs no hand labels (benchmarks/README.md, "Search by meaning"):
 every ShareGPT chat that starts with a user message is stored WITHOUT that opening
@@ -13,10 +14,14 @@ question, and the question becomes a query whose relevant result is its own chat
 among the questions that are question-sized, unique among the opening questions,
 and whose exact token sequence appears in no stored message.
 
-One run, on one SQLite file (in ``--db-dir``, default ``/tmp``):
+One run, on one SQLite file (in ``--db-dir``, default ``/tmp``), or with ``--url`` on a
+PostgreSQL store (the plugin qv-session-manager-postgres) in a fresh schema
+``qv_retrieval_<time>_<pid>``, dropped at the end unless ``--keep-db``:
 
 1. stores the corpus with ``save_many`` and embeds it with ``index_embeddings``
-   (the offline WordLlama embedder), timing both, and measures the index size;
+   (the offline WordLlama embedder), timing both (and the store's own ``pending_embeddings``
+   and ``store_embeddings`` within, where PostgreSQL's HNSW inserts are), and measures the
+   index size (SQLite: dbstat; PostgreSQL: pg_relation_size of the vectors' table and indexes);
 2. runs every query in every mode (text as the library parses it, text with the
    question's words OR-ed, semantic, hybrid, hybrid with OR-ed words), top 20,
    the modes' order rotating from query to query: recall@10, MRR@10, and the
@@ -24,9 +29,12 @@ One run, on one SQLite file (in ``--db-dir``, default ``/tmp``):
 3. times top-20 searches for single common words (run.py's QUERIES) in the three
    library modes, next to a bare numpy floor (the same float32 vectors as one
    matrix in memory: one matrix-vector product, the best message per conversation,
-   argpartition), the stages of a semantic search on their own, and a cProfile
-   of a few semantic searches;
-4. prints the Markdown tables and writes ``benchmarks/results/retrieval-<timestamp>.json``.
+   argpartition; on PostgreSQL the matrix is read once by SQL), the stages of a semantic
+   search on their own, its SQL steps run apart (on PostgreSQL: pgvector's ordered fetch,
+   the exact re-rank, with their EXPLAIN ANALYZE), and a cProfile of a few semantic searches;
+4. on PostgreSQL, rebuilds the HNSW index in one go (REINDEX, ``--rebuild-mem``), timed,
+   to compare with the inserts one by one of step 1;
+5. prints the Markdown tables and writes ``benchmarks/results/retrieval-<timestamp>.json``.
 """
 
 from __future__ import annotations
@@ -469,6 +477,7 @@ class PostgresTarget:
         assert manager.embedder is not None
         seconds: dict[str, list[float]] = {}
         rounds: list[int] = []
+        deep_rounds: list[int] = []
         plans: dict[str, str] = {}
         with self.psycopg.connect(self.conninfo) as connection:
             column = self._vector_column(connection)
@@ -495,6 +504,15 @@ class PostgresTarget:
                     fetches = [(s, p) for s, p in cursor.statements if "ORDER BY distance" in s]
                     rounds.append(len(fetches))
                     first_fetch, rerank = fetches[0], cursor.statements[2]
+                    deep = Recording(connection.cursor())  # what a hybrid search asks: FUSION_DEPTH conversations
+                    _, took = timed(
+                        lambda query=query, deep=deep: sql.nearest(deep, space, query, where, params, key, FUSION_DEPTH)
+                    )
+                    connection.rollback()
+                    seconds.setdefault(f"nearest() of {FUSION_DEPTH} conversations (the hybrid's depth)", []).append(
+                        took
+                    )
+                    deep_rounds.append(sum("ORDER BY distance" in s for s, _ in deep.statements))
                     for name, (statement, values), ef in (
                         (f"sql: the {first_fetch[1]['fetch']} nearest messages (ef_search 1000)", first_fetch, "1000"),
                         (f"sql: the {first_fetch[1]['fetch']} nearest messages (ef_search 40)", first_fetch, "40"),
@@ -526,6 +544,7 @@ class PostgresTarget:
         return {
             "steps": {name: spread(values) for name, values in seconds.items()},
             "fetch_rounds": {"p50": percentile(rounds, 0.5), "max": max(rounds, default=0), "searches": len(rounds)},
+            "fetch_rounds_hybrid_depth": {"p50": percentile(deep_rounds, 0.5), "max": max(deep_rounds, default=0)},
             "plans": plans,
             "vector_table_stats": None if stats is None else [str(value) for value in stats],
         }
@@ -649,8 +668,13 @@ def rotated(modes: Sequence[str], turn: int) -> list[str]:
     return [*modes[shift:], *modes[:shift]]
 
 
-def evaluate(searches: Searches, queries: list[dict[str, Any]]) -> dict[str, Any]:
-    """Every query in every mode (plus the floor), the order of modes rotating: quality and latency."""
+def evaluate(searches: Searches, queries: list[dict[str, Any]], budget: float | None = None) -> dict[str, Any]:
+    """Every query in every mode (plus the floor), the order of modes rotating: quality and latency.
+
+    With a ``budget`` (seconds), the queries stop after the one during which it ran out: the
+    first ``evaluated`` queries of the fixed random order are the sample then.
+    """
+    started = time.perf_counter()
     modes = (*MODES, "floor_embed")
     seconds: dict[str, list[float]] = {mode: [] for mode in modes}
     ranks: dict[str, list[int | None]] = {mode: [] for mode in modes}
@@ -669,6 +693,13 @@ def evaluate(searches: Searches, queries: list[dict[str, Any]]) -> dict[str, Any
             ranks[mode].append(next((i for i, ident in enumerate(ids, 1) if ident in relevant), None))
             own_ranks[mode].append(next((i for i, ident in enumerate(ids, 1) if ident == query["own"]), None))
         agree += same_scores(found["floor_embed"][:CUTOFF], found["semantic"][:CUTOFF])
+        spent = time.perf_counter() - started
+        if (turn + 1) % 50 == 0:
+            print(f"    {turn + 1} queries in {spent:.0f} s", flush=True)
+        if budget is not None and spent > budget and turn + 1 < len(queries):
+            print(f"    the evaluation's budget of {budget:.0f} s ran out after {turn + 1} queries", flush=True)
+            queries = queries[: turn + 1]
+            break
     quality = {}
     for mode in modes:
         quality[mode] = {
@@ -681,6 +712,7 @@ def evaluate(searches: Searches, queries: list[dict[str, Any]]) -> dict[str, Any
         "latency": {mode: spread(seconds[mode]) for mode in modes},
         "floor_matches_semantic_top10": agree / len(queries),
         "ranks": ranks,
+        "evaluated": len(queries),
     }
 
 
@@ -904,6 +936,8 @@ def markdown(data: dict[str, Any]) -> str:
     if diagnosis.get("fetch_rounds"):
         rounds = diagnosis["fetch_rounds"]
         lines.append(f"| ordered fetches per search (`nearest`), p50 / max | {rounds['p50']} / {rounds['max']} | |")
+        deep = diagnosis["fetch_rounds_hybrid_depth"]
+        lines.append(f"| the same for {FUSION_DEPTH} conversations, p50 / max | {deep['p50']} / {deep['max']} | |")
     goals = data["goals"]
     lines += [
         "",
@@ -1099,6 +1133,9 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         help="PostgreSQL: after the searches, REINDEX the HNSW index once per maintenance_work_mem given "
         "('default': the server's), timed (default: default 1GB; none: skip)",
     )
+    parser.add_argument(
+        "--eval-budget", type=float, help="seconds for the queries: stop after the one that runs past it (default none)"
+    )
     parser.add_argument("--compare", type=Path, help="another run's results JSON: its latencies next to this run's")
     parser.add_argument("--keep-db", action="store_true", help="keep the SQLite file (or the PostgreSQL schema)")
     parser.add_argument("--results-dir", type=Path, default=RESULTS_DIR, help="where the results JSON goes")
@@ -1137,7 +1174,8 @@ def main(argv: Sequence[str] | None = None) -> None:
         searches = Searches(manager, floor)
         gc.collect()
         gc.freeze()
-        evaluation, took = timed(lambda: evaluate(searches, queries))
+        evaluation, took = timed(lambda: evaluate(searches, queries, args.eval_budget))
+        queries = queries[: evaluation["evaluated"]]
         print(f"  evaluated in {took:.0f} s", flush=True)
         words, took = timed(lambda: word_latency(searches, args.word_repeats))
         print(f"  single-word latencies in {took:.0f} s", flush=True)
