@@ -334,6 +334,9 @@ class SqliteTarget:
     ) -> dict[str, Any]:
         return {"steps": diagnose(self.path, space, vector, repeats)}
 
+    def prepare(self, args: argparse.Namespace) -> dict[str, Any]:
+        return {}
+
     def after(self, manager: SessionManager, space: VectorSpace, args: argparse.Namespace) -> dict[str, Any]:
         return {}
 
@@ -548,6 +551,28 @@ class PostgresTarget:
             "plans": plans,
             "vector_table_stats": None if stats is None else [str(value) for value in stats],
         }
+
+    def prepare(self, args: argparse.Namespace) -> dict[str, Any]:
+        """After the build: ANALYZE the schema's tables (unless --no-analyze), as autovacuum would in time.
+
+        Without statistics the planner guesses, e.g. a sequential scan of every message in
+        the re-rank of a pgvector search; the server's ``autovacuum`` setting is recorded.
+        """
+        with self.connect() as connection:
+            (autovacuum,) = connection.execute("SHOW autovacuum").fetchone()
+            took = None
+            if args.analyze:
+                tables = connection.execute(
+                    "SELECT c.relname FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace "
+                    "WHERE n.nspname = %s AND c.relkind = 'r' ORDER BY c.relname",
+                    (self.schema,),
+                ).fetchall()
+                started = time.perf_counter()
+                for (table,) in tables:
+                    connection.execute(f'ANALYZE {self.quoted}."{table}"')
+                took = time.perf_counter() - started
+                print(f"  ANALYZE of the schema's tables in {took:.1f} s (server autovacuum: {autovacuum})", flush=True)
+        return {"autovacuum": autovacuum, "analyze_seconds": took}
 
     def after(self, manager: SessionManager, space: VectorSpace, args: argparse.Namespace) -> dict[str, Any]:
         """The HNSW index built in one go over the stored vectors (REINDEX), against the inserts one by one."""
@@ -968,6 +993,7 @@ def markdown(data: dict[str, Any]) -> str:
             *size_lines(build_data),
             *page_lines(build_data.get("vector_pages")),
             *rebuild_lines(data.get("after", {})),
+            *analyze_lines(build_data.get("prepared") or {}),
             f"| raw float32 payload | {build_data['raw_vector_bytes'] / 2**20:.1f} MB |",
             f"| {'file' if data['backend'] == 'sqlite' else 'schema'} growth | {growth / 2**20:.1f} MB ({build_data['file_bytes_before_vectors'] / 2**20:.1f} -> "
             f"{build_data['file_bytes_after_vectors'] / 2**20:.1f} MB) |",
@@ -1006,6 +1032,13 @@ def size_lines(build_data: dict[str, Any]) -> list[str]:
         f"| `message_vectors` table + its index (dbstat) | {tables.get('message_vectors', 0) / 2**20:.1f} MB + "
         f"{tables.get('message_vectors_by_message', 0) / 2**20:.1f} MB |"
     ]
+
+
+def analyze_lines(prepared: dict[str, Any]) -> list[str]:
+    if "autovacuum" not in prepared:
+        return []
+    done = "not run (--no-analyze)" if prepared["analyze_seconds"] is None else f"{prepared['analyze_seconds']:.1f} s"
+    return [f"| ANALYZE after the build (server autovacuum: {prepared['autovacuum']}) | {done} |"]
 
 
 def rebuild_lines(after: dict[str, Any]) -> list[str]:
@@ -1136,6 +1169,12 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser.add_argument(
         "--eval-budget", type=float, help="seconds for the queries: stop after the one that runs past it (default none)"
     )
+    parser.add_argument(
+        "--no-analyze",
+        dest="analyze",
+        action="store_false",
+        help="PostgreSQL: leave the tables unanalyzed after the build (default: ANALYZE them, as autovacuum would)",
+    )
     parser.add_argument("--compare", type=Path, help="another run's results JSON: its latencies next to this run's")
     parser.add_argument("--keep-db", action="store_true", help="keep the SQLite file (or the PostgreSQL schema)")
     parser.add_argument("--results-dir", type=Path, default=RESULTS_DIR, help="where the results JSON goes")
@@ -1162,6 +1201,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     try:
         manager = target.open()
         build_data = build(manager, corpus, target, args)
+        build_data["prepared"] = target.prepare(args)
         candidates, dropped = candidate_queries(corpus, args)
         queries = sample_queries(manager, corpus, candidates, args.queries, dropped)
         if not queries:
