@@ -1006,8 +1006,9 @@ def store_time_lines(build_data: dict[str, Any]) -> list[str]:
     """The store's share of index_embeddings (on PostgreSQL: the HNSW index's inserts are in store_embeddings)."""
     if build_data.get("store_embeddings_ms_per_vector") is None:
         return []
+    hnsw = any(index["method"] == "hnsw" for index in build_data.get("vector_indexes", []))
     return [
-        f"| of which `store_embeddings` (the writes{', HNSW inserts' if build_data.get('vector_indexes') else ''}) | "
+        f"| of which `store_embeddings` (the writes{', HNSW inserts' if hnsw else ''}) | "
         f"{build_data['store_embeddings_seconds']:.1f} s in {build_data['store_embeddings_calls']:,} calls = "
         f"{build_data['store_embeddings_ms_per_vector']:.2f} ms per vector |",
         f"| of which `pending_embeddings` (finding the next batch) | {build_data['pending_embeddings_seconds']:.1f} s |",
