@@ -5,6 +5,7 @@ Run it with the python where this project is installed with its ``[semantic]`` e
     python benchmarks/retrieval.py --quick                  # smoke run: 300 conversations, 40 queries
     python benchmarks/retrieval.py                          # the first 3,000 ShareGPT conversations
     python benchmarks/retrieval.py --conversations all      # the whole corpus (17.5k conversations)
+    python benchmarks/retrieval.py --url postgresql://127.0.0.1/test   # the same on PostgreSQL
 
 The evaluation needs no hand labels (benchmarks/README.md, "Search by meaning"):
 every ShareGPT chat that starts with a user message is stored WITHOUT that opening
@@ -13,10 +14,14 @@ question, and the question becomes a query whose relevant result is its own chat
 among the questions that are question-sized, unique among the opening questions,
 and whose exact token sequence appears in no stored message.
 
-One run, on one SQLite file (in ``--db-dir``, default ``/tmp``):
+One run, on one SQLite file (in ``--db-dir``, default ``/tmp``), or with ``--url`` on a
+PostgreSQL store (the plugin qv-session-manager-postgres) in a fresh schema
+``qv_retrieval_<time>_<pid>``, dropped at the end unless ``--keep-db``:
 
 1. stores the corpus with ``save_many`` and embeds it with ``index_embeddings``
-   (the offline WordLlama embedder), timing both, and measures the index size;
+   (the offline WordLlama embedder), timing both (and the store's own ``pending_embeddings``
+   and ``store_embeddings`` within, where PostgreSQL's HNSW inserts are), and measures the
+   index size (SQLite: dbstat; PostgreSQL: pg_relation_size of the vectors' table and indexes);
 2. runs every query in every mode (text as the library parses it, text with the
    question's words OR-ed, semantic, hybrid, hybrid with OR-ed words), top 20,
    the modes' order rotating from query to query: recall@10, MRR@10, and the
@@ -24,9 +29,12 @@ One run, on one SQLite file (in ``--db-dir``, default ``/tmp``):
 3. times top-20 searches for single common words (run.py's QUERIES) in the three
    library modes, next to a bare numpy floor (the same float32 vectors as one
    matrix in memory: one matrix-vector product, the best message per conversation,
-   argpartition), the stages of a semantic search on their own, and a cProfile
-   of a few semantic searches;
-4. prints the Markdown tables and writes ``benchmarks/results/retrieval-<timestamp>.json``.
+   argpartition; on PostgreSQL the matrix is read once by SQL), the stages of a semantic
+   search on their own, its SQL steps run apart (on PostgreSQL: pgvector's ordered fetch,
+   the exact re-rank, with their EXPLAIN ANALYZE), and a cProfile of a few semantic searches;
+4. on PostgreSQL, rebuilds the HNSW index in one go (REINDEX, ``--rebuild-mem``), timed,
+   to compare with the inserts one by one of step 1;
+5. prints the Markdown tables and writes ``benchmarks/results/retrieval-<timestamp>.json``.
 """
 
 from __future__ import annotations
@@ -40,6 +48,7 @@ import json
 import os
 import pstats
 import random
+import re
 import shutil
 import sqlite3
 import statistics
@@ -252,11 +261,64 @@ def page_kinds(path: Path, name: str) -> dict[str, Any] | None:
     return {"page_size": page_size, "kinds": kinds}
 
 
-class Floor:
-    """The same float32 vectors as one matrix in memory, ranked with numpy only."""
+# -- the store under test: an SQLite file (the default) or a PostgreSQL schema (--url) ----------
 
-    def __init__(self, path: Path, space: VectorSpace) -> None:
-        with sqlite3.connect(path) as db:
+
+class StoreTimer:
+    """Time spent in the store's ``pending_embeddings`` and ``store_embeddings`` (wrapped on the instance),
+    apart from the embedder's: on PostgreSQL ``store_embeddings`` holds the HNSW index's inserts."""
+
+    def __init__(self, store: Any) -> None:
+        self.store = store
+        self.seconds = {"pending_embeddings": 0.0, "store_embeddings": 0.0}
+        self.calls = {"pending_embeddings": 0, "store_embeddings": 0}
+        self.first_store_seconds: float | None = None
+        for name in self.seconds:
+            setattr(store, name, self._wrapped(name, getattr(store, name)))
+
+    def _wrapped(self, name: str, method: Callable[..., Any]) -> Callable[..., Any]:
+        def call(*args: Any, **kwargs: Any) -> Any:
+            value, took = timed(lambda: method(*args, **kwargs))
+            self.seconds[name] += took
+            self.calls[name] += 1
+            if name == "store_embeddings" and self.first_store_seconds is None:
+                self.first_store_seconds = took
+            return value
+
+        return call
+
+    def restore(self) -> None:
+        for name in self.seconds:
+            delattr(self.store, name)
+
+    def snapshot(self) -> dict[str, float]:
+        return dict(self.seconds)
+
+
+class SqliteTarget:
+    """One new SQLite file in a temporary folder of ``--db-dir``."""
+
+    kind = "sqlite"
+
+    def __init__(self, args: argparse.Namespace) -> None:
+        self.folder = Path(tempfile.mkdtemp(prefix="qv-retrieval-", dir=args.db_dir))
+        self.path = self.folder / "retrieval.db"
+        self.describe = f"SQLite {sqlite3.sqlite_version} in {args.db_dir}"
+
+    def open(self) -> SessionManager:
+        return SessionManager(self.path, embedder=EMBEDDER)
+
+    def storage_bytes(self) -> int:
+        return file_bytes(self.path)
+
+    def index_sizes(self) -> dict[str, Any]:
+        return {
+            "table_bytes": table_bytes(self.path, ["message_vectors", "message_vectors_by_message"]),
+            "vector_pages": page_kinds(self.path, "message_vectors"),
+        }
+
+    def floor(self, space: VectorSpace) -> Floor:
+        with sqlite3.connect(self.path) as db:
             rows = db.execute(
                 """SELECT c.id, v.vector FROM message_vectors v JOIN messages m ON m.pk = v.message_pk
                    JOIN conversations c ON c.pk = m.conversation_pk
@@ -264,10 +326,309 @@ class Floor:
                 (space.key,),
             ).fetchall()
         db.close()
-        self.matrix = numpy.frombuffer(b"".join(row[1] for row in rows), dtype="<f4").reshape(len(rows), -1).copy()
-        firsts = [i for i, row in enumerate(rows) if i == 0 or rows[i - 1][0] != row[0]]
+        matrix = numpy.frombuffer(b"".join(row[1] for row in rows), dtype="<f4").reshape(len(rows), -1).copy()
+        return Floor([row[0] for row in rows], matrix)
+
+    def diagnose(
+        self, manager: SessionManager, space: VectorSpace, vector: Sequence[float], repeats: int
+    ) -> dict[str, Any]:
+        return {"steps": diagnose(self.path, space, vector, repeats)}
+
+    def prepare(self, args: argparse.Namespace) -> dict[str, Any]:
+        return {}
+
+    def after(self, manager: SessionManager, space: VectorSpace, args: argparse.Namespace) -> dict[str, Any]:
+        return {}
+
+    def cleanup(self, keep: bool) -> None:
+        if keep:
+            print(f"database kept: {self.path}")
+        else:
+            shutil.rmtree(self.folder, ignore_errors=True)
+
+
+class Recording:
+    """A cursor that keeps every statement run through it (to time and explain a search's SQL apart)."""
+
+    def __init__(self, cursor: Any) -> None:
+        self.cursor = cursor
+        self.statements: list[tuple[str, Any]] = []
+
+    def execute(self, sql: str, params: Any = None) -> Any:
+        self.statements.append((sql, params))
+        return self.cursor.execute(sql, params)
+
+
+class PostgresTarget:
+    """A fresh schema on the server of ``--url`` (dropped at the end unless ``--keep-db``).
+
+    The store is opened as the library opens a URL (``SessionManager(url=..., schema=...)``);
+    the benchmark's own SQL (sizes, the floor's vectors, the steps run apart, the index
+    rebuilds) goes through a separate psycopg connection to the same database.
+    """
+
+    kind = "postgres"
+
+    def __init__(self, args: argparse.Namespace, stamp: str) -> None:
+        import psycopg
+
+        from qv_session_manager.redact import mask_url
+        from qv_session_manager_postgres import split_url
+
+        self.psycopg = psycopg
+        self.url = args.url
+        self.conninfo, options = split_url(args.url)
+        if "schema" in options:
+            sys.exit("--url must not name a schema: each run makes a fresh one (and drops it unless --keep-db)")
+        self.schema = f"qv_retrieval_{stamp}_{os.getpid()}"
+        self.quoted = '"' + self.schema + '"'
+        with self.connect() as connection:
+            (version,) = connection.execute("SHOW server_version").fetchone()
+        self.describe = f"PostgreSQL {version.split()[0]} at {mask_url(self.conninfo)}, schema {self.schema}"
+        self.store: Any = None
+
+    def connect(self) -> Any:
+        return self.psycopg.connect(self.conninfo, autocommit=True)
+
+    def open(self) -> SessionManager:
+        manager = SessionManager(url=self.url, embedder=EMBEDDER, schema=self.schema)
+        self.store = manager.store
+        print(f"  store: vector layout {self.store.vector_layout}, searches {self.store.vectors}", flush=True)
+        return manager
+
+    def storage_bytes(self) -> int:
+        """Every relation of the schema, with its indexes and TOAST."""
+        with self.connect() as connection:
+            (size,) = connection.execute(
+                """SELECT coalesce(sum(pg_total_relation_size(c.oid)), 0) FROM pg_class c
+                   JOIN pg_namespace n ON n.oid = c.relnamespace WHERE n.nspname = %s AND c.relkind = 'r'""",
+                (self.schema,),
+            ).fetchone()
+        return int(size)
+
+    def index_sizes(self) -> dict[str, Any]:
+        """``qv_message_vectors``: its heap, TOAST and each index (pg_relation_size), with the index's method."""
+        table = f"{self.quoted}.qv_message_vectors"
+        with self.connect() as connection:
+            heap, toast, rows = connection.execute(
+                """SELECT pg_relation_size(t.oid),
+                          CASE WHEN t.reltoastrelid = 0 THEN 0 ELSE pg_total_relation_size(t.reltoastrelid) END,
+                          t.reltuples FROM pg_class t WHERE t.oid = %s::regclass""",
+                (table,),
+            ).fetchone()
+            indexes = connection.execute(
+                """SELECT i.relname, am.amname, pg_relation_size(i.oid) FROM pg_index x
+                   JOIN pg_class i ON i.oid = x.indexrelid JOIN pg_am am ON am.oid = i.relam
+                   WHERE x.indrelid = %s::regclass ORDER BY i.relname""",
+                (table,),
+            ).fetchall()
+        return {
+            "vector_table": {"heap_bytes": int(heap), "toast_bytes": int(toast), "reltuples": float(rows)},
+            "vector_indexes": [{"name": name, "method": method, "bytes": int(size)} for name, method, size in indexes],
+        }
+
+    def hnsw_index(self) -> str | None:
+        for index in self.index_sizes()["vector_indexes"]:
+            if index["method"] == "hnsw":
+                return str(index["name"])
+        return None
+
+    def _vector_column(self, connection: Any) -> str:
+        """The stored vector as packed float32 bytes: pgvector's ``vector_send`` (big-endian, after a
+        4-byte header) or the bytea layout's little-endian values."""
+        if self.store.vector_layout != "pgvector":
+            return "v.embedding"
+        (extension_schema,) = connection.execute(
+            "SELECT n.nspname FROM pg_extension e JOIN pg_namespace n ON n.oid = e.extnamespace "
+            "WHERE e.extname = 'vector'"
+        ).fetchone()
+        return f'"{extension_schema}".vector_send(v.embedding)'
+
+    def floor(self, space: VectorSpace) -> Floor:
+        """The space's vectors read once by SQL (as the library reads them: live conversations, messages with text)."""
+        with self.connect() as connection:
+            column = self._vector_column(connection)
+            rows = connection.execute(
+                f"""SELECT c.id, {column} FROM {self.quoted}.qv_message_vectors v
+                    JOIN {self.quoted}.qv_messages m ON m.pk = v.message_pk
+                    JOIN {self.quoted}.qv_conversations c ON c.pk = m.conversation_pk
+                    WHERE v.space = %s COLLATE "C" AND m.content <> '' ORDER BY c.pk, m.position""",
+                (space.key,),
+            ).fetchall()
+        if self.store.vector_layout == "pgvector":
+            joined = b"".join(bytes(row[1])[4:] for row in rows)
+            matrix = numpy.frombuffer(joined, dtype=">f4").astype("<f4").reshape(len(rows), space.dimension)
+        else:
+            joined = b"".join(bytes(row[1]) for row in rows)
+            matrix = numpy.frombuffer(joined, dtype="<f4").reshape(len(rows), space.dimension).copy()
+        return Floor([row[0] for row in rows], matrix)
+
+    def diagnose(
+        self, manager: SessionManager, space: VectorSpace, vector: Sequence[float], repeats: int
+    ) -> dict[str, Any]:
+        """A pgvector search's vector step (``VectorSql.nearest``) on a connection of its own: the whole
+        step, each of its statements alone, and their plans (EXPLAIN ANALYZE, BUFFERS) for one word.
+
+        Reaches into the plugin (``_vectors``, ``_where``): the statements are the library's own.
+        """
+        from qv_session_manager_postgres.store import _TIME_FIELDS
+
+        store = self.store
+        sql = store._vectors
+        where, params = store._where(ConversationFilter())
+        key = _TIME_FIELDS["updated_at"]
+        assert manager.embedder is not None
+        seconds: dict[str, list[float]] = {}
+        rounds: list[int] = []
+        deep_rounds: list[int] = []
+        plans: dict[str, str] = {}
+        with self.psycopg.connect(self.conninfo) as connection:
+            column = self._vector_column(connection)
+            whole = f"""SELECT {column} FROM {self.quoted}.qv_message_vectors v WHERE v.space = %s COLLATE "C" """
+            settings = "SELECT set_config('hnsw.ef_search', %s, true)"
+            if sql._iterative:
+                settings += ", set_config('hnsw.iterative_scan', 'relaxed_order', true)"
+            for turn in range(repeats):
+                for word in WORDS:
+                    (query,) = manager.embedder.embed_queries([word])
+                    cursor = Recording(connection.cursor())
+                    if sql.mode != "pgvector":
+                        _, took = timed(
+                            lambda query=query, cursor=cursor: sql.exact(cursor, space, query, where, params, key)
+                        )
+                        seconds.setdefault("the exact step (every vector of the space, ranked)", []).append(took)
+                        connection.rollback()
+                        continue
+                    _, took = timed(
+                        lambda query=query, cursor=cursor: sql.nearest(cursor, space, query, where, params, key, TOP)
+                    )
+                    connection.rollback()
+                    seconds.setdefault("nearest(): the whole vector step (its SQL + exact re-rank)", []).append(took)
+                    fetches = [(s, p) for s, p in cursor.statements if "ORDER BY distance" in s]
+                    rounds.append(len(fetches))
+                    first_fetch, rerank = fetches[0], cursor.statements[2]
+                    deep = Recording(connection.cursor())  # what a hybrid search asks: FUSION_DEPTH conversations
+                    _, took = timed(
+                        lambda query=query, deep=deep: sql.nearest(deep, space, query, where, params, key, FUSION_DEPTH)
+                    )
+                    connection.rollback()
+                    seconds.setdefault(f"nearest() of {FUSION_DEPTH} conversations (the hybrid's depth)", []).append(
+                        took
+                    )
+                    deep_rounds.append(sum("ORDER BY distance" in s for s, _ in deep.statements))
+                    for name, (statement, values), ef in (
+                        (f"sql: the {first_fetch[1]['fetch']} nearest messages (ef_search 1000)", first_fetch, "1000"),
+                        (f"sql: the {first_fetch[1]['fetch']} nearest messages (ef_search 40)", first_fetch, "40"),
+                        ("sql: every vector of the fetched messages' conversations", rerank, "1000"),
+                    ):
+                        connection.execute(settings, (ef,)).fetchall()
+                        _, took = timed(
+                            lambda statement=statement, values=values: connection.execute(statement, values).fetchall()
+                        )
+                        connection.rollback()
+                        seconds.setdefault(name, []).append(took)
+                        if turn == 0 and word == WORDS[0]:
+                            connection.execute(settings, (ef,)).fetchall()
+                            plan = connection.execute("EXPLAIN (ANALYZE, BUFFERS) " + statement, values).fetchall()
+                            connection.rollback()
+                            plans[name] = re.sub(
+                                r"'\[[^\]]{100,}\]'", "'[the query vector]'", "\n".join(r[0] for r in plan)
+                            )
+            for _ in range(repeats):
+                _, took = timed(lambda: connection.execute(whole, (space.key,)).fetchall())
+                connection.rollback()
+                seconds.setdefault("sql: every vector of the space (what the exact mode reads)", []).append(took)
+        with self.connect() as connection:
+            stats = connection.execute(
+                """SELECT n_live_tup, last_analyze, last_autoanalyze FROM pg_stat_user_tables
+                   WHERE schemaname = %s AND relname = 'qv_message_vectors'""",
+                (self.schema,),
+            ).fetchone()
+        return {
+            "steps": {name: spread(values) for name, values in seconds.items()},
+            "fetch_rounds": {"p50": percentile(rounds, 0.5), "max": max(rounds, default=0), "searches": len(rounds)},
+            "fetch_rounds_hybrid_depth": {"p50": percentile(deep_rounds, 0.5), "max": max(deep_rounds, default=0)},
+            "plans": plans,
+            "vector_table_stats": None if stats is None else [str(value) for value in stats],
+        }
+
+    def prepare(self, args: argparse.Namespace) -> dict[str, Any]:
+        """After the build: ANALYZE the schema's tables (unless --no-analyze), as autovacuum would in time.
+
+        Without statistics the planner guesses, e.g. a sequential scan of every message in
+        the re-rank of a pgvector search; the server's ``autovacuum`` setting is recorded.
+        """
+        with self.connect() as connection:
+            (autovacuum,) = connection.execute("SHOW autovacuum").fetchone()
+            took = None
+            if args.analyze:
+                tables = connection.execute(
+                    "SELECT c.relname FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace "
+                    "WHERE n.nspname = %s AND c.relkind = 'r' ORDER BY c.relname",
+                    (self.schema,),
+                ).fetchall()
+                started = time.perf_counter()
+                for (table,) in tables:
+                    connection.execute(f'ANALYZE {self.quoted}."{table}"')
+                took = time.perf_counter() - started
+                print(f"  ANALYZE of the schema's tables in {took:.1f} s (server autovacuum: {autovacuum})", flush=True)
+        return {"autovacuum": autovacuum, "analyze_seconds": took}
+
+    def after(self, manager: SessionManager, space: VectorSpace, args: argparse.Namespace) -> dict[str, Any]:
+        """The HNSW index built in one go over the stored vectors (REINDEX), against the inserts one by one."""
+        index = self.hnsw_index()
+        if index is None or not args.rebuild_mem:
+            return {}
+        rebuilds = []
+        with self.connect() as connection:
+            notices: list[str] = []
+            connection.add_notice_handler(lambda diagnostic: notices.append(str(diagnostic.message_primary)))
+            (workers,) = connection.execute("SHOW max_parallel_maintenance_workers").fetchone()
+            for memory in args.rebuild_mem:
+                notices.clear()
+                if memory != "default":
+                    connection.execute(f"SET maintenance_work_mem = '{memory}'")
+                (used,) = connection.execute("SHOW maintenance_work_mem").fetchone()
+                _, took = timed(lambda: connection.execute(f"REINDEX INDEX {self.quoted}.{index}"))
+                (size,) = connection.execute(
+                    "SELECT pg_relation_size(%s::regclass)", (f"{self.quoted}.{index}",)
+                ).fetchone()
+                rebuilds.append(
+                    {
+                        "maintenance_work_mem": used,
+                        "parallel_workers_allowed": int(workers),
+                        "seconds": took,
+                        "index_bytes": int(size),
+                        "notices": list(notices),
+                    }
+                )
+                print(f"  REINDEX of the HNSW index, maintenance_work_mem {used}: {took:.1f} s {notices}", flush=True)
+                connection.execute("RESET maintenance_work_mem")
+        return {"hnsw_rebuilds": rebuilds}
+
+    def cleanup(self, keep: bool) -> None:
+        if keep:
+            print(f"schema kept: {self.schema} ({self.describe})")
+            return
+        try:
+            with self.connect() as connection:
+                connection.execute(f"DROP SCHEMA IF EXISTS {self.quoted} CASCADE")
+        except self.psycopg.Error as exc:
+            print(f"could not drop schema {self.schema}: {exc}", file=sys.stderr)
+
+
+class Floor:
+    """The same float32 vectors as one matrix in memory, ranked with numpy only.
+
+    ``ids`` names each row's conversation, the rows of a conversation together (as the
+    store reads them: by conversation, then message position).
+    """
+
+    def __init__(self, ids: Sequence[str], matrix: numpy.ndarray) -> None:
+        self.matrix = matrix
+        firsts = [i for i in range(len(ids)) if i == 0 or ids[i - 1] != ids[i]]
         self.starts = numpy.asarray(firsts, dtype=numpy.intp)
-        self.ids = [rows[i][0] for i in firsts]
+        self.ids = [ids[i] for i in firsts]
 
     def top(self, vector: Sequence[float], count: int) -> list[tuple[str, float]]:
         """The ``count`` conversations whose best message is most similar, best first, with that similarity."""
@@ -332,8 +693,13 @@ def rotated(modes: Sequence[str], turn: int) -> list[str]:
     return [*modes[shift:], *modes[:shift]]
 
 
-def evaluate(searches: Searches, queries: list[dict[str, Any]]) -> dict[str, Any]:
-    """Every query in every mode (plus the floor), the order of modes rotating: quality and latency."""
+def evaluate(searches: Searches, queries: list[dict[str, Any]], budget: float | None = None) -> dict[str, Any]:
+    """Every query in every mode (plus the floor), the order of modes rotating: quality and latency.
+
+    With a ``budget`` (seconds), the queries stop after the one during which it ran out: the
+    first ``evaluated`` queries of the fixed random order are the sample then.
+    """
+    started = time.perf_counter()
     modes = (*MODES, "floor_embed")
     seconds: dict[str, list[float]] = {mode: [] for mode in modes}
     ranks: dict[str, list[int | None]] = {mode: [] for mode in modes}
@@ -352,6 +718,13 @@ def evaluate(searches: Searches, queries: list[dict[str, Any]]) -> dict[str, Any
             ranks[mode].append(next((i for i, ident in enumerate(ids, 1) if ident in relevant), None))
             own_ranks[mode].append(next((i for i, ident in enumerate(ids, 1) if ident == query["own"]), None))
         agree += same_scores(found["floor_embed"][:CUTOFF], found["semantic"][:CUTOFF])
+        spent = time.perf_counter() - started
+        if (turn + 1) % 50 == 0:
+            print(f"    {turn + 1} queries in {spent:.0f} s", flush=True)
+        if budget is not None and spent > budget and turn + 1 < len(queries):
+            print(f"    the evaluation's budget of {budget:.0f} s ran out after {turn + 1} queries", flush=True)
+            queries = queries[: turn + 1]
+            break
     quality = {}
     for mode in modes:
         quality[mode] = {
@@ -364,6 +737,7 @@ def evaluate(searches: Searches, queries: list[dict[str, Any]]) -> dict[str, Any
         "latency": {mode: spread(seconds[mode]) for mode in modes},
         "floor_matches_semantic_top10": agree / len(queries),
         "ranks": ranks,
+        "evaluated": len(queries),
     }
 
 
@@ -467,37 +841,47 @@ def diagnose(path: Path, space: VectorSpace, vector: Sequence[float], repeats: i
 # -- building the store -----------------------------------------------------------------
 
 
-def build(manager: SessionManager, corpus: Corpus, path: Path, args: argparse.Namespace) -> dict[str, Any]:
-    """Store and embed the corpus; time both and measure the index."""
+def build(manager: SessionManager, corpus: Corpus, target: Any, args: argparse.Namespace) -> dict[str, Any]:
+    """Store and embed the corpus; time both (the store's own part of the embedding apart) and measure the index."""
     stored_messages = sum(len(item.turns) - opens_chat(corpus, n) for n, item in enumerate(corpus.items))
     conversations = (stored_conversation(corpus, number) for number in range(len(corpus)))
     saved, save_seconds = timed(lambda: manager.save_many(conversations, batch_size=500))
-    before = file_bytes(path)
+    print(f"  saved in {save_seconds:.1f} s", flush=True)
+    before = target.storage_bytes()
     chunks = []
     space = VectorSpace.of(manager.embedder)
     pending = manager.store.embedding_counts(space)[1]
     tail = args.default_batch_tail
-    while pending:
-        # The last ``tail`` messages go in the library's default batches, timed on their own.
-        batch, limit = (DEFAULT_BATCH, pending) if pending <= tail else (args.embed_batch, args.embed_chunk)
-        if pending > tail > 0:
-            limit = min(limit, pending - tail)
-        progress, took = timed(lambda batch=batch, limit=limit: manager.index_embeddings(limit=limit, batch_size=batch))
-        chunks.append(
-            {"embedded": progress.embedded, "seconds": took, "pending": progress.pending, "batch_size": batch}
-        )
-        print(
-            f"  embedded {progress.embedded} in {took:.1f} s ({progress.embedded / took:,.0f} msgs/s, "
-            f"batches of {batch}), {progress.pending} pending",
-            flush=True,
-        )
-        pending = progress.pending
-        if progress.embedded == 0:
-            break
+    timer = StoreTimer(manager.store)
+    try:
+        while pending:
+            # The last ``tail`` messages go in the library's default batches, timed on their own.
+            batch, limit = (DEFAULT_BATCH, pending) if pending <= tail else (args.embed_batch, args.embed_chunk)
+            if pending > tail > 0:
+                limit = min(limit, pending - tail)
+            was = timer.snapshot()
+            progress, took = timed(
+                lambda batch=batch, limit=limit: manager.index_embeddings(limit=limit, batch_size=batch)
+            )
+            now = timer.snapshot()
+            chunk = {"embedded": progress.embedded, "seconds": took, "pending": progress.pending, "batch_size": batch}
+            chunk.update({f"{name}_seconds": now[name] - was[name] for name in now})
+            chunks.append(chunk)
+            print(
+                f"  embedded {progress.embedded} in {took:.1f} s ({progress.embedded / took:,.0f} msgs/s, "
+                f"batches of {batch}; store_embeddings {chunk['store_embeddings_seconds']:.1f} s, "
+                f"pending_embeddings {chunk['pending_embeddings_seconds']:.1f} s), {progress.pending} pending",
+                flush=True,
+            )
+            pending = progress.pending
+            if progress.embedded == 0:
+                break
+    finally:
+        timer.restore()
     embedded = sum(chunk["embedded"] for chunk in chunks)
     embed_seconds = sum(chunk["seconds"] for chunk in chunks)
-    after = file_bytes(path)
-    tables = table_bytes(path, ["message_vectors", "message_vectors_by_message"])
+    after = target.storage_bytes()
+    store_seconds = timer.seconds["store_embeddings"]
     return {
         "conversations_saved": saved,
         "messages_stored": stored_messages,
@@ -507,10 +891,14 @@ def build(manager: SessionManager, corpus: Corpus, path: Path, args: argparse.Na
         "embed_msgs_per_s": embedded / embed_seconds if embed_seconds else None,
         "embed_chunks": chunks,
         "embed_batch_size": args.embed_batch,
+        "store_embeddings_seconds": store_seconds,
+        "store_embeddings_calls": timer.calls["store_embeddings"],
+        "store_embeddings_ms_per_vector": store_seconds * 1000 / embedded if embedded else None,
+        "first_store_embeddings_seconds": timer.first_store_seconds,
+        "pending_embeddings_seconds": timer.seconds["pending_embeddings"],
         "file_bytes_before_vectors": before,
         "file_bytes_after_vectors": after,
-        "table_bytes": tables,
-        "vector_pages": page_kinds(path, "message_vectors"),
+        **target.index_sizes(),
         "raw_vector_bytes": embedded * space.dimension * 4,
     }
 
@@ -541,7 +929,7 @@ def markdown(data: dict[str, Any]) -> str:
     corpus = data["corpus_summary"]
     lines = [
         f"Retrieval: {corpus['conversations']:,} conversations ({build_data['messages_stored']:,} messages "
-        f"stored), {data['query_count']} queries (seed {SEED}), top {TOP}, SQLite in {data['db_dir']}",
+        f"stored), {data['query_count']} queries (seed {SEED}), top {TOP}, {data['store']}",
         "",
         "| ranking | recall@10 | MRR@10 | recall@20 | own part only: recall@10 | answered | top-20 p50 ms | p95 ms |",
         "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
@@ -565,10 +953,21 @@ def markdown(data: dict[str, Any]) -> str:
         lines.append(f"| {LABELS[mode]} | {wl[mode]['p50_ms']:.2f} | {wl[mode]['p95_ms']:.2f} |")
     for stage, values in stages.items():
         lines.append(f"| semantic stage: `{stage}` | {values['p50_ms']:.2f} | {values['p95_ms']:.2f} |")
-    lines += ["", "| a semantic search's steps, run apart | p50 ms |", "| --- | ---: |"]
-    lines += [f"| {name} | {values['p50_ms']:.1f} |" for name, values in data["diagnosis"].items()]
+    diagnosis = data["diagnosis"]
+    lines += ["", "| a semantic search's steps, run apart | p50 ms | p95 ms |", "| --- | ---: | ---: |"]
+    lines += [
+        f"| {name} | {values['p50_ms']:.1f} | {values['p95_ms']:.1f} |" for name, values in diagnosis["steps"].items()
+    ]
+    if diagnosis.get("fetch_rounds"):
+        rounds = diagnosis["fetch_rounds"]
+        lines.append(f"| ordered fetches per search (`nearest`), p50 / max | {rounds['p50']} / {rounds['max']} | |")
+        deep = diagnosis["fetch_rounds_hybrid_depth"]
+        lines.append(f"| the same for {FUSION_DEPTH} conversations, p50 / max | {deep['p50']} / {deep['max']} | |")
     goals = data["goals"]
     lines += [
+        "",
+        f"The floor's top-10 similarities equal the semantic search's for "
+        f"{data['evaluation']['floor_matches_semantic_top10']:.1%} of the questions.",
         "",
         "| goal | measured | verdict |",
         "| --- | ---: | --- |",
@@ -584,21 +983,123 @@ def markdown(data: dict[str, Any]) -> str:
         f"| `save_many` | {build_data['save_many_seconds']:.1f} s |",
     ]
     if build_data.get("embed_seconds"):
-        tables = build_data["table_bytes"] or {}
         growth = build_data["file_bytes_after_vectors"] - build_data["file_bytes_before_vectors"]
         lines += [
             f"| `index_embeddings` (batch {build_data['embed_batch_size']}) | {build_data['embedded']:,} messages in "
             f"{build_data['embed_seconds']:.1f} s = {build_data['embed_msgs_per_s']:,.0f} msgs/s |",
             *chunk_lines(build_data),
+            *store_time_lines(build_data),
             f"| the embedder alone (`embed`, no store) | {data['embedder_alone']['msgs_per_s']:,.0f} msgs/s |",
-            f"| `message_vectors` table + its index (dbstat) | {tables.get('message_vectors', 0) / 2**20:.1f} MB + "
-            f"{tables.get('message_vectors_by_message', 0) / 2**20:.1f} MB |",
+            *size_lines(build_data),
             *page_lines(build_data.get("vector_pages")),
+            *rebuild_lines(data.get("after", {})),
+            *analyze_lines(build_data.get("prepared") or {}),
             f"| raw float32 payload | {build_data['raw_vector_bytes'] / 2**20:.1f} MB |",
-            f"| file growth | {growth / 2**20:.1f} MB ({build_data['file_bytes_before_vectors'] / 2**20:.1f} -> "
+            f"| {'file' if data['backend'] == 'sqlite' else 'schema'} growth | {growth / 2**20:.1f} MB ({build_data['file_bytes_before_vectors'] / 2**20:.1f} -> "
             f"{build_data['file_bytes_after_vectors'] / 2**20:.1f} MB) |",
         ]
+    lines += compare_lines(data)
     return "\n".join(lines)
+
+
+def store_time_lines(build_data: dict[str, Any]) -> list[str]:
+    """The store's share of index_embeddings (on PostgreSQL: the HNSW index's inserts are in store_embeddings)."""
+    if build_data.get("store_embeddings_ms_per_vector") is None:
+        return []
+    hnsw = any(index["method"] == "hnsw" for index in build_data.get("vector_indexes", []))
+    return [
+        f"| of which `store_embeddings` (the writes{', HNSW inserts' if hnsw else ''}) | "
+        f"{build_data['store_embeddings_seconds']:.1f} s in {build_data['store_embeddings_calls']:,} calls = "
+        f"{build_data['store_embeddings_ms_per_vector']:.2f} ms per vector |",
+        f"| of which `pending_embeddings` (finding the next batch) | {build_data['pending_embeddings_seconds']:.1f} s |",
+    ]
+
+
+def size_lines(build_data: dict[str, Any]) -> list[str]:
+    """The vectors' table and indexes: dbstat on SQLite, pg_relation_size on PostgreSQL."""
+    if "vector_table" in build_data:
+        table = build_data["vector_table"]
+        indexes = ", ".join(
+            f"{index['method']} `{index['name']}` {index['bytes'] / 2**20:.1f} MB"
+            for index in build_data["vector_indexes"]
+        )
+        return [
+            f"| `qv_message_vectors` heap + TOAST (pg_relation_size) | {table['heap_bytes'] / 2**20:.1f} MB + "
+            f"{table['toast_bytes'] / 2**20:.1f} MB |",
+            f"| its indexes | {indexes} |",
+        ]
+    tables = build_data.get("table_bytes") or {}
+    return [
+        f"| `message_vectors` table + its index (dbstat) | {tables.get('message_vectors', 0) / 2**20:.1f} MB + "
+        f"{tables.get('message_vectors_by_message', 0) / 2**20:.1f} MB |"
+    ]
+
+
+def analyze_lines(prepared: dict[str, Any]) -> list[str]:
+    if "autovacuum" not in prepared:
+        return []
+    done = "not run (--no-analyze)" if prepared["analyze_seconds"] is None else f"{prepared['analyze_seconds']:.1f} s"
+    return [f"| ANALYZE after the build (server autovacuum: {prepared['autovacuum']}) | {done} |"]
+
+
+def rebuild_lines(after: dict[str, Any]) -> list[str]:
+    return [
+        f"| the HNSW index rebuilt in one go (REINDEX, maintenance_work_mem {rebuild['maintenance_work_mem']}, "
+        f"up to {rebuild['parallel_workers_allowed']} parallel workers) | {rebuild['seconds']:.1f} s, "
+        f"{rebuild['index_bytes'] / 2**20:.1f} MB |"
+        for rebuild in after.get("hnsw_rebuilds", [])
+    ]
+
+
+#: The rows of the comparison with another run (--compare): (label, section, mode).
+COMPARED = [
+    ("questions: text", "evaluation", "text"),
+    ("questions: text, OR-ed", "evaluation", "text_or"),
+    ("questions: semantic", "evaluation", "semantic"),
+    ("questions: hybrid", "evaluation", "hybrid"),
+    ("questions: hybrid, OR-ed", "evaluation", "hybrid_or"),
+    ("single words: text", "words", "text"),
+    ("single words: semantic", "words", "semantic"),
+    ("single words: hybrid", "words", "hybrid"),
+]
+
+
+def compared_latency(data: dict[str, Any], section: str, mode: str) -> dict[str, float]:
+    return data[section]["latency"][mode]
+
+
+def compare_lines(data: dict[str, Any]) -> list[str]:
+    """This run's top-20 latencies next to another run's (--compare), e.g. PostgreSQL against SQLite."""
+    other = data.get("compared")
+    if not other:
+        return []
+    lines = [
+        "",
+        f"Against {other['file']} ({other['store']}, {other['conversations']:,} conversations, "
+        f"{other['query_count']} queries); goal: PostgreSQL semantic and hybrid p50 within 3x of SQLite:",
+        "",
+        "| top-20 search | this p50 ms | other p50 ms | ratio | this p95 ms | other p95 ms | ratio |",
+        "| --- | ---: | ---: | ---: | ---: | ---: | ---: |",
+    ]
+    for label, section, mode in COMPARED:
+        mine, theirs = compared_latency(data, section, mode), other["latency"][f"{section}:{mode}"]
+        lines.append(
+            f"| {label} | {mine['p50_ms']:.1f} | {theirs['p50_ms']:.1f} | {mine['p50_ms'] / theirs['p50_ms']:.1f}x | "
+            f"{mine['p95_ms']:.1f} | {theirs['p95_ms']:.1f} | {mine['p95_ms'] / theirs['p95_ms']:.1f}x |"
+        )
+    return lines
+
+
+def load_compared(path: Path) -> dict[str, Any]:
+    """What --compare needs of another run's results JSON."""
+    other = json.loads(path.read_text(encoding="utf-8"))
+    return {
+        "file": str(path),
+        "store": other.get("store", f"SQLite in {other.get('db_dir')}"),
+        "conversations": other["corpus_summary"]["conversations"],
+        "query_count": other["query_count"],
+        "latency": {f"{section}:{mode}": compared_latency(other, section, mode) for _, section, mode in COMPARED},
+    }
 
 
 def chunk_lines(build_data: dict[str, Any]) -> list[str]:
@@ -655,7 +1156,28 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--embed-chunk", type=int, default=8192, help="messages per timed index_embeddings call")
     parser.add_argument("--corpus", type=Path, help="a ShareGPT-shaped JSON file instead of the cached corpus")
     parser.add_argument("--db-dir", type=Path, default=Path("/tmp"), help="where the SQLite file goes (default /tmp)")
-    parser.add_argument("--keep-db", action="store_true", help="keep the SQLite file")
+    parser.add_argument(
+        "--url",
+        help="a PostgreSQL store URL (postgresql://host/db, no schema): build and evaluate in a fresh schema there",
+    )
+    parser.add_argument(
+        "--rebuild-mem",
+        nargs="*",
+        default=["default", "1GB"],
+        help="PostgreSQL: after the searches, REINDEX the HNSW index once per maintenance_work_mem given "
+        "('default': the server's), timed (default: default 1GB; none: skip)",
+    )
+    parser.add_argument(
+        "--eval-budget", type=float, help="seconds for the queries: stop after the one that runs past it (default none)"
+    )
+    parser.add_argument(
+        "--no-analyze",
+        dest="analyze",
+        action="store_false",
+        help="PostgreSQL: leave the tables unanalyzed after the build (default: ANALYZE them, as autovacuum would)",
+    )
+    parser.add_argument("--compare", type=Path, help="another run's results JSON: its latencies next to this run's")
+    parser.add_argument("--keep-db", action="store_true", help="keep the SQLite file (or the PostgreSQL schema)")
     parser.add_argument("--results-dir", type=Path, default=RESULTS_DIR, help="where the results JSON goes")
     args = parser.parse_args(argv)
     defaults = {"conversations": "3000", "queries": 300, "word_repeats": 5, "profile_searches": 5}
@@ -674,36 +1196,39 @@ def main(argv: Sequence[str] | None = None) -> None:
     count = None if args.conversations == "all" else int(args.conversations)
     corpus = Corpus(str(corpus_path), count)
     print(f"corpus: {corpus.summary()}; load average {os.getloadavg()[0]:.2f}", flush=True)
-    folder = Path(tempfile.mkdtemp(prefix="qv-retrieval-", dir=args.db_dir))
-    path = folder / "retrieval.db"
+    compared = load_compared(args.compare) if args.compare else None
+    target: Any = PostgresTarget(args, started_at.strftime("%Y%m%d_%H%M%S")) if args.url else SqliteTarget(args)
+    print(f"store: {target.describe}", flush=True)
     try:
-        manager = SessionManager(path, embedder=EMBEDDER)
-        build_data = build(manager, corpus, path, args)
-        print(f"  saved in {build_data['save_many_seconds']:.1f} s", flush=True)
+        manager = target.open()
+        build_data = build(manager, corpus, target, args)
+        build_data["prepared"] = target.prepare(args)
         candidates, dropped = candidate_queries(corpus, args)
         queries = sample_queries(manager, corpus, candidates, args.queries, dropped)
         if not queries:
             sys.exit("no query survived the filters")
         print(f"queries: {len(queries)} of {len(candidates)} candidates; dropped: {dropped}", flush=True)
         assert manager.embedder is not None
-        floor = Floor(path, VectorSpace.of(manager.embedder))
+        space = VectorSpace.of(manager.embedder)
+        floor, took = timed(lambda: target.floor(space))
+        print(f"  the floor's matrix of {len(floor.matrix):,} vectors read in {took:.1f} s", flush=True)
         searches = Searches(manager, floor)
         gc.collect()
         gc.freeze()
-        evaluation, took = timed(lambda: evaluate(searches, queries))
+        evaluation, took = timed(lambda: evaluate(searches, queries, args.eval_budget))
+        queries = queries[: evaluation["evaluated"]]
         print(f"  evaluated in {took:.0f} s", flush=True)
         words, took = timed(lambda: word_latency(searches, args.word_repeats))
         print(f"  single-word latencies in {took:.0f} s", flush=True)
         profiled = profile(searches, args.profile_searches)
         (vector,) = manager.embedder.embed_queries([WORDS[0]])
-        diagnosis = diagnose(path, VectorSpace.of(manager.embedder), vector, args.word_repeats)
+        diagnosis, took = timed(lambda: target.diagnose(manager, space, vector, args.word_repeats))
+        print(f"  steps run apart in {took:.0f} s", flush=True)
         alone = embedder_alone(manager, corpus, args.embedder_sample, args.embed_batch)
+        after = target.after(manager, space, args)
         manager.close()
     finally:
-        if args.keep_db:
-            print(f"database kept: {path}")
-        else:
-            shutil.rmtree(folder, ignore_errors=True)
+        target.cleanup(args.keep_db)
     wl = words["latency"]
     data = {
         "started_at": started_at.isoformat(timespec="seconds"),
@@ -711,6 +1236,9 @@ def main(argv: Sequence[str] | None = None) -> None:
         "corpus": str(corpus_path),
         "corpus_summary": corpus.summary(),
         "db_dir": str(args.db_dir),
+        "backend": target.kind,
+        "store": target.describe,
+        "schema": getattr(target, "schema", None),
         "embedder": EMBEDDER,
         "candidates": len(candidates),
         "dropped": dropped,
@@ -731,6 +1259,8 @@ def main(argv: Sequence[str] | None = None) -> None:
         },
         "profile": profiled,
         "diagnosis": diagnosis,
+        "after": after,
+        "compared": compared,
         "load_average_end": os.getloadavg()[0],
     }
     data["wall_seconds"] = time.perf_counter() - started
@@ -738,6 +1268,8 @@ def main(argv: Sequence[str] | None = None) -> None:
     data["markdown"] = table
     print("\n" + table + "\n")
     print("cProfile of semantic searches, by own time:\n" + profiled["tottime"])
+    for name, plan in diagnosis.get("plans", {}).items():
+        print(f"EXPLAIN (ANALYZE, BUFFERS) of {name} ({WORDS[0]!r}):\n{plan}\n")
     if searches.fallbacks:
         print(f"fallbacks to text: {dict(searches.fallbacks)}")
     args.results_dir.mkdir(parents=True, exist_ok=True)

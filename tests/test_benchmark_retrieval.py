@@ -1,11 +1,15 @@
 """A smoke run of benchmarks/retrieval.py on a tiny made-up corpus: every step, no network.
 
-Needs the offline embedder (``pip install -e ".[semantic]"``); skipped without it.
+Needs the offline embedder (``pip install -e ".[semantic]"``); skipped without it. The
+PostgreSQL run (``--url``) needs the server at ``QV_SESSION_MANAGER_POSTGRES_URL`` (default
+``postgresql://postgres@127.0.0.1:5432/test``): skipped with the reason when none answers,
+failed instead when ``QV_SESSION_MANAGER_REQUIRE_SERVERS=1`` (as in CI), as the plugin's tests.
 """
 
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -56,8 +60,11 @@ def corpus(tmp_path: Path) -> Path:
     return path
 
 
-@pytest.mark.slow
-def test_quick_retrieval_run_reports_every_mode(tmp_path: Path, corpus: Path) -> None:
+POSTGRES_URL = os.environ.get("QV_SESSION_MANAGER_POSTGRES_URL") or "postgresql://postgres@127.0.0.1:5432/test"
+
+
+def run_quick(tmp_path: Path, corpus: Path, *options: str) -> tuple[subprocess.CompletedProcess[str], dict]:
+    """benchmarks/retrieval.py --quick on the made-up corpus: the finished process and its results JSON."""
     command = [
         sys.executable,
         str(REPO / "benchmarks" / "retrieval.py"),
@@ -74,11 +81,15 @@ def test_quick_retrieval_run_reports_every_mode(tmp_path: Path, corpus: Path) ->
         str(tmp_path / "results"),
         "--embed-chunk",
         "16",
+        *options,
     ]
     done = subprocess.run(command, capture_output=True, text=True, timeout=180, check=False)
     assert done.returncode == 0, done.stdout + done.stderr
     (output,) = (tmp_path / "results").glob("retrieval-*.json")
-    data = json.loads(output.read_text(encoding="utf-8"))
+    return done, json.loads(output.read_text(encoding="utf-8"))
+
+
+def check_every_mode(done: subprocess.CompletedProcess[str], data: dict) -> None:
     assert data["query_count"] == 12
     assert data["queries_with_split_siblings"] > 0
     quality = data["evaluation"]["quality"]
@@ -89,8 +100,17 @@ def test_quick_retrieval_run_reports_every_mode(tmp_path: Path, corpus: Path) ->
     assert quality["semantic"]["recall@10"] >= 0.5
     assert data["evaluation"]["floor_matches_semantic_top10"] == 1.0
     assert data["build"]["embedded"] == data["build"]["messages_stored"]
+    assert data["build"]["store_embeddings_calls"] > 0
     assert not data["fallbacks"]
     assert "| ranking | recall@10 |" in done.stdout
+
+
+@pytest.mark.slow
+def test_quick_retrieval_run_reports_every_mode(tmp_path: Path, corpus: Path) -> None:
+    done, data = run_quick(tmp_path, corpus)
+    check_every_mode(done, data)
+    assert data["backend"] == "sqlite"
+    assert data["build"]["table_bytes"] is None or data["build"]["table_bytes"]["message_vectors"] > 0
     assert not list(tmp_path.glob("qv-retrieval-*")), "the database folder is removed"
 
 
@@ -119,3 +139,39 @@ def test_fusion_study_scores_every_rule_on_a_kept_store(tmp_path: Path, corpus: 
         assert set(by_half) == {"first half (choose)", "second half (confirm)", "all"}
         assert all(0 <= numbers["mrr@10"] <= numbers["recall@10"] <= 1 for numbers in by_half.values())
     assert "| rule |" in done.stdout
+
+
+def postgres_server() -> str:
+    """The server's URL once it answered; skip (or fail when servers are required, as in CI) otherwise."""
+    psycopg = pytest.importorskip("psycopg")
+    pytest.importorskip("qv_session_manager_postgres")
+    try:
+        with psycopg.connect(POSTGRES_URL, connect_timeout=5) as connection:
+            connection.execute("SELECT 1")
+    except psycopg.Error as exc:
+        message = f"no PostgreSQL server reachable ({str(exc).strip()}); set QV_SESSION_MANAGER_POSTGRES_URL"
+        if os.environ.get("QV_SESSION_MANAGER_REQUIRE_SERVERS") == "1":
+            pytest.fail(f"{message} (QV_SESSION_MANAGER_REQUIRE_SERVERS=1: servers are required)")
+        pytest.skip(message)
+    return POSTGRES_URL
+
+
+@pytest.mark.slow
+def test_quick_retrieval_run_on_postgresql(tmp_path: Path, corpus: Path) -> None:
+    url = postgres_server()
+    done, data = run_quick(tmp_path, corpus, "--url", url, "--rebuild-mem", "default")
+    check_every_mode(done, data)
+    assert data["backend"] == "postgres"
+    assert data["schema"].startswith("qv_retrieval_")
+    build = data["build"]
+    assert build["vector_table"]["heap_bytes"] > 0
+    assert {index["method"] for index in build["vector_indexes"]} >= {"btree"}
+    assert "nearest" in done.stdout or "the exact step" in done.stdout  # the steps of the layout's search
+    if any(index["method"] == "hnsw" for index in build["vector_indexes"]):
+        (rebuild,) = data["after"]["hnsw_rebuilds"]
+        assert rebuild["seconds"] >= 0 and rebuild["index_bytes"] > 0
+    import psycopg
+
+    with psycopg.connect(url) as connection:
+        left = connection.execute("SELECT 1 FROM pg_namespace WHERE nspname = %s", (data["schema"],)).fetchone()
+    assert left is None, "the run drops its schema"
