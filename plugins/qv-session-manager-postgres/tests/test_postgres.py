@@ -437,7 +437,9 @@ def test_discovery_and_session_manager_end_to_end(postgres_url: str, schema: str
     other.add_user_message("How warm is it in Paris? Résumé please")
     with SessionManager(url=store_url + "&pool_max_size=2") as manager:
         assert isinstance(manager.store, PostgresStore) and manager.store.schema == schema
-        assert manager.store.capabilities == frozenset(Capability), "every behaviour and every optional side"
+        # every behaviour and every optional side but word counts: counting a common word on the GIN
+        # index reads its rows from the heap (about 100 ms a word at 120k messages, more than it saves)
+        assert manager.store.capabilities == frozenset(Capability) - {Capability.TOKEN_COUNTING}
         manager.save_conversation(conversation)
         reply = conversation.add_user_message("And what is a tuple?")
         manager.save_conversation(conversation, [reply])

@@ -43,7 +43,6 @@ import psycopg.errors
 import psycopg_pool
 from psycopg import IsolationLevel
 
-from qv_session_manager import rules
 from qv_session_manager.errors import CorruptStorageError, InvalidInputError, StorageError
 from qv_session_manager.protocol import Capability, ConversationFilter, SaveItem, SearchOrder
 from qv_session_manager.query import Query
@@ -89,7 +88,7 @@ from .rows import (
     load_text,
     summary_of_row,
 )
-from .textsearch import candidate_query, exact_query, quote
+from .textsearch import candidate_query, exact_query
 
 T = TypeVar("T")
 log = logging.getLogger("qv_session_manager")
@@ -412,7 +411,6 @@ class PostgresStore:
             Capability.DROPPABLE,
             Capability.INDEX_INSPECTION,
             Capability.VECTOR_STORAGE,
-            Capability.TOKEN_COUNTING,
         }
     )
 
@@ -1361,32 +1359,6 @@ class PostgresStore:
             return {lexeme for (lexeme,) in cursor.execute(sql)}
 
         return self._run("reading the search vocabulary", work, write=False)
-
-    def common_tokens(self, tokens: Sequence[str], *, share: float, minimum: int) -> builtins.set[str]:
-        """See :class:`~qv_session_manager.protocol.TokenCounting`: counted on the content
-        vectors' GIN index, each count stopping past the bound."""
-        rules.common_bound(tokens, share, minimum, 0)  # the arguments' checks, before any reading
-        self._check_open()
-        table = f"{self._s}.qv_messages"
-
-        def work(cursor: psycopg.Cursor) -> builtins.set[str]:
-            (messages,) = cursor.execute(f"SELECT count(*) FROM {table}").fetchone() or (0,)
-            bound = rules.common_bound(tokens, share, minimum, messages)
-            common: builtins.set[str] = set()
-            if messages <= bound:
-                return common
-            for token in dict.fromkeys(tokens):
-                if not token:
-                    continue
-                row = cursor.execute(
-                    f"SELECT count(*) FROM (SELECT 1 FROM {table} WHERE content_tsv @@ %s::tsquery LIMIT %s) holding",
-                    (quote(token), bound + 1),
-                ).fetchone()
-                if row is not None and row[0] > bound:
-                    common.add(token)
-            return common
-
-        return self._run("counting words", work, write=False)
 
     def close(self) -> None:
         with self._close_lock:
